@@ -1,0 +1,7 @@
+//! Amber: follow public figures on X from one self-hosted binary.
+//!
+//! Reading order: `config` (settings), `domain` (pure types), `storage` (sled),
+//! `actors` (the moving parts), `http` (the API), `startup` (wiring).
+
+pub mod domain;
+pub mod storage;

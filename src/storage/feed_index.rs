@@ -1,0 +1,464 @@
+//! The feed index: an in-memory, newest-first ordering of every post, with counts, so a
+//! page at any offset or cursor costs about the same however large the store grows.
+//!
+//! sled keeps the durable time index (`T` keys); this is a read model rebuilt from it at
+//! start-up and updated by the store's single writer after each committed batch.
+//! Lists are split into blocks of at most [`MAX_BLOCK`] entries: inserting costs one
+//! block's memmove, and finding offset `k` walks block lengths, not entries.
+
+use std::collections::HashMap;
+
+use crate::domain::cursor::Cursor;
+use crate::domain::post::Platform;
+
+/// Largest block before it splits in two.
+const MAX_BLOCK: usize = 1024;
+
+/// One post's place in the order. Sorts newest first: later timestamp first, then the
+/// higher id first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Entry {
+    pub timestamp_ms: i64,
+    pub post_id: u64,
+    pub leader_id: u64,
+    pub platform: Platform,
+}
+
+impl Entry {
+    fn order_key(&self) -> (std::cmp::Reverse<i64>, std::cmp::Reverse<u64>) {
+        (
+            std::cmp::Reverse(self.timestamp_ms),
+            std::cmp::Reverse(self.post_id),
+        )
+    }
+
+    /// The cursor that resumes right after this entry.
+    pub fn cursor(&self) -> Cursor {
+        Cursor {
+            timestamp_ms: self.timestamp_ms,
+            post_id: self.post_id,
+        }
+    }
+}
+
+fn cursor_key(c: &Cursor) -> (std::cmp::Reverse<i64>, std::cmp::Reverse<u64>) {
+    (
+        std::cmp::Reverse(c.timestamp_ms),
+        std::cmp::Reverse(c.post_id),
+    )
+}
+
+/// A sorted list kept as blocks, with offset access in O(blocks) and insert in O(block).
+#[derive(Debug, Default, Clone)]
+struct BlockList {
+    blocks: Vec<Vec<Entry>>,
+    len: usize,
+}
+
+impl BlockList {
+    fn block_for(&self, e: &Entry) -> usize {
+        // The first block whose last entry sorts at or after `e`; else the last block.
+        let key = e.order_key();
+        let idx = self
+            .blocks
+            .partition_point(|b| b.last().map(|l| l.order_key() < key).unwrap_or(true));
+        idx.min(self.blocks.len().saturating_sub(1))
+    }
+
+    fn insert(&mut self, e: Entry) {
+        if self.blocks.is_empty() {
+            self.blocks.push(Vec::with_capacity(16));
+        }
+        let b = self.block_for(&e);
+        let block = &mut self.blocks[b];
+        let key = e.order_key();
+        let pos = block.partition_point(|x| x.order_key() < key);
+        if block
+            .get(pos)
+            .map(|x| x.post_id == e.post_id && x.timestamp_ms == e.timestamp_ms)
+            == Some(true)
+        {
+            block[pos] = e;
+            return;
+        }
+        block.insert(pos, e);
+        self.len += 1;
+        if block.len() > MAX_BLOCK {
+            let tail = block.split_off(block.len() / 2);
+            self.blocks.insert(b + 1, tail);
+        }
+    }
+
+    fn remove(&mut self, e: &Entry) -> bool {
+        if self.blocks.is_empty() {
+            return false;
+        }
+        let b = self.block_for(e);
+        let block = &mut self.blocks[b];
+        let key = e.order_key();
+        let pos = block.partition_point(|x| x.order_key() < key);
+        if block.get(pos).map(|x| x.post_id == e.post_id) != Some(true) {
+            return false;
+        }
+        block.remove(pos);
+        self.len -= 1;
+        if block.is_empty() {
+            self.blocks.remove(b);
+        }
+        true
+    }
+
+    /// Position of the first entry that sorts strictly after `c`.
+    fn position_after(&self, c: &Cursor) -> usize {
+        let key = cursor_key(c);
+        let mut pos = 0;
+        for block in &self.blocks {
+            match block.last() {
+                Some(last) if last.order_key() <= key => pos += block.len(),
+                _ => {
+                    pos += block.partition_point(|x| x.order_key() <= key);
+                    break;
+                }
+            }
+        }
+        pos
+    }
+
+    /// Up to `n` entries starting at position `start`.
+    fn slice(&self, mut start: usize, n: usize) -> Vec<Entry> {
+        let mut out = Vec::with_capacity(n.min(self.len));
+        for block in &self.blocks {
+            if out.len() == n {
+                break;
+            }
+            if start >= block.len() {
+                start -= block.len();
+                continue;
+            }
+            let take = (n - out.len()).min(block.len() - start);
+            out.extend_from_slice(&block[start..start + take]);
+            start = 0;
+        }
+        out
+    }
+
+    fn iter_from(&self, start: usize) -> impl Iterator<Item = &Entry> + '_ {
+        self.blocks.iter().flatten().skip(start)
+    }
+}
+
+/// Which posts a feed query wants.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Filter {
+    /// Only these leaders (empty: all leaders).
+    pub leaders: Vec<u64>,
+    pub platform: Option<Platform>,
+}
+
+/// Where a page starts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Start {
+    /// Skip this many posts (page-number paging).
+    Offset(usize),
+    /// The posts strictly older than this cursor.
+    Before(Cursor),
+}
+
+/// One page of the order: post positions only; the store fills in the posts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PageRef {
+    pub entries: Vec<Entry>,
+    /// How many posts match the filter in all.
+    pub total: usize,
+    pub has_next: bool,
+}
+
+/// The index itself: one list of everything, one per platform, one per leader.
+#[derive(Debug, Default)]
+pub struct FeedIndex {
+    all: BlockList,
+    by_platform: HashMap<Platform, BlockList>,
+    by_leader: HashMap<u64, BlockList>,
+    by_leader_platform: HashMap<(u64, Platform), usize>,
+}
+
+impl FeedIndex {
+    /// Adds (or re-adds) one post's entry.
+    pub fn insert(&mut self, e: Entry) {
+        let before = self.all.len;
+        self.all.insert(e);
+        if self.all.len == before {
+            return; // already present
+        }
+        self.by_platform.entry(e.platform).or_default().insert(e);
+        self.by_leader.entry(e.leader_id).or_default().insert(e);
+        *self
+            .by_leader_platform
+            .entry((e.leader_id, e.platform))
+            .or_default() += 1;
+    }
+
+    /// Removes one post's entry; false when it was not there.
+    pub fn remove(&mut self, e: &Entry) -> bool {
+        if !self.all.remove(e) {
+            return false;
+        }
+        if let Some(list) = self.by_platform.get_mut(&e.platform) {
+            list.remove(e);
+        }
+        if let Some(list) = self.by_leader.get_mut(&e.leader_id) {
+            list.remove(e);
+            if list.len == 0 {
+                self.by_leader.remove(&e.leader_id);
+            }
+        }
+        if let Some(n) = self.by_leader_platform.get_mut(&(e.leader_id, e.platform)) {
+            *n -= 1;
+            if *n == 0 {
+                self.by_leader_platform.remove(&(e.leader_id, e.platform));
+            }
+        }
+        true
+    }
+
+    /// Every entry of one leader, newest first.
+    pub fn leader_entries(&self, leader_id: u64) -> Vec<Entry> {
+        self.by_leader
+            .get(&leader_id)
+            .map(|l| l.iter_from(0).copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Number of posts in all.
+    pub fn len(&self) -> usize {
+        self.all.len
+    }
+
+    /// True when no post is indexed.
+    pub fn is_empty(&self) -> bool {
+        self.all.len == 0
+    }
+
+    /// Number of posts of one platform.
+    pub fn platform_len(&self, p: Platform) -> usize {
+        self.by_platform.get(&p).map(|l| l.len).unwrap_or(0)
+    }
+
+    /// The newest entry, if any.
+    pub fn newest(&self) -> Option<Entry> {
+        self.all.slice(0, 1).first().copied()
+    }
+
+    /// Counts the posts that match a filter, from maintained counts only.
+    pub fn count(&self, f: &Filter) -> usize {
+        match (f.leaders.as_slice(), f.platform) {
+            ([], None) => self.all.len,
+            ([], Some(p)) => self.platform_len(p),
+            (leaders, None) => leaders
+                .iter()
+                .map(|l| self.by_leader.get(l).map(|x| x.len).unwrap_or(0))
+                .sum(),
+            (leaders, Some(p)) => leaders
+                .iter()
+                .map(|l| self.by_leader_platform.get(&(*l, p)).copied().unwrap_or(0))
+                .sum(),
+        }
+    }
+
+    /// One page of at most `limit` entries.
+    pub fn page(&self, f: &Filter, start: Start, limit: usize) -> PageRef {
+        let mut leaders = f.leaders.clone();
+        leaders.sort_unstable();
+        leaders.dedup();
+        let total = self.count(&Filter {
+            leaders: leaders.clone(),
+            platform: f.platform,
+        });
+        let single: Option<Option<&BlockList>> = match (leaders.as_slice(), f.platform) {
+            ([], None) => Some(Some(&self.all)),
+            ([], Some(p)) => Some(self.by_platform.get(&p)),
+            ([l], None) => Some(self.by_leader.get(l)),
+            _ => None,
+        };
+        if let Some(list) = single {
+            let empty = BlockList::default();
+            let list = list.unwrap_or(&empty);
+            let pos = match start {
+                Start::Offset(n) => n,
+                Start::Before(c) => list.position_after(&c),
+            };
+            let entries = list.slice(pos, limit);
+            let has_next = pos + entries.len() < list.len;
+            return PageRef {
+                entries,
+                total,
+                has_next,
+            };
+        }
+        // Several leaders, or a leader and a platform: merge the leaders' lists. A cursor
+        // still starts each list by binary search; an offset has to walk (documented).
+        let platform = f.platform;
+        let mut iters: Vec<_> = leaders
+            .iter()
+            .filter_map(|l| self.by_leader.get(l))
+            .map(|list| {
+                let pos = match start {
+                    Start::Before(c) => list.position_after(&c),
+                    Start::Offset(_) => 0,
+                };
+                list.iter_from(pos)
+                    .filter(move |e| platform.is_none_or(|p| e.platform == p))
+                    .peekable()
+            })
+            .collect();
+        let mut skip = match start {
+            Start::Offset(n) => n,
+            Start::Before(_) => 0,
+        };
+        let mut entries = Vec::with_capacity(limit);
+        let mut has_next = false;
+        loop {
+            let best = iters
+                .iter_mut()
+                .enumerate()
+                .filter_map(|(i, it)| it.peek().map(|e| (e.order_key(), i)))
+                .min()
+                .map(|(_, i)| i);
+            let Some(best) = best else { break };
+            if entries.len() == limit {
+                has_next = true;
+                break;
+            }
+            let Some(e) = iters[best].next().copied() else {
+                break;
+            };
+            if skip > 0 {
+                skip -= 1;
+            } else {
+                entries.push(e);
+            }
+        }
+        PageRef {
+            entries,
+            total,
+            has_next,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn entry(ts: i64, id: u64, leader: u64, platform: Platform) -> Entry {
+        Entry {
+            timestamp_ms: ts,
+            post_id: id,
+            leader_id: leader,
+            platform,
+        }
+    }
+
+    /// The slow, obviously right answer: filter and sort everything.
+    fn naive(all: &[Entry], f: &Filter, start: Start, limit: usize) -> (Vec<Entry>, usize, bool) {
+        let mut v: Vec<Entry> = all
+            .iter()
+            .filter(|e| f.leaders.is_empty() || f.leaders.contains(&e.leader_id))
+            .filter(|e| f.platform.is_none_or(|p| e.platform == p))
+            .copied()
+            .collect();
+        v.sort_by_key(|e| e.order_key());
+        let total = v.len();
+        let from = match start {
+            Start::Offset(n) => n.min(total),
+            Start::Before(c) => v
+                .iter()
+                .take_while(|e| e.order_key() <= cursor_key(&c))
+                .count(),
+        };
+        let page: Vec<Entry> = v[from..].iter().take(limit).copied().collect();
+        let has_next = from + page.len() < total;
+        (page, total, has_next)
+    }
+
+    proptest! {
+        #[test]
+        fn pages_match_a_naive_sort(
+            raw in proptest::collection::vec((0i64..50, 0u64..4, 0u8..3), 0..3000),
+            leaders in proptest::collection::vec(0u64..4, 0..3),
+            platform in proptest::option::of(0u8..3),
+            offset in 0usize..3100,
+            limit in 1usize..40,
+            cursor in (0i64..50, 0u64..4000),
+        ) {
+            let mut index = FeedIndex::default();
+            let mut all = Vec::new();
+            for (id, (ts, leader, p)) in raw.into_iter().enumerate() {
+                let e = entry(ts, id as u64, leader, Platform::ALL[p as usize]);
+                index.insert(e);
+                all.push(e);
+            }
+            let f = Filter { leaders, platform: platform.map(|p| Platform::ALL[p as usize]) };
+            for start in [Start::Offset(offset), Start::Before(Cursor { timestamp_ms: cursor.0, post_id: cursor.1 })] {
+                let got = index.page(&f, start, limit);
+                let (want, total, has_next) = naive(&all, &f, start, limit);
+                prop_assert_eq!(&got.entries, &want);
+                prop_assert_eq!(got.has_next, has_next);
+                prop_assert_eq!(got.total, total);
+            }
+        }
+    }
+
+    #[test]
+    fn removing_keeps_counts_and_order() {
+        let mut index = FeedIndex::default();
+        for id in 0..5000u64 {
+            index.insert(entry(
+                (id % 97) as i64,
+                id,
+                id % 3,
+                Platform::ALL[(id % 3) as usize],
+            ));
+        }
+        for id in (0..5000u64).step_by(2) {
+            assert!(index.remove(&entry(
+                (id % 97) as i64,
+                id,
+                id % 3,
+                Platform::ALL[(id % 3) as usize]
+            )));
+        }
+        assert_eq!(index.len(), 2500);
+        assert_eq!(
+            index.count(&Filter {
+                leaders: vec![1],
+                platform: None
+            }),
+            index.leader_entries(1).len()
+        );
+        let page = index.page(&Filter::default(), Start::Offset(0), 2500);
+        assert!(page
+            .entries
+            .windows(2)
+            .all(|w| w[0].order_key() < w[1].order_key()));
+        assert!(!index.remove(&entry(0, 0, 0, Platform::X)));
+    }
+
+    #[test]
+    fn inserting_twice_is_idempotent() {
+        let mut index = FeedIndex::default();
+        let e = entry(1, 1, 1, Platform::X);
+        index.insert(e);
+        index.insert(e);
+        assert_eq!(index.len(), 1);
+        assert_eq!(
+            index.count(&Filter {
+                leaders: vec![1],
+                platform: Some(Platform::X)
+            }),
+            1
+        );
+    }
+}

@@ -1,0 +1,12 @@
+//! The moving parts, as actix actors talking by messages.
+//!
+//! ```text
+//!  HTTP handlers ──(CreateLeader, InsertPosts, DecideReview, ...)──▶ PostStore (SyncArbiter, 1 thread)
+//!        │                                                             │ sled apply_batch + flush
+//!        └──── StoreReader (clone of the trees + feed index) ◀──────────┘ reads never queue
+//!
+//!  IngestScheduler ──Tick──▶ CircuitBreaker ──permit──▶ XFetcher ──FetchTimeline──▶ X API
+//!          └───────────────────── InsertPosts ─────────────────────▶ PostStore
+//! ```
+
+pub mod store;

@@ -1,0 +1,227 @@
+//! `PostStore`: the one actor that writes to sled. It runs on a `SyncArbiter` thread,
+//! so sled's blocking calls (and the flush behind every acknowledged write) never run
+//! on an async executor. Readers do not talk to it: they use a `StoreReader`.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use parking_lot::Mutex;
+
+use crate::domain::leader::{Leader, LeaderDraft};
+use crate::domain::post::{NewPost, Post};
+use crate::domain::review::{ReviewItem, ReviewState};
+use crate::storage::{ImportReport, InsertReport, PostPatch, Record, Store, StoreError};
+
+/// The writer actor. One instance only: the store assumes a single writer.
+pub struct PostStore {
+    // The lock is never contended (one thread); it lets the arbiter rebuild the actor
+    // around the same store if a handler ever panicked.
+    store: Arc<Mutex<Store>>,
+}
+
+impl PostStore {
+    /// Starts the actor on its own thread and returns its address.
+    pub fn start(store: Store) -> Addr<PostStore> {
+        let store = Arc::new(Mutex::new(store));
+        SyncArbiter::start(1, move || PostStore {
+            store: store.clone(),
+        })
+    }
+}
+
+impl Actor for PostStore {
+    type Context = SyncContext<Self>;
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        if let Err(err) = self.store.lock().flush() {
+            tracing::error!(error = %err, "final flush failed");
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Store posts with dedup (ingestion and import of X posts).
+#[derive(Message)]
+#[rtype(result = "Result<InsertReport, StoreError>")]
+pub struct InsertPosts(pub Vec<NewPost>);
+
+impl Handler<InsertPosts> for PostStore {
+    type Result = Result<InsertReport, StoreError>;
+    fn handle(&mut self, msg: InsertPosts, _: &mut Self::Context) -> Self::Result {
+        self.store.lock().insert_posts(msg.0)
+    }
+}
+
+/// Create a leader.
+#[derive(Message)]
+#[rtype(result = "Result<Leader, StoreError>")]
+pub struct CreateLeader(pub LeaderDraft);
+
+impl Handler<CreateLeader> for PostStore {
+    type Result = Result<Leader, StoreError>;
+    fn handle(&mut self, msg: CreateLeader, _: &mut Self::Context) -> Self::Result {
+        self.store.lock().create_leader(msg.0, now_ms())
+    }
+}
+
+/// Load the seed list into an empty, never-seeded store.
+#[derive(Message)]
+#[rtype(result = "Result<usize, StoreError>")]
+pub struct SeedLeaders(pub Vec<LeaderDraft>);
+
+impl Handler<SeedLeaders> for PostStore {
+    type Result = Result<usize, StoreError>;
+    fn handle(&mut self, msg: SeedLeaders, _: &mut Self::Context) -> Self::Result {
+        self.store.lock().seed_leaders(msg.0, now_ms())
+    }
+}
+
+/// Replace a leader's fields.
+#[derive(Message)]
+#[rtype(result = "Result<Leader, StoreError>")]
+pub struct UpdateLeader {
+    pub id: u64,
+    pub draft: LeaderDraft,
+}
+
+impl Handler<UpdateLeader> for PostStore {
+    type Result = Result<Leader, StoreError>;
+    fn handle(&mut self, msg: UpdateLeader, _: &mut Self::Context) -> Self::Result {
+        self.store.lock().update_leader(msg.id, msg.draft)
+    }
+}
+
+/// Delete a leader and everything that hangs off it. Returns the number of posts removed.
+#[derive(Message)]
+#[rtype(result = "Result<usize, StoreError>")]
+pub struct DeleteLeader(pub u64);
+
+impl Handler<DeleteLeader> for PostStore {
+    type Result = Result<usize, StoreError>;
+    fn handle(&mut self, msg: DeleteLeader, _: &mut Self::Context) -> Self::Result {
+        self.store.lock().delete_leader(msg.0)
+    }
+}
+
+/// Create a post from the admin API, optionally with a review item.
+#[derive(Message)]
+#[rtype(result = "Result<(Post, Option<ReviewItem>), StoreError>")]
+pub struct CreatePost {
+    pub post: NewPost,
+    pub requires_review: bool,
+}
+
+impl Handler<CreatePost> for PostStore {
+    type Result = Result<(Post, Option<ReviewItem>), StoreError>;
+    fn handle(&mut self, msg: CreatePost, _: &mut Self::Context) -> Self::Result {
+        self.store
+            .lock()
+            .create_post(msg.post, msg.requires_review, now_ms())
+    }
+}
+
+/// Change a post.
+#[derive(Message)]
+#[rtype(result = "Result<Post, StoreError>")]
+pub struct UpdatePost {
+    pub id: u64,
+    pub patch: PostPatch,
+}
+
+impl Handler<UpdatePost> for PostStore {
+    type Result = Result<Post, StoreError>;
+    fn handle(&mut self, msg: UpdatePost, _: &mut Self::Context) -> Self::Result {
+        self.store.lock().update_post(msg.id, msg.patch)
+    }
+}
+
+/// Delete a post.
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct DeletePost(pub u64);
+
+impl Handler<DeletePost> for PostStore {
+    type Result = Result<(), StoreError>;
+    fn handle(&mut self, msg: DeletePost, _: &mut Self::Context) -> Self::Result {
+        self.store.lock().delete_post(msg.0)
+    }
+}
+
+/// Approve or reject a review item.
+#[derive(Message)]
+#[rtype(result = "Result<ReviewItem, StoreError>")]
+pub struct DecideReview {
+    pub id: u64,
+    pub state: ReviewState,
+    pub notes: Option<String>,
+    pub reviewer: String,
+}
+
+impl Handler<DecideReview> for PostStore {
+    type Result = Result<ReviewItem, StoreError>;
+    fn handle(&mut self, msg: DecideReview, _: &mut Self::Context) -> Self::Result {
+        self.store
+            .lock()
+            .decide_review(msg.id, msg.state, msg.notes, &msg.reviewer, now_ms())
+    }
+}
+
+/// Remember the X user id resolved for a leader's handle.
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct CacheXUser {
+    pub leader_id: u64,
+    pub handle: String,
+    pub user_id: String,
+}
+
+impl Handler<CacheXUser> for PostStore {
+    type Result = Result<(), StoreError>;
+    fn handle(&mut self, msg: CacheXUser, _: &mut Self::Context) -> Self::Result {
+        self.store
+            .lock()
+            .cache_x_user(msg.leader_id, &msg.handle, &msg.user_id)
+    }
+}
+
+/// Set or clear a small persisted value (for example the ingestion stop switch).
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct SetMeta {
+    pub name: String,
+    pub value: Option<Vec<u8>>,
+}
+
+impl Handler<SetMeta> for PostStore {
+    type Result = Result<(), StoreError>;
+    fn handle(&mut self, msg: SetMeta, _: &mut Self::Context) -> Self::Result {
+        self.store.lock().set_meta(&msg.name, msg.value.as_deref())
+    }
+}
+
+/// Merge backup records.
+#[derive(Message)]
+#[rtype(result = "Result<ImportReport, StoreError>")]
+pub struct ImportRecords(pub Vec<Record>);
+
+impl Handler<ImportRecords> for PostStore {
+    type Result = Result<ImportReport, StoreError>;
+    fn handle(&mut self, msg: ImportRecords, _: &mut Self::Context) -> Self::Result {
+        self.store.lock().import(msg.0)
+    }
+}
+
+/// Flush everything to disk (shutdown).
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct Flush;
+
+impl Handler<Flush> for PostStore {
+    type Result = Result<(), StoreError>;
+    fn handle(&mut self, _: Flush, _: &mut Self::Context) -> Self::Result {
+        self.store.lock().flush()
+    }
+}

@@ -1,0 +1,527 @@
+//! Settings: the ONLY place that reads the environment (and `.env`). Every variable of
+//! SPEC's table is parsed and validated here; a bad value is a [`ConfigError`] naming it.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+
+/// The development JWT secret. `APP_ENV=production` refuses to start with it.
+pub const DEFAULT_JWT_SECRET: &str = "amber-dev-secret-change-me";
+
+/// A bad configuration value: which variable, and why.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("invalid {var}: {message}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub message: String,
+}
+
+fn bad(var: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var,
+        message: message.into(),
+    }
+}
+
+/// A secret string that never prints itself.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+
+    /// The secret itself; call only where it is used, never to log.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// `APP_ENV`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppEnv {
+    Development,
+    Production,
+}
+
+/// `LOG_FORMAT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// `CORS_ALLOWED_ORIGINS`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CorsOrigins {
+    Any,
+    List(Vec<String>),
+}
+
+/// Rate-limiting settings (SPEC "Rate limiting").
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateLimitSettings {
+    pub enabled: bool,
+    pub requests_per_minute: u32,
+    pub burst_size: u32,
+    pub window_seconds: u32,
+    pub user_requests_per_minute: u32,
+    pub user_burst_size: u32,
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+/// X ingestion settings (SPEC "Ingestion").
+#[derive(Debug, Clone, PartialEq)]
+pub struct XSettings {
+    pub ingest_enabled: bool,
+    pub bearer_token: Option<Secret>,
+    pub api_base_url: String,
+    pub ingest_limit: u32,
+    pub backfill_count: u32,
+    pub interval_minutes: u32,
+    /// The 5-field crontab expression as written (already checked to parse).
+    pub cron: Option<String>,
+    pub circuit_fail_max: u32,
+    pub circuit_reset_seconds: u64,
+    pub refresh_cooldown_seconds: u64,
+    pub monthly_read_budget: Option<u64>,
+}
+
+/// JWT settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthSettings {
+    pub jwt_secret: Secret,
+    pub jwt_ttl_seconds: u64,
+    pub bootstrap_secret: Secret,
+    /// True when `ADMIN_JWT_SECRET` was not set and the development default is in use.
+    pub using_default_secret: bool,
+}
+
+/// What the health endpoint reports about this build.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BuildInfo {
+    pub version: String,
+    pub commit: String,
+    pub build_time: String,
+}
+
+/// Every setting of the server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub host: IpAddr,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub seed_file: PathBuf,
+    pub seed_leaders: bool,
+    pub app_env: AppEnv,
+    pub log_format: LogFormat,
+    pub rust_log: String,
+    pub redis_url: Option<String>,
+    pub rate_limit: RateLimitSettings,
+    pub x: XSettings,
+    pub auth: AuthSettings,
+    pub cors_allowed_origins: CorsOrigins,
+    pub sled_cache_mb: u64,
+    pub metrics_allowed_networks: Vec<IpNet>,
+    pub build: BuildInfo,
+}
+
+/// Reads raw variables by name.
+struct Vars<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Vars<'_> {
+    fn get(&self, name: &str) -> Option<String> {
+        (self.lookup)(name)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn string(&self, name: &str, default: &str) -> String {
+        self.get(name).unwrap_or_else(|| default.to_string())
+    }
+
+    fn parse<T: std::str::FromStr>(
+        &self,
+        name: &'static str,
+        default: T,
+        what: &str,
+    ) -> Result<T, ConfigError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(v) => v
+                .parse()
+                .map_err(|_| bad(name, format!("{v:?} is not {what}"))),
+        }
+    }
+
+    fn positive(&self, name: &'static str, default: u32) -> Result<u32, ConfigError> {
+        let v: u32 = self.parse(name, default, "a whole number")?;
+        if v == 0 {
+            return Err(bad(name, "must be greater than zero"));
+        }
+        Ok(v)
+    }
+
+    fn boolean(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(name).map(|v| v.to_ascii_lowercase()) {
+            None => Ok(default),
+            Some(v) => match v.as_str() {
+                "1" | "true" | "yes" | "on" => Ok(true),
+                "0" | "false" | "no" | "off" => Ok(false),
+                _ => Err(bad(name, format!("{v:?} is not true or false"))),
+            },
+        }
+    }
+
+    fn networks(&self, name: &'static str, default: &str) -> Result<Vec<IpNet>, ConfigError> {
+        let raw = self.get(name).unwrap_or_else(|| default.to_string());
+        raw.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<IpNet>()
+                    .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+                    .map_err(|_| bad(name, format!("{s:?} is not a CIDR or IP address")))
+            })
+            .collect()
+    }
+}
+
+impl Settings {
+    /// Reads settings from the process environment, after loading `.env` if present
+    /// (variables already set win over `.env`).
+    pub fn from_env() -> Result<Settings, ConfigError> {
+        let _ = dotenvy::dotenv();
+        Settings::from_lookup(&|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings from a map (tests).
+    pub fn from_map(map: &HashMap<String, String>) -> Result<Settings, ConfigError> {
+        Settings::from_lookup(&|name| map.get(name).cloned())
+    }
+
+    /// Reads settings through any lookup function.
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+        let v = Vars { lookup };
+        let app_env = match v
+            .string("APP_ENV", "development")
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "development" | "dev" | "test" => AppEnv::Development,
+            "production" | "prod" => AppEnv::Production,
+            other => {
+                return Err(bad(
+                    "APP_ENV",
+                    format!("{other:?} is not development or production"),
+                ))
+            }
+        };
+        let log_format = match v
+            .string("LOG_FORMAT", "pretty")
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "pretty" | "text" => LogFormat::Pretty,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(bad(
+                    "LOG_FORMAT",
+                    format!("{other:?} is not json or pretty"),
+                ))
+            }
+        };
+        let rust_log = v.string("RUST_LOG", "info");
+        if tracing_subscriber::EnvFilter::try_new(&rust_log).is_err() {
+            return Err(bad("RUST_LOG", format!("{rust_log:?} is not a log filter")));
+        }
+
+        let redis_url = v.get("REDIS_URL");
+        if let Some(url) = &redis_url {
+            if !(url.starts_with("redis://")
+                || url.starts_with("rediss://")
+                || url.starts_with("redis+unix://")
+                || url.starts_with("unix://"))
+            {
+                return Err(bad(
+                    "REDIS_URL",
+                    "must start with redis://, rediss:// or unix://",
+                ));
+            }
+            if redis::Client::open(url.as_str()).is_err() {
+                return Err(bad("REDIS_URL", "is not a valid Redis URL"));
+            }
+        }
+
+        let requests_per_minute = v.positive("REQUESTS_PER_MINUTE", 60)?;
+        let burst_size = v.positive("BURST_SIZE", requests_per_minute)?;
+        let rate_limit = RateLimitSettings {
+            enabled: v.boolean("RATE_LIMITING_ENABLED", true)?,
+            requests_per_minute,
+            burst_size,
+            window_seconds: v.positive("WINDOW_SECONDS", 60)?,
+            user_requests_per_minute: v.positive(
+                "USER_REQUESTS_PER_MINUTE",
+                requests_per_minute.saturating_mul(2),
+            )?,
+            user_burst_size: v.positive("USER_BURST_SIZE", burst_size.saturating_mul(2))?,
+            trusted_proxies: v.networks("TRUSTED_PROXIES", "")?,
+        };
+
+        let api_base_url = v
+            .string("X_API_BASE_URL", "https://api.twitter.com/2")
+            .trim_end_matches('/')
+            .to_string();
+        match reqwest::Url::parse(&api_base_url) {
+            Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
+            _ => {
+                return Err(bad(
+                    "X_API_BASE_URL",
+                    format!("{api_base_url:?} is not an http(s) URL"),
+                ))
+            }
+        }
+        let cron = v.get("X_INGEST_CRON");
+        if let Some(expr) = &cron {
+            crate::domain::crontab::parse(expr)
+                .map_err(|e| bad("X_INGEST_CRON", format!("{expr:?}: {e}")))?;
+        }
+        let ingest_limit = v.positive("X_INGEST_LIMIT", 10)?;
+        if ingest_limit > 100 {
+            return Err(bad(
+                "X_INGEST_LIMIT",
+                "must be at most 100 (X returns at most 100 posts a page)",
+            ));
+        }
+        let monthly_read_budget = match v.get("X_MONTHLY_READ_BUDGET") {
+            None => None,
+            Some(s) => Some(s.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                bad(
+                    "X_MONTHLY_READ_BUDGET",
+                    format!("{s:?} is not a whole number above zero"),
+                )
+            })?),
+        };
+        let x = XSettings {
+            ingest_enabled: v.boolean("X_INGEST_ENABLED", false)?,
+            bearer_token: v.get("TWITTER_BEARER_TOKEN").map(Secret::new),
+            api_base_url,
+            ingest_limit,
+            backfill_count: v.positive("X_BACKFILL_COUNT", 50)?,
+            interval_minutes: v.positive("X_INGEST_INTERVAL_MINUTES", 30)?,
+            cron,
+            circuit_fail_max: v.positive("X_CIRCUIT_FAIL_MAX", 5)?,
+            circuit_reset_seconds: u64::from(v.positive("X_CIRCUIT_RESET_SECONDS", 300)?),
+            refresh_cooldown_seconds: v.parse(
+                "X_REFRESH_COOLDOWN_SECONDS",
+                60u64,
+                "a whole number",
+            )?,
+            monthly_read_budget,
+        };
+
+        let jwt = v.get("ADMIN_JWT_SECRET");
+        let using_default_secret = jwt.is_none();
+        let jwt_secret = Secret::new(jwt.unwrap_or_else(|| DEFAULT_JWT_SECRET.to_string()));
+        if jwt_secret.expose().len() < 16 && !using_default_secret {
+            return Err(bad("ADMIN_JWT_SECRET", "must be at least 16 characters"));
+        }
+        let auth = AuthSettings {
+            bootstrap_secret: v
+                .get("ADMIN_BOOTSTRAP_SECRET")
+                .map(Secret::new)
+                .unwrap_or_else(|| jwt_secret.clone()),
+            jwt_secret,
+            jwt_ttl_seconds: u64::from(v.positive("ADMIN_JWT_TTL", 3600)?),
+            using_default_secret,
+        };
+
+        let cors_raw = v.string("CORS_ALLOWED_ORIGINS", "*");
+        let cors_allowed_origins = if cors_raw == "*" {
+            CorsOrigins::Any
+        } else {
+            let list: Vec<String> = cors_raw
+                .split(',')
+                .map(|s| s.trim().trim_end_matches('/').to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+            for origin in &list {
+                if origin == "*"
+                    || !(origin.starts_with("http://") || origin.starts_with("https://"))
+                {
+                    return Err(bad(
+                        "CORS_ALLOWED_ORIGINS",
+                        format!("{origin:?} is not an http(s) origin"),
+                    ));
+                }
+            }
+            CorsOrigins::List(list)
+        };
+
+        if app_env == AppEnv::Production {
+            if using_default_secret || auth.jwt_secret.expose() == DEFAULT_JWT_SECRET {
+                return Err(bad(
+                    "ADMIN_JWT_SECRET",
+                    "production needs a secret of your own (APP_ENV=production)",
+                ));
+            }
+            if cors_allowed_origins == CorsOrigins::Any {
+                return Err(bad(
+                    "CORS_ALLOWED_ORIGINS",
+                    "production refuses * (APP_ENV=production); list your origins",
+                ));
+            }
+        }
+
+        let host = v.string("HOST", "127.0.0.1");
+        let host = host
+            .parse::<IpAddr>()
+            .map_err(|_| bad("HOST", format!("{host:?} is not an IP address")))?;
+        let data_dir = PathBuf::from(v.string("DATA_DIR", "./data"));
+
+        Ok(Settings {
+            host,
+            port: v.parse("PORT", 5000u16, "a port number")?,
+            data_dir,
+            seed_file: PathBuf::from(v.string("SEED_FILE", "data/leaders.json")),
+            seed_leaders: v.boolean("SEED_LEADERS", true)?,
+            app_env,
+            log_format,
+            rust_log,
+            redis_url,
+            rate_limit,
+            x,
+            auth,
+            cors_allowed_origins,
+            sled_cache_mb: u64::from(v.positive("SLED_CACHE_MB", 64)?),
+            metrics_allowed_networks: v
+                .networks("METRICS_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")?,
+            build: BuildInfo {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                commit: v
+                    .get("GIT_COMMIT")
+                    .or_else(|| option_env!("GIT_COMMIT").map(str::to_string))
+                    .unwrap_or_else(|| "unknown".into()),
+                build_time: v
+                    .get("BUILD_TIME")
+                    .or_else(|| option_env!("BUILD_TIME").map(str::to_string))
+                    .unwrap_or_else(|| "unknown".into()),
+            },
+        })
+    }
+
+    /// Where sled keeps its files: `$DATA_DIR/db`.
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("db")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_map(&map)
+    }
+
+    #[test]
+    fn defaults_follow_the_spec() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.port, 5000);
+        assert_eq!(s.rate_limit.burst_size, 60);
+        assert_eq!(s.rate_limit.user_requests_per_minute, 120);
+        assert_eq!(s.x.interval_minutes, 30);
+        assert_eq!(s.sled_cache_mb, 64);
+        assert!(s.auth.using_default_secret);
+        assert_eq!(s.auth.bootstrap_secret, s.auth.jwt_secret);
+        assert_eq!(s.db_path(), PathBuf::from("./data/db"));
+    }
+
+    #[test]
+    fn burst_defaults_to_the_rate() {
+        let s = settings(&[("REQUESTS_PER_MINUTE", "10")]).unwrap();
+        assert_eq!(s.rate_limit.burst_size, 10);
+        assert_eq!(s.rate_limit.user_burst_size, 20);
+    }
+
+    #[test]
+    fn each_bad_value_names_its_variable() {
+        let cases = [
+            ("PORT", "http"),
+            ("REQUESTS_PER_MINUTE", "0"),
+            ("BURST_SIZE", "ten"),
+            ("X_INGEST_CRON", "every hour"),
+            ("TRUSTED_PROXIES", "10.0.0.0/33"),
+            ("METRICS_ALLOWED_NETWORKS", "nowhere"),
+            ("X_API_BASE_URL", "ftp://x"),
+            ("REDIS_URL", "localhost:6379"),
+            ("RATE_LIMITING_ENABLED", "maybe"),
+            ("HOST", "my host"),
+            ("SLED_CACHE_MB", "-1"),
+            ("LOG_FORMAT", "xml"),
+            ("X_INGEST_LIMIT", "500"),
+        ];
+        for (var, value) in cases {
+            let err = settings(&[(var, value)]).unwrap_err();
+            assert_eq!(err.var, var, "{var}={value}");
+            assert!(err.to_string().starts_with(&format!("invalid {var}:")));
+        }
+    }
+
+    #[test]
+    fn production_refuses_default_secret_and_open_cors() {
+        assert_eq!(
+            settings(&[
+                ("APP_ENV", "production"),
+                ("CORS_ALLOWED_ORIGINS", "https://a.example")
+            ])
+            .unwrap_err()
+            .var,
+            "ADMIN_JWT_SECRET"
+        );
+        assert_eq!(
+            settings(&[
+                ("APP_ENV", "production"),
+                ("ADMIN_JWT_SECRET", "a-long-enough-secret-value")
+            ])
+            .unwrap_err()
+            .var,
+            "CORS_ALLOWED_ORIGINS"
+        );
+        assert!(settings(&[
+            ("APP_ENV", "production"),
+            ("ADMIN_JWT_SECRET", "a-long-enough-secret-value"),
+            ("CORS_ALLOWED_ORIGINS", "https://a.example")
+        ])
+        .is_ok());
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = settings(&[
+            ("ADMIN_JWT_SECRET", "super-secret-value-123"),
+            ("TWITTER_BEARER_TOKEN", "tok-abc"),
+        ])
+        .unwrap();
+        let dump = format!("{s:?}");
+        assert!(!dump.contains("super-secret-value-123"));
+        assert!(!dump.contains("tok-abc"));
+    }
+}

@@ -1,4 +1,4 @@
-//! The command line (clap): `serve` (default), `token`, `export`, `import`.
+//! The command line (clap): `serve` (default), `token`, `export`, `import`, `healthcheck`.
 
 use std::io::{BufWriter, Write};
 
@@ -39,6 +39,12 @@ pub enum Command {
     Export,
     /// Read a backup (JSON lines) from stdin into DATA_DIR; the server must be stopped.
     Import,
+    /// Exit 0 when the local server (HOST/PORT) answers /api/health with ok or degraded.
+    Healthcheck {
+        /// Fail on `degraded` too, not only when the server is down or erroring.
+        #[arg(long)]
+        strict: bool,
+    },
 }
 
 /// Runs a parsed command line with loaded settings.
@@ -80,6 +86,7 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Healthcheck { strict } => crate::healthcheck::run(&settings, strict),
     }
 }
 

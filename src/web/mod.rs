@@ -213,16 +213,25 @@ mod tests {
         let html = index_html().to_ascii_lowercase();
         assert!(!html.contains("<style"), "inline <style> breaks the CSP");
         assert!(!html.contains(" style="), "style attributes break the CSP");
-        assert!(!html.contains(" onclick") && !html.contains(" onload") && !html.contains(" onerror"));
+        assert!(
+            !html.contains(" onclick") && !html.contains(" onload") && !html.contains(" onerror")
+        );
         for script in html.split("<script").skip(1) {
             let tag = script.split('>').next().unwrap();
-            assert!(tag.contains(" src=\"/assets/"), "inline script: <script{tag}>");
+            assert!(
+                tag.contains(" src=\"/assets/"),
+                "inline script: <script{tag}>"
+            );
         }
     }
 
     #[test]
     fn page_weight_stays_under_sixty_kilobytes() {
-        assert!(page_weight() <= 60 * 1024, "page weight {} bytes", page_weight());
+        assert!(
+            page_weight() <= 60 * 1024,
+            "page weight {} bytes",
+            page_weight()
+        );
     }
 
     #[test]

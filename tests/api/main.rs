@@ -2,11 +2,13 @@
 //! temp `DATA_DIR` and talks HTTP to it.
 
 mod auth;
+mod browser;
 mod cli;
 mod durability;
 mod errors;
 mod feed;
 mod health;
+mod healthcheck;
 mod helpers;
 mod leaders;
 mod posts;

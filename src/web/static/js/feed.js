@@ -110,6 +110,8 @@
     const who = authorOf(post);
     li.dataset.postId = post.id;
     li.dataset.platform = post.platform;
+    li.dataset.leaderId = post.leaderId;
+    li.dataset.timestamp = post.timestamp;
     li.setAttribute('aria-label', who.name + ', ' + post.platform + ', ' + ui.fullTime(post.timestamp));
     const avatar = li.querySelector('.avatar');
     if (ui.imageAllowed(who.avatar)) {

@@ -1,0 +1,373 @@
+//! Browser tests: the web page in headless Chromium (Debian's `chromium`, driven by
+//! `playwright-core` from `tests/browser/`) against a spawned server with seeded posts.
+//! The scenarios live in `tests/browser/scenarios.mjs`; this file seeds the server,
+//! runs one scenario per test and checks what it reports.
+//!
+//! Needs `chromium` (or `$CHROMIUM`), `node` and `npm ci --prefix tests/browser`. Without
+//! them each test prints one `SKIP` line and passes, except under `CI=true`, where a
+//! missing piece is a failure (`.ci/run` installs them). Screenshots go to
+//! `target/browser/`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app, spawn_app_with, TestApp};
+
+/// One Chromium at a time: the machine has two cores.
+static BROWSER: Mutex<()> = Mutex::new(());
+/// Posts per feed page, as the page asks for them.
+const PAGE_SIZE: usize = 20;
+/// Seeded posts: more than two pages.
+const SEEDED: usize = 45;
+
+/// Where the scenario runner lives.
+fn browser_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
+}
+
+/// Screenshots and other artefacts (not committed).
+fn artefact_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/browser")
+}
+
+fn chromium() -> String {
+    std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_string())
+}
+
+/// Whether node, Chromium and playwright-core are there. Missing: SKIP, or fail in CI.
+fn browser_available(test: &str) -> bool {
+    let node = Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let chromium_ok = Path::new(&chromium()).exists();
+    let playwright = browser_dir()
+        .join("node_modules/playwright-core/package.json")
+        .exists();
+    if node && chromium_ok && playwright {
+        return true;
+    }
+    let missing = [
+        (!node).then_some("node"),
+        (!chromium_ok).then_some("chromium (apt-get install chromium)"),
+        (!playwright).then_some("playwright-core (npm ci --prefix tests/browser)"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(", ");
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "browser test {test} cannot run under CI=true: missing {missing}"
+    );
+    eprintln!("SKIP browser::{test}: missing {missing}");
+    false
+}
+
+/// Runs one scenario and returns its `RESULT` JSON; panics with the runner's output on
+/// failure. Node runs on a blocking thread so the test's runtime stays responsive.
+async fn run_scenario(app: &TestApp, scenario: &str, args: &Value) -> Value {
+    let cmd_args = (scenario.to_string(), app.address.clone(), args.to_string());
+    let out = actix_web::rt::task::spawn_blocking(move || {
+        let _one_at_a_time = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+        Command::new("node")
+            .arg(browser_dir().join("run.mjs"))
+            .arg(&cmd_args.0)
+            .arg(&cmd_args.1)
+            .arg(artefact_dir())
+            .arg(&cmd_args.2)
+            .env("CHROMIUM", chromium())
+            .output()
+            .expect("run node")
+    })
+    .await
+    .expect("node thread");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "scenario {scenario} failed:\n{stdout}\n{stderr}\nserver log tail:\n{}",
+        tail(&app.logs(), 20)
+    );
+    let result = stdout
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .unwrap_or_else(|| panic!("scenario {scenario} printed no RESULT:\n{stdout}\n{stderr}"));
+    eprintln!("browser::{scenario}: {result}");
+    serde_json::from_str(result).expect("RESULT is JSON")
+}
+
+/// GET with a new connection: the shared client's pooled one may have idled out while
+/// the browser ran.
+async fn fresh_get(app: &TestApp, path: &str, token: Option<&str>) -> Value {
+    let mut req = reqwest::Client::new().get(app.url(path));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let res = req.send().await.expect("request");
+    assert_eq!(res.status(), 200, "GET {path}");
+    res.json().await.expect("json")
+}
+
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Same-origin failures the page is expected to meet on this server: the ingestion
+/// status endpoint answers 404 on a build without ingestion.
+async fn expected_failures(app: &TestApp) -> Vec<String> {
+    let mut expected = Vec::new();
+    if app.get("/api/ingestion/status").await.status() == 404 {
+        expected.push("404 /api/ingestion/status".to_string());
+    }
+    expected
+}
+
+/// The X post seeded with CSP-allowed avatar and media.
+const ALLOWED_AVATAR: &str = "https://pbs.twimg.com/profile_images/1/avatar_normal.jpg";
+const ALLOWED_MEDIA: &str = "https://pbs.twimg.com/media/seeded.jpg";
+/// The X post seeded with avatar and media on a host the CSP does not allow.
+const BLOCKED_AVATAR: &str = "https://avatars.example.org/a.png";
+const BLOCKED_MEDIA: &str = "https://cdn.example.org/m.jpg";
+
+/// What the seed put where, for the scenarios to check against.
+struct Seed {
+    newest: Value,
+    oldest: Value,
+    allowed_x: Value,
+    blocked_x: Value,
+}
+
+/// Seeds `n` posts over leaders 1..=3, cycling X, News, Facebook, one minute apart
+/// (post `i` is newer than post `i - 1`). X posts carry the metrics ingestion stores.
+async fn seed_posts(app: &TestApp, n: usize) -> Seed {
+    let mut created = Vec::new();
+    for i in 0..n {
+        let platform = ["x", "news", "facebook"][i % 3];
+        let mut body = json!({
+            "leaderId": (i % 3) + 1,
+            "platform": platform,
+            "content": format!("post number {i}: a good day for the state"),
+            "timestamp": format!("2025-03-01T{:02}:{:02}:00Z", i / 60, i % 60),
+        });
+        if platform == "x" {
+            let (avatar, media) = if i % 2 == 0 {
+                (ALLOWED_AVATAR, ALLOWED_MEDIA)
+            } else {
+                (BLOCKED_AVATAR, BLOCKED_MEDIA)
+            };
+            body["platformPostId"] = json!(format!("{}", 1_800_000_000_000_000_000u64 + i as u64));
+            body["metrics"] = json!({
+                "origin": "x", "externalId": format!("{}", 1_800_000_000_000_000_000u64 + i as u64),
+                "avatarUrl": avatar, "mediaUrl": media, "mediaUrls": [media],
+                "likes": i, "comments": 1, "shares": 2, "language": "en",
+            });
+        }
+        created.push(app.create_post(&body).await);
+    }
+    // Look the X posts up in the feed, where their permalinks are computed.
+    let (_, feed) = app.get_json("/api/feed?page_size=100").await;
+    let posts = feed["posts"].as_array().expect("posts").clone();
+    let x_post = |avatar: &str| {
+        posts
+            .iter()
+            .find(|p| p["metrics"]["avatarUrl"] == avatar)
+            .cloned()
+            .expect("seeded X post")
+    };
+    Seed {
+        newest: created.last().expect("posts")["content"].clone(),
+        oldest: created.first().expect("posts")["content"].clone(),
+        allowed_x: x_post(ALLOWED_AVATAR),
+        blocked_x: x_post(BLOCKED_AVATAR),
+    }
+}
+
+async fn review_queue(app: &TestApp, state: &str) -> Value {
+    let path = format!("/api/review?state={state}");
+    fresh_get(app, &path, Some(&app.reviewer_token())).await
+}
+
+async fn seeded_app() -> (TestApp, Seed) {
+    let app = spawn_app().await;
+    let seed = seed_posts(&app, SEEDED).await;
+    (app, seed)
+}
+
+#[actix_web::test]
+async fn feed_renders_plain_cards_offline_on_desktop_and_phone() {
+    if !browser_available("feed") {
+        return;
+    }
+    let (app, seed) = seeded_app().await;
+    let result = run_scenario(
+        &app,
+        "feed",
+        &json!({
+            "pageSize": PAGE_SIZE,
+            "newest": seed.newest,
+            "x": {"id": seed.allowed_x["id"], "permalink": seed.allowed_x["permalink"],
+                  "avatar": ALLOWED_AVATAR, "media": ALLOWED_MEDIA},
+            "blocked": {"id": seed.blocked_x["id"], "media": BLOCKED_MEDIA},
+            "expectedFailures": expected_failures(&app).await,
+        }),
+    )
+    .await;
+    assert_eq!(result["cards"], PAGE_SIZE);
+    let first_post_ms = result["firstPostMs"].as_f64().expect("first post mark");
+    assert!(first_post_ms > 0.0);
+    assert!(artefact_dir().join("feed-desktop.png").exists());
+    assert!(artefact_dir().join("feed-phone.png").exists());
+}
+
+#[actix_web::test]
+async fn leader_and_source_filters_change_what_is_shown() {
+    if !browser_available("filters") {
+        return;
+    }
+    let (app, _seed) = seeded_app().await;
+    // Leader 1 has every third post, all on X; leader 4 has none.
+    let (_, by_leader) = app.get_json("/api/feed?leaders=1&page_size=1").await;
+    let result = run_scenario(
+        &app,
+        "filters",
+        &json!({
+            "leader": 1,
+            "leaderTotal": by_leader["total"],
+            "emptyLeader": 4,
+            "expectedFailures": expected_failures(&app).await,
+        }),
+    )
+    .await;
+    assert_eq!(result["byLeader"], SEEDED / 3);
+    assert_eq!(result["bySource"], SEEDED / 3);
+}
+
+#[actix_web::test]
+async fn scrolling_loads_the_next_page_until_the_oldest_post() {
+    if !browser_available("scroll") {
+        return;
+    }
+    let (app, seed) = seeded_app().await;
+    let result = run_scenario(
+        &app,
+        "scroll",
+        &json!({
+            "pageSize": PAGE_SIZE,
+            "total": SEEDED,
+            "oldest": seed.oldest,
+            "expectedFailures": expected_failures(&app).await,
+        }),
+    )
+    .await;
+    assert_eq!(result["pages"], json!([20, 40, 45]));
+}
+
+#[actix_web::test]
+async fn x_posts_become_embeds_when_the_widget_loads() {
+    if !browser_available("embed") {
+        return;
+    }
+    let (app, _seed) = seeded_app().await;
+    let result = run_scenario(
+        &app,
+        "embed",
+        &json!({"expectedFailures": expected_failures(&app).await}),
+    )
+    .await;
+    assert!(result["embedded"].as_u64().expect("count") > 0);
+}
+
+#[actix_web::test]
+async fn an_empty_feed_says_there_are_no_leaders() {
+    if !browser_available("empty") {
+        return;
+    }
+    let app = spawn_app_with(&[("SEED_LEADERS", "false")]).await;
+    run_scenario(
+        &app,
+        "empty",
+        &json!({
+            "reason": "no-leaders",
+            "mentions": ["No leaders", "Admin panel"],
+            "expectedFailures": expected_failures(&app).await,
+        }),
+    )
+    .await;
+}
+
+#[actix_web::test]
+async fn an_empty_feed_says_ingestion_is_off() {
+    if !browser_available("empty") {
+        return;
+    }
+    let app = spawn_app().await;
+    run_scenario(
+        &app,
+        "empty",
+        &json!({
+            "reason": "ingestion-off",
+            "mentions": ["Ingestion is off", "X_INGEST_ENABLED", "amber demo"],
+            "expectedFailures": expected_failures(&app).await,
+        }),
+    )
+    .await;
+}
+
+#[actix_web::test]
+async fn admin_panel_manages_leaders_and_a_reviewer_rejects_with_notes() {
+    if !browser_available("admin") {
+        return;
+    }
+    let (app, _seed) = seeded_app().await;
+    let post = app
+        .create_post(&json!({
+            "leaderId": 2, "platform": "news", "content": "needs a second look",
+            "requiresReview": true,
+        }))
+        .await;
+    let queue = review_queue(&app, "pending").await;
+    let review_id = queue
+        .as_array()
+        .expect("queue")
+        .iter()
+        .find(|r| r["postId"] == post["id"])
+        .expect("review item")["id"]
+        .clone();
+    let notes = "source could not be confirmed";
+    run_scenario(
+        &app,
+        "admin",
+        &json!({
+            "adminToken": app.admin_token(),
+            "reviewerToken": app.reviewer_token(),
+            "reviewId": review_id,
+            "notes": notes,
+            "expectedFailures": expected_failures(&app).await,
+        }),
+    )
+    .await;
+    // What the page did is what the server stored.
+    let leaders = fresh_get(&app, "/api/leaders", None).await;
+    assert!(!leaders
+        .as_array()
+        .expect("leaders")
+        .iter()
+        .any(|l| l["name"] == "Browser Test Leader"));
+    let rejected = review_queue(&app, "rejected").await;
+    let item = rejected
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|r| r["id"] == review_id)
+        .expect("rejected item")
+        .clone();
+    assert_eq!(item["notes"], notes);
+    assert_eq!(item["reviewedBy"], "test-reviewer");
+    assert!(artefact_dir().join("admin-panel.png").exists());
+}

@@ -1,0 +1,237 @@
+// The browser scenarios. Each gets the server's base URL and the seed's expectations
+// from tests/api/browser.rs and returns figures for the Rust side to check and print.
+
+const DESKTOP = { width: 1280, height: 900 };
+const PHONE = { width: 390, height: 844 };
+// How long a scenario waits for something the page should do by itself.
+const WAIT_MS = 10000;
+
+async function open(env, viewport, path = '/') {
+  const { context, page } = await env.newPage(viewport);
+  await page.goto(env.base + path);
+  await page.waitForSelector('#feed .card, #empty:not([hidden])', { timeout: WAIT_MS });
+  return { context, page };
+}
+
+async function cards(page) {
+  return page.$$eval('#feed .card', (els) => els.map((li) => ({
+    id: li.dataset.postId,
+    leaderId: li.dataset.leaderId,
+    platform: li.dataset.platform,
+    timestamp: li.dataset.timestamp,
+    text: li.querySelector('.text').textContent,
+    name: li.querySelector('.name').textContent,
+    handle: li.querySelector('.handle').textContent,
+    badge: li.querySelector('.badge').textContent,
+    time: li.querySelector('time').textContent,
+    permalink: li.querySelector('.permalink').hidden ? null : li.querySelector('.permalink').href,
+    avatarImg: li.querySelector('.avatar img') ? li.querySelector('.avatar img').getAttribute('src') : null,
+    avatarText: li.querySelector('.avatar').textContent,
+    mediaImgs: [...li.querySelectorAll('.media img')].map((i) => i.getAttribute('src')),
+    mediaLinks: [...li.querySelectorAll('.media a')].map((a) => a.href),
+    embedded: li.classList.contains('embedded'),
+  })));
+}
+
+async function noCsp(env, page) {
+  const v = await env.cspViolations(page);
+  env.assert(v.length === 0, `CSP violations: ${v.join('; ')}`);
+}
+
+function newestFirst(list) {
+  for (let i = 1; i < list.length; i++) {
+    if (list[i - 1].timestamp < list[i].timestamp) return false;
+  }
+  return true;
+}
+
+async function waitCount(page, n) {
+  await page.waitForFunction((k) => document.querySelectorAll('#feed .card').length === k, n, { timeout: WAIT_MS });
+}
+
+// Every control has a name a screen reader can say, and is a real control.
+async function accessibleControls(env, page) {
+  const unnamed = await page.$$eval('button, input, select, textarea, a[href]', (els) => els
+    .filter((e) => e.offsetParent !== null)
+    .filter((e) => {
+      const label = e.labels && e.labels.length ? e.labels[0].textContent.trim() : '';
+      return !(label || (e.getAttribute('aria-label') || '').trim() || (e.textContent || '').trim());
+    })
+    .map((e) => e.outerHTML.slice(0, 80)));
+  env.assert(unnamed.length === 0, `controls without a name: ${unnamed.join(' | ')}`);
+  const clickableDivs = await page.$$eval('div[onclick], span[onclick], [role=button]', (els) => els.length);
+  env.assert(clickableDivs === 0, 'clickable non-buttons');
+}
+
+export const scenarios = {
+  // The feed renders plain cards (the X widget is unreachable), newest first, with
+  // avatars and media degraded to what the CSP allows; also at phone width.
+  async feed(env) {
+    const { args, assert } = env;
+    const { page } = await open(env, DESKTOP);
+    await waitCount(page, args.pageSize);
+    const first = performance.now();
+    const firstPostMs = await page.evaluate(() => {
+      const m = performance.getEntriesByName('amber-first-post')[0];
+      return m ? m.startTime : null;
+    });
+    const list = await cards(page);
+    assert(list[0].text === args.newest, `first card is "${list[0].text}", expected "${args.newest}"`);
+    assert(newestFirst(list), 'cards are not newest first');
+    assert(list.every((c) => c.name && ['Positive', 'Negative', 'Neutral'].includes(c.badge) && c.time), 'a card lacks author, badge or time');
+    const x = list.find((c) => c.id === String(args.x.id));
+    assert(x, 'seeded X post not on the first page');
+    assert(x.permalink === args.x.permalink, `permalink ${x.permalink} != ${args.x.permalink}`);
+    assert(x.avatarImg === args.x.avatar, `allowed avatar not shown: ${x.avatarImg}`);
+    assert(x.mediaImgs.includes(args.x.media), 'allowed media not shown');
+    const blocked = list.find((c) => c.id === String(args.blocked.id));
+    assert(blocked && blocked.avatarImg === null && blocked.avatarText.length > 0, 'avatar from a host outside the CSP was not replaced by initials');
+    assert(blocked.mediaImgs.length === 0 && blocked.mediaLinks.includes(args.blocked.media), 'media from a host outside the CSP is not a link');
+    await page.waitForFunction(() => document.documentElement.dataset.xWidgets === 'unavailable', null, { timeout: WAIT_MS });
+    assert((await cards(page)).every((c) => !c.embedded), 'a card was replaced although the widget failed');
+    await accessibleControls(env, page);
+    await page.screenshot({ path: `${env.outDir}/feed-desktop.png` });
+    await noCsp(env, page);
+
+    const phone = await open(env, PHONE);
+    await waitCount(phone.page, args.pageSize);
+    const overflow = await phone.page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert(overflow <= 0, `phone layout scrolls sideways by ${overflow}px`);
+    await phone.page.screenshot({ path: `${env.outDir}/feed-phone.png` });
+    await noCsp(env, phone.page);
+    return { firstPostMs, cards: list.length, checkMs: Math.round(performance.now() - first) };
+  },
+
+  // Leader and source filters change what is shown, keep the URL, and explain an empty result.
+  async filters(env) {
+    const { args, assert } = env;
+    const { page } = await open(env, DESKTOP);
+    await page.waitForSelector(`#filter-leader option[value="${args.leader}"]`, { state: 'attached', timeout: WAIT_MS });
+    await page.selectOption('#filter-leader', String(args.leader));
+    await page.waitForFunction((id) => {
+      const c = [...document.querySelectorAll('#feed .card')];
+      return c.length > 0 && c.every((li) => li.dataset.leaderId === id);
+    }, String(args.leader), { timeout: WAIT_MS });
+    const byLeader = await cards(page);
+    assert(new URL(page.url()).searchParams.get('leader') === String(args.leader), 'leader filter not in the URL');
+    await page.waitForFunction((n) => document.getElementById('feed-count').textContent === `${n} posts`, args.leaderTotal, { timeout: WAIT_MS });
+
+    await page.selectOption('#filter-leader', '');
+    await page.selectOption('#filter-source', 'news');
+    await page.waitForFunction(() => {
+      const c = [...document.querySelectorAll('#feed .card')];
+      return c.length > 0 && c.every((li) => li.dataset.platform === 'News');
+    }, null, { timeout: WAIT_MS });
+    const bySource = await cards(page);
+
+    // A combination with no posts says so, and why.
+    await page.selectOption('#filter-leader', String(args.emptyLeader));
+    await page.waitForSelector('#empty[data-reason="filtered"]:not([hidden])', { timeout: WAIT_MS });
+    assert((await cards(page)).length === 0, 'cards shown for an empty filter');
+
+    // A reload keeps the filters from the URL.
+    await page.reload();
+    await page.waitForSelector('#empty[data-reason="filtered"]:not([hidden])', { timeout: WAIT_MS });
+    assert(await page.$eval('#filter-source', (s) => s.value) === 'news', 'source filter lost on reload');
+    await noCsp(env, page);
+    return { byLeader: byLeader.length, bySource: bySource.length };
+  },
+
+  // Scrolling to the end loads the next page through the cursor, until the oldest post.
+  async scroll(env) {
+    const { args, assert } = env;
+    const { page } = await open(env, DESKTOP);
+    await waitCount(page, args.pageSize);
+    const pages = [args.pageSize];
+    while (pages[pages.length - 1] < args.total) {
+      const before = pages[pages.length - 1];
+      await page.evaluate(() => window.scrollTo(0, document.body.scrollHeight));
+      await page.waitForFunction((n) => document.querySelectorAll('#feed .card').length > n, before, { timeout: WAIT_MS });
+      pages.push((await cards(page)).length);
+    }
+    const list = await cards(page);
+    assert(list.length === args.total, `${list.length} cards, expected ${args.total}`);
+    assert(new Set(list.map((c) => c.id)).size === list.length, 'a post appears twice');
+    assert(newestFirst(list), 'not newest first across pages');
+    assert(list[list.length - 1].text === args.oldest, 'oldest post missing');
+    await page.waitForFunction(() => /oldest post/.test(document.getElementById('feed-status').textContent), null, { timeout: WAIT_MS });
+    assert(await page.$eval('#load-more', (b) => b.hidden), 'load-more button still offered at the end');
+    await noCsp(env, page);
+    return { pages };
+  },
+
+  // An empty feed says why (args.reason) and what to do.
+  async empty(env) {
+    const { args, assert } = env;
+    const { page } = await open(env, DESKTOP);
+    await page.waitForSelector(`#empty[data-reason="${args.reason}"]:not([hidden])`, { timeout: WAIT_MS });
+    const text = await page.$eval('#empty', (e) => e.textContent);
+    for (const needle of args.mentions || []) assert(text.includes(needle), `empty state does not mention "${needle}": ${text}`);
+    await page.screenshot({ path: `${env.outDir}/empty-${args.reason}.png` });
+    await noCsp(env, page);
+    return { reason: args.reason };
+  },
+
+  // The widget path: when platform.twitter.com's script loads, X posts become embeds.
+  async embed(env) {
+    const { assert } = env;
+    const stub = `window.twttr = { widgets: { createTweet: function (id, box) {
+      var d = document.createElement('div'); d.className = 'fake-tweet'; d.textContent = 'embedded ' + id;
+      box.appendChild(d); return Promise.resolve(d); } } };`;
+    // Routes added later win: widgets.js is served by this stub instead of failing.
+    const { page } = await env.newPage(DESKTOP, {
+      routes: [['https://platform.twitter.com/widgets.js', (route) => route.fulfill({ contentType: 'text/javascript', body: stub })]],
+    });
+    await page.goto(env.base + '/');
+    await page.waitForSelector('#feed .card.embedded .fake-tweet', { timeout: WAIT_MS });
+    const list = await cards(page);
+    const xs = list.filter((c) => c.platform === 'X');
+    assert(xs.length > 0 && xs.every((c) => c.embedded), 'not every X card was embedded');
+    assert(list.filter((c) => c.platform !== 'X').every((c) => !c.embedded), 'a non-X card was embedded');
+    await noCsp(env, page);
+    return { embedded: xs.length };
+  },
+
+  // The admin panel: token in sessionStorage only, leaders added and removed, the
+  // review queue with notes, all by keyboard where it matters.
+  async admin(env) {
+    const { args, assert } = env;
+    const { page } = await open(env, DESKTOP);
+    assert(await page.$eval('#admin-tools', (e) => e.hidden), 'admin tools shown without a token');
+    await page.focus('#token-input');
+    await page.keyboard.type(args.adminToken);
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('#admin-tools:not([hidden])', { timeout: WAIT_MS });
+    const stored = await page.evaluate(() => ({ session: sessionStorage.getItem('amber.token'), local: localStorage.length, cookie: document.cookie }));
+    assert(stored.session === args.adminToken && stored.local === 0 && stored.cookie === '', 'token not in sessionStorage only');
+
+    await page.fill('#leader-name', 'Browser Test Leader');
+    await page.fill('#leader-x', '@browser_leader');
+    await page.fill('#leader-topics', 'testing, browsers');
+    await page.click('#leader-form button[type=submit]');
+    await page.waitForSelector('#leader-list li:has-text("Browser Test Leader @browser_leader")', { timeout: WAIT_MS });
+    await page.waitForSelector('#filter-leader option:has-text("Browser Test Leader")', { state: 'attached', timeout: WAIT_MS });
+    await page.locator('#admin').screenshot({ path: `${env.outDir}/admin-panel.png` });
+
+    const remove = page.locator('#leader-list li', { hasText: 'Browser Test Leader' }).getByRole('button');
+    await remove.click();
+    await page.waitForSelector('#leader-list button:has-text("Confirm remove")', { timeout: WAIT_MS });
+    await remove.click();
+    await page.waitForFunction(() => ![...document.querySelectorAll('#leader-list li')].some((li) => li.textContent.includes('Browser Test Leader')), null, { timeout: WAIT_MS });
+
+    // A reviewer sees the queue, not the admin tools, and rejects with a note.
+    await page.click('#token-clear');
+    await page.waitForSelector('#admin-tools[hidden]', { state: 'attached', timeout: WAIT_MS });
+    await page.fill('#token-input', args.reviewerToken);
+    await page.click('#token-form button[type=submit]');
+    await page.waitForSelector(`#review-list li[data-review-id="${args.reviewId}"]`, { timeout: WAIT_MS });
+    assert(await page.$eval('#admin-tools', (e) => e.hidden), 'a reviewer sees admin tools');
+    await page.fill(`#notes-${args.reviewId}`, args.notes);
+    await page.click(`#review-list li[data-review-id="${args.reviewId}"] button:has-text("Reject")`);
+    await page.waitForSelector(`#review-list li[data-review-id="${args.reviewId}"] p:has-text("Rejected")`, { timeout: WAIT_MS });
+    await page.locator('#admin').screenshot({ path: `${env.outDir}/review-queue.png` });
+    await accessibleControls(env, page);
+    await noCsp(env, page);
+    return { ok: true };
+  },
+};

@@ -234,4 +234,24 @@ export const scenarios = {
     await noCsp(env, page);
     return { ok: true };
   },
+
+  // Time to first rendered post: fresh browser contexts (cold cache) load the page
+  // args.runs times; the figure is the 'amber-first-post' mark, which the page sets
+  // right after appending the first card (ms since navigation start).
+  async timing(env) {
+    const { args, assert } = env;
+    const samples = [];
+    for (let i = 0; i < (args.runs || 20); i++) {
+      const { context, page } = await env.newPage(DESKTOP);
+      await page.goto(env.base + '/');
+      await page.waitForSelector('#feed .card', { timeout: WAIT_MS });
+      const ms = await page.evaluate(() => performance.getEntriesByName('amber-first-post')[0].startTime);
+      assert(ms > 0, 'no first-post mark');
+      samples.push(ms);
+      await context.close();
+    }
+    samples.sort((a, b) => a - b);
+    const pick = (q) => Math.round(samples[Math.min(samples.length - 1, Math.floor(q * samples.length))]);
+    return { runs: samples.length, medianMs: pick(0.5), p90Ms: pick(0.9), minMs: Math.round(samples[0]), maxMs: Math.round(samples[samples.length - 1]) };
+  },
 };

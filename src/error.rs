@@ -40,7 +40,7 @@ pub enum AppError {
 }
 
 /// The JSON body of every error response.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody<'a> {
     pub error: &'a str,
     pub message: String,

@@ -15,7 +15,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// Body of `POST /api/admin/token`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenBody {
     admin_id: String,
@@ -23,7 +23,7 @@ pub struct TokenBody {
     role: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct TokenJson {
     token: String,
@@ -39,6 +39,7 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// `POST /api/admin/token`: `{"adminId","secret","role"?}` → `{"token","expiresIn"}`.
+#[utoipa::path(post, path = "/api/admin/token", operation_id = "createAdminToken", tag = "admin", request_body = TokenBody, responses((status = 200, description = "A signed JWT", body = TokenJson), (status = 400, description = "Bad input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody), (status = 429, description = "Rate limited: wait `Retry-After` seconds", body = crate::error::ErrorBody)))]
 pub async fn token(
     state: web::Data<AppState>,
     body: web::Json<TokenBody>,
@@ -79,6 +80,7 @@ pub async fn token(
 }
 
 /// `GET /api/admin/ping` with any valid token.
+#[utoipa::path(get, path = "/api/admin/ping", operation_id = "adminPing", tag = "admin", security(("bearer" = [])), responses((status = 200, description = "The token's subject and role", body = Object), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody)))]
 pub async fn ping(user: AnyUser) -> HttpResponse {
     HttpResponse::Ok()
         .json(serde_json::json!({"status": "ok", "admin": user.0.sub, "role": user.0.role}))

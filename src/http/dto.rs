@@ -36,7 +36,7 @@ fn empty_object() -> &'static RawValue {
 }
 
 /// A leader as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LeaderJson<'a> {
     pub id: u64,
@@ -62,7 +62,7 @@ impl<'a> LeaderJson<'a> {
 }
 
 /// A post as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PostJson<'a> {
     pub id: u64,
@@ -72,6 +72,7 @@ pub struct PostJson<'a> {
     pub content: &'a str,
     pub timestamp: String,
     pub sentiment: &'static str,
+    #[schema(value_type = Object)]
     pub metrics: &'a RawValue,
     pub platform_post_id: Option<&'a str>,
     pub verification_status: &'static str,
@@ -96,7 +97,7 @@ impl<'a> PostJson<'a> {
 }
 
 /// The author block of a feed post.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AuthorJson<'a> {
     pub id: String,
     pub name: &'a str,
@@ -105,7 +106,7 @@ pub struct AuthorJson<'a> {
 }
 
 /// A post in the feed: the post plus its permalink and author.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct FeedPostJson<'a> {
     #[serde(flatten)]
     pub post: PostJson<'a>,
@@ -139,7 +140,7 @@ impl<'a> FeedPostJson<'a> {
 }
 
 /// A review item with its post.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReviewJson<'a> {
     pub id: u64,
@@ -173,7 +174,7 @@ impl<'a> ReviewJson<'a> {
 }
 
 /// `{"success": true}`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Success {
     pub success: bool,
 }

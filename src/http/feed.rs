@@ -27,12 +27,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// Raw query of the feed; every field is checked by hand for a clear 400.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct FeedQuery {
+    /// Page number, from 1 (page paging; not with `before`).
     page: Option<String>,
+    /// Posts per page, 1..100 (default 20).
     page_size: Option<String>,
+    /// Cursor paging: the `next_cursor` of the previous page.
     before: Option<String>,
+    /// Comma list of leader ids.
     leaders: Option<String>,
+    /// `x` (or `twitter`), `facebook` or `news`.
     source: Option<String>,
 }
 
@@ -89,7 +95,7 @@ pub fn parse_leader_ids(raw: &str) -> Result<Vec<u64>, AppError> {
     Ok(ids)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct FeedJson<'a> {
     posts: Vec<FeedPostJson<'a>>,
     page: Option<usize>,
@@ -126,6 +132,7 @@ pub fn render_feed(
 }
 
 /// `GET /api/feed`.
+#[utoipa::path(get, path = "/api/feed", operation_id = "getFeed", tag = "feed", params(FeedQuery), responses((status = 200, description = "A page of the feed, newest first", body = FeedJson), (status = 400, description = "Bad input", body = crate::error::ErrorBody), (status = 429, description = "Rate limited: wait `Retry-After` seconds", body = crate::error::ErrorBody)))]
 pub async fn feed(
     state: web::Data<AppState>,
     query: web::Query<FeedQuery>,
@@ -175,13 +182,14 @@ pub async fn feed(
         .body(body))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct DashboardJson<'a> {
     leaders: Vec<LeaderJson<'a>>,
     posts: Vec<PostJson<'a>>,
 }
 
 /// `GET /api/dashboard`: every leader and the newest posts.
+#[utoipa::path(get, path = "/api/dashboard", operation_id = "getDashboard", tag = "feed", responses((status = 200, description = "Every leader and the newest 100 posts", body = DashboardJson)))]
 pub async fn dashboard(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
     let reader = state.reader.clone();
     let body = web::block(move || -> Result<Vec<u8>, AppError> {

@@ -7,6 +7,7 @@ use crate::http::dto::rfc3339;
 use crate::http::AppState;
 
 /// `GET /api/health`: 200 `ok` or `degraded`; 503 only when the database check fails.
+#[utoipa::path(get, path = "/api/health", operation_id = "health", tag = "health", responses((status = 200, description = "`ok` or `degraded`, with database, redis and scheduler checks, ingest stats and build", body = Object), (status = 503, description = "The database check failed", body = Object)))]
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     let reader = state.reader.clone();
     let db = web::block(move || reader.check().map(|_| reader.stats())).await;
@@ -73,11 +74,13 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// `GET /livez`: the process answers.
+#[utoipa::path(get, path = "/livez", operation_id = "livez", tag = "health", responses((status = 200, description = "The process answers", body = Object)))]
 pub async fn livez() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
 /// `GET /readyz`: the store answers reads and its writer actor is alive.
+#[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "health", responses((status = 200, description = "Store open and writer alive", body = Object), (status = 503, description = "Not ready", body = Object)))]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let reader = state.reader.clone();
     let store_ok = matches!(web::block(move || reader.check()).await, Ok(Ok(())));

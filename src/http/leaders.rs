@@ -29,7 +29,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// Body of `POST /api/leaders` and `PUT /api/leaders/{id}`. On PUT an absent field keeps
 /// its stored value.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LeaderBody {
     name: Option<String>,
@@ -67,12 +67,14 @@ fn draft(
 }
 
 /// `GET /api/leaders`.
+#[utoipa::path(get, path = "/api/leaders", operation_id = "listLeaders", tag = "leaders", responses((status = 200, description = "Every leader", body = [LeaderJson])))]
 pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
     let leaders = state.reader.leaders();
     Ok(HttpResponse::Ok().json(leaders.iter().map(LeaderJson::from).collect::<Vec<_>>()))
 }
 
 /// `GET /api/leaders/{id}`.
+#[utoipa::path(get, path = "/api/leaders/{id}", operation_id = "getLeader", tag = "leaders", params(("id" = u64, Path, description = "Leader id")), responses((status = 200, description = "The leader", body = LeaderJson), (status = 404, description = "Not found", body = crate::error::ErrorBody)))]
 pub async fn get(
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -86,6 +88,7 @@ pub async fn get(
 }
 
 /// `POST /api/leaders` (admin).
+#[utoipa::path(post, path = "/api/leaders", operation_id = "createLeader", tag = "leaders", security(("bearer" = [])), request_body = LeaderBody, responses((status = 201, description = "Created", body = LeaderJson), (status = 400, description = "Bad input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody), (status = 403, description = "Wrong role", body = crate::error::ErrorBody)))]
 pub async fn create(
     _admin: Admin,
     state: web::Data<AppState>,
@@ -97,6 +100,7 @@ pub async fn create(
 }
 
 /// `PUT /api/leaders/{id}` (admin).
+#[utoipa::path(put, path = "/api/leaders/{id}", operation_id = "updateLeader", tag = "leaders", security(("bearer" = [])), params(("id" = u64, Path, description = "Leader id")), request_body = LeaderBody, responses((status = 200, description = "Updated; absent fields kept", body = LeaderJson), (status = 400, description = "Bad input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody), (status = 403, description = "Wrong role", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody)))]
 pub async fn update(
     _admin: Admin,
     state: web::Data<AppState>,
@@ -114,6 +118,7 @@ pub async fn update(
 }
 
 /// `DELETE /api/leaders/{id}` (admin): the leader, its posts, review items and dedup keys.
+#[utoipa::path(delete, path = "/api/leaders/{id}", operation_id = "deleteLeader", tag = "leaders", security(("bearer" = [])), params(("id" = u64, Path, description = "Leader id")), responses((status = 200, description = "Removed with its posts, review items and dedup keys", body = Success), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody), (status = 403, description = "Wrong role", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody)))]
 pub async fn delete(
     _admin: Admin,
     state: web::Data<AppState>,

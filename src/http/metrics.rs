@@ -15,6 +15,7 @@ fn refresh_store_gauges(state: &AppState) {
 }
 
 /// `GET /api/metrics`.
+#[utoipa::path(get, path = "/api/metrics", operation_id = "metricsJson", tag = "health", responses((status = 200, description = "JSON counters", body = Object)))]
 pub async fn json(state: web::Data<AppState>) -> HttpResponse {
     let stats = state.reader.stats();
     let m = &state.metrics;
@@ -43,6 +44,7 @@ pub async fn json(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// `GET /metrics`: Prometheus text, answered only to allowed networks.
+#[utoipa::path(get, path = "/metrics", operation_id = "metricsPrometheus", tag = "health", responses((status = 200, description = "Prometheus / OpenMetrics text", content_type = "application/openmetrics-text", body = String), (status = 403, description = "Wrong role", body = crate::error::ErrorBody)))]
 pub async fn prometheus(
     req: HttpRequest,
     state: web::Data<AppState>,

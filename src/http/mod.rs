@@ -95,7 +95,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
         .route("/livez", web::get().to(health::livez))
         .route("/readyz", web::get().to(health::readyz))
         .route("/metrics", web::get().to(metrics::prometheus))
-        .configure(crate::web::configure)
+        .configure(|cfg| crate::web::configure(cfg, settings))
         .service(
             web::scope("/api")
                 .wrap(middleware::cors(settings))

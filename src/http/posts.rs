@@ -41,11 +41,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// Query of the post lists.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase")]
 pub struct ListQuery {
+    /// Only this leader's posts.
     leader_id: Option<String>,
+    /// How many (list: default 100, max 500; paginated: default 20, max 100).
     limit: Option<String>,
+    /// Paginated form only: the `nextCursor` of the previous page.
     before: Option<String>,
 }
 
@@ -66,6 +70,7 @@ fn leader_filter(raw: Option<&str>) -> Result<Filter, AppError> {
 }
 
 /// `GET /api/posts?leaderId=&limit=`: newest first, at most `limit` (default 100, max 500).
+#[utoipa::path(get, path = "/api/posts", operation_id = "listPosts", tag = "posts", params(ListQuery), responses((status = 200, description = "Posts, newest first", body = [PostJson]), (status = 400, description = "Bad input", body = crate::error::ErrorBody)))]
 pub async fn list(
     state: web::Data<AppState>,
     query: web::Query<ListQuery>,
@@ -90,7 +95,7 @@ pub async fn list(
         .body(body))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct PaginatedJson<'a> {
     items: Vec<PostJson<'a>>,
@@ -99,6 +104,7 @@ struct PaginatedJson<'a> {
 }
 
 /// `GET /api/posts/paginated?leaderId&limit&before`.
+#[utoipa::path(get, path = "/api/posts/paginated", operation_id = "listPostsPaginated", tag = "posts", params(ListQuery), responses((status = 200, description = "A page of posts and the cursor of the next", body = PaginatedJson), (status = 400, description = "Bad input", body = crate::error::ErrorBody)))]
 pub async fn paginated(
     state: web::Data<AppState>,
     query: web::Query<ListQuery>,
@@ -132,6 +138,7 @@ pub async fn paginated(
 }
 
 /// `GET /api/posts/{id}`.
+#[utoipa::path(get, path = "/api/posts/{id}", operation_id = "getPost", tag = "posts", params(("id" = u64, Path, description = "Post id")), responses((status = 200, description = "The post", body = PostJson), (status = 404, description = "Not found", body = crate::error::ErrorBody)))]
 pub async fn get(
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -146,13 +153,14 @@ pub async fn get(
 }
 
 /// Body of `POST /api/posts`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateBody {
     leader_id: u64,
     platform: String,
     content: String,
     timestamp: Option<String>,
+    #[schema(value_type = Option<Object>)]
     metrics: Option<Box<RawValue>>,
     platform_post_id: Option<String>,
     #[serde(default)]
@@ -203,6 +211,7 @@ fn parse_verification(raw: &str) -> Result<Verification, AppError> {
 }
 
 /// `POST /api/posts` (admin). `requiresReview: true` also creates a review item.
+#[utoipa::path(post, path = "/api/posts", operation_id = "createPost", tag = "posts", security(("bearer" = [])), request_body = CreateBody, responses((status = 201, description = "Created (with `reviewItem` when `requiresReview`)", body = PostJson), (status = 400, description = "Bad input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody), (status = 403, description = "Wrong role", body = crate::error::ErrorBody), (status = 409, description = "Conflict", body = crate::error::ErrorBody)))]
 pub async fn create(
     _admin: Admin,
     state: web::Data<AppState>,
@@ -267,17 +276,19 @@ pub async fn create(
 }
 
 /// Body of `PUT /api/posts/{id}`; absent fields stay as they are.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UpdateBody {
     content: Option<String>,
     timestamp: Option<String>,
+    #[schema(value_type = Option<Object>)]
     metrics: Option<Box<RawValue>>,
     verification_status: Option<String>,
     leader_id: Option<u64>,
 }
 
 /// `PUT /api/posts/{id}` (admin).
+#[utoipa::path(put, path = "/api/posts/{id}", operation_id = "updatePost", tag = "posts", security(("bearer" = [])), params(("id" = u64, Path, description = "Post id")), request_body = UpdateBody, responses((status = 200, description = "Updated", body = PostJson), (status = 400, description = "Bad input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody), (status = 403, description = "Wrong role", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody)))]
 pub async fn update(
     _admin: Admin,
     state: web::Data<AppState>,
@@ -306,6 +317,7 @@ pub async fn update(
 }
 
 /// `DELETE /api/posts/{id}` (admin).
+#[utoipa::path(delete, path = "/api/posts/{id}", operation_id = "deletePost", tag = "posts", security(("bearer" = [])), params(("id" = u64, Path, description = "Post id")), responses((status = 200, description = "Deleted", body = Success), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody), (status = 403, description = "Wrong role", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody)))]
 pub async fn delete(
     _admin: Admin,
     state: web::Data<AppState>,

@@ -23,13 +23,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// Query of `GET /api/review`: `state=pending|approved|rejected|all` (default pending).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ReviewQuery {
+    /// `pending` (default), `approved`, `rejected` or `all`.
     state: Option<String>,
+    /// How many, 1..500 (default 100).
     limit: Option<String>,
 }
 
 /// `GET /api/review` (reviewer or admin): items with their posts, newest first.
+#[utoipa::path(get, path = "/api/review", operation_id = "listReviews", tag = "review", security(("bearer" = [])), params(ReviewQuery), responses((status = 200, description = "Review items with their posts, newest first", body = [ReviewJson]), (status = 400, description = "Bad input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody), (status = 403, description = "Wrong role", body = crate::error::ErrorBody)))]
 pub async fn list(
     _who: Reviewer,
     state: web::Data<AppState>,
@@ -74,7 +78,7 @@ pub async fn list(
 }
 
 /// Body of approve and reject; may be empty.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, utoipa::ToSchema)]
 pub struct DecisionBody {
     notes: Option<String>,
 }
@@ -121,6 +125,7 @@ async fn decide(
 }
 
 /// `POST /api/review/{id}/approve`.
+#[utoipa::path(post, path = "/api/review/{id}/approve", operation_id = "approveReview", tag = "review", security(("bearer" = [])), params(("id" = u64, Path, description = "Review item id")), request_body(content = Option<DecisionBody>, description = "Optional notes"), responses((status = 200, description = "Approved", body = ReviewJson), (status = 400, description = "Bad input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody), (status = 403, description = "Wrong role", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody)))]
 pub async fn approve(
     who: Reviewer,
     state: web::Data<AppState>,
@@ -131,6 +136,7 @@ pub async fn approve(
 }
 
 /// `POST /api/review/{id}/reject` with `{"notes"}`.
+#[utoipa::path(post, path = "/api/review/{id}/reject", operation_id = "rejectReview", tag = "review", security(("bearer" = [])), params(("id" = u64, Path, description = "Review item id")), request_body(content = Option<DecisionBody>, description = "Optional notes"), responses((status = 200, description = "Rejected", body = ReviewJson), (status = 400, description = "Bad input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody), (status = 403, description = "Wrong role", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody)))]
 pub async fn reject(
     who: Reviewer,
     state: web::Data<AppState>,

@@ -22,7 +22,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// Body of the batch.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct BatchBody {
     texts: Vec<String>,
 }
@@ -35,6 +35,7 @@ struct ResultJson {
 }
 
 /// `POST /api/sentiment/batch`.
+#[utoipa::path(post, path = "/api/sentiment/batch", operation_id = "sentimentBatch", tag = "sentiment", request_body = BatchBody, responses((status = 200, description = "`{\"results\":[{text,sentiment,score}]}`", body = Object), (status = 400, description = "Bad input", body = crate::error::ErrorBody), (status = 413, description = "Body too large", body = crate::error::ErrorBody), (status = 429, description = "Rate limited: wait `Retry-After` seconds", body = crate::error::ErrorBody)))]
 pub async fn batch(body: web::Json<BatchBody>) -> Result<HttpResponse, AppError> {
     let texts = body.into_inner().texts;
     if texts.len() > MAX_TEXTS {

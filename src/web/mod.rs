@@ -7,12 +7,16 @@
 //! cached for a year and a new build changes the link. The page itself and unversioned
 //! asset requests revalidate with an `ETag`.
 
+pub mod openapi;
+
 use std::sync::OnceLock;
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{middleware::Compress, web, HttpRequest, HttpResponse};
 
+use crate::config::Settings;
 use crate::error::AppError;
+use crate::http::middleware::cors;
 
 /// A file compiled into the binary.
 pub struct Asset {
@@ -109,19 +113,24 @@ pub fn asset(path: &str) -> Option<&'static Asset> {
     ASSETS.iter().find(|a| a.path == path)
 }
 
-/// Registers `GET /` and `GET /assets/{path}`, compressed when the client accepts gzip.
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// Registers `GET /` and `GET /assets/{path}`, compressed when the client accepts gzip,
+/// and `GET /api/openapi.json` with the CORS of every `/api` route. Registered before the
+/// `/api` scope, so the document's resource is matched first.
+pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
     cfg.service(
+        web::resource("/api/openapi.json")
+            .wrap(cors(settings))
+            .route(web::get().to(openapi::openapi_json)),
+    )
+    .service(
         web::resource("/")
             .wrap(Compress::default())
-            .route(web::get().to(index))
-            .route(web::head().to(index)),
+            .route(web::get().to(index)),
     )
     .service(
         web::resource("/assets/{path:.+}")
             .wrap(Compress::default())
-            .route(web::get().to(static_asset))
-            .route(web::head().to(static_asset)),
+            .route(web::get().to(static_asset)),
     );
 }
 
@@ -158,6 +167,9 @@ fn respond(
 }
 
 /// `GET /`: the page.
+#[utoipa::path(get, path = "/", operation_id = "getPage", tag = "page",
+    responses((status = 200, description = "The web page", content_type = "text/html"),
+        (status = 304, description = "Not modified (`If-None-Match`)")))]
 pub async fn index(req: HttpRequest) -> HttpResponse {
     respond(
         &req,
@@ -169,6 +181,12 @@ pub async fn index(req: HttpRequest) -> HttpResponse {
 }
 
 /// `GET /assets/{path}`: one embedded file; a JSON 404 for anything else.
+#[utoipa::path(get, path = "/assets/{path}", operation_id = "getAsset", tag = "page",
+    params(("path" = String, Path, description = "File under /assets/, e.g. `app.css`"),
+        ("v" = Option<String>, Query, description = "Content version; the current one makes the answer cacheable for a year")),
+    responses((status = 200, description = "The file, with its content type"),
+        (status = 304, description = "Not modified (`If-None-Match`)"),
+        (status = 404, description = "No such asset", body = crate::error::ErrorBody)))]
 pub async fn static_asset(
     req: HttpRequest,
     path: web::Path<String>,

@@ -13,3 +13,4 @@ mod helpers;
 mod leaders;
 mod posts;
 mod review;
+mod web;

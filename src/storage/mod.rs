@@ -1355,6 +1355,31 @@ mod tests {
             .posts
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+        #[test]
+        fn dedup_is_idempotent_whatever_the_batches(
+            batches in proptest::collection::vec(proptest::collection::vec(0u64..60, 0..40), 1..6)
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut store = Store::open(dir.path(), 8).unwrap();
+            let leader = store.create_leader(draft("A"), 0).unwrap();
+            let mut distinct = std::collections::HashSet::new();
+            for batch in &batches {
+                let posts = batch.iter().map(|n| x_post(leader.id, &format!("{}", 10_000 + n), *n as i64, &[])).collect();
+                store.insert_posts(posts).unwrap();
+                distinct.extend(batch.iter().copied());
+            }
+            let stored = all(&store.reader());
+            proptest::prop_assert_eq!(stored.len(), distinct.len());
+            let again: Vec<NewPost> = distinct.iter().map(|n| x_post(leader.id, &format!("{}", 10_000 + n), *n as i64, &[])).collect();
+            let report = store.insert_posts(again).unwrap();
+            proptest::prop_assert_eq!(report.duplicates, distinct.len());
+            proptest::prop_assert!(report.inserted.is_empty());
+            proptest::prop_assert_eq!(store.reader().stats().posts, distinct.len() as u64);
+        }
+    }
+
     #[test]
     fn duplicate_post_is_stored_once_within_and_across_batches() {
         let dir = tempfile::tempdir().unwrap();

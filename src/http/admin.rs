@@ -93,6 +93,10 @@ const EXPORT_CHUNK: usize = 64 * 1024;
 /// `GET /api/admin/export` (admin): the same JSON lines as `amber export`, streamed from
 /// the running server, so a backup needs no downtime. Records are read on a blocking
 /// thread and sent in chunks; a client that goes away stops the reading.
+#[utoipa::path(get, path = "/api/admin/export", operation_id = "exportBackup", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, description = "Every leader, post and review item, one JSON object a line (as `amber export`)", content_type = "application/x-ndjson", body = String),
+        (status = 401, description = "No or invalid token", body = crate::error::ErrorBody),
+        (status = 403, description = "Wrong role", body = crate::error::ErrorBody)))]
 pub async fn export(_admin: Admin, state: web::Data<AppState>) -> HttpResponse {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
     let reader = state.reader.clone();

@@ -46,6 +46,7 @@ use crate::http;
         http::review::reject,
         http::admin::token,
         http::admin::ping,
+        http::admin::export,
         http::sentiment::batch,
         http::bench::fixed,
     ),

@@ -29,43 +29,30 @@ pub struct Asset {
 /// The page, before `__VERSION__` is replaced by [`version`].
 const INDEX_TEMPLATE: &str = include_str!("static/index.html");
 
+const CSS: &str = "text/css; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
+const SVG: &str = "image/svg+xml";
+
+/// An [`Asset`] compiled in from `src/web/static/<path>`.
+macro_rules! asset {
+    ($path:literal, $content_type:expr) => {
+        Asset {
+            path: $path,
+            content_type: $content_type,
+            body: include_bytes!(concat!("static/", $path)),
+        }
+    };
+}
+
 /// Every file served under `/assets/`.
 pub const ASSETS: &[Asset] = &[
-    Asset {
-        path: "app.css",
-        content_type: "text/css; charset=utf-8",
-        body: include_bytes!("static/app.css"),
-    },
-    Asset {
-        path: "js/api.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("static/js/api.js"),
-    },
-    Asset {
-        path: "js/feed.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("static/js/feed.js"),
-    },
-    Asset {
-        path: "js/status.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("static/js/status.js"),
-    },
-    Asset {
-        path: "js/admin.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("static/js/admin.js"),
-    },
-    Asset {
-        path: "js/main.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("static/js/main.js"),
-    },
-    Asset {
-        path: "favicon.svg",
-        content_type: "image/svg+xml",
-        body: include_bytes!("static/favicon.svg"),
-    },
+    asset!("app.css", CSS),
+    asset!("js/api.js", JS),
+    asset!("js/feed.js", JS),
+    asset!("js/status.js", JS),
+    asset!("js/admin.js", JS),
+    asset!("js/main.js", JS),
+    asset!("favicon.svg", SVG),
 ];
 
 /// Cache lifetime of a versioned asset: a year, as the link changes with the content.

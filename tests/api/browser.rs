@@ -69,7 +69,10 @@ fn browser_available(test: &str) -> bool {
 
 /// Runs one scenario and returns its `RESULT` JSON; panics with the runner's output on
 /// failure. Node runs on a blocking thread so the test's runtime stays responsive.
+/// `args` gains `expectedFailures` for this server.
 async fn run_scenario(app: &TestApp, scenario: &str, args: &Value) -> Value {
+    let mut args = args.clone();
+    args["expectedFailures"] = json!(expected_failures(app).await);
     let cmd_args = (scenario.to_string(), app.address.clone(), args.to_string());
     let out = actix_web::rt::task::spawn_blocking(move || {
         let _one_at_a_time = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
@@ -214,7 +217,6 @@ async fn feed_renders_plain_cards_offline_on_desktop_and_phone() {
             "x": {"id": seed.allowed_x["id"], "permalink": seed.allowed_x["permalink"],
                   "avatar": ALLOWED_AVATAR, "media": ALLOWED_MEDIA},
             "blocked": {"id": seed.blocked_x["id"], "media": BLOCKED_MEDIA},
-            "expectedFailures": expected_failures(&app).await,
         }),
     )
     .await;
@@ -240,7 +242,6 @@ async fn leader_and_source_filters_change_what_is_shown() {
             "leader": 1,
             "leaderTotal": by_leader["total"],
             "emptyLeader": 4,
-            "expectedFailures": expected_failures(&app).await,
         }),
     )
     .await;
@@ -261,7 +262,6 @@ async fn scrolling_loads_the_next_page_until_the_oldest_post() {
             "pageSize": PAGE_SIZE,
             "total": SEEDED,
             "oldest": seed.oldest,
-            "expectedFailures": expected_failures(&app).await,
         }),
     )
     .await;
@@ -274,12 +274,7 @@ async fn x_posts_become_embeds_when_the_widget_loads() {
         return;
     }
     let (app, _seed) = seeded_app().await;
-    let result = run_scenario(
-        &app,
-        "embed",
-        &json!({"expectedFailures": expected_failures(&app).await}),
-    )
-    .await;
+    let result = run_scenario(&app, "embed", &json!({})).await;
     assert!(result["embedded"].as_u64().expect("count") > 0);
 }
 
@@ -295,7 +290,6 @@ async fn an_empty_feed_says_there_are_no_leaders() {
         &json!({
             "reason": "no-leaders",
             "mentions": ["No leaders", "Admin panel"],
-            "expectedFailures": expected_failures(&app).await,
         }),
     )
     .await;
@@ -313,7 +307,6 @@ async fn an_empty_feed_says_ingestion_is_off() {
         &json!({
             "reason": "ingestion-off",
             "mentions": ["Ingestion is off", "X_INGEST_ENABLED", "amber demo"],
-            "expectedFailures": expected_failures(&app).await,
         }),
     )
     .await;
@@ -348,7 +341,6 @@ async fn admin_panel_manages_leaders_and_a_reviewer_rejects_with_notes() {
             "reviewerToken": app.reviewer_token(),
             "reviewId": review_id,
             "notes": notes,
-            "expectedFailures": expected_failures(&app).await,
         }),
     )
     .await;

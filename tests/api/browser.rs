@@ -69,10 +69,15 @@ fn browser_available(test: &str) -> bool {
 
 /// Runs one scenario and returns its `RESULT` JSON; panics with the runner's output on
 /// failure. Node runs on a blocking thread so the test's runtime stays responsive.
-/// `args` gains `expectedFailures` for this server.
+/// `args.expectedFailures` gains the ones this server is expected to produce.
 async fn run_scenario(app: &TestApp, scenario: &str, args: &Value) -> Value {
     let mut args = args.clone();
-    args["expectedFailures"] = json!(expected_failures(app).await);
+    let mut expected: Vec<Value> = args["expectedFailures"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    expected.extend(expected_failures(app).await.into_iter().map(Value::from));
+    args["expectedFailures"] = Value::Array(expected);
     let cmd_args = (scenario.to_string(), app.address.clone(), args.to_string());
     let out = actix_web::rt::task::spawn_blocking(move || {
         let _one_at_a_time = BROWSER.lock().unwrap_or_else(|e| e.into_inner());

@@ -235,6 +235,29 @@ export const scenarios = {
     return { ok: true };
   },
 
+  // A 429 is a friendly notice with the wait, not a broken page; when the wait is over
+  // the feed retries by itself. The server runs with a one-token bucket.
+  async ratelimit(env) {
+    const { args, assert } = env;
+    const { page } = await open(env, DESKTOP);
+    await page.selectOption('#filter-source', 'news');
+    const notice = await page.waitForSelector('#notice[data-kind="rate-limit"]:not([hidden])', { timeout: WAIT_MS });
+    const text = await notice.textContent();
+    const wait = Number((text.match(/in (\d+) seconds?/) || [])[1]);
+    assert(wait >= 1 && wait <= args.maxWait, `notice does not give the wait: ${text}`);
+    assert(/limits how often/.test(text), `notice does not say why: ${text}`);
+    assert(await page.$eval('#feed-status', (e) => /try again in \d+ s/.test(e.textContent)), 'feed status does not explain the failure');
+    await page.screenshot({ path: `${env.outDir}/rate-limited.png` });
+    // After the wait, the notice goes and the filtered feed arrives.
+    await page.waitForSelector('#notice', { state: 'hidden', timeout: (args.maxWait + 5) * 1000 });
+    await page.waitForFunction(() => {
+      const c = [...document.querySelectorAll('#feed .card')];
+      return c.length > 0 && c.every((li) => li.dataset.platform === 'News');
+    }, null, { timeout: (args.maxWait + 5) * 1000 });
+    await noCsp(env, page);
+    return { waitShown: wait };
+  },
+
   // Time to first rendered post: fresh browser contexts (cold cache) load the page
   // args.runs times; the figure is the 'amber-first-post' mark, which the page sets
   // right after appending the first card (ms since navigation start).

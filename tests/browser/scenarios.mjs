@@ -235,6 +235,31 @@ export const scenarios = {
     return { ok: true };
   },
 
+  // The admin panel triggers a run against the fake X API; the new posts appear in the
+  // feed without a reload, and the ingestion panel shows the run's counts.
+  async trigger(env) {
+    const { args, assert } = env;
+    const { page } = await open(env, DESKTOP);
+    assert((await cards(page)).length === 0, 'feed not empty before the run');
+    await page.fill('#token-input', args.adminToken);
+    await page.press('#token-input', 'Enter');
+    await page.waitForSelector('#admin-tools:not([hidden])', { timeout: WAIT_MS });
+    await page.click('[data-ingest="trigger"]');
+    await page.waitForFunction(() => /Run finished/.test(document.getElementById('admin-result').textContent), null, { timeout: 60000 });
+    const result = await page.$eval('#admin-result', (e) => e.textContent);
+    await page.waitForFunction((n) => document.querySelectorAll('#feed .card').length >= Math.min(n, 20), args.expectedPosts, { timeout: WAIT_MS });
+    const list = await cards(page);
+    assert(list.every((c) => c.platform === 'X'), 'a non-X post after an X run');
+    assert(newestFirst(list), 'not newest first after the run');
+    assert(list.every((c) => c.permalink && c.permalink.startsWith('https://x.com/')), 'an ingested post without its X link');
+    assert(await page.$eval('#empty', (e) => e.hidden), 'empty state still shown');
+    const panel = await page.$eval('#ingestion-body', (e) => e.textContent);
+    assert(panel.includes(`${args.expectedPosts} new posts`), `ingestion panel lacks the run's counts: ${panel}`);
+    await page.screenshot({ path: `${env.outDir}/after-trigger.png` });
+    await noCsp(env, page);
+    return { result, cards: list.length };
+  },
+
   // A 429 is a friendly notice with the wait, not a broken page; when the wait is over
   // the feed retries by itself. The server runs with a one-token bucket.
   async ratelimit(env) {

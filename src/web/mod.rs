@@ -44,14 +44,28 @@ macro_rules! asset {
     };
 }
 
+/// The page's scripts, in load order, joined at compile time into one `app.js`: one
+/// request instead of five. Each file is an IIFE, so joining changes no scope.
+const APP_JS: &str = concat!(
+    include_str!("static/js/api.js"),
+    "\n",
+    include_str!("static/js/feed.js"),
+    "\n",
+    include_str!("static/js/status.js"),
+    "\n",
+    include_str!("static/js/admin.js"),
+    "\n",
+    include_str!("static/js/main.js"),
+);
+
 /// Every file served under `/assets/`.
 pub const ASSETS: &[Asset] = &[
     asset!("app.css", CSS),
-    asset!("js/api.js", JS),
-    asset!("js/feed.js", JS),
-    asset!("js/status.js", JS),
-    asset!("js/admin.js", JS),
-    asset!("js/main.js", JS),
+    Asset {
+        path: "app.js",
+        content_type: JS,
+        body: APP_JS.as_bytes(),
+    },
     asset!("favicon.svg", SVG),
 ];
 

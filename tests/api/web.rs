@@ -42,8 +42,8 @@ async fn versioned_assets_are_immutable_and_others_revalidate() {
     let html = app.get("/").await.text().await.unwrap();
     let link = html
         .split('"')
-        .find(|s| s.starts_with("/assets/js/feed.js?v="))
-        .expect("versioned feed.js link")
+        .find(|s| s.starts_with("/assets/app.js?v="))
+        .expect("versioned app.js link")
         .to_string();
     let res = app.get(&link).await;
     assert_eq!(res.status(), 200);
@@ -78,7 +78,7 @@ async fn unknown_assets_and_traversal_are_json_404s() {
         "/assets/nope.js",
         "/assets/../Cargo.toml",
         "/assets/%2e%2e/src/main.rs",
-        "/assets/js/",
+        "/assets/js/feed.js",
     ] {
         let (status, body) = app.get_json(path).await;
         assert_eq!(status, 404, "{path}");

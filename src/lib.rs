@@ -6,5 +6,6 @@
 pub mod actors;
 pub mod config;
 pub mod domain;
+pub mod rate_limit;
 pub mod status;
 pub mod storage;

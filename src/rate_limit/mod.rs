@@ -176,6 +176,12 @@ impl RateLimits {
         self.redis.as_ref().is_some_and(|sync| sync.is_available())
     }
 
+    /// True when `peer` is one of `TRUSTED_PROXIES` (its forwarded headers are believed).
+    pub fn trusts(&self, peer: IpAddr) -> bool {
+        let peer = peer.to_canonical();
+        self.trusted_proxies.iter().any(|net| net.contains(&peer))
+    }
+
     /// The client address of a request: see [`client_addr::client_addr`].
     pub fn client_addr<'h>(
         &self,

@@ -579,3 +579,67 @@ async fn a_server_whose_redis_is_unreachable_keeps_serving_and_limiting() {
     assert_eq!(body["redis"]["status"], "unavailable");
     assert_eq!(feed_status(&app, &[]).await, 200);
 }
+
+fn reset_command(app: &TestApp, extra: &[(&str, &str)], args: &[&str]) -> std::process::Output {
+    let port = app.address.rsplit(':').next().unwrap().to_string();
+    let mut env: std::collections::HashMap<String, String> = extra
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    env.insert("PORT".into(), port);
+    crate::helpers::amber_command(app.data_dir(), &env)
+        .args(["rate-limit", "reset"])
+        .args(args)
+        .output()
+        .expect("run amber rate-limit reset")
+}
+
+#[actix_web::test]
+async fn the_cli_reset_clears_the_running_servers_bucket_without_redis() {
+    let app = spawn(&limits("2", "2")).await;
+    for _ in 0..2 {
+        assert_eq!(feed_status(&app, &[]).await, 200);
+    }
+    assert_eq!(feed_status(&app, &[]).await, 429);
+    let out = reset_command(&app, &[], &["--ip", "127.0.0.1"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("REDIS_URL is not set"), "{stdout}");
+    assert!(
+        stdout.contains("local bucket of ip:127.0.0.1 cleared"),
+        "{stdout}"
+    );
+    assert_eq!(feed_status(&app, &[]).await, 200);
+
+    let out = reset_command(&app, &[], &["--ip", "not-an-ip"]);
+    assert!(!out.status.success());
+    let out = reset_command(&app, &[], &[]);
+    assert!(!out.status.success(), "--ip or --user is required");
+}
+
+#[actix_web::test]
+async fn the_cli_reset_deletes_the_shared_bucket_in_redis() {
+    if !redis_or_skip("the_cli_reset_deletes_the_shared_bucket_in_redis").await {
+        return;
+    }
+    let apps = spawn_synced(1, "2", REDIS_URL).await;
+    until_redis_ok(&apps).await;
+    let app = &apps[0];
+    let client = unique_client();
+    let key = format!("rate_limit:ip:{client}");
+    redis_del(&key).await;
+    let xff = [("X-Forwarded-For", client.as_str())];
+    for _ in 0..3 {
+        feed_status(app, &xff).await;
+    }
+    assert_eq!(feed_status(app, &xff).await, 429);
+    let out = reset_command(app, &[("REDIS_URL", REDIS_URL)], &["--ip", &client]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(&format!("redis: deleted {key}")),
+        "{stdout}"
+    );
+    assert_eq!(feed_status(app, &xff).await, 200);
+    redis_del(&key).await;
+}

@@ -16,9 +16,10 @@ use governor::nanos::Nanos;
 use governor::state::keyed::ShrinkableKeyedStateStore;
 use governor::state::{InMemoryState, NotKeyed, StateStore};
 
-/// The hasher of the store: std's randomly seeded SipHash, so a client cannot pick keys
-/// that collide.
-pub type StoreHasher = std::hash::RandomState;
+/// The hasher of the store: foldhash with a random seed per map. SipHash cost a third of
+/// a hot-key decision (see BENCHMARKS.md); foldhash's seeding is enough that a client
+/// cannot precompute colliding keys, and the cap bounds what any collision could cost.
+pub type StoreHasher = foldhash::fast::RandomState;
 
 struct Inner<K> {
     map: DashMap<K, InMemoryState, StoreHasher>,

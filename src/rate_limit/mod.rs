@@ -51,6 +51,8 @@ pub const TOKEN_ATTEMPT_WINDOW: Duration = Duration::from_secs(60);
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 /// How often the sweeper checks whether a store hit its cap (and sweeps early).
 pub const FULL_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// Keys a sweep must drop before freed heap pages are handed back to the OS.
+pub const TRIM_AFTER_DROPPED_KEYS: usize = 10_000;
 
 /// Why rate limiting could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -297,13 +299,36 @@ pub fn spawn_sweeper(limits: &Arc<RateLimits>) -> tokio::task::JoinHandle<()> {
             let Some(limits) = weak.upgrade() else { return };
             if limits.take_full() || since_sweep >= SWEEP_INTERVAL {
                 since_sweep = Duration::ZERO;
-                let swept = tokio::task::spawn_blocking(move || limits.sweep()).await;
+                let swept = tokio::task::spawn_blocking(move || {
+                    let before = limits.tracked_keys();
+                    limits.sweep();
+                    if before.saturating_sub(limits.tracked_keys()) >= TRIM_AFTER_DROPPED_KEYS {
+                        release_freed_memory();
+                    }
+                })
+                .await;
                 if let Err(error) = swept {
                     tracing::error!(%error, "rate-limit sweep failed");
                 }
             }
         }
     })
+}
+
+/// Hands the heap pages freed by a large sweep back to the OS. glibc keeps freed memory
+/// in its arenas otherwise, and RSS would stay at the flood's peak long after it ended.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> std::os::raw::c_int;
+        }
+        // SAFETY: malloc_trim takes no pointers; it only returns free pages of glibc's
+        // own heaps to the kernel and is safe to call from any thread at any time.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -50,7 +50,8 @@ fn limiter_decision(c: &mut Criterion) {
     let limit = Limit::new(60, 60, Duration::from_secs(60)).expect("limit");
     group.bench_function("fresh_key", |b| {
         b.iter_custom(|iters| {
-            let limiter: KeyedLimiter<IpKey> = KeyedLimiter::new(limit, usize::MAX);
+            let limiter: KeyedLimiter<IpKey> =
+                KeyedLimiter::new(limit, usize::MAX).expect("limiter clock");
             let started = Instant::now();
             for n in 0..iters {
                 let key = IpKey::V6(n.wrapping_mul(0x9E37_79B9_7F4A_7C15));

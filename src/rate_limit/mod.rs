@@ -31,7 +31,7 @@ use tokio::sync::watch;
 
 use crate::config::RateLimitSettings;
 use crate::rate_limit::key::{ClientKey, IpKey, UserKey};
-use crate::rate_limit::limiter::{BucketView, Decision, KeyedLimiter, Limit};
+use crate::rate_limit::limiter::{BucketView, ClockError, Decision, KeyedLimiter, Limit};
 use crate::rate_limit::redis_sync::{RedisSync, SharedView, SyncError};
 use crate::status::RedisHealth;
 
@@ -61,6 +61,8 @@ pub enum RateLimitError {
     InvalidLimit(&'static str),
     #[error("invalid REDIS_URL: {0}")]
     RedisUrl(#[from] redis::RedisError),
+    #[error(transparent)]
+    Clock(#[from] ClockError),
 }
 
 /// The Redis side of an inspection or reset.
@@ -131,9 +133,9 @@ impl RateLimits {
         Ok(RateLimits {
             enabled: settings.enabled,
             trusted_proxies: settings.trusted_proxies.clone(),
-            ip: KeyedLimiter::new(ip_limit, IP_KEY_CAP),
-            user: KeyedLimiter::new(user_limit, USER_KEY_CAP),
-            token_attempts: KeyedLimiter::new(token_limit, TOKEN_ATTEMPT_KEY_CAP),
+            ip: KeyedLimiter::new(ip_limit, IP_KEY_CAP)?,
+            user: KeyedLimiter::new(user_limit, USER_KEY_CAP)?,
+            token_attempts: KeyedLimiter::new(token_limit, TOKEN_ATTEMPT_KEY_CAP)?,
             redis: None,
         })
     }

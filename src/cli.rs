@@ -91,6 +91,9 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
                 n += 1;
             }
             out.flush()?;
+            drop(reader);
+            let mut store = store;
+            store.close()?;
             eprintln!("exported {n} records");
             Ok(())
         }
@@ -98,7 +101,7 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             let records = backup::read_all(std::io::stdin().lock())?;
             let mut store = open_store(&settings)?;
             let report = store.import(records)?;
-            store.flush()?;
+            store.close()?;
             eprintln!(
                 "imported {} leaders, {} posts, {} review items; skipped {} (already present or orphaned)",
                 report.leaders, report.posts, report.reviews, report.skipped

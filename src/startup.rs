@@ -12,7 +12,7 @@ use actix_web::dev::Server;
 use actix_web::{middleware::from_fn, web, App, HttpServer};
 use anyhow::Context;
 
-use crate::actors::store::{Flush, PostStore, SeedLeaders};
+use crate::actors::store::{Close, PostStore, SeedLeaders};
 use crate::config::Settings;
 use crate::domain::leader::LeaderDraft;
 use crate::http::auth::JwtKeys;
@@ -125,6 +125,7 @@ impl Application {
             metrics,
             status,
             started,
+            page_cache: Default::default(),
         };
 
         let listener = TcpListener::bind((settings.host, settings.port))
@@ -167,7 +168,7 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         self.server.await.context("http server")?;
         tracing::info!("shutting down: flushing the store");
-        self.store.send(Flush).await.context("store actor")??;
+        self.store.send(Close).await.context("store actor")??;
         tracing::info!("store flushed; bye");
         Ok(())
     }

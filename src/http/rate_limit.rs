@@ -230,16 +230,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-fn parse_target(kind: &str, key: &str) -> Result<ClientKey, AppError> {
-    let kind = KeyKind::parse(kind)
+/// The client an admin path names (`{kind}/{key}`), and the limiters.
+fn target(
+    req: &HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<(ClientKey, web::Data<RateLimits>), AppError> {
+    let (kind, key) = path.into_inner();
+    let kind = KeyKind::parse(&kind)
         .map_err(|_| AppError::NotFound(format!("rate-limit kind {kind:?} (use ip or user)")))?;
-    ClientKey::parse(kind, key).map_err(|e| AppError::bad_request("invalid_path", e.to_string()))
-}
-
-fn limits_of(req: &HttpRequest) -> Result<web::Data<RateLimits>, AppError> {
-    req.app_data::<web::Data<RateLimits>>()
+    let key = ClientKey::parse(kind, &key)
+        .map_err(|e| AppError::bad_request("invalid_path", e.to_string()))?;
+    let limits = req
+        .app_data::<web::Data<RateLimits>>()
         .cloned()
-        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("rate limits missing from app data")))
+        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("rate limits missing from app data")))?;
+    Ok((key, limits))
 }
 
 fn shared_json<T>(
@@ -260,9 +265,7 @@ pub async fn inspect(
     req: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, AppError> {
-    let (kind, key) = path.into_inner();
-    let key = parse_target(&kind, &key)?;
-    let limits = limits_of(&req)?;
+    let (key, limits) = target(&req, path)?;
     let view = limits.inspect(&key).await;
     let limit = view.local.limit;
     let redis = shared_json(&view.shared, |shared| match shared {
@@ -294,9 +297,7 @@ pub async fn reset(
     req: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, AppError> {
-    let (kind, key) = path.into_inner();
-    let key = parse_target(&kind, &key)?;
-    let limits = limits_of(&req)?;
+    let (key, limits) = target(&req, path)?;
     let outcome = limits.reset(&key).await;
     tracing::info!(admin = %admin.0.sub, key = %outcome.key, "rate-limit bucket reset");
     let redis = shared_json(

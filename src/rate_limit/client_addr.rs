@@ -98,11 +98,10 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
 
 #[cfg(test)]
 mod tests {
-    use std::net::{Ipv4Addr, Ipv6Addr};
-
     use proptest::prelude::*;
 
     use super::*;
+    use crate::rate_limit::key::tests::any_ip;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
@@ -205,13 +204,6 @@ mod tests {
         let header = hops.join(",");
         let addr = client_addr(ip("10.0.0.2"), &trusted, [header.as_str()], NONE);
         assert!(is_trusted(addr, &trusted), "{addr}");
-    }
-
-    fn any_ip() -> impl Strategy<Value = IpAddr> {
-        prop_oneof![
-            any::<u32>().prop_map(|b| IpAddr::V4(Ipv4Addr::from(b))),
-            any::<u128>().prop_map(|b| IpAddr::V6(Ipv6Addr::from(b))),
-        ]
     }
 
     proptest! {

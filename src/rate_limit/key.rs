@@ -185,7 +185,7 @@ impl fmt::Display for ClientKey {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use proptest::prelude::*;
 
     use super::*;
@@ -242,7 +242,8 @@ mod tests {
         assert_eq!(IpKey::parse("2001:db8::/64").unwrap(), plain);
     }
 
-    fn any_ip() -> impl Strategy<Value = IpAddr> {
+    /// Any IPv4 or IPv6 address (shared with the forwarded-header properties).
+    pub(crate) fn any_ip() -> impl Strategy<Value = IpAddr> {
         prop_oneof![
             any::<u32>().prop_map(|b| IpAddr::V4(Ipv4Addr::from(b))),
             any::<u128>().prop_map(|b| IpAddr::V6(Ipv6Addr::from(b))),

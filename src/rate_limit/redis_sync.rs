@@ -323,21 +323,11 @@ impl RedisSync {
         key: &ClientKey,
         limit: Limit,
     ) -> Result<Option<SharedView>, SyncError> {
-        let mut connection = self.connection()?;
-        let exists: bool = tokio::time::timeout(
-            BACKGROUND_DEADLINE,
-            redis::cmd("EXISTS")
-                .arg(key.redis_key())
-                .query_async(&mut connection),
-        )
-        .await
-        .map_err(|_| SyncError::Timeout(BACKGROUND_DEADLINE))??;
+        let exists: bool = self.key_command("EXISTS", key).await?;
         if !exists {
             return Ok(None);
         }
-        let grant = tokio::time::timeout(BACKGROUND_DEADLINE, self.run_acquire(key, limit, 0))
-            .await
-            .map_err(|_| SyncError::Timeout(BACKGROUND_DEADLINE))??;
+        let grant = within_background_deadline(self.run_acquire(key, limit, 0)).await?;
         Ok(Some(SharedView {
             remaining: grant.left,
             full_after: grant.full_after,
@@ -348,16 +338,25 @@ impl RedisSync {
     /// a bucket.
     pub async fn reset(&self, key: &ClientKey) -> Result<bool, SyncError> {
         self.leases.remove(key);
-        let mut connection = self.connection()?;
-        let deleted: u32 = tokio::time::timeout(
-            BACKGROUND_DEADLINE,
-            redis::cmd("DEL")
-                .arg(key.redis_key())
-                .query_async(&mut connection),
-        )
-        .await
-        .map_err(|_| SyncError::Timeout(BACKGROUND_DEADLINE))??;
+        let deleted: u32 = self.key_command("DEL", key).await?;
         Ok(deleted > 0)
+    }
+
+    /// Runs `command` on `key`'s Redis key within [`BACKGROUND_DEADLINE`].
+    async fn key_command<T: redis::FromRedisValue>(
+        &self,
+        command: &str,
+        key: &ClientKey,
+    ) -> Result<T, SyncError> {
+        let mut connection = self.connection()?;
+        within_background_deadline(async move {
+            redis::cmd(command)
+                .arg(key.redis_key())
+                .query_async(&mut connection)
+                .await
+                .map_err(SyncError::from)
+        })
+        .await
     }
 
     fn connection(&self) -> Result<ConnectionManager, SyncError> {
@@ -414,12 +413,8 @@ impl RedisSync {
     fn spawn_refill(self: &Arc<Self>, key: ClientKey, limit: Limit) {
         let sync = Arc::clone(self);
         tokio::spawn(async move {
-            let outcome = tokio::time::timeout(
-                BACKGROUND_DEADLINE,
-                sync.run_acquire(&key, limit, lease_size(&limit)),
-            )
-            .await
-            .unwrap_or(Err(SyncError::Timeout(BACKGROUND_DEADLINE)));
+            let outcome =
+                within_background_deadline(sync.run_acquire(&key, limit, lease_size(&limit))).await;
             let now = Instant::now();
             match outcome {
                 Ok(grant) => {
@@ -443,9 +438,7 @@ impl RedisSync {
     fn spawn_give_back(self: &Arc<Self>, key: ClientKey, limit: Limit, tokens: u32) {
         let sync = Arc::clone(self);
         tokio::spawn(async move {
-            let _ =
-                tokio::time::timeout(BACKGROUND_DEADLINE, sync.run_give_back(&key, limit, tokens))
-                    .await;
+            let _ = within_background_deadline(sync.run_give_back(&key, limit, tokens)).await;
         });
     }
 
@@ -536,16 +529,38 @@ impl RedisSync {
         });
         for (key, limit, tokens) in idle {
             let returned =
-                tokio::time::timeout(BACKGROUND_DEADLINE, self.run_give_back(&key, limit, tokens))
-                    .await;
+                within_background_deadline(self.run_give_back(&key, limit, tokens)).await;
             tracing::debug!(%key, tokens, ?returned, "idle lease given back");
-            if !matches!(returned, Ok(Ok(()))) {
+            if returned.is_err() {
                 // Unreturned tokens are only a little under-admission until the shared
                 // bucket refills; no need to keep them.
                 break;
             }
         }
     }
+}
+
+/// Awaits `operation` for at most [`BACKGROUND_DEADLINE`].
+async fn within_background_deadline<T>(
+    operation: impl std::future::Future<Output = Result<T, SyncError>>,
+) -> Result<T, SyncError> {
+    tokio::time::timeout(BACKGROUND_DEADLINE, operation)
+        .await
+        .unwrap_or(Err(SyncError::Timeout(BACKGROUND_DEADLINE)))
+}
+
+/// True when a Redis at `url` answers `PING` within `limit` (tests use it to decide
+/// whether to SKIP).
+pub async fn redis_answers(url: &str, limit: Duration) -> bool {
+    let ping = async {
+        let client = redis::Client::open(url).ok()?;
+        let mut connection = client.get_multiplexed_async_connection().await.ok()?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut connection)
+            .await
+            .ok()
+    };
+    matches!(tokio::time::timeout(limit, ping).await, Ok(Some(_)))
 }
 
 async fn connect(client: &redis::Client) -> Result<ConnectionManager, SyncError> {

@@ -39,19 +39,7 @@ fn unique_user(test: &str) -> ClientKey {
 
 /// True when Redis answers; otherwise prints SKIP (or panics under `CI=true`).
 async fn redis_or_skip(test: &str) -> bool {
-    let answered = async {
-        let client = redis::Client::open(REDIS_URL).ok()?;
-        let mut connection = client.get_multiplexed_async_connection().await.ok()?;
-        redis::cmd("PING")
-            .query_async::<String>(&mut connection)
-            .await
-            .ok()
-    };
-    let up = tokio::time::timeout(Duration::from_secs(1), answered)
-        .await
-        .ok()
-        .flatten()
-        .is_some();
+    let up = redis_sync::redis_answers(REDIS_URL, Duration::from_secs(1)).await;
     if !up {
         if std::env::var("CI").as_deref() == Ok("true") {
             panic!("{test}: no Redis on {REDIS_URL} and CI=true");
@@ -61,25 +49,23 @@ async fn redis_or_skip(test: &str) -> bool {
     up
 }
 
-async fn redis_del(url: &str, key: &ClientKey) {
+/// Runs one command against the Redis at `url` (test-side, like `redis-cli`).
+async fn redis_cli<T: redis::FromRedisValue>(url: &str, args: &[&str]) -> T {
     let client = redis::Client::open(url).unwrap();
     let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-    let _: u32 = redis::cmd("DEL")
-        .arg(key.redis_key())
+    redis::cmd(args[0])
+        .arg(&args[1..])
         .query_async(&mut connection)
         .await
-        .unwrap();
+        .unwrap()
+}
+
+async fn redis_del(url: &str, key: &ClientKey) {
+    let _: u32 = redis_cli(url, &["DEL", &key.redis_key()]).await;
 }
 
 async fn redis_tokens(url: &str, key: &ClientKey) -> Option<f64> {
-    let client = redis::Client::open(url).unwrap();
-    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-    let tokens: Option<String> = redis::cmd("HGET")
-        .arg(key.redis_key())
-        .arg("tokens")
-        .query_async(&mut connection)
-        .await
-        .unwrap();
+    let tokens: Option<String> = redis_cli(url, &["HGET", &key.redis_key(), "tokens"]).await;
     tokens.and_then(|t| t.parse().ok())
 }
 

@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use amber::http::auth::Role;
+use amber::rate_limit::redis_sync;
 use serde_json::{json, Value};
 
 use crate::helpers::{eventually, spawn_app_with, TestApp};
@@ -26,6 +27,11 @@ async fn spawn(env: &[(&'static str, String)]) -> TestApp {
 
 fn header<'r>(res: &'r reqwest::Response, name: &str) -> Option<&'r str> {
     res.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// POST a JSON body without a token.
+async fn post(app: &TestApp, path: &str, body: &Value) -> reqwest::Response {
+    app.send_json(reqwest::Method::POST, path, body, None).await
 }
 
 /// GET the feed with extra headers.
@@ -131,25 +137,11 @@ async fn health_probes_and_metrics_are_never_limited() {
 async fn limited_routes_share_one_bucket_per_client() {
     let app = spawn(&limits("3", "3")).await;
     assert_eq!(feed_status(&app, &[]).await, 200);
-    let res = app
-        .send_json(
-            reqwest::Method::POST,
-            "/api/sentiment/batch",
-            &json!({"texts": ["good"]}),
-            None,
-        )
-        .await;
+    let res = post(&app, "/api/sentiment/batch", &json!({"texts": ["good"]})).await;
     assert_eq!(res.status(), 200);
     assert_eq!(header(&res, "x-ratelimit-remaining"), Some("1"));
     assert_eq!(feed_status(&app, &[]).await, 200);
-    let res = app
-        .send_json(
-            reqwest::Method::POST,
-            "/api/sentiment/batch",
-            &json!({"texts": ["good"]}),
-            None,
-        )
-        .await;
+    let res = post(&app, "/api/sentiment/batch", &json!({"texts": ["good"]})).await;
     assert_eq!(res.status(), 429);
 }
 
@@ -284,23 +276,17 @@ async fn the_token_endpoint_has_a_strict_limit_of_its_own() {
     let app = spawn(&limits("1000", "1000")).await;
     let wrong = json!({"adminId": "eve", "secret": "guess"});
     for n in 0..5 {
-        let res = app
-            .send_json(reqwest::Method::POST, "/api/admin/token", &wrong, None)
-            .await;
+        let res = post(&app, "/api/admin/token", &wrong).await;
         assert_eq!(res.status(), 401, "try {n}");
     }
-    let res = app
-        .send_json(reqwest::Method::POST, "/api/admin/token", &wrong, None)
-        .await;
+    let res = post(&app, "/api/admin/token", &wrong).await;
     assert_eq!(res.status(), 429);
     assert!(header(&res, "retry-after").is_some());
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"], "rate_limit_exceeded");
     // Even the right secret waits now; the API bucket is untouched.
     let right = json!({"adminId": "ops", "secret": crate::helpers::TEST_SECRET});
-    let res = app
-        .send_json(reqwest::Method::POST, "/api/admin/token", &right, None)
-        .await;
+    let res = post(&app, "/api/admin/token", &right).await;
     assert_eq!(res.status(), 429);
     let feed = app.get("/api/feed").await;
     assert_eq!(feed.status(), 200);
@@ -319,9 +305,7 @@ async fn rate_limiting_enabled_false_turns_it_all_off() {
     }
     let wrong = json!({"adminId": "eve", "secret": "guess"});
     for _ in 0..8 {
-        let res = app
-            .send_json(reqwest::Method::POST, "/api/admin/token", &wrong, None)
-            .await;
+        let res = post(&app, "/api/admin/token", &wrong).await;
         assert_eq!(res.status(), 401);
     }
 }
@@ -388,19 +372,7 @@ async fn an_admin_inspects_and_resets_one_client() {
 
 /// True when the shared Redis answers; otherwise prints SKIP (panics under `CI=true`).
 async fn redis_or_skip(test: &str) -> bool {
-    let answered = async {
-        let client = redis::Client::open(REDIS_URL).ok()?;
-        let mut connection = client.get_multiplexed_async_connection().await.ok()?;
-        redis::cmd("PING")
-            .query_async::<String>(&mut connection)
-            .await
-            .ok()
-    };
-    let up = tokio::time::timeout(Duration::from_secs(1), answered)
-        .await
-        .ok()
-        .flatten()
-        .is_some();
+    let up = redis_sync::redis_answers(REDIS_URL, Duration::from_secs(1)).await;
     if !up {
         if std::env::var("CI").as_deref() == Ok("true") {
             panic!("{test}: no Redis on {REDIS_URL} and CI=true");
@@ -410,24 +382,23 @@ async fn redis_or_skip(test: &str) -> bool {
     up
 }
 
-async fn redis_del(key: &str) -> u32 {
+/// Runs `command key` against the shared Redis, as `redis-cli` would.
+async fn redis_cli<T: redis::FromRedisValue>(command: &str, key: &str) -> T {
     let client = redis::Client::open(REDIS_URL).unwrap();
     let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-    redis::cmd("DEL")
+    redis::cmd(command)
         .arg(key)
         .query_async(&mut connection)
         .await
         .unwrap()
 }
 
+async fn redis_del(key: &str) -> u32 {
+    redis_cli("DEL", key).await
+}
+
 async fn redis_exists(key: &str) -> bool {
-    let client = redis::Client::open(REDIS_URL).unwrap();
-    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-    redis::cmd("EXISTS")
-        .arg(key)
-        .query_async(&mut connection)
-        .await
-        .unwrap()
+    redis_cli("EXISTS", key).await
 }
 
 async fn redis_health(app: &TestApp) -> String {

@@ -329,6 +329,67 @@ mod tests {
         assert_eq!(h.get(RESET_HEADER).unwrap(), "1006");
     }
 
+    fn settings(per_minute: u32, burst: u32, enabled: bool) -> crate::config::RateLimitSettings {
+        crate::config::RateLimitSettings {
+            enabled,
+            requests_per_minute: per_minute,
+            burst_size: burst,
+            window_seconds: 60,
+            user_requests_per_minute: per_minute,
+            user_burst_size: burst,
+            trusted_proxies: Vec::new(),
+        }
+    }
+
+    async fn remaining_after_calls(enabled: bool, calls: usize) -> Vec<(u16, Option<String>)> {
+        use actix_web::{test, App};
+        let limits = web::Data::new(RateLimits::new(&settings(10, 10, enabled)).unwrap());
+        let app = test::init_service(
+            App::new().app_data(limits).service(
+                web::scope("/scoped")
+                    .wrap(RateLimited::cost(4))
+                    .route("/a", web::get().to(HttpResponse::Ok))
+                    .route("/b", web::get().to(HttpResponse::Ok)),
+            ),
+        )
+        .await;
+        let mut seen = Vec::new();
+        for n in 0..calls {
+            let path = if n % 2 == 0 { "/scoped/a" } else { "/scoped/b" };
+            let req = test::TestRequest::get()
+                .uri(path)
+                .peer_addr("203.0.113.7:4711".parse().unwrap())
+                .to_request();
+            let res = test::call_service(&app, req).await;
+            let remaining = res
+                .headers()
+                .get(REMAINING_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            seen.push((res.status().as_u16(), remaining));
+        }
+        seen
+    }
+
+    #[actix_web::test]
+    async fn a_scope_wears_the_limiter_with_a_cost_shared_by_its_routes() {
+        let seen = remaining_after_calls(true, 3).await;
+        assert_eq!(
+            seen,
+            [
+                (200, Some("6".to_string())),
+                (200, Some("2".to_string())),
+                (429, Some("0".to_string())),
+            ]
+        );
+    }
+
+    #[actix_web::test]
+    async fn switched_off_it_adds_nothing() {
+        let seen = remaining_after_calls(false, 4).await;
+        assert!(seen.iter().all(|s| *s == (200, None)), "{seen:?}");
+    }
+
     #[test]
     fn a_zero_cost_counts_as_one() {
         assert_eq!(RateLimited::cost(0), RateLimited::default());

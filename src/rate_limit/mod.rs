@@ -141,7 +141,8 @@ impl RateLimits {
     }
 
     /// The limiters of the server: built once, with Redis sync when `redis_url` is set,
-    /// the idle sweeper running, and Redis health published on `redis_health`.
+    /// the idle sweeper running, and Redis health published on `redis_health` (also
+    /// when limiting is switched off, as long as `redis_url` is set).
     /// Needs a Tokio runtime (it spawns the background tasks).
     pub fn start(
         settings: &RateLimitSettings,
@@ -149,11 +150,11 @@ impl RateLimits {
         redis_health: watch::Sender<RedisHealth>,
     ) -> Result<Arc<RateLimits>, RateLimitError> {
         let mut limits = RateLimits::new(settings)?;
+        // With limiting switched off the sync still runs its probe, so health keeps
+        // telling the truth about a configured Redis; no request consults it.
         match redis_url {
-            Some(url) if settings.enabled => {
-                limits.redis = Some(Arc::new(RedisSync::new(url, redis_health)?));
-            }
-            _ => {
+            Some(url) => limits.redis = Some(Arc::new(RedisSync::new(url, redis_health)?)),
+            None => {
                 redis_health.send_replace(RedisHealth::Disabled);
             }
         }

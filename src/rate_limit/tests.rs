@@ -461,3 +461,21 @@ async fn sync_resumes_by_itself_when_redis_returns() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn health_follows_a_configured_redis_even_with_limiting_off() {
+    if !redis_or_skip("health_follows_a_configured_redis_even_with_limiting_off").await {
+        return;
+    }
+    let mut off = settings(10, 10);
+    off.enabled = false;
+    let mut off = instance(&off, REDIS_URL);
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        off.health.wait_for(|h| *h == RedisHealth::Ok),
+    )
+    .await
+    .expect("health turns ok")
+    .unwrap();
+    assert!(!off.limits.enabled());
+}

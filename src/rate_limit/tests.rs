@@ -395,6 +395,8 @@ impl OwnRedis {
                 "",
                 "--appendonly",
                 "no",
+                "--enable-debug-command",
+                "yes",
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -478,4 +480,65 @@ async fn health_follows_a_configured_redis_even_with_limiting_off() {
     .expect("health turns ok")
     .unwrap();
     assert!(!off.limits.enabled());
+}
+
+#[tokio::test]
+async fn a_slow_redis_costs_a_request_at_most_a_few_milliseconds() {
+    let test = "a_slow_redis_costs_a_request_at_most_a_few_milliseconds";
+    if !redis_or_skip(test).await {
+        return;
+    }
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let Some(_server) = OwnRedis::start(port) else {
+        println!("SKIP {test}: cannot run redis-server");
+        return;
+    };
+    let mut a = instance(&settings(10, 10), &url);
+    a.health.wait_for(|h| *h == RedisHealth::Ok).await.unwrap();
+    // Redis stops answering for two seconds.
+    let sleeper = tokio::spawn({
+        let url = url.clone();
+        async move {
+            let _: Result<String, _> = async {
+                let client = redis::Client::open(url.as_str())?;
+                let mut connection = client.get_multiplexed_async_connection().await?;
+                redis::cmd("DEBUG")
+                    .arg("SLEEP")
+                    .arg(2)
+                    .query_async(&mut connection)
+                    .await
+            }
+            .await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut admitted = 0;
+    for n in 0..15 {
+        // A new key each time: no lease to spend, so each would ask Redis.
+        let key = ClientKey::parse(KeyKind::Ip, &format!("198.51.100.{n}")).unwrap();
+        let started = Instant::now();
+        if a.limits.check(&key, ONE).await.allowed {
+            admitted += 1;
+        }
+        let waited = started.elapsed();
+        assert!(
+            waited < redis_sync::REQUEST_DEADLINE + Duration::from_millis(20),
+            "request {n} waited {waited:?}"
+        );
+    }
+    assert_eq!(admitted, 15, "fresh keys are allowed per instance");
+    assert!(
+        !a.limits.redis_available(),
+        "repeated timeouts mark Redis unavailable"
+    );
+    assert_eq!(*a.health.borrow(), RedisHealth::Unavailable);
+    sleeper.await.unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        a.health.wait_for(|h| *h == RedisHealth::Ok),
+    )
+    .await
+    .expect("sync resumes after the stall")
+    .unwrap();
 }

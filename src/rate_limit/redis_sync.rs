@@ -180,6 +180,9 @@ pub struct RedisSync {
     /// Invariant: true only after a successful probe and until a failure; while false the
     /// request path never touches Redis.
     available: AtomicBool,
+    /// True from the first failure of an outage until Redis answers again, so an outage
+    /// is logged once (also when Redis is already down at start-up).
+    outage_logged: AtomicBool,
     timeouts_in_a_row: AtomicU32,
     health: watch::Sender<RedisHealth>,
     leases: DashMap<ClientKey, Lease>,
@@ -201,6 +204,7 @@ impl RedisSync {
             client,
             connection: RwLock::new(None),
             available: AtomicBool::new(false),
+            outage_logged: AtomicBool::new(false),
             timeouts_in_a_row: AtomicU32::new(0),
             health,
             leases: DashMap::new(),
@@ -443,7 +447,8 @@ impl RedisSync {
     }
 
     fn mark_unavailable(&self, error: &SyncError) {
-        if self.available.swap(false, Ordering::AcqRel) {
+        self.available.store(false, Ordering::Release);
+        if !self.outage_logged.swap(true, Ordering::AcqRel) {
             tracing::warn!(%error, "redis unavailable: rate limits are per instance until it returns");
         }
         self.health.send_if_modified(|health| {
@@ -456,8 +461,9 @@ impl RedisSync {
 
     fn mark_available(&self) {
         self.timeouts_in_a_row.store(0, Ordering::Relaxed);
+        self.outage_logged.store(false, Ordering::Release);
         if !self.available.swap(true, Ordering::AcqRel) {
-            tracing::info!("redis available: rate limits are shared again");
+            tracing::info!("redis available: rate limits are shared between instances");
         }
         self.health.send_if_modified(|health| {
             let changed = *health != RedisHealth::Ok;

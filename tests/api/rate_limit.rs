@@ -543,6 +543,11 @@ async fn a_server_whose_redis_is_unreachable_keeps_serving_and_limiting() {
     let (status, body) = app.get_json("/api/health").await;
     assert_eq!(status, 200);
     assert_eq!(body["checks"]["redis"]["status"], "unavailable");
+    eventually(Duration::from_secs(5), "the outage in the log", || async {
+        let logs = app.logs();
+        (logs.matches("redis unavailable").count() == 1).then_some(())
+    })
+    .await;
     let admin = app.admin_token();
     let (status, body) = admin_delete(&app, "/api/admin/rate-limits/ip/127.0.0.1", &admin).await;
     assert_eq!(status, 200);

@@ -1,6 +1,8 @@
-//! The command line (clap): `serve` (default), `token`, `export`, `import`, `healthcheck`.
+//! The command line (clap): `serve` (default), `token`, `export`, `import`,
+//! `rate-limit reset`, `healthcheck`.
 
 use std::io::{BufWriter, Write};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -8,6 +10,8 @@ use clap::{Parser, Subcommand};
 use crate::backup;
 use crate::config::Settings;
 use crate::http::auth::{JwtKeys, Role};
+use crate::rate_limit::key::{ClientKey, KeyKind};
+use crate::rate_limit::redis_sync;
 use crate::startup::{open_store, Application};
 
 /// Amber: follow public figures on X from one self-hosted binary.
@@ -44,6 +48,27 @@ pub enum Command {
         /// Fail on `degraded` too, not only when the server is down or erroring.
         #[arg(long)]
         strict: bool,
+    },
+    /// Rate-limit buckets.
+    RateLimit {
+        #[command(subcommand)]
+        action: RateLimitAction,
+    },
+}
+
+/// `amber rate-limit ...`.
+#[derive(Debug, Subcommand)]
+pub enum RateLimitAction {
+    /// Clear one client's bucket: the shared one in Redis (REDIS_URL) and the local one
+    /// of the server listening on HOST:PORT, if one answers.
+    #[command(group(clap::ArgGroup::new("client").required(true).args(["ip", "user"])))]
+    Reset {
+        /// The client address (IPv6: any address of its /64).
+        #[arg(long)]
+        ip: Option<String>,
+        /// The token subject.
+        #[arg(long)]
+        user: Option<String>,
     },
 }
 
@@ -89,8 +114,112 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::RateLimit {
+            action: RateLimitAction::Reset { ip, user },
+        } => {
+            let key = match (ip, user) {
+                (Some(ip), _) => ClientKey::parse(KeyKind::Ip, &ip),
+                (None, Some(user)) => ClientKey::parse(KeyKind::User, &user),
+                (None, None) => anyhow::bail!("give --ip ADDR or --user SUB"),
+            }
+            .context("the client to reset")?;
+            reset_rate_limit(&settings, &key)
+        }
         Command::Healthcheck { strict } => crate::healthcheck::run(&settings, strict),
     }
+}
+
+/// How long `amber rate-limit reset` waits for Redis or the local server.
+const RESET_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// `amber rate-limit reset`: deletes the shared bucket in Redis, then asks the server on
+/// HOST:PORT (with a short-lived admin token of its own) to drop its local bucket. A
+/// stopped server holds no buckets, so without Redis and without a running server there
+/// is nothing to clear.
+fn reset_rate_limit(settings: &Settings, key: &ClientKey) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting a runtime")?;
+    runtime.block_on(async {
+        let mut failed = false;
+        match &settings.redis_url {
+            Some(url) => {
+                let deleted =
+                    tokio::time::timeout(RESET_TIMEOUT, redis_sync::reset_in_redis(url, key)).await;
+                match deleted {
+                    Ok(Ok(true)) => println!("redis: deleted {}", key.redis_key()),
+                    Ok(Ok(false)) => {
+                        println!("redis: no bucket under {} (already full)", key.redis_key())
+                    }
+                    Ok(Err(err)) => {
+                        failed = true;
+                        println!("redis: could not delete {}: {err}", key.redis_key());
+                    }
+                    Err(_) => {
+                        failed = true;
+                        println!("redis: no answer within {RESET_TIMEOUT:?}");
+                    }
+                }
+            }
+            None => {
+                println!("redis: REDIS_URL is not set; buckets live only in each server's memory")
+            }
+        }
+        let host = match settings.host {
+            ip if ip.is_unspecified() => "127.0.0.1".to_string(),
+            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+            ip => ip.to_string(),
+        };
+        let (kind, value) = match key {
+            ClientKey::Ip(ip) => ("ip", ip.to_string()),
+            ClientKey::User(user) => ("user", user.to_string()),
+        };
+        let url = reqwest::Url::parse(&format!("http://{host}:{}/", settings.port))
+            .and_then(|base| base.join("api/admin/rate-limits/"))
+            .map(|mut url| {
+                if let Ok(mut segments) = url.path_segments_mut() {
+                    segments.pop_if_empty().push(kind).push(&value);
+                }
+                url
+            })
+            .context("the server address")?;
+        let token = JwtKeys::new(&settings.auth)
+            .issue("amber-cli", Role::Admin, 60)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let answer = reqwest::Client::builder()
+            .timeout(RESET_TIMEOUT)
+            .build()
+            .context("http client")?
+            .delete(url)
+            .bearer_auth(token)
+            .send()
+            .await;
+        match answer {
+            Ok(res) if res.status().is_success() => {
+                println!(
+                    "server {host}:{}: local bucket of {key} cleared",
+                    settings.port
+                )
+            }
+            Ok(res) => {
+                failed = true;
+                println!(
+                    "server {host}:{}: refused the reset ({})",
+                    settings.port,
+                    res.status()
+                );
+            }
+            Err(_) => println!(
+                "server {host}:{}: not running there, so it holds no bucket to clear",
+                settings.port
+            ),
+        }
+        if failed {
+            anyhow::bail!("the reset of {key} did not complete");
+        }
+        Ok(())
+    })
 }
 
 fn serve(settings: Settings) -> anyhow::Result<()> {

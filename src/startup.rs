@@ -18,7 +18,8 @@ use crate::domain::leader::LeaderDraft;
 use crate::http::auth::JwtKeys;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
-use crate::status::StatusBoard;
+use crate::rate_limit::RateLimits;
+use crate::status::{RedisHealth, StatusBoard};
 use crate::storage::Store;
 
 /// Seconds in-flight requests get to finish after SIGTERM / Ctrl-C.
@@ -107,7 +108,15 @@ impl Application {
         let jwt = Arc::new(JwtKeys::new(&settings.auth));
         // Seam: the rate limiter (issue 3) and the ingestion actors (issue 4) publish their
         // status here and are built next to the store.
-        let status = StatusBoard::disabled();
+        let mut status = StatusBoard::disabled();
+        let (redis_health, redis_status) = tokio::sync::watch::channel(RedisHealth::Disabled);
+        status.redis = redis_status;
+        // Built once: every worker shares these limiters (and their Redis sync).
+        let rate_limits = RateLimits::start(
+            &settings.rate_limit,
+            settings.redis_url.as_deref(),
+            redis_health,
+        )?;
         let state = AppState {
             settings: settings.clone(),
             reader,
@@ -127,6 +136,7 @@ impl Application {
             let route_settings = route_settings.clone();
             App::new()
                 .app_data(web::Data::new(state.clone()))
+                .app_data(web::Data::from(rate_limits.clone()))
                 .wrap(from_fn(http::middleware::around))
                 .configure(move |cfg| http::configure(cfg, &route_settings))
                 .default_service(web::to(http::not_found))

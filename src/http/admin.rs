@@ -6,13 +6,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::AppError;
 use crate::http::auth::{Admin, AnyUser, Role};
+use crate::http::rate_limit::RateLimited;
 use crate::http::AppState;
 
 /// Registers the routes of this module. The token route gets its own strict limit.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/admin/token", web::post().to(token))
-        .route("/admin/export", web::get().to(export))
-        .route("/admin/ping", web::get().to(ping));
+    cfg.route(
+        "/admin/token",
+        web::post().to(token).wrap(RateLimited::token_endpoint()),
+    )
+    .route("/admin/export", web::get().to(export))
+    .route("/admin/ping", web::get().to(ping));
 }
 
 /// Body of `POST /api/admin/token`.

@@ -12,6 +12,7 @@ use crate::domain::cursor::Cursor;
 use crate::domain::post::Platform;
 use crate::error::AppError;
 use crate::http::dto::{FeedPostJson, LeaderJson, PostJson};
+use crate::http::rate_limit::RateLimited;
 use crate::http::AppState;
 use crate::storage::feed_index::{Filter, Start};
 use crate::storage::StoreReader;
@@ -80,7 +81,7 @@ async fn cached(
 
 /// Registers the routes of this module. The feed is rate limited (SPEC).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/feed", web::get().to(feed))
+    cfg.route("/feed", web::get().to(feed).wrap(RateLimited::default()))
         .route("/dashboard", web::get().to(dashboard));
 }
 

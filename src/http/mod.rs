@@ -12,6 +12,7 @@ pub mod leaders;
 pub mod metrics;
 pub mod middleware;
 pub mod posts;
+pub mod rate_limit;
 pub mod review;
 pub mod sentiment;
 
@@ -114,6 +115,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
                 .configure(posts::configure)
                 .configure(review::configure)
                 .configure(admin::configure)
+                .configure(rate_limit::configure)
                 .configure(sentiment::configure),
         );
 }

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::sentiment;
 use crate::error::AppError;
+use crate::http::rate_limit::RateLimited;
 use crate::http::{json_config, SENTIMENT_JSON_LIMIT};
 
 /// Most texts in one batch.
@@ -17,7 +18,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/sentiment/batch")
             .app_data(json_config(SENTIMENT_JSON_LIMIT))
-            .route(web::post().to(batch)),
+            .route(web::post().to(batch).wrap(RateLimited::default())),
     );
 }
 

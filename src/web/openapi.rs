@@ -47,6 +47,8 @@ use crate::http;
         http::admin::token,
         http::admin::ping,
         http::admin::export,
+        http::rate_limit::inspect,
+        http::rate_limit::reset,
         http::sentiment::batch,
         http::bench::fixed,
     ),
@@ -58,7 +60,7 @@ use crate::http;
         (name = "leaders", description = "Tracked leaders"),
         (name = "posts", description = "Stored posts"),
         (name = "review", description = "The review queue (reviewer or admin)"),
-        (name = "admin", description = "Tokens"),
+        (name = "admin", description = "Tokens, backups and rate-limit buckets"),
         (name = "sentiment", description = "VADER sentiment"),
         (name = "bench", description = "Load-test baselines, mounted only with AMBER_BENCH_ROUTES=true"),
     )

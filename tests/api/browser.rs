@@ -368,3 +368,36 @@ async fn admin_panel_manages_leaders_and_a_reviewer_rejects_with_notes() {
     assert_eq!(item["reviewedBy"], "test-reviewer");
     assert!(artefact_dir().join("admin-panel.png").exists());
 }
+
+#[actix_web::test]
+async fn a_rate_limited_feed_shows_the_wait_and_recovers() {
+    if !browser_available("ratelimit") {
+        return;
+    }
+    // One token, refilled every two seconds: the page's first feed request takes it.
+    let app = spawn_app_with(&[
+        ("REQUESTS_PER_MINUTE", "1"),
+        ("BURST_SIZE", "1"),
+        ("WINDOW_SECONDS", "2"),
+    ])
+    .await;
+    seed_posts(&app, 9).await;
+    // Seeding read the feed from this address: give the browser a full bucket.
+    let res = app
+        .send_json(
+            reqwest::Method::DELETE,
+            "/api/admin/rate-limits/ip/127.0.0.1",
+            &json!({}),
+            Some(&app.admin_token()),
+        )
+        .await;
+    assert_eq!(res.status(), 200, "bucket reset");
+    let result = run_scenario(
+        &app,
+        "ratelimit",
+        &json!({"maxWait": 5, "expectedFailures": ["429 /api/feed"]}),
+    )
+    .await;
+    let wait = result["waitShown"].as_u64().expect("wait");
+    assert!((1..=5).contains(&wait), "{result}");
+}

@@ -12,5 +12,6 @@ mod healthcheck;
 mod helpers;
 mod leaders;
 mod posts;
+mod rate_limit;
 mod review;
 mod web;

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Rate-limiting figures over real HTTP on loopback (issue 3), all against the release binary:
+#   benches/load/rate_limit.sh
+#   1. req/s of refused requests (the full SPEC 429) next to /bench/fixed answering the
+#      same number of bytes, on one server;
+#   2. latency of an allowed feed request with per-instance limits and with Redis sync
+#      (needs Redis on 127.0.0.1:6379), alternating ROUNDS times;
+#   3. RSS while millions of distinct client addresses arrive through a trusted proxy,
+#      and again after the idle sweep.
+# Needs wrk (apt-get install wrk).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PORT=${PORT:-5088}
+DURATION=${DURATION:-8s}
+ROUNDS=${ROUNDS:-3}
+SPRAY=${SPRAY:-20s}
+cargo build --release --bin amber --example seed_store >/dev/null 2>&1
+DIR=$(mktemp -d)
+trap 'kill $(cat "$DIR/pid" 2>/dev/null) 2>/dev/null || true; rm -rf "$DIR"' EXIT
+./target/release/examples/seed_store "$DIR" 1000 >/dev/null
+URL="http://127.0.0.1:$PORT"
+
+start() {
+  env DATA_DIR="$DIR" PORT="$PORT" RUST_LOG=warn AMBER_BENCH_ROUTES=true "$@" \
+    ./target/release/amber >"$DIR/out" 2>"$DIR/err" &
+  echo $! >"$DIR/pid"
+  until curl -s -o /dev/null "$URL/livez"; do sleep 0.01; done
+}
+stop() { kill -TERM "$(cat "$DIR/pid")"; while kill -0 "$(cat "$DIR/pid")" 2>/dev/null; do sleep 0.05; done; }
+rss() { awk '/VmHWM|VmRSS/ {printf "%s %d MB  ", $1, $2 / 1024}' "/proc/$(cat "$DIR/pid")/status"; echo; }
+evalsha_calls() { redis-cli info commandstats | tr -d '\r' | awk -F'[=,]' '/^cmdstat_evalsha:/ {print $2}'; }
+
+echo "== 1. refusing is nearly free (REQUESTS_PER_MINUTE=1 BURST_SIZE=1: every feed request after the first is a 429)"
+start REQUESTS_PER_MINUTE=1 BURST_SIZE=1
+curl -s -o /dev/null "$URL/api/feed"
+BYTES=$(curl -s "$URL/api/feed" | wc -c)
+for round in $(seq "$ROUNDS"); do
+  for target in "/bench/fixed?bytes=$BYTES" "/api/feed"; do
+    printf 'round %s %-28s ' "$round" "$target"
+    wrk -t2 -c32 -d"$DURATION" "$URL$target" |
+      awk '/Requests\/sec/ {rps=$2} /Non-2xx/ {non=$5} /requests in/ {n=$1} END {printf "%s req/s (%s of %s not 2xx)\n", rps, non+0, n}'
+  done
+done
+stop
+
+echo "== 2. allowed feed request latency: per-instance limits vs Redis sync (wrk -t1 -c4 --latency)"
+for round in $(seq "$ROUNDS"); do
+  for mode in local redis; do
+    if [ "$mode" = redis ]; then
+      start REQUESTS_PER_MINUTE=4000000000 BURST_SIZE=4000000000 REDIS_URL=redis://127.0.0.1:6379
+      until curl -s "$URL/api/health" | grep -q '"redis":{"status":"ok"'; do sleep 0.05; done
+      before=$(evalsha_calls)
+    else
+      start REQUESTS_PER_MINUTE=4000000000 BURST_SIZE=4000000000
+    fi
+    printf 'round %s %-6s ' "$round" "$mode"
+    wrk -t1 -c4 -d"$DURATION" --latency "$URL/api/feed?page_size=20" |
+      awk '/^ +50%/ {p50=$2} /^ +99%/ {p99=$2} /Requests\/sec/ {rps=$2} /requests in/ {n=$1} END {printf "p50 %s  p99 %s  %s req/s  %s requests", p50, p99, rps, n}'
+    if [ "$mode" = redis ]; then echo "  ($(( $(evalsha_calls) - before )) EVALSHA calls)"; else echo; fi
+    stop
+  done
+done
+
+echo "== 3. memory under an address-spraying client (TRUSTED_PROXIES=127.0.0.1/32, a new X-Forwarded-For per request)"
+start TRUSTED_PROXIES=127.0.0.1/32
+for _ in 1 2 3 4 5; do curl -s -o /dev/null "$URL/api/feed?page_size=1"; done
+echo "idle:                $(rss)"
+wrk -t2 -c32 -d"$SPRAY" -s benches/load/spray_addresses.lua "$URL" |
+  awk '/requests in/ {print "requests:            " $1} /Non-2xx/ {print "refused (429):       " $5} /distinct/ {print "distinct addresses:  " $5}'
+echo "right after:         $(rss)"
+sleep 15
+echo "15 s later (swept):  $(rss)"
+stop

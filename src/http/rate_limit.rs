@@ -1,0 +1,400 @@
+//! Rate limiting over HTTP: the [`RateLimited`] middleware any route, resource or scope
+//! can wear (with a cost), the SPEC headers and 429 body, and the admin endpoints
+//! `GET/DELETE /api/admin/rate-limits/{ip|user}/{key}`. The limiters themselves live in
+//! `crate::rate_limit` and reach handlers as `web::Data<RateLimits>`.
+
+use std::borrow::Cow;
+use std::future::{ready, Future, Ready};
+use std::net::{IpAddr, Ipv4Addr};
+use std::num::NonZeroU32;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use actix_web::{web, Error, HttpRequest, HttpResponse};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::error::AppError;
+use crate::http::auth::{self, Admin};
+use crate::rate_limit::key::{ClientKey, IpKey, KeyKind, UserKey};
+use crate::rate_limit::limiter::Decision;
+use crate::rate_limit::{RateLimits, Shared};
+
+/// `X-RateLimit-Limit`.
+pub const LIMIT_HEADER: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+/// `X-RateLimit-Remaining`.
+pub const REMAINING_HEADER: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+/// `X-RateLimit-Reset` (unix seconds), on refusals.
+pub const RESET_HEADER: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+/// The message of every 429 (SPEC).
+pub const TOO_MANY_MESSAGE: &str = "Too many requests. Please try again later.";
+
+/// Which bucket a [`RateLimited`] route spends from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Policy {
+    /// The client's API bucket (`ip:` or `user:`), shared by every route wearing it.
+    Api { cost: NonZeroU32 },
+    /// The strict per-address bucket of `POST /api/admin/token`.
+    TokenEndpoint,
+}
+
+/// The rate-limit middleware. `RateLimited::default()` costs one token of the client's
+/// bucket; `RateLimited::cost(n)` costs `n`; `RateLimited::token_endpoint()` is the
+/// strict per-address limit of the bootstrap-token route. With `RATE_LIMITING_ENABLED=false`,
+/// or without `RateLimits` in the app data, it lets everything through untouched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimited {
+    policy: Policy,
+}
+
+impl Default for RateLimited {
+    fn default() -> RateLimited {
+        RateLimited {
+            policy: Policy::Api {
+                cost: NonZeroU32::MIN,
+            },
+        }
+    }
+}
+
+impl RateLimited {
+    /// A route that costs `cost` tokens of the client's bucket (0 counts as 1).
+    pub fn cost(cost: u32) -> RateLimited {
+        RateLimited {
+            policy: Policy::Api {
+                cost: NonZeroU32::new(cost).unwrap_or(NonZeroU32::MIN),
+            },
+        }
+    }
+
+    /// The strict per-address limit of `POST /api/admin/token`.
+    pub fn token_endpoint() -> RateLimited {
+        RateLimited {
+            policy: Policy::TokenEndpoint,
+        }
+    }
+}
+
+impl<S, B> Transform<S, ServiceRequest> for RateLimited
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = Error;
+    type Transform = RateLimitedService<S>;
+    type InitError = ();
+    type Future = Ready<Result<RateLimitedService<S>, ()>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(RateLimitedService {
+            service: Rc::new(service),
+            policy: self.policy,
+        }))
+    }
+}
+
+/// The service [`RateLimited`] wraps around a route.
+pub struct RateLimitedService<S> {
+    service: Rc<S>,
+    policy: Policy,
+}
+
+type ResponseFuture<B> =
+    Pin<Box<dyn Future<Output = Result<ServiceResponse<EitherBody<B>>, Error>>>>;
+
+impl<S, B> Service<ServiceRequest> for RateLimitedService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = Error;
+    type Future = ResponseFuture<B>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let service = Rc::clone(&self.service);
+        let policy = self.policy;
+        Box::pin(async move {
+            let limits = match req.app_data::<web::Data<RateLimits>>() {
+                Some(limits) if limits.enabled() => limits.clone(),
+                _ => return service.call(req).await.map(|res| res.map_into_left_body()),
+            };
+            let decision = match policy {
+                Policy::Api { cost } => {
+                    let key = client_key(req.request(), &limits);
+                    limits.check(&key, cost).await
+                }
+                Policy::TokenEndpoint => {
+                    limits.check_token_attempt(client_ip(req.request(), &limits))
+                }
+            };
+            if !decision.allowed {
+                return Ok(req
+                    .into_response(too_many_requests(&decision, SystemTime::now()))
+                    .map_into_right_body());
+            }
+            let mut res = service.call(req).await?;
+            set_allowed_headers(res.headers_mut(), &decision);
+            Ok(res.map_into_left_body())
+        })
+    }
+}
+
+/// The address a request is limited by: the socket peer, or the forwarded client when
+/// the peer is a trusted proxy.
+pub fn client_ip(req: &HttpRequest, limits: &RateLimits) -> IpAddr {
+    let peer = req
+        .peer_addr()
+        .map(|addr| addr.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    if !limits.trusts(peer) {
+        return peer.to_canonical();
+    }
+    // Lossy, so one line with stray bytes cannot hide the hops a proxy appended to it.
+    let lines = |name: &str| -> Vec<Cow<'_, str>> {
+        req.headers()
+            .get_all(name)
+            .map(|value| String::from_utf8_lossy(value.as_bytes()))
+            .collect()
+    };
+    let x_forwarded_for = lines("x-forwarded-for");
+    let forwarded = lines("forwarded");
+    limits.client_addr(
+        peer,
+        x_forwarded_for.iter().map(AsRef::as_ref),
+        forwarded.iter().map(AsRef::as_ref),
+    )
+}
+
+/// The bucket key of a request: `user:<sub>` for a valid token, else `ip:<addr>`.
+/// An invalid or expired token counts as no token.
+pub fn client_key(req: &HttpRequest, limits: &RateLimits) -> ClientKey {
+    if let Ok(Some(claims)) = auth::claims_of(req) {
+        if let Ok(user) = UserKey::parse(&claims.sub) {
+            return ClientKey::User(user);
+        }
+    }
+    ClientKey::Ip(IpKey::from_addr(client_ip(req, limits)))
+}
+
+fn number(n: u64) -> HeaderValue {
+    HeaderValue::from(n)
+}
+
+/// `X-RateLimit-Limit` and `X-RateLimit-Remaining` on an allowed response.
+fn set_allowed_headers(headers: &mut HeaderMap, decision: &Decision) {
+    headers.insert(LIMIT_HEADER, number(u64::from(decision.limit)));
+    headers.insert(REMAINING_HEADER, number(u64::from(decision.remaining)));
+}
+
+#[derive(Serialize)]
+struct TooManyBody {
+    error: &'static str,
+    message: &'static str,
+    retry_after: u64,
+}
+
+/// The 429 of SPEC: `Retry-After`, `X-RateLimit-Limit`, `X-RateLimit-Remaining: 0`,
+/// `X-RateLimit-Reset` and the JSON body.
+pub fn too_many_requests(decision: &Decision, now: SystemTime) -> HttpResponse {
+    let retry_after = decision.retry_after_secs();
+    let now_secs = now
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs();
+    HttpResponse::TooManyRequests()
+        .insert_header((header::RETRY_AFTER, number(retry_after)))
+        .insert_header((LIMIT_HEADER, number(u64::from(decision.limit))))
+        .insert_header((REMAINING_HEADER, number(0)))
+        .insert_header((RESET_HEADER, number(now_secs + retry_after)))
+        .json(TooManyBody {
+            error: "rate_limit_exceeded",
+            message: TOO_MANY_MESSAGE,
+            retry_after,
+        })
+}
+
+/// Registers the admin endpoints of this module (under `/api`).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/admin/rate-limits/{kind}/{key:.+}")
+            .route(web::get().to(inspect))
+            .route(web::delete().to(reset)),
+    );
+}
+
+/// The client an admin path names (`{kind}/{key}`), and the limiters.
+fn target(
+    req: &HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<(ClientKey, web::Data<RateLimits>), AppError> {
+    let (kind, key) = path.into_inner();
+    let kind = KeyKind::parse(&kind)
+        .map_err(|_| AppError::NotFound(format!("rate-limit kind {kind:?} (use ip or user)")))?;
+    let key = ClientKey::parse(kind, &key)
+        .map_err(|e| AppError::bad_request("invalid_path", e.to_string()))?;
+    let limits = req
+        .app_data::<web::Data<RateLimits>>()
+        .cloned()
+        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("rate limits missing from app data")))?;
+    Ok((key, limits))
+}
+
+fn shared_json<T>(
+    shared: &Shared<T>,
+    done: impl FnOnce(&T) -> serde_json::Value,
+) -> serde_json::Value {
+    match shared {
+        Shared::Disabled => json!({"status": "disabled"}),
+        Shared::Unavailable(why) => json!({"status": "unavailable", "message": why}),
+        Shared::Done(value) => done(value),
+    }
+}
+
+/// `GET /api/admin/rate-limits/{ip|user}/{key}`: this instance's bucket and the shared
+/// one, spending nothing.
+#[utoipa::path(get, path = "/api/admin/rate-limits/{kind}/{key}", operation_id = "inspectRateLimit", tag = "admin", security(("bearer" = [])), params(("kind" = String, Path, description = "`ip` or `user`"), ("key" = String, Path, description = "Client address (IPv6: any address of its /64) or token subject")), responses((status = 200, description = "This instance's bucket and the shared one in Redis, spending nothing", body = Object), (status = 400, description = "Malformed key", body = crate::error::ErrorBody), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody), (status = 403, description = "Wrong role", body = crate::error::ErrorBody), (status = 404, description = "Unknown kind", body = crate::error::ErrorBody)))]
+pub async fn inspect(
+    _admin: Admin,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, AppError> {
+    let (key, limits) = target(&req, path)?;
+    let view = limits.inspect(&key).await;
+    let limit = view.local.limit;
+    let redis = shared_json(&view.shared, |shared| match shared {
+        Some(bucket) => json!({
+            "status": "ok",
+            "remaining": bucket.remaining,
+            "resetSeconds": bucket.full_after.as_secs_f64().ceil() as u64,
+        }),
+        None => json!({"status": "ok", "remaining": limit, "resetSeconds": 0}),
+    });
+    Ok(HttpResponse::Ok().json(json!({
+        "key": view.key.to_string(),
+        "redisKey": view.key.redis_key(),
+        "enabled": limits.enabled(),
+        "limit": limit,
+        "local": {
+            "tracked": view.local.tracked,
+            "remaining": view.local.remaining,
+            "resetSeconds": view.local.full_after.as_secs_f64().ceil() as u64,
+        },
+        "redis": redis,
+    })))
+}
+
+/// `DELETE /api/admin/rate-limits/{ip|user}/{key}`: clears this instance's bucket and the
+/// shared one in Redis. 200 even when Redis did not answer; `redis.status` says so.
+#[utoipa::path(delete, path = "/api/admin/rate-limits/{kind}/{key}", operation_id = "resetRateLimit", tag = "admin", security(("bearer" = [])), params(("kind" = String, Path, description = "`ip` or `user`"), ("key" = String, Path, description = "Client address (IPv6: any address of its /64) or token subject")), responses((status = 200, description = "Local and shared bucket cleared; `redis.status` says whether Redis answered", body = Object), (status = 400, description = "Malformed key", body = crate::error::ErrorBody), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody), (status = 403, description = "Wrong role", body = crate::error::ErrorBody), (status = 404, description = "Unknown kind", body = crate::error::ErrorBody)))]
+pub async fn reset(
+    admin: Admin,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, AppError> {
+    let (key, limits) = target(&req, path)?;
+    let outcome = limits.reset(&key).await;
+    tracing::info!(admin = %admin.0.sub, key = %outcome.key, "rate-limit bucket reset");
+    let redis = shared_json(
+        &outcome.shared,
+        |deleted| json!({"status": "ok", "deleted": deleted}),
+    );
+    Ok(HttpResponse::Ok().json(json!({
+        "key": outcome.key.to_string(),
+        "reset": true,
+        "local": outcome.local,
+        "redis": redis,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_carries_every_spec_header_and_the_body() {
+        let decision = Decision::refuse(10, Duration::from_millis(5500));
+        let now = UNIX_EPOCH + Duration::from_secs(1_000);
+        let res = too_many_requests(&decision, now);
+        assert_eq!(res.status(), 429);
+        let h = res.headers();
+        assert_eq!(h.get(header::RETRY_AFTER).unwrap(), "6");
+        assert_eq!(h.get(LIMIT_HEADER).unwrap(), "10");
+        assert_eq!(h.get(REMAINING_HEADER).unwrap(), "0");
+        assert_eq!(h.get(RESET_HEADER).unwrap(), "1006");
+    }
+
+    fn settings(per_minute: u32, burst: u32, enabled: bool) -> crate::config::RateLimitSettings {
+        crate::config::RateLimitSettings {
+            enabled,
+            requests_per_minute: per_minute,
+            burst_size: burst,
+            window_seconds: 60,
+            user_requests_per_minute: per_minute,
+            user_burst_size: burst,
+            trusted_proxies: Vec::new(),
+        }
+    }
+
+    async fn remaining_after_calls(enabled: bool, calls: usize) -> Vec<(u16, Option<String>)> {
+        use actix_web::{test, App};
+        let limits = web::Data::new(RateLimits::new(&settings(10, 10, enabled)).unwrap());
+        let app = test::init_service(
+            App::new().app_data(limits).service(
+                web::scope("/scoped")
+                    .wrap(RateLimited::cost(4))
+                    .route("/a", web::get().to(HttpResponse::Ok))
+                    .route("/b", web::get().to(HttpResponse::Ok)),
+            ),
+        )
+        .await;
+        let mut seen = Vec::new();
+        for n in 0..calls {
+            let path = if n % 2 == 0 { "/scoped/a" } else { "/scoped/b" };
+            let req = test::TestRequest::get()
+                .uri(path)
+                .peer_addr("203.0.113.7:4711".parse().unwrap())
+                .to_request();
+            let res = test::call_service(&app, req).await;
+            let remaining = res
+                .headers()
+                .get(REMAINING_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            seen.push((res.status().as_u16(), remaining));
+        }
+        seen
+    }
+
+    #[actix_web::test]
+    async fn a_scope_wears_the_limiter_with_a_cost_shared_by_its_routes() {
+        let seen = remaining_after_calls(true, 3).await;
+        assert_eq!(
+            seen,
+            [
+                (200, Some("6".to_string())),
+                (200, Some("2".to_string())),
+                (429, Some("0".to_string())),
+            ]
+        );
+    }
+
+    #[actix_web::test]
+    async fn switched_off_it_adds_nothing() {
+        let seen = remaining_after_calls(false, 4).await;
+        assert!(seen.iter().all(|s| *s == (200, None)), "{seen:?}");
+    }
+
+    #[test]
+    fn a_zero_cost_counts_as_one() {
+        assert_eq!(RateLimited::cost(0), RateLimited::default());
+        assert_ne!(RateLimited::cost(2), RateLimited::default());
+    }
+}

@@ -1,0 +1,544 @@
+//! Tests of the whole limiter service: per-instance behaviour, and Redis sync against the
+//! real Redis on 127.0.0.1:6379 (each test uses keys of its own). Without Redis these
+//! print one SKIP line and pass, except under `CI=true`, where they fail.
+
+use std::net::{IpAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::config::RateLimitSettings;
+use crate::rate_limit::key::{ClientKey, KeyKind};
+use crate::rate_limit::redis_sync::{self, DENIAL_RECHECK, LEASE_IDLE, PROBE_INTERVAL};
+use crate::rate_limit::{RateLimits, Shared, TOKEN_ATTEMPTS};
+use crate::status::RedisHealth;
+
+const ONE: std::num::NonZeroU32 = std::num::NonZeroU32::MIN;
+const REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+fn settings(per_minute: u32, burst: u32) -> RateLimitSettings {
+    RateLimitSettings {
+        enabled: true,
+        requests_per_minute: per_minute,
+        burst_size: burst,
+        window_seconds: 60,
+        user_requests_per_minute: per_minute * 2,
+        user_burst_size: burst * 2,
+        trusted_proxies: vec!["10.0.0.0/8".parse().unwrap()],
+    }
+}
+
+fn unique_user(test: &str) -> ClientKey {
+    ClientKey::parse(
+        KeyKind::User,
+        &format!("test-{test}-{}", uuid::Uuid::new_v4()),
+    )
+    .unwrap()
+}
+
+/// True when Redis answers; otherwise prints SKIP (or panics under `CI=true`).
+async fn redis_or_skip(test: &str) -> bool {
+    let up = redis_sync::redis_answers(REDIS_URL, Duration::from_secs(1)).await;
+    if !up {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{test}: no Redis on {REDIS_URL} and CI=true");
+        }
+        println!("SKIP {test}: no Redis on {REDIS_URL}");
+    }
+    up
+}
+
+/// Runs one command against the Redis at `url` (test-side, like `redis-cli`).
+async fn redis_cli<T: redis::FromRedisValue>(url: &str, args: &[&str]) -> T {
+    let client = redis::Client::open(url).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd(args[0])
+        .arg(&args[1..])
+        .query_async(&mut connection)
+        .await
+        .unwrap()
+}
+
+async fn redis_del(url: &str, key: &ClientKey) {
+    let _: u32 = redis_cli(url, &["DEL", &key.redis_key()]).await;
+}
+
+async fn redis_tokens(url: &str, key: &ClientKey) -> Option<f64> {
+    let tokens: Option<String> = redis_cli(url, &["HGET", &key.redis_key(), "tokens"]).await;
+    tokens.and_then(|t| t.parse().ok())
+}
+
+struct Instance {
+    limits: std::sync::Arc<RateLimits>,
+    health: watch::Receiver<RedisHealth>,
+}
+
+fn instance(settings: &RateLimitSettings, url: &str) -> Instance {
+    let (sender, health) = watch::channel(RedisHealth::Disabled);
+    let limits = RateLimits::start(settings, Some(url), sender).unwrap();
+    Instance { limits, health }
+}
+
+async fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn until_available(instances: &[&Instance]) {
+    wait_for("redis available", Duration::from_secs(5), || {
+        instances.iter().all(|i| i.limits.redis_available())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn local_limits_refuse_the_eleventh_rapid_request() {
+    let limits = RateLimits::new(&settings(10, 10)).unwrap();
+    let key = ClientKey::parse(KeyKind::Ip, "203.0.113.7").unwrap();
+    for n in 0..10 {
+        assert!(limits.check(&key, ONE).await.allowed, "request {n}");
+    }
+    let refused = limits.check(&key, ONE).await;
+    assert!(!refused.allowed);
+    assert_eq!(refused.retry_after_secs(), 6);
+}
+
+#[tokio::test]
+async fn users_get_their_own_larger_buckets() {
+    let limits = RateLimits::new(&settings(10, 10)).unwrap();
+    let ip = ClientKey::parse(KeyKind::Ip, "203.0.113.7").unwrap();
+    let user = ClientKey::parse(KeyKind::User, "alice").unwrap();
+    for _ in 0..10 {
+        limits.check(&ip, ONE).await;
+    }
+    assert!(!limits.check(&ip, ONE).await.allowed);
+    let first = limits.check(&user, ONE).await;
+    assert!(first.allowed);
+    assert_eq!(first.limit, 20);
+    assert_eq!(first.remaining, 19);
+}
+
+#[tokio::test]
+async fn token_attempts_have_a_strict_bucket_of_their_own() {
+    let limits = RateLimits::new(&settings(1000, 1000)).unwrap();
+    let addr: IpAddr = "203.0.113.9".parse().unwrap();
+    for _ in 0..TOKEN_ATTEMPTS {
+        assert!(limits.check_token_attempt(addr).allowed);
+    }
+    assert!(!limits.check_token_attempt(addr).allowed);
+    let ip = ClientKey::Ip(crate::rate_limit::key::IpKey::from_addr(addr));
+    assert!(
+        limits.check(&ip, ONE).await.allowed,
+        "the API bucket is separate"
+    );
+}
+
+#[tokio::test]
+async fn a_trusted_proxy_is_looked_through_and_others_are_not() {
+    let limits = RateLimits::new(&settings(10, 10)).unwrap();
+    let via_proxy = limits.client_addr("10.1.2.3".parse().unwrap(), ["203.0.113.7"], []);
+    assert_eq!(via_proxy, "203.0.113.7".parse::<IpAddr>().unwrap());
+    let direct = limits.client_addr("198.51.100.1".parse().unwrap(), ["203.0.113.7"], []);
+    assert_eq!(direct, "198.51.100.1".parse::<IpAddr>().unwrap());
+}
+
+#[tokio::test]
+async fn inspect_and_reset_work_without_redis() {
+    let limits = RateLimits::new(&settings(10, 10)).unwrap();
+    let key = ClientKey::parse(KeyKind::Ip, "203.0.113.7").unwrap();
+    for _ in 0..4 {
+        limits.check(&key, ONE).await;
+    }
+    let view = limits.inspect(&key).await;
+    assert_eq!(view.local.remaining, 6);
+    assert!(view.local.tracked);
+    assert_eq!(view.shared, Shared::Disabled);
+    let outcome = limits.reset(&key).await;
+    assert!(outcome.local);
+    assert_eq!(outcome.shared, Shared::Disabled);
+    assert_eq!(limits.inspect(&key).await.local.remaining, 10);
+}
+
+#[tokio::test]
+async fn without_redis_url_health_says_disabled() {
+    let (sender, health) = watch::channel(RedisHealth::Ok);
+    let limits = RateLimits::start(&settings(10, 10), None, sender).unwrap();
+    assert_eq!(*health.borrow(), RedisHealth::Disabled);
+    assert!(!limits.redis_configured());
+}
+
+#[tokio::test]
+async fn the_sweeper_empties_idle_buckets_on_its_own() {
+    // 600 a minute refills one token every 100 ms, so a single request is idle soon.
+    let (sender, _health) = watch::channel(RedisHealth::Disabled);
+    let limits = RateLimits::start(&settings(600, 1), None, sender).unwrap();
+    let key = ClientKey::parse(KeyKind::Ip, "203.0.113.7").unwrap();
+    limits.check(&key, ONE).await;
+    assert_eq!(limits.tracked_keys(), 1);
+    wait_for(
+        "idle bucket swept",
+        super::SWEEP_INTERVAL + Duration::from_secs(3),
+        || limits.tracked_keys() == 0,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn three_instances_sharing_redis_admit_at_most_the_burst() {
+    if !redis_or_skip("three_instances_sharing_redis_admit_at_most_the_burst").await {
+        return;
+    }
+    let settings = settings(10, 10);
+    let instances = [
+        instance(&settings, REDIS_URL),
+        instance(&settings, REDIS_URL),
+        instance(&settings, REDIS_URL),
+    ];
+    until_available(&instances.iter().collect::<Vec<_>>()).await;
+    let key = ClientKey::parse(
+        KeyKind::Ip,
+        &format!("198.19.{}.{}", rand::random::<u8>(), rand::random::<u8>()),
+    )
+    .unwrap();
+    redis_del(REDIS_URL, &key).await;
+    let burst = settings.burst_size;
+    let mut admitted = 0;
+    for n in 0..300 {
+        if instances[n % 3].limits.check(&key, ONE).await.allowed {
+            admitted += 1;
+        }
+    }
+    assert!(
+        f64::from(admitted) <= f64::from(burst) * 1.1,
+        "{admitted} admitted of a burst of {burst}"
+    );
+    assert!(admitted >= burst / 2, "only {admitted} admitted of {burst}");
+    for instance in &instances {
+        assert_eq!(*instance.health.borrow(), RedisHealth::Ok);
+    }
+    redis_del(REDIS_URL, &key).await;
+}
+
+#[tokio::test]
+async fn deleting_the_redis_key_frees_the_client_on_every_instance() {
+    if !redis_or_skip("deleting_the_redis_key_frees_the_client_on_every_instance").await {
+        return;
+    }
+    let settings = settings(10, 10);
+    let instances = [
+        instance(&settings, REDIS_URL),
+        instance(&settings, REDIS_URL),
+    ];
+    until_available(&instances.iter().collect::<Vec<_>>()).await;
+    let key = ClientKey::parse(KeyKind::Ip, "198.18.0.1").unwrap();
+    redis_del(REDIS_URL, &key).await;
+    for n in 0..60 {
+        instances[n % 2].limits.check(&key, ONE).await;
+    }
+    for instance in &instances {
+        assert!(!instance.limits.check(&key, ONE).await.allowed);
+    }
+    redis_del(REDIS_URL, &key).await;
+    let deleted_at = Instant::now();
+    for instance in &instances {
+        loop {
+            if instance.limits.check(&key, ONE).await.allowed {
+                break;
+            }
+            assert!(
+                deleted_at.elapsed() < DENIAL_RECHECK + Duration::from_secs(1),
+                "still refused {:?} after DEL",
+                deleted_at.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    redis_del(REDIS_URL, &key).await;
+}
+
+#[tokio::test]
+async fn admin_reset_clears_the_shared_bucket() {
+    if !redis_or_skip("admin_reset_clears_the_shared_bucket").await {
+        return;
+    }
+    let settings = settings(10, 10);
+    let a = instance(&settings, REDIS_URL);
+    let b = instance(&settings, REDIS_URL);
+    until_available(&[&a, &b]).await;
+    let key = unique_user("reset");
+    for _ in 0..25 {
+        a.limits.check(&key, ONE).await;
+    }
+    assert!(!b.limits.check(&key, ONE).await.allowed);
+    let view = a.limits.inspect(&key).await;
+    assert!(
+        matches!(view.shared, Shared::Done(Some(v)) if v.remaining == 0),
+        "{view:?}"
+    );
+    let outcome = a.limits.reset(&key).await;
+    assert_eq!(outcome.shared, Shared::Done(true));
+    assert!(outcome.local);
+    assert_eq!(a.limits.inspect(&key).await.shared, Shared::Done(None));
+    assert!(a.limits.check(&key, ONE).await.allowed);
+    redis_del(REDIS_URL, &key).await;
+}
+
+#[tokio::test]
+async fn the_cli_reset_deletes_the_key_from_redis() {
+    if !redis_or_skip("the_cli_reset_deletes_the_key_from_redis").await {
+        return;
+    }
+    let a = instance(&settings(10, 10), REDIS_URL);
+    until_available(&[&a]).await;
+    let key = unique_user("cli");
+    a.limits.check(&key, ONE).await;
+    assert!(redis_tokens(REDIS_URL, &key).await.is_some());
+    assert!(redis_sync::reset_in_redis(REDIS_URL, &key).await.unwrap());
+    assert!(redis_tokens(REDIS_URL, &key).await.is_none());
+    assert!(!redis_sync::reset_in_redis(REDIS_URL, &key).await.unwrap());
+}
+
+#[tokio::test]
+async fn idle_leases_go_back_to_the_shared_bucket() {
+    if !redis_or_skip("idle_leases_go_back_to_the_shared_bucket").await {
+        return;
+    }
+    // A burst of 200 leases 20 tokens at a time; the refill (1 per 6 s) is negligible.
+    let a = instance(&settings(10, 100), REDIS_URL);
+    until_available(&[&a]).await;
+    let key = unique_user("lease");
+    let sync = a.limits.redis.clone().unwrap();
+    // A first call slower than the request deadline is decided locally and leases
+    // nothing; try again until a lease is held.
+    for _ in 0..10 {
+        assert!(a.limits.check(&key, ONE).await.allowed);
+        if sync.lease_count() == 1 {
+            break;
+        }
+    }
+    assert_eq!(sync.lease_count(), 1);
+    let leased = sync.leased_tokens(&key);
+    let before = redis_tokens(REDIS_URL, &key).await.unwrap();
+    assert!(
+        leased > 0 && before <= 180.0,
+        "lease {leased}, redis {before}"
+    );
+    wait_for("lease returned", LEASE_IDLE + PROBE_INTERVAL * 4, || {
+        sync.lease_count() == 0
+    })
+    .await;
+    // The give-back runs right after the lease leaves the table.
+    let started = Instant::now();
+    loop {
+        let tokens = redis_tokens(REDIS_URL, &key).await.unwrap();
+        if tokens >= before + f64::from(leased) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "redis has {tokens}, had {before} with {leased} leased"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    redis_del(REDIS_URL, &key).await;
+}
+
+#[tokio::test]
+async fn with_nothing_listening_requests_are_limited_per_instance_without_waiting() {
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let mut a = instance(&settings(10, 10), &url);
+    let key = ClientKey::parse(KeyKind::Ip, "203.0.113.7").unwrap();
+    let mut admitted = 0;
+    for _ in 0..30 {
+        let started = Instant::now();
+        if a.limits.check(&key, ONE).await.allowed {
+            admitted += 1;
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(50),
+            "a request waited {:?} on a dead Redis",
+            started.elapsed()
+        );
+    }
+    assert_eq!(admitted, 10);
+    a.health
+        .wait_for(|h| *h == RedisHealth::Unavailable)
+        .await
+        .unwrap();
+}
+
+/// A port nothing listens on (bound, then released).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct OwnRedis(Child);
+
+impl OwnRedis {
+    fn start(port: u16) -> Option<OwnRedis> {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--enable-debug-command",
+                "yes",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        Some(OwnRedis(child))
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn sync_resumes_by_itself_when_redis_returns() {
+    let test = "sync_resumes_by_itself_when_redis_returns";
+    if !redis_or_skip(test).await {
+        return;
+    }
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let Some(server) = OwnRedis::start(port) else {
+        println!("SKIP {test}: cannot run redis-server");
+        return;
+    };
+    let mut a = instance(&settings(10, 10), &url);
+    a.health.wait_for(|h| *h == RedisHealth::Ok).await.unwrap();
+    let key = unique_user("resume");
+    assert!(a.limits.check(&key, ONE).await.allowed);
+    assert!(redis_tokens(&url, &key).await.is_some());
+
+    drop(server);
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        a.health.wait_for(|h| *h == RedisHealth::Unavailable),
+    )
+    .await
+    .expect("health turns unavailable")
+    .unwrap();
+    let started = Instant::now();
+    let decision = a.limits.check(&key, ONE).await;
+    assert!(decision.allowed, "served per instance while Redis is down");
+    assert!(started.elapsed() < Duration::from_millis(50));
+
+    let _server = OwnRedis::start(port).expect("redis-server restarts");
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        a.health.wait_for(|h| *h == RedisHealth::Ok),
+    )
+    .await
+    .expect("health turns ok again")
+    .unwrap();
+    // The new Redis is empty; requests lease from it again once the old lease is spent.
+    let started = Instant::now();
+    while redis_tokens(&url, &key).await.is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "no state in the new redis"
+        );
+        a.limits.check(&key, ONE).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn health_follows_a_configured_redis_even_with_limiting_off() {
+    if !redis_or_skip("health_follows_a_configured_redis_even_with_limiting_off").await {
+        return;
+    }
+    let mut off = settings(10, 10);
+    off.enabled = false;
+    let mut off = instance(&off, REDIS_URL);
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        off.health.wait_for(|h| *h == RedisHealth::Ok),
+    )
+    .await
+    .expect("health turns ok")
+    .unwrap();
+    assert!(!off.limits.enabled());
+}
+
+#[tokio::test]
+async fn a_slow_redis_costs_a_request_at_most_a_few_milliseconds() {
+    let test = "a_slow_redis_costs_a_request_at_most_a_few_milliseconds";
+    if !redis_or_skip(test).await {
+        return;
+    }
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let Some(_server) = OwnRedis::start(port) else {
+        println!("SKIP {test}: cannot run redis-server");
+        return;
+    };
+    let mut a = instance(&settings(10, 10), &url);
+    a.health.wait_for(|h| *h == RedisHealth::Ok).await.unwrap();
+    // Redis stops answering for two seconds.
+    let sleeper = tokio::spawn({
+        let url = url.clone();
+        async move {
+            let _: Result<String, _> = async {
+                let client = redis::Client::open(url.as_str())?;
+                let mut connection = client.get_multiplexed_async_connection().await?;
+                redis::cmd("DEBUG")
+                    .arg("SLEEP")
+                    .arg(2)
+                    .query_async(&mut connection)
+                    .await
+            }
+            .await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut admitted = 0;
+    for n in 0..15 {
+        // A new key each time: no lease to spend, so each would ask Redis.
+        let key = ClientKey::parse(KeyKind::Ip, &format!("198.51.100.{n}")).unwrap();
+        let started = Instant::now();
+        if a.limits.check(&key, ONE).await.allowed {
+            admitted += 1;
+        }
+        let waited = started.elapsed();
+        assert!(
+            waited < redis_sync::REQUEST_DEADLINE + Duration::from_millis(20),
+            "request {n} waited {waited:?}"
+        );
+    }
+    assert_eq!(admitted, 15, "fresh keys are allowed per instance");
+    assert!(
+        !a.limits.redis_available(),
+        "repeated timeouts mark Redis unavailable"
+    );
+    assert_eq!(*a.health.borrow(), RedisHealth::Unavailable);
+    sleeper.await.unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        a.health.wait_for(|h| *h == RedisHealth::Ok),
+    )
+    .await
+    .expect("sync resumes after the stall")
+    .unwrap();
+}

@@ -1,0 +1,621 @@
+//! Rate limiting, black-box: SPEC headers and body, which routes are limited, honest
+//! client addresses, user buckets, the token endpoint, the off switch, admin inspect and
+//! reset, and Redis sync between several servers (against the real Redis on
+//! 127.0.0.1:6379; without it these print SKIP, and fail under `CI=true`).
+
+use std::time::{Duration, Instant};
+
+use amber::http::auth::Role;
+use amber::rate_limit::redis_sync;
+use serde_json::{json, Value};
+
+use crate::helpers::{eventually, spawn_app_with, TestApp};
+
+const REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+fn limits(per_minute: &str, burst: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("REQUESTS_PER_MINUTE", per_minute.to_string()),
+        ("BURST_SIZE", burst.to_string()),
+    ]
+}
+
+async fn spawn(env: &[(&'static str, String)]) -> TestApp {
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    spawn_app_with(&pairs).await
+}
+
+fn header<'r>(res: &'r reqwest::Response, name: &str) -> Option<&'r str> {
+    res.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// POST a JSON body without a token.
+async fn post(app: &TestApp, path: &str, body: &Value) -> reqwest::Response {
+    app.send_json(reqwest::Method::POST, path, body, None).await
+}
+
+/// GET the feed with extra headers.
+async fn feed_with(app: &TestApp, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut req = app.client.get(app.url("/api/feed"));
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    req.send().await.expect("request")
+}
+
+async fn feed_status(app: &TestApp, headers: &[(&str, &str)]) -> u16 {
+    feed_with(app, headers).await.status().as_u16()
+}
+
+/// A client address of the test's own, so parallel tests never share a bucket (in
+/// Redis, even across test runs).
+fn unique_client() -> String {
+    format!(
+        "198.18.{}.{}",
+        rand::random::<u8>(),
+        rand::random::<u8>().max(1)
+    )
+}
+
+#[actix_web::test]
+async fn the_eleventh_rapid_request_is_refused_with_the_spec_headers_and_body() {
+    let app = spawn(&limits("10", "10")).await;
+    for n in 0..10u32 {
+        let res = app.get("/api/feed").await;
+        assert_eq!(res.status(), 200, "request {n}");
+        assert_eq!(header(&res, "x-ratelimit-limit"), Some("10"));
+        let remaining = (9 - n).to_string();
+        assert_eq!(
+            header(&res, "x-ratelimit-remaining"),
+            Some(remaining.as_str())
+        );
+    }
+    let res = app.get("/api/feed").await;
+    assert_eq!(res.status(), 429);
+    let retry_after: u64 = header(&res, "retry-after").unwrap().parse().unwrap();
+    assert!((1..=6).contains(&retry_after), "Retry-After {retry_after}");
+    assert_eq!(header(&res, "x-ratelimit-limit"), Some("10"));
+    assert_eq!(header(&res, "x-ratelimit-remaining"), Some("0"));
+    let reset: u64 = header(&res, "x-ratelimit-reset").unwrap().parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(reset > now && reset <= now + 7, "reset {reset}, now {now}");
+    assert!(header(&res, "x-request-id").is_some());
+    assert_eq!(header(&res, "x-frame-options"), Some("DENY"));
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({
+            "error": "rate_limit_exceeded",
+            "message": "Too many requests. Please try again later.",
+            "retry_after": retry_after,
+        })
+    );
+}
+
+#[actix_web::test]
+async fn refill_follows_requests_per_window() {
+    // 10 per 1-second window: a token every 100 ms.
+    let mut env = limits("10", "1");
+    env.push(("WINDOW_SECONDS", "1".into()));
+    let app = spawn(&env).await;
+    assert_eq!(feed_status(&app, &[]).await, 200);
+    let refused = app.get("/api/feed").await;
+    assert_eq!(refused.status(), 429);
+    assert_eq!(header(&refused, "retry-after"), Some("1"));
+    let started = Instant::now();
+    eventually(Duration::from_secs(2), "a refilled token", || async {
+        (feed_status(&app, &[]).await == 200).then_some(())
+    })
+    .await;
+    assert!(started.elapsed() >= Duration::from_millis(50));
+}
+
+#[actix_web::test]
+async fn health_probes_and_metrics_are_never_limited() {
+    let app = spawn(&limits("1", "1")).await;
+    for _ in 0..15 {
+        for path in [
+            "/api/health",
+            "/livez",
+            "/readyz",
+            "/metrics",
+            "/api/leaders",
+        ] {
+            let res = app.get(path).await;
+            assert_ne!(res.status(), 429, "{path}");
+            assert!(header(&res, "x-ratelimit-limit").is_none(), "{path}");
+        }
+    }
+    assert_eq!(feed_status(&app, &[]).await, 200);
+    assert_eq!(feed_status(&app, &[]).await, 429);
+}
+
+#[actix_web::test]
+async fn limited_routes_share_one_bucket_per_client() {
+    let app = spawn(&limits("3", "3")).await;
+    assert_eq!(feed_status(&app, &[]).await, 200);
+    let res = post(&app, "/api/sentiment/batch", &json!({"texts": ["good"]})).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(header(&res, "x-ratelimit-remaining"), Some("1"));
+    assert_eq!(feed_status(&app, &[]).await, 200);
+    let res = post(&app, "/api/sentiment/batch", &json!({"texts": ["good"]})).await;
+    assert_eq!(res.status(), 429);
+}
+
+#[actix_web::test]
+async fn invented_forwarding_headers_do_not_escape_the_bucket() {
+    let app = spawn(&limits("3", "3")).await;
+    let mut statuses = Vec::new();
+    for n in 0..6 {
+        let spoof = format!("203.0.113.{n}");
+        let forwarded = format!("for={spoof}");
+        statuses.push(
+            feed_status(
+                &app,
+                &[
+                    ("X-Forwarded-For", spoof.as_str()),
+                    ("Forwarded", forwarded.as_str()),
+                ],
+            )
+            .await,
+        );
+    }
+    assert_eq!(statuses, [200, 200, 200, 429, 429, 429]);
+}
+
+#[actix_web::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_bucket() {
+    let mut env = limits("2", "2");
+    env.push(("TRUSTED_PROXIES", "127.0.0.1/32".into()));
+    let app = spawn(&env).await;
+    let a = [("X-Forwarded-For", "203.0.113.1")];
+    let b = [("X-Forwarded-For", "203.0.113.2")];
+    assert_eq!(feed_status(&app, &a).await, 200);
+    assert_eq!(feed_status(&app, &a).await, 200);
+    assert_eq!(feed_status(&app, &a).await, 429);
+    assert_eq!(feed_status(&app, &b).await, 200);
+    // Client A claims to be B; its proxy appends A's real address on the right.
+    let spoof = [("X-Forwarded-For", "203.0.113.2, 203.0.113.1")];
+    assert_eq!(feed_status(&app, &spoof).await, 429);
+    // RFC 7239 works as well when X-Forwarded-For is absent.
+    let c = [("Forwarded", "for=203.0.113.3;proto=https")];
+    assert_eq!(feed_status(&app, &c).await, 200);
+    assert_eq!(feed_status(&app, &c).await, 200);
+    assert_eq!(feed_status(&app, &c).await, 429);
+}
+
+#[actix_web::test]
+async fn ipv6_clients_are_keyed_by_their_slash_64() {
+    let mut env = limits("2", "2");
+    env.push(("TRUSTED_PROXIES", "127.0.0.1/32".into()));
+    let app = spawn(&env).await;
+    assert_eq!(
+        feed_status(&app, &[("X-Forwarded-For", "2001:db8:1:2::1")]).await,
+        200
+    );
+    assert_eq!(
+        feed_status(&app, &[("X-Forwarded-For", "2001:db8:1:2:ffff::9")]).await,
+        200
+    );
+    assert_eq!(
+        feed_status(&app, &[("X-Forwarded-For", "2001:db8:1:2::77")]).await,
+        429
+    );
+    assert_eq!(
+        feed_status(&app, &[("X-Forwarded-For", "2001:db8:1:3::1")]).await,
+        200
+    );
+    let admin = app.admin_token();
+    let (status, view) = admin_get(&app, "/api/admin/rate-limits/ip/2001:db8:1:2::5", &admin).await;
+    assert_eq!(status, 200);
+    assert_eq!(view["key"], "ip:2001:db8:1:2::/64");
+    assert_eq!(view["local"]["remaining"], 0);
+}
+
+#[actix_web::test]
+async fn a_valid_token_gets_a_user_bucket_and_an_invalid_one_does_not() {
+    let app = spawn(&limits("2", "2")).await;
+    assert_eq!(feed_status(&app, &[]).await, 200);
+    assert_eq!(feed_status(&app, &[]).await, 200);
+    assert_eq!(feed_status(&app, &[]).await, 429);
+
+    let alice = format!("Bearer {}", app.token("alice", Role::Reviewer));
+    let res = feed_with(&app, &[("Authorization", alice.as_str())]).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        header(&res, "x-ratelimit-limit"),
+        Some("4"),
+        "USER_BURST_SIZE"
+    );
+    assert_eq!(header(&res, "x-ratelimit-remaining"), Some("3"));
+    for _ in 0..3 {
+        assert_eq!(
+            feed_status(&app, &[("Authorization", alice.as_str())]).await,
+            200
+        );
+    }
+    assert_eq!(
+        feed_status(&app, &[("Authorization", alice.as_str())]).await,
+        429
+    );
+
+    let bob = format!("Bearer {}", app.token("bob", Role::Admin));
+    assert_eq!(
+        feed_status(&app, &[("Authorization", bob.as_str())]).await,
+        200
+    );
+
+    let forged = format!("Bearer {}", forged_token("mallory"));
+    assert_eq!(
+        feed_status(&app, &[("Authorization", forged.as_str())]).await,
+        429,
+        "an invalid token is anonymous"
+    );
+    assert_eq!(
+        feed_status(&app, &[("Authorization", "Bearer not.a.jwt")]).await,
+        429
+    );
+}
+
+/// A well-formed token signed with the wrong secret.
+fn forged_token(sub: &str) -> String {
+    let keys = amber::http::auth::JwtKeys::new(&amber::config::AuthSettings {
+        jwt_secret: amber::config::Secret::new("some-other-secret-entirely"),
+        jwt_ttl_seconds: 3600,
+        bootstrap_secret: amber::config::Secret::new("x"),
+        using_default_secret: false,
+    });
+    keys.issue(sub, Role::Admin, 3600).unwrap()
+}
+
+#[actix_web::test]
+async fn the_token_endpoint_has_a_strict_limit_of_its_own() {
+    let app = spawn(&limits("1000", "1000")).await;
+    let wrong = json!({"adminId": "eve", "secret": "guess"});
+    for n in 0..5 {
+        let res = post(&app, "/api/admin/token", &wrong).await;
+        assert_eq!(res.status(), 401, "try {n}");
+    }
+    let res = post(&app, "/api/admin/token", &wrong).await;
+    assert_eq!(res.status(), 429);
+    assert!(header(&res, "retry-after").is_some());
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "rate_limit_exceeded");
+    // Even the right secret waits now; the API bucket is untouched.
+    let right = json!({"adminId": "ops", "secret": crate::helpers::TEST_SECRET});
+    let res = post(&app, "/api/admin/token", &right).await;
+    assert_eq!(res.status(), 429);
+    let feed = app.get("/api/feed").await;
+    assert_eq!(feed.status(), 200);
+    assert_eq!(header(&feed, "x-ratelimit-remaining"), Some("999"));
+}
+
+#[actix_web::test]
+async fn rate_limiting_enabled_false_turns_it_all_off() {
+    let mut env = limits("1", "1");
+    env.push(("RATE_LIMITING_ENABLED", "false".into()));
+    let app = spawn(&env).await;
+    for _ in 0..10 {
+        let res = app.get("/api/feed").await;
+        assert_eq!(res.status(), 200);
+        assert!(header(&res, "x-ratelimit-limit").is_none());
+    }
+    let wrong = json!({"adminId": "eve", "secret": "guess"});
+    for _ in 0..8 {
+        let res = post(&app, "/api/admin/token", &wrong).await;
+        assert_eq!(res.status(), 401);
+    }
+}
+
+async fn admin_get(app: &TestApp, path: &str, token: &str) -> (u16, Value) {
+    let res = app.get_auth(path, token).await;
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+async fn admin_delete(app: &TestApp, path: &str, token: &str) -> (u16, Value) {
+    let res = app
+        .client
+        .delete(app.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("request");
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+#[actix_web::test]
+async fn an_admin_inspects_and_resets_one_client() {
+    let app = spawn(&limits("3", "3")).await;
+    for _ in 0..3 {
+        assert_eq!(feed_status(&app, &[]).await, 200);
+    }
+    assert_eq!(feed_status(&app, &[]).await, 429);
+    let admin = app.admin_token();
+    let path = "/api/admin/rate-limits/ip/127.0.0.1";
+    let (status, view) = admin_get(&app, path, &admin).await;
+    assert_eq!(status, 200);
+    assert_eq!(view["key"], "ip:127.0.0.1");
+    assert_eq!(view["redisKey"], "rate_limit:ip:127.0.0.1");
+    assert_eq!(view["limit"], 3);
+    assert_eq!(view["local"]["remaining"], 0);
+    assert_eq!(view["local"]["tracked"], true);
+    assert_eq!(view["redis"]["status"], "disabled");
+
+    let (status, body) = admin_delete(&app, path, &admin).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["reset"], true);
+    assert_eq!(body["local"], true);
+    assert_eq!(feed_status(&app, &[]).await, 200);
+
+    let (_, view) = admin_get(&app, "/api/admin/rate-limits/user/nobody", &admin).await;
+    assert_eq!(view["local"]["tracked"], false);
+    assert_eq!(view["limit"], 6);
+
+    let reviewer = app.reviewer_token();
+    assert_eq!(admin_get(&app, path, &reviewer).await.0, 403);
+    assert_eq!(app.get(path).await.status(), 401);
+    assert_eq!(
+        admin_get(&app, "/api/admin/rate-limits/token/1.2.3.4", &admin)
+            .await
+            .0,
+        404
+    );
+    let (status, body) = admin_get(&app, "/api/admin/rate-limits/ip/not-an-ip", &admin).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"], "invalid_path");
+}
+
+/// True when the shared Redis answers; otherwise prints SKIP (panics under `CI=true`).
+async fn redis_or_skip(test: &str) -> bool {
+    let up = redis_sync::redis_answers(REDIS_URL, Duration::from_secs(1)).await;
+    if !up {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{test}: no Redis on {REDIS_URL} and CI=true");
+        }
+        println!("SKIP {test}: no Redis on {REDIS_URL}");
+    }
+    up
+}
+
+/// Runs `command key` against the shared Redis, as `redis-cli` would.
+async fn redis_cli<T: redis::FromRedisValue>(command: &str, key: &str) -> T {
+    let client = redis::Client::open(REDIS_URL).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd(command)
+        .arg(key)
+        .query_async(&mut connection)
+        .await
+        .unwrap()
+}
+
+async fn redis_del(key: &str) -> u32 {
+    redis_cli("DEL", key).await
+}
+
+async fn redis_exists(key: &str) -> bool {
+    redis_cli("EXISTS", key).await
+}
+
+async fn redis_health(app: &TestApp) -> String {
+    let (_, body) = app.get_json("/api/health").await;
+    body["checks"]["redis"]["status"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+async fn spawn_synced(n: usize, burst: &str, redis_url: &str) -> Vec<TestApp> {
+    let mut env = limits(burst, burst);
+    env.push(("REDIS_URL", redis_url.to_string()));
+    env.push(("TRUSTED_PROXIES", "127.0.0.1/32".into()));
+    let mut apps = Vec::new();
+    for _ in 0..n {
+        apps.push(spawn(&env).await);
+    }
+    apps
+}
+
+async fn until_redis_ok(apps: &[TestApp]) {
+    for app in apps {
+        eventually(Duration::from_secs(5), "redis ok in health", || async {
+            (redis_health(app).await == "ok").then_some(())
+        })
+        .await;
+    }
+}
+
+#[actix_web::test]
+async fn three_servers_sharing_redis_admit_at_most_the_burst() {
+    if !redis_or_skip("three_servers_sharing_redis_admit_at_most_the_burst").await {
+        return;
+    }
+    let apps = spawn_synced(3, "10", REDIS_URL).await;
+    until_redis_ok(&apps).await;
+    let client = unique_client();
+    redis_del(&format!("rate_limit:ip:{client}")).await;
+    let mut admitted = 0;
+    for n in 0..300 {
+        let status = feed_status(&apps[n % 3], &[("X-Forwarded-For", client.as_str())]).await;
+        assert!(status == 200 || status == 429, "status {status}");
+        if status == 200 {
+            admitted += 1;
+        }
+    }
+    assert!(
+        admitted <= 11,
+        "{admitted} of 300 admitted; BURST_SIZE × 1.1 = 11"
+    );
+    assert!(admitted >= 5, "only {admitted} admitted");
+    assert!(redis_exists(&format!("rate_limit:ip:{client}")).await);
+    for app in &apps {
+        assert_eq!(redis_health(app).await, "ok");
+    }
+    redis_del(&format!("rate_limit:ip:{client}")).await;
+}
+
+#[actix_web::test]
+async fn deleting_the_redis_key_resets_the_client_within_a_second_or_two() {
+    if !redis_or_skip("deleting_the_redis_key_resets_the_client_within_a_second_or_two").await {
+        return;
+    }
+    let apps = spawn_synced(2, "5", REDIS_URL).await;
+    until_redis_ok(&apps).await;
+    let client = unique_client();
+    let key = format!("rate_limit:ip:{client}");
+    redis_del(&key).await;
+    let xff = [("X-Forwarded-For", client.as_str())];
+    for n in 0..20 {
+        feed_status(&apps[n % 2], &xff).await;
+    }
+    assert_eq!(feed_status(&apps[0], &xff).await, 429);
+    assert_eq!(feed_status(&apps[1], &xff).await, 429);
+    assert_eq!(redis_del(&key).await, 1, "the bucket lives under {key}");
+    let deleted = Instant::now();
+    for app in &apps {
+        eventually(Duration::from_secs(2), "client reset after DEL", || async {
+            (feed_status(app, &xff).await == 200).then_some(())
+        })
+        .await;
+    }
+    assert!(deleted.elapsed() < Duration::from_secs(2));
+    redis_del(&key).await;
+}
+
+#[actix_web::test]
+async fn admin_reset_with_redis_clears_the_shared_bucket() {
+    if !redis_or_skip("admin_reset_with_redis_clears_the_shared_bucket").await {
+        return;
+    }
+    let apps = spawn_synced(2, "3", REDIS_URL).await;
+    until_redis_ok(&apps).await;
+    let client = unique_client();
+    let xff = [("X-Forwarded-For", client.as_str())];
+    redis_del(&format!("rate_limit:ip:{client}")).await;
+    for _ in 0..4 {
+        feed_status(&apps[0], &xff).await;
+    }
+    assert_eq!(feed_status(&apps[1], &xff).await, 429);
+    let admin = apps[0].admin_token();
+    let path = format!("/api/admin/rate-limits/ip/{client}");
+    let (status, view) = admin_get(&apps[1], &path, &admin).await;
+    assert_eq!(status, 200);
+    assert_eq!(view["redis"]["status"], "ok");
+    assert_eq!(view["redis"]["remaining"], 0);
+    let (status, body) = admin_delete(&apps[1], &path, &admin).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["redis"], json!({"status": "ok", "deleted": true}));
+    eventually(
+        Duration::from_secs(2),
+        "reset seen by the other server",
+        || async { (feed_status(&apps[0], &xff).await == 200).then_some(()) },
+    )
+    .await;
+    redis_del(&format!("rate_limit:ip:{client}")).await;
+}
+
+#[actix_web::test]
+async fn a_server_whose_redis_is_unreachable_keeps_serving_and_limiting() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut env = limits("10", "10");
+    env.push(("REDIS_URL", format!("redis://127.0.0.1:{port}")));
+    let app = spawn(&env).await;
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        let started = Instant::now();
+        statuses.push(feed_status(&app, &[]).await);
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "a request took {:?}",
+            started.elapsed()
+        );
+    }
+    assert_eq!(&statuses[..10], &[200; 10]);
+    assert_eq!(&statuses[10..], &[429, 429]);
+    let (status, body) = app.get_json("/api/health").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["checks"]["redis"]["status"], "unavailable");
+    eventually(Duration::from_secs(5), "the outage in the log", || async {
+        let logs = app.logs();
+        (logs.matches("redis unavailable").count() == 1).then_some(())
+    })
+    .await;
+    let admin = app.admin_token();
+    let (status, body) = admin_delete(&app, "/api/admin/rate-limits/ip/127.0.0.1", &admin).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["local"], true);
+    assert_eq!(body["redis"]["status"], "unavailable");
+    assert_eq!(feed_status(&app, &[]).await, 200);
+}
+
+fn reset_command(app: &TestApp, extra: &[(&str, &str)], args: &[&str]) -> std::process::Output {
+    let port = app.address.rsplit(':').next().unwrap().to_string();
+    let mut env: std::collections::HashMap<String, String> = extra
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    env.insert("PORT".into(), port);
+    crate::helpers::amber_command(app.data_dir(), &env)
+        .args(["rate-limit", "reset"])
+        .args(args)
+        .output()
+        .expect("run amber rate-limit reset")
+}
+
+#[actix_web::test]
+async fn the_cli_reset_clears_the_running_servers_bucket_without_redis() {
+    let app = spawn(&limits("2", "2")).await;
+    for _ in 0..2 {
+        assert_eq!(feed_status(&app, &[]).await, 200);
+    }
+    assert_eq!(feed_status(&app, &[]).await, 429);
+    let out = reset_command(&app, &[], &["--ip", "127.0.0.1"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("REDIS_URL is not set"), "{stdout}");
+    assert!(
+        stdout.contains("local bucket of ip:127.0.0.1 cleared"),
+        "{stdout}"
+    );
+    assert_eq!(feed_status(&app, &[]).await, 200);
+
+    let out = reset_command(&app, &[], &["--ip", "not-an-ip"]);
+    assert!(!out.status.success());
+    let out = reset_command(&app, &[], &[]);
+    assert!(!out.status.success(), "--ip or --user is required");
+}
+
+#[actix_web::test]
+async fn the_cli_reset_deletes_the_shared_bucket_in_redis() {
+    if !redis_or_skip("the_cli_reset_deletes_the_shared_bucket_in_redis").await {
+        return;
+    }
+    let apps = spawn_synced(1, "2", REDIS_URL).await;
+    until_redis_ok(&apps).await;
+    let app = &apps[0];
+    let client = unique_client();
+    let key = format!("rate_limit:ip:{client}");
+    redis_del(&key).await;
+    let xff = [("X-Forwarded-For", client.as_str())];
+    for _ in 0..3 {
+        feed_status(app, &xff).await;
+    }
+    assert_eq!(feed_status(app, &xff).await, 429);
+    let out = reset_command(app, &[("REDIS_URL", REDIS_URL)], &["--ip", &client]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(&format!("redis: deleted {key}")),
+        "{stdout}"
+    );
+    assert_eq!(feed_status(app, &xff).await, 200);
+    redis_del(&key).await;
+}

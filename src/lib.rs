@@ -8,3 +8,4 @@ pub mod config;
 pub mod domain;
 pub mod status;
 pub mod storage;
+pub mod x_api;

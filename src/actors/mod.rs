@@ -9,4 +9,5 @@
 //!          └───────────────────── InsertPosts ─────────────────────▶ PostStore
 //! ```
 
+pub mod breaker;
 pub mod store;

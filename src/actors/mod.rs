@@ -10,4 +10,6 @@
 //! ```
 
 pub mod breaker;
+pub mod fetcher;
+pub mod scheduler;
 pub mod store;

@@ -75,6 +75,8 @@ pub struct FakeStats {
     /// Posts returned in `data` over all timeline pages.
     pub posts_served: u64,
     pub faults_served: u64,
+    /// The most API calls ever in progress at once.
+    pub max_in_flight: u64,
     /// The last request lines (`GET /2/users/...?...`), oldest first.
     pub recent_requests: Vec<String>,
 }
@@ -151,6 +153,25 @@ struct Counters {
     timeline_calls: AtomicU64,
     posts_served: AtomicU64,
     faults_served: AtomicU64,
+    in_flight: AtomicU64,
+    max_in_flight: AtomicU64,
+}
+
+/// Counts an API call as in progress while it lives.
+struct InFlight<'a>(&'a Counters);
+
+impl<'a> InFlight<'a> {
+    fn enter(counters: &'a Counters) -> InFlight<'a> {
+        let now = counters.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        counters.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(counters)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 #[derive(Debug)]
@@ -561,6 +582,7 @@ fn stats_of(shared: &Shared) -> FakeStats {
         timeline_calls: c.timeline_calls.load(Ordering::Relaxed),
         posts_served: c.posts_served.load(Ordering::Relaxed),
         faults_served: c.faults_served.load(Ordering::Relaxed),
+        max_in_flight: c.max_in_flight.load(Ordering::Relaxed),
         recent_requests: shared.state.lock().recent.iter().cloned().collect(),
     }
 }
@@ -588,6 +610,7 @@ fn invalid_request(detail: String) -> HttpResponse {
 /// faults. `Err` is the answer to send instead.
 async fn gate(shared: &Shared, req: &HttpRequest) -> Result<(u64, i64), HttpResponse> {
     shared.counters.api_calls.fetch_add(1, Ordering::Relaxed);
+    let _in_flight = InFlight::enter(&shared.counters);
     let line = format!(
         "{} {}",
         req.method(),

@@ -714,7 +714,7 @@ impl Store {
         }
         let mut batch = Batch::default();
         self.stage_new(&mut batch, &post, &[])?;
-        let review = requires_review.then(|| ReviewItem {
+        let review = requires_review.then_some(ReviewItem {
             id: self.next_review,
             post_id: post.id,
             state: ReviewState::Pending,

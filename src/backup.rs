@@ -1,0 +1,244 @@
+//! Backup and restore as JSON lines: `{"kind":"leader"|"post"|"review", ...}` with the
+//! same fields as the API's JSON (posts keep their ids, `leaderId` and `platformPostId`).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::domain::leader::Leader;
+use crate::domain::post::{Author, Platform, Post, Verification};
+use crate::domain::review::{ReviewItem, ReviewState};
+use crate::domain::sentiment::Sentiment;
+use crate::http::dto::{parse_rfc3339, rfc3339, LeaderJson, PostJson};
+use crate::storage::Record;
+
+/// A backup line that cannot be restored.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("line {line}: {message}")]
+    Line { line: usize, message: String },
+    #[error("reading input: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+#[derive(Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct AuthorLine {
+    id: Option<String>,
+    handle: Option<String>,
+    name: Option<String>,
+    avatar_url: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Tagged<'a, T: Serialize> {
+    kind: &'static str,
+    #[serde(flatten)]
+    body: &'a T,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PostLineOut<'a> {
+    #[serde(flatten)]
+    post: PostJson<'a>,
+    sentiment_score: f64,
+    author: AuthorLine,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewLineOut<'a> {
+    id: u64,
+    post_id: u64,
+    state: &'static str,
+    notes: Option<&'a str>,
+    reviewed_by: Option<&'a str>,
+    reviewed_at: Option<String>,
+    updated_at: String,
+}
+
+/// Writes one record as a JSON line.
+pub fn write_record(out: &mut impl Write, record: &Record) -> std::io::Result<()> {
+    let line = match record {
+        Record::Leader(l) => serde_json::to_string(&Tagged {
+            kind: "leader",
+            body: &LeaderJson::from(l),
+        }),
+        Record::Post(p) => serde_json::to_string(&Tagged {
+            kind: "post",
+            body: &PostLineOut {
+                post: PostJson::from(p, None),
+                sentiment_score: p.sentiment_score,
+                author: AuthorLine {
+                    id: p.author.id.clone(),
+                    handle: p.author.handle.clone(),
+                    name: p.author.name.clone(),
+                    avatar_url: p.author.avatar_url.clone(),
+                },
+            },
+        }),
+        Record::Review(r) => serde_json::to_string(&Tagged {
+            kind: "review",
+            body: &ReviewLineOut {
+                id: r.id,
+                post_id: r.post_id,
+                state: r.state.as_str(),
+                notes: r.notes.as_deref(),
+                reviewed_by: r.reviewed_by.as_deref(),
+                reviewed_at: r.reviewed_at_ms.map(rfc3339),
+                updated_at: rfc3339(r.updated_at_ms),
+            },
+        }),
+    }
+    .map_err(std::io::Error::other)?;
+    writeln!(out, "{line}")
+}
+
+/// The `kind` of a line, read first; the line is then read again as that kind (an
+/// internally tagged enum would buffer the line and lose the raw `metrics` JSON).
+#[derive(Deserialize)]
+struct KindIn {
+    kind: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LeaderIn {
+    id: u64,
+    name: String,
+    #[serde(default)]
+    handles: BTreeMap<String, String>,
+    #[serde(default)]
+    tracking_topics: Vec<String>,
+    created_at: String,
+    avatar_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PostIn {
+    id: u64,
+    leader_id: u64,
+    platform: String,
+    content: String,
+    timestamp: String,
+    sentiment: String,
+    #[serde(default)]
+    sentiment_score: f64,
+    metrics: Option<Box<RawValue>>,
+    platform_post_id: Option<String>,
+    verification_status: String,
+    #[serde(default)]
+    author: AuthorLine,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewIn {
+    id: u64,
+    post_id: u64,
+    state: String,
+    notes: Option<String>,
+    reviewed_by: Option<String>,
+    reviewed_at: Option<String>,
+    updated_at: String,
+}
+
+fn time(line: usize, field: &str, s: &str) -> Result<i64, BackupError> {
+    parse_rfc3339(s).ok_or_else(|| BackupError::Line {
+        line,
+        message: format!("{field} is not RFC 3339: {s:?}"),
+    })
+}
+
+/// Parses one backup line.
+pub fn parse_line(line_no: usize, text: &str) -> Result<Record, BackupError> {
+    let err = |message: String| BackupError::Line {
+        line: line_no,
+        message,
+    };
+    let kind: KindIn = serde_json::from_str(text).map_err(|e| err(e.to_string()))?;
+    Ok(match kind.kind.as_str() {
+        "leader" => {
+            let l: LeaderIn = serde_json::from_str(text).map_err(|e| err(e.to_string()))?;
+            Record::Leader(Leader {
+                id: l.id,
+                name: l.name,
+                handles: l.handles,
+                tracking_topics: l.tracking_topics,
+                created_at_ms: time(line_no, "createdAt", &l.created_at)?,
+                avatar_url: l.avatar_url,
+            })
+        }
+        "post" => {
+            let p: PostIn = serde_json::from_str(text).map_err(|e| err(e.to_string()))?;
+            Record::Post(Post {
+                id: p.id,
+                leader_id: p.leader_id,
+                platform: Platform::parse(&p.platform)
+                    .ok_or_else(|| err(format!("unknown platform {:?}", p.platform)))?,
+                content: p.content,
+                timestamp_ms: time(line_no, "timestamp", &p.timestamp)?,
+                sentiment: Sentiment::parse(&p.sentiment)
+                    .ok_or_else(|| err(format!("unknown sentiment {:?}", p.sentiment)))?,
+                sentiment_score: p.sentiment_score,
+                metrics_json: p
+                    .metrics
+                    .map(|m| m.get().to_string())
+                    .unwrap_or_else(|| "{}".into()),
+                platform_post_id: p.platform_post_id,
+                verification: Verification::parse(&p.verification_status).ok_or_else(|| {
+                    err(format!(
+                        "unknown verificationStatus {:?}",
+                        p.verification_status
+                    ))
+                })?,
+                author: Author {
+                    id: p.author.id,
+                    handle: p.author.handle,
+                    name: p.author.name,
+                    avatar_url: p.author.avatar_url,
+                },
+            })
+        }
+        "review" => {
+            let r: ReviewIn = serde_json::from_str(text).map_err(|e| err(e.to_string()))?;
+            Record::Review(ReviewItem {
+                id: r.id,
+                post_id: r.post_id,
+                state: ReviewState::parse(&r.state)
+                    .ok_or_else(|| err(format!("unknown state {:?}", r.state)))?,
+                notes: r.notes,
+                reviewed_by: r.reviewed_by,
+                reviewed_at_ms: r
+                    .reviewed_at
+                    .as_deref()
+                    .map(|t| time(line_no, "reviewedAt", t))
+                    .transpose()?,
+                updated_at_ms: time(line_no, "updatedAt", &r.updated_at)?,
+            })
+        }
+        other => {
+            return Err(err(format!(
+                "unknown kind {other:?} (expected leader, post or review)"
+            )))
+        }
+    })
+}
+
+/// Reads every record of a backup; blank lines are skipped, any bad line is an error
+/// naming its number (nothing is imported from a file with a bad line).
+pub fn read_all(input: impl BufRead) -> Result<Vec<Record>, BackupError> {
+    let mut records = Vec::new();
+    for (i, line) in input.lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        records.push(parse_line(i + 1, &line)?);
+    }
+    Ok(records)
+}

@@ -1,0 +1,85 @@
+//! Admin bootstrap: `POST /api/admin/token` trades the bootstrap secret for a JWT;
+//! `GET /api/admin/ping` echoes a valid token's subject.
+
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+
+use crate::error::AppError;
+use crate::http::auth::{AnyUser, Role};
+use crate::http::AppState;
+
+/// Registers the routes of this module. The token route gets its own strict limit.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/admin/token", web::post().to(token))
+        .route("/admin/ping", web::get().to(ping));
+}
+
+/// Body of `POST /api/admin/token`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenBody {
+    admin_id: String,
+    secret: String,
+    role: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TokenJson {
+    token: String,
+    expires_in: u64,
+}
+
+/// Compares two secrets in time that depends only on their lengths.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// `POST /api/admin/token`: `{"adminId","secret","role"?}` → `{"token","expiresIn"}`.
+pub async fn token(
+    state: web::Data<AppState>,
+    body: web::Json<TokenBody>,
+) -> Result<HttpResponse, AppError> {
+    let b = body.into_inner();
+    let admin_id = b.admin_id.trim();
+    if admin_id.is_empty()
+        || admin_id.chars().count() > 64
+        || admin_id.chars().any(char::is_control)
+    {
+        return Err(AppError::bad_request(
+            "invalid_body",
+            "adminId must be 1 to 64 printable characters",
+        ));
+    }
+    let role = match b.role.as_deref() {
+        None => Role::Admin,
+        Some(r) => Role::parse(r).ok_or_else(|| {
+            AppError::bad_request(
+                "invalid_body",
+                format!("role must be admin or reviewer, got {r:?}"),
+            )
+        })?,
+    };
+    if !same_secret(
+        b.secret.as_bytes(),
+        state.settings.auth.bootstrap_secret.expose().as_bytes(),
+    ) {
+        tracing::warn!(admin_id, "admin token refused: wrong bootstrap secret");
+        return Err(AppError::Unauthorized("adminId or secret is wrong".into()));
+    }
+    let ttl = state.jwt.ttl_seconds();
+    let token = state.jwt.issue(admin_id, role, ttl)?;
+    Ok(HttpResponse::Ok().json(TokenJson {
+        token,
+        expires_in: ttl,
+    }))
+}
+
+/// `GET /api/admin/ping` with any valid token.
+pub async fn ping(user: AnyUser) -> HttpResponse {
+    HttpResponse::Ok()
+        .json(serde_json::json!({"status": "ok", "admin": user.0.sub, "role": user.0.role}))
+}

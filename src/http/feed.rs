@@ -1,0 +1,205 @@
+//! `GET /api/feed` (page or cursor paging, leader and source filters) and
+//! `GET /api/dashboard`.
+
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::cursor::Cursor;
+use crate::domain::post::Platform;
+use crate::error::AppError;
+use crate::http::dto::{FeedPostJson, LeaderJson, PostJson};
+use crate::http::AppState;
+use crate::storage::feed_index::{Filter, Start};
+use crate::storage::StoreReader;
+
+/// Default and largest page sizes of the feed.
+pub const DEFAULT_PAGE_SIZE: usize = 20;
+pub const MAX_PAGE_SIZE: usize = 100;
+/// Most leader ids one `leaders=` filter may name.
+const MAX_LEADER_FILTER: usize = 100;
+/// Posts on the dashboard.
+const DASHBOARD_POSTS: usize = 100;
+
+/// Registers the routes of this module. The feed is rate limited (SPEC).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/feed", web::get().to(feed))
+        .route("/dashboard", web::get().to(dashboard));
+}
+
+/// Raw query of the feed; every field is checked by hand for a clear 400.
+#[derive(Debug, Deserialize)]
+pub struct FeedQuery {
+    page: Option<String>,
+    page_size: Option<String>,
+    before: Option<String>,
+    leaders: Option<String>,
+    source: Option<String>,
+}
+
+/// Parses a whole number in `lo..=hi` for query parameter `name`.
+pub fn parse_bounded(
+    name: &str,
+    raw: Option<&str>,
+    default: usize,
+    lo: usize,
+    hi: usize,
+) -> Result<usize, AppError> {
+    match raw {
+        None => Ok(default),
+        Some(s) => s
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (lo..=hi).contains(n))
+            .ok_or_else(|| {
+                AppError::bad_request(
+                    "invalid_query",
+                    format!("{name} must be a whole number from {lo} to {hi}, got {s:?}"),
+                )
+            }),
+    }
+}
+
+/// Parses a cursor parameter.
+pub fn parse_cursor(name: &str, raw: &str) -> Result<Cursor, AppError> {
+    raw.parse()
+        .map_err(|e| AppError::bad_request("invalid_cursor", format!("{name}: {e}, got {raw:?}")))
+}
+
+/// Parses `leaders=1,2,3`.
+pub fn parse_leader_ids(raw: &str) -> Result<Vec<u64>, AppError> {
+    let ids: Result<Vec<u64>, _> = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::parse::<u64>)
+        .collect();
+    let ids = ids.map_err(|_| {
+        AppError::bad_request(
+            "invalid_query",
+            format!("leaders must be a comma list of leader ids, got {raw:?}"),
+        )
+    })?;
+    if ids.len() > MAX_LEADER_FILTER {
+        return Err(AppError::bad_request(
+            "invalid_query",
+            format!("leaders names at most {MAX_LEADER_FILTER} ids"),
+        ));
+    }
+    Ok(ids)
+}
+
+#[derive(Serialize)]
+struct FeedJson<'a> {
+    posts: Vec<FeedPostJson<'a>>,
+    page: Option<usize>,
+    page_size: usize,
+    total: usize,
+    has_next: bool,
+    next_cursor: Option<String>,
+}
+
+/// The work of a feed request, off the async executor: read the page, render it.
+pub fn render_feed(
+    reader: &StoreReader,
+    filter: &Filter,
+    start: Start,
+    page: Option<usize>,
+    page_size: usize,
+) -> Result<Vec<u8>, AppError> {
+    let result = reader.feed(filter, start, page_size)?;
+    reader.with_leaders(|leaders| {
+        let body = FeedJson {
+            posts: result
+                .posts
+                .iter()
+                .map(|p| FeedPostJson::from(p, leaders.get(&p.leader_id)))
+                .collect(),
+            page,
+            page_size,
+            total: result.total,
+            has_next: result.has_next,
+            next_cursor: result.next_cursor.map(|c| c.to_string()),
+        };
+        serde_json::to_vec(&body).map_err(|e| AppError::Internal(e.into()))
+    })
+}
+
+/// `GET /api/feed`.
+pub async fn feed(
+    state: web::Data<AppState>,
+    query: web::Query<FeedQuery>,
+) -> Result<HttpResponse, AppError> {
+    let q = query.into_inner();
+    let page_size = parse_bounded(
+        "page_size",
+        q.page_size.as_deref(),
+        DEFAULT_PAGE_SIZE,
+        1,
+        MAX_PAGE_SIZE,
+    )?;
+    let (start, page) = match (&q.before, &q.page) {
+        (Some(_), Some(_)) => {
+            return Err(AppError::bad_request(
+                "invalid_query",
+                "use either page or before, not both",
+            ))
+        }
+        (Some(c), None) => (Start::Before(parse_cursor("before", c)?), None),
+        (None, p) => {
+            let page = parse_bounded("page", p.as_deref(), 1, 1, 1_000_000)?;
+            (
+                Start::Offset((page - 1).saturating_mul(page_size)),
+                Some(page),
+            )
+        }
+    };
+    let leaders = match q.leaders.as_deref() {
+        Some(raw) => parse_leader_ids(raw)?,
+        None => Vec::new(),
+    };
+    let platform = match q.source.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        Some(s) => Some(Platform::parse(s).ok_or_else(|| {
+            AppError::bad_request(
+                "invalid_query",
+                format!("source must be x, twitter, facebook or news, got {s:?}"),
+            )
+        })?),
+        None => None,
+    };
+    let filter = Filter { leaders, platform };
+    let reader = state.reader.clone();
+    let body = web::block(move || render_feed(&reader, &filter, start, page, page_size)).await??;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body))
+}
+
+#[derive(Serialize)]
+struct DashboardJson<'a> {
+    leaders: Vec<LeaderJson<'a>>,
+    posts: Vec<PostJson<'a>>,
+}
+
+/// `GET /api/dashboard`: every leader and the newest posts.
+pub async fn dashboard(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
+    let reader = state.reader.clone();
+    let body = web::block(move || -> Result<Vec<u8>, AppError> {
+        let page = reader.feed(&Filter::default(), Start::Offset(0), DASHBOARD_POSTS)?;
+        reader.with_leaders(|leaders| {
+            let body = DashboardJson {
+                leaders: leaders.values().map(LeaderJson::from).collect(),
+                posts: page
+                    .posts
+                    .iter()
+                    .map(|p| PostJson::from(p, leaders.get(&p.leader_id)))
+                    .collect(),
+            };
+            serde_json::to_vec(&body).map_err(|e| AppError::Internal(e.into()))
+        })
+    })
+    .await??;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body))
+}

@@ -1,0 +1,201 @@
+//! Cross-cutting middleware: request ids, security headers, access logs, request
+//! metrics, CORS, and the rule that every error response has a JSON body.
+
+use std::time::Instant;
+
+use actix_cors::Cors;
+use actix_web::body::{BoxBody, EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::{web, HttpMessage, HttpResponse};
+
+use crate::config::{CorsOrigins, Settings};
+use crate::error::ErrorBody;
+use crate::http::AppState;
+
+/// The Content-Security-Policy of SPEC, on every response.
+pub const CSP: &str = "default-src 'self'; script-src 'self' https://platform.twitter.com; frame-src https://platform.twitter.com; img-src 'self' data: https://pbs.twimg.com";
+
+/// The request id of the current request, available to handlers as an extension.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+fn request_id_from(req: &ServiceRequest) -> String {
+    req.headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+fn code_for(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "bad_request",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        408 => "request_timeout",
+        409 => "conflict",
+        411 => "length_required",
+        413 => "payload_too_large",
+        414 => "uri_too_long",
+        415 => "unsupported_media_type",
+        429 => "rate_limit_exceeded",
+        431 => "headers_too_large",
+        503 => "service_unavailable",
+        s if s >= 500 => "internal_error",
+        _ => "error",
+    }
+}
+
+/// Wraps every request: assigns the request id, times it, adds the security headers,
+/// gives bodiless error responses a JSON body, counts it and writes one log line.
+pub async fn around(
+    req: ServiceRequest,
+    next: actix_web::middleware::Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<BoxBody>>, actix_web::Error> {
+    let started = Instant::now();
+    let request_id = request_id_from(&req);
+    req.extensions_mut().insert(RequestId(request_id.clone()));
+    let method = req.method().clone();
+    let path = req.path().to_string();
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let res = match next.call(req).await {
+        Ok(res) => res.map_into_boxed_body(),
+        // An inner middleware (CORS, for one) failed: answer with our JSON body and
+        // headers through an `InternalError`, which the server renders as given.
+        Err(err) => {
+            let status = err.as_response_error().status_code();
+            let mut resp = HttpResponse::build(status).json(ErrorBody {
+                error: code_for(status),
+                message: err.to_string(),
+            });
+            decorate(resp.headers_mut(), &request_id);
+            finish(
+                state.as_ref().map(|s| s.get_ref()),
+                &method,
+                &path,
+                status.as_u16(),
+                started,
+                &request_id,
+            );
+            return Err(
+                actix_web::error::InternalError::from_response(err.to_string(), resp).into(),
+            );
+        }
+    };
+    let status = res.status();
+    let mut res = if status.as_u16() >= 400 && !is_json(res.headers()) {
+        let (http_req, old) = res.into_parts();
+        let message = match status.canonical_reason() {
+            Some(reason) if status == StatusCode::METHOD_NOT_ALLOWED => {
+                format!("{reason}: {method} {path}")
+            }
+            Some(reason) => reason.to_string(),
+            None => "error".to_string(),
+        };
+        let mut fresh = HttpResponse::build(status);
+        for (name, value) in old.headers() {
+            if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+                fresh.insert_header((name.clone(), value.clone()));
+            }
+        }
+        let body = fresh.json(ErrorBody {
+            error: code_for(status),
+            message,
+        });
+        ServiceResponse::new(http_req, body).map_into_right_body()
+    } else {
+        res.map_into_left_body()
+    };
+    decorate(res.headers_mut(), &request_id);
+    finish(
+        state.as_ref().map(|s| s.get_ref()),
+        &method,
+        &path,
+        res.status().as_u16(),
+        started,
+        &request_id,
+    );
+    Ok(res)
+}
+
+/// Adds the request id and the security headers.
+fn decorate(headers: &mut header::HeaderMap, request_id: &str) {
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        headers.insert(HeaderName::from_static("x-request-id"), v);
+    }
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("strict-origin-when-cross-origin"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+}
+
+/// Counts the request and writes its log line (never headers or bodies).
+fn finish(
+    state: Option<&AppState>,
+    method: &Method,
+    path: &str,
+    status: u16,
+    started: Instant,
+    request_id: &str,
+) {
+    let elapsed = started.elapsed();
+    if let Some(state) = state {
+        state.metrics.observe_request(status, elapsed);
+    }
+    let duration_ms = elapsed.as_secs_f64() * 1000.0;
+    if status >= 500 {
+        tracing::error!(method = %method, path, status, duration_ms, request_id, "request");
+    } else if *method == Method::GET
+        && (path == "/livez" || path == "/readyz" || path == "/metrics")
+    {
+        tracing::debug!(method = %method, path, status, duration_ms, request_id, "request");
+    } else {
+        tracing::info!(method = %method, path, status, duration_ms, request_id, "request");
+    }
+}
+
+fn is_json(headers: &header::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.starts_with("application/json") || v.starts_with("application/problem+json"))
+        .unwrap_or(false)
+}
+
+/// CORS for `/api/*` from `CORS_ALLOWED_ORIGINS`.
+pub fn cors(settings: &Settings) -> Cors {
+    let cors = Cors::default()
+        .allowed_methods(vec!["GET", "POST", "PUT", "DELETE"])
+        .allowed_headers(vec![header::CONTENT_TYPE, header::AUTHORIZATION])
+        .expose_headers(vec![
+            HeaderName::from_static("x-request-id"),
+            HeaderName::from_static("x-ratelimit-limit"),
+            HeaderName::from_static("x-ratelimit-remaining"),
+            HeaderName::from_static("x-ratelimit-reset"),
+            header::RETRY_AFTER,
+        ])
+        .max_age(3600);
+    match &settings.cors_allowed_origins {
+        CorsOrigins::Any => cors.allow_any_origin(),
+        CorsOrigins::List(list) => list.iter().fold(cors, |c, origin| c.allowed_origin(origin)),
+    }
+}

@@ -1,0 +1,118 @@
+//! The HTTP API: routes, shared state and the extractor configs that turn every bad
+//! input into a JSON 4xx. Handlers talk to actors by message and read through a
+//! `StoreReader`; none of them names sled.
+
+pub mod admin;
+pub mod auth;
+pub mod dto;
+pub mod feed;
+pub mod health;
+pub mod leaders;
+pub mod metrics;
+pub mod middleware;
+pub mod posts;
+pub mod review;
+pub mod sentiment;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::Addr;
+use actix_web::{error, web, HttpRequest, HttpResponse};
+
+use crate::actors::store::PostStore;
+use crate::config::Settings;
+use crate::error::AppError;
+use crate::http::auth::JwtKeys;
+use crate::metrics::Metrics;
+use crate::status::StatusBoard;
+use crate::storage::StoreReader;
+
+/// Largest JSON body accepted by most endpoints.
+pub const JSON_LIMIT: usize = 64 * 1024;
+/// Largest JSON body of `POST /api/sentiment/batch` (100 texts of 10 KB, plus room).
+pub const SENTIMENT_JSON_LIMIT: usize = 1_100 * 1024;
+
+/// What every handler can reach. Cheap to clone: handles and `Arc`s only.
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub reader: StoreReader,
+    pub store: Addr<PostStore>,
+    pub jwt: Arc<JwtKeys>,
+    pub metrics: Arc<Metrics>,
+    pub status: StatusBoard,
+    pub started: Instant,
+}
+
+/// JSON body config: size limit, content type and a JSON error for each failure.
+pub fn json_config(limit: usize) -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(limit)
+        .error_handler(|err, _req| {
+            let app_err = match &err {
+                error::JsonPayloadError::OverflowKnownLength { limit, .. }
+                | error::JsonPayloadError::Overflow { limit } => {
+                    AppError::PayloadTooLarge { limit: *limit }
+                }
+                error::JsonPayloadError::ContentType => AppError::UnsupportedMediaType,
+                error::JsonPayloadError::Deserialize(e) if e.is_data() => {
+                    AppError::bad_request("invalid_body", e.to_string())
+                }
+                error::JsonPayloadError::Deserialize(e) => {
+                    AppError::bad_request("malformed_json", e.to_string())
+                }
+                other => AppError::bad_request("invalid_body", other.to_string()),
+            };
+            app_err.into()
+        })
+}
+
+fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default()
+        .error_handler(|err, _req| AppError::bad_request("invalid_query", err.to_string()).into())
+}
+
+fn path_config() -> web::PathConfig {
+    web::PathConfig::default()
+        .error_handler(|err, _req| AppError::bad_request("invalid_path", err.to_string()).into())
+}
+
+/// Unknown routes: a JSON 404.
+pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, AppError> {
+    Err(AppError::NotFound(format!(
+        "route {} {}",
+        req.method(),
+        req.path()
+    )))
+}
+
+/// Registers every route. `/api` routes sit in one scope with CORS from config.
+pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
+    cfg.app_data(json_config(JSON_LIMIT))
+        .app_data(query_config())
+        .app_data(path_config())
+        .route("/livez", web::get().to(health::livez))
+        .route("/readyz", web::get().to(health::readyz))
+        .route("/metrics", web::get().to(metrics::prometheus))
+        .service(
+            web::scope("/api")
+                .wrap(middleware::cors(settings))
+                .route("/health", web::get().to(health::health))
+                .route("/metrics", web::get().to(metrics::json))
+                .configure(feed::configure)
+                .configure(leaders::configure)
+                .configure(posts::configure)
+                .configure(review::configure)
+                .configure(admin::configure)
+                .configure(sentiment::configure),
+        );
+}
+
+/// An IPv4-mapped IPv6 address (`::ffff:1.2.3.4`) as the IPv4 address it is.
+pub fn canonical_ip(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map(std::net::IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}

@@ -1,0 +1,317 @@
+//! Posts: `GET /api/posts`, `GET /api/posts/paginated`, `GET /api/posts/{id}`, and the
+//! admin `POST /api/posts`, `PUT/DELETE /api/posts/{id}`.
+
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::actors::store::{CreatePost, DeletePost, UpdatePost};
+use crate::domain::post::{Author, NewPost, Platform, Verification};
+use crate::domain::sentiment;
+use crate::error::AppError;
+use crate::http::auth::Admin;
+use crate::http::dto::{parse_rfc3339, PostJson, ReviewJson, Success};
+use crate::http::feed::{parse_bounded, parse_cursor};
+use crate::http::leaders::parse_id;
+use crate::http::AppState;
+use crate::storage::feed_index::{Filter, Start};
+use crate::storage::PostPatch;
+
+/// Largest `limit` of `GET /api/posts` (the unpaginated list).
+const MAX_LIST: usize = 500;
+/// Largest post content, in bytes.
+const MAX_CONTENT: usize = 20_000;
+/// Largest `metrics` object, in bytes of JSON.
+const MAX_METRICS: usize = 16_384;
+
+/// Registers the routes of this module.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/posts")
+            .route(web::get().to(list))
+            .route(web::post().to(create)),
+    )
+    .route("/posts/paginated", web::get().to(paginated))
+    .service(
+        web::resource("/posts/{id}")
+            .route(web::get().to(get))
+            .route(web::put().to(update))
+            .route(web::delete().to(delete)),
+    );
+}
+
+/// Query of the post lists.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListQuery {
+    leader_id: Option<String>,
+    limit: Option<String>,
+    before: Option<String>,
+}
+
+fn leader_filter(raw: Option<&str>) -> Result<Filter, AppError> {
+    let leaders = match raw.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(s) => vec![s.parse::<u64>().map_err(|_| {
+            AppError::bad_request(
+                "invalid_query",
+                format!("leaderId must be a leader id, got {s:?}"),
+            )
+        })?],
+        None => Vec::new(),
+    };
+    Ok(Filter {
+        leaders,
+        platform: None,
+    })
+}
+
+/// `GET /api/posts?leaderId=&limit=`: newest first, at most `limit` (default 100, max 500).
+pub async fn list(
+    state: web::Data<AppState>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, AppError> {
+    let filter = leader_filter(query.leader_id.as_deref())?;
+    let limit = parse_bounded("limit", query.limit.as_deref(), 100, 1, MAX_LIST)?;
+    let reader = state.reader.clone();
+    let body = web::block(move || -> Result<Vec<u8>, AppError> {
+        let page = reader.feed(&filter, Start::Offset(0), limit)?;
+        reader.with_leaders(|leaders| {
+            let posts: Vec<PostJson> = page
+                .posts
+                .iter()
+                .map(|p| PostJson::from(p, leaders.get(&p.leader_id)))
+                .collect();
+            serde_json::to_vec(&posts).map_err(|e| AppError::Internal(e.into()))
+        })
+    })
+    .await??;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PaginatedJson<'a> {
+    items: Vec<PostJson<'a>>,
+    next_cursor: Option<String>,
+    has_more: bool,
+}
+
+/// `GET /api/posts/paginated?leaderId&limit&before`.
+pub async fn paginated(
+    state: web::Data<AppState>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, AppError> {
+    let filter = leader_filter(query.leader_id.as_deref())?;
+    let limit = parse_bounded("limit", query.limit.as_deref(), 20, 1, 100)?;
+    let start = match query.before.as_deref().filter(|s| !s.is_empty()) {
+        Some(c) => Start::Before(parse_cursor("before", c)?),
+        None => Start::Offset(0),
+    };
+    let reader = state.reader.clone();
+    let body = web::block(move || -> Result<Vec<u8>, AppError> {
+        let page = reader.feed(&filter, start, limit)?;
+        reader.with_leaders(|leaders| {
+            let body = PaginatedJson {
+                items: page
+                    .posts
+                    .iter()
+                    .map(|p| PostJson::from(p, leaders.get(&p.leader_id)))
+                    .collect(),
+                next_cursor: page.next_cursor.map(|c| c.to_string()),
+                has_more: page.has_next,
+            };
+            serde_json::to_vec(&body).map_err(|e| AppError::Internal(e.into()))
+        })
+    })
+    .await??;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body))
+}
+
+/// `GET /api/posts/{id}`.
+pub async fn get(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let id = parse_id(&path, "post")?;
+    let reader = state.reader.clone();
+    let post = web::block(move || reader.post(id))
+        .await??
+        .ok_or_else(|| AppError::NotFound(format!("post {id}")))?;
+    let leader = state.reader.leader(post.leader_id);
+    Ok(HttpResponse::Ok().json(PostJson::from(&post, leader.as_ref())))
+}
+
+/// Body of `POST /api/posts`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateBody {
+    leader_id: u64,
+    platform: String,
+    content: String,
+    timestamp: Option<String>,
+    metrics: Option<Box<RawValue>>,
+    platform_post_id: Option<String>,
+    #[serde(default)]
+    requires_review: bool,
+    verification_status: Option<String>,
+}
+
+fn check_content(content: &str) -> Result<(), AppError> {
+    if content.trim().is_empty() || content.len() > MAX_CONTENT {
+        return Err(AppError::bad_request(
+            "invalid_post",
+            format!("content must be 1 to {MAX_CONTENT} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_metrics(metrics: Option<Box<RawValue>>) -> Result<Option<String>, AppError> {
+    let Some(raw) = metrics else { return Ok(None) };
+    let text = raw.get();
+    if !text.trim_start().starts_with('{') || text.len() > MAX_METRICS {
+        return Err(AppError::bad_request(
+            "invalid_post",
+            format!("metrics must be a JSON object of at most {MAX_METRICS} bytes"),
+        ));
+    }
+    Ok(Some(text.to_string()))
+}
+
+fn parse_timestamp(raw: &str) -> Result<i64, AppError> {
+    parse_rfc3339(raw).ok_or_else(|| {
+        AppError::bad_request(
+            "invalid_post",
+            format!("timestamp must be RFC 3339, got {raw:?}"),
+        )
+    })
+}
+
+fn parse_verification(raw: &str) -> Result<Verification, AppError> {
+    Verification::parse(raw).ok_or_else(|| {
+        AppError::bad_request(
+            "invalid_post",
+            format!(
+                "verificationStatus must be Unverified, Pending, Approved or Rejected, got {raw:?}"
+            ),
+        )
+    })
+}
+
+/// `POST /api/posts` (admin). `requiresReview: true` also creates a review item.
+pub async fn create(
+    _admin: Admin,
+    state: web::Data<AppState>,
+    body: web::Json<CreateBody>,
+) -> Result<HttpResponse, AppError> {
+    let b = body.into_inner();
+    let platform = Platform::parse(&b.platform).ok_or_else(|| {
+        AppError::bad_request(
+            "invalid_post",
+            format!("platform must be X, Facebook or News, got {:?}", b.platform),
+        )
+    })?;
+    check_content(&b.content)?;
+    let timestamp_ms = match b.timestamp.as_deref() {
+        Some(t) => parse_timestamp(t)?,
+        None => chrono::Utc::now().timestamp_millis(),
+    };
+    let platform_post_id = b
+        .platform_post_id
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
+    if platform_post_id.as_ref().is_some_and(|s| s.len() > 64) {
+        return Err(AppError::bad_request(
+            "invalid_post",
+            "platformPostId must be at most 64 characters",
+        ));
+    }
+    let verification = match b.verification_status.as_deref() {
+        Some(v) => parse_verification(v)?,
+        None => Verification::Unverified,
+    };
+    let (score, label) = sentiment::analyze(&b.content);
+    let new = NewPost {
+        leader_id: b.leader_id,
+        platform,
+        content: b.content,
+        timestamp_ms,
+        sentiment: label,
+        sentiment_score: score,
+        metrics_json: check_metrics(b.metrics)?.unwrap_or_else(|| "{}".to_string()),
+        platform_post_id,
+        verification,
+        author: Author::default(),
+        edit_history: Vec::new(),
+    };
+    let (post, review) = state
+        .store
+        .send(CreatePost {
+            post: new,
+            requires_review: b.requires_review,
+        })
+        .await??;
+    let leader = state.reader.leader(post.leader_id);
+    let mut json = serde_json::to_value(PostJson::from(&post, leader.as_ref()))
+        .map_err(|e| AppError::Internal(e.into()))?;
+    if let (Some(item), Some(obj)) = (&review, json.as_object_mut()) {
+        let review_json = serde_json::to_value(ReviewJson::from(item, None, None))
+            .map_err(|e| AppError::Internal(e.into()))?;
+        obj.insert("reviewItem".to_string(), review_json);
+    }
+    Ok(HttpResponse::Created().json(json))
+}
+
+/// Body of `PUT /api/posts/{id}`; absent fields stay as they are.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateBody {
+    content: Option<String>,
+    timestamp: Option<String>,
+    metrics: Option<Box<RawValue>>,
+    verification_status: Option<String>,
+    leader_id: Option<u64>,
+}
+
+/// `PUT /api/posts/{id}` (admin).
+pub async fn update(
+    _admin: Admin,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Json<UpdateBody>,
+) -> Result<HttpResponse, AppError> {
+    let id = parse_id(&path, "post")?;
+    let b = body.into_inner();
+    if let Some(c) = &b.content {
+        check_content(c)?;
+    }
+    let patch = PostPatch {
+        content: b.content,
+        timestamp_ms: b.timestamp.as_deref().map(parse_timestamp).transpose()?,
+        metrics_json: check_metrics(b.metrics)?,
+        verification: b
+            .verification_status
+            .as_deref()
+            .map(parse_verification)
+            .transpose()?,
+        leader_id: b.leader_id,
+    };
+    let post = state.store.send(UpdatePost { id, patch }).await??;
+    let leader = state.reader.leader(post.leader_id);
+    Ok(HttpResponse::Ok().json(PostJson::from(&post, leader.as_ref())))
+}
+
+/// `DELETE /api/posts/{id}` (admin).
+pub async fn delete(
+    _admin: Admin,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let id = parse_id(&path, "post")?;
+    state.store.send(DeletePost(id)).await??;
+    Ok(HttpResponse::Ok().json(Success { success: true }))
+}

@@ -1,0 +1,141 @@
+//! The review queue: `GET /api/review`, `POST /api/review/{id}/approve|reject`.
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+
+use crate::actors::store::DecideReview;
+use crate::domain::review::ReviewState;
+use crate::error::AppError;
+use crate::http::auth::Reviewer;
+use crate::http::dto::ReviewJson;
+use crate::http::feed::parse_bounded;
+use crate::http::leaders::parse_id;
+use crate::http::AppState;
+
+/// Longest reviewer note, in characters.
+const MAX_NOTES: usize = 2000;
+
+/// Registers the routes of this module.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/review", web::get().to(list))
+        .route("/review/{id}/approve", web::post().to(approve))
+        .route("/review/{id}/reject", web::post().to(reject));
+}
+
+/// Query of `GET /api/review`: `state=pending|approved|rejected|all` (default pending).
+#[derive(Debug, Deserialize)]
+pub struct ReviewQuery {
+    state: Option<String>,
+    limit: Option<String>,
+}
+
+/// `GET /api/review` (reviewer or admin): items with their posts, newest first.
+pub async fn list(
+    _who: Reviewer,
+    state: web::Data<AppState>,
+    query: web::Query<ReviewQuery>,
+) -> Result<HttpResponse, AppError> {
+    let filter = match query.state.as_deref().unwrap_or("pending") {
+        "all" => None,
+        s => Some(ReviewState::parse(s).ok_or_else(|| {
+            AppError::bad_request(
+                "invalid_query",
+                format!("state must be pending, approved, rejected or all, got {s:?}"),
+            )
+        })?),
+    };
+    let limit = parse_bounded("limit", query.limit.as_deref(), 100, 1, 500)?;
+    let reader = state.reader.clone();
+    let body = web::block(move || -> Result<Vec<u8>, AppError> {
+        let items = reader.reviews(filter, limit)?;
+        let posts: Vec<_> = items
+            .iter()
+            .map(|i| reader.post(i.post_id))
+            .collect::<Result<_, _>>()?;
+        reader.with_leaders(|leaders| {
+            let json: Vec<ReviewJson> = items
+                .iter()
+                .zip(posts.iter())
+                .map(|(item, post)| {
+                    ReviewJson::from(
+                        item,
+                        post.as_ref(),
+                        post.as_ref().and_then(|p| leaders.get(&p.leader_id)),
+                    )
+                })
+                .collect();
+            serde_json::to_vec(&json).map_err(|e| AppError::Internal(e.into()))
+        })
+    })
+    .await??;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body))
+}
+
+/// Body of approve and reject; may be empty.
+#[derive(Debug, Deserialize, Default)]
+pub struct DecisionBody {
+    notes: Option<String>,
+}
+
+async fn decide(
+    who: Reviewer,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Bytes,
+    decision: ReviewState,
+) -> Result<HttpResponse, AppError> {
+    let id = parse_id(&path, "review item")?;
+    // The body is optional; when present it must be JSON.
+    let notes = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        serde_json::from_slice::<DecisionBody>(&body)
+            .map_err(|e| AppError::bad_request("malformed_json", e.to_string()))?
+            .notes
+    };
+    if notes
+        .as_ref()
+        .is_some_and(|n| n.chars().count() > MAX_NOTES)
+    {
+        return Err(AppError::bad_request(
+            "invalid_body",
+            format!("notes must be at most {MAX_NOTES} characters"),
+        ));
+    }
+    let item = state
+        .store
+        .send(DecideReview {
+            id,
+            state: decision,
+            notes,
+            reviewer: who.0.sub.clone(),
+        })
+        .await??;
+    let reader = state.reader.clone();
+    let post_id = item.post_id;
+    let post = web::block(move || reader.post(post_id)).await??;
+    let leader = post.as_ref().and_then(|p| state.reader.leader(p.leader_id));
+    Ok(HttpResponse::Ok().json(ReviewJson::from(&item, post.as_ref(), leader.as_ref())))
+}
+
+/// `POST /api/review/{id}/approve`.
+pub async fn approve(
+    who: Reviewer,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, AppError> {
+    decide(who, state, path, body, ReviewState::Approved).await
+}
+
+/// `POST /api/review/{id}/reject` with `{"notes"}`.
+pub async fn reject(
+    who: Reviewer,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, AppError> {
+    decide(who, state, path, body, ReviewState::Rejected).await
+}

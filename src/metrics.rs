@@ -1,0 +1,122 @@
+//! Request and store metrics, kept in Prometheus types so `/metrics` (text format) and
+//! `/api/metrics` (JSON) read the same numbers.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Label set for responses: the status class (`2xx`, `4xx`, ...).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusClass {
+    pub class: String,
+}
+
+/// All metrics of the process.
+pub struct Metrics {
+    registry: Registry,
+    responses: Family<StatusClass, Counter>,
+    rate_limited: Counter,
+    latency: Histogram,
+    /// Store gauges, refreshed when metrics are read.
+    pub posts: Gauge,
+    pub leaders: Gauge,
+    pub review_items: Gauge,
+    requests: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        let mut registry = Registry::with_prefix("amber");
+        let responses = Family::<StatusClass, Counter>::default();
+        let rate_limited = Counter::default();
+        let latency = Histogram::new([
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
+        ]);
+        let posts = Gauge::default();
+        let leaders = Gauge::default();
+        let review_items = Gauge::default();
+        registry.register(
+            "http_responses",
+            "HTTP responses by status class",
+            responses.clone(),
+        );
+        registry.register(
+            "http_rate_limited",
+            "Requests refused with 429",
+            rate_limited.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer a request",
+            latency.clone(),
+        );
+        registry.register("posts", "Posts stored", posts.clone());
+        registry.register("leaders", "Leaders stored", leaders.clone());
+        registry.register("review_items", "Review items stored", review_items.clone());
+        Metrics {
+            registry,
+            responses,
+            rate_limited,
+            latency,
+            posts,
+            leaders,
+            review_items,
+            requests: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts one answered request.
+    pub fn observe_request(&self, status: u16, elapsed: Duration) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let class = match status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        self.responses
+            .get_or_create(&StatusClass {
+                class: class.to_string(),
+            })
+            .inc();
+        if status == 429 {
+            self.rate_limited.inc();
+        }
+        self.latency.observe(elapsed.as_secs_f64());
+    }
+
+    /// Requests answered since start.
+    pub fn requests_total(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Responses of one status class since start.
+    pub fn responses(&self, class: &str) -> u64 {
+        self.responses
+            .get_or_create(&StatusClass {
+                class: class.to_string(),
+            })
+            .get()
+    }
+
+    /// Requests refused by the rate limiter since start.
+    pub fn rate_limited_total(&self) -> u64 {
+        self.rate_limited.get()
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}

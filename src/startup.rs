@@ -1,0 +1,164 @@
+//! Wiring: open the store, start the actors, seed, build the HTTP server. Tests and
+//! `main` both go through [`Application::build`]; the bound port is reported so tests
+//! can ask for port 0.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::Addr;
+use actix_web::dev::Server;
+use actix_web::{middleware::from_fn, web, App, HttpServer};
+use anyhow::Context;
+
+use crate::actors::store::{Flush, PostStore, SeedLeaders};
+use crate::config::Settings;
+use crate::domain::leader::LeaderDraft;
+use crate::http::auth::JwtKeys;
+use crate::http::{self, AppState};
+use crate::metrics::Metrics;
+use crate::status::StatusBoard;
+use crate::storage::Store;
+
+/// Seconds in-flight requests get to finish after SIGTERM / Ctrl-C.
+const SHUTDOWN_GRACE_SECONDS: u64 = 30;
+/// The seed list shipped with the binary, used when `SEED_FILE` is the default and the
+/// file is not there (the binary was copied somewhere on its own).
+const BUILTIN_SEED: &str = include_str!("../data/leaders.json");
+
+/// A running server.
+pub struct Application {
+    port: u16,
+    host: std::net::IpAddr,
+    server: Server,
+    store: Addr<PostStore>,
+}
+
+/// Opens the store under `DATA_DIR`, with a clear message when another process has it.
+pub fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("creating DATA_DIR {}", settings.data_dir.display()))?;
+    Store::open(&settings.db_path(), settings.sled_cache_mb).with_context(|| {
+        format!(
+            "opening the database in {} (is another amber process using this DATA_DIR?)",
+            settings.db_path().display()
+        )
+    })
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SeedLeader {
+    name: String,
+    #[serde(default)]
+    handles: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    tracking_topics: Vec<String>,
+    avatar_url: Option<String>,
+}
+
+/// Reads the seed list: `SEED_FILE`, or the built-in copy when the default file is absent.
+pub fn read_seed(path: &Path) -> anyhow::Result<Vec<LeaderDraft>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(err)
+            if err.kind() == std::io::ErrorKind::NotFound
+                && path == Path::new("data/leaders.json") =>
+        {
+            BUILTIN_SEED.to_string()
+        }
+        Err(err) => {
+            return Err(err).with_context(|| format!("reading SEED_FILE {}", path.display()))
+        }
+    };
+    let raw: Vec<SeedLeader> = serde_json::from_str(&text)
+        .with_context(|| format!("parsing SEED_FILE {}", path.display()))?;
+    raw.into_iter()
+        .map(|l| {
+            LeaderDraft::parse(&l.name, l.handles, l.tracking_topics, l.avatar_url)
+                .with_context(|| format!("seed leader {:?}", l.name))
+        })
+        .collect()
+}
+
+impl Application {
+    /// Builds everything and binds the listener; call [`Application::run_until_stopped`].
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let started = Instant::now();
+        let settings = Arc::new(settings);
+        if settings.auth.using_default_secret {
+            tracing::warn!("ADMIN_JWT_SECRET is not set: using the development default. Anyone can mint admin tokens. Set it before exposing this server.");
+        }
+        let store = open_store(&settings)?;
+        let reader = store.reader();
+        let store = PostStore::start(store);
+        if settings.seed_leaders {
+            let drafts = read_seed(&settings.seed_file)?;
+            let added = store
+                .send(SeedLeaders(drafts))
+                .await
+                .context("store actor")??;
+            if added > 0 {
+                tracing::info!(added, "seeded leaders");
+            }
+        }
+        let metrics = Arc::new(Metrics::default());
+        let jwt = Arc::new(JwtKeys::new(&settings.auth));
+        // Seam: the rate limiter (issue 3) and the ingestion actors (issue 4) publish their
+        // status here and are built next to the store.
+        let status = StatusBoard::disabled();
+        let state = AppState {
+            settings: settings.clone(),
+            reader,
+            store: store.clone(),
+            jwt,
+            metrics,
+            status,
+            started,
+        };
+
+        let listener = TcpListener::bind((settings.host, settings.port))
+            .with_context(|| format!("binding {}:{}", settings.host, settings.port))?;
+        let addr = listener.local_addr()?;
+        let route_settings = settings.clone();
+        let server = HttpServer::new(move || {
+            let route_settings = route_settings.clone();
+            App::new()
+                .app_data(web::Data::new(state.clone()))
+                .wrap(from_fn(http::middleware::around))
+                .configure(move |cfg| http::configure(cfg, &route_settings))
+                .default_service(web::to(http::not_found))
+        })
+        .shutdown_timeout(SHUTDOWN_GRACE_SECONDS)
+        .listen(listener)?
+        .run();
+        tracing::info!(address = %addr, data_dir = %settings.data_dir.display(), startup_ms = started.elapsed().as_millis() as u64, "amber is listening");
+        Ok(Application {
+            port: addr.port(),
+            host: addr.ip(),
+            server,
+            store,
+        })
+    }
+
+    /// The port actually bound (useful with `PORT=0`).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The address actually bound.
+    pub fn address(&self) -> String {
+        format!("http://{}:{}", self.host, self.port)
+    }
+
+    /// Serves until SIGTERM / Ctrl-C: stops accepting, lets in-flight requests finish,
+    /// then flushes the store.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.server.await.context("http server")?;
+        tracing::info!("shutting down: flushing the store");
+        self.store.send(Flush).await.context("store actor")??;
+        tracing::info!("store flushed; bye");
+        Ok(())
+    }
+}

@@ -1,0 +1,94 @@
+//! Health, liveness, readiness and metrics.
+
+use serde_json::Value;
+
+use crate::helpers::spawn_app;
+
+#[actix_web::test]
+async fn health_reports_every_part_with_seams_disabled() {
+    let app = spawn_app().await;
+    let (status, body) = app.get_json("/api/health").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["checks"]["database"]["status"], "ok");
+    assert_eq!(body["checks"]["database"]["stats"]["leaders"], 11);
+    assert_eq!(body["checks"]["database"]["stats"]["posts"], 0);
+    assert_eq!(body["checks"]["database"]["stats"]["reviewItems"], 0);
+    assert_eq!(body["checks"]["redis"]["status"], "disabled");
+    assert_eq!(body["checks"]["ingestion_scheduler"]["status"], "disabled");
+    assert_eq!(
+        body["checks"]["ingestion_scheduler"]["circuit_breaker_state"],
+        "closed"
+    );
+    assert!(body["stats"]["totalIngests"].is_u64());
+    assert_eq!(body["build"]["version"], env!("CARGO_PKG_VERSION"));
+    assert!(body["timestamp"].as_str().unwrap().ends_with('Z'));
+}
+
+#[actix_web::test]
+async fn health_shows_the_build_commit_from_the_environment() {
+    let app = crate::helpers::spawn_app_with(&[
+        ("GIT_COMMIT", "abc123"),
+        ("BUILD_TIME", "2026-11-27T00:00:00Z"),
+    ])
+    .await;
+    let (_, body) = app.get_json("/api/health").await;
+    assert_eq!(body["build"]["commit"], "abc123");
+    assert_eq!(body["build"]["buildTime"], "2026-11-27T00:00:00Z");
+}
+
+#[actix_web::test]
+async fn livez_and_readyz_answer() {
+    let app = spawn_app().await;
+    assert_eq!(app.get("/livez").await.status(), 200);
+    let (status, body) = app.get_json("/readyz").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["status"], "ready");
+}
+
+#[actix_web::test]
+async fn latest_post_timestamp_follows_the_newest_post() {
+    let app = spawn_app().await;
+    app.create_post(&serde_json::json!({"leaderId": 1, "platform": "news", "content": "old", "timestamp": "2024-01-01T00:00:00Z"})).await;
+    app.create_post(&serde_json::json!({"leaderId": 1, "platform": "news", "content": "new", "timestamp": "2025-06-01T12:00:00Z"})).await;
+    let (_, body) = app.get_json("/api/health").await;
+    assert_eq!(
+        body["checks"]["database"]["stats"]["latestPostTimestamp"],
+        "2025-06-01T12:00:00.000Z"
+    );
+    assert_eq!(body["checks"]["database"]["stats"]["posts"], 2);
+}
+
+#[actix_web::test]
+async fn prometheus_metrics_are_served_to_loopback_only_by_default() {
+    let app = spawn_app().await;
+    app.get("/api/feed").await;
+    let res = app.get("/metrics").await;
+    assert_eq!(res.status(), 200);
+    let text = res.text().await.unwrap();
+    assert!(
+        text.contains("amber_http_responses_total{class=\"2xx\"}"),
+        "{text}"
+    );
+    assert!(text.contains("amber_leaders 11"), "{text}");
+
+    // The same server with loopback excluded refuses.
+    let closed =
+        crate::helpers::spawn_app_with(&[("METRICS_ALLOWED_NETWORKS", "10.0.0.0/8")]).await;
+    let res = closed.get("/metrics").await;
+    assert_eq!(res.status(), 403);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "forbidden");
+}
+
+#[actix_web::test]
+async fn json_metrics_count_requests() {
+    let app = spawn_app().await;
+    app.get("/api/feed").await;
+    app.get("/api/nope").await;
+    let (status, body) = app.get_json("/api/metrics").await;
+    assert_eq!(status, 200);
+    assert!(body["requests"]["total"].as_u64().unwrap() >= 2);
+    assert!(body["requests"]["4xx"].as_u64().unwrap() >= 1);
+    assert_eq!(body["store"]["leaders"], 11);
+}

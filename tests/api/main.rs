@@ -1,0 +1,13 @@
+//! Black-box tests: each test spawns the real `amber` binary on a random port with a
+//! temp `DATA_DIR` and talks HTTP to it.
+
+mod auth;
+mod cli;
+mod durability;
+mod errors;
+mod feed;
+mod health;
+mod helpers;
+mod leaders;
+mod posts;
+mod review;

@@ -1,0 +1,135 @@
+//! Posts CRUD and the paginated list.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::helpers::spawn_app;
+
+#[actix_web::test]
+async fn create_read_update_delete_a_post() {
+    let app = spawn_app().await;
+    let created = app
+        .create_post(&json!({"leaderId": 2, "platform": "facebook", "content": "What a wonderful day", "timestamp": "2025-03-01T10:00:00Z", "metrics": {"likes": 3}}))
+        .await;
+    let id = created["id"].as_u64().unwrap();
+    assert_eq!(created["sentiment"], "Positive");
+    assert_eq!(created["platform"], "Facebook");
+    assert_eq!(created["metrics"], json!({"likes": 3}));
+    assert_eq!(created["verificationStatus"], "Unverified");
+    let (status, got) = app.get_json(&format!("/api/posts/{id}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(got["content"], "What a wonderful day");
+
+    let res = app
+        .send_json(
+            Method::PUT,
+            &format!("/api/posts/{id}"),
+            &json!({"content": "A terrible, awful day", "verificationStatus": "Approved"}),
+            Some(&app.admin_token()),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let updated: Value = res.json().await.unwrap();
+    assert_eq!(updated["sentiment"], "Negative");
+    assert_eq!(updated["verificationStatus"], "Approved");
+    assert_eq!(updated["timestamp"], "2025-03-01T10:00:00.000Z");
+
+    let res = app
+        .send_json(
+            Method::DELETE,
+            &format!("/api/posts/{id}"),
+            &json!({}),
+            Some(&app.admin_token()),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(app.get(&format!("/api/posts/{id}")).await.status(), 404);
+    let (_, feed) = app.get_json("/api/feed").await;
+    assert_eq!(feed["total"], 0);
+}
+
+#[actix_web::test]
+async fn moving_a_post_in_time_moves_it_in_the_feed() {
+    let app = spawn_app().await;
+    let a = app.create_post(&json!({"leaderId": 1, "platform": "news", "content": "a", "timestamp": "2025-01-01T00:00:00Z"})).await;
+    app.create_post(&json!({"leaderId": 1, "platform": "news", "content": "b", "timestamp": "2025-02-01T00:00:00Z"})).await;
+    let res = app
+        .send_json(
+            Method::PUT,
+            &format!("/api/posts/{}", a["id"]),
+            &json!({"timestamp": "2025-03-01T00:00:00Z"}),
+            Some(&app.admin_token()),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let (_, feed) = app.get_json("/api/feed").await;
+    assert_eq!(feed["posts"][0]["content"], "a");
+    assert_eq!(feed["total"], 2);
+}
+
+#[actix_web::test]
+async fn paginated_posts_follow_the_cursor() {
+    let app = spawn_app().await;
+    for i in 0..5 {
+        app.create_post(&json!({"leaderId": 4, "platform": "news", "content": format!("p{i}"), "timestamp": format!("2025-01-0{}T00:00:00Z", i + 1)})).await;
+    }
+    app.create_post(&json!({"leaderId": 5, "platform": "news", "content": "other leader"}))
+        .await;
+    let (_, first) = app
+        .get_json("/api/posts/paginated?leaderId=4&limit=2")
+        .await;
+    assert_eq!(first["items"].as_array().unwrap().len(), 2);
+    assert_eq!(first["items"][0]["content"], "p4");
+    assert_eq!(first["hasMore"], true);
+    let cursor = first["nextCursor"].as_str().unwrap();
+    let (_, second) = app
+        .get_json(&format!(
+            "/api/posts/paginated?leaderId=4&limit=2&before={cursor}"
+        ))
+        .await;
+    assert_eq!(second["items"][0]["content"], "p2");
+    let (_, all) = app.get_json("/api/posts?leaderId=4").await;
+    assert_eq!(all.as_array().unwrap().len(), 5);
+    assert!(all.as_array().unwrap().iter().all(|p| p["leaderId"] == 4));
+}
+
+#[actix_web::test]
+async fn duplicate_external_ids_conflict() {
+    let app = spawn_app().await;
+    app.create_post(
+        &json!({"leaderId": 1, "platform": "x", "content": "first", "platformPostId": "42"}),
+    )
+    .await;
+    let res = app.admin_post("/api/posts", &json!({"leaderId": 2, "platform": "twitter", "content": "again", "platformPostId": "42"})).await;
+    assert_eq!(res.status(), 409);
+    // The same external id on another platform is a different post.
+    let res = app.admin_post("/api/posts", &json!({"leaderId": 2, "platform": "facebook", "content": "fb", "platformPostId": "42"})).await;
+    assert_eq!(res.status(), 201);
+}
+
+#[actix_web::test]
+async fn invalid_posts_are_400_and_store_nothing() {
+    let app = spawn_app().await;
+    let cases = [
+        json!({"leaderId": 1, "platform": "myspace", "content": "x"}),
+        json!({"leaderId": 1, "platform": "x", "content": ""}),
+        json!({"leaderId": 1, "platform": "x", "content": "x", "timestamp": "yesterday"}),
+        json!({"leaderId": 1, "platform": "x", "content": "x", "metrics": [1, 2]}),
+        json!({"leaderId": "one", "platform": "x", "content": "x"}),
+        json!({"platform": "x", "content": "x"}),
+        json!({"leaderId": 1, "platform": "x", "content": "x", "verificationStatus": "maybe"}),
+    ];
+    for body in cases {
+        let res = app.admin_post("/api/posts", &body).await;
+        assert_eq!(res.status(), 400, "{body}");
+    }
+    let res = app
+        .admin_post(
+            "/api/posts",
+            &json!({"leaderId": 999, "platform": "x", "content": "x"}),
+        )
+        .await;
+    assert_eq!(res.status(), 404);
+    let (_, feed) = app.get_json("/api/feed").await;
+    assert_eq!(feed["total"], 0);
+}

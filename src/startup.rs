@@ -12,6 +12,7 @@ use actix_web::dev::Server;
 use actix_web::{middleware::from_fn, web, App, HttpServer};
 use anyhow::Context;
 
+use crate::actors::scheduler::{IngestScheduler, Shutdown};
 use crate::actors::store::{Flush, PostStore, SeedLeaders};
 use crate::config::Settings;
 use crate::domain::leader::LeaderDraft;
@@ -33,6 +34,7 @@ pub struct Application {
     host: std::net::IpAddr,
     server: Server,
     store: Addr<PostStore>,
+    ingest: Addr<IngestScheduler>,
 }
 
 /// Opens the store under `DATA_DIR`, with a clear message when another process has it.
@@ -107,7 +109,12 @@ impl Application {
         let jwt = Arc::new(JwtKeys::new(&settings.auth));
         // Seam: the rate limiter (issue 3) and the ingestion actors (issue 4) publish their
         // status here and are built next to the store.
-        let status = StatusBoard::disabled();
+        let ingestion = IngestScheduler::launch(&settings, store.clone(), reader.clone(), true)?;
+        let status = StatusBoard {
+            ingest: ingestion.snapshot.clone(),
+            ..StatusBoard::disabled()
+        };
+        let scheduler = web::Data::new(ingestion.scheduler.clone());
         let state = AppState {
             settings: settings.clone(),
             reader,
@@ -126,6 +133,7 @@ impl Application {
             let route_settings = route_settings.clone();
             App::new()
                 .app_data(web::Data::new(state.clone()))
+                .app_data(scheduler.clone())
                 .wrap(from_fn(http::middleware::around))
                 .configure(move |cfg| http::configure(cfg, &route_settings))
                 .default_service(web::to(http::not_found))
@@ -139,6 +147,7 @@ impl Application {
             host: addr.ip(),
             server,
             store,
+            ingest: ingestion.scheduler,
         })
     }
 
@@ -156,6 +165,10 @@ impl Application {
     /// then flushes the store.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         self.server.await.context("http server")?;
+        tracing::info!("shutting down: stopping ingestion at a leader boundary");
+        if let Err(err) = self.ingest.send(Shutdown).await {
+            tracing::warn!(error = %err, "ingestion scheduler already gone");
+        }
         tracing::info!("shutting down: flushing the store");
         self.store.send(Flush).await.context("store actor")??;
         tracing::info!("store flushed; bye");

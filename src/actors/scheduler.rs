@@ -35,17 +35,17 @@ use futures_util::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::actors::breaker::BreakerSnapshot;
+use crate::actors::breaker::{BreakerConfig, BreakerSnapshot, CircuitBreaker};
 use crate::actors::fetcher::{FetchLeader, FetchMode, FetchOutcome, LeaderError, Reads, XFetcher};
 use crate::actors::store::{PostStore, SetMeta};
-use crate::config::XSettings;
+use crate::config::{Settings, XSettings};
 use crate::domain::crontab::{self, CrontabError};
 use crate::domain::leader::Leader;
 use crate::domain::post::{Platform, Post};
 use crate::status::{IngestSnapshot, SchedulerHealth};
 use crate::storage::feed_index::{Filter, Start};
 use crate::storage::StoreReader;
-use crate::x_api::client::FetchError;
+use crate::x_api::client::{ClientError, FetchError, RetryPolicy, XClient};
 
 /// Leaders fetched at once. X limits a user-timeline app to 1500 requests per 15 minutes
 /// (10,000 per month of posts on the basic tier), not requests in flight, so concurrency
@@ -1157,6 +1157,70 @@ impl Handler<WaitIdle> for IngestScheduler {
             .into_actor(self)
             .map(|_, act, _| act.last_run.clone()),
         )
+    }
+}
+
+/// The started ingestion actors, as the rest of the server holds them.
+#[derive(Clone)]
+pub struct Ingestion {
+    pub scheduler: Addr<IngestScheduler>,
+    /// Health's view, published by the scheduler.
+    pub snapshot: watch::Receiver<IngestSnapshot>,
+}
+
+/// Why the ingestion actors could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("X_INGEST_CRON: {0}")]
+    Cron(#[from] CrontabError),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+}
+
+impl IngestScheduler {
+    /// Starts the breaker, the fetcher (when a bearer token is configured) and the
+    /// scheduler on the current arbiter. `schedule` false keeps the timer off whatever
+    /// `X_INGEST_ENABLED` says (for `amber ingest`, which runs once).
+    pub fn launch(
+        settings: &Settings,
+        store: Addr<PostStore>,
+        reader: StoreReader,
+        schedule: bool,
+    ) -> Result<Ingestion, LaunchError> {
+        let mut config = SchedulerConfig::from_settings(&settings.x, settings.redis_url.clone())?;
+        config.enabled &= schedule;
+        let (breaker, breaker_rx) = CircuitBreaker::new(BreakerConfig {
+            fail_max: settings.x.circuit_fail_max,
+            reset: Duration::from_secs(settings.x.circuit_reset_seconds),
+        });
+        let breaker = breaker.start();
+        let fetcher = match &settings.x.bearer_token {
+            Some(token) => {
+                let client = XClient::new(
+                    &settings.x.api_base_url,
+                    token.clone(),
+                    RetryPolicy::default(),
+                )?;
+                Some(XFetcher::new(client, breaker, store.clone(), reader.clone()).start())
+            }
+            None => None,
+        };
+        let (snapshot_tx, snapshot) = watch::channel(IngestSnapshot::default());
+        let scheduler = IngestScheduler::new(
+            config,
+            SchedulerDeps {
+                fetcher,
+                store,
+                reader,
+                breaker: breaker_rx,
+                snapshot: snapshot_tx,
+            },
+        )
+        .start();
+        Ok(Ingestion {
+            scheduler,
+            snapshot,
+        })
     }
 }
 

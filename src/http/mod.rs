@@ -7,6 +7,7 @@ pub mod auth;
 pub mod dto;
 pub mod feed;
 pub mod health;
+pub mod ingestion;
 pub mod leaders;
 pub mod metrics;
 pub mod middleware;
@@ -105,7 +106,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
                 .configure(posts::configure)
                 .configure(review::configure)
                 .configure(admin::configure)
-                .configure(sentiment::configure),
+                .configure(sentiment::configure)
+                .configure(ingestion::configure),
         );
 }
 

@@ -42,10 +42,10 @@ use crate::config::{Settings, XSettings};
 use crate::domain::crontab::{self, CrontabError};
 use crate::domain::leader::Leader;
 use crate::domain::post::{Platform, Post};
-use crate::status::{IngestSnapshot, SchedulerHealth};
+use crate::status::{BreakerHealth, IngestSnapshot, SchedulerHealth};
 use crate::storage::feed_index::{Filter, Start};
 use crate::storage::StoreReader;
-use crate::x_api::client::{ClientError, FetchError, RetryPolicy, XClient};
+use crate::x_api::client::{ClientError, FetchError, RetryPolicy, XClient, MIN_PAGE};
 
 /// Leaders fetched at once. X limits a user-timeline app to 1500 requests per 15 minutes
 /// (10,000 per month of posts on the basic tier), not requests in flight, so concurrency
@@ -374,8 +374,10 @@ pub struct IngestScheduler {
     cooldowns: HashMap<u64, Instant>,
     usage: Usage,
     usage_persisted: Instant,
-    /// Posts that may still be read this month; u64::MAX without a budget.
+    /// Posts that may still be read (or reserved) this month; u64::MAX without a budget.
     allowance: Arc<AtomicU64>,
+    /// Posts reserved by fetches in flight.
+    reserved: u64,
     /// A far rate-limit reset: scheduled runs wait for it.
     rate_limited_until: Option<DateTime<Utc>>,
     running_tx: watch::Sender<bool>,
@@ -403,6 +405,7 @@ impl IngestScheduler {
             usage: Usage::default(),
             usage_persisted: Instant::now(),
             allowance: Arc::new(AtomicU64::new(u64::MAX)),
+            reserved: 0,
             rate_limited_until: None,
             running_tx: watch::channel(false).0,
             instance: uuid::Uuid::new_v4().to_string(),
@@ -433,7 +436,7 @@ impl IngestScheduler {
 
     fn update_allowance(&mut self) {
         let left = match self.config.monthly_read_budget {
-            Some(budget) => budget.saturating_sub(self.usage.posts_read),
+            Some(budget) => budget.saturating_sub(self.usage.posts_read + self.reserved),
             None => u64::MAX,
         };
         self.allowance.store(left, Ordering::Relaxed);
@@ -443,7 +446,7 @@ impl IngestScheduler {
     fn roll_month(&mut self) {
         let month = month_of(Utc::now());
         if self.usage.month != month {
-            self.persist_usage();
+            actix_rt::spawn(self.persist_usage());
             self.usage = Usage {
                 month,
                 ..Usage::default()
@@ -453,44 +456,65 @@ impl IngestScheduler {
     }
 
     fn budget_exhausted(&self) -> bool {
-        self.allowance.load(Ordering::Relaxed) == 0
+        self.config
+            .monthly_read_budget
+            .is_some_and(|budget| self.usage.posts_read >= budget)
     }
 
-    fn record_reads(&mut self, reads: Reads) {
+    /// Books what a fetch read and releases the posts it had reserved.
+    fn record_reads(&mut self, reads: Reads, reserved: u64) {
         self.roll_month();
         self.usage.posts_read += reads.posts;
         self.usage.users_read += reads.users;
+        self.reserved = self.reserved.saturating_sub(reserved);
         self.update_allowance();
         if self.usage_persisted.elapsed() >= USAGE_PERSIST_EVERY {
-            self.persist_usage();
+            actix_rt::spawn(self.persist_usage());
         }
     }
 
-    fn persist_meta(&self, name: String, value: Option<Vec<u8>>) {
+    /// Reserves up to `want` posts of the month's budget for one fetch, so concurrent
+    /// fetches together never ask X for more than the budget. None: no budget is set.
+    fn reserve(&mut self, want: u64) -> Option<u64> {
+        self.config.monthly_read_budget?;
+        let granted = want.min(self.allowance.load(Ordering::Relaxed));
+        self.reserved += granted;
+        self.update_allowance();
+        Some(granted)
+    }
+
+    /// A write of a small persisted value; resolves once it is on disk (or failed, logged).
+    fn persist_meta(
+        &self,
+        name: String,
+        value: Option<Vec<u8>>,
+    ) -> impl std::future::Future<Output = Result<(), String>> + 'static {
         let store = self.deps.store.clone();
-        actix_rt::spawn(async move {
-            match store
+        async move {
+            let result = match store
                 .send(SetMeta {
                     name: name.clone(),
                     value,
                 })
                 .await
             {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, meta = %name, "could not persist ingestion state")
-                }
-                Err(e) => tracing::error!(error = %e, meta = %name, "post store unavailable"),
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(format!("post store unavailable: {e}")),
+            };
+            if let Err(e) = &result {
+                tracing::error!(error = %e, meta = %name, "could not persist ingestion state");
             }
-        });
+            result
+        }
     }
 
-    fn persist_usage(&mut self) {
+    fn persist_usage(&mut self) -> impl std::future::Future<Output = Result<(), String>> + 'static {
         self.usage_persisted = Instant::now();
         self.persist_meta(
             usage_meta_name(&self.usage.month),
             serde_json::to_vec(&self.usage).ok(),
-        );
+        )
     }
 
     fn health(&self) -> SchedulerHealth {
@@ -682,7 +706,6 @@ impl IngestScheduler {
         );
         self.publish();
         let me = ctx.address();
-        let allowance = self.allowance.clone();
         let concurrency = self.config.concurrency.max(1);
         let lease = self
             .config
@@ -719,14 +742,16 @@ impl IngestScheduler {
                     let cancel = cancel.clone();
                     let fetcher = fetcher.clone();
                     let me = me.clone();
-                    let allowance = allowance.clone();
                     async move {
                         // The leader boundary: nothing new starts once the run is stopped.
                         if cancel.load(Ordering::SeqCst) {
                             return;
                         }
-                        let left = allowance.load(Ordering::Relaxed);
-                        if left == 0 {
+                        let reserved = match me.send(Reserve(wanted(mode))).await {
+                            Ok(r) => r,
+                            Err(_) => return,
+                        };
+                        if reserved == Some(0) {
                             cancel.store(true, Ordering::SeqCst);
                             me.do_send(StopRun("monthly read budget reached".to_string()));
                             return;
@@ -734,11 +759,15 @@ impl IngestScheduler {
                         let msg = FetchLeader {
                             leader,
                             mode,
-                            read_allowance: (left != u64::MAX).then_some(left),
+                            read_allowance: reserved,
                         };
                         match fetcher.send(msg).await {
                             Ok(outcome) => {
-                                let stop = me.send(LeaderDone(outcome)).await.unwrap_or(true);
+                                let done = LeaderDone {
+                                    outcome,
+                                    reserved: reserved.unwrap_or(0),
+                                };
+                                let stop = me.send(done).await.unwrap_or(true);
                                 if stop {
                                     cancel.store(true, Ordering::SeqCst);
                                 }
@@ -780,11 +809,11 @@ impl IngestScheduler {
     }
 
     fn finish_run(&mut self, skipped: Option<String>, ctx: &mut Context<Self>) {
-        let Some(run) = self.current.take() else {
+        let Some(run) = self.current.as_mut() else {
             return;
         };
-        let mut record = run.record;
         let elapsed = run.started.elapsed().as_millis() as u64;
+        let record = &mut run.record;
         record.finished_at = Some(Utc::now());
         record.duration_ms = Some(elapsed);
         if let Some(reason) = skipped {
@@ -802,19 +831,27 @@ impl IngestScheduler {
                 "ingestion run finished"
             );
         }
-        self.persist_meta(META_LAST_RUN.to_string(), serde_json::to_vec(&record).ok());
-        self.persist_usage();
-        self.last_run = Some(record);
-        self.publish();
-        if self.missed && !self.stopped && !self.shutting_down {
-            self.missed = false;
-            self.begin_scheduled("schedule", ctx);
-        }
+        let record_bytes = serde_json::to_vec(&run.record).ok();
+        // The run counts as finished once its record and the usage are on disk, so a
+        // status that shows it finished survives a crash.
+        let last_run = self.persist_meta(META_LAST_RUN.to_string(), record_bytes);
+        let usage = self.persist_usage();
+        let persisted = async move {
+            let _ = futures_util::future::join(last_run, usage).await;
+        };
+        ctx.spawn(persisted.into_actor(self).map(|_, act, ctx| {
+            act.last_run = act.current.take().map(|r| r.record);
+            act.publish();
+            if act.missed && !act.stopped && !act.shutting_down {
+                act.missed = false;
+                act.begin_scheduled("schedule", ctx);
+            }
+        }));
     }
 
     /// Books one leader's outcome; returns whether the run must stop.
-    fn on_leader_done(&mut self, outcome: FetchOutcome) -> bool {
-        self.record_reads(outcome.reads);
+    fn on_leader_done(&mut self, outcome: FetchOutcome, reserved: u64) -> bool {
+        self.record_reads(outcome.reads, reserved);
         let now = Utc::now();
         let handle = self
             .deps
@@ -869,6 +906,18 @@ impl IngestScheduler {
         }
         if stop.is_none() && self.budget_exhausted() {
             stop = Some("monthly read budget reached".to_string());
+        }
+        if stop.is_none() {
+            let breaker = *self.deps.breaker.borrow();
+            if breaker.state == BreakerHealth::Open {
+                stop = Some(format!(
+                    "circuit breaker open until {}",
+                    breaker
+                        .open_until
+                        .map(|t| t.to_rfc3339())
+                        .unwrap_or_else(|| "its reset".into())
+                ));
+            }
         }
         match stop {
             Some(reason) => {
@@ -947,13 +996,38 @@ impl Handler<Republish> for IngestScheduler {
 /// One leader of the current run is done. Answers whether the run must stop.
 #[derive(Debug, Message)]
 #[rtype(result = "bool")]
-struct LeaderDone(FetchOutcome);
+struct LeaderDone {
+    outcome: FetchOutcome,
+    /// Posts of the budget reserved for this fetch.
+    reserved: u64,
+}
 
 impl Handler<LeaderDone> for IngestScheduler {
     type Result = bool;
     fn handle(&mut self, msg: LeaderDone, _: &mut Context<Self>) -> bool {
-        self.on_leader_done(msg.0)
+        self.on_leader_done(msg.outcome, msg.reserved)
     }
+}
+
+/// Reserve budget for one fetch (see [`IngestScheduler::reserve`]).
+#[derive(Debug, Message)]
+#[rtype(result = "Option<u64>")]
+struct Reserve(u64);
+
+impl Handler<Reserve> for IngestScheduler {
+    type Result = Option<u64>;
+    fn handle(&mut self, msg: Reserve, _: &mut Context<Self>) -> Option<u64> {
+        self.reserve(msg.0)
+    }
+}
+
+/// The most posts a fetch in `mode` may read (X's smallest page is 5).
+fn wanted(mode: FetchMode) -> u64 {
+    let n = match mode {
+        FetchMode::Incremental { limit } => limit,
+        FetchMode::Backfill { count } => count,
+    };
+    u64::from(n.max(MIN_PAGE))
 }
 
 /// Stop the current run at the next leader boundary, for `reason`.
@@ -995,36 +1069,37 @@ impl Handler<TriggerRun> for IngestScheduler {
     }
 }
 
-/// Emergency stop of the schedule (persisted); the current run stops at a leader boundary.
+/// Emergency stop of the schedule (persisted before the answer); the current run stops
+/// at a leader boundary.
 #[derive(Debug, Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Result<(), String>")]
 pub struct StopIngestion;
 
 impl Handler<StopIngestion> for IngestScheduler {
-    type Result = ();
-    fn handle(&mut self, _: StopIngestion, _: &mut Context<Self>) {
+    type Result = ResponseFuture<Result<(), String>>;
+    fn handle(&mut self, _: StopIngestion, _: &mut Context<Self>) -> Self::Result {
         self.stopped = true;
         self.missed = false;
-        self.persist_meta(META_STOPPED.to_string(), Some(b"1".to_vec()));
         self.stop_current("stopped by an admin".to_string());
         tracing::warn!("ingestion stopped by an admin");
         self.publish();
+        Box::pin(self.persist_meta(META_STOPPED.to_string(), Some(b"1".to_vec())))
     }
 }
 
-/// Resume the schedule (persisted).
+/// Resume the schedule (persisted before the answer).
 #[derive(Debug, Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Result<(), String>")]
 pub struct StartIngestion;
 
 impl Handler<StartIngestion> for IngestScheduler {
-    type Result = ();
-    fn handle(&mut self, _: StartIngestion, ctx: &mut Context<Self>) {
+    type Result = ResponseFuture<Result<(), String>>;
+    fn handle(&mut self, _: StartIngestion, ctx: &mut Context<Self>) -> Self::Result {
         self.stopped = false;
-        self.persist_meta(META_STOPPED.to_string(), None);
         self.schedule_from(Utc::now(), ctx);
         tracing::info!("ingestion started by an admin");
         self.publish();
+        Box::pin(self.persist_meta(META_STOPPED.to_string(), None))
     }
 }
 
@@ -1079,7 +1154,6 @@ impl Handler<RefreshLeader> for IngestScheduler {
                 Utc::now(),
             ))));
         }
-        self.cooldowns.insert(id, Instant::now());
         let first_sight = self.deps.reader.newest_x_id(id).is_none();
         let mode = if first_sight {
             FetchMode::Backfill {
@@ -1090,20 +1164,32 @@ impl Handler<RefreshLeader> for IngestScheduler {
                 limit: self.config.ingest_limit,
             }
         };
-        let left = self.allowance.load(Ordering::Relaxed);
+        let reserved = self.reserve(wanted(mode));
+        if reserved == Some(0) {
+            return ready(Err(RefreshError::BudgetExhausted(first_of_next_month(
+                Utc::now(),
+            ))));
+        }
+        self.cooldowns.insert(id, Instant::now());
         let fetch = FetchLeader {
             leader,
             mode,
-            read_allowance: (left != u64::MAX).then_some(left),
+            read_allowance: reserved,
         };
         Box::pin(
             fetcher
                 .send(fetch)
                 .into_actor(self)
                 .map(move |res, act, _| {
-                    let outcome =
-                        res.map_err(|e| RefreshError::Fetch(LeaderError::Internal(e.to_string())))?;
-                    act.record_reads(outcome.reads);
+                    let released = reserved.unwrap_or(0);
+                    let outcome = match res {
+                        Ok(outcome) => outcome,
+                        Err(e) => {
+                            act.record_reads(Reads::default(), released);
+                            return Err(RefreshError::Fetch(LeaderError::Internal(e.to_string())));
+                        }
+                    };
+                    act.record_reads(outcome.reads, released);
                     match outcome.result {
                         Ok(report) => Ok(Refreshed {
                             posts: report.inserted,
@@ -1130,7 +1216,7 @@ impl Handler<Shutdown> for IngestScheduler {
             ctx.cancel_future(handle);
         }
         self.stop_current("server shutting down".to_string());
-        self.persist_usage();
+        actix_rt::spawn(self.persist_usage());
         let mut running = self.running_tx.subscribe();
         Box::pin(async move {
             let wait = running.wait_for(|r| !*r);
@@ -1292,5 +1378,226 @@ impl Lease {
         )
         .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actors::fetcher::testkit::{rig, Rig};
+
+    fn config(schedule: Schedule, enabled: bool) -> SchedulerConfig {
+        SchedulerConfig {
+            enabled,
+            schedule,
+            ingest_limit: 10,
+            backfill_count: 50,
+            interval_minutes: 30,
+            cron: None,
+            refresh_cooldown: Duration::from_secs(60),
+            monthly_read_budget: None,
+            concurrency: FETCH_CONCURRENCY,
+            redis_url: None,
+        }
+    }
+
+    fn scheduler(
+        rig: &Rig,
+        config: SchedulerConfig,
+    ) -> (IngestScheduler, watch::Receiver<IngestSnapshot>) {
+        let (tx, rx) = watch::channel(IngestSnapshot::default());
+        let deps = SchedulerDeps {
+            fetcher: Some(rig.fetcher.clone()),
+            store: rig.store.clone(),
+            reader: rig.reader.clone(),
+            breaker: rig.breaker_rx.clone(),
+            snapshot: tx,
+        };
+        (IngestScheduler::new(config, deps), rx)
+    }
+
+    #[test]
+    fn leader_backoff_doubles_and_is_capped_so_no_leader_is_dropped() {
+        assert_eq!(leader_backoff(1), LEADER_BACKOFF_BASE);
+        assert_eq!(leader_backoff(2), LEADER_BACKOFF_BASE * 2);
+        assert_eq!(leader_backoff(3), LEADER_BACKOFF_BASE * 4);
+        assert_eq!(leader_backoff(1000), LEADER_BACKOFF_MAX);
+    }
+
+    #[test]
+    fn schedules_describe_themselves_as_status_shows_them() {
+        let every = Schedule::Interval(Duration::from_secs(30 * 60));
+        assert_eq!(every.describe(), "interval[0:30:00]");
+        assert_eq!(every.job_id(), "x_ingestion_interval");
+        let t = Utc.with_ymd_and_hms(2026, 11, 27, 10, 5, 0).unwrap();
+        assert_eq!(every.next_after(t), Some(t + chrono::Duration::minutes(30)));
+        let cron = Schedule::Cron {
+            expr: "*/30 * * * *".into(),
+            schedule: Box::new(crontab::parse("*/30 * * * *").unwrap()),
+        };
+        assert_eq!(cron.describe(), "cron[*/30 * * * *]");
+        assert_eq!(cron.job_id(), "x_ingestion_cron");
+        assert_eq!(
+            cron.next_after(t),
+            Some(Utc.with_ymd_and_hms(2026, 11, 27, 10, 30, 0).unwrap())
+        );
+    }
+
+    #[test]
+    fn the_budget_pause_ends_on_the_first_of_the_next_month() {
+        let dec = Utc.with_ymd_and_hms(2026, 12, 31, 23, 59, 0).unwrap();
+        assert_eq!(
+            first_of_next_month(dec),
+            Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap()
+        );
+        assert_eq!(month_of(dec), "2026-12");
+        let usage = Usage {
+            month: "2026-12".into(),
+            posts_read: 1000,
+            users_read: 10,
+        };
+        assert_eq!(usage.estimated_cost_usd(), 5.1);
+    }
+
+    #[actix::test]
+    async fn reservations_keep_concurrent_fetches_within_the_budget() {
+        let rig = rig(1, 1, 5).await;
+        let mut cfg = config(Schedule::Interval(Duration::from_secs(3600)), false);
+        cfg.monthly_read_budget = Some(30);
+        let (mut s, _) = scheduler(&rig, cfg);
+        s.load_persisted();
+        assert_eq!(s.reserve(20), Some(20));
+        assert_eq!(s.reserve(20), Some(10));
+        assert_eq!(s.reserve(20), Some(0));
+        s.record_reads(Reads { posts: 5, users: 1 }, 20);
+        assert_eq!(s.reserve(50), Some(15), "unused reservation came back");
+        assert!(!s.budget_exhausted());
+    }
+
+    #[actix::test]
+    async fn scheduled_runs_skip_leaders_in_backoff_and_manual_runs_do_not() {
+        let rig = rig(3, 1, 5).await;
+        let (mut s, _) = scheduler(
+            &rig,
+            config(Schedule::Interval(Duration::from_secs(3600)), false),
+        );
+        let failing = rig.leaders[1].id;
+        s.backoff.insert(
+            failing,
+            Backoff {
+                failures: 2,
+                retry_after: Utc::now() + chrono::Duration::minutes(10),
+            },
+        );
+        let scheduled: Vec<u64> = s.plan(false, true).iter().map(|(l, _)| l.id).collect();
+        assert!(!scheduled.contains(&failing));
+        assert_eq!(scheduled.len(), 2);
+        let manual: Vec<u64> = s.plan(false, false).iter().map(|(l, _)| l.id).collect();
+        assert!(manual.contains(&failing));
+        // Once its backoff has passed, the schedule takes it again.
+        s.backoff.get_mut(&failing).unwrap().retry_after = Utc::now();
+        assert_eq!(s.plan(false, true).len(), 3);
+        // Never-seen leaders are backfilled.
+        assert!(s
+            .plan(false, true)
+            .iter()
+            .all(|(_, m)| matches!(m, FetchMode::Backfill { count: 50 })));
+    }
+
+    #[actix::test]
+    async fn missed_ticks_coalesce_and_runs_never_overlap() {
+        let rig = rig(1, 10, 5).await;
+        rig.fake.set_latency(Duration::from_millis(250));
+        let (s, mut snapshots) = scheduler(
+            &rig,
+            config(Schedule::Interval(Duration::from_millis(50)), true),
+        );
+        let addr = s.start();
+        let started = Instant::now();
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            snapshots.wait_for(|s| s.total_ingests >= 4),
+        )
+        .await
+        .expect("four runs")
+        .unwrap();
+        let elapsed = started.elapsed();
+        let ticks = elapsed.as_millis() / 50;
+        let runs = u128::from(snapshots.borrow().total_ingests);
+        assert!(
+            runs < ticks / 2,
+            "{runs} runs for {ticks} ticks: ticks were not coalesced"
+        );
+        assert_eq!(rig.fake.stats().max_in_flight, 1, "two runs overlapped");
+        addr.send(Shutdown).await.unwrap();
+    }
+
+    #[actix::test]
+    async fn a_trigger_during_a_run_is_refused_and_shutdown_waits_for_the_leader_boundary() {
+        let rig = rig(12, 5, 5).await;
+        rig.fake.set_latency(Duration::from_millis(100));
+        let (s, _) = scheduler(
+            &rig,
+            config(Schedule::Interval(Duration::from_secs(3600)), false),
+        );
+        let addr = s.start();
+        let go = TriggerRun {
+            backfill: false,
+            source: "manual",
+        };
+        assert_eq!(addr.send(go).await.unwrap(), Ok(()));
+        let again = TriggerRun {
+            backfill: false,
+            source: "manual",
+        };
+        assert_eq!(
+            addr.send(again).await.unwrap(),
+            Err(TriggerError::AlreadyRunning)
+        );
+        addr.send(Shutdown).await.unwrap();
+        let record = addr.send(WaitIdle).await.unwrap().expect("a record");
+        assert_eq!(
+            record.stopped_reason.as_deref(),
+            Some("server shutting down")
+        );
+        assert!(
+            record.leaders < 12,
+            "stopped before the end: {}",
+            record.leaders
+        );
+        // Whole leaders only: every fetched leader's posts are all there.
+        assert_eq!(rig.reader.stats().posts, record.posts_ingested);
+        assert_eq!(record.posts_ingested % 5, 0);
+        let late = TriggerRun {
+            backfill: false,
+            source: "manual",
+        };
+        assert_eq!(
+            addr.send(late).await.unwrap(),
+            Err(TriggerError::ShuttingDown)
+        );
+    }
+
+    #[actix::test]
+    async fn the_stop_switch_is_persisted_and_loaded() {
+        let rig = rig(1, 1, 5).await;
+        let (s, rx) = scheduler(
+            &rig,
+            config(Schedule::Interval(Duration::from_secs(3600)), true),
+        );
+        let addr = s.start();
+        addr.send(StopIngestion).await.unwrap().unwrap();
+        assert_eq!(rx.borrow().scheduler, SchedulerHealth::Stopped);
+        let (s2, rx2) = scheduler(
+            &rig,
+            config(Schedule::Interval(Duration::from_secs(3600)), true),
+        );
+        let addr2 = s2.start();
+        let status = addr2.send(GetStatus).await.unwrap();
+        assert!(status.stopped);
+        assert_eq!(status.jobs[0].next_run, None);
+        assert_eq!(rx2.borrow().scheduler, SchedulerHealth::Stopped);
+        addr2.send(StartIngestion).await.unwrap().unwrap();
+        assert!(!addr2.send(GetStatus).await.unwrap().stopped);
     }
 }

@@ -152,7 +152,11 @@ pub async fn trigger(
 
 /// `POST /api/ingestion/stop`: emergency off (persisted).
 pub async fn stop(_admin: Admin, scheduler: Scheduler) -> Result<HttpResponse, AppError> {
-    scheduler.send(StopIngestion).await.map_err(unavailable)?;
+    scheduler
+        .send(StopIngestion)
+        .await
+        .map_err(unavailable)?
+        .map_err(|e| AppError::Internal(anyhow::anyhow!(e).context("persisting the stop")))?;
     let s = scheduler.send(GetStatus).await.map_err(unavailable)?;
     Ok(HttpResponse::Ok().json(json!({
         "status": "stopped",
@@ -163,7 +167,11 @@ pub async fn stop(_admin: Admin, scheduler: Scheduler) -> Result<HttpResponse, A
 
 /// `POST /api/ingestion/start`: back on (persisted).
 pub async fn start(_admin: Admin, scheduler: Scheduler) -> Result<HttpResponse, AppError> {
-    scheduler.send(StartIngestion).await.map_err(unavailable)?;
+    scheduler
+        .send(StartIngestion)
+        .await
+        .map_err(unavailable)?
+        .map_err(|e| AppError::Internal(anyhow::anyhow!(e).context("persisting the start")))?;
     let s = scheduler.send(GetStatus).await.map_err(unavailable)?;
     Ok(HttpResponse::Ok().json(json!({
         "status": "started",

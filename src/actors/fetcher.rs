@@ -26,8 +26,11 @@ use crate::x_api::dto::{map_tweet, AuthorProfile, User};
 /// How much of a timeline to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FetchMode {
-    /// The posts newer than the newest stored one, at most `limit` (one page).
-    Incremental { limit: u32 },
+    /// The posts newer than the newest stored one: a first page of `limit`; when X says
+    /// there are more new posts than that (`next_token`), further pages up to `catch_up`
+    /// in all, so a leader who posted a lot since the last run leaves no hole behind
+    /// `since_id` (unless more than `catch_up` posts came in).
+    Incremental { limit: u32, catch_up: u32 },
     /// The newest `count` posts, whatever is stored, following `meta.next_token`.
     Backfill { count: u32 },
 }
@@ -282,9 +285,13 @@ impl Job {
         let leader = msg.leader;
         let handle = leader.x_handle().ok_or(LeaderError::NoHandle)?.to_string();
         let author = self.author(&leader, &handle).await?;
-        let (want, since_id) = match msg.mode {
-            FetchMode::Incremental { limit } => (limit, self.reader.newest_x_id(leader.id)),
-            FetchMode::Backfill { count } => (count, None),
+        let (first_page, want, since_id) = match msg.mode {
+            FetchMode::Incremental { limit, catch_up } => (
+                limit,
+                catch_up.max(limit),
+                self.reader.newest_x_id(leader.id),
+            ),
+            FetchMode::Backfill { count } => (count, count, None),
         };
         let want = match msg.read_allowance {
             Some(left) => want.min(u32::try_from(left).unwrap_or(u32::MAX)),
@@ -295,7 +302,12 @@ impl Job {
         let mut token: Option<String> = None;
         let mut got: u32 = 0;
         while got < want {
-            let page_size = (want - got).clamp(MIN_PAGE, MAX_PAGE);
+            let this_page = if report.pages == 0 {
+                first_page.min(want)
+            } else {
+                want - got
+            };
+            let page_size = this_page.clamp(MIN_PAGE, MAX_PAGE);
             let client = self.client.clone();
             let page = self
                 .guarded(client.timeline(
@@ -323,10 +335,7 @@ impl Job {
                 posts.push(map_tweet(tweet, &media, leader.id, &author));
             }
             token = page.meta.next_token.clone();
-            if token.is_none()
-                || page.data.is_empty()
-                || matches!(msg.mode, FetchMode::Incremental { .. })
-            {
+            if token.is_none() || page.data.is_empty() {
                 break;
             }
         }
@@ -491,7 +500,15 @@ mod tests {
             .unwrap();
         let newest = rig.reader.newest_x_id(rig.leaders[0].id).unwrap();
         let added = rig.fake.add_posts(&username(0), 3);
-        let out = fetch(&rig, 0, FetchMode::Incremental { limit: 10 }).await;
+        let out = fetch(
+            &rig,
+            0,
+            FetchMode::Incremental {
+                limit: 10,
+                catch_up: 10,
+            },
+        )
+        .await;
         let report = out.result.unwrap();
         let mut got: Vec<_> = report
             .inserted
@@ -508,6 +525,33 @@ mod tests {
         let line = rig.fake.stats().recent_requests.last().cloned().unwrap();
         assert!(line.contains(&format!("since_id={newest}")), "{line}");
         assert!(line.contains("max_results=10"), "{line}");
+    }
+
+    #[actix::test]
+    async fn a_busy_leaders_backlog_is_caught_up_through_pages_not_skipped() {
+        let rig = rig(1, 5, 5).await;
+        fetch(&rig, 0, FetchMode::Backfill { count: 10 })
+            .await
+            .result
+            .unwrap();
+        let added = rig.fake.add_posts(&username(0), 25);
+        let out = fetch(
+            &rig,
+            0,
+            FetchMode::Incremental {
+                limit: 10,
+                catch_up: 50,
+            },
+        )
+        .await;
+        let report = out.result.unwrap();
+        assert_eq!(report.inserted.len(), 25);
+        assert_eq!(report.pages, 2, "10, then the other 15");
+        assert_eq!(
+            rig.reader.newest_x_id(rig.leaders[0].id).as_ref(),
+            added.last()
+        );
+        assert_eq!(rig.reader.stats().posts, 30);
     }
 
     #[actix::test]
@@ -545,10 +589,17 @@ mod tests {
             .fake
             .edit_post(&old, "Corrected: a wonderful day")
             .unwrap();
-        let report = fetch(&rig, 0, FetchMode::Incremental { limit: 10 })
-            .await
-            .result
-            .unwrap();
+        let report = fetch(
+            &rig,
+            0,
+            FetchMode::Incremental {
+                limit: 10,
+                catch_up: 10,
+            },
+        )
+        .await
+        .result
+        .unwrap();
         assert!(report.inserted.is_empty());
         assert_eq!(report.updated, 1);
         let after = rig
@@ -611,10 +662,17 @@ mod tests {
     async fn a_backfill_cut_short_stores_nothing_so_it_is_redone_whole() {
         let rig = rig(1, 230, 10).await;
         // Resolve (and cache) the user first.
-        fetch(&rig, 0, FetchMode::Incremental { limit: 5 })
-            .await
-            .result
-            .unwrap();
+        fetch(
+            &rig,
+            0,
+            FetchMode::Incremental {
+                limit: 5,
+                catch_up: 5,
+            },
+        )
+        .await
+        .result
+        .unwrap();
         let stored = rig.reader.stats().posts;
         // Page one answers normally, page two fails all three tries.
         rig.fake.inject(

@@ -673,6 +673,7 @@ impl IngestScheduler {
                     } else {
                         FetchMode::Incremental {
                             limit: self.config.ingest_limit,
+                            catch_up: self.config.backfill_count,
                         }
                     };
                     (l.clone(), mode)
@@ -1024,7 +1025,7 @@ impl Handler<Reserve> for IngestScheduler {
 /// The most posts a fetch in `mode` may read (X's smallest page is 5).
 fn wanted(mode: FetchMode) -> u64 {
     let n = match mode {
-        FetchMode::Incremental { limit } => limit,
+        FetchMode::Incremental { limit, catch_up } => limit.max(catch_up),
         FetchMode::Backfill { count } => count,
     };
     u64::from(n.max(MIN_PAGE))
@@ -1162,6 +1163,7 @@ impl Handler<RefreshLeader> for IngestScheduler {
         } else {
             FetchMode::Incremental {
                 limit: self.config.ingest_limit,
+                catch_up: self.config.backfill_count,
             }
         };
         let reserved = self.reserve(wanted(mode));

@@ -891,3 +891,72 @@ async fn with_redis_only_one_instance_ingests_at_a_time() {
     );
     assert_eq!(last_b["posts_ingested"], 0);
 }
+
+#[actix_web::test]
+#[ignore = "slow soak (about a minute): cargo test --test api ingestion_soak -- --ignored"]
+async fn ingestion_soak_random_faults_restarts_and_edits_never_lose_or_duplicate() {
+    let users = 30;
+    let fake = fake(users, 40);
+    fake.set_latency(Duration::from_millis(5));
+    let mut app = server_for(
+        &fake,
+        &[
+            ("X_CIRCUIT_FAIL_MAX", "3"),
+            ("X_CIRCUIT_RESET_SECONDS", "1"),
+        ],
+    )
+    .await;
+    add_leaders(&app, users).await;
+    // xorshift: deterministic, no seed to chase.
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move |n: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % n
+    };
+    for round in 0..40 {
+        for _ in 0..next(4) {
+            fake.add_posts(&username(next(u64::from(users)) as u32), 1 + next(5) as u32);
+        }
+        if next(3) == 0 {
+            let who = username(next(u64::from(users)) as u32);
+            if let Some(id) = fake.post_ids(&who).first() {
+                fake.edit_post(id, &format!("edited in round {round}"));
+            }
+        }
+        let fault = match next(6) {
+            0 => Some(Fault::ServerError),
+            1 => Some(Fault::Malformed),
+            2 => Some(Fault::RateLimited {
+                reset_in: Duration::from_secs(1),
+            }),
+            3 => Some(Fault::Slow {
+                delay: Duration::from_millis(200),
+            }),
+            _ => None,
+        };
+        if let Some(f) = fault {
+            fake.inject(f, Some(1 + next(4) as u32));
+        }
+        run(&app, next(5) == 0).await;
+        if next(8) == 0 {
+            app = app.restart().await;
+        }
+    }
+    fake.clear_faults();
+    // Heal: the breaker closes after its reset; then runs until one goes through clean.
+    eventually(Duration::from_secs(60), "a clean run", || async {
+        let last = run(&app, false).await;
+        (last["errors"] == json!([]) && last["stopped_reason"].is_null()).then_some(())
+    })
+    .await;
+    let expected: usize = (0..users).map(|u| fake.post_ids(&username(u)).len()).sum();
+    let posts = all_x_posts(&app).await;
+    assert_unique(&posts);
+    assert_eq!(
+        posts.len(),
+        expected,
+        "every post on X is stored exactly once"
+    );
+}

@@ -661,27 +661,12 @@ async fn gate(shared: &Shared, req: &HttpRequest) -> Result<(u64, i64), HttpResp
             }
             Fault::RateLimited { reset_in } => {
                 let reset = Utc::now().timestamp() + reset_in.as_secs() as i64;
-                let mut resp = problem(
+                let resp = problem(
                     StatusCode::TOO_MANY_REQUESTS,
                     "Too Many Requests",
                     "Too Many Requests",
                 );
-                let h = resp.headers_mut();
-                h.insert(
-                    "x-rate-limit-limit".parse().expect("static header name"),
-                    WINDOW_LIMIT.into(),
-                );
-                h.insert(
-                    "x-rate-limit-remaining"
-                        .parse()
-                        .expect("static header name"),
-                    0u64.into(),
-                );
-                h.insert(
-                    "x-rate-limit-reset".parse().expect("static header name"),
-                    reset.into(),
-                );
-                return Err(resp);
+                return Err(with_window(resp, (0, reset)));
             }
             Fault::Slow { delay } => actix_rt::time::sleep(delay).await,
         }

@@ -98,6 +98,42 @@ async fn wait_run_after(app: &TestApp, before: &Value) -> Value {
     .await
 }
 
+/// POST `{}` to `path`, with `token` if given.
+async fn post_as(app: &TestApp, path: &str, token: Option<&str>) -> reqwest::Response {
+    app.send_json(reqwest::Method::POST, path, &json!({}), token)
+        .await
+}
+
+/// `POST /api/leaders/{id}/refresh` without a token (the endpoint is public).
+async fn refresh(app: &TestApp, leader: impl std::fmt::Display) -> reqwest::Response {
+    post_as(app, &format!("/api/leaders/{leader}/refresh"), None).await
+}
+
+/// Waits until status shows the breaker in `state`.
+async fn wait_breaker(app: &TestApp, state: &str) {
+    eventually(Duration::from_secs(10), state, || async {
+        (status(app).await["circuit_breaker_state"] == state).then_some(())
+    })
+    .await;
+}
+
+/// A world whose X answers 500 to everything, after one run against it: `users` leaders
+/// of 5 posts, breaker settings as given. Returns the world and that run's record.
+async fn failing_world(users: u32, fail_max: &str, reset_secs: &str) -> (World, Value) {
+    let w = world(
+        users,
+        5,
+        &[
+            ("X_CIRCUIT_FAIL_MAX", fail_max),
+            ("X_CIRCUIT_RESET_SECONDS", reset_secs),
+        ],
+    )
+    .await;
+    w.fake.inject(Fault::ServerError, None);
+    let last = run(&w.app, false).await;
+    (w, last)
+}
+
 /// Every post of the feed (all pages).
 async fn all_x_posts(app: &TestApp) -> Vec<Value> {
     let mut out = Vec::new();
@@ -356,17 +392,7 @@ async fn slow_answers_within_the_timeout_still_ingest() {
 
 #[actix_web::test]
 async fn the_breaker_opens_keeps_calls_away_then_recovers_through_half_open() {
-    let w = world(
-        4,
-        5,
-        &[
-            ("X_CIRCUIT_FAIL_MAX", "2"),
-            ("X_CIRCUIT_RESET_SECONDS", "3"),
-        ],
-    )
-    .await;
-    w.fake.inject(Fault::ServerError, None);
-    let last = run(&w.app, false).await;
+    let (w, last) = failing_world(4, "2", "3").await;
     assert!(
         last["stopped_reason"]
             .as_str()
@@ -390,15 +416,7 @@ async fn the_breaker_opens_keeps_calls_away_then_recovers_through_half_open() {
         .as_str()
         .unwrap()
         .contains("circuit breaker open"));
-    let res = w
-        .app
-        .send_json(
-            reqwest::Method::POST,
-            &format!("/api/leaders/{}/refresh", w.leaders[3]),
-            &json!({}),
-            None,
-        )
-        .await;
+    let res = refresh(&w.app, w.leaders[3]).await;
     assert_eq!(res.status(), 503);
     assert_eq!(res.json::<Value>().await.unwrap()["error"], "circuit_open");
     assert_eq!(
@@ -407,10 +425,7 @@ async fn the_breaker_opens_keeps_calls_away_then_recovers_through_half_open() {
         "no call while the breaker is open"
     );
     // After the reset: half-open; X healed; the trial succeeds and the breaker closes.
-    eventually(Duration::from_secs(10), "half-open", || async {
-        (status(&w.app).await["circuit_breaker_state"] == "half-open").then_some(())
-    })
-    .await;
+    wait_breaker(&w.app, "half-open").await;
     w.fake.clear_faults();
     // One trial goes through and closes the breaker (leaders asking during the trial are
     // refused: exactly one trial call).
@@ -425,21 +440,8 @@ async fn the_breaker_opens_keeps_calls_away_then_recovers_through_half_open() {
 
 #[actix_web::test]
 async fn a_failed_half_open_trial_opens_the_breaker_again() {
-    let w = world(
-        2,
-        5,
-        &[
-            ("X_CIRCUIT_FAIL_MAX", "1"),
-            ("X_CIRCUIT_RESET_SECONDS", "2"),
-        ],
-    )
-    .await;
-    w.fake.inject(Fault::ServerError, None);
-    run(&w.app, false).await;
-    eventually(Duration::from_secs(10), "half-open", || async {
-        (status(&w.app).await["circuit_breaker_state"] == "half-open").then_some(())
-    })
-    .await;
+    let (w, _) = failing_world(2, "1", "2").await;
+    wait_breaker(&w.app, "half-open").await;
     let calls = w.fake.api_calls();
     run(&w.app, false).await;
     assert_eq!(
@@ -454,25 +456,14 @@ async fn a_failed_half_open_trial_opens_the_breaker_again() {
 async fn trigger_answers_202_then_409_while_running_and_checks_roles() {
     let w = world(2, 5, &[]).await;
     w.fake.set_latency(Duration::from_millis(500));
-    let res = w
-        .app
-        .send_json(
-            reqwest::Method::POST,
-            "/api/ingestion/trigger",
-            &json!({}),
-            None,
-        )
-        .await;
+    let res = post_as(&w.app, "/api/ingestion/trigger", None).await;
     assert_eq!(res.status(), 401);
-    let res = w
-        .app
-        .send_json(
-            reqwest::Method::POST,
-            "/api/ingestion/trigger",
-            &json!({}),
-            Some(&w.app.reviewer_token()),
-        )
-        .await;
+    let res = post_as(
+        &w.app,
+        "/api/ingestion/trigger",
+        Some(&w.app.reviewer_token()),
+    )
+    .await;
     assert_eq!(res.status(), 403);
     let res = trigger(&w.app, true).await;
     assert_eq!(res.status(), 202);
@@ -488,26 +479,22 @@ async fn trigger_answers_202_then_409_while_running_and_checks_roles() {
     assert_eq!(status(&w.app).await["running"], true);
     wait_run_after(&w.app, &Value::Null).await;
     // An empty body is a plain trigger; a bad one is a 400.
-    let res = w
-        .app
-        .client
-        .post(w.app.url("/api/ingestion/trigger"))
-        .bearer_auth(w.app.admin_token())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 202);
+    let raw = |body: &'static str| {
+        let req = w
+            .app
+            .client
+            .post(w.app.url("/api/ingestion/trigger"))
+            .bearer_auth(w.app.admin_token());
+        let req = if body.is_empty() {
+            req
+        } else {
+            req.header("Content-Type", "application/json").body(body)
+        };
+        async move { req.send().await.unwrap() }
+    };
+    assert_eq!(raw("").await.status(), 202);
     wait_run_after(&w.app, &Value::Null).await;
-    let res = w
-        .app
-        .client
-        .post(w.app.url("/api/ingestion/trigger"))
-        .bearer_auth(w.app.admin_token())
-        .header("Content-Type", "application/json")
-        .body("{\"backfill\": ")
-        .send()
-        .await
-        .unwrap();
+    let res = raw("{\"backfill\": ").await;
     assert_eq!(res.status(), 400);
 }
 
@@ -581,15 +568,7 @@ async fn a_cron_schedule_shows_as_a_cron_job() {
 #[actix_web::test]
 async fn refresh_fetches_once_per_cooldown_and_404s_unknown_leaders() {
     let w = world(2, 8, &[]).await;
-    let path = format!("/api/leaders/{}/refresh", w.leaders[0]);
-    let post = |p: String| {
-        let app = &w.app;
-        async move {
-            app.send_json(reqwest::Method::POST, &p, &json!({}), None)
-                .await
-        }
-    };
-    let res = post(path.clone()).await;
+    let res = refresh(&w.app, w.leaders[0]).await;
     assert_eq!(res.status(), 200);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["origin"], "x");
@@ -597,14 +576,14 @@ async fn refresh_fetches_once_per_cooldown_and_404s_unknown_leaders() {
     assert_eq!(body["posts"][0]["platform"], "X");
     let calls = w.fake.api_calls();
     w.fake.add_posts(&username(0), 2);
-    let res = post(path.clone()).await;
+    let res = refresh(&w.app, w.leaders[0]).await;
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["origin"], "cache");
     assert!(!body["posts"].as_array().unwrap().is_empty());
     assert_eq!(w.fake.api_calls(), calls, "no X call within the cooldown");
-    let res = post("/api/leaders/999999/refresh".into()).await;
+    let res = refresh(&w.app, 999_999).await;
     assert_eq!(res.status(), 404);
-    let res = post("/api/leaders/not-a-number/refresh".into()).await;
+    let res = refresh(&w.app, "not-a-number").await;
     assert_eq!(res.status(), 404);
 }
 
@@ -614,16 +593,7 @@ async fn concurrent_trigger_and_refresh_store_each_post_once() {
     w.fake.set_latency(Duration::from_millis(30));
     let res = trigger(&w.app, true).await;
     assert_eq!(res.status(), 202);
-    let empty = json!({});
-    let paths: Vec<String> = w
-        .leaders
-        .iter()
-        .map(|id| format!("/api/leaders/{id}/refresh"))
-        .collect();
-    let refreshes: Vec<_> = paths
-        .iter()
-        .map(|p| w.app.send_json(reqwest::Method::POST, p, &empty, None))
-        .collect();
+    let refreshes: Vec<_> = w.leaders.iter().map(|id| refresh(&w.app, *id)).collect();
     for res in futures_util::future::join_all(refreshes).await {
         assert_eq!(res.status(), 200);
     }
@@ -643,15 +613,7 @@ async fn stop_and_start_persist_across_restarts() {
     assert_eq!(s["stopped"], true);
     let (_, health) = w.app.get_json("/api/health").await;
     assert_eq!(health["checks"]["ingestion_scheduler"]["status"], "stopped");
-    let res = w
-        .app
-        .send_json(
-            reqwest::Method::POST,
-            "/api/ingestion/start",
-            &json!({}),
-            None,
-        )
-        .await;
+    let res = post_as(&w.app, "/api/ingestion/start", None).await;
     assert_eq!(res.status(), 401);
     let app = w.app.restart().await;
     let s = status(&app).await;
@@ -688,15 +650,7 @@ async fn the_monthly_read_budget_stops_the_run_and_pauses_ingestion() {
     );
     assert_eq!(s["usage"]["budget_remaining"], 0);
     assert!(s["paused_until"].is_string());
-    let res = w
-        .app
-        .send_json(
-            reqwest::Method::POST,
-            &format!("/api/leaders/{}/refresh", w.leaders[3]),
-            &json!({}),
-            None,
-        )
-        .await;
+    let res = refresh(&w.app, w.leaders[3]).await;
     assert_eq!(res.status(), 503);
     assert_eq!(
         res.json::<Value>().await.unwrap()["error"],
@@ -893,7 +847,7 @@ async fn with_redis_only_one_instance_ingests_at_a_time() {
 }
 
 #[actix_web::test]
-#[ignore = "slow soak (about a minute): cargo test --test api ingestion_soak -- --ignored"]
+#[ignore = "slow soak (15 s or more): cargo test --test api ingestion_soak -- --ignored"]
 async fn ingestion_soak_random_faults_restarts_and_edits_never_lose_or_duplicate() {
     let users = 30;
     let fake = fake(users, 40);

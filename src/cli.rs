@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::actors::scheduler::{IngestScheduler, TriggerRun, WaitIdle};
-use crate::actors::store::{Flush, PostStore, SeedLeaders};
+use crate::actors::store::{Close, PostStore, SeedLeaders};
 use crate::backup;
 use crate::config::{Secret, Settings};
 use crate::http::auth::{JwtKeys, Role};
@@ -89,6 +89,9 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
                 n += 1;
             }
             out.flush()?;
+            drop(reader);
+            let mut store = store;
+            store.close()?;
             eprintln!("exported {n} records");
             Ok(())
         }
@@ -96,7 +99,7 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             let records = backup::read_all(std::io::stdin().lock())?;
             let mut store = open_store(&settings)?;
             let report = store.import(records)?;
-            store.flush()?;
+            store.close()?;
             eprintln!(
                 "imported {} leaders, {} posts, {} review items; skipped {} (already present or orphaned)",
                 report.leaders, report.posts, report.reviews, report.skipped
@@ -142,7 +145,7 @@ fn ingest_once(settings: Settings, backfill: bool) -> anyhow::Result<()> {
             .send(WaitIdle)
             .await
             .context("ingestion scheduler")?;
-        store.send(Flush).await.context("store actor")??;
+        store.send(Close).await.context("store actor")??;
         let record = record.context("the run left no record")?;
         println!("{}", serde_json::to_string(&record)?);
         eprintln!(

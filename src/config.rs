@@ -135,6 +135,9 @@ pub struct Settings {
     pub sled_cache_mb: u64,
     pub metrics_allowed_networks: Vec<IpNet>,
     pub build: BuildInfo,
+    /// `AMBER_BENCH_ROUTES=true` adds the `/bench/*` baseline routes used by the load
+    /// scripts (never needed in production).
+    pub bench_routes: bool,
 }
 
 /// Reads raw variables by name.
@@ -420,6 +423,7 @@ impl Settings {
                     .or_else(|| option_env!("BUILD_TIME").map(str::to_string))
                     .unwrap_or_else(|| "unknown".into()),
             },
+            bench_routes: v.boolean("AMBER_BENCH_ROUTES", false)?,
         })
     }
 

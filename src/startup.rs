@@ -13,7 +13,7 @@ use actix_web::{middleware::from_fn, web, App, HttpServer};
 use anyhow::Context;
 
 use crate::actors::scheduler::{IngestScheduler, Shutdown};
-use crate::actors::store::{Flush, PostStore, SeedLeaders};
+use crate::actors::store::{Close, PostStore, SeedLeaders};
 use crate::config::Settings;
 use crate::domain::leader::LeaderDraft;
 use crate::http::auth::JwtKeys;
@@ -123,6 +123,7 @@ impl Application {
             metrics,
             status,
             started,
+            page_cache: Default::default(),
         };
 
         let listener = TcpListener::bind((settings.host, settings.port))
@@ -170,7 +171,7 @@ impl Application {
             tracing::warn!(error = %err, "ingestion scheduler already gone");
         }
         tracing::info!("shutting down: flushing the store");
-        self.store.send(Flush).await.context("store actor")??;
+        self.store.send(Close).await.context("store actor")??;
         tracing::info!("store flushed; bye");
         Ok(())
     }

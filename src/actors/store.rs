@@ -29,6 +29,16 @@ impl PostStore {
     }
 }
 
+impl PostStore {
+    /// Runs a change and then bumps the store generation, so cached answers refresh.
+    fn write<T>(&self, change: impl FnOnce(&mut Store) -> T) -> T {
+        let mut store = self.store.lock();
+        let result = change(&mut store);
+        store.touch();
+        result
+    }
+}
+
 impl Actor for PostStore {
     type Context = SyncContext<Self>;
 
@@ -51,7 +61,7 @@ pub struct InsertPosts(pub Vec<NewPost>);
 impl Handler<InsertPosts> for PostStore {
     type Result = Result<InsertReport, StoreError>;
     fn handle(&mut self, msg: InsertPosts, _: &mut Self::Context) -> Self::Result {
-        self.store.lock().insert_posts(msg.0)
+        self.write(|s| s.insert_posts(msg.0))
     }
 }
 
@@ -63,7 +73,7 @@ pub struct CreateLeader(pub LeaderDraft);
 impl Handler<CreateLeader> for PostStore {
     type Result = Result<Leader, StoreError>;
     fn handle(&mut self, msg: CreateLeader, _: &mut Self::Context) -> Self::Result {
-        self.store.lock().create_leader(msg.0, now_ms())
+        self.write(|s| s.create_leader(msg.0, now_ms()))
     }
 }
 
@@ -75,7 +85,7 @@ pub struct SeedLeaders(pub Vec<LeaderDraft>);
 impl Handler<SeedLeaders> for PostStore {
     type Result = Result<usize, StoreError>;
     fn handle(&mut self, msg: SeedLeaders, _: &mut Self::Context) -> Self::Result {
-        self.store.lock().seed_leaders(msg.0, now_ms())
+        self.write(|s| s.seed_leaders(msg.0, now_ms()))
     }
 }
 
@@ -90,7 +100,7 @@ pub struct UpdateLeader {
 impl Handler<UpdateLeader> for PostStore {
     type Result = Result<Leader, StoreError>;
     fn handle(&mut self, msg: UpdateLeader, _: &mut Self::Context) -> Self::Result {
-        self.store.lock().update_leader(msg.id, msg.draft)
+        self.write(|s| s.update_leader(msg.id, msg.draft))
     }
 }
 
@@ -102,7 +112,7 @@ pub struct DeleteLeader(pub u64);
 impl Handler<DeleteLeader> for PostStore {
     type Result = Result<usize, StoreError>;
     fn handle(&mut self, msg: DeleteLeader, _: &mut Self::Context) -> Self::Result {
-        self.store.lock().delete_leader(msg.0)
+        self.write(|s| s.delete_leader(msg.0))
     }
 }
 
@@ -117,9 +127,7 @@ pub struct CreatePost {
 impl Handler<CreatePost> for PostStore {
     type Result = Result<(Post, Option<ReviewItem>), StoreError>;
     fn handle(&mut self, msg: CreatePost, _: &mut Self::Context) -> Self::Result {
-        self.store
-            .lock()
-            .create_post(msg.post, msg.requires_review, now_ms())
+        self.write(|s| s.create_post(msg.post, msg.requires_review, now_ms()))
     }
 }
 
@@ -134,7 +142,7 @@ pub struct UpdatePost {
 impl Handler<UpdatePost> for PostStore {
     type Result = Result<Post, StoreError>;
     fn handle(&mut self, msg: UpdatePost, _: &mut Self::Context) -> Self::Result {
-        self.store.lock().update_post(msg.id, msg.patch)
+        self.write(|s| s.update_post(msg.id, msg.patch))
     }
 }
 
@@ -146,7 +154,7 @@ pub struct DeletePost(pub u64);
 impl Handler<DeletePost> for PostStore {
     type Result = Result<(), StoreError>;
     fn handle(&mut self, msg: DeletePost, _: &mut Self::Context) -> Self::Result {
-        self.store.lock().delete_post(msg.0)
+        self.write(|s| s.delete_post(msg.0))
     }
 }
 
@@ -163,9 +171,7 @@ pub struct DecideReview {
 impl Handler<DecideReview> for PostStore {
     type Result = Result<ReviewItem, StoreError>;
     fn handle(&mut self, msg: DecideReview, _: &mut Self::Context) -> Self::Result {
-        self.store
-            .lock()
-            .decide_review(msg.id, msg.state, msg.notes, &msg.reviewer, now_ms())
+        self.write(|s| s.decide_review(msg.id, msg.state, msg.notes, &msg.reviewer, now_ms()))
     }
 }
 
@@ -210,11 +216,24 @@ pub struct ImportRecords(pub Vec<Record>);
 impl Handler<ImportRecords> for PostStore {
     type Result = Result<ImportReport, StoreError>;
     fn handle(&mut self, msg: ImportRecords, _: &mut Self::Context) -> Self::Result {
-        self.store.lock().import(msg.0)
+        self.write(|s| s.import(msg.0))
     }
 }
 
-/// Flush everything to disk (shutdown).
+/// Flush everything and write the feed index snapshot (shutdown). Writes after this
+/// still work; they just make the next start rebuild the index.
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct Close;
+
+impl Handler<Close> for PostStore {
+    type Result = Result<(), StoreError>;
+    fn handle(&mut self, _: Close, _: &mut Self::Context) -> Self::Result {
+        self.store.lock().close()
+    }
+}
+
+/// Flush everything to disk.
 #[derive(Message)]
 #[rtype(result = "Result<(), StoreError>")]
 pub struct Flush;

@@ -5,12 +5,13 @@ use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use crate::error::AppError;
-use crate::http::auth::{AnyUser, Role};
+use crate::http::auth::{Admin, AnyUser, Role};
 use crate::http::AppState;
 
 /// Registers the routes of this module. The token route gets its own strict limit.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/admin/token", web::post().to(token))
+        .route("/admin/export", web::get().to(export))
         .route("/admin/ping", web::get().to(ping));
 }
 
@@ -82,4 +83,44 @@ pub async fn token(
 pub async fn ping(user: AnyUser) -> HttpResponse {
     HttpResponse::Ok()
         .json(serde_json::json!({"status": "ok", "admin": user.0.sub, "role": user.0.role}))
+}
+
+/// Bytes gathered before a chunk of the export is sent.
+const EXPORT_CHUNK: usize = 64 * 1024;
+
+/// `GET /api/admin/export` (admin): the same JSON lines as `amber export`, streamed from
+/// the running server, so a backup needs no downtime. Records are read on a blocking
+/// thread and sent in chunks; a client that goes away stops the reading.
+pub async fn export(_admin: Admin, state: web::Data<AppState>) -> HttpResponse {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
+    let reader = state.reader.clone();
+    actix_web::rt::task::spawn_blocking(move || {
+        let mut buf = Vec::with_capacity(EXPORT_CHUNK * 2);
+        for record in reader.export() {
+            let written = record
+                .map_err(std::io::Error::other)
+                .and_then(|r| crate::backup::write_record(&mut buf, &r));
+            if let Err(err) = written {
+                tracing::error!(error = %err, "export failed");
+                let _ = tx.blocking_send(Err(err));
+                return;
+            }
+            if buf.len() >= EXPORT_CHUNK
+                && tx
+                    .blocking_send(Ok(std::mem::take(&mut buf).into()))
+                    .is_err()
+            {
+                return;
+            }
+        }
+        if !buf.is_empty() {
+            let _ = tx.blocking_send(Ok(buf.into()));
+        }
+    });
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    HttpResponse::Ok()
+        .content_type("application/x-ndjson")
+        .streaming(body)
 }

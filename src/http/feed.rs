@@ -1,7 +1,11 @@
 //! `GET /api/feed` (page or cursor paging, leader and source filters) and
 //! `GET /api/dashboard`.
 
+use std::collections::HashMap;
+
 use actix_web::{web, HttpResponse};
+use bytes::Bytes;
+use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::cursor::Cursor;
@@ -19,6 +23,60 @@ pub const MAX_PAGE_SIZE: usize = 100;
 const MAX_LEADER_FILTER: usize = 100;
 /// Posts on the dashboard.
 const DASHBOARD_POSTS: usize = 100;
+
+/// Most rendered pages kept at once.
+const CACHE_ENTRIES: usize = 512;
+
+/// Rendered feed and dashboard answers, keyed by normalised query and valid for one
+/// store generation: any write makes every entry stale, so an answer is never older
+/// than the data. Bounded: when full, stale entries go, then everything.
+#[derive(Default)]
+pub struct PageCache {
+    pages: RwLock<HashMap<String, (u64, Bytes)>>,
+}
+
+impl PageCache {
+    fn get(&self, key: &str, generation: u64) -> Option<Bytes> {
+        match self.pages.read().get(key) {
+            Some((g, body)) if *g == generation => Some(body.clone()),
+            _ => None,
+        }
+    }
+
+    fn put(&self, key: String, generation: u64, body: Bytes) {
+        let mut pages = self.pages.write();
+        if pages.len() >= CACHE_ENTRIES {
+            pages.retain(|_, (g, _)| *g == generation);
+            if pages.len() >= CACHE_ENTRIES {
+                pages.clear();
+            }
+        }
+        pages.insert(key, (generation, body));
+    }
+}
+
+/// Answers from the cache, or renders with `render` off the executor and caches.
+async fn cached(
+    state: &AppState,
+    key: String,
+    render: impl FnOnce(&StoreReader) -> Result<Vec<u8>, AppError> + Send + 'static,
+) -> Result<HttpResponse, AppError> {
+    // Read the generation before rendering: a write that lands meanwhile bumps it, so
+    // this entry is stale at once rather than wrongly fresh.
+    let generation = state.reader.generation();
+    let body = match state.page_cache.get(&key, generation) {
+        Some(body) => body,
+        None => {
+            let reader = state.reader.clone();
+            let body = Bytes::from(web::block(move || render(&reader)).await??);
+            state.page_cache.put(key, generation, body.clone());
+            body
+        }
+    };
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body))
+}
 
 /// Registers the routes of this module. The feed is rate limited (SPEC).
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -167,12 +225,17 @@ pub async fn feed(
         })?),
         None => None,
     };
-    let filter = Filter { leaders, platform };
-    let reader = state.reader.clone();
-    let body = web::block(move || render_feed(&reader, &filter, start, page, page_size)).await??;
-    Ok(HttpResponse::Ok()
-        .content_type("application/json")
-        .body(body))
+    let mut filter = Filter { leaders, platform };
+    filter.leaders.sort_unstable();
+    filter.leaders.dedup();
+    let key = format!(
+        "feed|{:?}|{:?}|{:?}|{page_size}",
+        filter.leaders, filter.platform, start
+    );
+    cached(&state, key, move |reader| {
+        render_feed(reader, &filter, start, page, page_size)
+    })
+    .await
 }
 
 #[derive(Serialize)]
@@ -183,8 +246,7 @@ struct DashboardJson<'a> {
 
 /// `GET /api/dashboard`: every leader and the newest posts.
 pub async fn dashboard(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
-    let reader = state.reader.clone();
-    let body = web::block(move || -> Result<Vec<u8>, AppError> {
+    cached(&state, "dashboard".to_string(), move |reader| {
         let page = reader.feed(&Filter::default(), Start::Offset(0), DASHBOARD_POSTS)?;
         reader.with_leaders(|leaders| {
             let body = DashboardJson {
@@ -198,8 +260,5 @@ pub async fn dashboard(state: web::Data<AppState>) -> Result<HttpResponse, AppEr
             serde_json::to_vec(&body).map_err(|e| AppError::Internal(e.into()))
         })
     })
-    .await??;
-    Ok(HttpResponse::Ok()
-        .content_type("application/json")
-        .body(body))
+    .await
 }

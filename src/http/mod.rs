@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod bench;
 pub mod dto;
 pub mod feed;
 pub mod health;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub status: StatusBoard,
     pub started: Instant,
+    /// Rendered feed pages, valid for one store generation.
+    pub page_cache: Arc<feed::PageCache>,
 }
 
 /// JSON body config: size limit, content type and a JSON error for each failure.
@@ -96,6 +99,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
         .route("/livez", web::get().to(health::livez))
         .route("/readyz", web::get().to(health::readyz))
         .route("/metrics", web::get().to(metrics::prometheus))
+        .configure(|cfg| {
+            if settings.bench_routes {
+                bench::configure(cfg);
+            }
+        })
         .service(
             web::scope("/api")
                 .wrap(middleware::cors(settings))

@@ -11,8 +11,18 @@ use std::collections::HashMap;
 use crate::domain::cursor::Cursor;
 use crate::domain::post::Platform;
 
+/// First bytes of an index snapshot (format version in the last byte).
+const SNAPSHOT_MAGIC: &[u8; 8] = b"AMBRIDX1";
 /// Largest block before it splits in two.
 const MAX_BLOCK: usize = 1024;
+/// Post ids must stay below this to fit an index slot (40 bits: a trillion posts).
+pub const MAX_POST_ID: u64 = 1 << 40;
+/// Leader ids must stay below this to fit an index slot (22 bits).
+pub const MAX_LEADER_ID: u64 = 1 << 22;
+const ID_BITS: u32 = 40;
+const LEADER_BITS: u32 = 22;
+
+type OrderKey = (std::cmp::Reverse<i64>, std::cmp::Reverse<u64>);
 
 /// One post's place in the order. Sorts newest first: later timestamp first, then the
 /// higher id first.
@@ -25,13 +35,6 @@ pub struct Entry {
 }
 
 impl Entry {
-    fn order_key(&self) -> (std::cmp::Reverse<i64>, std::cmp::Reverse<u64>) {
-        (
-            std::cmp::Reverse(self.timestamp_ms),
-            std::cmp::Reverse(self.post_id),
-        )
-    }
-
     /// The cursor that resumes right after this entry.
     pub fn cursor(&self) -> Cursor {
         Cursor {
@@ -39,9 +42,64 @@ impl Entry {
             post_id: self.post_id,
         }
     }
+
+    /// True when the ids fit an index slot (see [`MAX_POST_ID`], [`MAX_LEADER_ID`]).
+    pub fn fits(&self) -> bool {
+        self.post_id < MAX_POST_ID && self.leader_id < MAX_LEADER_ID
+    }
 }
 
-fn cursor_key(c: &Cursor) -> (std::cmp::Reverse<i64>, std::cmp::Reverse<u64>) {
+/// An entry packed into 16 bytes: timestamp, and post id | leader id | platform code.
+/// Half the memory of [`Entry`], which matters with a million posts on a Pi.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Slot {
+    timestamp_ms: i64,
+    packed: u64,
+}
+
+impl Slot {
+    fn pack(e: &Entry) -> Slot {
+        debug_assert!(e.fits());
+        let packed = (e.post_id & (MAX_POST_ID - 1))
+            | ((e.leader_id & (MAX_LEADER_ID - 1)) << ID_BITS)
+            | (u64::from(e.platform.code() & 3) << (ID_BITS + LEADER_BITS));
+        Slot {
+            timestamp_ms: e.timestamp_ms,
+            packed,
+        }
+    }
+
+    fn post_id(&self) -> u64 {
+        self.packed & (MAX_POST_ID - 1)
+    }
+
+    fn unpack(&self) -> Entry {
+        Entry {
+            timestamp_ms: self.timestamp_ms,
+            post_id: self.post_id(),
+            leader_id: (self.packed >> ID_BITS) & (MAX_LEADER_ID - 1),
+            // Codes 1..=3 round-trip through two bits; 0 never occurs.
+            platform: Platform::from_code((self.packed >> (ID_BITS + LEADER_BITS)) as u8)
+                .unwrap_or(Platform::X),
+        }
+    }
+
+    fn order_key(&self) -> OrderKey {
+        (
+            std::cmp::Reverse(self.timestamp_ms),
+            std::cmp::Reverse(self.post_id()),
+        )
+    }
+}
+
+fn entry_key(e: &Entry) -> OrderKey {
+    (
+        std::cmp::Reverse(e.timestamp_ms),
+        std::cmp::Reverse(e.post_id),
+    )
+}
+
+fn cursor_key(c: &Cursor) -> OrderKey {
     (
         std::cmp::Reverse(c.timestamp_ms),
         std::cmp::Reverse(c.post_id),
@@ -51,37 +109,33 @@ fn cursor_key(c: &Cursor) -> (std::cmp::Reverse<i64>, std::cmp::Reverse<u64>) {
 /// A sorted list kept as blocks, with offset access in O(blocks) and insert in O(block).
 #[derive(Debug, Default, Clone)]
 struct BlockList {
-    blocks: Vec<Vec<Entry>>,
+    blocks: Vec<Vec<Slot>>,
     len: usize,
 }
 
 impl BlockList {
-    fn block_for(&self, e: &Entry) -> usize {
-        // The first block whose last entry sorts at or after `e`; else the last block.
-        let key = e.order_key();
+    fn block_for(&self, key: OrderKey) -> usize {
+        // The first block whose last entry sorts at or after `key`; else the last block.
         let idx = self
             .blocks
             .partition_point(|b| b.last().map(|l| l.order_key() < key).unwrap_or(true));
         idx.min(self.blocks.len().saturating_sub(1))
     }
 
-    fn insert(&mut self, e: Entry) {
+    fn insert(&mut self, e: &Entry) {
         if self.blocks.is_empty() {
             self.blocks.push(Vec::with_capacity(16));
         }
-        let b = self.block_for(&e);
+        let key = entry_key(e);
+        let b = self.block_for(key);
         let block = &mut self.blocks[b];
-        let key = e.order_key();
         let pos = block.partition_point(|x| x.order_key() < key);
-        if block
-            .get(pos)
-            .map(|x| x.post_id == e.post_id && x.timestamp_ms == e.timestamp_ms)
-            == Some(true)
-        {
-            block[pos] = e;
+        let slot = Slot::pack(e);
+        if block.get(pos).map(|x| x.order_key() == key) == Some(true) {
+            block[pos] = slot;
             return;
         }
-        block.insert(pos, e);
+        block.insert(pos, slot);
         self.len += 1;
         if block.len() > MAX_BLOCK {
             let tail = block.split_off(block.len() / 2);
@@ -89,15 +143,28 @@ impl BlockList {
         }
     }
 
+    /// Appends an entry that sorts after every entry already present (bulk loading).
+    fn push_back(&mut self, slot: Slot) {
+        match self.blocks.last_mut() {
+            Some(block) if block.len() < MAX_BLOCK => block.push(slot),
+            _ => {
+                let mut block = Vec::with_capacity(MAX_BLOCK);
+                block.push(slot);
+                self.blocks.push(block);
+            }
+        }
+        self.len += 1;
+    }
+
     fn remove(&mut self, e: &Entry) -> bool {
         if self.blocks.is_empty() {
             return false;
         }
-        let b = self.block_for(e);
+        let key = entry_key(e);
+        let b = self.block_for(key);
         let block = &mut self.blocks[b];
-        let key = e.order_key();
         let pos = block.partition_point(|x| x.order_key() < key);
-        if block.get(pos).map(|x| x.post_id == e.post_id) != Some(true) {
+        if block.get(pos).map(|x| x.order_key() == key) != Some(true) {
             return false;
         }
         block.remove(pos);
@@ -136,14 +203,14 @@ impl BlockList {
                 continue;
             }
             let take = (n - out.len()).min(block.len() - start);
-            out.extend_from_slice(&block[start..start + take]);
+            out.extend(block[start..start + take].iter().map(Slot::unpack));
             start = 0;
         }
         out
     }
 
-    fn iter_from(&self, start: usize) -> impl Iterator<Item = &Entry> + '_ {
-        self.blocks.iter().flatten().skip(start)
+    fn iter_from(&self, start: usize) -> impl Iterator<Item = Entry> + '_ {
+        self.blocks.iter().flatten().skip(start).map(Slot::unpack)
     }
 }
 
@@ -186,12 +253,12 @@ impl FeedIndex {
     /// Adds (or re-adds) one post's entry.
     pub fn insert(&mut self, e: Entry) {
         let before = self.all.len;
-        self.all.insert(e);
+        self.all.insert(&e);
         if self.all.len == before {
             return; // already present
         }
-        self.by_platform.entry(e.platform).or_default().insert(e);
-        self.by_leader.entry(e.leader_id).or_default().insert(e);
+        self.by_platform.entry(e.platform).or_default().insert(&e);
+        self.by_leader.entry(e.leader_id).or_default().insert(&e);
         *self
             .by_leader_platform
             .entry((e.leader_id, e.platform))
@@ -221,11 +288,76 @@ impl FeedIndex {
         true
     }
 
+    /// Serialises the index for a fast restart: a magic string, the caller's `tag`, the
+    /// slots newest first, and a CRC32 of all of it.
+    pub fn to_snapshot(&self, tag: u64) -> Vec<u8> {
+        let mut out = Vec::with_capacity(28 + self.all.len * 16);
+        out.extend_from_slice(SNAPSHOT_MAGIC);
+        out.extend_from_slice(&tag.to_le_bytes());
+        out.extend_from_slice(&(self.all.len as u64).to_le_bytes());
+        for slot in self.all.blocks.iter().flatten() {
+            out.extend_from_slice(&slot.timestamp_ms.to_le_bytes());
+            out.extend_from_slice(&slot.packed.to_le_bytes());
+        }
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// Rebuilds an index from [`FeedIndex::to_snapshot`] output, or `None` when the bytes
+    /// are not a whole, uncorrupted snapshot carrying `tag`.
+    pub fn from_snapshot(bytes: &[u8], tag: u64) -> Option<FeedIndex> {
+        let (body, crc) = bytes.split_at_checked(bytes.len().checked_sub(4)?)?;
+        if crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().ok()?) {
+            return None;
+        }
+        let rest = body.strip_prefix(SNAPSHOT_MAGIC)?;
+        let (tag_bytes, rest) = rest.split_at_checked(8)?;
+        let (count_bytes, slots) = rest.split_at_checked(8)?;
+        if u64::from_le_bytes(tag_bytes.try_into().ok()?) != tag {
+            return None;
+        }
+        let count = u64::from_le_bytes(count_bytes.try_into().ok()?) as usize;
+        if slots.len() != count.checked_mul(16)? {
+            return None;
+        }
+        let mut index = FeedIndex::default();
+        let mut previous: Option<OrderKey> = None;
+        for chunk in slots.chunks_exact(16) {
+            let slot = Slot {
+                timestamp_ms: i64::from_le_bytes(chunk[..8].try_into().ok()?),
+                packed: u64::from_le_bytes(chunk[8..].try_into().ok()?),
+            };
+            // Strictly newest first, or it is not a snapshot of ours.
+            if previous.is_some_and(|p| p >= slot.order_key()) {
+                return None;
+            }
+            previous = Some(slot.order_key());
+            let e = slot.unpack();
+            index.all.push_back(slot);
+            index
+                .by_platform
+                .entry(e.platform)
+                .or_default()
+                .push_back(slot);
+            index
+                .by_leader
+                .entry(e.leader_id)
+                .or_default()
+                .push_back(slot);
+            *index
+                .by_leader_platform
+                .entry((e.leader_id, e.platform))
+                .or_default() += 1;
+        }
+        Some(index)
+    }
+
     /// Every entry of one leader, newest first.
     pub fn leader_entries(&self, leader_id: u64) -> Vec<Entry> {
         self.by_leader
             .get(&leader_id)
-            .map(|l| l.iter_from(0).copied().collect())
+            .map(|l| l.iter_from(0).collect())
             .unwrap_or_default()
     }
 
@@ -321,7 +453,7 @@ impl FeedIndex {
             let best = iters
                 .iter_mut()
                 .enumerate()
-                .filter_map(|(i, it)| it.peek().map(|e| (e.order_key(), i)))
+                .filter_map(|(i, it)| it.peek().map(|e| (entry_key(e), i)))
                 .min()
                 .map(|(_, i)| i);
             let Some(best) = best else { break };
@@ -329,7 +461,7 @@ impl FeedIndex {
                 has_next = true;
                 break;
             }
-            let Some(e) = iters[best].next().copied() else {
+            let Some(e) = iters[best].next() else {
                 break;
             };
             if skip > 0 {
@@ -369,13 +501,13 @@ mod tests {
             .filter(|e| f.platform.is_none_or(|p| e.platform == p))
             .copied()
             .collect();
-        v.sort_by_key(|e| e.order_key());
+        v.sort_by_key(entry_key);
         let total = v.len();
         let from = match start {
             Start::Offset(n) => n.min(total),
             Start::Before(c) => v
                 .iter()
-                .take_while(|e| e.order_key() <= cursor_key(&c))
+                .take_while(|e| entry_key(e) <= cursor_key(&c))
                 .count(),
         };
         let page: Vec<Entry> = v[from..].iter().take(limit).copied().collect();
@@ -442,8 +574,59 @@ mod tests {
         assert!(page
             .entries
             .windows(2)
-            .all(|w| w[0].order_key() < w[1].order_key()));
+            .all(|w| entry_key(&w[0]) < entry_key(&w[1])));
         assert!(!index.remove(&entry(0, 0, 0, Platform::X)));
+    }
+
+    #[test]
+    fn a_snapshot_round_trips_and_refuses_damage() {
+        let mut index = FeedIndex::default();
+        for id in 0..3000u64 {
+            index.insert(entry(
+                (id % 500) as i64,
+                id,
+                id % 7,
+                Platform::ALL[(id % 3) as usize],
+            ));
+        }
+        let bytes = index.to_snapshot(42);
+        let back = FeedIndex::from_snapshot(&bytes, 42).expect("valid snapshot");
+        let f = Filter {
+            leaders: vec![3],
+            platform: Some(Platform::News),
+        };
+        assert_eq!(
+            back.page(&Filter::default(), Start::Offset(0), 3000),
+            index.page(&Filter::default(), Start::Offset(0), 3000)
+        );
+        assert_eq!(
+            back.page(&f, Start::Offset(5), 50),
+            index.page(&f, Start::Offset(5), 50)
+        );
+        assert_eq!(back.count(&f), index.count(&f));
+        assert!(
+            FeedIndex::from_snapshot(&bytes, 43).is_none(),
+            "another tag"
+        );
+        let mut flipped = bytes.clone();
+        flipped[100] ^= 1;
+        assert!(
+            FeedIndex::from_snapshot(&flipped, 42).is_none(),
+            "a flipped bit"
+        );
+        assert!(
+            FeedIndex::from_snapshot(&bytes[..bytes.len() - 20], 42).is_none(),
+            "truncated"
+        );
+        assert!(FeedIndex::from_snapshot(&[], 42).is_none());
+    }
+
+    #[test]
+    fn slots_keep_large_ids_and_every_platform() {
+        for p in Platform::ALL {
+            let e = entry(-5, MAX_POST_ID - 1, MAX_LEADER_ID - 1, p);
+            assert_eq!(Slot::pack(&e).unpack(), e);
+        }
     }
 
     #[test]

@@ -11,8 +11,8 @@ pub mod feed_index;
 pub mod keys;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -111,6 +111,8 @@ struct Shared {
     newest_x: RwLock<HashMap<u64, String>>,
     review_items: AtomicU64,
     pending_reviews: AtomicU64,
+    /// Bumped after every change readers can see; caches of rendered answers key on it.
+    generation: AtomicU64,
 }
 
 /// Read access: cheap to clone, safe to use from any thread.
@@ -126,6 +128,10 @@ pub struct Store {
     db: sled::Db,
     tree: sled::Tree,
     shared: Arc<Shared>,
+    /// Where [`Store::close`] writes the feed index for a fast restart.
+    snapshot_path: PathBuf,
+    /// True between writing a snapshot and the next commit, which must invalidate it.
+    snapshot_live: AtomicBool,
     next_leader: u64,
     next_post: u64,
     next_review: u64,
@@ -176,29 +182,89 @@ impl Store {
             db,
             tree,
             shared,
+            snapshot_path: dir.with_extension("index"),
+            snapshot_live: AtomicBool::new(false),
         };
         store.load()?;
         Ok(store)
     }
 
-    fn load(&mut self) -> Result<(), StoreError> {
-        {
-            let mut index = self.shared.index.write();
-            // Newest first, so every insert appends to the end of its lists.
-            for kv in self.tree.scan_prefix([keys::TIME]).rev() {
-                let (k, v) = kv?;
-                if let (Some((ts, id)), Some((leader, platform))) =
-                    (keys::parse_time_key(&k), keys::parse_time_value(&v))
-                {
-                    index.insert(Entry {
-                        timestamp_ms: ts,
-                        post_id: id,
-                        leader_id: leader,
-                        platform,
-                    });
+    /// Loads the feed index: from the snapshot a clean shutdown left, or else by scanning
+    /// the time index. A snapshot is used once: its marker is removed before any write.
+    fn load_index(&mut self) -> Result<FeedIndex, StoreError> {
+        let marker = keys::named_key(keys::META, "index_snapshot");
+        let stored_posts = get_u64(&self.tree, &keys::named_key(keys::COUNTER, "posts"))?;
+        if let Some(tag) = get_u64(&self.tree, &marker)? {
+            self.tree.remove(&marker)?;
+            self.db.flush()?;
+            let loaded = std::fs::read(&self.snapshot_path)
+                .ok()
+                .and_then(|b| FeedIndex::from_snapshot(&b, tag));
+            let _ = std::fs::remove_file(&self.snapshot_path);
+            match loaded {
+                Some(index) if Some(index.len() as u64) == stored_posts => {
+                    tracing::info!(
+                        posts = index.len(),
+                        "feed index loaded from the shutdown snapshot"
+                    );
+                    return Ok(index);
                 }
+                _ => tracing::warn!("feed index snapshot unusable; rebuilding from the time index"),
             }
         }
+        let mut index = FeedIndex::default();
+        // Newest first, so every insert appends to the end of its lists.
+        for kv in self.tree.scan_prefix([keys::TIME]).rev() {
+            let (k, v) = kv?;
+            if let (Some((ts, id)), Some((leader, platform))) =
+                (keys::parse_time_key(&k), keys::parse_time_value(&v))
+            {
+                index.insert(Entry {
+                    timestamp_ms: ts,
+                    post_id: id,
+                    leader_id: leader,
+                    platform,
+                });
+            }
+        }
+        tracing::info!(
+            posts = index.len(),
+            "feed index rebuilt from the time index"
+        );
+        Ok(index)
+    }
+
+    /// Flushes and writes the feed index snapshot so the next start skips the scan.
+    /// Call at shutdown; a later write simply invalidates the snapshot again.
+    pub fn close(&mut self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        let tag: u64 = rand::random();
+        let bytes = self.shared.index.read().to_snapshot(tag);
+        let tmp = self.snapshot_path.with_extension("index.tmp");
+        let written = (|| -> std::io::Result<()> {
+            use std::io::Write;
+            let mut file = std::fs::File::create(&tmp)?;
+            file.write_all(&bytes)?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, &self.snapshot_path)
+        })();
+        if let Err(err) = written {
+            // Not fatal: the next start scans instead.
+            tracing::warn!(error = %err, "could not write the feed index snapshot");
+            return Ok(());
+        }
+        self.tree.insert(
+            keys::named_key(keys::META, "index_snapshot"),
+            &tag.to_be_bytes(),
+        )?;
+        self.db.flush()?;
+        self.snapshot_live.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn load(&mut self) -> Result<(), StoreError> {
+        let index = self.load_index()?;
+        *self.shared.index.write() = index;
         let mut leaders = BTreeMap::new();
         for kv in self.tree.scan_prefix([keys::LEADER]) {
             let (_, v) = kv?;
@@ -252,15 +318,36 @@ impl Store {
     }
 
     /// Applies one batch atomically and makes it durable before returning.
-    fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+    fn commit(&self, mut batch: Batch) -> Result<(), StoreError> {
+        if self.snapshot_live.swap(false, Ordering::Relaxed) {
+            batch.remove(keys::named_key(keys::META, "index_snapshot"));
+        }
         self.tree.apply_batch(batch)?;
         self.db.flush()?;
         Ok(())
     }
 
+    /// Marks the end of a change: readers that cached an answer under an older
+    /// generation will render it again. Call after the in-memory state is updated.
+    pub fn touch(&self) {
+        self.shared.generation.fetch_add(1, Ordering::Release);
+    }
+
     /// Flushes everything to disk (used at shutdown).
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
+        Ok(())
+    }
+
+    /// Refuses new records once the id space an index slot can hold is used up.
+    fn check_id_space(&self) -> Result<(), StoreError> {
+        if self.next_post >= feed_index::MAX_POST_ID
+            || self.next_leader >= feed_index::MAX_LEADER_ID
+        {
+            return Err(StoreError::Conflict(
+                "the id space of this database is exhausted".into(),
+            ));
+        }
         Ok(())
     }
 
@@ -305,6 +392,7 @@ impl Store {
 
     /// Stores a new leader.
     pub fn create_leader(&mut self, draft: LeaderDraft, now_ms: i64) -> Result<Leader, StoreError> {
+        self.check_id_space()?;
         let leader = Leader {
             id: self.next_leader,
             name: draft.name,
@@ -335,6 +423,7 @@ impl Store {
         drafts: Vec<LeaderDraft>,
         now_ms: i64,
     ) -> Result<usize, StoreError> {
+        self.check_id_space()?;
         let seeded_key = keys::named_key(keys::META, "seeded");
         if self.tree.contains_key(&seeded_key)? || !self.shared.leaders.read().is_empty() {
             return Ok(0);
@@ -510,6 +599,7 @@ impl Store {
     /// Stores a batch of posts with dedup on (platform, external id), all or nothing.
     /// A post whose edit history names a stored post updates that post instead.
     pub fn insert_posts(&mut self, posts: Vec<NewPost>) -> Result<InsertReport, StoreError> {
+        self.check_id_space()?;
         let mut report = InsertReport::default();
         let mut batch = Batch::default();
         // External ids claimed earlier in this same batch.
@@ -697,6 +787,7 @@ impl Store {
         requires_review: bool,
         now_ms: i64,
     ) -> Result<(Post, Option<ReviewItem>), StoreError> {
+        self.check_id_space()?;
         if !self.shared.leaders.read().contains_key(&new.leader_id) {
             return Err(StoreError::NotFound("leader"));
         }
@@ -913,6 +1004,14 @@ impl Store {
         let mut post_id_map: HashMap<u64, u64> = HashMap::new();
         for record in records {
             match record {
+                // Ids an index slot cannot hold (only a hand-made backup has them).
+                Record::Leader(l) if l.id >= feed_index::MAX_LEADER_ID => report.skipped += 1,
+                Record::Post(p)
+                    if p.id >= feed_index::MAX_POST_ID
+                        || p.leader_id >= feed_index::MAX_LEADER_ID =>
+                {
+                    report.skipped += 1
+                }
                 Record::Leader(leader) => {
                     if self.shared.leaders.read().contains_key(&leader.id)
                         || new_leaders.iter().any(|l: &Leader| l.id == leader.id)
@@ -1060,6 +1159,12 @@ impl StoreReader {
         self.tree
             .get(keys::named_key(keys::META, "schema_version"))?;
         Ok(())
+    }
+
+    /// The current generation: it changes after every write readers can see. Read it
+    /// before rendering; an answer cached under it is valid while it stays the same.
+    pub fn generation(&self) -> u64 {
+        self.shared.generation.load(Ordering::Acquire)
     }
 
     /// One leader.
@@ -1212,5 +1317,158 @@ impl StoreReader {
             Ok(Record::Review(codec::decode(&v)?))
         });
         leaders.chain(posts).chain(reviews)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::domain::post::Author;
+    use crate::domain::sentiment::Sentiment;
+
+    fn draft(name: &str) -> LeaderDraft {
+        LeaderDraft::parse(name, BTreeMap::new(), vec![], None).unwrap()
+    }
+
+    fn x_post(leader_id: u64, ext: &str, ts: i64, history: &[&str]) -> NewPost {
+        NewPost {
+            leader_id,
+            platform: Platform::X,
+            content: format!("post {ext}"),
+            timestamp_ms: ts,
+            sentiment: Sentiment::Neutral,
+            sentiment_score: 0.0,
+            metrics_json: "{}".into(),
+            platform_post_id: Some(ext.to_string()),
+            verification: Verification::Unverified,
+            author: Author::default(),
+            edit_history: history.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn all(reader: &StoreReader) -> Vec<Post> {
+        reader
+            .feed(&Filter::default(), Start::Offset(0), 1000)
+            .unwrap()
+            .posts
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+        #[test]
+        fn dedup_is_idempotent_whatever_the_batches(
+            batches in proptest::collection::vec(proptest::collection::vec(0u64..60, 0..40), 1..6)
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut store = Store::open(dir.path(), 8).unwrap();
+            let leader = store.create_leader(draft("A"), 0).unwrap();
+            let mut distinct = std::collections::HashSet::new();
+            for batch in &batches {
+                let posts = batch.iter().map(|n| x_post(leader.id, &format!("{}", 10_000 + n), *n as i64, &[])).collect();
+                store.insert_posts(posts).unwrap();
+                distinct.extend(batch.iter().copied());
+            }
+            let stored = all(&store.reader());
+            proptest::prop_assert_eq!(stored.len(), distinct.len());
+            let again: Vec<NewPost> = distinct.iter().map(|n| x_post(leader.id, &format!("{}", 10_000 + n), *n as i64, &[])).collect();
+            let report = store.insert_posts(again).unwrap();
+            proptest::prop_assert_eq!(report.duplicates, distinct.len());
+            proptest::prop_assert!(report.inserted.is_empty());
+            proptest::prop_assert_eq!(store.reader().stats().posts, distinct.len() as u64);
+        }
+    }
+
+    #[test]
+    fn duplicate_post_is_stored_once_within_and_across_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path(), 8).unwrap();
+        let leader = store.create_leader(draft("A"), 0).unwrap();
+        let first = store
+            .insert_posts(vec![
+                x_post(leader.id, "10", 1, &[]),
+                x_post(leader.id, "10", 1, &[]),
+            ])
+            .unwrap();
+        assert_eq!((first.inserted.len(), first.duplicates), (1, 1));
+        let again = store
+            .insert_posts(vec![
+                x_post(leader.id, "10", 1, &[]),
+                x_post(leader.id, "11", 2, &[]),
+            ])
+            .unwrap();
+        assert_eq!((again.inserted.len(), again.duplicates), (1, 1));
+        assert_eq!(all(&store.reader()).len(), 2);
+        assert_eq!(store.reader().newest_x_id(leader.id).as_deref(), Some("11"));
+    }
+
+    #[test]
+    fn an_edit_updates_the_stored_post_in_either_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path(), 8).unwrap();
+        let leader = store.create_leader(draft("A"), 0).unwrap();
+        store
+            .insert_posts(vec![x_post(leader.id, "100", 5, &["100"])])
+            .unwrap();
+        let edit = store
+            .insert_posts(vec![x_post(leader.id, "105", 5, &["100", "105"])])
+            .unwrap();
+        assert_eq!((edit.inserted.len(), edit.updated.len()), (0, 1));
+        let posts = all(&store.reader());
+        assert_eq!(posts.len(), 1);
+        assert_eq!(posts[0].platform_post_id.as_deref(), Some("105"));
+        assert_eq!(posts[0].content, "post 105");
+        // The original arriving late is a duplicate, not a second post or a rollback.
+        let late = store
+            .insert_posts(vec![x_post(leader.id, "100", 5, &["100"])])
+            .unwrap();
+        assert_eq!(late.duplicates, 1);
+        assert_eq!(all(&store.reader())[0].content, "post 105");
+        // Newer version first, then the older one: still one post, the newer content.
+        store
+            .insert_posts(vec![x_post(leader.id, "205", 9, &["200", "205"])])
+            .unwrap();
+        let old = store
+            .insert_posts(vec![x_post(leader.id, "200", 9, &["200"])])
+            .unwrap();
+        assert_eq!(old.duplicates, 1);
+        assert_eq!(all(&store.reader()).len(), 2);
+    }
+
+    #[test]
+    fn a_clean_close_restarts_from_the_snapshot_and_a_later_write_invalidates_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            let mut store = Store::open(&path, 8).unwrap();
+            let leader = store.create_leader(draft("A"), 0).unwrap();
+            store
+                .insert_posts(
+                    (0..50)
+                        .map(|i| x_post(leader.id, &format!("{}", 1000 + i), i, &[]))
+                        .collect(),
+                )
+                .unwrap();
+            store.close().unwrap();
+        }
+        assert!(path.with_extension("index").exists());
+        {
+            let mut store = Store::open(&path, 8).unwrap();
+            assert!(
+                !path.with_extension("index").exists(),
+                "a snapshot is used once"
+            );
+            assert_eq!(all(&store.reader()).len(), 50);
+            store.close().unwrap();
+            // A write after close, then a crash (no close): the snapshot must not be trusted.
+            store
+                .insert_posts(vec![x_post(1, "5000", 999, &[])])
+                .unwrap();
+        }
+        let store = Store::open(&path, 8).unwrap();
+        let posts = all(&store.reader());
+        assert_eq!(posts.len(), 51);
+        assert_eq!(posts[0].platform_post_id.as_deref(), Some("5000"));
     }
 }

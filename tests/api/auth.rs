@@ -113,6 +113,7 @@ async fn every_mutating_endpoint_needs_a_token() {
         (Method::POST, "/api/review/1/reject"),
         (Method::GET, "/api/review"),
         (Method::GET, "/api/admin/ping"),
+        (Method::GET, "/api/admin/export"),
     ];
     for (method, path) in routes {
         let res = app

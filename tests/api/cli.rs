@@ -54,6 +54,10 @@ async fn export_then_import_into_an_empty_data_dir_gives_identical_answers() {
         .await;
     assert_eq!(res.status(), 200);
     let before = api_answers(&app).await;
+    let res = app.get_auth("/api/admin/export", &app.admin_token()).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "application/x-ndjson");
+    let live_backup = res.text().await.unwrap();
     assert!(app.terminate().success());
 
     let out = amber_command(app.data_dir(), &HashMap::new())
@@ -66,6 +70,10 @@ async fn export_then_import_into_an_empty_data_dir_gives_identical_answers() {
         String::from_utf8_lossy(&out.stderr)
     );
     let backup = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        live_backup, backup,
+        "the live export equals the offline one"
+    );
     assert_eq!(
         backup.lines().count(),
         12 + 12 + 3,

@@ -242,3 +242,79 @@ async fn cors_follows_the_configured_origins() {
         .await
         .expect("a JSON answer, not a dropped connection");
 }
+
+#[actix_web::test]
+async fn hostile_input_never_gets_a_500_or_a_dropped_connection() {
+    let app = spawn_app().await;
+    let token = app.admin_token();
+    let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+    let paths = [
+        "/api/feed?page=99999999999999999999",
+        "/api/feed?leaders=,,,,",
+        "/api/feed?leaders=1,1,1,1",
+        "/api/feed?before=-9223372036854775808-0",
+        "/api/feed?before=9223372036854775807-18446744073709551615",
+        "/api/feed?source=%00",
+        "/api/feed?page_size=%FF",
+        "/api/posts/%FF%FE",
+        "/api/leaders/-1",
+        "/api/posts/paginated?limit=0",
+        "/api/review/abc/approve",
+        "/%2e%2e/%2e%2e/etc/passwd",
+        "/api/../../etc/passwd",
+    ];
+    for path in paths {
+        let res = app
+            .client
+            .get(app.url(path))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert!(res.status().as_u16() < 500, "{path}: {}", res.status());
+    }
+    let bodies: Vec<(&str, Vec<u8>)> = vec![
+        ("/api/leaders", deep.clone().into_bytes()),
+        (
+            "/api/posts",
+            br#"{"leaderId": 1e400, "platform": "x", "content": "x"}"#.to_vec(),
+        ),
+        (
+            "/api/posts",
+            br#"{"leaderId": 1, "platform": "x", "content": "\ud800"}"#.to_vec(),
+        ),
+        (
+            "/api/sentiment/batch",
+            br#"{"texts": [null, 1, {}]}"#.to_vec(),
+        ),
+        ("/api/sentiment/batch", deep.into_bytes()),
+        (
+            "/api/admin/token",
+            br#"{"adminId": "\u0000", "secret": ""}"#.to_vec(),
+        ),
+        ("/api/review/1/reject", br#"{"notes": 5}"#.to_vec()),
+    ];
+    for (path, body) in bodies {
+        let res = app
+            .client
+            .post(app.url(path))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        let status = res.status().as_u16();
+        assert!((400..500).contains(&status), "{path}: {status}");
+        let _: Value = res
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("{path}: body not JSON: {e}"));
+    }
+    let (status, _) = app.get_json("/api/health").await;
+    assert_eq!(status, 200, "still healthy");
+    assert!(
+        !app.logs().contains("panicked"),
+        "a handler panicked: {}",
+        app.logs()
+    );
+}

@@ -687,7 +687,7 @@ impl IngestScheduler {
             return;
         };
         let scheduled = trigger == "schedule" || trigger == "startup";
-        let plan = self.plan(backfill, scheduled);
+        let mut plan = self.plan(backfill, scheduled);
         let cancel = Arc::new(AtomicBool::new(false));
         self.current = Some(CurrentRun {
             record: RunRecord {
@@ -708,6 +708,7 @@ impl IngestScheduler {
         self.publish();
         let me = ctx.address();
         let concurrency = self.config.concurrency.max(1);
+        let trial_first = self.deps.breaker.borrow().state != BreakerHealth::Closed;
         let lease = self
             .config
             .redis_url
@@ -738,48 +739,57 @@ impl IngestScheduler {
                     }
                 })
             });
-            stream::iter(plan)
-                .map(|(leader, mode)| {
-                    let cancel = cancel.clone();
-                    let fetcher = fetcher.clone();
-                    let me = me.clone();
-                    async move {
-                        // The leader boundary: nothing new starts once the run is stopped.
-                        if cancel.load(Ordering::SeqCst) {
-                            return;
-                        }
-                        let reserved = match me.send(Reserve(wanted(mode))).await {
-                            Ok(r) => r,
-                            Err(_) => return,
-                        };
-                        if reserved == Some(0) {
-                            cancel.store(true, Ordering::SeqCst);
-                            me.do_send(StopRun("monthly read budget reached".to_string()));
-                            return;
-                        }
-                        let msg = FetchLeader {
-                            leader,
-                            mode,
-                            read_allowance: reserved,
-                        };
-                        match fetcher.send(msg).await {
-                            Ok(outcome) => {
-                                let done = LeaderDone {
-                                    outcome,
-                                    reserved: reserved.unwrap_or(0),
-                                };
-                                let stop = me.send(done).await.unwrap_or(true);
-                                if stop {
-                                    cancel.store(true, Ordering::SeqCst);
-                                }
-                            }
-                            Err(e) => {
+            let job = |(leader, mode): (Leader, FetchMode)| {
+                let cancel = cancel.clone();
+                let fetcher = fetcher.clone();
+                let me = me.clone();
+                async move {
+                    // The leader boundary: nothing new starts once the run is stopped.
+                    if cancel.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let reserved = match me.send(Reserve(wanted(mode))).await {
+                        Ok(r) => r,
+                        Err(_) => return,
+                    };
+                    if reserved == Some(0) {
+                        cancel.store(true, Ordering::SeqCst);
+                        me.do_send(StopRun("monthly read budget reached".to_string()));
+                        return;
+                    }
+                    let msg = FetchLeader {
+                        leader,
+                        mode,
+                        read_allowance: reserved,
+                    };
+                    match fetcher.send(msg).await {
+                        Ok(outcome) => {
+                            let done = LeaderDone {
+                                outcome,
+                                reserved: reserved.unwrap_or(0),
+                            };
+                            let stop = me.send(done).await.unwrap_or(true);
+                            if stop {
                                 cancel.store(true, Ordering::SeqCst);
-                                me.do_send(StopRun(format!("fetcher unavailable: {e}")));
                             }
+                        }
+                        Err(e) => {
+                            cancel.store(true, Ordering::SeqCst);
+                            me.do_send(StopRun(format!("fetcher unavailable: {e}")));
                         }
                     }
-                })
+                }
+            };
+            // After the breaker was open, one leader goes first, alone: it is the one
+            // half-open trial call, and once it closes the breaker the others follow at
+            // full concurrency instead of being refused during the trial.
+            let split = if trial_first { 1.min(plan.len()) } else { 0 };
+            let rest = plan.split_off(split);
+            for first in plan {
+                job(first).await;
+            }
+            stream::iter(rest)
+                .map(job)
                 .buffer_unordered(concurrency)
                 .collect::<()>()
                 .await;

@@ -28,6 +28,8 @@ pub const EXPANSIONS: &str = "attachments.media_keys";
 pub const MEDIA_FIELDS: &str = "url,preview_image_url,type";
 /// The user fields asked for when resolving a handle (name and avatar go on each post).
 pub const USER_FIELDS: &str = "name,profile_image_url";
+/// Largest answer body accepted (a page of 100 posts with media is about 60 KB).
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 /// X's bounds for `max_results` on a user timeline.
 pub const MIN_PAGE: u32 = 5;
 /// See [`MIN_PAGE`].
@@ -320,7 +322,20 @@ impl XClient {
                 reset_at: reset_header(resp.headers()),
             });
         }
+        if resp
+            .content_length()
+            .is_some_and(|n| n > MAX_BODY_BYTES as u64)
+        {
+            return Err(FetchError::Malformed(format!(
+                "answer larger than {MAX_BODY_BYTES} bytes"
+            )));
+        }
         let body = resp.bytes().await.map_err(transport_error)?;
+        if body.len() > MAX_BODY_BYTES {
+            return Err(FetchError::Malformed(format!(
+                "answer larger than {MAX_BODY_BYTES} bytes"
+            )));
+        }
         match status.as_u16() {
             200..=299 => serde_json::from_slice(&body)
                 .map_err(|e| FetchError::Malformed(format!("{e} (status {status})"))),

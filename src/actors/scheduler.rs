@@ -1590,6 +1590,50 @@ mod tests {
         );
     }
 
+    async fn with_last_run_finished(rig: &Rig, ago: chrono::Duration) {
+        let record = RunRecord {
+            finished_at: Some(Utc::now() - ago),
+            ..RunRecord::default()
+        };
+        let msg = SetMeta {
+            name: META_LAST_RUN.to_string(),
+            value: Some(serde_json::to_vec(&record).unwrap()),
+        };
+        rig.store.send(msg).await.unwrap().unwrap();
+    }
+
+    #[actix::test]
+    async fn a_fire_time_missed_while_down_gives_one_catch_up_run_at_start() {
+        let rig = rig(1, 3, 5).await;
+        with_last_run_finished(&rig, chrono::Duration::hours(2)).await;
+        let hourly = config(Schedule::Interval(Duration::from_secs(3600)), true);
+        let (s, mut rx) = scheduler(&rig, hourly);
+        let addr = s.start();
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            rx.wait_for(|s| s.total_ingests == 1),
+        )
+        .await
+        .expect("a catch-up run")
+        .unwrap();
+        let last = addr.send(GetStatus).await.unwrap().last_run.unwrap();
+        assert_eq!(last.trigger, "startup");
+        assert_eq!(last.posts_ingested, 3);
+    }
+
+    #[actix::test]
+    async fn no_catch_up_run_when_no_fire_time_was_missed() {
+        let rig = rig(1, 3, 5).await;
+        with_last_run_finished(&rig, chrono::Duration::minutes(10)).await;
+        let hourly = config(Schedule::Interval(Duration::from_secs(3600)), true);
+        let (s, rx) = scheduler(&rig, hourly);
+        let addr = s.start();
+        tokio::time::sleep(STARTUP_DELAY + Duration::from_millis(500)).await;
+        assert_eq!(rx.borrow().total_ingests, 0);
+        assert!(!addr.send(GetStatus).await.unwrap().running);
+        assert_eq!(rig.fake.api_calls(), 0);
+    }
+
     #[actix::test]
     async fn the_stop_switch_is_persisted_and_loaded() {
         let rig = rig(1, 1, 5).await;

@@ -21,7 +21,7 @@ use crate::domain::leader::Leader;
 use crate::domain::post::{NewPost, Platform, Post};
 use crate::storage::StoreReader;
 use crate::x_api::client::{FetchError, XClient, MAX_PAGE, MIN_PAGE};
-use crate::x_api::dto::{map_tweet, AuthorProfile, User};
+use crate::x_api::dto::{map_tweet, AuthorProfile, TimelineResponse, User};
 
 /// How much of a timeline to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -298,7 +298,7 @@ impl Job {
             None => want,
         };
         let mut report = LeaderReport::default();
-        let mut posts: Vec<NewPost> = Vec::new();
+        let mut pages: Vec<TimelineResponse> = Vec::new();
         let mut token: Option<String> = None;
         let mut got: u32 = 0;
         while got < want {
@@ -321,24 +321,22 @@ impl Job {
             let page = page.response;
             self.reads.posts += page.data.len() as u64;
             got = got.saturating_add(page.data.len() as u32);
-            let media = page.media_by_key();
-            for tweet in &page.data {
-                // Known posts are dedup hits in the store anyway; skipping them here saves
-                // the sentiment scoring of posts that will not be stored.
-                if matches!(
-                    self.reader.post_by_external_id(Platform::X, &tweet.id),
-                    Ok(Some(_))
-                ) {
-                    report.duplicates += 1;
-                    continue;
-                }
-                posts.push(map_tweet(tweet, &media, leader.id, &author));
-            }
             token = page.meta.next_token.clone();
-            if token.is_none() || page.data.is_empty() {
+            let last_page = token.is_none() || page.data.is_empty();
+            pages.push(page);
+            if last_page {
                 break;
             }
         }
+        // Mapping scores every post with VADER: CPU work, done on the blocking pool so
+        // several leaders' pages are scored in parallel with the network and the store.
+        let reader = self.reader.clone();
+        let leader_id = leader.id;
+        let (posts, known) =
+            tokio::task::spawn_blocking(move || map_pages(&pages, &reader, leader_id, &author))
+                .await
+                .map_err(|e| LeaderError::Internal(format!("mapping posts: {e}")))?;
+        report.duplicates += known;
         if posts.is_empty() {
             return Ok(report);
         }
@@ -352,6 +350,33 @@ impl Job {
         report.inserted = stored.inserted;
         Ok(report)
     }
+}
+
+/// Maps timeline pages to posts, skipping posts already stored (they would be dedup hits
+/// in the store; skipping them here saves scoring their sentiment). Returns the posts and
+/// how many were skipped.
+fn map_pages(
+    pages: &[TimelineResponse],
+    reader: &StoreReader,
+    leader_id: u64,
+    author: &AuthorProfile,
+) -> (Vec<NewPost>, usize) {
+    let mut posts = Vec::new();
+    let mut known = 0;
+    for page in pages {
+        let media = page.media_by_key();
+        for tweet in &page.data {
+            if matches!(
+                reader.post_by_external_id(Platform::X, &tweet.id),
+                Ok(Some(_))
+            ) {
+                known += 1;
+                continue;
+            }
+            posts.push(map_tweet(tweet, &media, leader_id, author));
+        }
+    }
+    (posts, known)
 }
 
 /// A small world for actor tests: a fake X, a store in a temp dir, the actors.

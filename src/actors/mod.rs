@@ -11,5 +11,6 @@
 
 pub mod breaker;
 pub mod fetcher;
+pub mod lease;
 pub mod scheduler;
 pub mod store;

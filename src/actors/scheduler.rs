@@ -37,6 +37,7 @@ use tokio::sync::watch;
 
 use crate::actors::breaker::{BreakerConfig, BreakerSnapshot, CircuitBreaker};
 use crate::actors::fetcher::{FetchLeader, FetchMode, FetchOutcome, LeaderError, Reads, XFetcher};
+use crate::actors::lease::{Lease, LEASE_TTL};
 use crate::actors::store::{PostStore, SetMeta};
 use crate::config::{Settings, XSettings};
 use crate::domain::crontab::{self, CrontabError};
@@ -60,12 +61,6 @@ pub const LEADER_BACKOFF_MAX: Duration = Duration::from_secs(6 * 60 * 60);
 pub const STARTUP_DELAY: Duration = Duration::from_secs(2);
 /// How long a shutdown waits for in-flight leaders.
 pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(30);
-/// Lifetime of the Redis lease; renewed every third of it while a run lasts.
-pub const LEASE_TTL: Duration = Duration::from_secs(60);
-/// Redis key of the ingestion lease.
-pub const LEASE_KEY: &str = "amber:ingest:lease";
-/// Time allowed for one Redis command of the lease.
-const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 /// Usage counters are persisted at most this often during a run (and at its end).
 const USAGE_PERSIST_EVERY: Duration = Duration::from_secs(1);
 /// Estimated X API price per post read, USD (pay-per-use list price; adjust to your plan).
@@ -1319,77 +1314,6 @@ impl IngestScheduler {
             scheduler,
             snapshot,
         })
-    }
-}
-
-/// The Redis lease that makes one instance at a time run ingestion.
-#[derive(Clone)]
-struct Lease {
-    conn: redis::aio::MultiplexedConnection,
-    token: String,
-}
-
-const RENEW_SCRIPT: &str = r"if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end";
-const RELEASE_SCRIPT: &str = r"if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
-
-async fn with_timeout<T>(
-    fut: impl std::future::Future<Output = redis::RedisResult<T>>,
-) -> Result<T, String> {
-    match tokio::time::timeout(REDIS_TIMEOUT, fut).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("Redis did not answer in time".to_string()),
-    }
-}
-
-impl Lease {
-    /// Takes the lease if free; Ok(None) when another instance holds it.
-    async fn acquire(url: &str, token: &str) -> Result<Option<Lease>, String> {
-        let client = redis::Client::open(url).map_err(|e| e.to_string())?;
-        let mut conn = with_timeout(client.get_multiplexed_async_connection()).await?;
-        let set: Option<String> = with_timeout(
-            redis::cmd("SET")
-                .arg(LEASE_KEY)
-                .arg(token)
-                .arg("NX")
-                .arg("PX")
-                .arg(LEASE_TTL.as_millis() as u64)
-                .query_async(&mut conn),
-        )
-        .await?;
-        Ok(set.map(|_| Lease {
-            conn,
-            token: token.to_string(),
-        }))
-    }
-
-    async fn renew(&self) -> Result<(), String> {
-        let mut conn = self.conn.clone();
-        let renewed: i64 = with_timeout(
-            redis::Script::new(RENEW_SCRIPT)
-                .key(LEASE_KEY)
-                .arg(&self.token)
-                .arg(LEASE_TTL.as_millis() as u64)
-                .invoke_async(&mut conn),
-        )
-        .await?;
-        if renewed == 1 {
-            Ok(())
-        } else {
-            Err("the lease expired and was taken".to_string())
-        }
-    }
-
-    async fn release(&self) -> Result<(), String> {
-        let mut conn = self.conn.clone();
-        let _: i64 = with_timeout(
-            redis::Script::new(RELEASE_SCRIPT)
-                .key(LEASE_KEY)
-                .arg(&self.token)
-                .invoke_async(&mut conn),
-        )
-        .await?;
-        Ok(())
     }
 }
 

@@ -18,3 +18,4 @@ pub mod status;
 pub mod storage;
 pub mod telemetry;
 pub mod web;
+pub mod x_api;

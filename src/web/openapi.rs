@@ -51,6 +51,11 @@ use crate::http;
         http::rate_limit::reset,
         http::sentiment::batch,
         http::bench::fixed,
+        http::ingestion::status,
+        http::ingestion::trigger,
+        http::ingestion::stop,
+        http::ingestion::start,
+        http::ingestion::refresh,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -62,6 +67,7 @@ use crate::http;
         (name = "review", description = "The review queue (reviewer or admin)"),
         (name = "admin", description = "Tokens, backups and rate-limit buckets"),
         (name = "sentiment", description = "VADER sentiment"),
+        (name = "ingestion", description = "X ingestion: status, trigger, stop, start, refresh"),
         (name = "bench", description = "Load-test baselines, mounted only with AMBER_BENCH_ROUTES=true"),
     )
 )]

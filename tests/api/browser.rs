@@ -14,6 +14,8 @@ use std::sync::Mutex;
 
 use serde_json::{json, Value};
 
+use amber::x_api::fake::{username, FakeScript, FakeX};
+
 use crate::helpers::{spawn_app, spawn_app_with, TestApp};
 
 /// One Chromium at a time: the machine has two cores.
@@ -400,4 +402,53 @@ async fn a_rate_limited_feed_shows_the_wait_and_recovers() {
     .await;
     let wait = result["waitShown"].as_u64().expect("wait");
     assert!((1..=5).contains(&wait), "{result}");
+}
+
+#[actix_web::test]
+async fn admin_panel_triggers_ingestion_and_new_posts_appear() {
+    if !browser_available("trigger") {
+        return;
+    }
+    const USERS: u32 = 2;
+    const POSTS_PER_USER: u32 = 6;
+    let fake = FakeX::start(FakeScript {
+        users: USERS,
+        posts_per_user: POSTS_PER_USER,
+        ..FakeScript::default()
+    })
+    .expect("fake X API");
+    let token = fake.token();
+    let app = spawn_app_with(&[
+        ("X_API_BASE_URL", fake.base_url()),
+        ("TWITTER_BEARER_TOKEN", token.as_str()),
+        ("SEED_LEADERS", "false"),
+    ])
+    .await;
+    for u in 0..USERS {
+        let res = app
+            .admin_post(
+                "/api/leaders",
+                &json!({"name": format!("Fake Leader {u}"), "handles": {"x": username(u)}}),
+            )
+            .await;
+        assert_eq!(res.status(), 201);
+    }
+    let expected = USERS * POSTS_PER_USER;
+    let result = run_scenario(
+        &app,
+        "trigger",
+        &json!({"adminToken": app.admin_token(), "expectedPosts": expected}),
+    )
+    .await;
+    assert_eq!(result["cards"], expected);
+    assert!(
+        result["result"]
+            .as_str()
+            .is_some_and(|r| r.contains(&format!("{expected} new posts"))),
+        "{result}"
+    );
+    // The page showed what the server stored, and the fake was really called.
+    let feed = fresh_get(&app, "/api/feed?source=x&page_size=100", None).await;
+    assert_eq!(feed["total"], expected);
+    assert!(fake.api_calls() > 0);
 }

@@ -10,6 +10,7 @@ mod feed;
 mod health;
 mod healthcheck;
 mod helpers;
+mod ingestion;
 mod leaders;
 mod posts;
 mod rate_limit;

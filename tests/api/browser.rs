@@ -11,12 +11,13 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use amber::x_api::fake::{username, FakeScript, FakeX};
+use amber::x_api::fake::{username, FakeScript, FakeX, Fault};
 
-use crate::helpers::{spawn_app, spawn_app_with, TestApp};
+use crate::helpers::{eventually, spawn_app, spawn_app_with, TestApp};
 
 /// One Chromium at a time: the machine has two cores.
 static BROWSER: Mutex<()> = Mutex::new(());
@@ -451,4 +452,52 @@ async fn admin_panel_triggers_ingestion_and_new_posts_appear() {
     let feed = fresh_get(&app, "/api/feed?source=x&page_size=100", None).await;
     assert_eq!(feed["total"], expected);
     assert!(fake.api_calls() > 0);
+}
+
+#[actix_web::test]
+async fn an_empty_feed_says_the_breaker_is_open() {
+    if !browser_available("empty") {
+        return;
+    }
+    let fake = FakeX::start(FakeScript {
+        users: 1,
+        posts_per_user: 3,
+        ..FakeScript::default()
+    })
+    .expect("fake X API");
+    let token = fake.token();
+    let app = spawn_app_with(&[
+        ("X_API_BASE_URL", fake.base_url()),
+        ("TWITTER_BEARER_TOKEN", token.as_str()),
+        ("SEED_LEADERS", "false"),
+        ("X_CIRCUIT_FAIL_MAX", "1"),
+        ("X_CIRCUIT_RESET_SECONDS", "300"),
+    ])
+    .await;
+    let res = app
+        .admin_post(
+            "/api/leaders",
+            &json!({"name": "Failing Leader", "handles": {"x": username(0)}}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    fake.inject(Fault::ServerError, None);
+    let res = app
+        .admin_post("/api/ingestion/trigger", &json!({"backfill": false}))
+        .await;
+    assert_eq!(res.status(), 202);
+    eventually(Duration::from_secs(60), "the breaker to open", || async {
+        let (_, s) = app.get_json("/api/ingestion/status").await;
+        (s["circuit_breaker_state"] == "open" && s["running"] == false).then_some(())
+    })
+    .await;
+    run_scenario(
+        &app,
+        "empty",
+        &json!({
+            "reason": "breaker-open",
+            "mentions": ["circuit breaker is open", "TWITTER_BEARER_TOKEN", "Ingestion panel"],
+        }),
+    )
+    .await;
 }

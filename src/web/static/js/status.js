@@ -60,6 +60,10 @@
     return 'not set';
   }
 
+  function plural(n, word) {
+    return n + ' ' + word + (n === 1 ? '' : 's');
+  }
+
   function errorsOf(run) {
     const e = run && run.errors;
     if (Array.isArray(e)) return e;
@@ -84,12 +88,13 @@
     const parts = [dl([
       ['State', s.stopped ? 'stopped by an admin' : s.enabled ? 'on' : 'off'],
       ['Running', s.running ? 'yes, a run is in progress' : 'no'],
-      ['Breaker', breaker + (s.circuit_breaker_failures ? ' (' + s.circuit_breaker_failures + ' failures)' : ''), 'state-' + breaker],
+      ['Breaker', breaker + (s.circuit_breaker_failures ? ' (' + plural(s.circuit_breaker_failures, 'failure') + ')' : '') +
+        (breaker === 'open' && s.circuit_breaker_open_until ? ', retries ' + ui.relTime(s.circuit_breaker_open_until) : ''), 'state-' + breaker],
       ['Schedule', schedule(s)],
       ['Next run', job && job.next_run ? when(job.next_run) : (s.enabled ? 'not planned' : 'none while off')],
       ['Backfill', s.config && s.config.backfill_count ? s.config.backfill_count + ' posts per leader' : null],
       ['Last run', run && (run.finished_at || run.started_at) ? when(run.finished_at || run.started_at) : 'never'],
-      ['Last counts', run ? (run.leaders || 0) + ' leaders, ' + (run.posts_ingested || 0) + ' new posts, ' + errorsOf(run).length + ' errors' : null],
+      ['Last counts', run ? plural(run.leaders || 0, 'leader') + ', ' + plural(run.posts_ingested || 0, 'new post') + ', ' + plural(errorsOf(run).length, 'error') : null],
       ['Stopped early', run && run.stopped_reason],
       ['X usage', s.usage ? (s.usage.month || '') + ': ' + (s.usage.posts_read || 0) + ' posts read' +
         (typeof s.usage.estimated_cost_usd === 'number' ? ', ~$' + s.usage.estimated_cost_usd.toFixed(2) : '') : null],

@@ -236,7 +236,8 @@ export const scenarios = {
   },
 
   // The admin panel triggers a run against the fake X API; the new posts appear in the
-  // feed without a reload, and the ingestion panel shows the run's counts.
+  // feed without a reload, and the ingestion panel shows the run's counts. Then stop,
+  // start and a backfill from the same panel.
   async trigger(env) {
     const { args, assert } = env;
     const { page } = await open(env, DESKTOP);
@@ -256,6 +257,19 @@ export const scenarios = {
     const panel = await page.$eval('#ingestion-body', (e) => e.textContent);
     assert(panel.includes(`${args.expectedPosts} new posts`), `ingestion panel lacks the run's counts: ${panel}`);
     await page.screenshot({ path: `${env.outDir}/after-trigger.png` });
+
+    // Stop and start: the panel follows; a backfill run finds nothing new (dedup).
+    const stateIs = (want) => page.waitForFunction((w) => {
+      const dt = [...document.querySelectorAll('#ingestion-body dt')].find((d) => d.textContent === 'State');
+      return dt && dt.nextElementSibling.textContent === w;
+    }, want, { timeout: WAIT_MS });
+    await page.click('[data-ingest="stop"]');
+    await stateIs('stopped by an admin');
+    await page.click('[data-ingest="start"]');
+    await stateIs(args.stateAfterStart);
+    await page.click('[data-ingest="backfill"]');
+    await page.waitForFunction(() => /Run finished: 0 new posts/.test(document.getElementById('admin-result').textContent), null, { timeout: 60000 });
+    assert((await cards(page)).length === list.length, 'a backfill of known posts changed the feed');
     await noCsp(env, page);
     return { result, cards: list.length };
   },

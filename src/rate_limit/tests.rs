@@ -513,26 +513,32 @@ async fn a_slow_redis_costs_a_request_at_most_a_few_milliseconds() {
         }
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut admitted = 0;
-    for n in 0..15 {
-        // A new key each time: no lease to spend, so each would ask Redis.
-        let key = ClientKey::parse(KeyKind::Ip, &format!("198.51.100.{n}")).unwrap();
+    // Requests keep coming for fresh keys (no lease to spend: each would ask Redis).
+    let mut n = 0;
+    while a.limits.redis_available() {
+        assert!(n < 1000, "still available after {n} late requests");
+        let key =
+            ClientKey::parse(KeyKind::Ip, &format!("198.51.{}.{}", n / 250, n % 250)).unwrap();
         let started = Instant::now();
-        if a.limits.check(&key, ONE).await.allowed {
-            admitted += 1;
-        }
+        let decision = a.limits.check(&key, ONE).await;
         let waited = started.elapsed();
         assert!(
             waited < redis_sync::REQUEST_DEADLINE + Duration::from_millis(20),
             "request {n} waited {waited:?}"
         );
+        assert!(
+            decision.allowed,
+            "a fresh key is admitted provisionally (request {n})"
+        );
+        n += 1;
     }
-    assert_eq!(admitted, 15, "fresh keys are allowed per instance");
-    assert!(
-        !a.limits.redis_available(),
-        "repeated timeouts mark Redis unavailable"
-    );
     assert_eq!(*a.health.borrow(), RedisHealth::Unavailable);
+    // Now decided per instance without touching Redis at all.
+    let key = ClientKey::parse(KeyKind::Ip, "203.0.113.99").unwrap();
+    for _ in 0..10 {
+        assert!(a.limits.check(&key, ONE).await.allowed);
+    }
+    assert!(!a.limits.check(&key, ONE).await.allowed);
     sleeper.await.unwrap();
     tokio::time::timeout(
         Duration::from_secs(5),
@@ -541,4 +547,64 @@ async fn a_slow_redis_costs_a_request_at_most_a_few_milliseconds() {
     .await
     .expect("sync resumes after the stall")
     .unwrap();
+}
+
+#[tokio::test]
+async fn while_redis_is_late_a_key_is_trusted_for_one_lease_only() {
+    let test = "while_redis_is_late_a_key_is_trusted_for_one_lease_only";
+    if !redis_or_skip(test).await {
+        return;
+    }
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let Some(_server) = OwnRedis::start(port) else {
+        println!("SKIP {test}: cannot run redis-server");
+        return;
+    };
+    // A burst of 10 leases 1 token; the shared bucket is empty and does not refill.
+    let mut a = instance(&settings(10, 10), &url);
+    a.health.wait_for(|h| *h == RedisHealth::Ok).await.unwrap();
+    let key = ClientKey::parse(KeyKind::Ip, "203.0.113.50").unwrap();
+    let _: u32 = redis_cli(
+        &url,
+        &[
+            "HSET",
+            &key.redis_key(),
+            "tokens",
+            "0",
+            "ts",
+            "99999999999999",
+        ],
+    )
+    .await;
+    let stall = tokio::spawn({
+        let url = url.clone();
+        async move {
+            let _: Result<String, _> = async {
+                let client = redis::Client::open(url.as_str())?;
+                let mut connection = client.get_multiplexed_async_connection().await?;
+                redis::cmd("DEBUG")
+                    .arg("SLEEP")
+                    .arg(0.2)
+                    .query_async(&mut connection)
+                    .await
+            }
+            .await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert!(
+        a.limits.check(&key, ONE).await.allowed,
+        "admitted provisionally"
+    );
+    assert!(
+        !a.limits.check(&key, ONE).await.allowed,
+        "a second unconfirmed request is refused"
+    );
+    stall.await.unwrap();
+    // The late answer granted nothing: the provisional request is a debt, and the next
+    // request (answered in time) is refused by the empty shared bucket.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(a.limits.redis_available());
+    assert!(!a.limits.check(&key, ONE).await.allowed);
 }

@@ -381,6 +381,40 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Makes the Redis at `url` stop answering for `seconds` (`DEBUG SLEEP`).
+fn stall_redis(url: &str, seconds: f64) -> tokio::task::JoinHandle<()> {
+    let url = url.to_string();
+    tokio::spawn(async move {
+        let _: Result<String, redis::RedisError> = async {
+            let client = redis::Client::open(url.as_str())?;
+            let mut connection = client.get_multiplexed_async_connection().await?;
+            redis::cmd("DEBUG")
+                .arg("SLEEP")
+                .arg(seconds)
+                .query_async(&mut connection)
+                .await
+        }
+        .await;
+    })
+}
+
+/// A redis-server of the test's own on a free port, and an instance synced through it
+/// (Redis answering); `None` after printing SKIP when that cannot be had.
+async fn with_own_redis(test: &str) -> Option<(OwnRedis, u16, String, Instance)> {
+    if !redis_or_skip(test).await {
+        return None;
+    }
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let Some(server) = OwnRedis::start(port) else {
+        println!("SKIP {test}: cannot run redis-server");
+        return None;
+    };
+    let mut a = instance(&settings(10, 10), &url);
+    a.health.wait_for(|h| *h == RedisHealth::Ok).await.unwrap();
+    Some((server, port, url, a))
+}
+
 struct OwnRedis(Child);
 
 impl OwnRedis {
@@ -415,18 +449,11 @@ impl Drop for OwnRedis {
 
 #[tokio::test]
 async fn sync_resumes_by_itself_when_redis_returns() {
-    let test = "sync_resumes_by_itself_when_redis_returns";
-    if !redis_or_skip(test).await {
-        return;
-    }
-    let port = free_port();
-    let url = format!("redis://127.0.0.1:{port}");
-    let Some(server) = OwnRedis::start(port) else {
-        println!("SKIP {test}: cannot run redis-server");
+    let Some((server, port, url, mut a)) =
+        with_own_redis("sync_resumes_by_itself_when_redis_returns").await
+    else {
         return;
     };
-    let mut a = instance(&settings(10, 10), &url);
-    a.health.wait_for(|h| *h == RedisHealth::Ok).await.unwrap();
     let key = unique_user("resume");
     assert!(a.limits.check(&key, ONE).await.allowed);
     assert!(redis_tokens(&url, &key).await.is_some());
@@ -484,34 +511,13 @@ async fn health_follows_a_configured_redis_even_with_limiting_off() {
 
 #[tokio::test]
 async fn a_slow_redis_costs_a_request_at_most_a_few_milliseconds() {
-    let test = "a_slow_redis_costs_a_request_at_most_a_few_milliseconds";
-    if !redis_or_skip(test).await {
-        return;
-    }
-    let port = free_port();
-    let url = format!("redis://127.0.0.1:{port}");
-    let Some(_server) = OwnRedis::start(port) else {
-        println!("SKIP {test}: cannot run redis-server");
+    let Some((_server, _port, url, mut a)) =
+        with_own_redis("a_slow_redis_costs_a_request_at_most_a_few_milliseconds").await
+    else {
         return;
     };
-    let mut a = instance(&settings(10, 10), &url);
-    a.health.wait_for(|h| *h == RedisHealth::Ok).await.unwrap();
     // Redis stops answering for two seconds.
-    let sleeper = tokio::spawn({
-        let url = url.clone();
-        async move {
-            let _: Result<String, _> = async {
-                let client = redis::Client::open(url.as_str())?;
-                let mut connection = client.get_multiplexed_async_connection().await?;
-                redis::cmd("DEBUG")
-                    .arg("SLEEP")
-                    .arg(2)
-                    .query_async(&mut connection)
-                    .await
-            }
-            .await;
-        }
-    });
+    let sleeper = stall_redis(&url, 2.0);
     tokio::time::sleep(Duration::from_millis(100)).await;
     // Requests keep coming for fresh keys (no lease to spend: each would ask Redis).
     let mut n = 0;
@@ -551,19 +557,12 @@ async fn a_slow_redis_costs_a_request_at_most_a_few_milliseconds() {
 
 #[tokio::test]
 async fn while_redis_is_late_a_key_is_trusted_for_one_lease_only() {
-    let test = "while_redis_is_late_a_key_is_trusted_for_one_lease_only";
-    if !redis_or_skip(test).await {
-        return;
-    }
-    let port = free_port();
-    let url = format!("redis://127.0.0.1:{port}");
-    let Some(_server) = OwnRedis::start(port) else {
-        println!("SKIP {test}: cannot run redis-server");
+    // A burst of 10 leases 1 token; the shared bucket is empty and does not refill.
+    let Some((_server, _port, url, a)) =
+        with_own_redis("while_redis_is_late_a_key_is_trusted_for_one_lease_only").await
+    else {
         return;
     };
-    // A burst of 10 leases 1 token; the shared bucket is empty and does not refill.
-    let mut a = instance(&settings(10, 10), &url);
-    a.health.wait_for(|h| *h == RedisHealth::Ok).await.unwrap();
     let key = ClientKey::parse(KeyKind::Ip, "203.0.113.50").unwrap();
     let _: u32 = redis_cli(
         &url,
@@ -577,21 +576,7 @@ async fn while_redis_is_late_a_key_is_trusted_for_one_lease_only() {
         ],
     )
     .await;
-    let stall = tokio::spawn({
-        let url = url.clone();
-        async move {
-            let _: Result<String, _> = async {
-                let client = redis::Client::open(url.as_str())?;
-                let mut connection = client.get_multiplexed_async_connection().await?;
-                redis::cmd("DEBUG")
-                    .arg("SLEEP")
-                    .arg(0.2)
-                    .query_async(&mut connection)
-                    .await
-            }
-            .await;
-        }
-    });
+    let stall = stall_redis(&url, 0.2);
     tokio::time::sleep(Duration::from_millis(30)).await;
     assert!(
         a.limits.check(&key, ONE).await.allowed,

@@ -16,6 +16,9 @@ use crate::status::RedisHealth;
 
 const ONE: std::num::NonZeroU32 = std::num::NonZeroU32::MIN;
 const REDIS_URL: &str = "redis://127.0.0.1:6379";
+/// "Did not wait for Redis": far below the stalls and dead ports these tests use, far
+/// above the scheduling noise of a busy debug build.
+const NO_WAIT: Duration = Duration::from_millis(100);
 
 fn settings(per_minute: u32, burst: u32) -> RateLimitSettings {
     RateLimitSettings {
@@ -312,14 +315,12 @@ async fn idle_leases_go_back_to_the_shared_bucket() {
     until_available(&[&a]).await;
     let key = unique_user("lease");
     let sync = a.limits.redis.clone().unwrap();
-    // A first call slower than the request deadline is decided locally and leases
-    // nothing; try again until a lease is held.
-    for _ in 0..10 {
-        assert!(a.limits.check(&key, ONE).await.allowed);
-        if sync.lease_count() == 1 {
-            break;
-        }
-    }
+    assert!(a.limits.check(&key, ONE).await.allowed);
+    // A first answer later than the request deadline settles into the lease a moment after.
+    wait_for("a lease held", Duration::from_secs(2), || {
+        sync.leased_tokens(&key) > 0
+    })
+    .await;
     assert_eq!(sync.lease_count(), 1);
     let leased = sync.leased_tokens(&key);
     let before = redis_tokens(REDIS_URL, &key).await.unwrap();
@@ -360,7 +361,7 @@ async fn with_nothing_listening_requests_are_limited_per_instance_without_waitin
             admitted += 1;
         }
         assert!(
-            started.elapsed() < Duration::from_millis(50),
+            started.elapsed() < NO_WAIT,
             "a request waited {:?} on a dead Redis",
             started.elapsed()
         );
@@ -469,7 +470,7 @@ async fn sync_resumes_by_itself_when_redis_returns() {
     let started = Instant::now();
     let decision = a.limits.check(&key, ONE).await;
     assert!(decision.allowed, "served per instance while Redis is down");
-    assert!(started.elapsed() < Duration::from_millis(50));
+    assert!(started.elapsed() < NO_WAIT);
 
     let _server = OwnRedis::start(port).expect("redis-server restarts");
     tokio::time::timeout(
@@ -528,10 +529,7 @@ async fn a_slow_redis_costs_a_request_at_most_a_few_milliseconds() {
         let started = Instant::now();
         let decision = a.limits.check(&key, ONE).await;
         let waited = started.elapsed();
-        assert!(
-            waited < redis_sync::REQUEST_DEADLINE + Duration::from_millis(20),
-            "request {n} waited {waited:?}"
-        );
+        assert!(waited < NO_WAIT, "request {n} waited {waited:?}");
         assert!(
             decision.allowed,
             "a fresh key is admitted provisionally (request {n})"

@@ -1,5 +1,5 @@
 //! The command line (clap): `serve` (default), `token`, `export`, `import`,
-//! `rate-limit reset`.
+//! `rate-limit reset`, `ingest`, `demo`.
 
 use std::io::{BufWriter, Write};
 use std::time::Duration;
@@ -7,12 +7,15 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use crate::actors::scheduler::{IngestScheduler, TriggerRun, WaitIdle};
+use crate::actors::store::{Close, PostStore, SeedLeaders};
 use crate::backup;
-use crate::config::Settings;
+use crate::config::{Secret, Settings};
 use crate::http::auth::{JwtKeys, Role};
 use crate::rate_limit::key::{ClientKey, KeyKind};
 use crate::rate_limit::redis_sync;
-use crate::startup::{open_store, Application};
+use crate::startup::{open_store, read_seed, Application};
+use crate::x_api::fake::{username as fake_username, FakeScript, FakeX};
 
 /// Amber: follow public figures on X from one self-hosted binary.
 #[derive(Debug, Parser)]
@@ -43,6 +46,26 @@ pub enum Command {
     Export,
     /// Read a backup (JSON lines) from stdin into DATA_DIR; the server must be stopped.
     Import,
+    /// Run one ingestion pass against the configured X API, print its record, exit.
+    /// The server must be stopped (it shares DATA_DIR).
+    Ingest {
+        /// Read X_BACKFILL_COUNT posts per leader instead of only the new ones.
+        #[arg(long)]
+        backfill: bool,
+    },
+    /// Run the server against a built-in simulated X API: no token needed. Data goes to
+    /// a fresh temporary directory.
+    Demo {
+        /// Simulated leaders.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=5000))]
+        leaders: u32,
+        /// Posts each simulated leader starts with.
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(0..=10000))]
+        posts: u32,
+        /// Seconds between new simulated posts (0: none).
+        #[arg(long, default_value_t = 10)]
+        new_post_every: u64,
+    },
     /// Rate-limit buckets.
     RateLimit {
         #[command(subcommand)]
@@ -108,6 +131,12 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Ingest { backfill } => ingest_once(settings, backfill),
+        Command::Demo {
+            leaders,
+            posts,
+            new_post_every,
+        } => demo(settings, leaders, posts, new_post_every),
         Command::RateLimit {
             action: RateLimitAction::Reset { ip, user },
         } => {
@@ -212,6 +241,114 @@ fn reset_rate_limit(settings: &Settings, key: &ClientKey) -> anyhow::Result<()> 
             anyhow::bail!("the reset of {key} did not complete");
         }
         Ok(())
+    })
+}
+
+/// `amber ingest`: the actors without the HTTP server, one run, then a flush.
+fn ingest_once(settings: Settings, backfill: bool) -> anyhow::Result<()> {
+    if settings.x.bearer_token.is_none() {
+        anyhow::bail!("TWITTER_BEARER_TOKEN is not set: there is nothing to ingest from");
+    }
+    actix_web::rt::System::new().block_on(async move {
+        let store = open_store(&settings)?;
+        let reader = store.reader();
+        let store = PostStore::start(store);
+        if settings.seed_leaders {
+            let drafts = read_seed(&settings.seed_file)?;
+            store
+                .send(SeedLeaders(drafts))
+                .await
+                .context("store actor")??;
+        }
+        let ingestion = IngestScheduler::launch(&settings, store.clone(), reader, false)?;
+        ingestion
+            .scheduler
+            .send(TriggerRun {
+                backfill,
+                source: "cli",
+            })
+            .await
+            .context("ingestion scheduler")??;
+        let record = ingestion
+            .scheduler
+            .send(WaitIdle)
+            .await
+            .context("ingestion scheduler")?;
+        store.send(Close).await.context("store actor")??;
+        let record = record.context("the run left no record")?;
+        println!("{}", serde_json::to_string(&record)?);
+        eprintln!(
+            "ingested {} new posts from {} leaders ({} errors) in {} ms",
+            record.posts_ingested,
+            record.leaders,
+            record.errors.len(),
+            record.duration_ms.unwrap_or(0)
+        );
+        match record.stopped_reason {
+            Some(reason) => anyhow::bail!("the run stopped early: {reason}"),
+            None => Ok(()),
+        }
+    })
+}
+
+/// `amber demo`: the fake X API on loopback, generated leaders, a one-minute schedule,
+/// new posts appearing every few seconds, and the real server pointed at all of it.
+fn demo(settings: Settings, leaders: u32, posts: u32, new_post_every: u64) -> anyhow::Result<()> {
+    let fake = std::sync::Arc::new(
+        FakeX::start(FakeScript {
+            users: leaders,
+            posts_per_user: posts,
+            token: "amber-demo-token".to_string(),
+            latency: std::time::Duration::from_millis(20),
+            workers: 1,
+        })
+        .context("starting the simulated X API")?,
+    );
+    let dir = std::env::temp_dir().join(format!("amber-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let seed: Vec<serde_json::Value> = (0..leaders)
+        .map(|u| {
+            serde_json::json!({
+                "name": format!("Leader {u}"),
+                "handles": {"x": fake_username(u)},
+                "trackingTopics": ["demo"],
+            })
+        })
+        .collect();
+    let seed_file = dir.join("leaders.json");
+    std::fs::write(&seed_file, serde_json::to_vec_pretty(&seed)?)?;
+    let mut settings = settings;
+    settings.data_dir = dir.clone();
+    settings.seed_file = seed_file;
+    settings.seed_leaders = true;
+    settings.x.ingest_enabled = true;
+    settings.x.bearer_token = Some(Secret::new(fake.token()));
+    settings.x.api_base_url = fake.base_url().to_string();
+    settings.x.interval_minutes = 1;
+    settings.x.cron = None;
+    settings.x.circuit_fail_max = 3;
+    settings.x.circuit_reset_seconds = 30;
+    if new_post_every > 0 {
+        let fake = fake.clone();
+        std::thread::spawn(move || {
+            for tick in 0u64.. {
+                std::thread::sleep(std::time::Duration::from_secs(new_post_every));
+                let user = (tick % u64::from(leaders)) as u32;
+                fake.add_posts(&fake_username(user), 1 + (tick % 3) as u32);
+            }
+        });
+    }
+    let control = fake.control_url().to_string();
+    actix_web::rt::System::new().block_on(async move {
+        let app = Application::build(settings).await?;
+        println!("amber listening on {}", app.address());
+        println!("amber demo: simulated X API at {control}/2 ({leaders} leaders), data in {}", dir.display());
+        println!("  watch:   curl {}/api/ingestion/status   and   curl '{}/api/feed?source=x'", app.address(), app.address());
+        println!("  break X: curl -X POST {control}/_fake/faults -H 'Content-Type: application/json' -d '{{\"kind\":\"server_error\",\"count\":0}}'");
+        println!("  heal X:  curl -X DELETE {control}/_fake/faults      (stats: curl {control}/_fake/stats)");
+        let result = app.run_until_stopped().await;
+        drop(fake);
+        result
     })
 }
 

@@ -16,3 +16,4 @@ pub mod startup;
 pub mod status;
 pub mod storage;
 pub mod telemetry;
+pub mod x_api;

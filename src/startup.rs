@@ -12,6 +12,7 @@ use actix_web::dev::Server;
 use actix_web::{middleware::from_fn, web, App, HttpServer};
 use anyhow::Context;
 
+use crate::actors::scheduler::{IngestScheduler, Shutdown};
 use crate::actors::store::{Close, PostStore, SeedLeaders};
 use crate::config::Settings;
 use crate::domain::leader::LeaderDraft;
@@ -34,6 +35,7 @@ pub struct Application {
     host: std::net::IpAddr,
     server: Server,
     store: Addr<PostStore>,
+    ingest: Addr<IngestScheduler>,
 }
 
 /// Opens the store under `DATA_DIR`, with a clear message when another process has it.
@@ -108,15 +110,19 @@ impl Application {
         let jwt = Arc::new(JwtKeys::new(&settings.auth));
         // Seam: the rate limiter (issue 3) and the ingestion actors (issue 4) publish their
         // status here and are built next to the store.
-        let mut status = StatusBoard::disabled();
         let (redis_health, redis_status) = tokio::sync::watch::channel(RedisHealth::Disabled);
-        status.redis = redis_status;
         // Built once: every worker shares these limiters (and their Redis sync).
         let rate_limits = RateLimits::start(
             &settings.rate_limit,
             settings.redis_url.as_deref(),
             redis_health,
         )?;
+        let ingestion = IngestScheduler::launch(&settings, store.clone(), reader.clone(), true)?;
+        let status = StatusBoard {
+            redis: redis_status,
+            ingest: ingestion.snapshot.clone(),
+        };
+        let scheduler = web::Data::new(ingestion.scheduler.clone());
         let state = AppState {
             settings: settings.clone(),
             reader,
@@ -137,6 +143,7 @@ impl Application {
             App::new()
                 .app_data(web::Data::new(state.clone()))
                 .app_data(web::Data::from(rate_limits.clone()))
+                .app_data(scheduler.clone())
                 .wrap(from_fn(http::middleware::around))
                 .configure(move |cfg| http::configure(cfg, &route_settings))
                 .default_service(web::to(http::not_found))
@@ -150,6 +157,7 @@ impl Application {
             host: addr.ip(),
             server,
             store,
+            ingest: ingestion.scheduler,
         })
     }
 
@@ -167,6 +175,10 @@ impl Application {
     /// then flushes the store.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         self.server.await.context("http server")?;
+        tracing::info!("shutting down: stopping ingestion at a leader boundary");
+        if let Err(err) = self.ingest.send(Shutdown).await {
+            tracing::warn!(error = %err, "ingestion scheduler already gone");
+        }
         tracing::info!("shutting down: flushing the store");
         self.store.send(Close).await.context("store actor")??;
         tracing::info!("store flushed; bye");

@@ -9,4 +9,8 @@
 //!          └───────────────────── InsertPosts ─────────────────────▶ PostStore
 //! ```
 
+pub mod breaker;
+pub mod fetcher;
+pub mod lease;
+pub mod scheduler;
 pub mod store;

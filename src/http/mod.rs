@@ -8,6 +8,7 @@ pub mod bench;
 pub mod dto;
 pub mod feed;
 pub mod health;
+pub mod ingestion;
 pub mod leaders;
 pub mod metrics;
 pub mod middleware;
@@ -115,7 +116,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
                 .configure(review::configure)
                 .configure(admin::configure)
                 .configure(rate_limit::configure)
-                .configure(sentiment::configure),
+                .configure(sentiment::configure)
+                .configure(ingestion::configure),
         );
 }
 

@@ -8,6 +8,7 @@ mod errors;
 mod feed;
 mod health;
 mod helpers;
+mod ingestion;
 mod leaders;
 mod posts;
 mod rate_limit;

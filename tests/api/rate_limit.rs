@@ -146,6 +146,19 @@ async fn limited_routes_share_one_bucket_per_client() {
 }
 
 #[actix_web::test]
+async fn leader_refresh_spends_from_the_same_bucket() {
+    let app = spawn(&limits("3", "3")).await;
+    assert_eq!(feed_status(&app, &[]).await, 200);
+    // Without an X token the refresh itself cannot run, but it is counted first.
+    let res = post(&app, "/api/leaders/1/refresh", &json!({})).await;
+    assert_ne!(res.status(), 429);
+    assert_eq!(header(&res, "x-ratelimit-remaining"), Some("1"));
+    assert_eq!(feed_status(&app, &[]).await, 200);
+    let res = post(&app, "/api/leaders/1/refresh", &json!({})).await;
+    assert_eq!(res.status(), 429);
+}
+
+#[actix_web::test]
 async fn invented_forwarding_headers_do_not_escape_the_bucket() {
     let app = spawn(&limits("3", "3")).await;
     let mut statuses = Vec::new();

@@ -1,0 +1,740 @@
+//! `XFetcher`: fetches one leader's new posts from X and hands them to `PostStore`.
+//!
+//! For a leader it resolves the X user id once (cached in the store, so restarts do not
+//! repeat the lookup), then reads the timeline: one page of up to `limit` posts newer than
+//! the newest stored id (incremental), or, on backfill, pages following `meta.next_token`
+//! until `X_BACKFILL_COUNT` posts (never more than 100 a page). Every X call first asks
+//! the `CircuitBreaker` and reports its outcome to it. The posts of one leader are stored
+//! in one `InsertPosts` batch, so a leader is either fully ingested or not at all (a
+//! backfill cut short by a crash is redone whole, never left with a hole behind
+//! `since_id`).
+//!
+//! Requests run concurrently: each `FetchLeader` is its own future, and the scheduler
+//! decides how many are in flight.
+
+use actix::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::actors::breaker::{AskPermit, CircuitBreaker, RecordFailure, RecordSuccess};
+use crate::actors::store::{CacheXUser, InsertPosts, PostStore, SetMeta};
+use crate::domain::leader::Leader;
+use crate::domain::post::{NewPost, Platform, Post};
+use crate::storage::StoreReader;
+use crate::x_api::client::{FetchError, XClient, MAX_PAGE, MIN_PAGE};
+use crate::x_api::dto::{map_tweet, AuthorProfile, TimelineResponse, User};
+
+/// How much of a timeline to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchMode {
+    /// The posts newer than the newest stored one: a first page of `limit`; when X says
+    /// there are more new posts than that (`next_token`), further pages up to `catch_up`
+    /// in all, so a leader who posted a lot since the last run leaves no hole behind
+    /// `since_id` (unless more than `catch_up` posts came in).
+    Incremental { limit: u32, catch_up: u32 },
+    /// The newest `count` posts, whatever is stored, following `meta.next_token`.
+    Backfill { count: u32 },
+}
+
+/// What was read from X (X bills per post and per user read).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reads {
+    pub posts: u64,
+    pub users: u64,
+}
+
+impl Reads {
+    /// Adds `other` to `self`.
+    pub fn add(&mut self, other: Reads) {
+        self.posts += other.posts;
+        self.users += other.users;
+    }
+}
+
+/// Why one leader's fetch failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LeaderError {
+    #[error("leader has no X handle")]
+    NoHandle,
+    #[error(transparent)]
+    X(#[from] FetchError),
+    #[error("could not store posts: {0}")]
+    Store(String),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl LeaderError {
+    /// A stable snake_case name for the run record.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LeaderError::NoHandle => "no_handle",
+            LeaderError::X(e) => e.kind(),
+            LeaderError::Store(_) => "store",
+            LeaderError::Internal(_) => "internal",
+        }
+    }
+}
+
+/// The result of one leader's fetch.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LeaderReport {
+    /// Posts stored for the first time.
+    pub inserted: Vec<Post>,
+    /// Stored posts replaced by an edit.
+    pub updated: usize,
+    /// Posts already stored.
+    pub duplicates: usize,
+    /// Timeline pages read.
+    pub pages: u32,
+}
+
+/// Outcome and cost of one leader's fetch; `reads` counts even when the fetch failed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FetchOutcome {
+    pub leader_id: u64,
+    pub reads: Reads,
+    pub result: Result<LeaderReport, LeaderError>,
+}
+
+/// The profile kept next to the cached user id, so posts carry name and avatar after a
+/// restart without another user lookup.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CachedProfile {
+    handle: String,
+    name: Option<String>,
+    avatar: Option<String>,
+}
+
+fn profile_meta_name(leader_id: u64) -> String {
+    format!("x_profile:{leader_id}")
+}
+
+/// The fetcher actor.
+pub struct XFetcher {
+    client: XClient,
+    breaker: Addr<CircuitBreaker>,
+    store: Addr<PostStore>,
+    reader: StoreReader,
+}
+
+impl XFetcher {
+    /// A fetcher using `client`, guarded by `breaker`, storing through `store`.
+    pub fn new(
+        client: XClient,
+        breaker: Addr<CircuitBreaker>,
+        store: Addr<PostStore>,
+        reader: StoreReader,
+    ) -> XFetcher {
+        XFetcher {
+            client,
+            breaker,
+            store,
+            reader,
+        }
+    }
+}
+
+impl Actor for XFetcher {
+    type Context = Context<Self>;
+}
+
+/// Fetch one leader's posts and store them.
+#[derive(Debug, Message)]
+#[rtype(result = "FetchOutcome")]
+pub struct FetchLeader {
+    pub leader: Leader,
+    pub mode: FetchMode,
+    /// Posts that may still be read this month (`X_MONTHLY_READ_BUDGET`); None: no cap.
+    pub read_allowance: Option<u64>,
+}
+
+impl Handler<FetchLeader> for XFetcher {
+    type Result = ResponseFuture<FetchOutcome>;
+
+    fn handle(&mut self, msg: FetchLeader, _: &mut Context<Self>) -> Self::Result {
+        let job = Job {
+            client: self.client.clone(),
+            breaker: self.breaker.clone(),
+            store: self.store.clone(),
+            reader: self.reader.clone(),
+            reads: Reads::default(),
+        };
+        Box::pin(job.run(msg))
+    }
+}
+
+/// One leader's fetch, owning clones of what it needs so many run at once.
+struct Job {
+    client: XClient,
+    breaker: Addr<CircuitBreaker>,
+    store: Addr<PostStore>,
+    reader: StoreReader,
+    reads: Reads,
+}
+
+impl Job {
+    async fn run(mut self, msg: FetchLeader) -> FetchOutcome {
+        let leader_id = msg.leader.id;
+        let result = self.fetch(msg).await;
+        if let Err(err) = &result {
+            tracing::warn!(leader_id, error = %err, "leader fetch failed");
+        }
+        FetchOutcome {
+            leader_id,
+            reads: self.reads,
+            result,
+        }
+    }
+
+    /// Runs one X call under the breaker.
+    async fn guarded<T, F>(&self, call: F) -> Result<T, LeaderError>
+    where
+        F: std::future::Future<Output = Result<T, FetchError>>,
+    {
+        match self.breaker.send(AskPermit).await {
+            Ok(Ok(())) => {}
+            Ok(Err(open)) => {
+                return Err(FetchError::CircuitOpen {
+                    retry_at: open.retry_at,
+                }
+                .into())
+            }
+            Err(e) => return Err(LeaderError::Internal(format!("circuit breaker: {e}"))),
+        }
+        let result = call.await;
+        let report = match &result {
+            Err(e) if e.counts_as_failure() => self.breaker.send(RecordFailure).await,
+            _ => self.breaker.send(RecordSuccess).await,
+        };
+        if let Err(e) = report {
+            tracing::error!(error = %e, "circuit breaker did not take the outcome");
+        }
+        Ok(result?)
+    }
+
+    async fn author(
+        &mut self,
+        leader: &Leader,
+        handle: &str,
+    ) -> Result<AuthorProfile, LeaderError> {
+        let cached = self
+            .reader
+            .x_user_id(leader.id, handle)
+            .map_err(|e| LeaderError::Store(e.to_string()))?;
+        if let Some(user_id) = cached {
+            let profile = self
+                .reader
+                .meta(&profile_meta_name(leader.id))
+                .ok()
+                .flatten()
+                .and_then(|b| serde_json::from_slice::<CachedProfile>(&b).ok())
+                .filter(|p| p.handle.eq_ignore_ascii_case(handle));
+            return Ok(match profile {
+                Some(p) => AuthorProfile {
+                    user_id,
+                    handle: p.handle,
+                    name: p.name,
+                    avatar_url: p.avatar,
+                },
+                None => AuthorProfile {
+                    user_id,
+                    handle: handle.to_string(),
+                    name: Some(leader.name.clone()),
+                    avatar_url: leader.avatar_url.clone(),
+                },
+            });
+        }
+        let client = self.client.clone();
+        let lookup = self.guarded(client.resolve_user(handle)).await;
+        self.reads.users += 1;
+        let user: User = lookup?;
+        let profile = AuthorProfile::from_user(&user);
+        let cached = CachedProfile {
+            handle: handle.to_string(),
+            name: profile.name.clone(),
+            avatar: profile.avatar_url.clone(),
+        };
+        let meta = SetMeta {
+            name: profile_meta_name(leader.id),
+            value: serde_json::to_vec(&cached).ok(),
+        };
+        let cache = CacheXUser {
+            leader_id: leader.id,
+            handle: handle.to_string(),
+            user_id: user.id.clone(),
+        };
+        // Profile first: once the id is cached, the profile is looked for.
+        self.store_call(meta).await?;
+        self.store_call(cache).await?;
+        Ok(profile)
+    }
+
+    async fn store_call<M>(&self, msg: M) -> Result<(), LeaderError>
+    where
+        M: Message<Result = Result<(), crate::storage::StoreError>> + Send + 'static,
+        PostStore: Handler<M>,
+    {
+        match self.store.send(msg).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(LeaderError::Store(e.to_string())),
+            Err(e) => Err(LeaderError::Internal(format!("post store: {e}"))),
+        }
+    }
+
+    async fn fetch(&mut self, msg: FetchLeader) -> Result<LeaderReport, LeaderError> {
+        let leader = msg.leader;
+        let handle = leader.x_handle().ok_or(LeaderError::NoHandle)?.to_string();
+        let author = self.author(&leader, &handle).await?;
+        let (first_page, want, since_id) = match msg.mode {
+            FetchMode::Incremental { limit, catch_up } => (
+                limit,
+                catch_up.max(limit),
+                self.reader.newest_x_id(leader.id),
+            ),
+            FetchMode::Backfill { count } => (count, count, None),
+        };
+        let want = match msg.read_allowance {
+            Some(left) => want.min(u32::try_from(left).unwrap_or(u32::MAX)),
+            None => want,
+        };
+        let mut report = LeaderReport::default();
+        let mut pages: Vec<TimelineResponse> = Vec::new();
+        let mut token: Option<String> = None;
+        let mut got: u32 = 0;
+        while got < want {
+            let this_page = if report.pages == 0 {
+                first_page.min(want)
+            } else {
+                want - got
+            };
+            let page_size = this_page.clamp(MIN_PAGE, MAX_PAGE);
+            let client = self.client.clone();
+            let page = self
+                .guarded(client.timeline(
+                    &author.user_id,
+                    since_id.as_deref(),
+                    page_size,
+                    token.as_deref(),
+                ))
+                .await?;
+            report.pages += 1;
+            let page = page.response;
+            self.reads.posts += page.data.len() as u64;
+            got = got.saturating_add(page.data.len() as u32);
+            token = page.meta.next_token.clone();
+            let last_page = token.is_none() || page.data.is_empty();
+            pages.push(page);
+            if last_page {
+                break;
+            }
+        }
+        // Mapping scores every post with VADER: CPU work, done on the blocking pool so
+        // several leaders' pages are scored in parallel with the network and the store.
+        let reader = self.reader.clone();
+        let leader_id = leader.id;
+        let (posts, known) =
+            tokio::task::spawn_blocking(move || map_pages(&pages, &reader, leader_id, &author))
+                .await
+                .map_err(|e| LeaderError::Internal(format!("mapping posts: {e}")))?;
+        report.duplicates += known;
+        if posts.is_empty() {
+            return Ok(report);
+        }
+        let stored = match self.store.send(InsertPosts(posts)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return Err(LeaderError::Store(e.to_string())),
+            Err(e) => return Err(LeaderError::Internal(format!("post store: {e}"))),
+        };
+        report.duplicates += stored.duplicates;
+        report.updated = stored.updated.len();
+        report.inserted = stored.inserted;
+        Ok(report)
+    }
+}
+
+/// Maps timeline pages to posts, skipping posts already stored (they would be dedup hits
+/// in the store; skipping them here saves scoring their sentiment). Returns the posts and
+/// how many were skipped.
+fn map_pages(
+    pages: &[TimelineResponse],
+    reader: &StoreReader,
+    leader_id: u64,
+    author: &AuthorProfile,
+) -> (Vec<NewPost>, usize) {
+    let mut posts = Vec::new();
+    let mut known = 0;
+    for page in pages {
+        let media = page.media_by_key();
+        for tweet in &page.data {
+            if matches!(
+                reader.post_by_external_id(Platform::X, &tweet.id),
+                Ok(Some(_))
+            ) {
+                known += 1;
+                continue;
+            }
+            posts.push(map_tweet(tweet, &media, leader_id, author));
+        }
+    }
+    (posts, known)
+}
+
+/// A small world for actor tests: a fake X, a store in a temp dir, the actors.
+#[cfg(test)]
+pub(crate) mod testkit {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use actix::prelude::*;
+    use tokio::sync::watch;
+
+    use crate::actors::breaker::{BreakerConfig, BreakerSnapshot, CircuitBreaker};
+    use crate::actors::fetcher::XFetcher;
+    use crate::actors::store::{CreateLeader, PostStore};
+    use crate::config::Secret;
+    use crate::domain::leader::{Leader, LeaderDraft};
+    use crate::storage::{Store, StoreReader};
+    use crate::x_api::client::{RetryPolicy, XClient};
+    use crate::x_api::fake::{username, FakeScript, FakeX};
+
+    #[allow(dead_code)] // Not every test needs every part.
+    pub(crate) struct Rig {
+        pub fake: FakeX,
+        pub store: Addr<PostStore>,
+        pub reader: StoreReader,
+        pub breaker: Addr<CircuitBreaker>,
+        pub breaker_rx: watch::Receiver<BreakerSnapshot>,
+        pub fetcher: Addr<XFetcher>,
+        pub leaders: Vec<Leader>,
+        pub _dir: tempfile::TempDir,
+    }
+
+    pub(crate) fn fast_policy() -> RetryPolicy {
+        RetryPolicy {
+            max_tries: 3,
+            base_delay: Duration::from_millis(5),
+            max_reset_wait: Duration::from_secs(2),
+            request_timeout: Duration::from_millis(800),
+        }
+    }
+
+    /// `users` fake accounts with `posts` posts each, one leader per account.
+    pub(crate) async fn rig(users: u32, posts: u32, fail_max: u32) -> Rig {
+        let fake = FakeX::start(FakeScript {
+            users,
+            posts_per_user: posts,
+            ..FakeScript::default()
+        })
+        .expect("fake X starts");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path(), 16).expect("store opens");
+        let reader = store.reader();
+        let store = PostStore::start(store);
+        let mut leaders = Vec::new();
+        for u in 0..users {
+            let mut handles = BTreeMap::new();
+            handles.insert("x".to_string(), format!("@{}", username(u)));
+            let draft = LeaderDraft::parse(&format!("Leader {u}"), handles, vec![], None)
+                .expect("valid draft");
+            leaders.push(store.send(CreateLeader(draft)).await.unwrap().unwrap());
+        }
+        let (breaker, breaker_rx) = CircuitBreaker::new(BreakerConfig {
+            fail_max,
+            reset: Duration::from_millis(300),
+        });
+        let breaker = breaker.start();
+        let client = XClient::new(fake.base_url(), Secret::new(fake.token()), fast_policy())
+            .expect("client");
+        let fetcher = XFetcher::new(client, breaker.clone(), store.clone(), reader.clone()).start();
+        Rig {
+            fake,
+            store,
+            reader,
+            breaker,
+            breaker_rx,
+            fetcher,
+            leaders,
+            _dir: dir,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testkit::rig;
+    use super::*;
+    use crate::x_api::fake::{username, Fault};
+
+    async fn fetch(rig: &testkit::Rig, idx: usize, mode: FetchMode) -> FetchOutcome {
+        rig.fetcher
+            .send(FetchLeader {
+                leader: rig.leaders[idx].clone(),
+                mode,
+                read_allowance: None,
+            })
+            .await
+            .unwrap()
+    }
+
+    #[actix::test]
+    async fn first_fetch_backfills_through_pages_and_stores_every_field() {
+        let rig = rig(1, 230, 5).await;
+        let out = fetch(&rig, 0, FetchMode::Backfill { count: 150 }).await;
+        let report = out.result.unwrap();
+        assert_eq!(report.inserted.len(), 150);
+        assert_eq!(report.pages, 2, "100 then 50");
+        assert_eq!(
+            out.reads,
+            Reads {
+                posts: 150,
+                users: 1
+            }
+        );
+        let newest = rig.fake.post_ids(&username(0))[0].clone();
+        assert_eq!(
+            rig.reader.newest_x_id(rig.leaders[0].id),
+            Some(newest.clone())
+        );
+        let post = rig
+            .reader
+            .post_by_external_id(Platform::X, &newest)
+            .unwrap()
+            .unwrap();
+        let m: serde_json::Value = serde_json::from_str(&post.metrics_json).unwrap();
+        assert_eq!(m["origin"], "x");
+        assert_eq!(m["author"], username(0));
+        assert_eq!(m["authorName"], "Leader 0");
+        assert!(m["avatarUrl"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://pbs.twimg.com/"));
+        let with_media = report
+            .inserted
+            .iter()
+            .filter(|p| p.metrics_json.contains("pbs.twimg.com/media/"))
+            .count();
+        assert!(with_media >= 40, "{with_media}");
+    }
+
+    #[actix::test]
+    async fn incremental_fetch_asks_since_the_newest_stored_id() {
+        let rig = rig(1, 12, 5).await;
+        fetch(&rig, 0, FetchMode::Backfill { count: 50 })
+            .await
+            .result
+            .unwrap();
+        let newest = rig.reader.newest_x_id(rig.leaders[0].id).unwrap();
+        let added = rig.fake.add_posts(&username(0), 3);
+        let out = fetch(
+            &rig,
+            0,
+            FetchMode::Incremental {
+                limit: 10,
+                catch_up: 10,
+            },
+        )
+        .await;
+        let report = out.result.unwrap();
+        let mut got: Vec<_> = report
+            .inserted
+            .iter()
+            .filter_map(|p| p.platform_post_id.clone())
+            .collect();
+        got.sort();
+        assert_eq!(got, added);
+        assert_eq!(
+            out.reads,
+            Reads { posts: 3, users: 0 },
+            "user id was cached"
+        );
+        let line = rig.fake.stats().recent_requests.last().cloned().unwrap();
+        assert!(line.contains(&format!("since_id={newest}")), "{line}");
+        assert!(line.contains("max_results=10"), "{line}");
+    }
+
+    #[actix::test]
+    async fn a_busy_leaders_backlog_is_caught_up_through_pages_not_skipped() {
+        let rig = rig(1, 5, 5).await;
+        fetch(&rig, 0, FetchMode::Backfill { count: 10 })
+            .await
+            .result
+            .unwrap();
+        let added = rig.fake.add_posts(&username(0), 25);
+        let out = fetch(
+            &rig,
+            0,
+            FetchMode::Incremental {
+                limit: 10,
+                catch_up: 50,
+            },
+        )
+        .await;
+        let report = out.result.unwrap();
+        assert_eq!(report.inserted.len(), 25);
+        assert_eq!(report.pages, 2, "10, then the other 15");
+        assert_eq!(
+            rig.reader.newest_x_id(rig.leaders[0].id).as_ref(),
+            added.last()
+        );
+        assert_eq!(rig.reader.stats().posts, 30);
+    }
+
+    #[actix::test]
+    async fn repeated_fetches_store_each_post_once() {
+        let rig = rig(1, 40, 5).await;
+        for _ in 0..3 {
+            fetch(&rig, 0, FetchMode::Backfill { count: 40 })
+                .await
+                .result
+                .unwrap();
+        }
+        assert_eq!(rig.reader.stats().posts, 40);
+        let last = fetch(&rig, 0, FetchMode::Backfill { count: 40 })
+            .await
+            .result
+            .unwrap();
+        assert!(last.inserted.is_empty());
+        assert_eq!(last.duplicates, 40);
+    }
+
+    #[actix::test]
+    async fn an_edited_post_updates_the_stored_one() {
+        let rig = rig(1, 6, 5).await;
+        fetch(&rig, 0, FetchMode::Backfill { count: 10 })
+            .await
+            .result
+            .unwrap();
+        let old = rig.fake.post_ids(&username(0))[0].clone();
+        let before = rig
+            .reader
+            .post_by_external_id(Platform::X, &old)
+            .unwrap()
+            .unwrap();
+        let new = rig
+            .fake
+            .edit_post(&old, "Corrected: a wonderful day")
+            .unwrap();
+        let report = fetch(
+            &rig,
+            0,
+            FetchMode::Incremental {
+                limit: 10,
+                catch_up: 10,
+            },
+        )
+        .await
+        .result
+        .unwrap();
+        assert!(report.inserted.is_empty());
+        assert_eq!(report.updated, 1);
+        let after = rig
+            .reader
+            .post_by_external_id(Platform::X, &new)
+            .unwrap()
+            .unwrap();
+        assert_eq!(after.id, before.id);
+        assert_eq!(after.content, "Corrected: a wonderful day");
+        assert_eq!(rig.reader.stats().posts, 6);
+    }
+
+    #[actix::test]
+    async fn an_open_breaker_keeps_every_call_away_from_x() {
+        let rig = rig(2, 5, 2).await;
+        rig.fake.inject(Fault::ServerError, None);
+        for _ in 0..2 {
+            let out = fetch(&rig, 0, FetchMode::Backfill { count: 5 }).await;
+            assert!(matches!(
+                out.result,
+                Err(LeaderError::X(FetchError::Server { .. }))
+            ));
+        }
+        let calls = rig.fake.api_calls();
+        assert_eq!(calls, 6, "two calls of three tries each");
+        let out = fetch(&rig, 1, FetchMode::Backfill { count: 5 }).await;
+        assert!(matches!(
+            out.result,
+            Err(LeaderError::X(FetchError::CircuitOpen { .. }))
+        ));
+        assert_eq!(rig.fake.api_calls(), calls, "no call while open");
+    }
+
+    #[actix::test]
+    async fn an_unknown_user_is_an_error_that_does_not_trip_the_breaker() {
+        let rig = rig(1, 5, 1).await;
+        let mut ghost = rig.leaders[0].clone();
+        ghost.handles.insert("x".into(), "nobody_here".into());
+        let out = rig
+            .fetcher
+            .send(FetchLeader {
+                leader: ghost,
+                mode: FetchMode::Backfill { count: 5 },
+                read_allowance: None,
+            })
+            .await
+            .unwrap();
+        assert!(matches!(
+            out.result,
+            Err(LeaderError::X(FetchError::NotFound(_)))
+        ));
+        assert_eq!(rig.breaker_rx.borrow().failures, 0);
+        assert!(fetch(&rig, 0, FetchMode::Backfill { count: 5 })
+            .await
+            .result
+            .is_ok());
+    }
+
+    #[actix::test]
+    async fn a_backfill_cut_short_stores_nothing_so_it_is_redone_whole() {
+        let rig = rig(1, 230, 10).await;
+        // Resolve (and cache) the user first.
+        fetch(
+            &rig,
+            0,
+            FetchMode::Incremental {
+                limit: 5,
+                catch_up: 5,
+            },
+        )
+        .await
+        .result
+        .unwrap();
+        let stored = rig.reader.stats().posts;
+        // Page one answers normally, page two fails all three tries.
+        rig.fake.inject(
+            Fault::Slow {
+                delay: std::time::Duration::ZERO,
+            },
+            Some(1),
+        );
+        rig.fake.inject(Fault::ServerError, Some(3));
+        let out = fetch(&rig, 0, FetchMode::Backfill { count: 150 }).await;
+        assert!(matches!(
+            out.result,
+            Err(LeaderError::X(FetchError::Server { .. }))
+        ));
+        assert_eq!(out.reads.posts, 100, "page one was read, and billed");
+        assert_eq!(
+            rig.reader.stats().posts,
+            stored,
+            "nothing of the cut backfill stored"
+        );
+        let again = fetch(&rig, 0, FetchMode::Backfill { count: 150 }).await;
+        assert_eq!(again.result.unwrap().inserted.len() as u64 + stored, 150);
+    }
+
+    #[actix::test]
+    async fn the_read_allowance_caps_what_is_asked_for() {
+        let rig = rig(1, 50, 5).await;
+        let out = rig
+            .fetcher
+            .send(FetchLeader {
+                leader: rig.leaders[0].clone(),
+                mode: FetchMode::Backfill { count: 50 },
+                read_allowance: Some(7),
+            })
+            .await
+            .unwrap();
+        assert_eq!(out.reads.posts, 7);
+        assert_eq!(out.result.unwrap().inserted.len(), 7);
+    }
+}

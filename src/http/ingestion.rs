@@ -1,0 +1,232 @@
+//! Ingestion endpoints: `GET /api/ingestion/status`, the admin `POST /api/ingestion/trigger`,
+//! `/stop` and `/start`, and the public `POST /api/leaders/{id}/refresh`. Handlers only
+//! talk to the `IngestScheduler` by message; the JSON shapes live here.
+
+use actix::Addr;
+use actix_web::{web, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::actors::fetcher::LeaderError;
+use crate::actors::scheduler::{
+    GetStatus, IngestScheduler, IngestStatus, RefreshError, RefreshLeader, StartIngestion,
+    StopIngestion, TriggerError, TriggerRun, COST_PER_POST_READ_USD, COST_PER_USER_READ_USD,
+};
+use crate::error::AppError;
+use crate::http::auth::Admin;
+use crate::http::dto::PostJson;
+use crate::http::leaders::parse_id;
+use crate::http::rate_limit::RateLimited;
+use crate::http::AppState;
+use crate::x_api::client::FetchError;
+
+/// Registers the routes of this module.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/ingestion/status", web::get().to(status))
+        .route("/ingestion/trigger", web::post().to(trigger))
+        .route("/ingestion/stop", web::post().to(stop))
+        .route("/ingestion/start", web::post().to(start))
+        .route(
+            "/leaders/{id}/refresh",
+            web::post().to(refresh).wrap(RateLimited::default()),
+        );
+}
+
+type Scheduler = web::Data<Addr<IngestScheduler>>;
+
+fn unavailable(err: actix::MailboxError) -> AppError {
+    tracing::error!(error = %err, "ingestion scheduler mailbox");
+    AppError::Unavailable {
+        code: "ingestion_unavailable",
+        message: "the ingestion scheduler is not answering".into(),
+    }
+}
+
+fn time(t: Option<DateTime<Utc>>) -> Option<String> {
+    t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+/// The status JSON: SPEC's shape plus `usage` and a few operator fields.
+fn status_json(s: &IngestStatus) -> serde_json::Value {
+    let remaining = s
+        .monthly_read_budget
+        .map(|b| b.saturating_sub(s.usage.posts_read));
+    json!({
+        "enabled": s.enabled,
+        "stopped": s.stopped,
+        "configured": s.configured,
+        "running": s.running,
+        "circuit_breaker_state": s.breaker.state.as_str(),
+        "circuit_breaker_failures": s.breaker.failures,
+        "circuit_breaker_open_until": time(s.breaker.open_until),
+        "jobs": s.jobs.iter().map(|j| json!({
+            "id": j.id,
+            "name": j.name,
+            "next_run": time(j.next_run),
+            "trigger": j.trigger,
+        })).collect::<Vec<_>>(),
+        "config": {
+            "backfill_count": s.backfill_count,
+            "interval_minutes": s.interval_minutes,
+            "cron": s.cron,
+            "ingest_limit": s.ingest_limit,
+            "concurrency": s.concurrency,
+            "monthly_read_budget": s.monthly_read_budget,
+        },
+        "last_run": s.last_run,
+        "current_run": s.current_run,
+        "paused_until": time(s.paused_until),
+        "usage": {
+            "month": s.usage.month,
+            "posts_read": s.usage.posts_read,
+            "users_read": s.usage.users_read,
+            "estimated_cost_usd": s.usage.estimated_cost_usd(),
+            "price_per_post_read_usd": COST_PER_POST_READ_USD,
+            "price_per_user_read_usd": COST_PER_USER_READ_USD,
+            "monthly_read_budget": s.monthly_read_budget,
+            "budget_remaining": remaining,
+        },
+        "failing_leaders": s.backing_off.iter().map(|(id, failures, retry)| json!({
+            "leaderId": id,
+            "failures": failures,
+            "retry_after": time(Some(*retry)),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// `GET /api/ingestion/status`.
+pub async fn status(scheduler: Scheduler) -> Result<HttpResponse, AppError> {
+    let s = scheduler.send(GetStatus).await.map_err(unavailable)?;
+    Ok(HttpResponse::Ok().json(status_json(&s)))
+}
+
+/// Body of `POST /api/ingestion/trigger` (optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TriggerBody {
+    #[serde(default)]
+    backfill: bool,
+}
+
+/// `POST /api/ingestion/trigger`: 202, 409 while a run is going, 503 without a token.
+pub async fn trigger(
+    _admin: Admin,
+    scheduler: Scheduler,
+    body: web::Bytes,
+) -> Result<HttpResponse, AppError> {
+    let body: TriggerBody = if body.iter().all(u8::is_ascii_whitespace) {
+        TriggerBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| AppError::bad_request("invalid_body", e.to_string()))?
+    };
+    let backfill = body.backfill;
+    match scheduler
+        .send(TriggerRun {
+            backfill,
+            source: "manual",
+        })
+        .await
+        .map_err(unavailable)?
+    {
+        Ok(()) => Ok(HttpResponse::Accepted().json(json!({
+            "status": "triggered",
+            "backfill": backfill,
+            "message": if backfill {
+                "ingestion run started with backfill; follow it in GET /api/ingestion/status"
+            } else {
+                "ingestion run started; follow it in GET /api/ingestion/status"
+            },
+        }))),
+        Err(TriggerError::AlreadyRunning) => Err(AppError::Conflict {
+            code: "ingestion_already_running",
+            message: TriggerError::AlreadyRunning.to_string(),
+        }),
+        Err(e @ TriggerError::NotConfigured) => Err(AppError::Unavailable {
+            code: "x_not_configured",
+            message: e.to_string(),
+        }),
+        Err(e @ TriggerError::ShuttingDown) => Err(AppError::Unavailable {
+            code: "shutting_down",
+            message: e.to_string(),
+        }),
+    }
+}
+
+/// `POST /api/ingestion/stop`: emergency off (persisted).
+pub async fn stop(_admin: Admin, scheduler: Scheduler) -> Result<HttpResponse, AppError> {
+    scheduler
+        .send(StopIngestion)
+        .await
+        .map_err(unavailable)?
+        .map_err(|e| AppError::Internal(anyhow::anyhow!(e).context("persisting the stop")))?;
+    let s = scheduler.send(GetStatus).await.map_err(unavailable)?;
+    Ok(HttpResponse::Ok().json(json!({
+        "status": "stopped",
+        "message": "scheduled ingestion stopped; a running run stops at the next leader",
+        "ingestion": status_json(&s),
+    })))
+}
+
+/// `POST /api/ingestion/start`: back on (persisted).
+pub async fn start(_admin: Admin, scheduler: Scheduler) -> Result<HttpResponse, AppError> {
+    scheduler
+        .send(StartIngestion)
+        .await
+        .map_err(unavailable)?
+        .map_err(|e| AppError::Internal(anyhow::anyhow!(e).context("persisting the start")))?;
+    let s = scheduler.send(GetStatus).await.map_err(unavailable)?;
+    Ok(HttpResponse::Ok().json(json!({
+        "status": "started",
+        "message": if s.enabled { "scheduled ingestion running" } else { "X_INGEST_ENABLED is false: nothing is scheduled" },
+        "ingestion": status_json(&s),
+    })))
+}
+
+fn refresh_error(err: RefreshError) -> AppError {
+    let message = err.to_string();
+    let unavailable = |code| AppError::Unavailable {
+        code,
+        message: message.clone(),
+    };
+    match err {
+        RefreshError::UnknownLeader(id) => AppError::NotFound(format!("leader {id}")),
+        RefreshError::NoHandle(_) => AppError::bad_request("no_x_handle", message),
+        RefreshError::NotConfigured => unavailable("x_not_configured"),
+        RefreshError::BudgetExhausted(_) => unavailable("x_budget_exhausted"),
+        RefreshError::Fetch(LeaderError::X(e)) => match e {
+            FetchError::CircuitOpen { .. } => unavailable("circuit_open"),
+            FetchError::RateLimited { .. } => unavailable("x_rate_limited"),
+            FetchError::NotFound(_) | FetchError::Suspended(_) => {
+                AppError::NotFound(format!("X user ({message})"))
+            }
+            _ => unavailable("x_unavailable"),
+        },
+        RefreshError::Fetch(_) => unavailable("ingestion_failed"),
+    }
+}
+
+/// `POST /api/leaders/{id}/refresh`: fetch one leader now, at most once per cooldown.
+pub async fn refresh(
+    state: web::Data<AppState>,
+    scheduler: Scheduler,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let id = parse_id(&path, "leader")?;
+    let refreshed = scheduler
+        .send(RefreshLeader { leader_id: id })
+        .await
+        .map_err(unavailable)?
+        .map_err(refresh_error)?;
+    let leader = state.reader.leader(id);
+    let posts: Vec<PostJson> = refreshed
+        .posts
+        .iter()
+        .map(|p| PostJson::from(p, leader.as_ref()))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "posts": posts,
+        "origin": refreshed.origin.as_str(),
+    })))
+}

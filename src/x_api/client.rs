@@ -1,0 +1,458 @@
+//! `XClient`: the X API v2 over reqwest (rustls). It knows the two endpoints Amber
+//! reads, the exact query parameters SPEC lists, how X reports errors, and the retry
+//! rules: 5xx, timeouts and connection failures are retried with exponential backoff and
+//! jitter (at most [`RetryPolicy::max_tries`] tries in all); a 429 whose
+//! `x-rate-limit-reset` is at most [`RetryPolicy::max_reset_wait`] away is waited out,
+//! a later one is returned as [`FetchError::RateLimited`] so the run can stop and record
+//! when it may resume; 401/403 are never retried.
+//!
+//! The bearer token is only ever put in the `Authorization` header: `Debug` hides it and
+//! no log line or error carries it.
+
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use rand::Rng;
+use reqwest::{header, StatusCode, Url};
+use serde::de::DeserializeOwned;
+
+use crate::config::Secret;
+use crate::x_api::dto::{ApiError, ApiErrorKind, TimelineResponse, User, UserResponse};
+
+/// The fields SPEC asks for on every timeline request.
+pub const TWEET_FIELDS: &str = "created_at,public_metrics,lang,author_id,edit_history_tweet_ids";
+/// The expansion that brings `includes.media`.
+pub const EXPANSIONS: &str = "attachments.media_keys";
+/// The media fields SPEC asks for.
+pub const MEDIA_FIELDS: &str = "url,preview_image_url,type";
+/// The user fields asked for when resolving a handle (name and avatar go on each post).
+pub const USER_FIELDS: &str = "name,profile_image_url";
+/// Largest answer body accepted (a page of 100 posts with media is about 60 KB).
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// X's bounds for `max_results` on a user timeline.
+pub const MIN_PAGE: u32 = 5;
+/// See [`MIN_PAGE`].
+pub const MAX_PAGE: u32 = 100;
+
+/// Why a call to X failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FetchError {
+    /// 401 or 403: the token is wrong, revoked, or lacks access. Not retried.
+    #[error("X rejected the bearer token (HTTP {status})")]
+    Auth { status: u16 },
+    /// 429. `reset_at` comes from `x-rate-limit-reset` (None when X did not send it).
+    #[error("rate limited by X until {}", reset_at.map(|t| t.to_rfc3339()).unwrap_or_else(|| "an unknown time".into()))]
+    RateLimited { reset_at: Option<DateTime<Utc>> },
+    /// 5xx after every retry.
+    #[error("X answered HTTP {status}")]
+    Server { status: u16 },
+    /// No answer within the request timeout, after every retry.
+    #[error("X did not answer in time")]
+    Timeout,
+    /// The body was not the JSON X documents. Never a panic.
+    #[error("malformed answer from X: {0}")]
+    Malformed(String),
+    /// The `errors` array says the user does not exist.
+    #[error("X user not found: {0}")]
+    NotFound(String),
+    /// The `errors` array says the user is suspended.
+    #[error("X user suspended: {0}")]
+    Suspended(String),
+    /// Any other 4xx (a request X refused).
+    #[error("X refused the request (HTTP {status}): {detail}")]
+    Rejected { status: u16, detail: String },
+    /// The connection failed (refused, reset, DNS), after every retry.
+    #[error("could not reach X: {0}")]
+    Transport(String),
+    /// The circuit breaker is open: the call was not made. Produced by `XFetcher`.
+    #[error("circuit breaker open until {}", retry_at.to_rfc3339())]
+    CircuitOpen { retry_at: DateTime<Utc> },
+}
+
+impl FetchError {
+    /// Whether this outcome counts as a failed call for the circuit breaker. An unknown or
+    /// suspended user is a correct answer from a healthy API, and a call that was never
+    /// made cannot fail.
+    pub fn counts_as_failure(&self) -> bool {
+        !matches!(
+            self,
+            FetchError::NotFound(_) | FetchError::Suspended(_) | FetchError::CircuitOpen { .. }
+        )
+    }
+
+    /// Whether the rest of the run is pointless after this error: the token is refused,
+    /// X asked us to wait, or the breaker forbids calls. Other errors concern one leader.
+    pub fn stops_run(&self) -> bool {
+        matches!(
+            self,
+            FetchError::Auth { .. }
+                | FetchError::RateLimited { .. }
+                | FetchError::CircuitOpen { .. }
+        )
+    }
+
+    /// A stable snake_case name for the run record and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FetchError::Auth { .. } => "auth",
+            FetchError::RateLimited { .. } => "rate_limited",
+            FetchError::Server { .. } => "server",
+            FetchError::Timeout => "timeout",
+            FetchError::Malformed(_) => "malformed",
+            FetchError::NotFound(_) => "not_found",
+            FetchError::Suspended(_) => "suspended",
+            FetchError::Rejected { .. } => "rejected",
+            FetchError::Transport(_) => "transport",
+            FetchError::CircuitOpen { .. } => "circuit_open",
+        }
+    }
+
+    fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            FetchError::Server { .. } | FetchError::Timeout | FetchError::Transport(_)
+        )
+    }
+}
+
+/// Retry and timeout rules. `Default` holds the production values.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    /// Tries per call, the first included.
+    pub max_tries: u32,
+    /// Backoff before the second try; doubled for each later one, with jitter.
+    pub base_delay: Duration,
+    /// A 429 whose reset is at most this far away is waited for; a later one stops the run.
+    /// One minute: short enough that a run does not stall, long enough to ride out the
+    /// end of a 15-minute X window without losing the run.
+    pub max_reset_wait: Duration,
+    /// Time allowed for one HTTP request, body included.
+    pub request_timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> RetryPolicy {
+        RetryPolicy {
+            max_tries: 3,
+            base_delay: Duration::from_millis(500),
+            max_reset_wait: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The pause before try number `next_try` (2, 3, ...): `base * 2^(next_try-2)`, of
+    /// which the upper half is random (jitter), so many clients do not retry in step.
+    pub fn backoff(&self, next_try: u32) -> Duration {
+        let exp = next_try.saturating_sub(2).min(16);
+        let full = self.base_delay.saturating_mul(1u32 << exp);
+        let half = full / 2;
+        let jitter_ms = u64::try_from(half.as_millis()).unwrap_or(u64::MAX);
+        let jitter = if jitter_ms == 0 {
+            0
+        } else {
+            rand::rng().random_range(0..=jitter_ms)
+        };
+        half + Duration::from_millis(jitter)
+    }
+}
+
+/// One page of a user's timeline, with how many HTTP tries it took.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimelinePage {
+    pub response: TimelineResponse,
+    pub tries: u32,
+}
+
+/// The X API v2 client. Cheap to clone (reqwest pools connections).
+#[derive(Clone)]
+pub struct XClient {
+    http: reqwest::Client,
+    base_url: Url,
+    token: Secret,
+    policy: RetryPolicy,
+}
+
+impl fmt::Debug for XClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("XClient")
+            .field("base_url", &self.base_url.as_str())
+            .field("token", &"***")
+            .field("policy", &self.policy)
+            .finish()
+    }
+}
+
+/// Why a client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("X API base URL {0:?} is not an http(s) URL")]
+    BadBaseUrl(String),
+    #[error("could not build the HTTP client: {0}")]
+    Build(String),
+}
+
+impl XClient {
+    /// A client for `base_url` (for example `https://api.twitter.com/2`) with `token`.
+    pub fn new(base_url: &str, token: Secret, policy: RetryPolicy) -> Result<XClient, ClientError> {
+        let base = Url::parse(base_url.trim_end_matches('/'))
+            .ok()
+            .filter(|u| (u.scheme() == "http" || u.scheme() == "https") && !u.cannot_be_a_base())
+            .ok_or_else(|| ClientError::BadBaseUrl(base_url.to_string()))?;
+        let http = reqwest::Client::builder()
+            .timeout(policy.request_timeout)
+            .connect_timeout(policy.request_timeout)
+            .user_agent(concat!("amber/", env!("CARGO_PKG_VERSION")))
+            .pool_max_idle_per_host(32)
+            .build()
+            .map_err(|e| ClientError::Build(e.to_string()))?;
+        Ok(XClient {
+            http,
+            base_url: base,
+            token,
+            policy,
+        })
+    }
+
+    /// The retry rules in force.
+    pub fn policy(&self) -> &RetryPolicy {
+        &self.policy
+    }
+
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.base_url.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
+        }
+        url
+    }
+
+    /// `GET /users/by/username/{handle}`: the user behind a handle.
+    #[tracing::instrument(level = "debug", skip(self))]
+    pub async fn resolve_user(&self, handle: &str) -> Result<User, FetchError> {
+        let mut url = self.url(&["users", "by", "username", handle]);
+        url.query_pairs_mut()
+            .append_pair("user.fields", USER_FIELDS);
+        let (resp, _): (UserResponse, u32) = self.get_json(url).await?;
+        match resp.data {
+            Some(user) => Ok(user),
+            None => Err(errors_to_fetch_error(&resp.errors, handle)),
+        }
+    }
+
+    /// `GET /users/{id}/tweets`: one page, newest first. `max_results` is clamped to X's
+    /// 5..=100; `since_id` limits to newer posts; `pagination_token` is a `meta.next_token`.
+    #[tracing::instrument(level = "debug", skip(self))]
+    pub async fn timeline(
+        &self,
+        user_id: &str,
+        since_id: Option<&str>,
+        max_results: u32,
+        pagination_token: Option<&str>,
+    ) -> Result<TimelinePage, FetchError> {
+        let mut url = self.url(&["users", user_id, "tweets"]);
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair(
+                "max_results",
+                &max_results.clamp(MIN_PAGE, MAX_PAGE).to_string(),
+            );
+            q.append_pair("tweet.fields", TWEET_FIELDS);
+            q.append_pair("expansions", EXPANSIONS);
+            q.append_pair("media.fields", MEDIA_FIELDS);
+            if let Some(since) = since_id {
+                q.append_pair("since_id", since);
+            }
+            if let Some(token) = pagination_token {
+                q.append_pair("pagination_token", token);
+            }
+        }
+        let (response, tries): (TimelineResponse, u32) = self.get_json(url).await?;
+        if response.data.is_empty() && !response.errors.is_empty() {
+            return Err(errors_to_fetch_error(&response.errors, user_id));
+        }
+        Ok(TimelinePage { response, tries })
+    }
+
+    /// One GET with the retry rules; returns the parsed body and the tries used.
+    async fn get_json<T: DeserializeOwned>(&self, url: Url) -> Result<(T, u32), FetchError> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let err = match self.get_once(&url).await {
+                Ok(body) => return Ok((body, tries)),
+                Err(err) => err,
+            };
+            if tries >= self.policy.max_tries {
+                return Err(err);
+            }
+            let pause = match &err {
+                FetchError::RateLimited {
+                    reset_at: Some(reset_at),
+                } => {
+                    let wait = (*reset_at - Utc::now()).to_std().unwrap_or_default();
+                    if wait > self.policy.max_reset_wait {
+                        return Err(err);
+                    }
+                    // A little slack: X's reset is whole seconds.
+                    wait + Duration::from_millis(250)
+                }
+                e if e.is_retryable() => self.policy.backoff(tries + 1),
+                _ => return Err(err),
+            };
+            tracing::warn!(path = url.path(), error = %err, try_no = tries, pause_ms = pause.as_millis() as u64, "X call failed, retrying");
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    async fn get_once<T: DeserializeOwned>(&self, url: &Url) -> Result<T, FetchError> {
+        let resp = self
+            .http
+            .get(url.clone())
+            .bearer_auth(self.token.expose())
+            .header(header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(transport_error)?;
+        let status = resp.status();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            return Err(FetchError::RateLimited {
+                reset_at: reset_header(resp.headers()),
+            });
+        }
+        if resp
+            .content_length()
+            .is_some_and(|n| n > MAX_BODY_BYTES as u64)
+        {
+            return Err(FetchError::Malformed(format!(
+                "answer larger than {MAX_BODY_BYTES} bytes"
+            )));
+        }
+        let body = resp.bytes().await.map_err(transport_error)?;
+        if body.len() > MAX_BODY_BYTES {
+            return Err(FetchError::Malformed(format!(
+                "answer larger than {MAX_BODY_BYTES} bytes"
+            )));
+        }
+        match status.as_u16() {
+            200..=299 => serde_json::from_slice(&body)
+                .map_err(|e| FetchError::Malformed(format!("{e} (status {status})"))),
+            401 | 403 => Err(FetchError::Auth {
+                status: status.as_u16(),
+            }),
+            500..=599 => Err(FetchError::Server {
+                status: status.as_u16(),
+            }),
+            code => {
+                let detail = serde_json::from_slice::<ApiError>(&body)
+                    .map(|e| e.describe())
+                    .unwrap_or_else(|_| String::from_utf8_lossy(&body).chars().take(200).collect());
+                Err(FetchError::Rejected {
+                    status: code,
+                    detail,
+                })
+            }
+        }
+    }
+}
+
+fn transport_error(err: reqwest::Error) -> FetchError {
+    if err.is_timeout() {
+        FetchError::Timeout
+    } else if err.is_decode() || err.is_body() {
+        FetchError::Malformed(err.to_string())
+    } else {
+        // reqwest's message names the URL, never the headers.
+        FetchError::Transport(err.without_url().to_string())
+    }
+}
+
+fn reset_header(headers: &header::HeaderMap) -> Option<DateTime<Utc>> {
+    let secs: i64 = headers
+        .get("x-rate-limit-reset")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Utc.timestamp_opt(secs, 0).single()
+}
+
+fn errors_to_fetch_error(errors: &[ApiError], subject: &str) -> FetchError {
+    let Some(first) = errors.first() else {
+        return FetchError::Malformed(format!("no data and no errors for {subject}"));
+    };
+    match first.classify() {
+        ApiErrorKind::NotFound => FetchError::NotFound(subject.to_string()),
+        ApiErrorKind::Suspended => FetchError::Suspended(subject.to_string()),
+        ApiErrorKind::Other => FetchError::Rejected {
+            status: 200,
+            detail: first.describe(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_the_token() {
+        let client = XClient::new(
+            "http://127.0.0.1:9/2",
+            Secret::new("super-secret-token"),
+            RetryPolicy::default(),
+        )
+        .unwrap();
+        let text = format!("{client:?}");
+        assert!(!text.contains("super-secret-token"), "{text}");
+        assert!(text.contains("***"));
+    }
+
+    #[test]
+    fn a_base_url_that_is_not_http_is_refused() {
+        for bad in ["ftp://x/2", "not a url", "mailto:a@b"] {
+            assert!(
+                XClient::new(bad, Secret::new("t"), RetryPolicy::default()).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn urls_escape_handles_and_keep_the_base_path() {
+        let client =
+            XClient::new("http://h:1/2/", Secret::new("t"), RetryPolicy::default()).unwrap();
+        let url = client.url(&["users", "by", "username", "a/b?c"]);
+        assert_eq!(url.as_str(), "http://h:1/2/users/by/username/a%2Fb%3Fc");
+    }
+
+    #[test]
+    fn backoff_doubles_and_stays_within_its_jitter_band() {
+        let policy = RetryPolicy {
+            base_delay: Duration::from_millis(100),
+            ..RetryPolicy::default()
+        };
+        for _ in 0..50 {
+            let second = policy.backoff(2);
+            let third = policy.backoff(3);
+            assert!(second >= Duration::from_millis(50) && second <= Duration::from_millis(100));
+            assert!(third >= Duration::from_millis(100) && third <= Duration::from_millis(200));
+        }
+    }
+
+    #[test]
+    fn only_transient_errors_are_retried_and_only_api_failures_trip_the_breaker() {
+        assert!(FetchError::Server { status: 503 }.is_retryable());
+        assert!(FetchError::Timeout.is_retryable());
+        assert!(!FetchError::Auth { status: 401 }.is_retryable());
+        assert!(!FetchError::Malformed("x".into()).is_retryable());
+        assert!(FetchError::Auth { status: 401 }.counts_as_failure());
+        assert!(!FetchError::NotFound("a".into()).counts_as_failure());
+        assert!(!FetchError::Suspended("a".into()).counts_as_failure());
+        assert!(FetchError::Auth { status: 403 }.stops_run());
+        assert!(!FetchError::Server { status: 500 }.stops_run());
+    }
+}

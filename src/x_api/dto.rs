@@ -1,0 +1,460 @@
+//! Serde mirror of the X API v2 JSON Amber reads (`GET /users/by/username/{handle}`,
+//! `GET /users/{id}/tweets`) and its mapping to [`NewPost`].
+//!
+//! The same types serialize the fake server's answers, so the fake and the client agree
+//! on one wire format by construction; the tests below pin it to literal X samples.
+
+use std::collections::HashMap;
+
+use chrono::DateTime;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::domain::post::{Author, NewPost, Platform, Verification};
+use crate::domain::sentiment;
+
+/// Milliseconds between the unix epoch and X's snowflake epoch (2010-11-04T01:42:54.657Z).
+const SNOWFLAKE_EPOCH_MS: i64 = 1_288_834_974_657;
+
+/// One object of X's `errors` array (also the shape of a whole-response problem, such
+/// as the body of a 401).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ApiError {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameter: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+}
+
+/// What an entry of the `errors` array means for Amber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiErrorKind {
+    /// The user (or post) does not exist.
+    NotFound,
+    /// The user is suspended (X answers with title `Forbidden`).
+    Suspended,
+    /// Anything else (a bad parameter, a partial failure).
+    Other,
+}
+
+impl ApiError {
+    /// Classifies the error by its `type`, `title` and `detail`, as X documents them.
+    pub fn classify(&self) -> ApiErrorKind {
+        let detail = self.detail.as_deref().unwrap_or("").to_ascii_lowercase();
+        let title = self.title.as_deref().unwrap_or("");
+        let kind = self.kind.as_deref().unwrap_or("");
+        if detail.contains("suspended") || title.eq_ignore_ascii_case("forbidden") {
+            ApiErrorKind::Suspended
+        } else if kind.ends_with("resource-not-found")
+            || title.eq_ignore_ascii_case("not found error")
+        {
+            ApiErrorKind::NotFound
+        } else {
+            ApiErrorKind::Other
+        }
+    }
+
+    /// A one-line description for logs and the run record (never contains the token).
+    pub fn describe(&self) -> String {
+        match (&self.title, &self.detail) {
+            (Some(t), Some(d)) => format!("{t}: {d}"),
+            (Some(t), None) => t.clone(),
+            (None, Some(d)) => d.clone(),
+            (None, None) => "unknown X API error".to_string(),
+        }
+    }
+}
+
+/// An X user (`user.fields=name,profile_image_url`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    pub username: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile_image_url: Option<String>,
+}
+
+/// `GET /users/by/username/{handle}`: `data` or an `errors` array (unknown, suspended).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct UserResponse {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<User>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<ApiError>,
+}
+
+/// `public_metrics` of a post.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct PublicMetrics {
+    #[serde(default)]
+    pub retweet_count: u64,
+    #[serde(default)]
+    pub reply_count: u64,
+    #[serde(default)]
+    pub like_count: u64,
+    #[serde(default)]
+    pub quote_count: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bookmark_count: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impression_count: Option<u64>,
+}
+
+/// `attachments` of a post (`expansions=attachments.media_keys`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Attachments {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub media_keys: Vec<String>,
+}
+
+/// A post (X still calls it a tweet on the wire).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tweet {
+    pub id: String,
+    #[serde(default)]
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lang: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_metrics: Option<PublicMetrics>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub edit_history_tweet_ids: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachments: Option<Attachments>,
+}
+
+/// An expanded media object (`media.fields=url,preview_image_url,type`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Media {
+    pub media_key: String,
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    /// Set for photos.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Set for videos and animated GIFs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_image_url: Option<String>,
+}
+
+impl Media {
+    /// The image to show: the photo itself, or the preview of a video.
+    pub fn display_url(&self) -> Option<&str> {
+        self.url.as_deref().or(self.preview_image_url.as_deref())
+    }
+}
+
+/// The `includes` object: expanded media (and users, when requested).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Includes {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub media: Vec<Media>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<User>,
+}
+
+/// The `meta` object of a timeline page.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Meta {
+    #[serde(default)]
+    pub result_count: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_token: Option<String>,
+}
+
+/// `GET /users/{id}/tweets`. With no new posts X sends only `meta` (`result_count: 0`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct TimelineResponse {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data: Vec<Tweet>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub includes: Option<Includes>,
+    #[serde(default)]
+    pub meta: Meta,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<ApiError>,
+}
+
+/// Who a timeline belongs to, as Amber shows it on each post.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AuthorProfile {
+    pub user_id: String,
+    /// The X handle, without `@`.
+    pub handle: String,
+    pub name: Option<String>,
+    pub avatar_url: Option<String>,
+}
+
+impl AuthorProfile {
+    /// The profile of a resolved X user.
+    pub fn from_user(user: &User) -> AuthorProfile {
+        AuthorProfile {
+            user_id: user.id.clone(),
+            handle: user.username.clone(),
+            name: Some(user.name.clone()).filter(|n| !n.is_empty()),
+            avatar_url: user.profile_image_url.clone(),
+        }
+    }
+}
+
+impl TimelineResponse {
+    /// The `includes.media` objects by `media_key`, for joining onto posts.
+    pub fn media_by_key(&self) -> HashMap<&str, &Media> {
+        self.includes
+            .iter()
+            .flat_map(|i| i.media.iter())
+            .map(|m| (m.media_key.as_str(), m))
+            .collect()
+    }
+
+    /// Every post of the page as a [`NewPost`] for `leader_id`.
+    pub fn to_new_posts(&self, leader_id: u64, author: &AuthorProfile) -> Vec<NewPost> {
+        let media = self.media_by_key();
+        self.data
+            .iter()
+            .map(|t| map_tweet(t, &media, leader_id, author))
+            .collect()
+    }
+}
+
+/// Publication time of a post in unix milliseconds: `created_at` (RFC 3339), or when that
+/// is missing or unreadable, the time encoded in the post's snowflake id.
+pub fn timestamp_ms(tweet: &Tweet) -> Option<i64> {
+    if let Some(ts) = tweet.created_at.as_deref() {
+        if let Ok(t) = DateTime::parse_from_rfc3339(ts) {
+            return Some(t.timestamp_millis());
+        }
+    }
+    let id: u64 = tweet.id.parse().ok()?;
+    i64::try_from(id >> 22)
+        .ok()
+        .and_then(|ms| ms.checked_add(SNOWFLAKE_EPOCH_MS))
+}
+
+/// Maps one post to what Amber stores: platform X, the X id as `platformPostId`, the
+/// `metrics` object SPEC lists, and VADER sentiment of the text.
+pub fn map_tweet(
+    tweet: &Tweet,
+    media: &HashMap<&str, &Media>,
+    leader_id: u64,
+    author: &AuthorProfile,
+) -> NewPost {
+    let media_urls: Vec<&str> = tweet
+        .attachments
+        .iter()
+        .flat_map(|a| a.media_keys.iter())
+        .filter_map(|k| media.get(k.as_str()))
+        .filter_map(|m| m.display_url())
+        .collect();
+    let (score, label) = sentiment::analyze(&tweet.text);
+    let counts = tweet.public_metrics.unwrap_or_default();
+    let metrics = json!({
+        "origin": "x",
+        "externalId": tweet.id,
+        "author": author.handle,
+        "authorName": author.name,
+        "avatarUrl": author.avatar_url,
+        "mediaUrl": media_urls.first(),
+        "mediaUrls": media_urls,
+        "likes": counts.like_count,
+        "comments": counts.reply_count,
+        "shares": counts.retweet_count,
+        "quotes": counts.quote_count,
+        "language": tweet.lang,
+        "sentimentScore": score,
+    });
+    NewPost {
+        leader_id,
+        platform: Platform::X,
+        content: tweet.text.clone(),
+        timestamp_ms: timestamp_ms(tweet).unwrap_or_else(|| chrono::Utc::now().timestamp_millis()),
+        sentiment: label,
+        sentiment_score: score,
+        metrics_json: metrics.to_string(),
+        platform_post_id: Some(tweet.id.clone()),
+        verification: Verification::Unverified,
+        author: Author {
+            id: Some(author.user_id.clone()),
+            handle: Some(author.handle.clone()),
+            name: author.name.clone(),
+            avatar_url: author.avatar_url.clone(),
+        },
+        edit_history: tweet.edit_history_tweet_ids.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::sentiment::Sentiment;
+
+    // Shaped after the samples in X's API v2 documentation.
+    const TIMELINE: &str = r#"{
+      "data": [
+        {"id": "1460323737035677698", "text": "What a wonderful, great day!",
+         "created_at": "2021-11-15T19:08:05.000Z", "author_id": "2244994945", "lang": "en",
+         "edit_history_tweet_ids": ["1460323737035677698"],
+         "public_metrics": {"retweet_count": 7, "reply_count": 3, "like_count": 42, "quote_count": 1},
+         "attachments": {"media_keys": ["3_1", "7_2"]}},
+        {"id": "1460323737035677700", "text": "Edited text",
+         "created_at": "2021-11-15T19:09:05.000Z", "author_id": "2244994945",
+         "edit_history_tweet_ids": ["1460323737035677699", "1460323737035677700"]}
+      ],
+      "includes": {"media": [
+        {"media_key": "3_1", "type": "photo", "url": "https://pbs.twimg.com/media/a.jpg"},
+        {"media_key": "7_2", "type": "video", "preview_image_url": "https://pbs.twimg.com/b.jpg"}
+      ]},
+      "meta": {"result_count": 2, "newest_id": "1460323737035677700",
+               "oldest_id": "1460323737035677698", "next_token": "7140dibdnow9c7btw3w29grvxfcgvpb9n9coehpk7xz5i"}
+    }"#;
+
+    fn author() -> AuthorProfile {
+        AuthorProfile {
+            user_id: "2244994945".into(),
+            handle: "XDevelopers".into(),
+            name: Some("Developers".into()),
+            avatar_url: Some("https://pbs.twimg.com/profile.jpg".into()),
+        }
+    }
+
+    fn metrics(post: &NewPost) -> serde_json::Value {
+        serde_json::from_str(&post.metrics_json).unwrap()
+    }
+
+    #[test]
+    fn a_timeline_page_maps_to_posts_with_every_spec_field() {
+        let page: TimelineResponse = serde_json::from_str(TIMELINE).unwrap();
+        assert_eq!(
+            page.meta.next_token.as_deref(),
+            Some("7140dibdnow9c7btw3w29grvxfcgvpb9n9coehpk7xz5i")
+        );
+        let posts = page.to_new_posts(9, &author());
+        assert_eq!(posts.len(), 2);
+        let first = &posts[0];
+        assert_eq!(first.leader_id, 9);
+        assert_eq!(first.platform, Platform::X);
+        assert_eq!(
+            first.platform_post_id.as_deref(),
+            Some("1460323737035677698")
+        );
+        assert_eq!(first.timestamp_ms, 1_637_003_285_000);
+        assert_eq!(first.sentiment, Sentiment::Positive);
+        assert_eq!(first.author.handle.as_deref(), Some("XDevelopers"));
+        let m = metrics(first);
+        assert_eq!(m["origin"], "x");
+        assert_eq!(m["externalId"], "1460323737035677698");
+        assert_eq!(m["author"], "XDevelopers");
+        assert_eq!(m["authorName"], "Developers");
+        assert_eq!(m["avatarUrl"], "https://pbs.twimg.com/profile.jpg");
+        assert_eq!(m["mediaUrl"], "https://pbs.twimg.com/media/a.jpg");
+        assert_eq!(
+            m["mediaUrls"],
+            json!([
+                "https://pbs.twimg.com/media/a.jpg",
+                "https://pbs.twimg.com/b.jpg"
+            ])
+        );
+        assert_eq!(m["likes"], 42);
+        assert_eq!(m["comments"], 3);
+        assert_eq!(m["shares"], 7);
+        assert_eq!(m["language"], "en");
+        assert_eq!(m["sentimentScore"].as_f64(), Some(first.sentiment_score));
+    }
+
+    #[test]
+    fn an_edited_post_carries_its_edit_chain() {
+        let page: TimelineResponse = serde_json::from_str(TIMELINE).unwrap();
+        let posts = page.to_new_posts(1, &author());
+        assert_eq!(
+            posts[1].edit_history,
+            vec!["1460323737035677699", "1460323737035677700"]
+        );
+        let m = metrics(&posts[1]);
+        assert_eq!(m["mediaUrls"], json!([]));
+        assert_eq!(m["mediaUrl"], serde_json::Value::Null);
+        assert_eq!(m["likes"], 0);
+    }
+
+    #[test]
+    fn a_response_with_only_meta_has_no_posts() {
+        let page: TimelineResponse =
+            serde_json::from_str(r#"{"meta":{"result_count":0}}"#).unwrap();
+        assert!(page.data.is_empty());
+        assert_eq!(page.meta.next_token, None);
+        assert!(page.to_new_posts(1, &author()).is_empty());
+    }
+
+    #[test]
+    fn unknown_and_suspended_users_are_told_apart() {
+        let body = r#"{"errors":[
+          {"value":"nobody","detail":"Could not find user with username: [nobody].","title":"Not Found Error",
+           "resource_type":"user","parameter":"username","resource_id":"nobody",
+           "type":"https://api.twitter.com/2/problems/resource-not-found"},
+          {"value":"banned","detail":"User has been suspended: [banned].","title":"Forbidden",
+           "resource_type":"user","parameter":"username","resource_id":"banned",
+           "type":"https://api.twitter.com/2/problems/resource-not-found"}]}"#;
+        let resp: UserResponse = serde_json::from_str(body).unwrap();
+        assert_eq!(resp.data, None);
+        assert_eq!(resp.errors[0].classify(), ApiErrorKind::NotFound);
+        assert_eq!(resp.errors[1].classify(), ApiErrorKind::Suspended);
+        assert!(resp.errors[0].describe().contains("nobody"));
+    }
+
+    #[test]
+    fn a_missing_created_at_falls_back_to_the_snowflake_time() {
+        let tweet = Tweet {
+            id: "1460323737035677698".into(),
+            text: String::new(),
+            created_at: Some("yesterday".into()),
+            author_id: None,
+            lang: None,
+            public_metrics: None,
+            edit_history_tweet_ids: vec![],
+            attachments: None,
+        };
+        // The snowflake carries the same second as created_at in the sample above.
+        let ms = timestamp_ms(&tweet).unwrap();
+        assert_eq!(ms / 1000, 1_637_003_285);
+        let junk = Tweet {
+            id: "not-a-number".into(),
+            created_at: None,
+            ..tweet
+        };
+        assert_eq!(timestamp_ms(&junk), None);
+    }
+
+    #[test]
+    fn serializing_and_parsing_a_page_round_trips() {
+        let page: TimelineResponse = serde_json::from_str(TIMELINE).unwrap();
+        let text = serde_json::to_string(&page).unwrap();
+        let again: TimelineResponse = serde_json::from_str(&text).unwrap();
+        assert_eq!(page, again);
+        // Empty parts stay off the wire, as with X.
+        let empty = serde_json::to_value(TimelineResponse::default()).unwrap();
+        assert_eq!(empty, json!({"meta": {"result_count": 0}}));
+    }
+}

@@ -2,21 +2,21 @@
 //!
 //! Each client key has one token bucket in Redis, a hash at `rate_limit:ip:<addr>` or
 //! `rate_limit:user:<sub>` with fields `tokens` and `ts` (ms, Redis's own clock), expiring
-//! when it would be full again. An instance never spends a shared token without having
-//! taken it from Redis first: an atomic Lua script refills the bucket and hands out up to
-//! `want` tokens, which the instance keeps as a local *lease* and spends without talking
-//! to Redis. Because tokens only leave Redis through the script, all instances together
-//! admit at most what the shared bucket allows; leased tokens that go unused for
-//! [`LEASE_IDLE`] are given back.
+//! when it would be full again. An instance spends shared tokens only after taking them
+//! from Redis: an atomic Lua script refills the bucket and hands out up to `want` tokens,
+//! which the instance keeps as a local *lease* and spends without talking to Redis. So all
+//! instances together admit at most what the shared bucket allows (plus at most one lease
+//! per key admitted provisionally while Redis is late, paid back from later grants);
+//! leased tokens that go unused for [`LEASE_IDLE`] are given back.
 //!
 //! The request path touches Redis only when its key has no lease left; then it waits at
 //! most [`REQUEST_DEADLINE`]. A lease running low is topped up in the background, so a
 //! steady client keeps being served from memory. When the shared bucket is empty, the
 //! refusal is remembered for at most [`DENIAL_RECHECK`], so a `redis-cli DEL` of the key
-//! frees the client within that time. Errors or repeated timeouts mark Redis unavailable:
-//! requests are then decided by the per-instance limiter alone (fail open on Redis, never
-//! on limiting), health reports `unavailable`, and a supervisor task probes Redis every
-//! [`PROBE_INTERVAL`] and resumes sync by itself when it answers.
+//! frees the client within that time. An error, or late answers for [`SLOW_GRACE`], mark
+//! Redis unavailable: requests are then decided by the per-instance limiter alone (fail
+//! open on Redis, never on limiting), health reports `unavailable`, and a supervisor task
+//! probes Redis every [`PROBE_INTERVAL`] and resumes sync by itself when it answers.
 
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, Ordering};

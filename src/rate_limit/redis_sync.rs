@@ -2,24 +2,24 @@
 //!
 //! Each client key has one token bucket in Redis, a hash at `rate_limit:ip:<addr>` or
 //! `rate_limit:user:<sub>` with fields `tokens` and `ts` (ms, Redis's own clock), expiring
-//! when it would be full again. An instance never spends a shared token without having
-//! taken it from Redis first: an atomic Lua script refills the bucket and hands out up to
-//! `want` tokens, which the instance keeps as a local *lease* and spends without talking
-//! to Redis. Because tokens only leave Redis through the script, all instances together
-//! admit at most what the shared bucket allows; leased tokens that go unused for
-//! [`LEASE_IDLE`] are given back.
+//! when it would be full again. An instance spends shared tokens only after taking them
+//! from Redis: an atomic Lua script refills the bucket and hands out up to `want` tokens,
+//! which the instance keeps as a local *lease* and spends without talking to Redis. So all
+//! instances together admit at most what the shared bucket allows (plus at most one lease
+//! per key admitted provisionally while Redis is late, paid back from later grants);
+//! leased tokens that go unused for [`LEASE_IDLE`] are given back.
 //!
 //! The request path touches Redis only when its key has no lease left; then it waits at
 //! most [`REQUEST_DEADLINE`]. A lease running low is topped up in the background, so a
 //! steady client keeps being served from memory. When the shared bucket is empty, the
 //! refusal is remembered for at most [`DENIAL_RECHECK`], so a `redis-cli DEL` of the key
-//! frees the client within that time. Errors or repeated timeouts mark Redis unavailable:
-//! requests are then decided by the per-instance limiter alone (fail open on Redis, never
-//! on limiting), health reports `unavailable`, and a supervisor task probes Redis every
-//! [`PROBE_INTERVAL`] and resumes sync by itself when it answers.
+//! frees the client within that time. An error, or late answers for [`SLOW_GRACE`], mark
+//! Redis unavailable: requests are then decided by the per-instance limiter alone (fail
+//! open on Redis, never on limiting), health reports `unavailable`, and a supervisor task
+//! probes Redis every [`PROBE_INTERVAL`] and resumes sync by itself when it answers.
 
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -40,8 +40,12 @@ pub const PROBE_INTERVAL: Duration = Duration::from_millis(500);
 pub const DENIAL_RECHECK: Duration = Duration::from_millis(500);
 /// Leased tokens unused for this long go back to the shared bucket.
 pub const LEASE_IDLE: Duration = Duration::from_secs(2);
-/// Timeouts in a row that make Redis count as unavailable (one error is enough).
-pub const MAX_TIMEOUTS_IN_A_ROW: u32 = 3;
+/// How long Redis may miss [`REQUEST_DEADLINE`] (with no answer in time in between)
+/// before it counts as unavailable; one error is enough.
+pub const SLOW_GRACE: Duration = Duration::from_millis(250);
+/// A probe must answer within this to make an unavailable Redis available again, so a
+/// Redis that is up but too slow for requests stays out of their way.
+pub const RESTORE_DEADLINE: Duration = Duration::from_millis(50);
 /// Deadline for the supervisor's probes, background refills and admin commands.
 pub const BACKGROUND_DEADLINE: Duration = Duration::from_secs(1);
 /// The most keys with a live lease; beyond it requests lease nothing and ask Redis for
@@ -124,7 +128,13 @@ struct Grant {
 /// Tokens this instance holds for one key.
 #[derive(Debug)]
 struct Lease {
-    tokens: u32,
+    /// Leased tokens not spent yet. Negative is a debt: requests admitted while their
+    /// answer from Redis was late, and that answer granted too little. Later grants pay
+    /// it first.
+    tokens: i64,
+    /// Cost admitted provisionally (Redis late) whose answer has not come yet.
+    /// Invariant: at most [`lease_size`], so a stall over-admits at most that per key.
+    unconfirmed: u32,
     /// What Redis had left at the last grant: the rest of `X-RateLimit-Remaining`.
     shared_left: u32,
     /// Until when a refusal from Redis is reused without asking again.
@@ -140,6 +150,7 @@ impl Lease {
     fn new(now: Instant, limit: Limit) -> Lease {
         Lease {
             tokens: 0,
+            unconfirmed: 0,
             shared_left: 0,
             denied_until: None,
             retry_at: now,
@@ -149,20 +160,41 @@ impl Lease {
         }
     }
 
-    /// Records a grant of which `spent` tokens are used at once.
-    fn absorb(&mut self, grant: Grant, spent: u32, now: Instant) {
-        self.tokens += grant.granted - spent;
+    /// Adds a grant to the lease (paying any debt first).
+    fn absorb(&mut self, grant: Grant, now: Instant) {
+        self.tokens += i64::from(grant.granted);
         self.shared_left = grant.left;
         if grant.granted == 0 {
-            self.retry_at = now + grant.retry;
-            self.denied_until = Some(now + grant.retry.min(DENIAL_RECHECK));
+            self.deny(grant.retry, now);
         } else {
             self.denied_until = None;
         }
     }
 
+    /// Remembers that the shared bucket refused, for at most [`DENIAL_RECHECK`].
+    fn deny(&mut self, retry: Duration, now: Instant) {
+        self.retry_at = now + retry;
+        self.denied_until = Some(now + retry.min(DENIAL_RECHECK));
+    }
+
+    /// Spends `cost` leased tokens if the lease holds them.
+    fn try_spend(&mut self, cost: u32) -> bool {
+        if self.tokens >= i64::from(cost) {
+            self.tokens -= i64::from(cost);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Tokens the next acquire must bring in to pay the debt.
+    fn debt(&self) -> u32 {
+        u32::try_from((-self.tokens).max(0)).unwrap_or(u32::MAX)
+    }
+
     fn remaining(&self) -> u32 {
-        self.tokens
+        let leased = u32::try_from(self.tokens.max(0)).unwrap_or(u32::MAX);
+        leased
             .saturating_add(self.shared_left)
             .min(self.limit.burst.get())
     }
@@ -180,10 +212,11 @@ pub struct RedisSync {
     /// Invariant: true only after a successful probe and until a failure; while false the
     /// request path never touches Redis.
     available: AtomicBool,
+    /// Since when requests have been missing [`REQUEST_DEADLINE`] with no answer in time.
+    slow_since: parking_lot::Mutex<Option<Instant>>,
     /// True from the first failure of an outage until Redis answers again, so an outage
     /// is logged once (also when Redis is already down at start-up).
     outage_logged: AtomicBool,
-    timeouts_in_a_row: AtomicU32,
     health: watch::Sender<RedisHealth>,
     leases: DashMap<ClientKey, Lease>,
     acquire: redis::Script,
@@ -205,7 +238,7 @@ impl RedisSync {
             connection: RwLock::new(None),
             available: AtomicBool::new(false),
             outage_logged: AtomicBool::new(false),
-            timeouts_in_a_row: AtomicU32::new(0),
+            slow_since: parking_lot::Mutex::new(None),
             health,
             leases: DashMap::new(),
             acquire: redis::Script::new(ACQUIRE_SCRIPT),
@@ -224,9 +257,11 @@ impl RedisSync {
         self.leases.len()
     }
 
-    /// Tokens this instance holds in its lease of `key` (0 without a lease).
+    /// Tokens this instance holds in its lease of `key` (0 without a lease or in debt).
     pub fn leased_tokens(&self, key: &ClientKey) -> u32 {
-        self.leases.get(key).map_or(0, |lease| lease.tokens)
+        self.leases.get(key).map_or(0, |lease| {
+            u32::try_from(lease.tokens.max(0)).unwrap_or(u32::MAX)
+        })
     }
 
     /// Starts the task that connects, probes, marks Redis available again and returns
@@ -254,10 +289,9 @@ impl RedisSync {
         if let Some(mut lease) = self.leases.get_mut(key) {
             lease.last_used = now;
             lease.limit = limit;
-            if lease.tokens >= cost {
-                lease.tokens -= cost;
+            if lease.try_spend(cost) {
                 let remaining = lease.remaining();
-                if lease.tokens <= lease_size(&limit) / 2 && !lease.refilling {
+                if lease.tokens <= i64::from(lease_size(&limit) / 2) && !lease.refilling {
                     lease.refilling = true;
                     self.spawn_refill(key.clone(), limit);
                 }
@@ -269,55 +303,118 @@ impl RedisSync {
                     return Some(Decision::refuse(burst, retry));
                 }
             }
+        } else if self.leases.len() >= LEASE_CAP {
+            // More live keys than leases: this one is limited per instance.
+            return None;
         }
 
-        let can_lease = self.leases.contains_key(key) || self.leases.len() < LEASE_CAP;
-        let want = if can_lease {
-            cost.saturating_add(lease_size(&limit))
-        } else {
-            cost
+        let debt = self.leases.get(key).map_or(0, |lease| lease.debt());
+        let want = cost.saturating_add(lease_size(&limit)).saturating_add(debt);
+        // The acquire runs as its own task, so a late answer still lands in the lease.
+        let mut acquire = {
+            let sync = Arc::clone(self);
+            let key = key.clone();
+            tokio::spawn(async move {
+                within_background_deadline(sync.run_acquire(&key, limit, want)).await
+            })
         };
-        let grant = match tokio::time::timeout(REQUEST_DEADLINE, self.run_acquire(key, limit, want))
-            .await
-        {
-            Ok(Ok(grant)) => {
-                self.timeouts_in_a_row.store(0, Ordering::Relaxed);
-                grant
+        match tokio::time::timeout(REQUEST_DEADLINE, &mut acquire).await {
+            Ok(Ok(Ok(grant))) => {
+                *self.slow_since.lock() = None;
+                Some(self.settle(key, limit, grant, cost))
             }
-            Ok(Err(error)) => {
+            Ok(Ok(Err(error))) => {
                 self.mark_unavailable(&error);
-                return None;
+                None
             }
-            Err(_) => {
-                let n = self.timeouts_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
-                if n >= MAX_TIMEOUTS_IN_A_ROW {
-                    self.mark_unavailable(&SyncError::Timeout(REQUEST_DEADLINE));
-                }
-                return None;
-            }
-        };
-        let spent = if grant.granted >= cost { cost } else { 0 };
+            Ok(Err(_)) => None,
+            Err(_) => Some(self.decide_while_late(key, limit, cost, acquire)),
+        }
+    }
+
+    /// A grant that came in time: into the lease, then spend `cost` from it.
+    fn settle(&self, key: &ClientKey, limit: Limit, grant: Grant, cost: u32) -> Decision {
+        let burst = limit.burst.get();
         let now = Instant::now();
-        if can_lease {
+        let mut lease = self
+            .leases
+            .entry(key.clone())
+            .or_insert_with(|| Lease::new(now, limit));
+        lease.absorb(grant, now);
+        lease.last_used = now;
+        if lease.try_spend(cost) {
+            return Decision::allow(burst, lease.remaining());
+        }
+        lease.deny(grant.retry, now);
+        Decision::refuse(burst, grant.retry)
+    }
+
+    /// Redis missed the deadline: admit provisionally while this key's unconfirmed cost
+    /// stays within a lease and the lease owes nothing, else refuse for a moment. The answer is settled when it
+    /// comes; if it grants too little, the admitted cost becomes debt.
+    fn decide_while_late(
+        self: &Arc<Self>,
+        key: &ClientKey,
+        limit: Limit,
+        cost: u32,
+        acquire: tokio::task::JoinHandle<Result<Grant, SyncError>>,
+    ) -> Decision {
+        self.note_slow();
+        let burst = limit.burst.get();
+        let now = Instant::now();
+        let provisional = {
             let mut lease = self
                 .leases
                 .entry(key.clone())
                 .or_insert_with(|| Lease::new(now, limit));
-            lease.absorb(grant, spent, now);
             lease.last_used = now;
-            let remaining = lease.remaining();
-            if spent == 0 {
-                return Some(Decision::refuse(burst, grant.retry));
+            // Never on top of a debt: one late answer's worth of trust at a time.
+            let admit =
+                lease.tokens >= 0 && lease.unconfirmed.saturating_add(cost) <= lease_size(&limit);
+            if admit {
+                lease.unconfirmed += cost;
             }
-            return Some(Decision::allow(burst, remaining));
-        }
-        if spent == 0 {
-            if grant.granted > 0 {
-                self.spawn_give_back(key.clone(), limit, grant.granted);
+            admit
+        };
+        let sync = Arc::clone(self);
+        let key = key.clone();
+        tokio::spawn(async move {
+            let outcome = acquire.await;
+            let now = Instant::now();
+            let mut lease = sync
+                .leases
+                .entry(key)
+                .or_insert_with(|| Lease::new(now, limit));
+            if provisional {
+                lease.unconfirmed = lease.unconfirmed.saturating_sub(cost);
+                lease.tokens -= i64::from(cost);
             }
-            return Some(Decision::refuse(burst, grant.retry));
+            match outcome {
+                Ok(Ok(grant)) => lease.absorb(grant, now),
+                Ok(Err(error)) => {
+                    drop(lease);
+                    sync.mark_unavailable(&error);
+                }
+                Err(_) => {}
+            }
+        });
+        if provisional {
+            Decision::allow(burst, 0)
+        } else {
+            Decision::refuse(burst, DENIAL_RECHECK)
         }
-        Some(Decision::allow(burst, grant.left.min(burst)))
+    }
+
+    /// A request missed the deadline: after [`SLOW_GRACE`] of that, Redis is unavailable.
+    fn note_slow(&self) {
+        let now = Instant::now();
+        let slow_for = {
+            let mut since = self.slow_since.lock();
+            now.duration_since(*since.get_or_insert(now))
+        };
+        if slow_for >= SLOW_GRACE {
+            self.mark_unavailable(&SyncError::Timeout(REQUEST_DEADLINE));
+        }
     }
 
     /// The shared bucket of `key`, read without spending; `None` when Redis has no
@@ -401,7 +498,7 @@ impl RedisSync {
         &self,
         key: &ClientKey,
         limit: Limit,
-        tokens: u32,
+        tokens: i64,
     ) -> Result<(), SyncError> {
         let mut connection = self.connection()?;
         let _: u32 = self
@@ -426,7 +523,7 @@ impl RedisSync {
                         .leases
                         .entry(key)
                         .or_insert_with(|| Lease::new(now, limit));
-                    lease.absorb(grant, 0, now);
+                    lease.absorb(grant, now);
                     lease.refilling = false;
                 }
                 Err(error) => {
@@ -436,13 +533,6 @@ impl RedisSync {
                     sync.mark_unavailable(&error);
                 }
             }
-        });
-    }
-
-    fn spawn_give_back(self: &Arc<Self>, key: ClientKey, limit: Limit, tokens: u32) {
-        let sync = Arc::clone(self);
-        tokio::spawn(async move {
-            let _ = within_background_deadline(sync.run_give_back(&key, limit, tokens)).await;
         });
     }
 
@@ -460,7 +550,7 @@ impl RedisSync {
     }
 
     fn mark_available(&self) {
-        self.timeouts_in_a_row.store(0, Ordering::Relaxed);
+        *self.slow_since.lock() = None;
         self.outage_logged.store(false, Ordering::Release);
         if !self.available.swap(true, Ordering::AcqRel) {
             tracing::info!("redis available: rate limits are shared between instances");
@@ -488,8 +578,14 @@ impl RedisSync {
                 }
             },
         };
+        // Coming back needs a prompt answer; staying needs any answer within a second.
+        let deadline = if self.is_available() {
+            BACKGROUND_DEADLINE
+        } else {
+            RESTORE_DEADLINE
+        };
         let probe = tokio::time::timeout(
-            BACKGROUND_DEADLINE,
+            deadline,
             redis::cmd("PING").query_async::<String>(&mut connection),
         )
         .await;
@@ -516,7 +612,7 @@ impl RedisSync {
                 return;
             }
             Err(_) => {
-                self.mark_unavailable(&SyncError::Timeout(BACKGROUND_DEADLINE));
+                self.mark_unavailable(&SyncError::Timeout(deadline));
                 return;
             }
         }
@@ -527,7 +623,9 @@ impl RedisSync {
         let now = Instant::now();
         let mut idle = Vec::new();
         self.leases.retain(|key, lease| {
-            let quiet = now.duration_since(lease.last_used) >= LEASE_IDLE && !lease.refilling;
+            let quiet = now.duration_since(lease.last_used) >= LEASE_IDLE
+                && !lease.refilling
+                && lease.unconfirmed == 0;
             if quiet && lease.tokens > 0 {
                 idle.push((key.clone(), lease.limit, lease.tokens));
             }

@@ -390,9 +390,8 @@ impl Store {
 
     // ---- leaders ----
 
-    /// Stores a new leader.
-    pub fn create_leader(&mut self, draft: LeaderDraft, now_ms: i64) -> Result<Leader, StoreError> {
-        self.check_id_space()?;
+    /// A leader with the next id (the sequence is persisted by the caller's batch).
+    fn next_leader_from(&mut self, draft: LeaderDraft, now_ms: i64) -> Leader {
         let leader = Leader {
             id: self.next_leader,
             name: draft.name,
@@ -402,6 +401,13 @@ impl Store {
             avatar_url: draft.avatar_url,
         };
         self.next_leader += 1;
+        leader
+    }
+
+    /// Stores a new leader.
+    pub fn create_leader(&mut self, draft: LeaderDraft, now_ms: i64) -> Result<Leader, StoreError> {
+        self.check_id_space()?;
+        let leader = self.next_leader_from(draft, now_ms);
         let mut batch = Batch::default();
         batch.insert(
             &keys::id_key(keys::LEADER, leader.id),
@@ -431,15 +437,7 @@ impl Store {
         let mut batch = Batch::default();
         let mut added = Vec::new();
         for draft in drafts {
-            let leader = Leader {
-                id: self.next_leader,
-                name: draft.name,
-                handles: draft.handles,
-                tracking_topics: draft.tracking_topics,
-                created_at_ms: now_ms,
-                avatar_url: draft.avatar_url,
-            };
-            self.next_leader += 1;
+            let leader = self.next_leader_from(draft, now_ms);
             batch.insert(
                 &keys::id_key(keys::LEADER, leader.id),
                 codec::encode(&leader)?,

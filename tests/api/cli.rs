@@ -25,6 +25,24 @@ async fn api_answers(app: &crate::helpers::TestApp) -> Vec<Value> {
     out
 }
 
+/// Runs `amber import` on `dir` with `backup` on stdin.
+fn import(dir: &std::path::Path, backup: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = amber_command(dir, &HashMap::new())
+        .arg("import")
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(backup.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 #[actix_web::test]
 async fn export_then_import_into_an_empty_data_dir_gives_identical_answers() {
     let mut app = spawn_app().await;
@@ -85,22 +103,7 @@ async fn export_then_import_into_an_empty_data_dir_gives_identical_answers() {
     }
 
     let fresh = tempfile::tempdir().unwrap();
-    let mut child = amber_command(fresh.path(), &HashMap::new())
-        .arg("import")
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(backup.as_bytes())
-            .unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = import(fresh.path(), &backup);
     assert!(
         out.status.success(),
         "{}",
@@ -115,43 +118,28 @@ async fn export_then_import_into_an_empty_data_dir_gives_identical_answers() {
 
     // Importing the same backup again merges with dedup: nothing doubles.
     drop(restored);
-    let mut child = amber_command(fresh.path(), &HashMap::new())
-        .arg("import")
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(backup.as_bytes())
-            .unwrap();
-    }
-    assert!(child.wait_with_output().unwrap().status.success());
+    assert!(import(fresh.path(), &backup).status.success());
     let restored = crate::helpers::spawn_on(fresh.path()).await;
     let (_, feed) = restored.get_json("/api/feed").await;
     assert_eq!(feed["total"], 12);
 }
 
 #[actix_web::test]
-async fn import_refuses_a_bad_line_and_names_it() {
+async fn import_refuses_a_bad_line_and_names_it_and_stores_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = amber_command(dir.path(), &HashMap::new())
-        .arg("import")
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        child.stdin.take().unwrap().write_all(b"{\"kind\":\"leader\",\"id\":1,\"name\":\"A\",\"createdAt\":\"2025-01-01T00:00:00Z\"}\n{oops\n").unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = import(
+        dir.path(),
+        "{\"kind\":\"leader\",\"id\":1,\"name\":\"A\",\"createdAt\":\"2025-01-01T00:00:00Z\"}\n{oops\n",
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("line 2"));
+    let app = crate::helpers::spawn_on(dir.path()).await;
+    let (_, leaders) = app.get_json("/api/leaders").await;
+    assert_eq!(
+        leaders.as_array().unwrap().len(),
+        11,
+        "only the seed list, nothing imported"
+    );
 }
 
 #[test]

@@ -4,13 +4,14 @@
 //! runs one scenario per test and checks what it reports.
 //!
 //! Needs `chromium` (or `$CHROMIUM`), `node` and `npm ci --prefix tests/browser`. Without
-//! them each test prints one `SKIP` line and passes, except under `CI=true`, where a
+//! them the run prints one `SKIP` line and each test passes, except under `CI=true`, where a
 //! missing piece is a failure (`.ci/run` installs them). Screenshots go to
 //! `target/browser/`.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
+use std::sync::{Mutex, Once};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -66,7 +67,15 @@ fn browser_available(test: &str) -> bool {
         std::env::var("CI").as_deref() != Ok("true"),
         "browser test {test} cannot run under CI=true: missing {missing}"
     );
-    eprintln!("SKIP browser::{test}: missing {missing}");
+    // One line for the whole run, not one per test; written to stderr directly, because
+    // the test harness captures `eprintln!` of passing tests.
+    static REPORTED: Once = Once::new();
+    REPORTED.call_once(|| {
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIP browser tests (first: browser::{test}): missing {missing}"
+        );
+    });
     false
 }
 

@@ -198,6 +198,11 @@ export const scenarios = {
     const { args, assert } = env;
     const { page } = await open(env, DESKTOP);
     assert(await page.$eval('#admin-tools', (e) => e.hidden), 'admin tools shown without a token');
+    // A bad token is refused in words, and unlocks nothing.
+    await page.fill('#token-input', 'not-a-jwt');
+    await page.press('#token-input', 'Enter');
+    await page.waitForFunction(() => /refused/.test(document.getElementById('whoami').textContent), null, { timeout: WAIT_MS });
+    assert(await page.$eval('#admin-tools', (e) => e.hidden) && await page.$eval('#review-tools', (e) => e.hidden), 'a refused token unlocked tools');
     await page.focus('#token-input');
     await page.keyboard.type(args.adminToken);
     await page.keyboard.press('Enter');

@@ -415,27 +415,24 @@ async fn a_rate_limited_feed_shows_the_wait_and_recovers() {
     assert!((1..=5).contains(&wait), "{result}");
 }
 
-#[actix_web::test]
-async fn admin_panel_triggers_ingestion_and_new_posts_appear() {
-    if !browser_available("trigger") {
-        return;
-    }
-    const USERS: u32 = 2;
-    const POSTS_PER_USER: u32 = 6;
+/// The project's fake X API with `users` accounts of `posts` posts each, and a server
+/// (plus `extra` settings) pointed at it with one leader per account and no seed.
+async fn app_with_fake_x(users: u32, posts: u32, extra: &[(&str, &str)]) -> (FakeX, TestApp) {
     let fake = FakeX::start(FakeScript {
-        users: USERS,
-        posts_per_user: POSTS_PER_USER,
+        users,
+        posts_per_user: posts,
         ..FakeScript::default()
     })
     .expect("fake X API");
     let token = fake.token();
-    let app = spawn_app_with(&[
+    let mut env = vec![
         ("X_API_BASE_URL", fake.base_url()),
         ("TWITTER_BEARER_TOKEN", token.as_str()),
         ("SEED_LEADERS", "false"),
-    ])
-    .await;
-    for u in 0..USERS {
+    ];
+    env.extend_from_slice(extra);
+    let app = spawn_app_with(&env).await;
+    for u in 0..users {
         let res = app
             .admin_post(
                 "/api/leaders",
@@ -444,6 +441,17 @@ async fn admin_panel_triggers_ingestion_and_new_posts_appear() {
             .await;
         assert_eq!(res.status(), 201);
     }
+    (fake, app)
+}
+
+#[actix_web::test]
+async fn admin_panel_triggers_ingestion_and_new_posts_appear() {
+    if !browser_available("trigger") {
+        return;
+    }
+    const USERS: u32 = 2;
+    const POSTS_PER_USER: u32 = 6;
+    let (fake, app) = app_with_fake_x(USERS, POSTS_PER_USER, &[]).await;
     let expected = USERS * POSTS_PER_USER;
     let result = run_scenario(
         &app,
@@ -474,28 +482,15 @@ async fn an_empty_feed_says_the_breaker_is_open() {
     if !browser_available("empty") {
         return;
     }
-    let fake = FakeX::start(FakeScript {
-        users: 1,
-        posts_per_user: 3,
-        ..FakeScript::default()
-    })
-    .expect("fake X API");
-    let token = fake.token();
-    let app = spawn_app_with(&[
-        ("X_API_BASE_URL", fake.base_url()),
-        ("TWITTER_BEARER_TOKEN", token.as_str()),
-        ("SEED_LEADERS", "false"),
-        ("X_CIRCUIT_FAIL_MAX", "1"),
-        ("X_CIRCUIT_RESET_SECONDS", "300"),
-    ])
+    let (fake, app) = app_with_fake_x(
+        1,
+        3,
+        &[
+            ("X_CIRCUIT_FAIL_MAX", "1"),
+            ("X_CIRCUIT_RESET_SECONDS", "300"),
+        ],
+    )
     .await;
-    let res = app
-        .admin_post(
-            "/api/leaders",
-            &json!({"name": "Failing Leader", "handles": {"x": username(0)}}),
-        )
-        .await;
-    assert_eq!(res.status(), 201);
     fake.inject(Fault::ServerError, None);
     let res = app
         .admin_post("/api/ingestion/trigger", &json!({"backfill": false}))

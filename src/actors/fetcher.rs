@@ -217,16 +217,19 @@ impl Job {
         leader: &Leader,
         handle: &str,
     ) -> Result<AuthorProfile, LeaderError> {
-        let cached = self
-            .reader
-            .x_user_id(leader.id, handle)
-            .map_err(|e| LeaderError::Store(e.to_string()))?;
+        // Two point reads of sled: off the async executor, like every sled call.
+        let (reader, leader_id, owned_handle) =
+            (self.reader.clone(), leader.id, handle.to_string());
+        let (cached, profile_bytes) = tokio::task::spawn_blocking(move || {
+            let id = reader.x_user_id(leader_id, &owned_handle)?;
+            let profile = reader.meta(&profile_meta_name(leader_id)).ok().flatten();
+            Ok::<_, crate::storage::StoreError>((id, profile))
+        })
+        .await
+        .map_err(|e| LeaderError::Store(e.to_string()))?
+        .map_err(|e| LeaderError::Store(e.to_string()))?;
         if let Some(user_id) = cached {
-            let profile = self
-                .reader
-                .meta(&profile_meta_name(leader.id))
-                .ok()
-                .flatten()
+            let profile = profile_bytes
                 .and_then(|b| serde_json::from_slice::<CachedProfile>(&b).ok())
                 .filter(|p| p.handle.eq_ignore_ascii_case(handle));
             return Ok(match profile {

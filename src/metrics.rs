@@ -27,6 +27,11 @@ pub struct Metrics {
     pub posts: Gauge,
     pub leaders: Gauge,
     pub review_items: Gauge,
+    /// Ingestion and Redis gauges, refreshed from the status board when metrics are read.
+    pub ingest_runs: Gauge,
+    pub last_ingest_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    pub breaker_open: Gauge,
+    pub redis_up: Gauge,
     requests: AtomicU64,
 }
 
@@ -41,6 +46,10 @@ impl Default for Metrics {
         let posts = Gauge::default();
         let leaders = Gauge::default();
         let review_items = Gauge::default();
+        let ingest_runs = Gauge::default();
+        let last_ingest_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        let breaker_open = Gauge::default();
+        let redis_up = Gauge::default();
         registry.register(
             "http_responses",
             "HTTP responses by status class",
@@ -59,6 +68,26 @@ impl Default for Metrics {
         registry.register("posts", "Posts stored", posts.clone());
         registry.register("leaders", "Leaders stored", leaders.clone());
         registry.register("review_items", "Review items stored", review_items.clone());
+        registry.register(
+            "ingest_runs",
+            "Ingestion runs finished since start",
+            ingest_runs.clone(),
+        );
+        registry.register(
+            "last_ingest_duration_seconds",
+            "Duration of the last ingestion run",
+            last_ingest_seconds.clone(),
+        );
+        registry.register(
+            "circuit_breaker_open",
+            "1 when the X circuit breaker is open or half-open",
+            breaker_open.clone(),
+        );
+        registry.register(
+            "redis_up",
+            "1 when Redis sync is healthy, 0 when unavailable or not configured",
+            redis_up.clone(),
+        );
         Metrics {
             registry,
             responses,
@@ -67,6 +96,10 @@ impl Default for Metrics {
             posts,
             leaders,
             review_items,
+            ingest_runs,
+            last_ingest_seconds,
+            breaker_open,
+            redis_up,
             requests: AtomicU64::new(0),
         }
     }

@@ -12,6 +12,18 @@ fn refresh_store_gauges(state: &AppState) {
     state.metrics.posts.set(stats.posts as i64);
     state.metrics.leaders.set(stats.leaders as i64);
     state.metrics.review_items.set(stats.review_items as i64);
+    let ingest = state.status.ingest.borrow().clone();
+    state.metrics.ingest_runs.set(ingest.total_ingests as i64);
+    state
+        .metrics
+        .last_ingest_seconds
+        .set(ingest.last_ingest_ms.unwrap_or(0) as f64 / 1000.0);
+    state.metrics.breaker_open.set(i64::from(
+        ingest.breaker != crate::status::BreakerHealth::Closed,
+    ));
+    state.metrics.redis_up.set(i64::from(
+        *state.status.redis.borrow() == crate::status::RedisHealth::Ok,
+    ));
 }
 
 /// `GET /api/metrics`.

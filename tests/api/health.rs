@@ -71,6 +71,9 @@ async fn prometheus_metrics_are_served_to_loopback_only_by_default() {
         "{text}"
     );
     assert!(text.contains("amber_leaders 11"), "{text}");
+    assert!(text.contains("amber_circuit_breaker_open 0"), "{text}");
+    assert!(text.contains("amber_redis_up 0"), "{text}");
+    assert!(text.contains("amber_ingest_runs 0"), "{text}");
 
     // The same server with loopback excluded refuses.
     let closed =

@@ -402,6 +402,11 @@ async fn the_breaker_opens_keeps_calls_away_then_recovers_through_half_open() {
     );
     let s = status(&w.app).await;
     assert_eq!(s["circuit_breaker_state"], "open");
+    let metrics = w.app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("amber_circuit_breaker_open 1"),
+        "{metrics}"
+    );
     assert_eq!(s["circuit_breaker_failures"], 2);
     let (_, health) = w.app.get_json("/api/health").await;
     assert_eq!(health["status"], "degraded");

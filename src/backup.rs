@@ -11,7 +11,7 @@ use crate::domain::leader::Leader;
 use crate::domain::post::{Author, Platform, Post, Verification};
 use crate::domain::review::{ReviewItem, ReviewState};
 use crate::domain::sentiment::Sentiment;
-use crate::http::dto::{parse_rfc3339, rfc3339, LeaderJson, PostJson};
+use crate::http::dto::{parse_rfc3339, LeaderJson, PostJson, ReviewJson};
 use crate::storage::Record;
 
 /// A backup line that cannot be restored.
@@ -48,18 +48,6 @@ struct PostLineOut<'a> {
     author: AuthorLine,
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ReviewLineOut<'a> {
-    id: u64,
-    post_id: u64,
-    state: &'static str,
-    notes: Option<&'a str>,
-    reviewed_by: Option<&'a str>,
-    reviewed_at: Option<String>,
-    updated_at: String,
-}
-
 /// Writes one record as a JSON line.
 pub fn write_record(out: &mut impl Write, record: &Record) -> std::io::Result<()> {
     let line = match record {
@@ -80,17 +68,10 @@ pub fn write_record(out: &mut impl Write, record: &Record) -> std::io::Result<()
                 },
             },
         }),
+        // The API's review JSON; its `post` is null here (the post has its own line).
         Record::Review(r) => serde_json::to_string(&Tagged {
             kind: "review",
-            body: &ReviewLineOut {
-                id: r.id,
-                post_id: r.post_id,
-                state: r.state.as_str(),
-                notes: r.notes.as_deref(),
-                reviewed_by: r.reviewed_by.as_deref(),
-                reviewed_at: r.reviewed_at_ms.map(rfc3339),
-                updated_at: rfc3339(r.updated_at_ms),
-            },
+            body: &ReviewJson::from(r, None, None),
         }),
     }
     .map_err(std::io::Error::other)?;

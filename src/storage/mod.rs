@@ -916,8 +916,16 @@ impl Store {
         let stored: StoredPost = codec::decode(&bytes)?;
         let mut batch = Batch::default();
         let (r, p) = self.remove_post_keys(&mut batch, id)?;
-        let reviews = self.shared.review_items.load(Ordering::Relaxed) - r;
-        let pending = self.shared.pending_reviews.load(Ordering::Relaxed) - p;
+        let reviews = self
+            .shared
+            .review_items
+            .load(Ordering::Relaxed)
+            .saturating_sub(r);
+        let pending = self
+            .shared
+            .pending_reviews
+            .load(Ordering::Relaxed)
+            .saturating_sub(p);
         let entry = entry_of(&stored.post);
         let mut index = self.shared.index.write();
         index.remove(&entry);
@@ -973,7 +981,11 @@ impl Store {
             );
         }
         let reviews = self.shared.review_items.load(Ordering::Relaxed);
-        let pending = self.shared.pending_reviews.load(Ordering::Relaxed) - u64::from(was_pending)
+        let pending = self
+            .shared
+            .pending_reviews
+            .load(Ordering::Relaxed)
+            .saturating_sub(u64::from(was_pending))
             + u64::from(state == ReviewState::Pending);
         let index = self.shared.index.read();
         self.put_counters(&mut batch, &index, reviews, pending);

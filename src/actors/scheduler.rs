@@ -937,16 +937,28 @@ impl IngestScheduler {
         }
     }
 
-    fn newest_posts(&self, leader_id: u64) -> Vec<Post> {
-        let filter = Filter {
-            leaders: vec![leader_id],
-            platform: Some(Platform::X),
-        };
-        self.deps
-            .reader
-            .feed(&filter, Start::Offset(0), self.config.ingest_limit as usize)
-            .map(|p| p.posts)
+    /// The leader's newest stored X posts (the answer of a refresh within its cooldown),
+    /// read on the blocking pool: sled reads stay off the actor's thread.
+    fn newest_posts(
+        &self,
+        leader_id: u64,
+    ) -> impl std::future::Future<Output = Vec<Post>> + 'static {
+        let reader = self.deps.reader.clone();
+        let limit = self.config.ingest_limit as usize;
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let filter = Filter {
+                    leaders: vec![leader_id],
+                    platform: Some(Platform::X),
+                };
+                reader
+                    .feed(&filter, Start::Offset(0), limit)
+                    .map(|p| p.posts)
+                    .unwrap_or_default()
+            })
+            .await
             .unwrap_or_default()
+        }
     }
 }
 
@@ -1149,9 +1161,12 @@ impl Handler<RefreshLeader> for IngestScheduler {
             .get(&id)
             .is_some_and(|t| t.elapsed() < self.config.refresh_cooldown);
         if cooling {
-            return ready(Ok(Refreshed {
-                posts: self.newest_posts(id),
-                origin: RefreshOrigin::Cache,
+            let posts = self.newest_posts(id);
+            return Box::pin(actix::fut::wrap_future(async move {
+                Ok(Refreshed {
+                    posts: posts.await,
+                    origin: RefreshOrigin::Cache,
+                })
             }));
         }
         self.roll_month();

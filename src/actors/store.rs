@@ -232,15 +232,3 @@ impl Handler<Close> for PostStore {
         self.store.lock().close()
     }
 }
-
-/// Flush everything to disk.
-#[derive(Message)]
-#[rtype(result = "Result<(), StoreError>")]
-pub struct Flush;
-
-impl Handler<Flush> for PostStore {
-    type Result = Result<(), StoreError>;
-    fn handle(&mut self, _: Flush, _: &mut Self::Context) -> Self::Result {
-        self.store.lock().flush()
-    }
-}

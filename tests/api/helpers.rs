@@ -250,6 +250,16 @@ impl TestApp {
             .await
     }
 
+    /// DELETE a path as admin.
+    pub async fn admin_delete(&self, path: &str) -> reqwest::Response {
+        self.client
+            .delete(self.url(path))
+            .bearer_auth(self.admin_token())
+            .send()
+            .await
+            .expect("request")
+    }
+
     /// Creates a post as admin and returns its JSON.
     pub async fn create_post(&self, body: &Value) -> Value {
         let res = self.admin_post("/api/posts", body).await;

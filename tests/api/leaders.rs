@@ -22,14 +22,7 @@ async fn seed_leaders_load_once_and_survive_restart_without_duplicates() {
 async fn deleting_every_seed_leader_does_not_bring_them_back_on_restart() {
     let app = spawn_app().await;
     for id in 1..=11 {
-        let res = app
-            .send_json(
-                Method::DELETE,
-                &format!("/api/leaders/{id}"),
-                &json!({}),
-                Some(&app.admin_token()),
-            )
-            .await;
+        let res = app.admin_delete(&format!("/api/leaders/{id}")).await;
         assert_eq!(res.status(), 200);
     }
     let app = app.restart().await;
@@ -77,14 +70,7 @@ async fn leader_crud_round_trip() {
     );
     assert_eq!(updated["createdAt"], created["createdAt"]);
 
-    let res = app
-        .send_json(
-            Method::DELETE,
-            &format!("/api/leaders/{id}"),
-            &json!({}),
-            Some(&app.admin_token()),
-        )
-        .await;
+    let res = app.admin_delete(&format!("/api/leaders/{id}")).await;
     assert_eq!(res.json::<Value>().await.unwrap(), json!({"success": true}));
     assert_eq!(app.get(&format!("/api/leaders/{id}")).await.status(), 404);
 }
@@ -117,14 +103,7 @@ async fn deleting_a_leader_removes_its_posts_reviews_and_dedup_keys() {
     app.create_post(&json!({"leaderId": 1, "platform": "x", "content": "goes", "platformPostId": "100", "requiresReview": true})).await;
     app.create_post(&json!({"leaderId": 1, "platform": "news", "content": "goes too"}))
         .await;
-    let res = app
-        .send_json(
-            Method::DELETE,
-            "/api/leaders/1",
-            &json!({}),
-            Some(&app.admin_token()),
-        )
-        .await;
+    let res = app.admin_delete("/api/leaders/1").await;
     assert_eq!(res.status(), 200);
 
     let (_, feed) = app.get_json("/api/feed").await;

@@ -34,14 +34,7 @@ async fn create_read_update_delete_a_post() {
     assert_eq!(updated["verificationStatus"], "Approved");
     assert_eq!(updated["timestamp"], "2025-03-01T10:00:00.000Z");
 
-    let res = app
-        .send_json(
-            Method::DELETE,
-            &format!("/api/posts/{id}"),
-            &json!({}),
-            Some(&app.admin_token()),
-        )
-        .await;
+    let res = app.admin_delete(&format!("/api/posts/{id}")).await;
     assert_eq!(res.status(), 200);
     assert_eq!(app.get(&format!("/api/posts/{id}")).await.status(), 404);
     let (_, feed) = app.get_json("/api/feed").await;

@@ -4,22 +4,25 @@
 //! `rate_limit:user:<sub>` with fields `tokens` and `ts` (ms, Redis's own clock), expiring
 //! when it would be full again. An instance spends shared tokens only after taking them
 //! from Redis: an atomic Lua script refills the bucket and hands out up to `want` tokens,
-//! which the instance keeps as a local *lease* and spends without talking to Redis. So all
-//! instances together admit at most what the shared bucket allows (plus at most one lease
-//! per key admitted provisionally while Redis is late, paid back from later grants);
-//! leased tokens that go unused for [`LEASE_IDLE`] are given back.
+//! which the instance keeps as a local *lease* and spends without talking to Redis. No
+//! request is ever admitted on tokens Redis has not handed out, so all instances together
+//! admit at most what the shared bucket allows, however late Redis answers; leased tokens
+//! that go unused for [`LEASE_IDLE`] are given back.
 //!
-//! The request path touches Redis only when its key has no lease left; then it waits at
-//! most [`REQUEST_DEADLINE`]. A lease running low is topped up in the background, so a
-//! steady client keeps being served from memory. When the shared bucket is empty, the
-//! refusal is remembered for at most [`DENIAL_RECHECK`], so a `redis-cli DEL` of the key
-//! frees the client within that time. An error, or late answers for [`SLOW_GRACE`], mark
-//! Redis unavailable: requests are then decided by the per-instance limiter alone (fail
-//! open on Redis, never on limiting), health reports `unavailable`, and a supervisor task
-//! probes Redis every [`PROBE_INTERVAL`] and resumes sync by itself when it answers.
+//! The request path touches Redis only when its key has no leased token left; then it
+//! waits for the key's one acquire in flight at most [`REQUEST_DEADLINE`], and if the
+//! answer is later than that it is refused with a one-second `Retry-After` (the answer
+//! still lands in the lease, for the retry). A lease running low is topped up in the
+//! background, so a steady client keeps being served from memory. When the shared bucket
+//! is empty, the refusal is remembered for at most [`DENIAL_RECHECK`], so a `redis-cli DEL`
+//! of the key frees the client within that time. An error, or an acquire unanswered for
+//! [`STALL_LIMIT`], marks Redis unavailable: requests are then decided by the per-instance
+//! limiter alone without touching Redis (fail open on Redis, never on limiting), health
+//! reports `unavailable`, and a supervisor task probes Redis every [`PROBE_INTERVAL`] and
+//! resumes sync by itself when it answers.
 
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -32,24 +35,29 @@ use crate::rate_limit::key::ClientKey;
 use crate::rate_limit::limiter::{Decision, Limit};
 use crate::status::RedisHealth;
 
-/// The longest a request waits for Redis before the per-instance decision stands.
-pub const REQUEST_DEADLINE: Duration = Duration::from_millis(5);
+/// The longest a request waits for Redis (only when its key has no leased token left).
+/// Far above a healthy Redis round trip (well under a millisecond on a LAN), so it
+/// matters only when Redis or the machine is slow.
+pub const REQUEST_DEADLINE: Duration = Duration::from_millis(20);
+/// What a request refused because Redis answered later than [`REQUEST_DEADLINE`] is told
+/// to wait: SPEC's smallest `Retry-After`. The late answer is in the lease by then.
+pub const LATE_RETRY: Duration = Duration::from_secs(1);
+/// An acquire still unanswered after this marks Redis unavailable. Lateness below it is
+/// a slow Redis (or a busy machine), which costs refusals of keys without a lease but
+/// never over-admission; a stall beyond it is an outage, limited per instance.
+pub const STALL_LIMIT: Duration = Duration::from_secs(1);
 /// How often the supervisor checks on Redis (and returns idle leases).
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(500);
 /// The longest a refusal from the shared bucket is reused without asking Redis again.
 pub const DENIAL_RECHECK: Duration = Duration::from_millis(500);
 /// Leased tokens unused for this long go back to the shared bucket.
 pub const LEASE_IDLE: Duration = Duration::from_secs(2);
-/// How long Redis may miss [`REQUEST_DEADLINE`] (with no answer in time in between)
-/// before it counts as unavailable; one error is enough.
-pub const SLOW_GRACE: Duration = Duration::from_millis(250);
 /// A probe must answer within this to make an unavailable Redis available again, so a
 /// Redis that is up but too slow for requests stays out of their way.
 pub const RESTORE_DEADLINE: Duration = Duration::from_millis(50);
-/// Deadline for the supervisor's probes, background refills and admin commands.
+/// Deadline for the supervisor's probes and admin commands.
 pub const BACKGROUND_DEADLINE: Duration = Duration::from_secs(1);
-/// The most keys with a live lease; beyond it requests lease nothing and ask Redis for
-/// exactly what they spend.
+/// The most keys with a live lease; beyond it a key without one is limited per instance.
 pub const LEASE_CAP: usize = 100_000;
 /// A lease is about a tenth of the bucket (at least 1, at most this), so tokens parked in
 /// other instances cost little accuracy.
@@ -125,23 +133,33 @@ struct Grant {
     full_after: Duration,
 }
 
+/// The acquire in flight for one key.
+#[derive(Debug)]
+struct Pending {
+    /// Tells this acquire apart from a later one of the same key (after a reset).
+    id: u64,
+    /// Turns `true` once the answer is in the lease (or the acquire failed).
+    answered: watch::Receiver<bool>,
+}
+
 /// Tokens this instance holds for one key.
 #[derive(Debug)]
 struct Lease {
-    /// Leased tokens not spent yet. Negative is a debt: requests admitted while their
-    /// answer from Redis was late, and that answer granted too little. Later grants pay
-    /// it first.
-    tokens: i64,
-    /// Cost admitted provisionally (Redis late) whose answer has not come yet.
-    /// Invariant: at most [`lease_size`], so a stall over-admits at most that per key.
-    unconfirmed: u32,
+    /// Tokens Redis handed out to this instance and no request has spent yet.
+    /// Invariant: only an answer of the acquire script adds to it, so every admission
+    /// while Redis is available spends a token the shared bucket gave up.
+    tokens: u32,
     /// What Redis had left at the last grant: the rest of `X-RateLimit-Remaining`.
     shared_left: u32,
     /// Until when a refusal from Redis is reused without asking again.
     denied_until: Option<Instant>,
     /// When the shared bucket holds a token again, as of the last refusal.
     retry_at: Instant,
-    refilling: bool,
+    /// Invariant: at most one acquire per key is in flight; requests that need tokens
+    /// wait for it instead of sending their own.
+    pending: Option<Pending>,
+    /// Cost of the requests waiting for `pending` now (the next acquire asks for it).
+    waiting: u32,
     last_used: Instant,
     limit: Limit,
 }
@@ -150,19 +168,19 @@ impl Lease {
     fn new(now: Instant, limit: Limit) -> Lease {
         Lease {
             tokens: 0,
-            unconfirmed: 0,
             shared_left: 0,
             denied_until: None,
             retry_at: now,
-            refilling: false,
+            pending: None,
+            waiting: 0,
             last_used: now,
             limit,
         }
     }
 
-    /// Adds a grant to the lease (paying any debt first).
+    /// Adds a grant to the lease.
     fn absorb(&mut self, grant: Grant, now: Instant) {
-        self.tokens += i64::from(grant.granted);
+        self.tokens = self.tokens.saturating_add(grant.granted);
         self.shared_left = grant.left;
         if grant.granted == 0 {
             self.deny(grant.retry, now);
@@ -179,24 +197,26 @@ impl Lease {
 
     /// Spends `cost` leased tokens if the lease holds them.
     fn try_spend(&mut self, cost: u32) -> bool {
-        if self.tokens >= i64::from(cost) {
-            self.tokens -= i64::from(cost);
-            true
-        } else {
-            false
+        match self.tokens.checked_sub(cost) {
+            Some(left) => {
+                self.tokens = left;
+                true
+            }
+            None => false,
         }
     }
 
-    /// Tokens the next acquire must bring in to pay the debt.
-    fn debt(&self) -> u32 {
-        u32::try_from((-self.tokens).max(0)).unwrap_or(u32::MAX)
-    }
-
     fn remaining(&self) -> u32 {
-        let leased = u32::try_from(self.tokens.max(0)).unwrap_or(u32::MAX);
-        leased
+        self.tokens
             .saturating_add(self.shared_left)
             .min(self.limit.burst.get())
+    }
+
+    /// True when the supervisor may drop this lease (and give its tokens back).
+    fn idle(&self, now: Instant) -> bool {
+        now.duration_since(self.last_used) >= LEASE_IDLE
+            && self.pending.is_none()
+            && self.waiting == 0
     }
 }
 
@@ -212,13 +232,15 @@ pub struct RedisSync {
     /// Invariant: true only after a successful probe and until a failure; while false the
     /// request path never touches Redis.
     available: AtomicBool,
-    /// Since when requests have been missing [`REQUEST_DEADLINE`] with no answer in time.
-    slow_since: parking_lot::Mutex<Option<Instant>>,
     /// True from the first failure of an outage until Redis answers again, so an outage
     /// is logged once (also when Redis is already down at start-up).
     outage_logged: AtomicBool,
     health: watch::Sender<RedisHealth>,
     leases: DashMap<ClientKey, Lease>,
+    /// Ids of [`Pending`] acquires.
+    next_acquire: AtomicU64,
+    /// Requests refused because Redis answered later than [`REQUEST_DEADLINE`].
+    late_refusals: AtomicU64,
     acquire: redis::Script,
     give_back: redis::Script,
     wake: Notify,
@@ -238,9 +260,10 @@ impl RedisSync {
             connection: RwLock::new(None),
             available: AtomicBool::new(false),
             outage_logged: AtomicBool::new(false),
-            slow_since: parking_lot::Mutex::new(None),
             health,
             leases: DashMap::new(),
+            next_acquire: AtomicU64::new(0),
+            late_refusals: AtomicU64::new(0),
             acquire: redis::Script::new(ACQUIRE_SCRIPT),
             give_back: redis::Script::new(GIVE_BACK_SCRIPT),
             wake: Notify::new(),
@@ -257,11 +280,14 @@ impl RedisSync {
         self.leases.len()
     }
 
-    /// Tokens this instance holds in its lease of `key` (0 without a lease or in debt).
+    /// Tokens this instance holds in its lease of `key` (0 without a lease).
     pub fn leased_tokens(&self, key: &ClientKey) -> u32 {
-        self.leases.get(key).map_or(0, |lease| {
-            u32::try_from(lease.tokens.max(0)).unwrap_or(u32::MAX)
-        })
+        self.leases.get(key).map_or(0, |lease| lease.tokens)
+    }
+
+    /// Requests refused so far because Redis answered later than [`REQUEST_DEADLINE`].
+    pub fn late_refusals(&self) -> u64 {
+        self.late_refusals.load(Ordering::Relaxed)
     }
 
     /// Starts the task that connects, probes, marks Redis available again and returns
@@ -272,8 +298,12 @@ impl RedisSync {
         tokio::spawn(supervise(weak))
     }
 
-    /// Decides a request from the shared bucket: `None` when Redis is unavailable or too
-    /// slow, and the caller's per-instance decision stands.
+    /// Decides a request from the shared bucket: `None` when Redis is unavailable (or
+    /// the lease table is full), and the caller's per-instance decision stands.
+    ///
+    /// Admits only on leased tokens. Without one, the request waits for the key's
+    /// acquire (starting one if none is in flight) until [`REQUEST_DEADLINE`], and is
+    /// refused with [`LATE_RETRY`] if the answer is not in by then.
     pub async fn check(
         self: &Arc<Self>,
         key: &ClientKey,
@@ -285,136 +315,117 @@ impl RedisSync {
         }
         let cost = cost.get();
         let burst = limit.burst.get();
-        let now = Instant::now();
-        if let Some(mut lease) = self.leases.get_mut(key) {
-            lease.last_used = now;
-            lease.limit = limit;
-            if lease.try_spend(cost) {
-                let remaining = lease.remaining();
-                if lease.tokens <= i64::from(lease_size(&limit) / 2) && !lease.refilling {
-                    lease.refilling = true;
-                    self.spawn_refill(key.clone(), limit);
+        let deadline = tokio::time::Instant::now() + REQUEST_DEADLINE;
+        loop {
+            let now = Instant::now();
+            let mut answered = {
+                let mut lease = match self.leases.get_mut(key) {
+                    Some(lease) => lease,
+                    // More live keys than leases: this one is limited per instance.
+                    None if self.leases.len() >= LEASE_CAP => return None,
+                    None => self
+                        .leases
+                        .entry(key.clone())
+                        .or_insert_with(|| Lease::new(now, limit)),
+                };
+                lease.last_used = now;
+                lease.limit = limit;
+                if lease.try_spend(cost) {
+                    // Top up before the lease runs dry, so the next request need not wait.
+                    if lease.tokens <= lease_size(&limit) / 2 && lease.pending.is_none() {
+                        lease.pending = Some(self.spawn_acquire(key, limit, lease_size(&limit)));
+                    }
+                    return Some(Decision::allow(burst, lease.remaining()));
                 }
-                return Some(Decision::allow(burst, remaining));
+                if let Some(until) = lease.denied_until {
+                    if now < until {
+                        let retry = lease.retry_at.saturating_duration_since(now);
+                        return Some(Decision::refuse(burst, retry));
+                    }
+                }
+                let pending = match lease.pending.take() {
+                    Some(pending) => pending,
+                    None => {
+                        // Ask for this request, the others already waiting, and a lease.
+                        let want = cost
+                            .saturating_add(lease.waiting)
+                            .saturating_add(lease_size(&limit));
+                        self.spawn_acquire(key, limit, want)
+                    }
+                };
+                let answered = pending.answered.clone();
+                lease.pending = Some(pending);
+                lease.waiting = lease.waiting.saturating_add(cost);
+                answered
+            };
+            let outcome = tokio::time::timeout_at(deadline, answered.wait_for(|done| *done))
+                .await
+                .map(|answer| answer.map(drop));
+            if let Some(mut lease) = self.leases.get_mut(key) {
+                lease.waiting = lease.waiting.saturating_sub(cost);
             }
-            if let Some(until) = lease.denied_until {
-                if now < until {
-                    let retry = lease.retry_at.saturating_duration_since(now);
-                    return Some(Decision::refuse(burst, retry));
+            match outcome {
+                // The answer is in the lease (or Redis failed): look again.
+                Ok(Ok(_)) => {}
+                // The acquire's task is gone without answering (the runtime is shutting
+                // down): never admit on that.
+                Ok(Err(_)) => {
+                    if let Some(mut lease) = self.leases.get_mut(key) {
+                        if lease
+                            .pending
+                            .as_ref()
+                            .is_some_and(|p| p.answered.has_changed().is_err())
+                        {
+                            lease.pending = None;
+                        }
+                    }
+                    return Some(Decision::refuse(burst, LATE_RETRY));
+                }
+                Err(_) => {
+                    self.late_refusals.fetch_add(1, Ordering::Relaxed);
+                    return Some(Decision::refuse(burst, LATE_RETRY));
                 }
             }
-        } else if self.leases.len() >= LEASE_CAP {
-            // More live keys than leases: this one is limited per instance.
-            return None;
-        }
-
-        let debt = self.leases.get(key).map_or(0, |lease| lease.debt());
-        let want = cost.saturating_add(lease_size(&limit)).saturating_add(debt);
-        // The acquire runs as its own task, so a late answer still lands in the lease.
-        let mut acquire = {
-            let sync = Arc::clone(self);
-            let key = key.clone();
-            tokio::spawn(async move {
-                within_background_deadline(sync.run_acquire(&key, limit, want)).await
-            })
-        };
-        match tokio::time::timeout(REQUEST_DEADLINE, &mut acquire).await {
-            Ok(Ok(Ok(grant))) => {
-                *self.slow_since.lock() = None;
-                Some(self.settle(key, limit, grant, cost))
+            if !self.is_available() {
+                return None;
             }
-            Ok(Ok(Err(error))) => {
-                self.mark_unavailable(&error);
-                None
-            }
-            Ok(Err(_)) => None,
-            Err(_) => Some(self.decide_while_late(key, limit, cost, acquire)),
         }
     }
 
-    /// A grant that came in time: into the lease, then spend `cost` from it.
-    fn settle(&self, key: &ClientKey, limit: Limit, grant: Grant, cost: u32) -> Decision {
-        let burst = limit.burst.get();
-        let now = Instant::now();
-        let mut lease = self
-            .leases
-            .entry(key.clone())
-            .or_insert_with(|| Lease::new(now, limit));
-        lease.absorb(grant, now);
-        lease.last_used = now;
-        if lease.try_spend(cost) {
-            return Decision::allow(burst, lease.remaining());
-        }
-        lease.deny(grant.retry, now);
-        Decision::refuse(burst, grant.retry)
-    }
-
-    /// Redis missed the deadline: admit provisionally while this key's unconfirmed cost
-    /// stays within a lease and the lease owes nothing, else refuse for a moment. The answer is settled when it
-    /// comes; if it grants too little, the admitted cost becomes debt.
-    fn decide_while_late(
-        self: &Arc<Self>,
-        key: &ClientKey,
-        limit: Limit,
-        cost: u32,
-        acquire: tokio::task::JoinHandle<Result<Grant, SyncError>>,
-    ) -> Decision {
-        self.note_slow();
-        let burst = limit.burst.get();
-        let now = Instant::now();
-        let provisional = {
-            let mut lease = self
-                .leases
-                .entry(key.clone())
-                .or_insert_with(|| Lease::new(now, limit));
-            lease.last_used = now;
-            // Never on top of a debt: one late answer's worth of trust at a time.
-            let admit =
-                lease.tokens >= 0 && lease.unconfirmed.saturating_add(cost) <= lease_size(&limit);
-            if admit {
-                lease.unconfirmed += cost;
-            }
-            admit
-        };
+    /// Puts one acquire of `want` tokens for `key` in flight, as its own task: its answer
+    /// lands in the lease whenever it comes, also after every waiting request gave up.
+    fn spawn_acquire(self: &Arc<Self>, key: &ClientKey, limit: Limit, want: u32) -> Pending {
+        let id = self.next_acquire.fetch_add(1, Ordering::Relaxed);
+        let (done, answered) = watch::channel(false);
         let sync = Arc::clone(self);
         let key = key.clone();
         tokio::spawn(async move {
-            let outcome = acquire.await;
+            let outcome = tokio::time::timeout(STALL_LIMIT, sync.run_acquire(&key, limit, want))
+                .await
+                .unwrap_or(Err(SyncError::Timeout(STALL_LIMIT)));
             let now = Instant::now();
-            let mut lease = sync
-                .leases
-                .entry(key)
-                .or_insert_with(|| Lease::new(now, limit));
-            if provisional {
-                lease.unconfirmed = lease.unconfirmed.saturating_sub(cost);
-                lease.tokens -= i64::from(cost);
-            }
-            match outcome {
-                Ok(Ok(grant)) => lease.absorb(grant, now),
-                Ok(Err(error)) => {
-                    drop(lease);
-                    sync.mark_unavailable(&error);
+            let failed = {
+                let mut lease = sync
+                    .leases
+                    .entry(key)
+                    .or_insert_with(|| Lease::new(now, limit));
+                if lease.pending.as_ref().is_some_and(|p| p.id == id) {
+                    lease.pending = None;
                 }
-                Err(_) => {}
+                match outcome {
+                    Ok(grant) => {
+                        lease.absorb(grant, now);
+                        None
+                    }
+                    Err(error) => Some(error),
+                }
+            };
+            if let Some(error) = failed {
+                sync.mark_unavailable(&error);
             }
+            done.send_replace(true);
         });
-        if provisional {
-            Decision::allow(burst, 0)
-        } else {
-            Decision::refuse(burst, DENIAL_RECHECK)
-        }
-    }
-
-    /// A request missed the deadline: after [`SLOW_GRACE`] of that, Redis is unavailable.
-    fn note_slow(&self) {
-        let now = Instant::now();
-        let slow_for = {
-            let mut since = self.slow_since.lock();
-            now.duration_since(*since.get_or_insert(now))
-        };
-        if slow_for >= SLOW_GRACE {
-            self.mark_unavailable(&SyncError::Timeout(REQUEST_DEADLINE));
-        }
+        Pending { id, answered }
     }
 
     /// The shared bucket of `key`, read without spending; `None` when Redis has no
@@ -498,7 +509,7 @@ impl RedisSync {
         &self,
         key: &ClientKey,
         limit: Limit,
-        tokens: i64,
+        tokens: u32,
     ) -> Result<(), SyncError> {
         let mut connection = self.connection()?;
         let _: u32 = self
@@ -509,31 +520,6 @@ impl RedisSync {
             .invoke_async(&mut connection)
             .await?;
         Ok(())
-    }
-
-    fn spawn_refill(self: &Arc<Self>, key: ClientKey, limit: Limit) {
-        let sync = Arc::clone(self);
-        tokio::spawn(async move {
-            let outcome =
-                within_background_deadline(sync.run_acquire(&key, limit, lease_size(&limit))).await;
-            let now = Instant::now();
-            match outcome {
-                Ok(grant) => {
-                    let mut lease = sync
-                        .leases
-                        .entry(key)
-                        .or_insert_with(|| Lease::new(now, limit));
-                    lease.absorb(grant, now);
-                    lease.refilling = false;
-                }
-                Err(error) => {
-                    if let Some(mut lease) = sync.leases.get_mut(&key) {
-                        lease.refilling = false;
-                    }
-                    sync.mark_unavailable(&error);
-                }
-            }
-        });
     }
 
     fn mark_unavailable(&self, error: &SyncError) {
@@ -550,7 +536,6 @@ impl RedisSync {
     }
 
     fn mark_available(&self) {
-        *self.slow_since.lock() = None;
         self.outage_logged.store(false, Ordering::Release);
         if !self.available.swap(true, Ordering::AcqRel) {
             tracing::info!("redis available: rate limits are shared between instances");
@@ -623,9 +608,7 @@ impl RedisSync {
         let now = Instant::now();
         let mut idle = Vec::new();
         self.leases.retain(|key, lease| {
-            let quiet = now.duration_since(lease.last_used) >= LEASE_IDLE
-                && !lease.refilling
-                && lease.unconfirmed == 0;
+            let quiet = lease.idle(now);
             if quiet && lease.tokens > 0 {
                 idle.push((key.clone(), lease.limit, lease.tokens));
             }

@@ -422,8 +422,11 @@ async fn redis_health(app: &TestApp) -> String {
         .to_string()
 }
 
+/// `n` servers sharing `redis_url`, with `burst` tokens refilled per hour: the refill
+/// during a test is negligible, so "at most the burst" holds however slow the machine.
 async fn spawn_synced(n: usize, burst: &str, redis_url: &str) -> Vec<TestApp> {
     let mut env = limits(burst, burst);
+    env.push(("WINDOW_SECONDS", "3600".into()));
     env.push(("REDIS_URL", redis_url.to_string()));
     env.push(("TRUSTED_PROXIES", "127.0.0.1/32".into()));
     let mut apps = Vec::new();

@@ -202,7 +202,8 @@ impl Store {
                 .and_then(|b| FeedIndex::from_snapshot(&b, tag));
             let _ = std::fs::remove_file(&self.snapshot_path);
             match loaded {
-                Some(index) if Some(index.len() as u64) == stored_posts => {
+                // A store that never held a post has no counter yet: that is zero posts.
+                Some(index) if index.len() as u64 == stored_posts.unwrap_or(0) => {
                     tracing::info!(
                         posts = index.len(),
                         "feed index loaded from the shutdown snapshot"

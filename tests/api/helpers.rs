@@ -284,12 +284,23 @@ impl TestApp {
 
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let mut child = self.child.take().expect("running");
+        self.send_sigterm();
+        self.wait_exit()
+    }
+
+    /// Sends SIGTERM without waiting.
+    pub fn send_sigterm(&self) {
+        let child = self.child.as_ref().expect("running");
         Command::new("kill")
             .arg("-TERM")
             .arg(child.id().to_string())
             .status()
             .expect("kill");
+    }
+
+    /// Waits (at most 40 s) for the server to exit, and returns its status.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
         let deadline = Instant::now() + Duration::from_secs(40);
         loop {
             if let Some(status) = child.try_wait().expect("wait") {

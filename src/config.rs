@@ -414,14 +414,14 @@ impl Settings {
                 .networks("METRICS_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")?,
             build: BuildInfo {
                 version: env!("CARGO_PKG_VERSION").to_string(),
+                // Recorded by build.rs (git, or GIT_COMMIT / BUILD_TIME at build time);
+                // the same variables at run time override it.
                 commit: v
                     .get("GIT_COMMIT")
-                    .or_else(|| option_env!("GIT_COMMIT").map(str::to_string))
-                    .unwrap_or_else(|| "unknown".into()),
+                    .unwrap_or_else(|| env!("AMBER_GIT_COMMIT").to_string()),
                 build_time: v
                     .get("BUILD_TIME")
-                    .or_else(|| option_env!("BUILD_TIME").map(str::to_string))
-                    .unwrap_or_else(|| "unknown".into()),
+                    .unwrap_or_else(|| env!("AMBER_BUILD_TIME").to_string()),
             },
             bench_routes: v.boolean("AMBER_BENCH_ROUTES", false)?,
         })

@@ -3,15 +3,15 @@
 //! The scenarios live in `tests/browser/scenarios.mjs`; this file seeds the server,
 //! runs one scenario per test and checks what it reports.
 //!
-//! Needs `chromium` (or `$CHROMIUM`), `node` and `npm ci --prefix tests/browser`. Without
-//! them the run prints one `SKIP` line and each test passes, except under `CI=true`, where a
-//! missing piece is a failure (`.ci/run` installs them). Screenshots go to
-//! `target/browser/`.
+//! Needs `chromium` (or `$CHROMIUM`), `node` and `npm ci --prefix tests/browser`. The build
+//! script looks for them: without them every test here is `#[ignore]`d, so `cargo test`
+//! reports them as ignored (never as passed) and `build.rs` prints which piece is missing.
+//! Under `CI=true` they are never ignored, and a missing piece fails each test (`.ci/run`
+//! installs them). Screenshots go to `target/browser/`.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Mutex, Once};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -41,8 +41,10 @@ fn chromium() -> String {
     std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_string())
 }
 
-/// Whether node, Chromium and playwright-core are there. Missing: SKIP, or fail in CI.
-fn browser_available(test: &str) -> bool {
+/// Fails the test unless node, Chromium and playwright-core are all there. The build
+/// script only compiles these tests in as runnable when it found them (or under
+/// `CI=true`), so a missing piece here is a real failure, never a silent pass.
+fn require_browser(test: &str) {
     let node = Command::new("node")
         .arg("--version")
         .output()
@@ -51,9 +53,6 @@ fn browser_available(test: &str) -> bool {
     let playwright = browser_dir()
         .join("node_modules/playwright-core/package.json")
         .exists();
-    if node && chromium_ok && playwright {
-        return true;
-    }
     let missing = [
         (!node).then_some("node"),
         (!chromium_ok).then_some("chromium (apt-get install chromium)"),
@@ -64,19 +63,9 @@ fn browser_available(test: &str) -> bool {
     .collect::<Vec<_>>()
     .join(", ");
     assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "browser test {test} cannot run under CI=true: missing {missing}"
+        missing.is_empty(),
+        "browser test {test} cannot run: missing {missing}"
     );
-    // One line for the whole run, not one per test; written to stderr directly, because
-    // the test harness captures `eprintln!` of passing tests.
-    static REPORTED: Once = Once::new();
-    REPORTED.call_once(|| {
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIP browser tests (first: browser::{test}): missing {missing}"
-        );
-    });
-    false
 }
 
 /// Runs one scenario and returns its `RESULT` JSON; panics with the runner's output on
@@ -220,10 +209,12 @@ async fn seeded_app() -> (TestApp, Seed) {
 }
 
 #[actix_web::test]
+#[cfg_attr(
+    not(amber_browser),
+    ignore = "needs node, chromium and playwright-core: see README, Tests"
+)]
 async fn feed_renders_plain_cards_offline_on_desktop_and_phone() {
-    if !browser_available("feed") {
-        return;
-    }
+    require_browser("feed");
     let (app, seed) = seeded_app().await;
     let result = run_scenario(
         &app,
@@ -245,10 +236,12 @@ async fn feed_renders_plain_cards_offline_on_desktop_and_phone() {
 }
 
 #[actix_web::test]
+#[cfg_attr(
+    not(amber_browser),
+    ignore = "needs node, chromium and playwright-core: see README, Tests"
+)]
 async fn leader_and_source_filters_change_what_is_shown() {
-    if !browser_available("filters") {
-        return;
-    }
+    require_browser("filters");
     let (app, _seed) = seeded_app().await;
     // Leader 1 has every third post, all on X; leader 4 has none.
     let (_, by_leader) = app.get_json("/api/feed?leaders=1&page_size=1").await;
@@ -267,10 +260,12 @@ async fn leader_and_source_filters_change_what_is_shown() {
 }
 
 #[actix_web::test]
+#[cfg_attr(
+    not(amber_browser),
+    ignore = "needs node, chromium and playwright-core: see README, Tests"
+)]
 async fn scrolling_loads_the_next_page_until_the_oldest_post() {
-    if !browser_available("scroll") {
-        return;
-    }
+    require_browser("scroll");
     let (app, seed) = seeded_app().await;
     let result = run_scenario(
         &app,
@@ -286,20 +281,24 @@ async fn scrolling_loads_the_next_page_until_the_oldest_post() {
 }
 
 #[actix_web::test]
+#[cfg_attr(
+    not(amber_browser),
+    ignore = "needs node, chromium and playwright-core: see README, Tests"
+)]
 async fn x_posts_become_embeds_when_the_widget_loads() {
-    if !browser_available("embed") {
-        return;
-    }
+    require_browser("embed");
     let (app, _seed) = seeded_app().await;
     let result = run_scenario(&app, "embed", &json!({})).await;
     assert!(result["embedded"].as_u64().expect("count") > 0);
 }
 
 #[actix_web::test]
+#[cfg_attr(
+    not(amber_browser),
+    ignore = "needs node, chromium and playwright-core: see README, Tests"
+)]
 async fn an_empty_feed_says_there_are_no_leaders() {
-    if !browser_available("empty") {
-        return;
-    }
+    require_browser("empty");
     let app = spawn_app_with(&[("SEED_LEADERS", "false")]).await;
     run_scenario(
         &app,
@@ -313,27 +312,53 @@ async fn an_empty_feed_says_there_are_no_leaders() {
 }
 
 #[actix_web::test]
+#[cfg_attr(
+    not(amber_browser),
+    ignore = "needs node, chromium and playwright-core: see README, Tests"
+)]
 async fn an_empty_feed_says_ingestion_is_off() {
-    if !browser_available("empty") {
-        return;
-    }
+    require_browser("empty");
     let app = spawn_app().await;
     run_scenario(
         &app,
         "empty",
         &json!({
             "reason": "ingestion-off",
-            "mentions": ["Ingestion is off", "X_INGEST_ENABLED", "amber demo"],
+            "mentions": ["Ingestion is off", "X_INGEST_ENABLED", "TWITTER_BEARER_TOKEN", "amber demo"],
+            // No bearer token: a manual run would only answer 503 x_not_configured.
+            "absent": ["trigger a run"],
         }),
     )
     .await;
 }
 
 #[actix_web::test]
+#[cfg_attr(
+    not(amber_browser),
+    ignore = "needs node, chromium and playwright-core: see README, Tests"
+)]
+async fn an_empty_feed_offers_a_manual_run_when_x_is_configured() {
+    require_browser("empty");
+    // A bearer token, but no schedule (X_INGEST_ENABLED is false).
+    let (_fake, app) = app_with_fake_x(1, 3, &[]).await;
+    run_scenario(
+        &app,
+        "empty",
+        &json!({
+            "reason": "ingestion-off",
+            "mentions": ["Ingestion is off", "An admin can also trigger a run"],
+        }),
+    )
+    .await;
+}
+
+#[actix_web::test]
+#[cfg_attr(
+    not(amber_browser),
+    ignore = "needs node, chromium and playwright-core: see README, Tests"
+)]
 async fn admin_panel_manages_leaders_and_a_reviewer_rejects_with_notes() {
-    if !browser_available("admin") {
-        return;
-    }
+    require_browser("admin");
     let (app, _seed) = seeded_app().await;
     let post = app
         .create_post(&json!({
@@ -383,10 +408,12 @@ async fn admin_panel_manages_leaders_and_a_reviewer_rejects_with_notes() {
 }
 
 #[actix_web::test]
+#[cfg_attr(
+    not(amber_browser),
+    ignore = "needs node, chromium and playwright-core: see README, Tests"
+)]
 async fn a_rate_limited_feed_shows_the_wait_and_recovers() {
-    if !browser_available("ratelimit") {
-        return;
-    }
+    require_browser("ratelimit");
     // One token, refilled every two seconds: the page's first feed request takes it.
     let app = spawn_app_with(&[
         ("REQUESTS_PER_MINUTE", "1"),
@@ -445,10 +472,12 @@ async fn app_with_fake_x(users: u32, posts: u32, extra: &[(&str, &str)]) -> (Fak
 }
 
 #[actix_web::test]
+#[cfg_attr(
+    not(amber_browser),
+    ignore = "needs node, chromium and playwright-core: see README, Tests"
+)]
 async fn admin_panel_triggers_ingestion_and_new_posts_appear() {
-    if !browser_available("trigger") {
-        return;
-    }
+    require_browser("trigger");
     const USERS: u32 = 2;
     const POSTS_PER_USER: u32 = 6;
     let (fake, app) = app_with_fake_x(USERS, POSTS_PER_USER, &[]).await;
@@ -478,10 +507,12 @@ async fn admin_panel_triggers_ingestion_and_new_posts_appear() {
 }
 
 #[actix_web::test]
+#[cfg_attr(
+    not(amber_browser),
+    ignore = "needs node, chromium and playwright-core: see README, Tests"
+)]
 async fn an_empty_feed_says_the_breaker_is_open() {
-    if !browser_available("empty") {
-        return;
-    }
+    require_browser("empty");
     let (fake, app) = app_with_fake_x(
         1,
         3,

@@ -38,6 +38,36 @@ async fn health_shows_the_build_commit_from_the_environment() {
 }
 
 #[actix_web::test]
+async fn health_shows_the_commit_and_time_recorded_at_build_time() {
+    // No GIT_COMMIT / BUILD_TIME at run time: what build.rs recorded.
+    let app = spawn_app().await;
+    let (_, body) = app.get_json("/api/health").await;
+    let time = body["build"]["buildTime"].as_str().unwrap();
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(time).is_ok(),
+        "buildTime {time:?} is not RFC 3339"
+    );
+    let commit = body["build"]["commit"].as_str().unwrap();
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    match head {
+        _ if option_env!("GIT_COMMIT").is_some_and(|c| !c.trim().is_empty()) => {
+            assert_eq!(commit, option_env!("GIT_COMMIT").unwrap().trim())
+        }
+        // Built from a checkout: the commit it was built from (HEAD, unless a commit
+        // landed since this build, which cargo would have rebuilt for).
+        Some(head) => assert_eq!(commit, head),
+        // A tarball: nothing to record.
+        None => assert_eq!(commit, "unknown"),
+    }
+}
+
+#[actix_web::test]
 async fn livez_and_readyz_answer() {
     let app = spawn_app().await;
     assert_eq!(app.get("/livez").await.status(), 200);

@@ -162,7 +162,11 @@ fn finish(
         state.metrics.observe_request(status, elapsed);
     }
     let duration_ms = elapsed.as_secs_f64() * 1000.0;
-    if status >= 500 {
+    if status == 503 {
+        // An expected state (X not configured, breaker open, shutting down, ...), named
+        // by the answer's error code; a fault of ours is a 500 and logged as an error.
+        tracing::warn!(method = %method, path, status, duration_ms, request_id, "request");
+    } else if status >= 500 {
         tracing::error!(method = %method, path, status, duration_ms, request_id, "request");
     } else if *method == Method::GET
         && (path == "/livez" || path == "/readyz" || path == "/metrics")

@@ -167,6 +167,7 @@ export const scenarios = {
     await page.waitForSelector(`#empty[data-reason="${args.reason}"]:not([hidden])`, { timeout: WAIT_MS });
     const text = await page.$eval('#empty', (e) => e.textContent);
     for (const needle of args.mentions || []) assert(text.includes(needle), `empty state does not mention "${needle}": ${text}`);
+    for (const needle of args.absent || []) assert(!text.includes(needle), `empty state should not say "${needle}": ${text}`);
     await page.screenshot({ path: `${env.outDir}/empty-${args.reason}.png` });
     await noCsp(env, page);
     return { reason: args.reason };

@@ -147,22 +147,29 @@
         why: 'An ingestion run is in progress right now.',
         todo: 'They appear here when it finishes; reload in a moment.' };
     }
+    // A manual run needs an X bearer token too: only offer it when status says there is one.
+    const canTrigger = !!(s && s.configured);
+    const noToken = 'No X bearer token is configured (TWITTER_BEARER_TOKEN), so no run, scheduled or manual, can fetch posts.';
     if (s && s.stopped) {
       return { reason: 'stopped', title: 'Ingestion was stopped by an admin',
         why: 'The schedule is switched off, so no posts are fetched.',
-        todo: 'Press "Start schedule" in the Admin panel, or "Trigger run" for one run now.' };
+        todo: canTrigger ? 'Press "Start schedule" in the Admin panel, or "Trigger run" for one run now.'
+          : 'Press "Start schedule" in the Admin panel once TWITTER_BEARER_TOKEN is set. ' + noToken };
     }
     const off = s ? !s.enabled : !sched || sched.status === 'disabled' || sched.enabled === false;
     if (off) {
       return { reason: 'ingestion-off', title: 'Ingestion is off',
         why: latest.missing ? 'This build has no X ingestion, and nobody has added posts by hand.'
           : 'X_INGEST_ENABLED is not true, so the schedule never fetches posts from X.',
-        todo: 'Set X_INGEST_ENABLED=true and TWITTER_BEARER_TOKEN and restart, or run "amber demo" to watch posts arrive from a simulated X API. An admin can also trigger a run from the Admin panel.' };
+        todo: 'Set X_INGEST_ENABLED=true and TWITTER_BEARER_TOKEN and restart, or run "amber demo" to watch posts arrive from a simulated X API.' +
+          (canTrigger ? ' An admin can also trigger a run from the Admin panel.' : '') };
     }
     const job = s && (s.jobs || [])[0];
+    const next = job && job.next_run ? 'The next run is ' + ui.relTime(job.next_run) : null;
     return { reason: 'waiting', title: 'No posts yet',
       why: 'The leaders have not posted since Amber started following them, or the first run has not happened.',
-      todo: job && job.next_run ? 'The next run is ' + ui.relTime(job.next_run) + '; an admin can trigger one now.' : 'An admin can trigger a run from the Admin panel.' };
+      todo: canTrigger ? (next ? next + '; an admin can trigger one now.' : 'An admin can trigger a run from the Admin panel.')
+        : (s && !s.configured ? noToken + ' Set it and restart.' : (next ? next + '.' : 'Wait for the next scheduled run.')) };
   }
 
   function init() {

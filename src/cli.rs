@@ -14,7 +14,7 @@ use crate::config::{Secret, Settings};
 use crate::http::auth::{JwtKeys, Role};
 use crate::rate_limit::key::{ClientKey, KeyKind};
 use crate::rate_limit::redis_sync;
-use crate::startup::{open_store, read_seed, Application};
+use crate::startup::{open_store, read_seed, Application, DataDirInUse};
 use crate::x_api::fake::{username as fake_username, FakeScript, FakeX};
 
 /// Amber: follow public figures on X from one self-hosted binary.
@@ -60,7 +60,7 @@ pub enum Command {
         backfill: bool,
     },
     /// Run the server against a built-in simulated X API: no token needed. Data goes to
-    /// a fresh temporary directory.
+    /// a fresh temporary directory, deleted when the demo stops.
     Demo {
         /// Simulated leaders.
         #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=5000))]
@@ -101,6 +101,10 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         Command::Serve => serve(settings),
         Command::Token { sub, role, ttl } => {
             let role = Role::parse(&role).context("role must be admin or reviewer")?;
+            if settings.auth.using_default_secret {
+                // stderr, so `T=$(amber token ...)` still captures only the token.
+                eprintln!("amber: warning: ADMIN_JWT_SECRET is not set, so this token is signed with the development secret: only a server that also runs without ADMIN_JWT_SECRET accepts it. Run amber token with the server's environment (see README, Runbook).");
+            }
             let keys = JwtKeys::new(&settings.auth);
             let ttl = ttl.unwrap_or(settings.auth.jwt_ttl_seconds);
             let token = keys
@@ -110,7 +114,13 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Export => {
-            let store = open_store(&settings)?;
+            let store = open_store(&settings).map_err(|err| {
+                server_running(err, &settings, |url| {
+                    format!(
+                        "export from it over HTTP instead: curl -s -H \"Authorization: Bearer $(amber token --sub backup --ttl 300)\" {url}/api/admin/export > backup.jsonl"
+                    )
+                })
+            })?;
             let reader = store.reader();
             let stdout = std::io::stdout();
             let mut out = BufWriter::new(stdout.lock());
@@ -127,8 +137,12 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Import => {
+            let mut store = open_store(&settings).map_err(|err| {
+                server_running(err, &settings, |_| {
+                    "import needs the database to itself: stop the server (e.g. systemctl stop amber), run amber import, then start it again".to_string()
+                })
+            })?;
             let records = backup::read_all(std::io::stdin().lock())?;
-            let mut store = open_store(&settings)?;
             let report = store.import(records)?;
             store.close()?;
             eprintln!(
@@ -155,6 +169,35 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             reset_rate_limit(&settings, &key)
         }
         Command::Healthcheck { strict } => crate::healthcheck::run(&settings, strict),
+    }
+}
+
+/// Turns "the database is in use" into one plain line: the server is running on this
+/// `DATA_DIR`, and `what_instead` (given the server's URL) says what to do. Any other
+/// error passes through.
+fn server_running(
+    err: anyhow::Error,
+    settings: &Settings,
+    what_instead: impl FnOnce(&str) -> String,
+) -> anyhow::Error {
+    if err.downcast_ref::<DataDirInUse>().is_none() {
+        return err;
+    }
+    let url = format!("http://{}:{}", local_host(settings), settings.port);
+    anyhow::anyhow!(
+        "the amber server is running on DATA_DIR {} (it holds the database); {}",
+        settings.data_dir.display(),
+        what_instead(&url)
+    )
+}
+
+/// `HOST` as this machine reaches it in a URL: loopback for `0.0.0.0` / `::`, IPv6 in
+/// brackets.
+fn local_host(settings: &Settings) -> String {
+    match settings.host {
+        ip if ip.is_unspecified() => "127.0.0.1".to_string(),
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+        ip => ip.to_string(),
     }
 }
 
@@ -195,11 +238,7 @@ fn reset_rate_limit(settings: &Settings, key: &ClientKey) -> anyhow::Result<()> 
                 println!("redis: REDIS_URL is not set; buckets live only in each server's memory")
             }
         }
-        let host = match settings.host {
-            ip if ip.is_unspecified() => "127.0.0.1".to_string(),
-            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
-            ip => ip.to_string(),
-        };
+        let host = local_host(settings);
         let (kind, value) = match key {
             ClientKey::Ip(ip) => ("ip", ip.to_string()),
             ClientKey::User(user) => ("user", user.to_string()),
@@ -257,7 +296,11 @@ fn ingest_once(settings: Settings, backfill: bool) -> anyhow::Result<()> {
         anyhow::bail!("TWITTER_BEARER_TOKEN is not set: there is nothing to ingest from");
     }
     actix_web::rt::System::new().block_on(async move {
-        let store = open_store(&settings)?;
+        let store = open_store(&settings).map_err(|err| {
+            server_running(err, &settings, |url| {
+                format!("ask it for a run instead: curl -X POST -H \"Authorization: Bearer $(amber token --sub ops)\" {url}/api/ingestion/trigger")
+            })
+        })?;
         let reader = store.reader();
         let store = PostStore::start(store);
         if settings.seed_leaders {
@@ -298,6 +341,28 @@ fn ingest_once(settings: Settings, backfill: bool) -> anyhow::Result<()> {
     })
 }
 
+/// The demo's data directory: fresh for every run, removed when the demo ends (also
+/// when it fails to start), so runs leave nothing behind in the temp directory.
+struct DemoDir(std::path::PathBuf);
+
+impl DemoDir {
+    fn create() -> anyhow::Result<DemoDir> {
+        let dir = std::env::temp_dir().join(format!("amber-demo-{}", std::process::id()));
+        // A directory of an earlier process with the same id (killed with -9) is stale.
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(DemoDir(dir))
+    }
+}
+
+impl Drop for DemoDir {
+    fn drop(&mut self) {
+        if let Err(err) = std::fs::remove_dir_all(&self.0) {
+            eprintln!("amber demo: could not remove {}: {err}", self.0.display());
+        }
+    }
+}
+
 /// `amber demo`: the fake X API on loopback, generated leaders, a one-minute schedule,
 /// new posts appearing every few seconds, and the real server pointed at all of it.
 fn demo(settings: Settings, leaders: u32, posts: u32, new_post_every: u64) -> anyhow::Result<()> {
@@ -311,8 +376,8 @@ fn demo(settings: Settings, leaders: u32, posts: u32, new_post_every: u64) -> an
         })
         .context("starting the simulated X API")?,
     );
-    let dir = std::env::temp_dir().join(format!("amber-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let demo_dir = DemoDir::create()?;
+    let dir = demo_dir.0.clone();
     let seed: Vec<serde_json::Value> = (0..leaders)
         .map(|u| {
             serde_json::json!({
@@ -346,17 +411,19 @@ fn demo(settings: Settings, leaders: u32, posts: u32, new_post_every: u64) -> an
         });
     }
     let control = fake.control_url().to_string();
-    actix_web::rt::System::new().block_on(async move {
+    let result = actix_web::rt::System::new().block_on(async move {
         let app = Application::build(settings).await?;
         println!("amber listening on {}", app.address());
-        println!("amber demo: simulated X API at {control}/2 ({leaders} leaders), data in {}", dir.display());
+        println!("amber demo: simulated X API at {control}/2 ({leaders} leaders), data in {} (deleted when the demo stops)", dir.display());
         println!("  watch:   curl {}/api/ingestion/status   and   curl '{}/api/feed?source=x'", app.address(), app.address());
         println!("  break X: curl -X POST {control}/_fake/faults -H 'Content-Type: application/json' -d '{{\"kind\":\"server_error\",\"count\":0}}'");
         println!("  heal X:  curl -X DELETE {control}/_fake/faults      (stats: curl {control}/_fake/stats)");
         let result = app.run_until_stopped().await;
         drop(fake);
         result
-    })
+    });
+    drop(demo_dir);
+    result
 }
 
 fn serve(settings: Settings) -> anyhow::Result<()> {

@@ -38,15 +38,24 @@ pub struct Application {
     ingest: Addr<IngestScheduler>,
 }
 
-/// Opens the store under `DATA_DIR`, with a clear message when another process has it.
+/// Another process, normally the running server, holds the database of `DATA_DIR`.
+#[derive(Debug, thiserror::Error)]
+#[error("the database in {} is in use by another process: is the amber server running on this DATA_DIR?", .0.display())]
+pub struct DataDirInUse(pub std::path::PathBuf);
+
+/// Opens the store under `DATA_DIR`; [`DataDirInUse`] when another process has it.
 pub fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating DATA_DIR {}", settings.data_dir.display()))?;
-    Store::open(&settings.db_path(), settings.sled_cache_mb).with_context(|| {
-        format!(
-            "opening the database in {} (is another amber process using this DATA_DIR?)",
-            settings.db_path().display()
-        )
+    Store::open(&settings.db_path(), settings.sled_cache_mb).map_err(|err| {
+        if err.is_locked() {
+            anyhow::Error::new(DataDirInUse(settings.db_path()))
+        } else {
+            anyhow::Error::new(err).context(format!(
+                "opening the database in {}",
+                settings.db_path().display()
+            ))
+        }
     })
 }
 
@@ -90,6 +99,10 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         let started = Instant::now();
         let settings = Arc::new(settings);
+        // Bind first: a taken port fails with one clear line before any actor starts
+        // (an actor dropped before it ran, with its runtime, would panic).
+        let listener = TcpListener::bind((settings.host, settings.port))
+            .with_context(|| format!("binding {}:{}", settings.host, settings.port))?;
         if settings.auth.using_default_secret {
             tracing::warn!("ADMIN_JWT_SECRET is not set: using the development default. Anyone can mint admin tokens. Set it before exposing this server.");
         }
@@ -134,8 +147,6 @@ impl Application {
             page_cache: Default::default(),
         };
 
-        let listener = TcpListener::bind((settings.host, settings.port))
-            .with_context(|| format!("binding {}:{}", settings.host, settings.port))?;
         let addr = listener.local_addr()?;
         let route_settings = settings.clone();
         let server = HttpServer::new(move || {

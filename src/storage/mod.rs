@@ -43,6 +43,17 @@ pub enum StoreError {
     SchemaTooNew { found: u64, supported: u64 },
 }
 
+impl StoreError {
+    /// True when the database could not be opened because another process holds it
+    /// (sled allows one process per database). sled reports that only in the text of an
+    /// `ErrorKind::Other` I/O error, so this is the one place that reads it.
+    pub fn is_locked(&self) -> bool {
+        matches!(self, StoreError::Sled(sled::Error::Io(io))
+            if io.kind() == std::io::ErrorKind::WouldBlock
+                || io.to_string().starts_with("could not acquire lock"))
+    }
+}
+
 /// A post with the leader it belongs to (for rendering).
 #[derive(Debug, Clone)]
 pub struct FeedPage {
@@ -1445,6 +1456,17 @@ mod tests {
             .unwrap();
         assert_eq!(old.duplicates, 1);
         assert_eq!(all(&store.reader()).len(), 2);
+    }
+
+    #[test]
+    fn a_database_held_by_another_handle_is_reported_as_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let _held = Store::open(&path, 1).unwrap();
+        match Store::open(&path, 1) {
+            Err(err) => assert!(err.is_locked(), "{err}"),
+            Ok(_) => panic!("a second handle opened a held database"),
+        }
     }
 
     #[test]

@@ -199,16 +199,173 @@ fn bad_flags_exit_non_zero_and_help_works() {
 }
 
 #[actix_web::test]
-async fn a_second_server_on_the_same_data_dir_fails_clearly() {
+async fn export_import_and_ingest_on_a_running_servers_data_dir_say_what_to_do_instead() {
     let app = spawn_app_with(&[]).await;
-    let out = amber_command(app.data_dir(), &HashMap::new())
-        .arg("export")
+    let port = app.address.rsplit(':').next().unwrap().to_string();
+    let env: HashMap<String, String> = [
+        ("PORT".to_string(), port.clone()),
+        ("TWITTER_BEARER_TOKEN".to_string(), "t".to_string()),
+    ]
+    .into();
+    for (command, advice) in [
+        ("export", "/api/admin/export"),
+        ("import", "stop the server"),
+        ("ingest", "/api/ingestion/trigger"),
+    ] {
+        let out = amber_command(app.data_dir(), &env)
+            .arg(command)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{command}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.trim().lines().count(), 1, "{command}: {stderr}");
+        assert!(stderr.contains("server is running"), "{command}: {stderr}");
+        assert!(stderr.contains(advice), "{command}: {stderr}");
+        assert!(
+            stderr.contains(&format!("127.0.0.1:{port}")) || command == "import",
+            "{command}: {stderr}"
+        );
+        assert!(!stderr.contains("WouldBlock"), "{command}: {stderr}");
+    }
+}
+
+#[test]
+fn token_without_a_secret_warns_on_stderr_and_prints_only_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = amber_command(dir.path(), &HashMap::new());
+    cmd.env_remove("ADMIN_JWT_SECRET");
+    let out = cmd.args(["token", "--sub", "ops"]).output().unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.trim().split('.').count(), 3, "a JWT: {stdout}");
+    assert_eq!(stdout.trim().lines().count(), 1);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("ADMIN_JWT_SECRET is not set"), "{stderr}");
+    // With the secret set: no warning.
+    let out = amber_command(dir.path(), &HashMap::new())
+        .args(["token", "--sub", "ops"])
         .output()
         .unwrap();
-    assert!(!out.status.success());
+    assert!(out.status.success());
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("another amber process"),
+        !String::from_utf8_lossy(&out.stderr).contains("ADMIN_JWT_SECRET"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A port some other socket holds for as long as the listener lives.
+fn taken_port() -> (std::net::TcpListener, String) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    (listener, port)
+}
+
+#[test]
+fn serve_and_demo_on_a_taken_port_fail_with_one_clear_line() {
+    let (_holder, port) = taken_port();
+    for args in [vec!["serve"], vec!["demo", "--new-post-every", "0"]] {
+        let dir = tempfile::tempdir().unwrap();
+        let env: HashMap<String, String> = [
+            ("PORT".to_string(), port.clone()),
+            // Ingestion on: its actor must not be started (and then dropped) before the bind.
+            ("X_INGEST_ENABLED".to_string(), "true".to_string()),
+            ("TWITTER_BEARER_TOKEN".to_string(), "t".to_string()),
+            ("TMPDIR".to_string(), dir.path().display().to_string()),
+        ]
+        .into();
+        let out = amber_command(dir.path(), &env)
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        let last = stderr.trim().lines().last().unwrap_or_default();
+        assert_eq!(
+            last,
+            format!("amber: binding 127.0.0.1:{port}: Address already in use (os error 98)"),
+            "{args:?}: {stderr}"
+        );
+        // The demo removed its data directory on the way out.
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with("amber-demo-"))
+            .collect();
+        assert!(left.is_empty(), "{args:?} left {left:?}");
+    }
+}
+
+#[actix_web::test]
+async fn the_demo_runs_on_a_random_port_and_removes_its_data_when_stopped() {
+    use std::io::BufRead;
+    let tmp = tempfile::tempdir().unwrap();
+    let env: HashMap<String, String> =
+        [("TMPDIR".to_string(), tmp.path().display().to_string())].into();
+    let mut child = amber_command(tmp.path(), &env)
+        .args([
+            "demo",
+            "--leaders",
+            "2",
+            "--posts",
+            "5",
+            "--new-post-every",
+            "0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let address = first
+        .strip_prefix("amber listening on ")
+        .unwrap_or_else(|| panic!("{first}"))
+        .to_string();
+    assert!(!address.ends_with(":5000"), "{address}");
+    let second = lines.next().unwrap().unwrap();
+    let data_dir = second
+        .split("data in ")
+        .nth(1)
+        .and_then(|rest| rest.split(" (").next())
+        .unwrap_or_else(|| panic!("{second}"))
+        .to_string();
+    assert!(second.contains("deleted when the demo stops"), "{second}");
+    assert!(
+        std::path::Path::new(&data_dir).starts_with(tmp.path()),
+        "{data_dir}"
+    );
+    // Posts flow from the simulated X API.
+    let client = reqwest::Client::new();
+    crate::helpers::eventually(
+        std::time::Duration::from_secs(30),
+        "demo posts in the feed",
+        || async {
+            let feed: Value = client
+                .get(format!("{address}/api/feed?source=x"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (feed["total"].as_u64()? > 0).then_some(())
+        },
+    )
+    .await;
+    std::thread::spawn(move || for _ in lines {});
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status}");
+    assert!(
+        !std::path::Path::new(&data_dir).exists(),
+        "{data_dir} left behind"
     );
 }

@@ -18,7 +18,10 @@ async fn pretty_logs_to_a_file_carry_no_colour_codes() {
     .await;
     let logs = app.logs();
     assert!(logs.contains("INFO"), "{logs}");
-    assert!(!logs.contains('\u{1b}'), "ANSI escape in a log file:\n{logs:?}");
+    assert!(
+        !logs.contains('\u{1b}'),
+        "ANSI escape in a log file:\n{logs:?}"
+    );
 }
 
 #[actix_web::test]

@@ -8,8 +8,25 @@
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
-# Manifests first: the dependency layer is cached until Cargo.lock changes.
+# Dependencies first, in a layer of their own that stays cached until Cargo.toml or
+# Cargo.lock change: the manifests with stub sources (an empty lib and bin, and a stub
+# for each [[bench]] Cargo.toml declares), built with the same command; then the stubs'
+# own artefacts are removed, so the real build below cannot mistake them for current.
 COPY Cargo.toml Cargo.lock ./
+RUN mkdir -p src benches \
+ && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+ && for bench in $(awk '/^\[\[bench\]\]/ { getline; gsub(/name = |"/, ""); print }' Cargo.toml); do \
+      echo 'fn main() {}' > "benches/$bench.rs"; done \
+ && cargo build --release --locked \
+ && rm -rf src benches target/release/amber target/release/deps/amber-* \
+      target/release/deps/libamber-* target/release/.fingerprint/amber-* \
+      target/release/build/amber-*
+# The sources. build.rs records GIT_COMMIT and BUILD_TIME for /api/health; the context
+# has no .git (see .dockerignore), so pass them:
+#   docker build --build-arg GIT_COMMIT=$(git rev-parse --short=12 HEAD) -t amber .
+ARG GIT_COMMIT
+ARG BUILD_TIME
+COPY build.rs ./
 COPY src ./src
 COPY benches ./benches
 COPY data ./data

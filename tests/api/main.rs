@@ -4,6 +4,7 @@
 mod auth;
 mod browser;
 mod cli;
+mod docs;
 mod durability;
 mod errors;
 mod feed;

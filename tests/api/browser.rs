@@ -211,7 +211,7 @@ async fn seeded_app() -> (TestApp, Seed) {
 #[actix_web::test]
 #[cfg_attr(
     not(amber_browser),
-    ignore = "needs node, chromium and playwright-core: see README, Tests"
+    ignore = "needs node, chromium and playwright-core (npm ci --prefix tests/browser): see README"
 )]
 async fn feed_renders_plain_cards_offline_on_desktop_and_phone() {
     require_browser("feed");
@@ -238,7 +238,7 @@ async fn feed_renders_plain_cards_offline_on_desktop_and_phone() {
 #[actix_web::test]
 #[cfg_attr(
     not(amber_browser),
-    ignore = "needs node, chromium and playwright-core: see README, Tests"
+    ignore = "needs node, chromium and playwright-core (npm ci --prefix tests/browser): see README"
 )]
 async fn leader_and_source_filters_change_what_is_shown() {
     require_browser("filters");
@@ -262,7 +262,7 @@ async fn leader_and_source_filters_change_what_is_shown() {
 #[actix_web::test]
 #[cfg_attr(
     not(amber_browser),
-    ignore = "needs node, chromium and playwright-core: see README, Tests"
+    ignore = "needs node, chromium and playwright-core (npm ci --prefix tests/browser): see README"
 )]
 async fn scrolling_loads_the_next_page_until_the_oldest_post() {
     require_browser("scroll");
@@ -283,7 +283,7 @@ async fn scrolling_loads_the_next_page_until_the_oldest_post() {
 #[actix_web::test]
 #[cfg_attr(
     not(amber_browser),
-    ignore = "needs node, chromium and playwright-core: see README, Tests"
+    ignore = "needs node, chromium and playwright-core (npm ci --prefix tests/browser): see README"
 )]
 async fn x_posts_become_embeds_when_the_widget_loads() {
     require_browser("embed");
@@ -295,7 +295,7 @@ async fn x_posts_become_embeds_when_the_widget_loads() {
 #[actix_web::test]
 #[cfg_attr(
     not(amber_browser),
-    ignore = "needs node, chromium and playwright-core: see README, Tests"
+    ignore = "needs node, chromium and playwright-core (npm ci --prefix tests/browser): see README"
 )]
 async fn an_empty_feed_says_there_are_no_leaders() {
     require_browser("empty");
@@ -314,7 +314,7 @@ async fn an_empty_feed_says_there_are_no_leaders() {
 #[actix_web::test]
 #[cfg_attr(
     not(amber_browser),
-    ignore = "needs node, chromium and playwright-core: see README, Tests"
+    ignore = "needs node, chromium and playwright-core (npm ci --prefix tests/browser): see README"
 )]
 async fn an_empty_feed_says_ingestion_is_off() {
     require_browser("empty");
@@ -335,7 +335,7 @@ async fn an_empty_feed_says_ingestion_is_off() {
 #[actix_web::test]
 #[cfg_attr(
     not(amber_browser),
-    ignore = "needs node, chromium and playwright-core: see README, Tests"
+    ignore = "needs node, chromium and playwright-core (npm ci --prefix tests/browser): see README"
 )]
 async fn an_empty_feed_offers_a_manual_run_when_x_is_configured() {
     require_browser("empty");
@@ -355,7 +355,7 @@ async fn an_empty_feed_offers_a_manual_run_when_x_is_configured() {
 #[actix_web::test]
 #[cfg_attr(
     not(amber_browser),
-    ignore = "needs node, chromium and playwright-core: see README, Tests"
+    ignore = "needs node, chromium and playwright-core (npm ci --prefix tests/browser): see README"
 )]
 async fn admin_panel_manages_leaders_and_a_reviewer_rejects_with_notes() {
     require_browser("admin");
@@ -410,7 +410,7 @@ async fn admin_panel_manages_leaders_and_a_reviewer_rejects_with_notes() {
 #[actix_web::test]
 #[cfg_attr(
     not(amber_browser),
-    ignore = "needs node, chromium and playwright-core: see README, Tests"
+    ignore = "needs node, chromium and playwright-core (npm ci --prefix tests/browser): see README"
 )]
 async fn a_rate_limited_feed_shows_the_wait_and_recovers() {
     require_browser("ratelimit");
@@ -474,7 +474,7 @@ async fn app_with_fake_x(users: u32, posts: u32, extra: &[(&str, &str)]) -> (Fak
 #[actix_web::test]
 #[cfg_attr(
     not(amber_browser),
-    ignore = "needs node, chromium and playwright-core: see README, Tests"
+    ignore = "needs node, chromium and playwright-core (npm ci --prefix tests/browser): see README"
 )]
 async fn admin_panel_triggers_ingestion_and_new_posts_appear() {
     require_browser("trigger");
@@ -509,7 +509,7 @@ async fn admin_panel_triggers_ingestion_and_new_posts_appear() {
 #[actix_web::test]
 #[cfg_attr(
     not(amber_browser),
-    ignore = "needs node, chromium and playwright-core: see README, Tests"
+    ignore = "needs node, chromium and playwright-core (npm ci --prefix tests/browser): see README"
 )]
 async fn an_empty_feed_says_the_breaker_is_open() {
     require_browser("empty");

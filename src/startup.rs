@@ -20,6 +20,7 @@ use crate::http::auth::JwtKeys;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimits;
+use crate::shutdown::StopSignals;
 use crate::status::{RedisHealth, StatusBoard};
 use crate::storage::Store;
 
@@ -34,6 +35,8 @@ pub struct Application {
     port: u16,
     host: std::net::IpAddr,
     server: Server,
+    /// Installed before the server reports its address; see [`crate::shutdown`].
+    signals: StopSignals,
     store: Addr<PostStore>,
     ingest: Addr<IngestScheduler>,
 }
@@ -160,6 +163,8 @@ impl Application {
                 .default_service(web::to(http::not_found))
         })
         .shutdown_timeout(SHUTDOWN_GRACE_SECONDS)
+        // Stop signals are ours (crate::shutdown): graceful on SIGINT too, and never lost.
+        .disable_signals()
         .listen(listener)?
         .run();
         tracing::info!(address = %addr, data_dir = %settings.data_dir.display(), startup_ms = started.elapsed().as_millis() as u64, "amber is listening");
@@ -167,6 +172,7 @@ impl Application {
             port: addr.port(),
             host: addr.ip(),
             server,
+            signals: StopSignals::install().context("installing the SIGTERM/SIGINT handlers")?,
             store,
             ingest: ingestion.scheduler,
         })
@@ -184,14 +190,44 @@ impl Application {
 
     /// Serves until SIGTERM / Ctrl-C: stops accepting, lets in-flight requests finish,
     /// then flushes the store.
+    ///
+    /// A second stop signal during the drain cuts the requests still in flight (the
+    /// store is flushed all the same).
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.server.await.context("http server")?;
+        let Application {
+            mut server,
+            mut signals,
+            store,
+            ingest,
+            ..
+        } = self;
+        let handle = server.handle();
+        tokio::select! {
+            served = &mut server => served.context("http server")?,
+            signal = signals.recv() => {
+                tracing::info!(
+                    signal,
+                    grace_seconds = SHUTDOWN_GRACE_SECONDS,
+                    "stopping: new connections are refused; requests in flight may finish"
+                );
+                // The command is sent at once; the server future below carries it out.
+                drop(handle.stop(true));
+                tokio::select! {
+                    served = &mut server => served.context("http server")?,
+                    signal = signals.recv() => {
+                        tracing::warn!(signal, "second stop signal: cutting the requests still in flight");
+                        // Dropping the server closes its listener and stops its workers now.
+                        drop(server);
+                    }
+                }
+            }
+        }
         tracing::info!("shutting down: stopping ingestion at a leader boundary");
-        if let Err(err) = self.ingest.send(Shutdown).await {
+        if let Err(err) = ingest.send(Shutdown).await {
             tracing::warn!(error = %err, "ingestion scheduler already gone");
         }
         tracing::info!("shutting down: flushing the store");
-        self.store.send(Close).await.context("store actor")??;
+        store.send(Close).await.context("store actor")??;
         tracing::info!("store flushed; bye");
         Ok(())
     }

@@ -159,6 +159,28 @@ const SLOW_CLIENT: Duration = Duration::from_millis(2500);
 
 #[actix_web::test]
 async fn sigterm_lets_in_flight_requests_finish() {
+    in_flight_requests_finish_after("TERM").await;
+}
+
+#[actix_web::test]
+async fn ctrl_c_lets_in_flight_requests_finish_too() {
+    in_flight_requests_finish_after("INT").await;
+}
+
+#[actix_web::test]
+async fn a_sigterm_right_after_start_up_is_a_clean_stop() {
+    // The first stdout line says the server listens; a signal from then on is handled.
+    for _ in 0..3 {
+        let mut app = spawn_app().await;
+        let status = tokio::task::spawn_blocking(move || app.terminate())
+            .await
+            .unwrap();
+        assert!(status.success(), "exit status {status}");
+    }
+}
+
+/// Eight requests in flight when `signal` arrives all finish; the server exits 0.
+async fn in_flight_requests_finish_after(signal: &str) {
     let mut app = spawn_app().await;
     let addr = app.address.trim_start_matches("http://").to_string();
     let texts: Vec<String> = (0..50)
@@ -170,11 +192,11 @@ async fn sigterm_lets_in_flight_requests_finish() {
     for _ in 0..8 {
         in_flight.push(start_request(&addr, body.len()).await);
     }
-    app.send_sigterm();
+    app.send_signal(signal);
     // The server stops accepting: new connections are refused.
     crate::helpers::eventually(
         Duration::from_secs(20),
-        "new connections refused after SIGTERM",
+        "new connections refused after the signal",
         || async {
             tokio::net::TcpStream::connect(&addr)
                 .await
@@ -183,7 +205,7 @@ async fn sigterm_lets_in_flight_requests_finish() {
         },
     )
     .await;
-    // Slow clients: the bodies come only now, seconds after SIGTERM (longer than actix
+    // Slow clients: the bodies come only now, seconds after the signal (longer than actix
     // polls a stopping worker), and every request is still answered.
     tokio::time::sleep(SLOW_CLIENT).await;
     let answers =

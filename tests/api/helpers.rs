@@ -290,9 +290,14 @@ impl TestApp {
 
     /// Sends SIGTERM without waiting.
     pub fn send_sigterm(&self) {
+        self.send_signal("TERM");
+    }
+
+    /// Sends a signal (`TERM`, `INT`, ...) without waiting.
+    pub fn send_signal(&self, signal: &str) {
         let child = self.child.as_ref().expect("running");
         Command::new("kill")
-            .arg("-TERM")
+            .arg(format!("-{signal}"))
             .arg(child.id().to_string())
             .status()
             .expect("kill");

@@ -89,25 +89,15 @@ async fn a_clean_shutdown_of_an_empty_store_leaves_a_snapshot_the_next_start_use
 /// `100 Continue`: proof that the server accepted the connection and is working on the
 /// request (a connection the kernel merely queued, or a pooled one, proves nothing).
 async fn start_request(addr: &str, len: usize) -> tokio::net::TcpStream {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let head = format!(
         "POST /api/sentiment/batch HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {len}\r\nExpect: 100-continue\r\n\r\n"
     );
     stream.write_all(head.as_bytes()).await.expect("send head");
     let mut got = Vec::new();
-    let mut buf = [0u8; 256];
     while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut buf))
-            .await
-            .expect("100 Continue within 30 s")
-            .expect("read");
-        assert!(
-            n > 0,
-            "closed before 100 Continue: {:?}",
-            String::from_utf8_lossy(&got)
-        );
-        got.extend_from_slice(&buf[..n]);
+        read_more(&mut stream, &mut got, "100 Continue").await;
     }
     let text = String::from_utf8_lossy(&got);
     assert!(text.starts_with("HTTP/1.1 100"), "{text}");
@@ -116,7 +106,7 @@ async fn start_request(addr: &str, len: usize) -> tokio::net::TcpStream {
 
 /// Sends the body and reads the whole answer; returns its status and body.
 async fn finish_request(mut stream: tokio::net::TcpStream, body: &[u8]) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     stream.write_all(body).await.expect("send body");
     let mut answer = Vec::new();
     loop {
@@ -139,18 +129,25 @@ async fn finish_request(mut stream: tokio::net::TcpStream, body: &[u8]) -> (u16,
                 return (status, rest[..len].to_string());
             }
         }
-        let mut buf = [0u8; 8192];
-        let n = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut buf))
-            .await
-            .expect("an answer within 30 s")
-            .expect("read");
-        assert!(
-            n > 0,
-            "request cut off mid-flight; got {:?}",
-            String::from_utf8_lossy(&answer)
-        );
-        answer.extend_from_slice(&buf[..n]);
+        read_more(&mut stream, &mut answer, "the answer").await;
     }
+}
+
+/// Reads what the server sent next onto `got`, within 30 s; fails if it closed first
+/// (the request was cut off mid-flight).
+async fn read_more(stream: &mut tokio::net::TcpStream, got: &mut Vec<u8>, waiting_for: &str) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 8192];
+    let n = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut buf))
+        .await
+        .unwrap_or_else(|_| panic!("no {waiting_for} within 30 s"))
+        .expect("read");
+    assert!(
+        n > 0,
+        "request cut off mid-flight: closed before {waiting_for}; got {:?}",
+        String::from_utf8_lossy(got)
+    );
+    got.extend_from_slice(&buf[..n]);
 }
 
 /// How long the slow clients of the SIGTERM test hold their bodies back after the server

@@ -18,9 +18,12 @@ use crate::status::RedisHealth;
 
 const ONE: std::num::NonZeroU32 = std::num::NonZeroU32::MIN;
 const REDIS_URL: &str = "redis://127.0.0.1:6379";
-/// "Did not wait for Redis": far below the stalls and dead ports these tests use, far
-/// above the scheduling noise of a busy debug build.
-const NO_WAIT: Duration = Duration::from_millis(100);
+/// "Did not wait for Redis": half of [`STALL_LIMIT`], the least a request that waited
+/// for a stalled Redis's answer (or its timeout) would take, and far below the stalls
+/// these tests use; far above the scheduling noise of a loaded machine with a release
+/// build beside (118 ms seen). The 20 ms request deadline itself is a timing figure, not
+/// something a test on a shared machine can hold to.
+const NO_WAIT: Duration = Duration::from_millis(STALL_LIMIT.as_millis() as u64 / 2);
 
 fn settings(per_minute: u32, burst: u32) -> RateLimitSettings {
     RateLimitSettings {
@@ -523,10 +526,11 @@ async fn a_stalled_redis_refuses_unconfirmed_requests_quickly_then_limits_per_in
     };
     // Redis stops answering for three seconds.
     let sleeper = stall_redis(&url, 3.0);
-    tokio::time::sleep(Duration::from_millis(100)).await;
     let stalled = Instant::now();
-    // Requests keep coming for fresh keys (no lease to spend: each must ask Redis).
-    let mut n = 0;
+    // Requests keep coming for fresh keys (no lease to spend: each must ask Redis). Until
+    // the stall takes hold they are answered in time and admitted; from the first late
+    // answer on, none is admitted until Redis counts as unavailable.
+    let (mut n, mut late) = (0, 0);
     while a.limits.redis_available() {
         assert!(
             stalled.elapsed() < STALL_LIMIT * 3,
@@ -538,18 +542,22 @@ async fn a_stalled_redis_refuses_unconfirmed_requests_quickly_then_limits_per_in
         let started = Instant::now();
         let decision = a.limits.check(&key, ONE).await;
         let waited = started.elapsed();
+        n += 1;
         if !a.limits.redis_available() {
             break;
         }
         assert!(waited < NO_WAIT, "request {n} waited {waited:?}");
-        assert!(
-            !decision.allowed,
-            "request {n} was admitted on tokens Redis never handed out"
-        );
-        assert_eq!(decision.retry_after_secs(), 1, "request {n}");
-        n += 1;
+        if decision.allowed {
+            assert_eq!(
+                late, 0,
+                "request {n} was admitted after Redis went quiet, on tokens it never handed out"
+            );
+        } else {
+            assert_eq!(decision.retry_after_secs(), 1, "request {n}");
+            late += 1;
+        }
     }
-    assert!(n > 0, "no request met the stall");
+    assert!(late > 0, "no request met the stall");
     assert_eq!(*a.health.borrow(), RedisHealth::Unavailable);
     // Now decided per instance without touching Redis at all.
     let key = ClientKey::parse(KeyKind::Ip, "203.0.113.99").unwrap();
@@ -576,15 +584,24 @@ async fn a_late_answer_is_not_admitted_on_but_kept_for_the_next_request() {
     else {
         return;
     };
-    let key = ClientKey::parse(KeyKind::Ip, "203.0.113.50").unwrap();
     let sync = a.limits.redis.clone().unwrap();
-    let stall = stall_redis(&url, 0.3);
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let late = a.limits.check(&key, ONE).await;
-    assert!(!late.allowed, "refused while the answer is outstanding");
-    assert_eq!(late.retry_after_secs(), 1);
+    // A fresh key per try, until a stall takes hold before the request's acquire arrives
+    // (on a busy machine the request may come first and be answered in time).
+    let mut tries = 0;
+    let key = loop {
+        tries += 1;
+        assert!(tries <= 10, "Redis never stalled in time for a request");
+        let key = ClientKey::parse(KeyKind::Ip, &format!("203.0.113.{tries}")).unwrap();
+        let stall = stall_redis(&url, 0.3);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let decision = a.limits.check(&key, ONE).await;
+        stall.await.unwrap();
+        if !decision.allowed {
+            assert_eq!(decision.retry_after_secs(), 1);
+            break key;
+        }
+    };
     assert!(sync.late_refusals() >= 1);
-    stall.await.unwrap();
     // The late answer lands in the lease: 1 + a lease of 1 (a tenth of the burst of 10).
     wait_for(
         "the late answer in the lease",
@@ -667,26 +684,33 @@ async fn three_instances_admit_at_most_the_burst_while_redis_answers_late() {
             }
         })
     };
-    let mut admitted = 0;
-    for wave in 0..10 {
+    let late = || -> u64 {
+        instances
+            .iter()
+            .map(|i| i.limits.redis.as_ref().unwrap().late_refusals())
+            .sum()
+    };
+    // Ten waves of 30 concurrent requests, more if none has met a late answer yet.
+    let (mut admitted, mut requests) = (0, 0);
+    for wave in 0..50 {
+        if wave >= 10 && late() > 0 {
+            break;
+        }
         let checks = (0..30).map(|n| instances[(wave * 30 + n) % 3].limits.check(&key, ONE));
         admitted += futures_util::future::join_all(checks)
             .await
             .iter()
             .filter(|d| d.allowed)
             .count();
+        requests += 30;
     }
     stalls.abort();
     assert!(
         admitted <= 11,
-        "{admitted} of 300 admitted; burst 10 × 1.1 = 11"
+        "{admitted} of {requests} admitted; burst 10 × 1.1 = 11"
     );
     assert!(admitted >= 1, "nothing admitted");
-    let late: u64 = instances
-        .iter()
-        .map(|i| i.limits.redis.as_ref().unwrap().late_refusals())
-        .sum();
-    assert!(late > 0, "Redis was never late: the test proved nothing");
+    assert!(late() > 0, "Redis was never late: the test proved nothing");
     for instance in &instances {
         assert_eq!(*instance.health.borrow(), RedisHealth::Ok);
     }

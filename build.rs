@@ -50,10 +50,16 @@ fn main() {
 
     match browser_tests_can_run() {
         Ok(()) => println!("cargo:rustc-cfg=amber_browser"),
+        // Without tests/ (a Docker build context, a crate package) there is nothing to say.
+        Err(_) if !manifest_dir().join("tests/browser").is_dir() => {}
         Err(missing) => println!(
             "cargo:warning=browser tests (tests/api/browser.rs) are ignored: missing {missing}"
         ),
     }
+}
+
+fn manifest_dir() -> PathBuf {
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default())
 }
 
 fn non_empty_env(name: &str) -> Option<String> {
@@ -65,10 +71,9 @@ fn non_empty_env(name: &str) -> Option<String> {
 
 /// Runs `git args...` in the manifest directory; its trimmed stdout on success.
 fn git(args: &[&str]) -> Option<String> {
-    let dir = std::env::var_os("CARGO_MANIFEST_DIR")?;
     let out = Command::new("git")
         .args(args)
-        .current_dir(dir)
+        .current_dir(manifest_dir())
         .output()
         .ok()?;
     if !out.status.success() {
@@ -83,7 +88,7 @@ fn git_commit() -> Option<String> {
     let commit = git(&["rev-parse", "--short=12", "HEAD"])?;
     // Paths git reports relative to the manifest directory (a worktree's `.git` is a
     // file pointing elsewhere, so ask git rather than guess).
-    let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR")?);
+    let manifest = manifest_dir();
     let resolve = |p: String| {
         let path = PathBuf::from(p);
         if path.is_absolute() {
@@ -115,8 +120,7 @@ fn git_commit() -> Option<String> {
 /// Whether the browser tests can run: `Ok` when everything they need is here, or CI says
 /// they must run (and fail if something is missing); else what is missing.
 fn browser_tests_can_run() -> Result<(), String> {
-    let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
-    let browser_dir = manifest.join("tests/browser");
+    let browser_dir = manifest_dir().join("tests/browser");
     let chromium = non_empty_env("CHROMIUM").unwrap_or_else(|| "/usr/bin/chromium".into());
     // Rerun when `npm ci` fills node_modules, or Chromium appears or goes. Directories
     // only: they exist, so cargo compares their contents' times instead of rerunning

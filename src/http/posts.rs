@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::actors::store::{CreatePost, DeletePost, UpdatePost};
+use crate::domain::json::JsonObject;
 use crate::domain::post::{Author, NewPost, Platform, Verification};
 use crate::domain::sentiment;
 use crate::error::AppError;
@@ -178,16 +179,13 @@ fn check_content(content: &str) -> Result<(), AppError> {
     Ok(())
 }
 
+/// `metrics` as it will be stored: an object that can be served back as strict JSON,
+/// checked before anything is written (`1e400`, deep nesting and the like are a 400).
 fn check_metrics(metrics: Option<Box<RawValue>>) -> Result<Option<String>, AppError> {
     let Some(raw) = metrics else { return Ok(None) };
-    let text = raw.get();
-    if !text.trim_start().starts_with('{') || text.len() > MAX_METRICS {
-        return Err(AppError::bad_request(
-            "invalid_post",
-            format!("metrics must be a JSON object of at most {MAX_METRICS} bytes"),
-        ));
-    }
-    Ok(Some(text.to_string()))
+    JsonObject::parse(raw.get(), MAX_METRICS)
+        .map(|m| Some(m.into_string()))
+        .map_err(|e| AppError::bad_request("invalid_post", format!("metrics {e}")))
 }
 
 fn parse_timestamp(raw: &str) -> Result<i64, AppError> {

@@ -11,12 +11,12 @@ use crate::http::AppState;
 
 /// Registers the routes of this module. The token route gets its own strict limit.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route(
-        "/admin/token",
-        web::post().to(token).wrap(RateLimited::token_endpoint()),
+    cfg.service(
+        web::resource("/admin/token")
+            .route(web::post().to(token).wrap(RateLimited::token_endpoint())),
     )
-    .route("/admin/export", web::get().to(export))
-    .route("/admin/ping", web::get().to(ping));
+    .service(web::resource("/admin/export").route(web::get().to(export)))
+    .service(web::resource("/admin/ping").route(web::get().to(ping)));
 }
 
 /// Body of `POST /api/admin/token`.

@@ -81,8 +81,8 @@ async fn cached(
 
 /// Registers the routes of this module. The feed is rate limited (SPEC).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/feed", web::get().to(feed).wrap(RateLimited::default()))
-        .route("/dashboard", web::get().to(dashboard));
+    cfg.service(web::resource("/feed").route(web::get().to(feed).wrap(RateLimited::default())))
+        .service(web::resource("/dashboard").route(web::get().to(dashboard)));
 }
 
 /// Raw query of the feed; every field is checked by hand for a clear 400.

@@ -23,13 +23,13 @@ use crate::x_api::client::FetchError;
 
 /// Registers the routes of this module.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/ingestion/status", web::get().to(status))
-        .route("/ingestion/trigger", web::post().to(trigger))
-        .route("/ingestion/stop", web::post().to(stop))
-        .route("/ingestion/start", web::post().to(start))
-        .route(
-            "/leaders/{id}/refresh",
-            web::post().to(refresh).wrap(RateLimited::default()),
+    cfg.service(web::resource("/ingestion/status").route(web::get().to(status)))
+        .service(web::resource("/ingestion/trigger").route(web::post().to(trigger)))
+        .service(web::resource("/ingestion/stop").route(web::post().to(stop)))
+        .service(web::resource("/ingestion/start").route(web::post().to(start)))
+        .service(
+            web::resource("/leaders/{id}/refresh")
+                .route(web::post().to(refresh).wrap(RateLimited::default())),
         );
 }
 

@@ -1,5 +1,7 @@
 //! Cross-cutting middleware: request ids, security headers, access logs, request
-//! metrics, CORS, and the rule that every error response has a JSON body.
+//! metrics, CORS, the rule that every error response has a JSON body, and HTTP's
+//! method rules: `HEAD` is answered wherever `GET` is, a 405 carries a true `Allow`,
+//! and `OPTIONS` lists a path's methods.
 
 use std::time::Instant;
 
@@ -58,8 +60,12 @@ fn code_for(status: StatusCode) -> &'static str {
 
 /// Wraps every request: assigns the request id, times it, adds the security headers,
 /// gives bodiless error responses a JSON body, counts it and writes one log line.
+///
+/// `HEAD` is routed as `GET` (uptime monitors use it): the handler runs as for `GET`,
+/// and actix-http's encoder, which saw the request as `HEAD`, sends the same head
+/// (status, headers, `Content-Length`) without the body.
 pub async fn around(
-    req: ServiceRequest,
+    mut req: ServiceRequest,
     next: actix_web::middleware::Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<BoxBody>>, actix_web::Error> {
     let started = Instant::now();
@@ -67,6 +73,9 @@ pub async fn around(
     req.extensions_mut().insert(RequestId(request_id.clone()));
     let method = req.method().clone();
     let path = req.path().to_string();
+    if method == Method::HEAD {
+        req.head_mut().method = Method::GET;
+    }
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let res = match next.call(req).await {
         Ok(res) => res.map_into_boxed_body(),
@@ -92,6 +101,19 @@ pub async fn around(
             );
         }
     };
+    let mut res = res;
+    if res.status() == StatusCode::METHOD_NOT_ALLOWED {
+        normalize_allow(res.headers_mut());
+        if method == Method::OPTIONS {
+            // `OPTIONS` on a known path: its methods, not an error.
+            let (http_req, old) = res.into_parts();
+            let mut ok = HttpResponse::NoContent();
+            if let Some(allow) = old.headers().get(header::ALLOW) {
+                ok.insert_header((header::ALLOW, allow.clone()));
+            }
+            res = ServiceResponse::new(http_req, ok.finish());
+        }
+    }
     let status = res.status();
     let mut res = if status.as_u16() >= 400 && !is_json(res.headers()) {
         let (http_req, old) = res.into_parts();
@@ -126,6 +148,31 @@ pub async fn around(
         &request_id,
     );
     Ok(res)
+}
+
+/// Rewrites a 405's `Allow` (actix lists the methods of the matched resource's routes)
+/// into the methods really answered: each once, `HEAD` wherever `GET` is, and `OPTIONS`.
+fn normalize_allow(headers: &mut header::HeaderMap) {
+    let mut methods: Vec<String> = Vec::new();
+    for value in headers.get_all(header::ALLOW) {
+        for m in value.to_str().unwrap_or("").split(',') {
+            let m = m.trim().to_ascii_uppercase();
+            if !m.is_empty() && !methods.contains(&m) {
+                methods.push(m);
+            }
+        }
+    }
+    if let Some(get) = methods.iter().position(|m| m == "GET") {
+        if !methods.iter().any(|m| m == "HEAD") {
+            methods.insert(get + 1, "HEAD".to_string());
+        }
+    }
+    if !methods.iter().any(|m| m == "OPTIONS") {
+        methods.push("OPTIONS".to_string());
+    }
+    if let Ok(v) = HeaderValue::from_str(&methods.join(", ")) {
+        headers.insert(header::ALLOW, v);
+    }
 }
 
 /// Adds the request id and the security headers.

@@ -93,13 +93,18 @@ pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, AppError> {
 }
 
 /// Registers every route. `/api` routes sit in one scope with CORS from config.
+///
+/// Every path is a `web::resource` with its methods as routes (never `cfg.route`, which
+/// puts the method guard on the resource itself): so a known path with another method
+/// is a 405 whose `Allow` names that resource's methods, and a request can never fall
+/// through to a later pattern (`PUT /api/posts/paginated` is not `PUT /api/posts/{id}`).
 pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
     cfg.app_data(json_config(JSON_LIMIT))
         .app_data(query_config())
         .app_data(path_config())
-        .route("/livez", web::get().to(health::livez))
-        .route("/readyz", web::get().to(health::readyz))
-        .route("/metrics", web::get().to(metrics::prometheus))
+        .service(web::resource("/livez").route(web::get().to(health::livez)))
+        .service(web::resource("/readyz").route(web::get().to(health::readyz)))
+        .service(web::resource("/metrics").route(web::get().to(metrics::prometheus)))
         .configure(|cfg| crate::web::configure(cfg, settings))
         .configure(|cfg| {
             if settings.bench_routes {
@@ -109,8 +114,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
         .service(
             web::scope("/api")
                 .wrap(middleware::cors(settings))
-                .route("/health", web::get().to(health::health))
-                .route("/metrics", web::get().to(metrics::json))
+                .service(web::resource("/health").route(web::get().to(health::health)))
+                .service(web::resource("/metrics").route(web::get().to(metrics::json)))
                 .configure(feed::configure)
                 .configure(leaders::configure)
                 .configure(posts::configure)

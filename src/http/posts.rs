@@ -32,7 +32,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(list))
             .route(web::post().to(create)),
     )
-    .route("/posts/paginated", web::get().to(paginated))
+    // Before `/posts/{id}`, as its own resource: other methods on it are a 405 here,
+    // never a by-id handler with the id "paginated".
+    .service(web::resource("/posts/paginated").route(web::get().to(paginated)))
     .service(
         web::resource("/posts/{id}")
             .route(web::get().to(get))

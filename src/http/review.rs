@@ -17,9 +17,9 @@ const MAX_NOTES: usize = 2000;
 
 /// Registers the routes of this module.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/review", web::get().to(list))
-        .route("/review/{id}/approve", web::post().to(approve))
-        .route("/review/{id}/reject", web::post().to(reject));
+    cfg.service(web::resource("/review").route(web::get().to(list)))
+        .service(web::resource("/review/{id}/approve").route(web::post().to(approve)))
+        .service(web::resource("/review/{id}/reject").route(web::post().to(reject)));
 }
 
 /// Query of `GET /api/review`: `state=pending|approved|rejected|all` (default pending).

@@ -12,6 +12,7 @@ mod healthcheck;
 mod helpers;
 mod ingestion;
 mod leaders;
+mod methods;
 mod posts;
 mod rate_limit;
 mod review;

@@ -9,12 +9,14 @@ use actix_cors::Cors;
 use actix_web::body::{BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
-use actix_web::http::{Method, StatusCode};
+use actix_web::http::{ConnectionType, Method, StatusCode};
 use actix_web::{web, HttpMessage, HttpResponse};
 
 use crate::config::{CorsOrigins, Settings};
 use crate::error::ErrorBody;
+use crate::http::conn::guard::ConnHandle;
 use crate::http::AppState;
+use crate::metrics::Metrics;
 
 /// The Content-Security-Policy of SPEC, on every response.
 pub const CSP: &str = "default-src 'self'; script-src 'self' https://platform.twitter.com; frame-src https://platform.twitter.com; img-src 'self' data: https://pbs.twimg.com";
@@ -23,21 +25,37 @@ pub const CSP: &str = "default-src 'self'; script-src 'self' https://platform.tw
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
+/// The security headers of SPEC, on every response (also on those `http::conn` writes).
+pub const SECURITY_HEADERS: [(HeaderName, &str); 4] = [
+    (header::CONTENT_SECURITY_POLICY, CSP),
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::REFERRER_POLICY, "strict-origin-when-cross-origin"),
+    (header::X_FRAME_OPTIONS, "DENY"),
+];
+
 fn request_id_from(req: &ServiceRequest) -> String {
-    req.headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            !v.is_empty()
-                && v.len() <= 64
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-        })
-        .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+    request_id_or_new(
+        req.headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+    )
 }
 
-fn code_for(status: StatusCode) -> &'static str {
+/// The client's request id when it is short and plain (so it is safe to echo and to
+/// log), else a new UUID.
+pub fn request_id_or_new(sent: Option<&str>) -> String {
+    sent.filter(|v| {
+        !v.is_empty()
+            && v.len() <= 64
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    })
+    .map(str::to_string)
+    .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// The snake_case error code of a status that carries no code of its own.
+pub fn code_for(status: StatusCode) -> &'static str {
     match status.as_u16() {
         400 => "bad_request",
         401 => "unauthorized",
@@ -73,6 +91,7 @@ pub async fn around(
     req.extensions_mut().insert(RequestId(request_id.clone()));
     let method = req.method().clone();
     let path = req.path().to_string();
+    let conn = req.conn_data::<ConnHandle>().cloned();
     if method == Method::HEAD {
         req.head_mut().method = Method::GET;
     }
@@ -88,9 +107,9 @@ pub async fn around(
                 message: err.to_string(),
             });
             decorate(resp.headers_mut(), &request_id);
-            finish(
-                state.as_ref().map(|s| s.get_ref()),
-                &method,
+            log_request(
+                state.as_ref().map(|s| s.metrics.as_ref()),
+                method.as_str(),
                 &path,
                 status.as_u16(),
                 started,
@@ -139,9 +158,21 @@ pub async fn around(
         res.map_into_left_body()
     };
     decorate(res.headers_mut(), &request_id);
-    finish(
-        state.as_ref().map(|s| s.get_ref()),
-        &method,
+    if conn.as_ref().is_some_and(ConnHandle::health_only) {
+        // A health-only slot (the server is near its connection cap) serves one probe.
+        res.response_mut()
+            .head_mut()
+            .set_connection_type(ConnectionType::Close);
+    }
+    if conn.as_ref().is_some_and(ConnHandle::is_cut) {
+        // The connection layer answered (or dropped) this request already: this answer
+        // is never sent, so it is neither counted nor logged as one.
+        tracing::debug!(method = %method, path, request_id, "answer discarded: connection already closed");
+        return Ok(res);
+    }
+    log_request(
+        state.as_ref().map(|s| s.metrics.as_ref()),
+        method.as_str(),
         &path,
         res.status().as_u16(),
         started,
@@ -180,43 +211,34 @@ fn decorate(headers: &mut header::HeaderMap, request_id: &str) {
     if let Ok(v) = HeaderValue::from_str(request_id) {
         headers.insert(HeaderName::from_static("x-request-id"), v);
     }
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("strict-origin-when-cross-origin"),
-    );
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    for (name, value) in SECURITY_HEADERS {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
 }
 
-/// Counts the request and writes its log line (never headers or bodies).
-fn finish(
-    state: Option<&AppState>,
-    method: &Method,
+/// Counts the request and writes its log line (never headers or bodies). Also used for
+/// the answers `http::conn` writes itself, so every answer is counted and logged alike.
+pub fn log_request(
+    metrics: Option<&Metrics>,
+    method: &str,
     path: &str,
     status: u16,
     started: Instant,
     request_id: &str,
 ) {
     let elapsed = started.elapsed();
-    if let Some(state) = state {
-        state.metrics.observe_request(status, elapsed);
+    if let Some(metrics) = metrics {
+        metrics.observe_request(status, elapsed);
     }
     let duration_ms = elapsed.as_secs_f64() * 1000.0;
     if status >= 500 {
-        tracing::error!(method = %method, path, status, duration_ms, request_id, "request");
-    } else if *method == Method::GET
+        tracing::error!(method, path, status, duration_ms, request_id, "request");
+    } else if (method == "GET" || method == "HEAD")
         && (path == "/livez" || path == "/readyz" || path == "/metrics")
     {
-        tracing::debug!(method = %method, path, status, duration_ms, request_id, "request");
+        tracing::debug!(method, path, status, duration_ms, request_id, "request");
     } else {
-        tracing::info!(method = %method, path, status, duration_ms, request_id, "request");
+        tracing::info!(method, path, status, duration_ms, request_id, "request");
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod auth;
 pub mod bench;
+pub mod conn;
 pub mod dto;
 pub mod feed;
 pub mod health;

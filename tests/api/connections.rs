@@ -453,3 +453,60 @@ async fn health_answers_throughout_a_1100_connection_slow_body_attack_under_1024
         "the server ran out of files"
     );
 }
+
+#[actix_web::test]
+async fn a_connection_that_sends_nothing_is_closed_after_the_keep_alive_time() {
+    let app = spawn_app_with(&[]).await;
+    let mut stream = TcpStream::connect(socket_addr(&app)).await.unwrap();
+    let raw = read_to_close(&mut stream, Instant::now()).await;
+    // Nothing was asked, so nothing is answered: the connection is just closed.
+    assert_eq!(raw.status, 0, "{raw:?}");
+    assert!(
+        raw.elapsed >= Duration::from_millis(4900),
+        "{:?}",
+        raw.elapsed
+    );
+}
+
+#[actix_web::test]
+async fn a_client_that_stops_reading_is_disconnected_after_the_deadline() {
+    let app = spawn_app_with(&[("REQUEST_TIMEOUT_SECONDS", "2")]).await;
+    // 60 posts of 19 KB: one answer of GET /api/posts is over a megabyte.
+    for _ in 0..60 {
+        app.create_post(
+            &serde_json::json!({"leaderId": 1, "platform": "news", "content": "x".repeat(19_000)}),
+        )
+        .await;
+    }
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(socket_addr(&app)).await.unwrap();
+    let one = "GET /api/posts?limit=500 HTTP/1.1\r\nHost: a\r\n\r\n";
+    stream.write_all(one.repeat(16).as_bytes()).await.unwrap();
+    // Wait until the server gives up on the stalled writes (its log says so)...
+    let deadline = Instant::now() + HANG;
+    while !app.logs().contains("client stopped reading") {
+        assert!(Instant::now() < deadline, "the server kept waiting");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // ...then what reaches the client is cut short: far less than 16 answers, and a close.
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(HANG, async {
+        let mut buf = [0u8; 65536];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "never closed");
+    let answers = received
+        .windows(12)
+        .filter(|w| w == b"HTTP/1.1 200")
+        .count();
+    assert!(answers < 16, "all {answers} answers arrived");
+    let (status, _) = app.get_json("/api/health").await;
+    assert_eq!(status, 200);
+}

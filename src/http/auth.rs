@@ -16,7 +16,7 @@ use crate::http::AppState;
 const LEEWAY_SECONDS: u64 = 5;
 
 /// A role a token can carry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Admin,

@@ -17,6 +17,7 @@ pub mod posts;
 pub mod rate_limit;
 pub mod review;
 pub mod sentiment;
+pub mod text;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -82,6 +83,65 @@ fn query_config() -> web::QueryConfig {
 fn path_config() -> web::PathConfig {
     web::PathConfig::default()
         .error_handler(|err, _req| AppError::bad_request("invalid_path", err.to_string()).into())
+}
+
+/// A JSON body that must be an object: serde's derived structs also accept an array of
+/// their fields in order (`["name"]` as a leader), which the document does not allow.
+#[derive(Debug)]
+pub struct ObjectBody<T>(pub T);
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for ObjectBody<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Only<T>(std::marker::PhantomData<T>);
+        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for Only<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(Only(std::marker::PhantomData)).map(ObjectBody)
+    }
+}
+
+/// Deserializes an id given as a JSON integer, or as a number with no fraction (`7.0`),
+/// which JSON Schema also calls an integer.
+pub fn integer_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let n = <serde_json::Number as serde::Deserialize>::deserialize(d)?;
+    if let Some(v) = n.as_u64() {
+        return Ok(v);
+    }
+    match n.as_f64() {
+        Some(f) if f.fract() == 0.0 && (0.0..=9_007_199_254_740_992.0).contains(&f) => Ok(f as u64),
+        _ => Err(serde::de::Error::custom(format!(
+            "expected a leader id (a whole number), got {n}"
+        ))),
+    }
+}
+
+/// As [`integer_id`], for an optional field.
+pub fn optional_integer_id<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<u64>, D::Error> {
+    #[derive(serde::Deserialize)]
+    struct Wrap(#[serde(deserialize_with = "integer_id")] u64);
+    <Option<Wrap> as serde::Deserialize>::deserialize(d).map(|w| w.map(|w| w.0))
+}
+
+/// A 415 unless the request says its body is JSON (`application/json` or `+json`), as
+/// `web::Json` requires; for handlers that read an optional body themselves.
+pub fn require_json(req: &HttpRequest) -> Result<(), AppError> {
+    use actix_web::HttpMessage;
+    match req.mime_type() {
+        Ok(Some(mime))
+            if mime.subtype() == "json" || mime.suffix().is_some_and(|s| s == "json") =>
+        {
+            Ok(())
+        }
+        _ => Err(AppError::UnsupportedMediaType),
+    }
 }
 
 /// Unknown routes: a JSON 404.

@@ -17,4 +17,5 @@ mod methods;
 mod posts;
 mod rate_limit;
 mod review;
+mod schemathesis;
 mod web;

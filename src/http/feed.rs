@@ -150,21 +150,27 @@ pub fn parse_bounded(
 /// Parses a cursor parameter: `<timestamp_ms>-<post id>`, at most 18 and 19 digits (every
 /// cursor the server hands out fits; the document states the same pattern).
 pub fn parse_cursor(name: &str, raw: &str) -> Result<Cursor, AppError> {
-    let shaped = raw.rsplit_once('-').is_some_and(|(ts, id)| {
-        digits(ts.strip_prefix('-').unwrap_or(ts), 18) && digits(id, 19)
-    });
-    let bad = |e: String| AppError::bad_request("invalid_cursor", format!("{name}: {e}, got {raw:?}"));
+    let shaped = raw
+        .rsplit_once('-')
+        .is_some_and(|(ts, id)| digits(ts.strip_prefix('-').unwrap_or(ts), 18) && digits(id, 19));
+    let bad =
+        |e: String| AppError::bad_request("invalid_cursor", format!("{name}: {e}, got {raw:?}"));
     if !shaped {
         return Err(bad(crate::domain::cursor::CursorError.to_string()));
     }
-    raw.parse().map_err(|e: crate::domain::cursor::CursorError| bad(e.to_string()))
+    raw.parse()
+        .map_err(|e: crate::domain::cursor::CursorError| bad(e.to_string()))
 }
 
 /// Parses `leaders=1,2,3`: 1 to 100 ids of at most 19 digits, comma-separated.
 pub fn parse_leader_ids(raw: &str) -> Result<Vec<u64>, AppError> {
     let ids: Option<Vec<u64>> = raw
         .split(',')
-        .map(|s| Some(s).filter(|s| digits(s, 19)).and_then(|s| s.parse().ok()))
+        .map(|s| {
+            Some(s)
+                .filter(|s| digits(s, 19))
+                .and_then(|s| s.parse().ok())
+        })
         .collect();
     let ids = ids.ok_or_else(|| {
         AppError::bad_request(

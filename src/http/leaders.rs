@@ -33,7 +33,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[serde(rename_all = "camelCase")]
 pub struct LeaderBody {
     /// Not blank; at most 200 characters.
-    #[schema(pattern = "[^\\t\\n\\x0b\\x0c\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]", max_length = 200)]
+    #[schema(
+        pattern = "[^\\t\\n\\x0b\\x0c\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]",
+        max_length = 200
+    )]
     name: Option<String>,
     #[schema(schema_with = handles_schema)]
     handles: Option<BTreeMap<String, String>>,
@@ -49,7 +52,10 @@ pub struct LeaderBody {
 #[serde(rename_all = "camelCase")]
 pub struct NewLeaderBody {
     /// Not blank; at most 200 characters.
-    #[schema(pattern = "[^\\t\\n\\x0b\\x0c\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]", max_length = 200)]
+    #[schema(
+        pattern = "[^\\t\\n\\x0b\\x0c\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]",
+        max_length = 200
+    )]
     name: String,
     #[schema(schema_with = handles_schema)]
     handles: Option<BTreeMap<String, String>>,
@@ -74,7 +80,8 @@ impl From<NewLeaderBody> for LeaderBody {
 /// A handle: no white space inside, 1 to 100 characters once trimmed, not only `@`s.
 const HANDLE: &str = "^[\\t\\n\\x0b\\x0c\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*[^\\t\\n\\x0b\\x0c\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]{1,100}[\\t\\n\\x0b\\x0c\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*$";
 /// ...and a character that is neither white space nor `@`.
-const HANDLE_NOT_ONLY_AT: &str = "[^@\\t\\n\\x0b\\x0c\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]";
+const HANDLE_NOT_ONLY_AT: &str =
+    "[^@\\t\\n\\x0b\\x0c\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]";
 
 /// `handles`: platform → handle, at most 20; platform names not blank.
 fn handles_schema() -> utoipa::openapi::Object {

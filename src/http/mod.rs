@@ -102,7 +102,8 @@ impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for ObjectBody<T> 
                 T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
             }
         }
-        d.deserialize_map(Only(std::marker::PhantomData)).map(ObjectBody)
+        d.deserialize_map(Only(std::marker::PhantomData))
+            .map(ObjectBody)
     }
 }
 

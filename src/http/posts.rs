@@ -186,7 +186,10 @@ pub struct CreateBody {
     #[schema(value_type = PlatformName, inline)]
     platform: String,
     /// Not blank; at most 20,000 characters.
-    #[schema(pattern = "[^\\t\\n\\x0b\\x0c\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]", max_length = 20000)]
+    #[schema(
+        pattern = "[^\\t\\n\\x0b\\x0c\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]",
+        max_length = 20000
+    )]
     content: String,
     /// RFC 3339 (default: now). The pattern is a safe subset of what is accepted (any
     /// valid RFC 3339 date-time is).
@@ -302,7 +305,10 @@ pub async fn create(
 ) -> Result<HttpResponse, AppError> {
     let b = body.into_inner().0;
     let platform = parse_platform(&b.platform)?;
-    if b.platform_post_id.as_deref().is_some_and(|s| text::chars(s) > 64) {
+    if b.platform_post_id
+        .as_deref()
+        .is_some_and(|s| text::chars(s) > 64)
+    {
         return Err(AppError::bad_request(
             "invalid_post",
             "platformPostId must be at most 64 characters",
@@ -358,7 +364,10 @@ pub async fn create(
 #[serde(rename_all = "camelCase")]
 pub struct UpdateBody {
     /// Not blank; at most 20,000 characters.
-    #[schema(pattern = "[^\\t\\n\\x0b\\x0c\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]", max_length = 20000)]
+    #[schema(
+        pattern = "[^\\t\\n\\x0b\\x0c\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]",
+        max_length = 20000
+    )]
     content: Option<String>,
     /// RFC 3339 (see `CreateBody`).
     #[schema(value_type = Option<String>, format = DateTime, pattern = "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$")]

@@ -51,7 +51,9 @@ struct ResultJson {
 
 /// `POST /api/sentiment/batch`.
 #[utoipa::path(post, path = "/api/sentiment/batch", operation_id = "sentimentBatch", tag = "sentiment", request_body = BatchBody, responses((status = 200, description = "`{\"results\":[{text,sentiment,score}]}`", body = Object), (status = 400, description = "Bad input", body = crate::error::ErrorBody), (status = 413, description = "Body too large", body = crate::error::ErrorBody), (status = 429, description = "Rate limited: wait `Retry-After` seconds", body = crate::error::ErrorBody)))]
-pub async fn batch(body: web::Json<crate::http::ObjectBody<BatchBody>>) -> Result<HttpResponse, AppError> {
+pub async fn batch(
+    body: web::Json<crate::http::ObjectBody<BatchBody>>,
+) -> Result<HttpResponse, AppError> {
     let texts = body.into_inner().0.texts;
     if texts.len() > MAX_TEXTS {
         return Err(AppError::bad_request(
@@ -59,7 +61,10 @@ pub async fn batch(body: web::Json<crate::http::ObjectBody<BatchBody>>) -> Resul
             format!("at most {MAX_TEXTS} texts, got {}", texts.len()),
         ));
     }
-    if let Some(i) = texts.iter().position(|t| t.chars().count() > MAX_TEXT_CHARS) {
+    if let Some(i) = texts
+        .iter()
+        .position(|t| t.chars().count() > MAX_TEXT_CHARS)
+    {
         return Err(AppError::bad_request(
             "text_too_long",
             format!("texts[{i}] is longer than {MAX_TEXT_CHARS} characters"),

@@ -5,7 +5,8 @@
 
 /// JSON Schema `pattern` (unanchored): the text has a character that is not white space.
 /// Must stay the literal used in `#[schema(pattern = ...)]` annotations (a test checks).
-pub const NOT_BLANK: &str = "[^\\t\\n\\x0b\\x0c\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]";
+pub const NOT_BLANK: &str =
+    "[^\\t\\n\\x0b\\x0c\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]";
 
 /// JSON Schema `pattern`: no control characters (Unicode `Cc`), and not blank.
 pub const PRINTABLE_NOT_BLANK: &str = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\x00-\\x20\\x7f-\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000][^\\x00-\\x1f\\x7f-\\x9f]*$";

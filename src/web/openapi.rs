@@ -151,7 +151,9 @@ struct IpKeys;
 
 impl Modify for IpKeys {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type};
+        use utoipa::openapi::schema::{
+            KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type,
+        };
         let address = |format: KnownFormat| {
             ObjectBuilder::new()
                 .schema_type(Type::String)
@@ -355,7 +357,8 @@ mod tests {
 
     /// (METHOD, path) of every operation in the document.
     fn documented_routes() -> BTreeSet<(String, String)> {
-        let doc: serde_json::Value = serde_json::from_str(document(true)).expect("document is JSON");
+        let doc: serde_json::Value =
+            serde_json::from_str(document(true)).expect("document is JSON");
         let mut out = BTreeSet::new();
         for (path, item) in doc["paths"].as_object().expect("paths") {
             for method in item.as_object().expect("path item").keys() {
@@ -435,10 +438,16 @@ mod tests {
                 };
                 bodies += 1;
                 for status in ["400", "413", "415"] {
-                    assert!(op["responses"][status].is_object(), "{method} {path}: {status}");
+                    assert!(
+                        op["responses"][status].is_object(),
+                        "{method} {path}: {status}"
+                    );
                 }
                 let text = body.to_string();
-                assert!(!text.contains("\"null\""), "{method} {path}: a null body: {text}");
+                assert!(
+                    !text.contains("\"null\""),
+                    "{method} {path}: a null body: {text}"
+                );
             }
         }
         assert!(bodies >= 9, "only {bodies} bodies");

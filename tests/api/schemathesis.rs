@@ -22,7 +22,8 @@ fn schemathesis_binary() -> Option<PathBuf> {
     if let Ok(path) = std::env::var("SCHEMATHESIS") {
         return Some(PathBuf::from(path));
     }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/schemathesis/bin/schemathesis");
+    let venv =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/schemathesis/bin/schemathesis");
     if venv.exists() {
         return Some(venv);
     }

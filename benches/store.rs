@@ -5,7 +5,7 @@
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 
 use amber::domain::cursor::Cursor;
-use amber::storage::feed_index::{Filter, Start};
+use amber::storage::query::{PageStart, PostQuery};
 use amber::storage::Store;
 
 #[path = "support/synth.rs"]
@@ -72,33 +72,30 @@ fn feed(c: &mut Criterion) {
         let mut store = open(&dir);
         synth::fill(&mut store, n, 10_000);
         let reader = store.reader();
-        let all = Filter::default();
+        let page_1 = PostQuery::newest(20);
         group.bench_with_input(BenchmarkId::new("page_1", n), &n, |b, _| {
-            b.iter(|| reader.feed(&all, Start::Offset(0), 20).unwrap())
+            b.iter(|| reader.page(&page_1).unwrap())
         });
         // Offset of page 4000 at page_size 20 (or the last page of a smaller store).
         let deep = (80_000u64.min(n - 20)) as usize;
+        let deep_offset = PostQuery::newest(20).starting(PageStart::Offset(deep));
         group.bench_with_input(BenchmarkId::new("deep_offset", n), &n, |b, _| {
-            b.iter(|| reader.feed(&all, Start::Offset(deep), 20).unwrap())
+            b.iter(|| reader.page(&deep_offset).unwrap())
         });
         // A cursor near the oldest end of the store.
         let cursor = Cursor {
             timestamp_ms: synth::T0_MS + 100 * 60_000,
             post_id: u64::MAX,
         };
+        let deep_cursor = PostQuery::newest(20).starting(PageStart::Before(cursor));
         group.bench_with_input(BenchmarkId::new("deep_cursor", n), &n, |b, _| {
-            b.iter(|| reader.feed(&all, Start::Before(cursor), 20).unwrap())
+            b.iter(|| reader.page(&deep_cursor).unwrap())
         });
-        let one_leader = Filter {
-            leaders: vec![3],
-            platform: None,
-        };
+        let one_leader = PostQuery::newest(20)
+            .leaders([3])
+            .starting(PageStart::Offset(deep / 10));
         group.bench_with_input(BenchmarkId::new("leader_deep_offset", n), &n, |b, _| {
-            b.iter(|| {
-                reader
-                    .feed(&one_leader, Start::Offset(deep / 10), 20)
-                    .unwrap()
-            })
+            b.iter(|| reader.page(&one_leader).unwrap())
         });
         drop(store);
     }

@@ -44,7 +44,7 @@ use crate::domain::crontab::{self, CrontabError};
 use crate::domain::leader::Leader;
 use crate::domain::post::{Platform, Post};
 use crate::status::{BreakerHealth, IngestSnapshot, SchedulerHealth};
-use crate::storage::feed_index::{Filter, Start};
+use crate::storage::query::PostQuery;
 use crate::storage::StoreReader;
 use crate::x_api::client::{ClientError, FetchError, RetryPolicy, XClient, MIN_PAGE};
 
@@ -947,14 +947,10 @@ impl IngestScheduler {
         let limit = self.config.ingest_limit as usize;
         async move {
             tokio::task::spawn_blocking(move || {
-                let filter = Filter {
-                    leaders: vec![leader_id],
-                    platform: Some(Platform::X),
-                };
-                reader
-                    .feed(&filter, Start::Offset(0), limit)
-                    .map(|p| p.posts)
-                    .unwrap_or_default()
+                let query = PostQuery::newest(limit)
+                    .leaders([leader_id])
+                    .platform(Some(Platform::X));
+                reader.page(&query).map(|p| p.posts).unwrap_or_default()
             })
             .await
             .unwrap_or_default()

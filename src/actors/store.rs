@@ -30,12 +30,10 @@ impl PostStore {
 }
 
 impl PostStore {
-    /// Runs a change and then bumps the store generation, so cached answers refresh.
+    /// Runs one write against the store. Each `Store` method is one change set that
+    /// commits, then updates what readers see and bumps the generation.
     fn write<T>(&self, change: impl FnOnce(&mut Store) -> T) -> T {
-        let mut store = self.store.lock();
-        let result = change(&mut store);
-        store.touch();
-        result
+        change(&mut self.store.lock())
     }
 }
 
@@ -187,9 +185,7 @@ pub struct CacheXUser {
 impl Handler<CacheXUser> for PostStore {
     type Result = Result<(), StoreError>;
     fn handle(&mut self, msg: CacheXUser, _: &mut Self::Context) -> Self::Result {
-        self.store
-            .lock()
-            .cache_x_user(msg.leader_id, &msg.handle, &msg.user_id)
+        self.write(|s| s.cache_x_user(msg.leader_id, &msg.handle, &msg.user_id))
     }
 }
 
@@ -204,7 +200,7 @@ pub struct SetMeta {
 impl Handler<SetMeta> for PostStore {
     type Result = Result<(), StoreError>;
     fn handle(&mut self, msg: SetMeta, _: &mut Self::Context) -> Self::Result {
-        self.store.lock().set_meta(&msg.name, msg.value.as_deref())
+        self.write(|s| s.set_meta(&msg.name, msg.value.as_deref()))
     }
 }
 
@@ -229,6 +225,6 @@ pub struct Close;
 impl Handler<Close> for PostStore {
     type Result = Result<(), StoreError>;
     fn handle(&mut self, _: Close, _: &mut Self::Context) -> Self::Result {
-        self.store.lock().close()
+        self.write(Store::close)
     }
 }

@@ -14,7 +14,7 @@ use crate::error::AppError;
 use crate::http::dto::{FeedPostJson, LeaderJson, PostJson};
 use crate::http::rate_limit::RateLimited;
 use crate::http::AppState;
-use crate::storage::feed_index::{Filter, Start};
+use crate::storage::query::{PageStart, PostQuery};
 use crate::storage::StoreReader;
 
 /// Default and largest page sizes of the feed.
@@ -207,12 +207,10 @@ struct FeedJson<'a> {
 /// The work of a feed request, off the async executor: read the page, render it.
 pub fn render_feed(
     reader: &StoreReader,
-    filter: &Filter,
-    start: Start,
+    query: &PostQuery,
     page: Option<usize>,
-    page_size: usize,
 ) -> Result<Vec<u8>, AppError> {
-    let result = reader.feed(filter, start, page_size)?;
+    let result = reader.page(query)?;
     reader.with_leaders(|leaders| {
         let body = FeedJson {
             posts: result
@@ -221,7 +219,7 @@ pub fn render_feed(
                 .map(|p| FeedPostJson::from(p, leaders.get(&p.leader_id)))
                 .collect(),
             page,
-            page_size,
+            page_size: query.limit(),
             total: result.total,
             has_next: result.has_next,
             next_cursor: result.next_cursor.map(|c| c.to_string()),
@@ -247,9 +245,9 @@ pub async fn feed(
     // With a cursor, `page` is checked but plays no part (the page is then null).
     let page = parse_bounded("page", q.page.as_deref(), 1, 1, 1_000_000)?;
     let (start, page) = match &q.before {
-        Some(c) => (Start::Before(parse_cursor("before", c)?), None),
+        Some(c) => (PageStart::Before(parse_cursor("before", c)?), None),
         None => (
-            Start::Offset((page - 1).saturating_mul(page_size)),
+            PageStart::Offset((page - 1).saturating_mul(page_size)),
             Some(page),
         ),
     };
@@ -266,15 +264,18 @@ pub async fn feed(
         })?),
         None => None,
     };
-    let mut filter = Filter { leaders, platform };
-    filter.leaders.sort_unstable();
-    filter.leaders.dedup();
+    let posts_query = PostQuery::newest(page_size)
+        .leaders(leaders)
+        .platform(platform)
+        .starting(start);
     let key = format!(
         "feed|{:?}|{:?}|{:?}|{page_size}",
-        filter.leaders, filter.platform, start
+        posts_query.leader_ids(),
+        posts_query.platform_filter(),
+        start
     );
     cached(&state, key, move |reader| {
-        render_feed(reader, &filter, start, page, page_size)
+        render_feed(reader, &posts_query, page)
     })
     .await
 }
@@ -289,7 +290,7 @@ struct DashboardJson<'a> {
 #[utoipa::path(get, path = "/api/dashboard", operation_id = "getDashboard", tag = "feed", responses((status = 200, description = "Every leader and the newest 100 posts", body = DashboardJson)))]
 pub async fn dashboard(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
     cached(&state, "dashboard".to_string(), move |reader| {
-        let page = reader.feed(&Filter::default(), Start::Offset(0), DASHBOARD_POSTS)?;
+        let page = reader.page(&PostQuery::newest(DASHBOARD_POSTS))?;
         reader.with_leaders(|leaders| {
             let body = DashboardJson {
                 leaders: leaders.values().map(LeaderJson::from).collect(),

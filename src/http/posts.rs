@@ -16,7 +16,7 @@ use crate::http::feed::{parse_bounded, parse_cursor};
 use crate::http::leaders::parse_id;
 use crate::http::text;
 use crate::http::AppState;
-use crate::storage::feed_index::{Filter, Start};
+use crate::storage::query::{PageStart, PostQuery};
 use crate::storage::PostPatch;
 
 /// Largest `limit` of `GET /api/posts` (the unpaginated list).
@@ -73,7 +73,8 @@ pub struct PageQuery {
     before: Option<String>,
 }
 
-fn leader_filter(raw: Option<&str>) -> Result<Filter, AppError> {
+/// The newest `limit` posts, of one leader when `leaderId` names one.
+fn leader_query(raw: Option<&str>, limit: usize) -> Result<PostQuery, AppError> {
     let leaders = match raw {
         Some(s) => vec![Some(s)
             .filter(|s| !s.is_empty() && s.len() <= 19 && s.bytes().all(|b| b.is_ascii_digit()))
@@ -87,10 +88,7 @@ fn leader_filter(raw: Option<&str>) -> Result<Filter, AppError> {
             })?],
         None => Vec::new(),
     };
-    Ok(Filter {
-        leaders,
-        platform: None,
-    })
+    Ok(PostQuery::newest(limit).leaders(leaders))
 }
 
 /// `GET /api/posts?leaderId=&limit=`: newest first, at most `limit` (default 100, max 500).
@@ -99,11 +97,11 @@ pub async fn list(
     state: web::Data<AppState>,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, AppError> {
-    let filter = leader_filter(query.leader_id.as_deref())?;
     let limit = parse_bounded("limit", query.limit.as_deref(), 100, 1, MAX_LIST)?;
+    let posts_query = leader_query(query.leader_id.as_deref(), limit)?;
     let reader = state.reader.clone();
     let body = web::block(move || -> Result<Vec<u8>, AppError> {
-        let page = reader.feed(&filter, Start::Offset(0), limit)?;
+        let page = reader.page(&posts_query)?;
         reader.with_leaders(|leaders| {
             let posts: Vec<PostJson> = page
                 .posts
@@ -133,15 +131,15 @@ pub async fn paginated(
     state: web::Data<AppState>,
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, AppError> {
-    let filter = leader_filter(query.leader_id.as_deref())?;
     let limit = parse_bounded("limit", query.limit.as_deref(), 20, 1, 100)?;
     let start = match query.before.as_deref() {
-        Some(c) => Start::Before(parse_cursor("before", c)?),
-        None => Start::Offset(0),
+        Some(c) => PageStart::Before(parse_cursor("before", c)?),
+        None => PageStart::Offset(0),
     };
+    let posts_query = leader_query(query.leader_id.as_deref(), limit)?.starting(start);
     let reader = state.reader.clone();
     let body = web::block(move || -> Result<Vec<u8>, AppError> {
-        let page = reader.feed(&filter, start, limit)?;
+        let page = reader.page(&posts_query)?;
         reader.with_leaders(|leaders| {
             let body = PaginatedJson {
                 items: page

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 
 use crate::domain::cursor::Cursor;
 use crate::domain::post::Platform;
+use crate::storage::query::{PageStart, PostQuery};
 
 /// First bytes of an index snapshot (format version in the last byte).
 const SNAPSHOT_MAGIC: &[u8; 8] = b"AMBRIDX1";
@@ -214,23 +215,6 @@ impl BlockList {
     }
 }
 
-/// Which posts a feed query wants.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Filter {
-    /// Only these leaders (empty: all leaders).
-    pub leaders: Vec<u64>,
-    pub platform: Option<Platform>,
-}
-
-/// Where a page starts.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Start {
-    /// Skip this many posts (page-number paging).
-    Offset(usize),
-    /// The posts strictly older than this cursor.
-    Before(Cursor),
-}
-
 /// One page of the order: post positions only; the store fills in the posts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PageRef {
@@ -353,6 +337,21 @@ impl FeedIndex {
         Some(index)
     }
 
+    /// The entry of the post at (timestamp, id), if indexed.
+    pub fn get(&self, timestamp_ms: i64, post_id: u64) -> Option<Entry> {
+        let list = &self.all;
+        if list.blocks.is_empty() {
+            return None;
+        }
+        let key = (std::cmp::Reverse(timestamp_ms), std::cmp::Reverse(post_id));
+        let block = &list.blocks[list.block_for(key)];
+        let pos = block.partition_point(|x| x.order_key() < key);
+        block
+            .get(pos)
+            .filter(|x| x.order_key() == key)
+            .map(Slot::unpack)
+    }
+
     /// Every entry of one leader, newest first.
     pub fn leader_entries(&self, leader_id: u64) -> Vec<Entry> {
         self.by_leader
@@ -366,11 +365,6 @@ impl FeedIndex {
         self.all.len
     }
 
-    /// True when no post is indexed.
-    pub fn is_empty(&self) -> bool {
-        self.all.len == 0
-    }
-
     /// Number of posts of one platform.
     pub fn platform_len(&self, p: Platform) -> usize {
         self.by_platform.get(&p).map(|l| l.len).unwrap_or(0)
@@ -381,9 +375,10 @@ impl FeedIndex {
         self.all.slice(0, 1).first().copied()
     }
 
-    /// Counts the posts that match a filter, from maintained counts only.
-    pub fn count(&self, f: &Filter) -> usize {
-        match (f.leaders.as_slice(), f.platform) {
+    /// Counts the posts of these leaders (none: all) and platform, from maintained
+    /// counts only. `leaders` must hold no duplicates.
+    pub fn count(&self, leaders: &[u64], platform: Option<Platform>) -> usize {
+        match (leaders, platform) {
             ([], None) => self.all.len,
             ([], Some(p)) => self.platform_len(p),
             (leaders, None) => leaders
@@ -397,16 +392,14 @@ impl FeedIndex {
         }
     }
 
-    /// One page of at most `limit` entries.
-    pub fn page(&self, f: &Filter, start: Start, limit: usize) -> PageRef {
-        let mut leaders = f.leaders.clone();
-        leaders.sort_unstable();
-        leaders.dedup();
-        let total = self.count(&Filter {
-            leaders: leaders.clone(),
-            platform: f.platform,
-        });
-        let single: Option<Option<&BlockList>> = match (leaders.as_slice(), f.platform) {
+    /// One page of the query's posts.
+    pub fn page(&self, query: &PostQuery) -> PageRef {
+        let leaders = query.leader_ids();
+        let platform = query.platform_filter();
+        let start = query.start();
+        let limit = query.limit();
+        let total = self.count(leaders, platform);
+        let single: Option<Option<&BlockList>> = match (leaders, platform) {
             ([], None) => Some(Some(&self.all)),
             ([], Some(p)) => Some(self.by_platform.get(&p)),
             ([l], None) => Some(self.by_leader.get(l)),
@@ -416,8 +409,8 @@ impl FeedIndex {
             let empty = BlockList::default();
             let list = list.unwrap_or(&empty);
             let pos = match start {
-                Start::Offset(n) => n,
-                Start::Before(c) => list.position_after(&c),
+                PageStart::Offset(n) => n,
+                PageStart::Before(c) => list.position_after(&c),
             };
             let entries = list.slice(pos, limit);
             let has_next = pos + entries.len() < list.len;
@@ -429,14 +422,13 @@ impl FeedIndex {
         }
         // Several leaders, or a leader and a platform: merge the leaders' lists. A cursor
         // still starts each list by binary search; an offset has to walk (documented).
-        let platform = f.platform;
         let mut iters: Vec<_> = leaders
             .iter()
             .filter_map(|l| self.by_leader.get(l))
             .map(|list| {
                 let pos = match start {
-                    Start::Before(c) => list.position_after(&c),
-                    Start::Offset(_) => 0,
+                    PageStart::Before(c) => list.position_after(&c),
+                    PageStart::Offset(_) => 0,
                 };
                 list.iter_from(pos)
                     .filter(move |e| platform.is_none_or(|p| e.platform == p))
@@ -444,8 +436,8 @@ impl FeedIndex {
             })
             .collect();
         let mut skip = match start {
-            Start::Offset(n) => n,
-            Start::Before(_) => 0,
+            PageStart::Offset(n) => n,
+            PageStart::Before(_) => 0,
         };
         let mut entries = Vec::with_capacity(limit);
         let mut has_next = false;
@@ -494,18 +486,19 @@ mod tests {
     }
 
     /// The slow, obviously right answer: filter and sort everything.
-    fn naive(all: &[Entry], f: &Filter, start: Start, limit: usize) -> (Vec<Entry>, usize, bool) {
+    fn naive(all: &[Entry], q: &PostQuery) -> (Vec<Entry>, usize, bool) {
+        let (leaders, platform, limit) = (q.leader_ids(), q.platform_filter(), q.limit());
         let mut v: Vec<Entry> = all
             .iter()
-            .filter(|e| f.leaders.is_empty() || f.leaders.contains(&e.leader_id))
-            .filter(|e| f.platform.is_none_or(|p| e.platform == p))
+            .filter(|e| leaders.is_empty() || leaders.contains(&e.leader_id))
+            .filter(|e| platform.is_none_or(|p| e.platform == p))
             .copied()
             .collect();
         v.sort_by_key(entry_key);
         let total = v.len();
-        let from = match start {
-            Start::Offset(n) => n.min(total),
-            Start::Before(c) => v
+        let from = match q.start() {
+            PageStart::Offset(n) => n.min(total),
+            PageStart::Before(c) => v
                 .iter()
                 .take_while(|e| entry_key(e) <= cursor_key(&c))
                 .count(),
@@ -532,10 +525,11 @@ mod tests {
                 index.insert(e);
                 all.push(e);
             }
-            let f = Filter { leaders, platform: platform.map(|p| Platform::ALL[p as usize]) };
-            for start in [Start::Offset(offset), Start::Before(Cursor { timestamp_ms: cursor.0, post_id: cursor.1 })] {
-                let got = index.page(&f, start, limit);
-                let (want, total, has_next) = naive(&all, &f, start, limit);
+            let q = PostQuery::newest(limit).leaders(leaders).platform(platform.map(|p| Platform::ALL[p as usize]));
+            for start in [PageStart::Offset(offset), PageStart::Before(Cursor { timestamp_ms: cursor.0, post_id: cursor.1 })] {
+                let q = q.clone().starting(start);
+                let got = index.page(&q);
+                let (want, total, has_next) = naive(&all, &q);
                 prop_assert_eq!(&got.entries, &want);
                 prop_assert_eq!(got.has_next, has_next);
                 prop_assert_eq!(got.total, total);
@@ -563,14 +557,8 @@ mod tests {
             )));
         }
         assert_eq!(index.len(), 2500);
-        assert_eq!(
-            index.count(&Filter {
-                leaders: vec![1],
-                platform: None
-            }),
-            index.leader_entries(1).len()
-        );
-        let page = index.page(&Filter::default(), Start::Offset(0), 2500);
+        assert_eq!(index.count(&[1], None), index.leader_entries(1).len());
+        let page = index.page(&PostQuery::newest(2500));
         assert!(page
             .entries
             .windows(2)
@@ -591,19 +579,19 @@ mod tests {
         }
         let bytes = index.to_snapshot(42);
         let back = FeedIndex::from_snapshot(&bytes, 42).expect("valid snapshot");
-        let f = Filter {
-            leaders: vec![3],
-            platform: Some(Platform::News),
-        };
+        let q = PostQuery::newest(50)
+            .leaders([3])
+            .platform(Some(Platform::News))
+            .starting(PageStart::Offset(5));
         assert_eq!(
-            back.page(&Filter::default(), Start::Offset(0), 3000),
-            index.page(&Filter::default(), Start::Offset(0), 3000)
+            back.page(&PostQuery::newest(3000)),
+            index.page(&PostQuery::newest(3000))
         );
+        assert_eq!(back.page(&q), index.page(&q));
         assert_eq!(
-            back.page(&f, Start::Offset(5), 50),
-            index.page(&f, Start::Offset(5), 50)
+            back.count(&[3], Some(Platform::News)),
+            index.count(&[3], Some(Platform::News))
         );
-        assert_eq!(back.count(&f), index.count(&f));
         assert!(
             FeedIndex::from_snapshot(&bytes, 43).is_none(),
             "another tag"
@@ -636,12 +624,6 @@ mod tests {
         index.insert(e);
         index.insert(e);
         assert_eq!(index.len(), 1);
-        assert_eq!(
-            index.count(&Filter {
-                leaders: vec![1],
-                platform: Some(Platform::X)
-            }),
-            1
-        );
+        assert_eq!(index.count(&[1], Some(Platform::X)), 1);
     }
 }

@@ -1,0 +1,344 @@
+//! The unit of work. A writer describes its change as a [`ChangeSet`] — sled puts and
+//! removes, feed-index additions and removals, leader and `since_id` updates, review
+//! counter movements, the id sequences — and hands it to [`Store::apply`], the one
+//! function that commits (`apply_batch` + flush) and only then updates the in-memory
+//! state and bumps the generation. No writer locks the index, commits or undoes.
+//!
+//! Anything else a later feature must write atomically with a change (an outbox entry,
+//! a stream position, a tombstone) is one [`ChangeSet::put`] or [`ChangeSet::remove`].
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+
+use sled::IVec;
+
+use crate::domain::leader::Leader;
+use crate::domain::post::Platform;
+use crate::storage::feed_index::{Entry, FeedIndex};
+use crate::storage::{codec, keys, Ids, Store, StoreError};
+
+/// How a change moves the review counters. Decrements saturate, so counters that
+/// drifted never underflow.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct ReviewCounts {
+    added: u64,
+    removed: u64,
+    pending_added: u64,
+    pending_removed: u64,
+}
+
+/// One write, described: everything [`Store::apply`] commits together.
+#[derive(Debug, Default)]
+pub struct ChangeSet {
+    /// Raw key writes, in order (`None` removes the key).
+    writes: Vec<(IVec, Option<IVec>)>,
+    index_removed: Vec<Entry>,
+    index_added: Vec<Entry>,
+    leaders_put: Vec<Leader>,
+    leaders_removed: Vec<u64>,
+    newest_x: HashMap<u64, Option<String>>,
+    reviews: ReviewCounts,
+    /// True once the change moves posts or reviews: the counters are rewritten.
+    counted: bool,
+    ids: Option<Ids>,
+}
+
+impl ChangeSet {
+    /// Writes `value` under `key`.
+    pub fn put(&mut self, key: impl Into<IVec>, value: impl Into<IVec>) {
+        self.writes.push((key.into(), Some(value.into())));
+    }
+
+    /// Removes `key`.
+    pub fn remove(&mut self, key: impl Into<IVec>) {
+        self.writes.push((key.into(), None));
+    }
+
+    /// Adds a post's place in the feed order (its `T` key is the caller's to write).
+    pub(crate) fn index_insert(&mut self, entry: Entry) {
+        self.index_added.push(entry);
+        self.counted = true;
+    }
+
+    /// Removes a post's place in the feed order. Removals apply before additions.
+    pub(crate) fn index_remove(&mut self, entry: Entry) {
+        self.index_removed.push(entry);
+        self.counted = true;
+    }
+
+    /// Stores a leader record and shows it to readers.
+    pub fn put_leader(&mut self, leader: Leader) -> Result<(), StoreError> {
+        self.put(
+            &keys::id_key(keys::LEADER, leader.id)[..],
+            codec::encode(&leader)?,
+        );
+        self.leaders_put.push(leader);
+        Ok(())
+    }
+
+    /// Removes a leader record with its cached X user id and `since_id`.
+    pub fn remove_leader(&mut self, id: u64) {
+        self.remove(&keys::id_key(keys::LEADER, id)[..]);
+        self.forget_x_account(id);
+        self.leaders_removed.push(id);
+    }
+
+    /// Forgets what belonged to a leader's X account: the cached user id and `since_id`.
+    pub fn forget_x_account(&mut self, leader_id: u64) {
+        self.remove(&keys::id_key(keys::X_USER, leader_id)[..]);
+        self.remove(&keys::id_key(keys::NEWEST, leader_id)[..]);
+        self.newest_x.insert(leader_id, None);
+    }
+
+    /// Records `ext` as the newest X post id stored for a leader (its next `since_id`).
+    pub fn set_newest_x(&mut self, leader_id: u64, ext: &str) {
+        self.put(&keys::id_key(keys::NEWEST, leader_id)[..], ext.as_bytes());
+        self.newest_x.insert(leader_id, Some(ext.to_string()));
+    }
+
+    /// Counts a new review item.
+    pub fn review_added(&mut self, pending: bool) {
+        self.reviews.added += 1;
+        self.reviews.pending_added += u64::from(pending);
+        self.counted = true;
+    }
+
+    /// Counts a removed review item.
+    pub fn review_removed(&mut self, pending: bool) {
+        self.reviews.removed += 1;
+        self.reviews.pending_removed += u64::from(pending);
+        self.counted = true;
+    }
+
+    /// Counts a review item that changed state.
+    pub fn review_state_changed(&mut self, was_pending: bool, is_pending: bool) {
+        self.reviews.pending_removed += u64::from(was_pending);
+        self.reviews.pending_added += u64::from(is_pending);
+        self.counted = true;
+    }
+
+    /// The id sequences after this change (persisted with it).
+    pub(crate) fn set_ids(&mut self, ids: Ids) {
+        self.ids = Some(ids);
+    }
+
+    /// True when applying would change nothing.
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty()
+            && !self.counted
+            && self.leaders_put.is_empty()
+            && self.leaders_removed.is_empty()
+            && self.newest_x.is_empty()
+            && self.ids.is_none()
+    }
+}
+
+/// Posts per platform after removing then adding these entries, computed from the
+/// index as it is (the index itself changes only after the commit). The index is a
+/// set keyed by (timestamp, post id): re-adding a present key changes nothing.
+fn platform_counts(index: &FeedIndex, removed: &[Entry], added: &[Entry]) -> [u64; 3] {
+    let mut touched: HashMap<(i64, u64), Option<Platform>> = HashMap::new();
+    let mut delta = [0i64; 3];
+    let slot = |p: Platform| usize::from(p.code() - 1);
+    for e in removed {
+        let now = touched
+            .entry((e.timestamp_ms, e.post_id))
+            .or_insert_with(|| index.get(e.timestamp_ms, e.post_id).map(|x| x.platform));
+        if let Some(p) = now.take() {
+            delta[slot(p)] -= 1;
+        }
+    }
+    for e in added {
+        let now = touched
+            .entry((e.timestamp_ms, e.post_id))
+            .or_insert_with(|| index.get(e.timestamp_ms, e.post_id).map(|x| x.platform));
+        if now.is_none() {
+            delta[slot(e.platform)] += 1;
+            *now = Some(e.platform);
+        }
+    }
+    let mut out = [0u64; 3];
+    for p in Platform::ALL {
+        out[slot(p)] = (index.platform_len(p) as u64).saturating_add_signed(delta[slot(p)]);
+    }
+    out
+}
+
+impl Store {
+    /// Applies one change: commits it (one atomic batch, then a flush), and only once it
+    /// is on disk updates the index, leaders, `since_id`s, counters and id sequences
+    /// readers see, then bumps the generation. On error the in-memory state is untouched.
+    pub fn apply(&mut self, change: ChangeSet) -> Result<(), StoreError> {
+        if change.is_empty() {
+            return Ok(());
+        }
+        let ChangeSet {
+            writes,
+            index_removed,
+            index_added,
+            leaders_put,
+            leaders_removed,
+            newest_x,
+            reviews,
+            counted,
+            ids,
+        } = change;
+        let mut batch = sled::Batch::default();
+        for (key, value) in writes {
+            match value {
+                Some(v) => batch.insert(key, v),
+                None => batch.remove(key),
+            }
+        }
+        let review_items = self
+            .shared
+            .review_items
+            .load(Ordering::Relaxed)
+            .saturating_sub(reviews.removed)
+            + reviews.added;
+        let pending_reviews = self
+            .shared
+            .pending_reviews
+            .load(Ordering::Relaxed)
+            .saturating_sub(reviews.pending_removed)
+            + reviews.pending_added;
+        if counted {
+            let counts = platform_counts(&self.shared.index.read(), &index_removed, &index_added);
+            for (p, n) in Platform::ALL.iter().zip(counts) {
+                let name = format!("posts:{}", p.as_str());
+                batch.insert(keys::named_key(keys::COUNTER, &name), &n.to_be_bytes());
+            }
+            let posts: u64 = counts.iter().sum();
+            batch.insert(
+                keys::named_key(keys::COUNTER, "posts"),
+                &posts.to_be_bytes(),
+            );
+            batch.insert(
+                keys::named_key(keys::COUNTER, "reviews"),
+                &review_items.to_be_bytes(),
+            );
+            batch.insert(
+                keys::named_key(keys::COUNTER, "reviews:pending"),
+                &pending_reviews.to_be_bytes(),
+            );
+        }
+        if let Some(ids) = ids {
+            for (name, next) in [
+                ("seq:leader", ids.leader),
+                ("seq:post", ids.post),
+                ("seq:review", ids.review),
+            ] {
+                batch.insert(keys::named_key(keys::META, name), &next.to_be_bytes());
+            }
+        }
+        if self.snapshot_live.swap(false, Ordering::Relaxed) {
+            batch.remove(keys::named_key(keys::META, "index_snapshot"));
+        }
+
+        self.tree.apply_batch(batch)?;
+        let flushed = self.db.flush();
+        if let Err(err) = flushed {
+            // sled may show the batch already; readers' caches must not outlive it.
+            self.shared.generation.fetch_add(1, Ordering::Release);
+            return Err(err.into());
+        }
+
+        // On disk: now show it.
+        if !index_removed.is_empty() || !index_added.is_empty() {
+            let mut index = self.shared.index.write();
+            for e in &index_removed {
+                index.remove(e);
+            }
+            for e in index_added {
+                index.insert(e);
+            }
+        }
+        if counted {
+            self.shared
+                .review_items
+                .store(review_items, Ordering::Relaxed);
+            self.shared
+                .pending_reviews
+                .store(pending_reviews, Ordering::Relaxed);
+        }
+        if !leaders_put.is_empty() || !leaders_removed.is_empty() {
+            let mut leaders = self.shared.leaders.write();
+            for id in leaders_removed {
+                leaders.remove(&id);
+            }
+            for leader in leaders_put {
+                leaders.insert(leader.id, leader);
+            }
+        }
+        if !newest_x.is_empty() {
+            let mut newest = self.shared.newest_x.write();
+            for (leader, ext) in newest_x {
+                match ext {
+                    Some(ext) => newest.insert(leader, ext),
+                    None => newest.remove(&leader),
+                };
+            }
+        }
+        if let Some(ids) = ids {
+            self.ids = ids;
+        }
+        self.shared.generation.fetch_add(1, Ordering::Release);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(ts: i64, id: u64, platform: Platform) -> Entry {
+        Entry {
+            timestamp_ms: ts,
+            post_id: id,
+            leader_id: 1,
+            platform,
+        }
+    }
+
+    #[test]
+    fn counts_follow_removals_then_additions_like_the_index() {
+        let mut index = FeedIndex::default();
+        index.insert(entry(1, 1, Platform::X));
+        index.insert(entry(2, 2, Platform::News));
+        let counts = platform_counts(
+            &index,
+            // One present, one absent removal.
+            &[entry(1, 1, Platform::X), entry(9, 9, Platform::X)],
+            // A new post, a re-add of a present key, a moved post, an added twice.
+            &[
+                entry(3, 3, Platform::Facebook),
+                entry(2, 2, Platform::News),
+                entry(1, 1, Platform::News),
+                entry(4, 4, Platform::X),
+                entry(4, 4, Platform::X),
+            ],
+        );
+        let mut after = FeedIndex::default();
+        for e in [
+            entry(2, 2, Platform::News),
+            entry(3, 3, Platform::Facebook),
+            entry(1, 1, Platform::News),
+            entry(4, 4, Platform::X),
+        ] {
+            after.insert(e);
+        }
+        let want: Vec<u64> = Platform::ALL
+            .iter()
+            .map(|p| after.platform_len(*p) as u64)
+            .collect();
+        assert_eq!(counts.to_vec(), want);
+    }
+
+    #[test]
+    fn a_change_with_nothing_in_it_is_empty() {
+        let mut change = ChangeSet::default();
+        assert!(change.is_empty());
+        change.put(&b"Mx"[..], &b"1"[..]);
+        assert!(!change.is_empty());
+    }
+}

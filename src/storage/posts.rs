@@ -1,0 +1,578 @@
+//! Posts: ingestion batches with dedup and edits, the admin API's create / update /
+//! delete, and the stored post record. Every post record is read and written through
+//! [`read_post`] and [`ChangeSet`]-staging helpers here, which call `codec`.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::domain::post::{NewPost, Platform, Post, Verification};
+use crate::domain::review::{ReviewItem, ReviewState};
+use crate::storage::change::ChangeSet;
+use crate::storage::feed_index::{Entry, FeedIndex};
+use crate::storage::{codec, get_u64, keys, x_id_newer, Shared, Store, StoreError};
+
+/// What an ingestion batch did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InsertReport {
+    /// Posts stored for the first time.
+    pub inserted: Vec<Post>,
+    /// Stored posts replaced by a newer edit.
+    pub updated: Vec<Post>,
+    /// Posts already stored (same platform and external id), left alone.
+    pub duplicates: usize,
+    /// Posts refused because their leader does not exist (deleted mid-run).
+    pub orphans: usize,
+}
+
+/// Changes to a stored post; `None` leaves a field alone.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PostPatch {
+    pub content: Option<String>,
+    pub timestamp_ms: Option<i64>,
+    pub metrics_json: Option<String>,
+    pub verification: Option<Verification>,
+    pub leader_id: Option<u64>,
+}
+
+/// A post as stored: the post plus the older external ids that dedup to it.
+#[derive(Debug, Clone, bincode::Encode, bincode::Decode)]
+pub(crate) struct StoredPost {
+    pub post: Post,
+    pub aliases: Vec<String>,
+}
+
+/// Reads one stored post record.
+pub(crate) fn read_post(tree: &sled::Tree, id: u64) -> Result<Option<StoredPost>, StoreError> {
+    match tree.get(keys::id_key(keys::POST, id))? {
+        Some(bytes) => Ok(Some(decode_post(&bytes)?)),
+        None => Ok(None),
+    }
+}
+
+/// Decodes a post record (`P` value).
+pub(crate) fn decode_post(bytes: &[u8]) -> Result<StoredPost, StoreError> {
+    Ok(codec::decode::<StoredPost>(bytes)?)
+}
+
+/// Stages a post record write.
+pub(super) fn put_post(change: &mut ChangeSet, stored: &StoredPost) -> Result<(), StoreError> {
+    change.put(
+        &keys::id_key(keys::POST, stored.post.id)[..],
+        codec::encode(stored)?,
+    );
+    Ok(())
+}
+
+/// A post's place in the feed order.
+pub(crate) fn entry_of(post: &Post) -> Entry {
+    Entry {
+        timestamp_ms: post.timestamp_ms,
+        post_id: post.id,
+        leader_id: post.leader_id,
+        platform: post.platform,
+    }
+}
+
+/// Warns (start-up) when the stored post counters disagree with the time index.
+pub(super) fn check_counters(tree: &sled::Tree, index: &FeedIndex) -> Result<(), StoreError> {
+    for p in Platform::ALL {
+        let name = format!("posts:{}", p.as_str());
+        let stored = get_u64(tree, &keys::named_key(keys::COUNTER, &name))?.unwrap_or(0);
+        if stored != index.platform_len(p) as u64 {
+            tracing::warn!(
+                platform = p.as_str(),
+                stored,
+                indexed = index.platform_len(p),
+                "post counter disagrees with the time index; using the index"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Notes `ext` as a leader's newest X id if it is newer than what is stored or staged.
+pub(super) fn note_newest(
+    updates: &mut HashMap<u64, String>,
+    shared: &Shared,
+    leader: u64,
+    ext: &str,
+) {
+    let current = updates
+        .get(&leader)
+        .cloned()
+        .or_else(|| shared.newest_x.read().get(&leader).cloned());
+    if current.as_deref().is_none_or(|cur| x_id_newer(ext, cur)) {
+        updates.insert(leader, ext.to_string());
+    }
+}
+
+impl Store {
+    /// Stages a new post: record, time key, dedup keys, feed-index entry.
+    pub(super) fn stage_new(
+        &self,
+        change: &mut ChangeSet,
+        post: &Post,
+        aliases: &[String],
+    ) -> Result<(), StoreError> {
+        put_post(
+            change,
+            &StoredPost {
+                post: post.clone(),
+                aliases: aliases.to_vec(),
+            },
+        )?;
+        change.put(
+            &keys::time_key(post.timestamp_ms, post.id)[..],
+            &keys::time_value(post.leader_id, post.platform)[..],
+        );
+        for ext in post.platform_post_id.iter().chain(aliases) {
+            change.put(
+                keys::dedup_key(post.platform, ext),
+                &post.id.to_be_bytes()[..],
+            );
+        }
+        change.index_insert(entry_of(post));
+        Ok(())
+    }
+
+    /// Stages the removal of one post's keys (record, time key, dedup keys, review item)
+    /// and counts its review item. The feed-index entry is the caller's to remove.
+    pub(super) fn remove_post_keys(
+        &self,
+        change: &mut ChangeSet,
+        post_id: u64,
+    ) -> Result<(), StoreError> {
+        let Some(stored) = read_post(&self.tree, post_id)? else {
+            return Ok(());
+        };
+        let post = &stored.post;
+        change.remove(&keys::id_key(keys::POST, post_id)[..]);
+        change.remove(&keys::time_key(post.timestamp_ms, post_id)[..]);
+        for ext in post.platform_post_id.iter().chain(stored.aliases.iter()) {
+            change.remove(keys::dedup_key(post.platform, ext));
+        }
+        let by_post = keys::id_key(keys::REVIEW_BY_POST, post_id);
+        if let Some(rid) = self.tree.get(by_post)? {
+            if let Some(review_id) = <[u8; 8]>::try_from(rid.as_ref())
+                .ok()
+                .map(u64::from_be_bytes)
+            {
+                if let Some(rb) = self.tree.get(keys::id_key(keys::REVIEW, review_id))? {
+                    let item: ReviewItem = codec::decode(&rb)?;
+                    change.review_removed(item.state == ReviewState::Pending);
+                }
+                change.remove(&keys::id_key(keys::REVIEW, review_id)[..]);
+            }
+            change.remove(&by_post[..]);
+        }
+        Ok(())
+    }
+
+    /// Stores a batch of posts with dedup on (platform, external id), all or nothing.
+    /// A post whose edit history names a stored post updates that post instead.
+    pub fn insert_posts(&mut self, posts: Vec<NewPost>) -> Result<InsertReport, StoreError> {
+        self.check_id_space()?;
+        let mut report = InsertReport::default();
+        let mut change = ChangeSet::default();
+        let mut ids = self.ids;
+        // External ids claimed earlier in this same batch.
+        let mut claimed: HashMap<(Platform, String), u64> = HashMap::new();
+        let mut newest_updates: HashMap<u64, String> = HashMap::new();
+        let mut updated: HashMap<u64, StoredPost> = HashMap::new();
+        {
+            let leaders = self.shared.leaders.read();
+            for new in posts {
+                if !leaders.contains_key(&new.leader_id) {
+                    report.orphans += 1;
+                    continue;
+                }
+                let Some(ext) = new.platform_post_id.clone() else {
+                    let post = new.into_post(ids.take_post());
+                    self.stage_new(&mut change, &post, &[])?;
+                    report.inserted.push(post);
+                    continue;
+                };
+                let platform = new.platform;
+                if claimed.contains_key(&(platform, ext.clone()))
+                    || self.tree.contains_key(keys::dedup_key(platform, &ext))?
+                {
+                    report.duplicates += 1;
+                    continue;
+                }
+                // An edit: some earlier version is stored (or staged) already.
+                let mut target = None;
+                for old in new.edit_history.iter().filter(|h| **h != ext) {
+                    if let Some(id) = claimed.get(&(platform, old.clone())) {
+                        target = Some(*id);
+                        break;
+                    }
+                    if let Some(v) = self.tree.get(keys::dedup_key(platform, old))? {
+                        target = <[u8; 8]>::try_from(v.as_ref()).ok().map(u64::from_be_bytes);
+                        break;
+                    }
+                }
+                let aliases: Vec<String> = new
+                    .edit_history
+                    .iter()
+                    .filter(|h| **h != ext)
+                    .cloned()
+                    .collect();
+                if let Some(post_id) = target {
+                    let mut stored = match updated.remove(&post_id) {
+                        Some(s) => s,
+                        None => match read_post(&self.tree, post_id)? {
+                            Some(s) => s,
+                            None => {
+                                // Staged as new in this batch: find it there.
+                                match report.inserted.iter().find(|p| p.id == post_id) {
+                                    Some(p) => StoredPost {
+                                        post: p.clone(),
+                                        aliases: Vec::new(),
+                                    },
+                                    None => continue,
+                                }
+                            }
+                        },
+                    };
+                    let newer = stored
+                        .post
+                        .platform_post_id
+                        .as_deref()
+                        .is_none_or(|cur| x_id_newer(&ext, cur));
+                    for alias in aliases.iter().chain(std::iter::once(&ext)) {
+                        if Some(alias.as_str()) != stored.post.platform_post_id.as_deref()
+                            && !stored.aliases.contains(alias)
+                        {
+                            stored.aliases.push(alias.clone());
+                        }
+                        change.put(keys::dedup_key(platform, alias), &post_id.to_be_bytes()[..]);
+                        claimed.insert((platform, alias.clone()), post_id);
+                    }
+                    if newer {
+                        if let Some(cur) = stored.post.platform_post_id.take() {
+                            if !stored.aliases.contains(&cur) {
+                                stored.aliases.push(cur);
+                            }
+                        }
+                        stored.aliases.retain(|a| *a != ext);
+                        stored.post.platform_post_id = Some(ext.clone());
+                        stored.post.content = new.content;
+                        stored.post.metrics_json = new.metrics_json;
+                        stored.post.sentiment = new.sentiment;
+                        stored.post.sentiment_score = new.sentiment_score;
+                        stored.post.author = new.author;
+                    }
+                    put_post(&mut change, &stored)?;
+                    if platform == Platform::X {
+                        note_newest(&mut newest_updates, &self.shared, new.leader_id, &ext);
+                    }
+                    // A post staged as new in this batch stays in `inserted`, refreshed.
+                    if let Some(p) = report.inserted.iter_mut().find(|p| p.id == post_id) {
+                        *p = stored.post.clone();
+                    }
+                    updated.insert(post_id, stored);
+                    continue;
+                }
+                let leader_id = new.leader_id;
+                let post = new.into_post(ids.take_post());
+                claimed.insert((platform, ext.clone()), post.id);
+                for alias in &aliases {
+                    claimed.insert((platform, alias.clone()), post.id);
+                }
+                self.stage_new(&mut change, &post, &aliases)?;
+                if platform == Platform::X {
+                    note_newest(&mut newest_updates, &self.shared, leader_id, &ext);
+                }
+                report.inserted.push(post);
+            }
+        }
+        for (leader, ext) in &newest_updates {
+            change.set_newest_x(*leader, ext);
+        }
+        let inserted_ids: HashSet<u64> = report.inserted.iter().map(|p| p.id).collect();
+        report.updated = updated
+            .into_iter()
+            .filter(|(id, _)| !inserted_ids.contains(id))
+            .map(|(_, s)| s.post)
+            .collect();
+        if report.inserted.is_empty() && report.updated.is_empty() && newest_updates.is_empty() {
+            return Ok(report);
+        }
+        change.set_ids(ids);
+        self.apply(change)?;
+        Ok(report)
+    }
+
+    /// Creates one post from the admin API. A duplicate external id is a conflict.
+    /// With `requires_review` a pending review item is created in the same batch.
+    pub fn create_post(
+        &mut self,
+        new: NewPost,
+        requires_review: bool,
+        now_ms: i64,
+    ) -> Result<(Post, Option<ReviewItem>), StoreError> {
+        self.check_id_space()?;
+        if !self.shared.leaders.read().contains_key(&new.leader_id) {
+            return Err(StoreError::NotFound("leader"));
+        }
+        if let Some(ext) = &new.platform_post_id {
+            if self.tree.contains_key(keys::dedup_key(new.platform, ext))? {
+                return Err(StoreError::Conflict(format!(
+                    "a {} post with id {ext} is already stored",
+                    new.platform.as_str()
+                )));
+            }
+        }
+        let mut ids = self.ids;
+        let mut post = new.into_post(ids.take_post());
+        if requires_review {
+            post.verification = Verification::Pending;
+        }
+        let mut change = ChangeSet::default();
+        self.stage_new(&mut change, &post, &[])?;
+        let review = requires_review.then(|| ReviewItem {
+            id: ids.take_review(),
+            post_id: post.id,
+            state: ReviewState::Pending,
+            notes: None,
+            reviewed_by: None,
+            reviewed_at_ms: None,
+            updated_at_ms: now_ms,
+        });
+        if let Some(item) = &review {
+            change.put(
+                &keys::id_key(keys::REVIEW, item.id)[..],
+                codec::encode(item)?,
+            );
+            change.put(
+                &keys::id_key(keys::REVIEW_BY_POST, post.id)[..],
+                &item.id.to_be_bytes()[..],
+            );
+            change.review_added(true);
+        }
+        change.set_ids(ids);
+        self.apply(change)?;
+        Ok((post, review))
+    }
+
+    /// Changes a stored post.
+    pub fn update_post(&mut self, id: u64, patch: PostPatch) -> Result<Post, StoreError> {
+        let mut stored = read_post(&self.tree, id)?.ok_or(StoreError::NotFound("post"))?;
+        if let Some(leader) = patch.leader_id {
+            if !self.shared.leaders.read().contains_key(&leader) {
+                return Err(StoreError::NotFound("leader"));
+            }
+        }
+        let old_entry = entry_of(&stored.post);
+        let p = &mut stored.post;
+        if let Some(c) = patch.content {
+            let (score, label) = crate::domain::sentiment::analyze(&c);
+            p.content = c;
+            p.sentiment_score = score;
+            p.sentiment = label;
+        }
+        if let Some(ts) = patch.timestamp_ms {
+            p.timestamp_ms = ts;
+        }
+        if let Some(m) = patch.metrics_json {
+            p.metrics_json = m;
+        }
+        if let Some(v) = patch.verification {
+            p.verification = v;
+        }
+        if let Some(l) = patch.leader_id {
+            p.leader_id = l;
+        }
+        let new_entry = entry_of(p);
+        let mut change = ChangeSet::default();
+        put_post(&mut change, &stored)?;
+        if new_entry != old_entry {
+            change.remove(&keys::time_key(old_entry.timestamp_ms, id)[..]);
+            change.put(
+                &keys::time_key(new_entry.timestamp_ms, id)[..],
+                &keys::time_value(new_entry.leader_id, new_entry.platform)[..],
+            );
+            change.index_remove(old_entry);
+            change.index_insert(new_entry);
+        }
+        self.apply(change)?;
+        Ok(stored.post)
+    }
+
+    /// Deletes one post with its dedup keys and review item.
+    pub fn delete_post(&mut self, id: u64) -> Result<(), StoreError> {
+        let stored = read_post(&self.tree, id)?.ok_or(StoreError::NotFound("post"))?;
+        let mut change = ChangeSet::default();
+        self.remove_post_keys(&mut change, id)?;
+        change.index_remove(entry_of(&stored.post));
+        self.apply(change)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::collections::BTreeMap;
+
+    use crate::domain::leader::LeaderDraft;
+    use crate::domain::post::Author;
+    use crate::domain::sentiment::Sentiment;
+    use crate::storage::query::PostQuery;
+    use crate::storage::StoreReader;
+
+    use super::*;
+
+    pub(crate) fn draft(name: &str) -> LeaderDraft {
+        LeaderDraft::parse(name, BTreeMap::new(), vec![], None).unwrap()
+    }
+
+    pub(crate) fn x_post(leader_id: u64, ext: &str, ts: i64, history: &[&str]) -> NewPost {
+        NewPost {
+            leader_id,
+            platform: Platform::X,
+            content: format!("post {ext}"),
+            timestamp_ms: ts,
+            sentiment: Sentiment::Neutral,
+            sentiment_score: 0.0,
+            metrics_json: "{}".into(),
+            platform_post_id: Some(ext.to_string()),
+            verification: Verification::Unverified,
+            author: Author::default(),
+            edit_history: history.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    pub(crate) fn all(reader: &StoreReader) -> Vec<Post> {
+        reader.page(&PostQuery::newest(1000)).unwrap().posts
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+        #[test]
+        fn dedup_is_idempotent_whatever_the_batches(
+            batches in proptest::collection::vec(proptest::collection::vec(0u64..60, 0..40), 1..6)
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut store = Store::open(dir.path(), 8).unwrap();
+            let leader = store.create_leader(draft("A"), 0).unwrap();
+            let mut distinct = std::collections::HashSet::new();
+            for batch in &batches {
+                let posts = batch.iter().map(|n| x_post(leader.id, &format!("{}", 10_000 + n), *n as i64, &[])).collect();
+                store.insert_posts(posts).unwrap();
+                distinct.extend(batch.iter().copied());
+            }
+            let stored = all(&store.reader());
+            proptest::prop_assert_eq!(stored.len(), distinct.len());
+            let again: Vec<NewPost> = distinct.iter().map(|n| x_post(leader.id, &format!("{}", 10_000 + n), *n as i64, &[])).collect();
+            let report = store.insert_posts(again).unwrap();
+            proptest::prop_assert_eq!(report.duplicates, distinct.len());
+            proptest::prop_assert!(report.inserted.is_empty());
+            proptest::prop_assert_eq!(store.reader().stats().posts, distinct.len() as u64);
+        }
+    }
+
+    #[test]
+    fn duplicate_post_is_stored_once_within_and_across_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path(), 8).unwrap();
+        let leader = store.create_leader(draft("A"), 0).unwrap();
+        let first = store
+            .insert_posts(vec![
+                x_post(leader.id, "10", 1, &[]),
+                x_post(leader.id, "10", 1, &[]),
+            ])
+            .unwrap();
+        assert_eq!((first.inserted.len(), first.duplicates), (1, 1));
+        let again = store
+            .insert_posts(vec![
+                x_post(leader.id, "10", 1, &[]),
+                x_post(leader.id, "11", 2, &[]),
+            ])
+            .unwrap();
+        assert_eq!((again.inserted.len(), again.duplicates), (1, 1));
+        assert_eq!(all(&store.reader()).len(), 2);
+        assert_eq!(store.reader().newest_x_id(leader.id).as_deref(), Some("11"));
+    }
+
+    #[test]
+    fn an_edit_updates_the_stored_post_in_either_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path(), 8).unwrap();
+        let leader = store.create_leader(draft("A"), 0).unwrap();
+        store
+            .insert_posts(vec![x_post(leader.id, "100", 5, &["100"])])
+            .unwrap();
+        let edit = store
+            .insert_posts(vec![x_post(leader.id, "105", 5, &["100", "105"])])
+            .unwrap();
+        assert_eq!((edit.inserted.len(), edit.updated.len()), (0, 1));
+        let posts = all(&store.reader());
+        assert_eq!(posts.len(), 1);
+        assert_eq!(posts[0].platform_post_id.as_deref(), Some("105"));
+        assert_eq!(posts[0].content, "post 105");
+        // The original arriving late is a duplicate, not a second post or a rollback.
+        let late = store
+            .insert_posts(vec![x_post(leader.id, "100", 5, &["100"])])
+            .unwrap();
+        assert_eq!(late.duplicates, 1);
+        assert_eq!(all(&store.reader())[0].content, "post 105");
+        // Newer version first, then the older one: still one post, the newer content.
+        store
+            .insert_posts(vec![x_post(leader.id, "205", 9, &["200", "205"])])
+            .unwrap();
+        let old = store
+            .insert_posts(vec![x_post(leader.id, "200", 9, &["200"])])
+            .unwrap();
+        assert_eq!(old.duplicates, 1);
+        assert_eq!(all(&store.reader()).len(), 2);
+    }
+
+    #[test]
+    fn moving_and_deleting_posts_keeps_counters_and_the_index_in_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let (a, b);
+        {
+            let mut store = Store::open(&path, 8).unwrap();
+            a = store.create_leader(draft("A"), 0).unwrap();
+            b = store.create_leader(draft("B"), 0).unwrap();
+            let report = store
+                .insert_posts(
+                    (0..10)
+                        .map(|i| x_post(a.id, &format!("{}", 50 + i), i, &[]))
+                        .collect(),
+                )
+                .unwrap();
+            let moved = report.inserted[3].id;
+            store
+                .update_post(
+                    moved,
+                    PostPatch {
+                        leader_id: Some(b.id),
+                        timestamp_ms: Some(100),
+                        ..PostPatch::default()
+                    },
+                )
+                .unwrap();
+            store.delete_post(report.inserted[0].id).unwrap();
+            let reader = store.reader();
+            assert_eq!(reader.stats().posts, 9);
+            let first = reader.page(&PostQuery::newest(5).leaders([b.id])).unwrap();
+            assert_eq!((first.total, first.posts[0].id), (1, moved));
+            assert_eq!(
+                reader
+                    .page(&PostQuery::newest(50).leaders([a.id]))
+                    .unwrap()
+                    .total,
+                8
+            );
+            assert_eq!(store.delete_leader(a.id).unwrap(), 8);
+            assert_eq!(store.reader().stats().posts, 1);
+        }
+        // The counters written with each change agree with a rebuilt index.
+        let store = Store::open(&path, 8).unwrap();
+        let counter = get_u64(&store.tree, &keys::named_key(keys::COUNTER, "posts")).unwrap();
+        assert_eq!(counter, Some(1));
+        assert_eq!(all(&store.reader()).len(), 1);
+        assert!(store.reader().leader(a.id).is_none());
+        assert!(store.reader().leader(b.id).is_some());
+    }
+}

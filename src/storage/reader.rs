@@ -1,0 +1,208 @@
+//! [`StoreReader`]: read access for every thread. A cheap clone of the sled tree and the
+//! in-memory state; it never waits for the writer except for the microseconds the
+//! in-memory feed index is locked.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::domain::cursor::Cursor;
+use crate::domain::leader::Leader;
+use crate::domain::post::{Platform, Post};
+use crate::domain::review::{ReviewItem, ReviewState};
+use crate::storage::feed_index::Entry;
+use crate::storage::import::Record;
+use crate::storage::posts::{decode_post, read_post};
+use crate::storage::query::PostQuery;
+use crate::storage::{codec, keys, Shared, StoreError};
+
+/// One page of posts, newest first.
+#[derive(Debug, Clone)]
+pub struct FeedPage {
+    pub posts: Vec<Post>,
+    /// How many posts match the query's filter in all.
+    pub total: usize,
+    pub has_next: bool,
+    pub next_cursor: Option<Cursor>,
+}
+
+/// Store-wide numbers for health and metrics; all maintained, none scanned.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stats {
+    pub leaders: u64,
+    pub posts: u64,
+    pub review_items: u64,
+    pub pending_reviews: u64,
+    pub latest_post_ms: Option<i64>,
+    pub posts_by_platform: Vec<(Platform, u64)>,
+}
+
+/// Read access: cheap to clone, safe to use from any thread.
+#[derive(Debug, Clone)]
+pub struct StoreReader {
+    tree: sled::Tree,
+    shared: Arc<Shared>,
+}
+
+impl StoreReader {
+    pub(super) fn new(tree: sled::Tree, shared: Arc<Shared>) -> StoreReader {
+        StoreReader { tree, shared }
+    }
+
+    /// Cheap liveness check of the database for health: one point read.
+    pub fn check(&self) -> Result<(), StoreError> {
+        self.tree
+            .get(keys::named_key(keys::META, "schema_version"))?;
+        Ok(())
+    }
+
+    /// The current generation: it changes after every write readers can see. Read it
+    /// before rendering; an answer cached under it is valid while it stays the same.
+    pub fn generation(&self) -> u64 {
+        self.shared.generation.load(Ordering::Acquire)
+    }
+
+    /// One leader.
+    pub fn leader(&self, id: u64) -> Option<Leader> {
+        self.shared.leaders.read().get(&id).cloned()
+    }
+
+    /// Every leader, by id.
+    pub fn leaders(&self) -> Vec<Leader> {
+        self.shared.leaders.read().values().cloned().collect()
+    }
+
+    /// Runs `f` over the leader map without copying it.
+    pub fn with_leaders<R>(&self, f: impl FnOnce(&BTreeMap<u64, Leader>) -> R) -> R {
+        f(&self.shared.leaders.read())
+    }
+
+    /// One post.
+    pub fn post(&self, id: u64) -> Result<Option<Post>, StoreError> {
+        Ok(read_post(&self.tree, id)?.map(|s| s.post))
+    }
+
+    /// The stored post for (platform, external id), if any.
+    pub fn post_by_external_id(
+        &self,
+        platform: Platform,
+        ext: &str,
+    ) -> Result<Option<Post>, StoreError> {
+        match self.tree.get(keys::dedup_key(platform, ext))? {
+            Some(v) => match <[u8; 8]>::try_from(v.as_ref()) {
+                Ok(b) => self.post(u64::from_be_bytes(b)),
+                Err(_) => Ok(None),
+            },
+            None => Ok(None),
+        }
+    }
+
+    /// A page of posts, newest first. Posts deleted between the index read and the
+    /// record read are skipped.
+    pub fn page(&self, query: &PostQuery) -> Result<FeedPage, StoreError> {
+        let page = self.shared.index.read().page(query);
+        let mut posts = Vec::with_capacity(page.entries.len());
+        for e in &page.entries {
+            if let Some(p) = self.post(e.post_id)? {
+                posts.push(p);
+            }
+        }
+        let next_cursor = if page.has_next {
+            page.entries.last().map(Entry::cursor)
+        } else {
+            None
+        };
+        Ok(FeedPage {
+            posts,
+            total: page.total,
+            has_next: page.has_next,
+            next_cursor,
+        })
+    }
+
+    /// Review items, newest first, optionally of one state, at most `limit`.
+    pub fn reviews(
+        &self,
+        state: Option<ReviewState>,
+        limit: usize,
+    ) -> Result<Vec<ReviewItem>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.tree.scan_prefix([keys::REVIEW]).rev() {
+            let (_, v) = kv?;
+            let item: ReviewItem = codec::decode(&v)?;
+            if state.is_none_or(|s| s == item.state) {
+                out.push(item);
+                if out.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// One review item.
+    pub fn review(&self, id: u64) -> Result<Option<ReviewItem>, StoreError> {
+        match self.tree.get(keys::id_key(keys::REVIEW, id))? {
+            Some(b) => Ok(Some(codec::decode(&b)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Counts for health and metrics, from maintained counters.
+    pub fn stats(&self) -> Stats {
+        let index = self.shared.index.read();
+        Stats {
+            leaders: self.shared.leaders.read().len() as u64,
+            posts: index.len() as u64,
+            review_items: self.shared.review_items.load(Ordering::Relaxed),
+            pending_reviews: self.shared.pending_reviews.load(Ordering::Relaxed),
+            latest_post_ms: index.newest().map(|e| e.timestamp_ms),
+            posts_by_platform: Platform::ALL
+                .iter()
+                .map(|p| (*p, index.platform_len(*p) as u64))
+                .collect(),
+        }
+    }
+
+    /// The newest X post id stored for a leader (the next `since_id`).
+    pub fn newest_x_id(&self, leader_id: u64) -> Option<String> {
+        self.shared.newest_x.read().get(&leader_id).cloned()
+    }
+
+    /// The cached X user id for a leader, if it was resolved for `handle`.
+    pub fn x_user_id(&self, leader_id: u64, handle: &str) -> Result<Option<String>, StoreError> {
+        let Some(v) = self.tree.get(keys::id_key(keys::X_USER, leader_id))? else {
+            return Ok(None);
+        };
+        let text = String::from_utf8_lossy(&v);
+        Ok(text
+            .split_once('\0')
+            .filter(|(h, _)| h.eq_ignore_ascii_case(handle))
+            .map(|(_, id)| id.to_string()))
+    }
+
+    /// A metadata value set with [`Store::set_meta`](crate::storage::Store::set_meta).
+    pub fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .tree
+            .get(keys::named_key(keys::META, &format!("app:{name}")))?
+            .map(|v| v.to_vec()))
+    }
+
+    /// Every record, for backup: leaders, then posts (oldest first), then review items.
+    pub fn export(&self) -> impl Iterator<Item = Result<Record, StoreError>> + '_ {
+        let leaders = self.tree.scan_prefix([keys::LEADER]).map(|kv| {
+            let (_, v) = kv?;
+            Ok(Record::Leader(codec::decode(&v)?))
+        });
+        let posts = self.tree.scan_prefix([keys::POST]).map(|kv| {
+            let (_, v) = kv?;
+            Ok(Record::Post(decode_post(&v)?.post))
+        });
+        let reviews = self.tree.scan_prefix([keys::REVIEW]).map(|kv| {
+            let (_, v) = kv?;
+            Ok(Record::Review(codec::decode(&v)?))
+        });
+        leaders.chain(posts).chain(reviews)
+    }
+}

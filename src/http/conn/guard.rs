@@ -36,6 +36,10 @@ use crate::metrics::Metrics;
 
 /// How long writing one of our own answers may take before the connection is dropped.
 const REPLY_GRACE: Duration = Duration::from_secs(2);
+/// After our own answer, how long what the client still sends is read and dropped before
+/// the socket closes: closing with unread data would reset the connection, and a reset
+/// can destroy the answer before the client reads it.
+pub const LINGER: Duration = Duration::from_secs(1);
 /// Bytes read from the socket at a time.
 const READ_CHUNK: usize = 8 * 1024;
 /// What actix-http writes for `Expect: 100-continue`: not an answer to the request.
@@ -95,17 +99,21 @@ enum Expired {
     Request,
     WriteStall,
     Reply,
+    Linger,
 }
 
 enum Phase {
     /// Serving.
     Open,
-    /// Writing our own answer; then `Closed`.
+    /// Writing our own answer; then `Lingering`.
     Replying {
         reply: RawReply,
         written: usize,
         since: Instant,
     },
+    /// Our answer is out and our side shut: reading and dropping what still arrives
+    /// until the client closes or `until`; then `Closed`.
+    Lingering { until: Instant },
     /// Done: reads see the end of the stream, writes are discarded (actix-http's answer
     /// to a request this layer already answered).
     Closed,
@@ -190,6 +198,7 @@ impl GuardedStream {
         };
         match &self.phase {
             Phase::Replying { since, .. } => consider(*since + REPLY_GRACE, Expired::Reply),
+            Phase::Lingering { until } => consider(*until, Expired::Linger),
             Phase::Closed | Phase::Failed => {}
             Phase::Open => {
                 match self.request_started {
@@ -274,6 +283,7 @@ impl GuardedStream {
                 self.cut(Phase::Failed);
             }
             Expired::Reply => self.cut(Phase::Failed),
+            Expired::Linger => self.phase = Phase::Closed,
         }
     }
 
@@ -350,8 +360,32 @@ impl GuardedStream {
         }
         // Send our FIN now; a pending shutdown completes when actix-http shuts down.
         let _ = Pin::new(&mut self.io).poll_shutdown(cx);
-        self.phase = Phase::Closed;
+        self.phase = Phase::Lingering {
+            until: Instant::now() + LINGER,
+        };
         Poll::Ready(())
+    }
+
+    /// Reads and drops what the client still sends; `Ready` once it closed or the linger
+    /// time is over (the phase is then `Closed`).
+    fn poll_linger(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut sink = [std::mem::MaybeUninit::<u8>::uninit(); READ_CHUNK];
+        loop {
+            if !matches!(self.phase, Phase::Lingering { .. }) {
+                return Poll::Ready(());
+            }
+            if let Some(what) = self.poll_deadlines(cx) {
+                self.expire(what);
+                continue;
+            }
+            let mut read = ReadBuf::uninit(&mut sink);
+            match Pin::new(&mut self.io).poll_read(cx, &mut read) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(())) if !read.filled().is_empty() => {}
+                // The client closed (or the socket failed): done.
+                Poll::Ready(_) => self.phase = Phase::Closed,
+            }
+        }
     }
 
     /// Book-keeping after the framer took a read.
@@ -412,8 +446,8 @@ impl GuardedStream {
             self.expire(what);
             return None;
         }
-        let mut chunk = [0u8; READ_CHUNK];
-        let mut read = ReadBuf::new(&mut chunk);
+        let mut chunk = [std::mem::MaybeUninit::<u8>::uninit(); READ_CHUNK];
+        let mut read = ReadBuf::uninit(&mut chunk);
         match Pin::new(&mut self.io).poll_read(cx, &mut read) {
             Poll::Pending => Some(Poll::Pending),
             Poll::Ready(Err(e)) => Some(Poll::Ready(Err(e))),
@@ -452,6 +486,11 @@ impl AsyncRead for GuardedStream {
                         return Poll::Pending;
                     }
                 }
+                Phase::Lingering { .. } => {
+                    if this.poll_linger(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                }
                 Phase::Closed => return Poll::Ready(Ok(())),
                 Phase::Failed => return Poll::Ready(Err(io::ErrorKind::TimedOut.into())),
             }
@@ -475,7 +514,7 @@ impl AsyncWrite for GuardedStream {
                     }
                     continue;
                 }
-                Phase::Closed => return Poll::Ready(Ok(data.len())),
+                Phase::Lingering { .. } | Phase::Closed => return Poll::Ready(Ok(data.len())),
                 Phase::Failed => return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
             }
             if let Some(what) = this.poll_deadlines(cx) {
@@ -514,6 +553,11 @@ impl AsyncWrite for GuardedStream {
                         return Poll::Pending;
                     }
                     continue;
+                }
+                Phase::Lingering { .. } => {
+                    // Drive the linger here too: actix-http may not be reading.
+                    let _ = this.poll_linger(cx);
+                    return Poll::Ready(Ok(()));
                 }
                 Phase::Closed => return Poll::Ready(Ok(())),
                 Phase::Failed => return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),

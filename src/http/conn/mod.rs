@@ -141,6 +141,7 @@ where
                     }
                     Err(refusal) => {
                         refuse(&stream, refusal, peer);
+                        linger(stream).await;
                         Err(DispatchError::Io(
                             std::io::ErrorKind::ConnectionRefused.into(),
                         ))
@@ -150,6 +151,26 @@ where
         })
         .and_then(h1)
     })
+}
+
+/// Refused connections lingering at once, at most: beyond this they are closed at once
+/// (a flood of refusals must not take the descriptors the caps protect).
+const MAX_LINGERING: usize = 32;
+static LINGERING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// After a refusal: reads and drops what the client sends until it closes or
+/// [`guard::LINGER`] passes, so the close is not a reset that destroys the answer.
+async fn linger(mut stream: TcpStream) {
+    use std::sync::atomic::Ordering;
+    use tokio::io::AsyncReadExt;
+    if LINGERING.fetch_add(1, Ordering::Relaxed) < MAX_LINGERING {
+        let mut sink = [0u8; 4096];
+        let _ = tokio::time::timeout(guard::LINGER, async {
+            while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+        })
+        .await;
+    }
+    LINGERING.fetch_sub(1, Ordering::Relaxed);
 }
 
 /// Answers a refused connection with one JSON error and lets it close. The answer is

@@ -7,12 +7,18 @@ use std::io::{BufRead, Write};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::domain::json::JsonObject;
 use crate::domain::leader::Leader;
 use crate::domain::post::{Author, Platform, Post, Verification};
 use crate::domain::review::{ReviewItem, ReviewState};
 use crate::domain::sentiment::Sentiment;
 use crate::http::dto::{parse_rfc3339, LeaderJson, PostJson, ReviewJson};
 use crate::storage::Record;
+
+/// Largest `metrics` object restored from a backup. Generous: ingested X posts were never
+/// held to the API's 16 KB, and a backup must restore what the server stored; only what
+/// cannot be served back as strict JSON is refused.
+const MAX_METRICS_BYTES: usize = 1 << 20;
 
 /// A backup line that cannot be restored.
 #[derive(Debug, thiserror::Error)]
@@ -166,10 +172,12 @@ pub fn parse_line(line_no: usize, text: &str) -> Result<Record, BackupError> {
                 sentiment: Sentiment::parse(&p.sentiment)
                     .ok_or_else(|| err(format!("unknown sentiment {:?}", p.sentiment)))?,
                 sentiment_score: p.sentiment_score,
-                metrics_json: p
-                    .metrics
-                    .map(|m| m.get().to_string())
-                    .unwrap_or_else(|| "{}".into()),
+                metrics_json: match p.metrics {
+                    Some(m) => JsonObject::parse(m.get(), MAX_METRICS_BYTES)
+                        .map_err(|e| err(format!("metrics {e}")))?
+                        .into_string(),
+                    None => "{}".into(),
+                },
                 platform_post_id: p.platform_post_id,
                 verification: Verification::parse(&p.verification_status).ok_or_else(|| {
                     err(format!(
@@ -222,4 +230,31 @@ pub fn read_all(input: impl BufRead) -> Result<Vec<Record>, BackupError> {
         records.push(parse_line(i + 1, &line)?);
     }
     Ok(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn post_line(metrics: &str) -> String {
+        format!(
+            r#"{{"kind":"post","id":7,"leaderId":1,"platform":"X","content":"hi","timestamp":"2026-01-01T00:00:00.000Z","sentiment":"Neutral","metrics":{metrics},"platformPostId":"9","verificationStatus":"Unverified"}}"#
+        )
+    }
+
+    #[test]
+    fn a_post_line_whose_metrics_cannot_be_served_as_strict_json_is_refused() {
+        let err = parse_line(3, &post_line(r#"{"likes":1e400}"#)).unwrap_err();
+        assert!(err.to_string().starts_with("line 3: metrics"), "{err}");
+        let deep = format!("{}1{}", "{\"a\":".repeat(40), "}".repeat(40));
+        assert!(parse_line(4, &post_line(&deep)).is_err());
+    }
+
+    #[test]
+    fn a_post_line_keeps_its_metrics_as_canonical_json() {
+        match parse_line(1, &post_line(r#"{ "likes" : 3 }"#)).unwrap() {
+            Record::Post(p) => assert_eq!(p.metrics_json, r#"{"likes":3}"#),
+            _ => panic!("expected a post"),
+        }
+    }
 }

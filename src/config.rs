@@ -108,6 +108,17 @@ pub struct AuthSettings {
     pub using_default_secret: bool,
 }
 
+/// Connection limits and deadlines (`http::conn`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnSettings {
+    /// `REQUEST_TIMEOUT_SECONDS`: a whole request (head and body) must arrive within it.
+    pub request_timeout_seconds: u64,
+    /// `MAX_CONNECTIONS`: caps the derived connection limit (never above the file limit).
+    pub max_connections: Option<usize>,
+    /// `MAX_CONNECTIONS_PER_IP`: connections one client address may hold.
+    pub max_connections_per_ip: usize,
+}
+
 /// What the health endpoint reports about this build.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BuildInfo {
@@ -134,6 +145,7 @@ pub struct Settings {
     pub cors_allowed_origins: CorsOrigins,
     pub sled_cache_mb: u64,
     pub metrics_allowed_networks: Vec<IpNet>,
+    pub conn: ConnSettings,
     pub build: BuildInfo,
     /// `AMBER_BENCH_ROUTES=true` adds the `/bench/*` baseline routes used by the load
     /// scripts (never needed in production).
@@ -412,6 +424,14 @@ impl Settings {
             sled_cache_mb: u64::from(v.positive("SLED_CACHE_MB", 64)?),
             metrics_allowed_networks: v
                 .networks("METRICS_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")?,
+            conn: ConnSettings {
+                request_timeout_seconds: u64::from(v.positive("REQUEST_TIMEOUT_SECONDS", 30)?),
+                max_connections: match v.get("MAX_CONNECTIONS") {
+                    None => None,
+                    Some(_) => Some(v.positive("MAX_CONNECTIONS", 1)? as usize),
+                },
+                max_connections_per_ip: v.positive("MAX_CONNECTIONS_PER_IP", 32)? as usize,
+            },
             build: BuildInfo {
                 version: env!("CARGO_PKG_VERSION").to_string(),
                 // Recorded by build.rs (git, or GIT_COMMIT / BUILD_TIME at build time);
@@ -453,6 +473,9 @@ mod tests {
         assert_eq!(s.rate_limit.user_requests_per_minute, 120);
         assert_eq!(s.x.interval_minutes, 30);
         assert_eq!(s.sled_cache_mb, 64);
+        assert_eq!(s.conn.request_timeout_seconds, 30);
+        assert_eq!(s.conn.max_connections, None);
+        assert_eq!(s.conn.max_connections_per_ip, 32);
         assert!(s.auth.using_default_secret);
         assert_eq!(s.auth.bootstrap_secret, s.auth.jwt_secret);
         assert_eq!(s.db_path(), PathBuf::from("./data/db"));
@@ -481,6 +504,9 @@ mod tests {
             ("SLED_CACHE_MB", "-1"),
             ("LOG_FORMAT", "xml"),
             ("X_INGEST_LIMIT", "500"),
+            ("REQUEST_TIMEOUT_SECONDS", "0"),
+            ("MAX_CONNECTIONS", "many"),
+            ("MAX_CONNECTIONS_PER_IP", "-3"),
         ];
         for (var, value) in cases {
             let err = settings(&[(var, value)]).unwrap_err();

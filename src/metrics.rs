@@ -32,6 +32,10 @@ pub struct Metrics {
     pub last_ingest_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub breaker_open: Gauge,
     pub redis_up: Gauge,
+    /// Client connections open now (`http::conn`).
+    pub connections_open: Gauge,
+    /// Connections refused at accept (per-address or global cap), never read.
+    pub connections_refused: Counter,
     requests: AtomicU64,
 }
 
@@ -50,6 +54,18 @@ impl Default for Metrics {
         let last_ingest_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         let breaker_open = Gauge::default();
         let redis_up = Gauge::default();
+        let connections_open = Gauge::default();
+        let connections_refused = Counter::default();
+        registry.register(
+            "http_connections_open",
+            "Client connections open now",
+            connections_open.clone(),
+        );
+        registry.register(
+            "http_connections_refused",
+            "Connections refused at accept by the per-address or global cap",
+            connections_refused.clone(),
+        );
         registry.register(
             "http_responses",
             "HTTP responses by status class",
@@ -100,6 +116,8 @@ impl Default for Metrics {
             last_ingest_seconds,
             breaker_open,
             redis_up,
+            connections_open,
+            connections_refused,
             requests: AtomicU64::new(0),
         }
     }

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use actix::Addr;
 use actix_web::dev::Server;
-use actix_web::{middleware::from_fn, web, App, HttpServer};
+use actix_web::{middleware::from_fn, web, App};
 use anyhow::Context;
 
 use crate::actors::scheduler::{IngestScheduler, Shutdown};
@@ -97,6 +97,23 @@ pub fn read_seed(path: &Path) -> anyhow::Result<Vec<LeaderDraft>> {
         .collect()
 }
 
+/// The connection layer's limits: the open-file limit raised as far as allowed, the
+/// caps derived from it (see `http::conn::admission`).
+fn conn_settings(settings: &Settings) -> http::conn::EdgeSettings {
+    let nofile = http::conn::admission::raise_nofile_limit();
+    let limits = http::conn::admission::ConnLimits::for_nofile(
+        nofile,
+        settings.conn.max_connections,
+        settings.conn.max_connections_per_ip,
+        settings.rate_limit.trusted_proxies.clone(),
+    );
+    tracing::info!(open_file_limit = nofile, "open-file limit");
+    http::conn::EdgeSettings {
+        limits,
+        request_timeout: std::time::Duration::from_secs(settings.conn.request_timeout_seconds),
+    }
+}
+
 impl Application {
     /// Builds everything and binds the listener; call [`Application::run_until_stopped`].
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
@@ -123,6 +140,7 @@ impl Application {
             }
         }
         let metrics = Arc::new(Metrics::default());
+        let metrics_for_conn = metrics.clone();
         let jwt = Arc::new(JwtKeys::new(&settings.auth));
         // Seam: the rate limiter (issue 3) and the ingestion actors (issue 4) publish their
         // status here and are built next to the store.
@@ -152,20 +170,25 @@ impl Application {
 
         let addr = listener.local_addr()?;
         let route_settings = settings.clone();
-        let server = HttpServer::new(move || {
-            let route_settings = route_settings.clone();
-            App::new()
-                .app_data(web::Data::new(state.clone()))
-                .app_data(web::Data::from(rate_limits.clone()))
-                .app_data(scheduler.clone())
-                .wrap(from_fn(http::middleware::around))
-                .configure(move |cfg| http::configure(cfg, &route_settings))
-                .default_service(web::to(http::not_found))
-        })
+        let edge = conn_settings(&settings);
+        let server = http::conn::server(
+            listener,
+            move || {
+                let route_settings = route_settings.clone();
+                App::new()
+                    .app_data(web::Data::new(state.clone()))
+                    .app_data(web::Data::from(rate_limits.clone()))
+                    .app_data(scheduler.clone())
+                    .wrap(from_fn(http::middleware::around))
+                    .configure(move |cfg| http::configure(cfg, &route_settings))
+                    .default_service(web::to(http::not_found))
+            },
+            edge,
+            metrics_for_conn,
+        )?
         .shutdown_timeout(SHUTDOWN_GRACE_SECONDS)
         // Stop signals are ours (crate::shutdown): graceful on SIGINT too, and never lost.
         .disable_signals()
-        .listen(listener)?
         .run();
         tracing::info!(address = %addr, data_dir = %settings.data_dir.display(), startup_ms = started.elapsed().as_millis() as u64, "amber is listening");
         Ok(Application {

@@ -11,20 +11,28 @@ use crate::http::AppState;
 
 /// Registers the routes of this module. The token route gets its own strict limit.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route(
-        "/admin/token",
-        web::post().to(token).wrap(RateLimited::token_endpoint()),
+    cfg.service(
+        web::resource("/admin/token")
+            .route(web::post().to(token).wrap(RateLimited::token_endpoint())),
     )
-    .route("/admin/export", web::get().to(export))
-    .route("/admin/ping", web::get().to(ping));
+    .service(web::resource("/admin/export").route(web::get().to(export)))
+    .service(web::resource("/admin/ping").route(web::get().to(ping)));
 }
 
 /// Body of `POST /api/admin/token`.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenBody {
+    /// Who the token is for: 1 to 64 printable characters, not blank.
+    #[schema(
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\x00-\\x20\\x7f-\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000][^\\x00-\\x1f\\x7f-\\x9f]*$",
+        max_length = 64
+    )]
     admin_id: String,
+    /// `ADMIN_BOOTSTRAP_SECRET`.
     secret: String,
+    /// Default `admin`.
+    #[schema(value_type = Option<crate::http::auth::Role>)]
     role: Option<String>,
 }
 
@@ -47,19 +55,16 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
 #[utoipa::path(post, path = "/api/admin/token", operation_id = "createAdminToken", tag = "admin", request_body = TokenBody, responses((status = 200, description = "A signed JWT", body = TokenJson), (status = 400, description = "Bad input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody), (status = 429, description = "Rate limited: wait `Retry-After` seconds", body = crate::error::ErrorBody)))]
 pub async fn token(
     state: web::Data<AppState>,
-    body: web::Json<TokenBody>,
+    body: web::Json<crate::http::ObjectBody<TokenBody>>,
 ) -> Result<HttpResponse, AppError> {
-    let b = body.into_inner();
-    let admin_id = b.admin_id.trim();
-    if admin_id.is_empty()
-        || admin_id.chars().count() > 64
-        || admin_id.chars().any(char::is_control)
-    {
+    let b = body.into_inner().0;
+    if !crate::http::text::printable_not_blank(&b.admin_id) || b.admin_id.chars().count() > 64 {
         return Err(AppError::bad_request(
             "invalid_body",
             "adminId must be 1 to 64 printable characters",
         ));
     }
+    let admin_id = b.admin_id.trim();
     let role = match b.role.as_deref() {
         None => Role::Admin,
         Some(r) => Role::parse(r).ok_or_else(|| {

@@ -1,6 +1,6 @@
 //! JWT auth (HS256): token issue and verification, and extractors that guard handlers
-//! by role. A missing, malformed, expired, wrongly signed or `alg: none` token is a 401;
-//! a valid token with the wrong role is a 403.
+//! by role. A missing, malformed, expired, not-yet-valid (`nbf`), wrongly signed or
+//! `alg: none` token is a 401; a valid token with the wrong role is a 403.
 
 use std::future::{ready, Ready};
 
@@ -12,11 +12,11 @@ use crate::config::AuthSettings;
 use crate::error::AppError;
 use crate::http::AppState;
 
-/// Seconds of clock skew tolerated on `exp`.
+/// Seconds of clock skew tolerated on `exp` and `nbf`.
 const LEEWAY_SECONDS: u64 = 5;
 
 /// A role a token can carry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Admin,
@@ -57,7 +57,11 @@ impl JwtKeys {
         let secret = auth.jwt_secret.expose().as_bytes();
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = LEEWAY_SECONDS;
-        validation.set_required_spec_claims(&["exp", "sub", "iat"]);
+        // RFC 7519 §4.1.5: a token must not be accepted before its `nbf`. The claim stays
+        // optional (our own tokens carry none); when present it is checked.
+        validation.validate_nbf = true;
+        // `exp` and `sub` must be present; `iat` is required by `Claims` itself.
+        validation.set_required_spec_claims(&["exp", "sub"]);
         JwtKeys {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
@@ -92,6 +96,7 @@ impl JwtKeys {
                 use jsonwebtoken::errors::ErrorKind;
                 let why = match e.kind() {
                     ErrorKind::ExpiredSignature => "token has expired",
+                    ErrorKind::ImmatureSignature => "token is not valid yet (nbf)",
                     ErrorKind::InvalidSignature => "token signature does not verify",
                     ErrorKind::InvalidAlgorithm => "token must be signed with HS256",
                     _ => "token is malformed",
@@ -235,6 +240,63 @@ mod tests {
             Err(AppError::Unauthorized(_))
         ));
         assert!(matches!(k.verify(""), Err(AppError::Unauthorized(_))));
+    }
+
+    /// Signs arbitrary claims with the key of `k` (for tokens `issue` would never make).
+    fn sign(k: &JwtKeys, claims: serde_json::Value) -> String {
+        encode(&Header::new(Algorithm::HS256), &claims, &k.encoding).unwrap()
+    }
+
+    fn now() -> u64 {
+        chrono::Utc::now().timestamp() as u64
+    }
+
+    #[test]
+    fn a_token_whose_nbf_is_an_hour_ahead_is_refused() {
+        let k = keys("a-secret-of-some-length");
+        let t = now();
+        let token = sign(
+            &k,
+            serde_json::json!({"sub": "a", "role": "admin", "iat": t, "exp": t + 7200, "nbf": t + 3600}),
+        );
+        match k.verify(&token) {
+            Err(AppError::Unauthorized(msg)) => assert!(msg.contains("not valid yet"), "{msg}"),
+            other => panic!("expected 401, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_token_whose_nbf_has_passed_or_is_within_the_leeway_is_accepted() {
+        let k = keys("a-secret-of-some-length");
+        let t = now();
+        for nbf in [t - 60, t, t + 2] {
+            let token = sign(
+                &k,
+                serde_json::json!({"sub": "a", "role": "admin", "iat": t, "exp": t + 600, "nbf": nbf}),
+            );
+            assert!(k.verify(&token).is_ok(), "nbf {nbf} at {t}");
+        }
+    }
+
+    #[test]
+    fn a_malformed_nbf_or_a_missing_iat_is_refused() {
+        let k = keys("a-secret-of-some-length");
+        let t = now();
+        let bad_nbf = sign(
+            &k,
+            serde_json::json!({"sub": "a", "role": "admin", "iat": t, "exp": t + 600, "nbf": "soon"}),
+        );
+        assert!(matches!(k.verify(&bad_nbf), Err(AppError::Unauthorized(_))));
+        let no_iat = sign(
+            &k,
+            serde_json::json!({"sub": "a", "role": "admin", "exp": t + 600}),
+        );
+        assert!(matches!(k.verify(&no_iat), Err(AppError::Unauthorized(_))));
+        let no_exp = sign(
+            &k,
+            serde_json::json!({"sub": "a", "role": "admin", "iat": t}),
+        );
+        assert!(matches!(k.verify(&no_exp), Err(AppError::Unauthorized(_))));
     }
 
     #[test]

@@ -11,7 +11,7 @@ static FILLER: [u8; MAX_FIXED] = [b' '; MAX_FIXED];
 
 /// Registers the bench routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/bench/fixed", web::get().to(fixed));
+    cfg.service(web::resource("/bench/fixed").route(web::get().to(fixed)));
 }
 
 /// Query of `/bench/fixed`.

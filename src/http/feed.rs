@@ -81,24 +81,47 @@ async fn cached(
 
 /// Registers the routes of this module. The feed is rate limited (SPEC).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/feed", web::get().to(feed).wrap(RateLimited::default()))
-        .route("/dashboard", web::get().to(dashboard));
+    cfg.service(web::resource("/feed").route(web::get().to(feed).wrap(RateLimited::default())))
+        .service(web::resource("/dashboard").route(web::get().to(dashboard)));
 }
 
-/// Raw query of the feed; every field is checked by hand for a clear 400.
+/// Raw query of the feed; every field is checked by hand for a clear 400, by exactly the
+/// rules its documentation states.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct FeedQuery {
-    /// Page number, from 1 (page paging; not with `before`).
+    /// Page number, from 1 (page paging; ignored with `before`).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1_000_000)]
     page: Option<String>,
     /// Posts per page, 1..100 (default 20).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     page_size: Option<String>,
-    /// Cursor paging: the `next_cursor` of the previous page.
+    /// Cursor paging: the `next_cursor` of the previous page (`<timestamp_ms>-<post id>`).
+    #[param(value_type = Option<String>, pattern = "^-?[0-9]{1,18}-[0-9]{1,19}$")]
     before: Option<String>,
-    /// Comma list of leader ids.
+    /// Comma list of 1 to 100 leader ids.
+    #[param(value_type = Option<String>, pattern = "^[0-9]{1,19}(,[0-9]{1,19}){0,99}$")]
     leaders: Option<String>,
-    /// `x` (or `twitter`), `facebook` or `news`.
+    /// Only posts from this source (`twitter` is `x`).
+    #[param(value_type = Option<SourceParam>, inline)]
     source: Option<String>,
+}
+
+/// `source=` of the feed (SPEC's spellings).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum SourceParam {
+    X,
+    Twitter,
+    Facebook,
+    News,
+}
+
+/// True when `s` is 1 to `max` ASCII digits (no sign, no spaces): what the document
+/// calls an integer or a digit run.
+fn digits(s: &str, max: usize) -> bool {
+    !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Parses a whole number in `lo..=hi` for query parameter `name`.
@@ -111,10 +134,9 @@ pub fn parse_bounded(
 ) -> Result<usize, AppError> {
     match raw {
         None => Ok(default),
-        Some(s) => s
-            .trim()
-            .parse::<usize>()
-            .ok()
+        Some(s) => Some(s)
+            .filter(|s| digits(s, 20))
+            .and_then(|s| s.parse::<usize>().ok())
             .filter(|n| (lo..=hi).contains(n))
             .ok_or_else(|| {
                 AppError::bad_request(
@@ -125,21 +147,32 @@ pub fn parse_bounded(
     }
 }
 
-/// Parses a cursor parameter.
+/// Parses a cursor parameter: `<timestamp_ms>-<post id>`, at most 18 and 19 digits (every
+/// cursor the server hands out fits; the document states the same pattern).
 pub fn parse_cursor(name: &str, raw: &str) -> Result<Cursor, AppError> {
+    let shaped = raw
+        .rsplit_once('-')
+        .is_some_and(|(ts, id)| digits(ts.strip_prefix('-').unwrap_or(ts), 18) && digits(id, 19));
+    let bad =
+        |e: String| AppError::bad_request("invalid_cursor", format!("{name}: {e}, got {raw:?}"));
+    if !shaped {
+        return Err(bad(crate::domain::cursor::CursorError.to_string()));
+    }
     raw.parse()
-        .map_err(|e| AppError::bad_request("invalid_cursor", format!("{name}: {e}, got {raw:?}")))
+        .map_err(|e: crate::domain::cursor::CursorError| bad(e.to_string()))
 }
 
-/// Parses `leaders=1,2,3`.
+/// Parses `leaders=1,2,3`: 1 to 100 ids of at most 19 digits, comma-separated.
 pub fn parse_leader_ids(raw: &str) -> Result<Vec<u64>, AppError> {
-    let ids: Result<Vec<u64>, _> = raw
+    let ids: Option<Vec<u64>> = raw
         .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::parse::<u64>)
+        .map(|s| {
+            Some(s)
+                .filter(|s| digits(s, 19))
+                .and_then(|s| s.parse().ok())
+        })
         .collect();
-    let ids = ids.map_err(|_| {
+    let ids = ids.ok_or_else(|| {
         AppError::bad_request(
             "invalid_query",
             format!("leaders must be a comma list of leader ids, got {raw:?}"),
@@ -152,6 +185,13 @@ pub fn parse_leader_ids(raw: &str) -> Result<Vec<u64>, AppError> {
         ));
     }
     Ok(ids)
+}
+
+/// `source=`: exactly `x`, `twitter`, `facebook` or `news`.
+fn source_param(s: &str) -> Option<Platform> {
+    matches!(s, "x" | "twitter" | "facebook" | "news")
+        .then(|| Platform::parse(s))
+        .flatten()
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -202,28 +242,21 @@ pub async fn feed(
         1,
         MAX_PAGE_SIZE,
     )?;
-    let (start, page) = match (&q.before, &q.page) {
-        (Some(_), Some(_)) => {
-            return Err(AppError::bad_request(
-                "invalid_query",
-                "use either page or before, not both",
-            ))
-        }
-        (Some(c), None) => (PageStart::Before(parse_cursor("before", c)?), None),
-        (None, p) => {
-            let page = parse_bounded("page", p.as_deref(), 1, 1, 1_000_000)?;
-            (
-                PageStart::Offset((page - 1).saturating_mul(page_size)),
-                Some(page),
-            )
-        }
+    // With a cursor, `page` is checked but plays no part (the page is then null).
+    let page = parse_bounded("page", q.page.as_deref(), 1, 1, 1_000_000)?;
+    let (start, page) = match &q.before {
+        Some(c) => (PageStart::Before(parse_cursor("before", c)?), None),
+        None => (
+            PageStart::Offset((page - 1).saturating_mul(page_size)),
+            Some(page),
+        ),
     };
     let leaders = match q.leaders.as_deref() {
         Some(raw) => parse_leader_ids(raw)?,
         None => Vec::new(),
     };
-    let platform = match q.source.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-        Some(s) => Some(Platform::parse(s).ok_or_else(|| {
+    let platform = match q.source.as_deref() {
+        Some(s) => Some(source_param(s).ok_or_else(|| {
             AppError::bad_request(
                 "invalid_query",
                 format!("source must be x, twitter, facebook or news, got {s:?}"),

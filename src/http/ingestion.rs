@@ -3,7 +3,7 @@
 //! talk to the `IngestScheduler` by message; the JSON shapes live here.
 
 use actix::Addr;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
@@ -18,18 +18,18 @@ use crate::http::auth::Admin;
 use crate::http::dto::PostJson;
 use crate::http::leaders::parse_id;
 use crate::http::rate_limit::RateLimited;
-use crate::http::AppState;
+use crate::http::{AppState, ObjectBody};
 use crate::x_api::client::FetchError;
 
 /// Registers the routes of this module.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/ingestion/status", web::get().to(status))
-        .route("/ingestion/trigger", web::post().to(trigger))
-        .route("/ingestion/stop", web::post().to(stop))
-        .route("/ingestion/start", web::post().to(start))
-        .route(
-            "/leaders/{id}/refresh",
-            web::post().to(refresh).wrap(RateLimited::default()),
+    cfg.service(web::resource("/ingestion/status").route(web::get().to(status)))
+        .service(web::resource("/ingestion/trigger").route(web::post().to(trigger)))
+        .service(web::resource("/ingestion/stop").route(web::post().to(stop)))
+        .service(web::resource("/ingestion/start").route(web::post().to(start)))
+        .service(
+            web::resource("/leaders/{id}/refresh")
+                .route(web::post().to(refresh).wrap(RateLimited::default())),
         );
 }
 
@@ -103,25 +103,29 @@ pub async fn status(scheduler: Scheduler) -> Result<HttpResponse, AppError> {
 }
 
 /// Body of `POST /api/ingestion/trigger` (optional).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TriggerBody {
+pub struct TriggerBody {
+    /// Read `X_BACKFILL_COUNT` posts per leader (default false).
     #[serde(default)]
     backfill: bool,
 }
 
 /// `POST /api/ingestion/trigger`: 202, 409 while a run is going, 503 without a token.
-#[utoipa::path(post, path = "/api/ingestion/trigger", operation_id = "ingestionTrigger", tag = "ingestion", security(("bearer" = [])), request_body(content = Option<Object>, description = "Optional `{\"backfill\": bool}`"), responses((status = 202, description = "`{\"status\":\"triggered\",\"backfill\",\"message\"}`", body = Object), (status = 400, description = "Bad body", body = crate::error::ErrorBody), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody), (status = 403, description = "Wrong role", body = crate::error::ErrorBody), (status = 409, description = "`ingestion_already_running`", body = crate::error::ErrorBody), (status = 503, description = "`x_not_configured` (no bearer token) or shutting down", body = crate::error::ErrorBody)))]
+#[utoipa::path(post, path = "/api/ingestion/trigger", operation_id = "ingestionTrigger", tag = "ingestion", security(("bearer" = [])), request_body(content = TriggerBody, description = "Optional: the body may be absent"), responses((status = 202, description = "`{\"status\":\"triggered\",\"backfill\",\"message\"}`", body = Object), (status = 400, description = "Bad body", body = crate::error::ErrorBody), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody), (status = 403, description = "Wrong role", body = crate::error::ErrorBody), (status = 409, description = "`ingestion_already_running`", body = crate::error::ErrorBody), (status = 503, description = "`x_not_configured` (no bearer token) or shutting down", body = crate::error::ErrorBody)))]
 pub async fn trigger(
     _admin: Admin,
     scheduler: Scheduler,
+    req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
     let body: TriggerBody = if body.iter().all(u8::is_ascii_whitespace) {
         TriggerBody::default()
     } else {
-        serde_json::from_slice(&body)
+        crate::http::require_json(&req)?;
+        serde_json::from_slice::<ObjectBody<TriggerBody>>(&body)
             .map_err(|e| AppError::bad_request("invalid_body", e.to_string()))?
+            .0
     };
     let backfill = body.backfill;
     match scheduler
@@ -196,7 +200,12 @@ fn refresh_error(err: RefreshError) -> AppError {
     };
     match err {
         RefreshError::UnknownLeader(id) => AppError::NotFound(format!("leader {id}")),
-        RefreshError::NoHandle(_) => AppError::bad_request("no_x_handle", message),
+        // The leader exists but has nothing to fetch from X: its state, not the request,
+        // is the problem.
+        RefreshError::NoHandle(_) => AppError::Conflict {
+            code: "no_x_handle",
+            message,
+        },
         RefreshError::NotConfigured => unavailable("x_not_configured"),
         RefreshError::BudgetExhausted(_) => unavailable("x_budget_exhausted"),
         RefreshError::Fetch(LeaderError::X(e)) => match e {
@@ -212,7 +221,7 @@ fn refresh_error(err: RefreshError) -> AppError {
 }
 
 /// `POST /api/leaders/{id}/refresh`: fetch one leader now, at most once per cooldown.
-#[utoipa::path(post, path = "/api/leaders/{id}/refresh", operation_id = "refreshLeader", tag = "ingestion", params(("id" = u64, Path, description = "Leader id")), responses((status = 200, description = "`{\"posts\":[new posts],\"origin\":\"x\"|\"cache\"}`; within the cooldown no X call is made", body = Object), (status = 400, description = "The leader has no X handle", body = crate::error::ErrorBody), (status = 404, description = "Unknown leader or X user", body = crate::error::ErrorBody), (status = 429, description = "Rate limited: wait `Retry-After` seconds", body = crate::error::ErrorBody), (status = 503, description = "X not configured, breaker open, X rate limit or budget", body = crate::error::ErrorBody)))]
+#[utoipa::path(post, path = "/api/leaders/{id}/refresh", operation_id = "refreshLeader", tag = "ingestion", params(("id" = u64, Path, description = "Leader id")), responses((status = 200, description = "`{\"posts\":[new posts],\"origin\":\"x\"|\"cache\"}`; within the cooldown no X call is made", body = Object), (status = 409, description = "`no_x_handle`: the leader has no X handle", body = crate::error::ErrorBody), (status = 404, description = "Unknown leader or X user", body = crate::error::ErrorBody), (status = 429, description = "Rate limited: wait `Retry-After` seconds", body = crate::error::ErrorBody), (status = 503, description = "X not configured, breaker open, X rate limit or budget", body = crate::error::ErrorBody)))]
 pub async fn refresh(
     state: web::Data<AppState>,
     scheduler: Scheduler,

@@ -1,5 +1,7 @@
 //! Cross-cutting middleware: request ids, security headers, access logs, request
-//! metrics, CORS, and the rule that every error response has a JSON body.
+//! metrics, CORS, the rule that every error response has a JSON body, and HTTP's
+//! method rules: `HEAD` is answered wherever `GET` is, a 405 carries a true `Allow`,
+//! and `OPTIONS` lists a path's methods.
 
 use std::time::Instant;
 
@@ -7,12 +9,14 @@ use actix_cors::Cors;
 use actix_web::body::{BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
-use actix_web::http::{Method, StatusCode};
+use actix_web::http::{ConnectionType, Method, StatusCode};
 use actix_web::{web, HttpMessage, HttpResponse};
 
 use crate::config::{CorsOrigins, Settings};
 use crate::error::ErrorBody;
+use crate::http::conn::guard::ConnHandle;
 use crate::http::AppState;
+use crate::metrics::Metrics;
 
 /// The Content-Security-Policy of SPEC, on every response.
 pub const CSP: &str = "default-src 'self'; script-src 'self' https://platform.twitter.com; frame-src https://platform.twitter.com; img-src 'self' data: https://pbs.twimg.com";
@@ -21,21 +25,37 @@ pub const CSP: &str = "default-src 'self'; script-src 'self' https://platform.tw
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
+/// The security headers of SPEC, on every response (also on those `http::conn` writes).
+pub const SECURITY_HEADERS: [(HeaderName, &str); 4] = [
+    (header::CONTENT_SECURITY_POLICY, CSP),
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::REFERRER_POLICY, "strict-origin-when-cross-origin"),
+    (header::X_FRAME_OPTIONS, "DENY"),
+];
+
 fn request_id_from(req: &ServiceRequest) -> String {
-    req.headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            !v.is_empty()
-                && v.len() <= 64
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-        })
-        .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+    request_id_or_new(
+        req.headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+    )
 }
 
-fn code_for(status: StatusCode) -> &'static str {
+/// The client's request id when it is short and plain (so it is safe to echo and to
+/// log), else a new UUID.
+pub fn request_id_or_new(sent: Option<&str>) -> String {
+    sent.filter(|v| {
+        !v.is_empty()
+            && v.len() <= 64
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    })
+    .map(str::to_string)
+    .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// The snake_case error code of a status that carries no code of its own.
+pub fn code_for(status: StatusCode) -> &'static str {
     match status.as_u16() {
         400 => "bad_request",
         401 => "unauthorized",
@@ -58,8 +78,12 @@ fn code_for(status: StatusCode) -> &'static str {
 
 /// Wraps every request: assigns the request id, times it, adds the security headers,
 /// gives bodiless error responses a JSON body, counts it and writes one log line.
+///
+/// `HEAD` is routed as `GET` (uptime monitors use it): the handler runs as for `GET`,
+/// and actix-http's encoder, which saw the request as `HEAD`, sends the same head
+/// (status, headers, `Content-Length`) without the body.
 pub async fn around(
-    req: ServiceRequest,
+    mut req: ServiceRequest,
     next: actix_web::middleware::Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<BoxBody>>, actix_web::Error> {
     let started = Instant::now();
@@ -67,6 +91,10 @@ pub async fn around(
     req.extensions_mut().insert(RequestId(request_id.clone()));
     let method = req.method().clone();
     let path = req.path().to_string();
+    let conn = req.conn_data::<ConnHandle>().cloned();
+    if method == Method::HEAD {
+        req.head_mut().method = Method::GET;
+    }
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let res = match next.call(req).await {
         Ok(res) => res.map_into_boxed_body(),
@@ -79,9 +107,9 @@ pub async fn around(
                 message: err.to_string(),
             });
             decorate(resp.headers_mut(), &request_id);
-            finish(
-                state.as_ref().map(|s| s.get_ref()),
-                &method,
+            log_request(
+                state.as_ref().map(|s| s.metrics.as_ref()),
+                method.as_str(),
                 &path,
                 status.as_u16(),
                 started,
@@ -92,6 +120,19 @@ pub async fn around(
             );
         }
     };
+    let mut res = res;
+    if res.status() == StatusCode::METHOD_NOT_ALLOWED {
+        normalize_allow(res.headers_mut());
+        if method == Method::OPTIONS {
+            // `OPTIONS` on a known path: its methods, not an error.
+            let (http_req, old) = res.into_parts();
+            let mut ok = HttpResponse::NoContent();
+            if let Some(allow) = old.headers().get(header::ALLOW) {
+                ok.insert_header((header::ALLOW, allow.clone()));
+            }
+            res = ServiceResponse::new(http_req, ok.finish());
+        }
+    }
     let status = res.status();
     let mut res = if status.as_u16() >= 400 && !is_json(res.headers()) {
         let (http_req, old) = res.into_parts();
@@ -117,9 +158,21 @@ pub async fn around(
         res.map_into_left_body()
     };
     decorate(res.headers_mut(), &request_id);
-    finish(
-        state.as_ref().map(|s| s.get_ref()),
-        &method,
+    if conn.as_ref().is_some_and(ConnHandle::health_only) {
+        // A health-only slot (the server is near its connection cap) serves one probe.
+        res.response_mut()
+            .head_mut()
+            .set_connection_type(ConnectionType::Close);
+    }
+    if conn.as_ref().is_some_and(ConnHandle::is_cut) {
+        // The connection layer answered (or dropped) this request already: this answer
+        // is never sent, so it is neither counted nor logged as one.
+        tracing::debug!(method = %method, path, request_id, "answer discarded: connection already closed");
+        return Ok(res);
+    }
+    log_request(
+        state.as_ref().map(|s| s.metrics.as_ref()),
+        method.as_str(),
         &path,
         res.status().as_u16(),
         started,
@@ -128,52 +181,68 @@ pub async fn around(
     Ok(res)
 }
 
+/// Rewrites a 405's `Allow` (actix lists the methods of the matched resource's routes)
+/// into the methods really answered: each once, `HEAD` wherever `GET` is, and `OPTIONS`.
+fn normalize_allow(headers: &mut header::HeaderMap) {
+    let mut methods: Vec<String> = Vec::new();
+    for value in headers.get_all(header::ALLOW) {
+        for m in value.to_str().unwrap_or("").split(',') {
+            let m = m.trim().to_ascii_uppercase();
+            if !m.is_empty() && !methods.contains(&m) {
+                methods.push(m);
+            }
+        }
+    }
+    if let Some(get) = methods.iter().position(|m| m == "GET") {
+        if !methods.iter().any(|m| m == "HEAD") {
+            methods.insert(get + 1, "HEAD".to_string());
+        }
+    }
+    if !methods.iter().any(|m| m == "OPTIONS") {
+        methods.push("OPTIONS".to_string());
+    }
+    if let Ok(v) = HeaderValue::from_str(&methods.join(", ")) {
+        headers.insert(header::ALLOW, v);
+    }
+}
+
 /// Adds the request id and the security headers.
 fn decorate(headers: &mut header::HeaderMap, request_id: &str) {
     if let Ok(v) = HeaderValue::from_str(request_id) {
         headers.insert(HeaderName::from_static("x-request-id"), v);
     }
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("strict-origin-when-cross-origin"),
-    );
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    for (name, value) in SECURITY_HEADERS {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
 }
 
-/// Counts the request and writes its log line (never headers or bodies).
-fn finish(
-    state: Option<&AppState>,
-    method: &Method,
+/// Counts the request and writes its log line (never headers or bodies). Also used for
+/// the answers `http::conn` writes itself, so every answer is counted and logged alike.
+pub fn log_request(
+    metrics: Option<&Metrics>,
+    method: &str,
     path: &str,
     status: u16,
     started: Instant,
     request_id: &str,
 ) {
     let elapsed = started.elapsed();
-    if let Some(state) = state {
-        state.metrics.observe_request(status, elapsed);
+    if let Some(metrics) = metrics {
+        metrics.observe_request(status, elapsed);
     }
     let duration_ms = elapsed.as_secs_f64() * 1000.0;
     if status == 503 {
         // An expected state (X not configured, breaker open, shutting down, ...), named
         // by the answer's error code; a fault of ours is a 500 and logged as an error.
-        tracing::warn!(method = %method, path, status, duration_ms, request_id, "request");
+        tracing::warn!(method, path, status, duration_ms, request_id, "request");
     } else if status >= 500 {
-        tracing::error!(method = %method, path, status, duration_ms, request_id, "request");
-    } else if *method == Method::GET
+        tracing::error!(method, path, status, duration_ms, request_id, "request");
+    } else if (method == "GET" || method == "HEAD")
         && (path == "/livez" || path == "/readyz" || path == "/metrics")
     {
-        tracing::debug!(method = %method, path, status, duration_ms, request_id, "request");
+        tracing::debug!(method, path, status, duration_ms, request_id, "request");
     } else {
-        tracing::info!(method = %method, path, status, duration_ms, request_id, "request");
+        tracing::info!(method, path, status, duration_ms, request_id, "request");
     }
 }
 

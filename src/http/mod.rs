@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod auth;
 pub mod bench;
+pub mod conn;
 pub mod dto;
 pub mod feed;
 pub mod health;
@@ -16,6 +17,7 @@ pub mod posts;
 pub mod rate_limit;
 pub mod review;
 pub mod sentiment;
+pub mod text;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -83,6 +85,66 @@ fn path_config() -> web::PathConfig {
         .error_handler(|err, _req| AppError::bad_request("invalid_path", err.to_string()).into())
 }
 
+/// A JSON body that must be an object: serde's derived structs also accept an array of
+/// their fields in order (`["name"]` as a leader), which the document does not allow.
+#[derive(Debug)]
+pub struct ObjectBody<T>(pub T);
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for ObjectBody<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Only<T>(std::marker::PhantomData<T>);
+        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for Only<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(Only(std::marker::PhantomData))
+            .map(ObjectBody)
+    }
+}
+
+/// Deserializes an id given as a JSON integer, or as a number with no fraction (`7.0`),
+/// which JSON Schema also calls an integer.
+pub fn integer_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let n = <serde_json::Number as serde::Deserialize>::deserialize(d)?;
+    if let Some(v) = n.as_u64() {
+        return Ok(v);
+    }
+    match n.as_f64() {
+        Some(f) if f.fract() == 0.0 && (0.0..=9_007_199_254_740_992.0).contains(&f) => Ok(f as u64),
+        _ => Err(serde::de::Error::custom(format!(
+            "expected a leader id (a whole number), got {n}"
+        ))),
+    }
+}
+
+/// As [`integer_id`], for an optional field.
+pub fn optional_integer_id<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<u64>, D::Error> {
+    #[derive(serde::Deserialize)]
+    struct Wrap(#[serde(deserialize_with = "integer_id")] u64);
+    <Option<Wrap> as serde::Deserialize>::deserialize(d).map(|w| w.map(|w| w.0))
+}
+
+/// A 415 unless the request says its body is JSON (`application/json` or `+json`), as
+/// `web::Json` requires; for handlers that read an optional body themselves.
+pub fn require_json(req: &HttpRequest) -> Result<(), AppError> {
+    use actix_web::HttpMessage;
+    match req.mime_type() {
+        Ok(Some(mime))
+            if mime.subtype() == "json" || mime.suffix().is_some_and(|s| s == "json") =>
+        {
+            Ok(())
+        }
+        _ => Err(AppError::UnsupportedMediaType),
+    }
+}
+
 /// Unknown routes: a JSON 404.
 pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, AppError> {
     Err(AppError::NotFound(format!(
@@ -93,13 +155,18 @@ pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, AppError> {
 }
 
 /// Registers every route. `/api` routes sit in one scope with CORS from config.
+///
+/// Every path is a `web::resource` with its methods as routes (never `cfg.route`, which
+/// puts the method guard on the resource itself): so a known path with another method
+/// is a 405 whose `Allow` names that resource's methods, and a request can never fall
+/// through to a later pattern (`PUT /api/posts/paginated` is not `PUT /api/posts/{id}`).
 pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
     cfg.app_data(json_config(JSON_LIMIT))
         .app_data(query_config())
         .app_data(path_config())
-        .route("/livez", web::get().to(health::livez))
-        .route("/readyz", web::get().to(health::readyz))
-        .route("/metrics", web::get().to(metrics::prometheus))
+        .service(web::resource("/livez").route(web::get().to(health::livez)))
+        .service(web::resource("/readyz").route(web::get().to(health::readyz)))
+        .service(web::resource("/metrics").route(web::get().to(metrics::prometheus)))
         .configure(|cfg| crate::web::configure(cfg, settings))
         .configure(|cfg| {
             if settings.bench_routes {
@@ -109,8 +176,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
         .service(
             web::scope("/api")
                 .wrap(middleware::cors(settings))
-                .route("/health", web::get().to(health::health))
-                .route("/metrics", web::get().to(metrics::json))
+                .service(web::resource("/health").route(web::get().to(health::health)))
+                .service(web::resource("/metrics").route(web::get().to(metrics::json)))
                 .configure(feed::configure)
                 .configure(leaders::configure)
                 .configure(posts::configure)

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::actors::store::{CreatePost, DeletePost, UpdatePost};
+use crate::domain::json::JsonObject;
 use crate::domain::post::{Author, NewPost, Platform, Verification};
 use crate::domain::sentiment;
 use crate::error::AppError;
@@ -13,6 +14,7 @@ use crate::http::auth::Admin;
 use crate::http::dto::{parse_rfc3339, PostJson, ReviewJson, Success};
 use crate::http::feed::{parse_bounded, parse_cursor};
 use crate::http::leaders::parse_id;
+use crate::http::text;
 use crate::http::AppState;
 use crate::storage::query::{PageStart, PostQuery};
 use crate::storage::PostPatch;
@@ -31,7 +33,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(list))
             .route(web::post().to(create)),
     )
-    .route("/posts/paginated", web::get().to(paginated))
+    // Before `/posts/{id}`, as its own resource: other methods on it are a 405 here,
+    // never a by-id handler with the id "paginated".
+    .service(web::resource("/posts/paginated").route(web::get().to(paginated)))
     .service(
         web::resource("/posts/{id}")
             .route(web::get().to(get))
@@ -40,28 +44,48 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// Query of the post lists.
+/// Query of `GET /api/posts`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase")]
 pub struct ListQuery {
     /// Only this leader's posts.
+    #[param(value_type = Option<i64>, minimum = 0)]
     leader_id: Option<String>,
-    /// How many (list: default 100, max 500; paginated: default 20, max 100).
+    /// How many, newest first (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
     limit: Option<String>,
-    /// Paginated form only: the `nextCursor` of the previous page.
+}
+
+/// Query of `GET /api/posts/paginated`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
+pub struct PageQuery {
+    /// Only this leader's posts.
+    #[param(value_type = Option<i64>, minimum = 0)]
+    leader_id: Option<String>,
+    /// Page size (default 20).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    limit: Option<String>,
+    /// The `nextCursor` of the previous page.
+    #[param(value_type = Option<String>, pattern = "^-?[0-9]{1,18}-[0-9]{1,19}$")]
     before: Option<String>,
 }
 
 /// The newest `limit` posts, of one leader when `leaderId` names one.
 fn leader_query(raw: Option<&str>, limit: usize) -> Result<PostQuery, AppError> {
-    let leaders = match raw.map(str::trim).filter(|s| !s.is_empty()) {
-        Some(s) => vec![s.parse::<u64>().map_err(|_| {
-            AppError::bad_request(
-                "invalid_query",
-                format!("leaderId must be a leader id, got {s:?}"),
-            )
-        })?],
+    let leaders = match raw {
+        Some(s) => vec![Some(s)
+            .filter(|s| !s.is_empty() && s.len() <= 19 && s.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|s| s.parse::<i64>().ok())
+            .map(|id| id as u64)
+            .ok_or_else(|| {
+                AppError::bad_request(
+                    "invalid_query",
+                    format!("leaderId must be a leader id, got {s:?}"),
+                )
+            })?],
         None => Vec::new(),
     };
     Ok(PostQuery::newest(limit).leaders(leaders))
@@ -102,13 +126,13 @@ struct PaginatedJson<'a> {
 }
 
 /// `GET /api/posts/paginated?leaderId&limit&before`.
-#[utoipa::path(get, path = "/api/posts/paginated", operation_id = "listPostsPaginated", tag = "posts", params(ListQuery), responses((status = 200, description = "A page of posts and the cursor of the next", body = PaginatedJson), (status = 400, description = "Bad input", body = crate::error::ErrorBody)))]
+#[utoipa::path(get, path = "/api/posts/paginated", operation_id = "listPostsPaginated", tag = "posts", params(PageQuery), responses((status = 200, description = "A page of posts and the cursor of the next", body = PaginatedJson), (status = 400, description = "Bad input", body = crate::error::ErrorBody)))]
 pub async fn paginated(
     state: web::Data<AppState>,
-    query: web::Query<ListQuery>,
+    query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, AppError> {
     let limit = parse_bounded("limit", query.limit.as_deref(), 20, 1, 100)?;
-    let start = match query.before.as_deref().filter(|s| !s.is_empty()) {
+    let start = match query.before.as_deref() {
         Some(c) => PageStart::Before(parse_cursor("before", c)?),
         None => PageStart::Offset(0),
     };
@@ -154,38 +178,99 @@ pub async fn get(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateBody {
+    #[serde(deserialize_with = "crate::http::integer_id")]
+    #[schema(value_type = u64)]
     leader_id: u64,
+    #[schema(value_type = PlatformName, inline)]
     platform: String,
+    /// Not blank; at most 20,000 characters.
+    #[schema(
+        pattern = "[^\\t\\n\\x0b\\x0c\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]",
+        max_length = 20000
+    )]
     content: String,
+    /// RFC 3339 (default: now). The pattern is a safe subset of what is accepted (any
+    /// valid RFC 3339 date-time is).
+    #[schema(value_type = Option<String>, format = DateTime, pattern = "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$")]
     timestamp: Option<String>,
+    /// A JSON object (at most 16 KB, 32 levels deep), stored and served as given.
     #[schema(value_type = Option<Object>)]
     metrics: Option<Box<RawValue>>,
+    /// The platform's id; with `platform`, the dedup key.
+    #[schema(max_length = 64)]
     platform_post_id: Option<String>,
     #[serde(default)]
     requires_review: bool,
+    #[schema(value_type = Option<VerificationName>, inline)]
     verification_status: Option<String>,
 }
 
+/// The `platform` spellings accepted on input.
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+enum PlatformName {
+    #[serde(rename = "X")]
+    XName,
+    #[serde(rename = "x")]
+    XLower,
+    #[serde(rename = "Twitter")]
+    Twitter,
+    #[serde(rename = "twitter")]
+    TwitterLower,
+    #[serde(rename = "Facebook")]
+    Facebook,
+    #[serde(rename = "facebook")]
+    FacebookLower,
+    #[serde(rename = "News")]
+    News,
+    #[serde(rename = "news")]
+    NewsLower,
+}
+
+/// The `verificationStatus` spellings accepted on input (`Verified` is `Approved`).
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+enum VerificationName {
+    Unverified,
+    Pending,
+    Approved,
+    Rejected,
+    Verified,
+}
+
+fn parse_platform(raw: &str) -> Result<Platform, AppError> {
+    const NAMES: [&str; 8] = [
+        "X", "x", "Twitter", "twitter", "Facebook", "facebook", "News", "news",
+    ];
+    NAMES
+        .contains(&raw)
+        .then(|| Platform::parse(raw))
+        .flatten()
+        .ok_or_else(|| {
+            AppError::bad_request(
+                "invalid_post",
+                format!("platform must be X, Facebook or News, got {raw:?}"),
+            )
+        })
+}
+
 fn check_content(content: &str) -> Result<(), AppError> {
-    if content.trim().is_empty() || content.len() > MAX_CONTENT {
+    if !text::not_blank(content) || text::chars(content) > MAX_CONTENT {
         return Err(AppError::bad_request(
             "invalid_post",
-            format!("content must be 1 to {MAX_CONTENT} bytes"),
+            format!("content must be 1 to {MAX_CONTENT} characters, not blank"),
         ));
     }
     Ok(())
 }
 
+/// `metrics` as it will be stored: an object that can be served back as strict JSON,
+/// checked before anything is written (`1e400`, deep nesting and the like are a 400).
 fn check_metrics(metrics: Option<Box<RawValue>>) -> Result<Option<String>, AppError> {
     let Some(raw) = metrics else { return Ok(None) };
-    let text = raw.get();
-    if !text.trim_start().starts_with('{') || text.len() > MAX_METRICS {
-        return Err(AppError::bad_request(
-            "invalid_post",
-            format!("metrics must be a JSON object of at most {MAX_METRICS} bytes"),
-        ));
-    }
-    Ok(Some(text.to_string()))
+    JsonObject::parse(raw.get(), MAX_METRICS)
+        .map(|m| Some(m.into_string()))
+        .map_err(|e| AppError::bad_request("invalid_post", format!("metrics {e}")))
 }
 
 fn parse_timestamp(raw: &str) -> Result<i64, AppError> {
@@ -198,30 +283,35 @@ fn parse_timestamp(raw: &str) -> Result<i64, AppError> {
 }
 
 fn parse_verification(raw: &str) -> Result<Verification, AppError> {
-    Verification::parse(raw).ok_or_else(|| {
+    const NAMES: [&str; 5] = ["Unverified", "Pending", "Approved", "Rejected", "Verified"];
+    NAMES.contains(&raw).then(|| Verification::parse(raw)).flatten().ok_or_else(|| {
         AppError::bad_request(
             "invalid_post",
             format!(
-                "verificationStatus must be Unverified, Pending, Approved or Rejected, got {raw:?}"
+                "verificationStatus must be Unverified, Pending, Approved (or Verified) or Rejected, got {raw:?}"
             ),
         )
     })
 }
 
 /// `POST /api/posts` (admin). `requiresReview: true` also creates a review item.
-#[utoipa::path(post, path = "/api/posts", operation_id = "createPost", tag = "posts", security(("bearer" = [])), request_body = CreateBody, responses((status = 201, description = "Created (with `reviewItem` when `requiresReview`)", body = PostJson), (status = 400, description = "Bad input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody), (status = 403, description = "Wrong role", body = crate::error::ErrorBody), (status = 409, description = "Conflict", body = crate::error::ErrorBody)))]
+#[utoipa::path(post, path = "/api/posts", operation_id = "createPost", tag = "posts", security(("bearer" = [])), request_body = CreateBody, responses((status = 201, description = "Created (with `reviewItem` when `requiresReview`)", body = PostJson), (status = 400, description = "Bad input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody), (status = 403, description = "Wrong role", body = crate::error::ErrorBody), (status = 404, description = "Unknown leader", body = crate::error::ErrorBody), (status = 409, description = "Conflict", body = crate::error::ErrorBody)))]
 pub async fn create(
     _admin: Admin,
     state: web::Data<AppState>,
-    body: web::Json<CreateBody>,
+    body: web::Json<crate::http::ObjectBody<CreateBody>>,
 ) -> Result<HttpResponse, AppError> {
-    let b = body.into_inner();
-    let platform = Platform::parse(&b.platform).ok_or_else(|| {
-        AppError::bad_request(
+    let b = body.into_inner().0;
+    let platform = parse_platform(&b.platform)?;
+    if b.platform_post_id
+        .as_deref()
+        .is_some_and(|s| text::chars(s) > 64)
+    {
+        return Err(AppError::bad_request(
             "invalid_post",
-            format!("platform must be X, Facebook or News, got {:?}", b.platform),
-        )
-    })?;
+            "platformPostId must be at most 64 characters",
+        ));
+    }
     check_content(&b.content)?;
     let timestamp_ms = match b.timestamp.as_deref() {
         Some(t) => parse_timestamp(t)?,
@@ -231,12 +321,6 @@ pub async fn create(
         .platform_post_id
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty());
-    if platform_post_id.as_ref().is_some_and(|s| s.len() > 64) {
-        return Err(AppError::bad_request(
-            "invalid_post",
-            "platformPostId must be at most 64 characters",
-        ));
-    }
     let verification = match b.verification_status.as_deref() {
         Some(v) => parse_verification(v)?,
         None => Verification::Unverified,
@@ -277,11 +361,22 @@ pub async fn create(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UpdateBody {
+    /// Not blank; at most 20,000 characters.
+    #[schema(
+        pattern = "[^\\t\\n\\x0b\\x0c\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]",
+        max_length = 20000
+    )]
     content: Option<String>,
+    /// RFC 3339 (see `CreateBody`).
+    #[schema(value_type = Option<String>, format = DateTime, pattern = "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$")]
     timestamp: Option<String>,
+    /// A JSON object (at most 16 KB, 32 levels deep).
     #[schema(value_type = Option<Object>)]
     metrics: Option<Box<RawValue>>,
+    #[schema(value_type = Option<VerificationName>, inline)]
     verification_status: Option<String>,
+    #[serde(default, deserialize_with = "crate::http::optional_integer_id")]
+    #[schema(value_type = Option<u64>)]
     leader_id: Option<u64>,
 }
 
@@ -291,10 +386,10 @@ pub async fn update(
     _admin: Admin,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: web::Json<UpdateBody>,
+    body: web::Json<crate::http::ObjectBody<UpdateBody>>,
 ) -> Result<HttpResponse, AppError> {
     let id = parse_id(&path, "post")?;
-    let b = body.into_inner();
+    let b = body.into_inner().0;
     if let Some(c) = &b.content {
         check_content(c)?;
     }

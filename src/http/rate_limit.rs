@@ -221,24 +221,38 @@ pub fn too_many_requests(decision: &Decision, now: SystemTime) -> HttpResponse {
         })
 }
 
+/// Longest token subject accepted in an admin path (JWT subjects Amber issues are shorter).
+const MAX_PATH_SUBJECT: usize = 64;
+
 /// Registers the admin endpoints of this module (under `/api`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    // One resource per kind, so the document can say what each key is (an address or a
+    // token subject); another kind is a 404.
     cfg.service(
-        web::resource("/admin/rate-limits/{kind}/{key:.+}")
-            .route(web::get().to(inspect))
-            .route(web::delete().to(reset)),
+        web::resource("/admin/rate-limits/ip/{key:.+}")
+            .route(web::get().to(inspect_ip))
+            .route(web::delete().to(reset_ip)),
+    )
+    .service(
+        web::resource("/admin/rate-limits/user/{key:.+}")
+            .route(web::get().to(inspect_user))
+            .route(web::delete().to(reset_user)),
     );
 }
 
 /// The client an admin path names (`{kind}/{key}`), and the limiters.
 fn target(
     req: &HttpRequest,
-    path: web::Path<(String, String)>,
+    kind: KeyKind,
+    key: &str,
 ) -> Result<(ClientKey, web::Data<RateLimits>), AppError> {
-    let (kind, key) = path.into_inner();
-    let kind = KeyKind::parse(&kind)
-        .map_err(|_| AppError::NotFound(format!("rate-limit kind {kind:?} (use ip or user)")))?;
-    let key = ClientKey::parse(kind, &key)
+    if kind == KeyKind::User && key.chars().count() > MAX_PATH_SUBJECT {
+        return Err(AppError::bad_request(
+            "invalid_path",
+            format!("a user key in a path is at most {MAX_PATH_SUBJECT} characters"),
+        ));
+    }
+    let key = ClientKey::parse(kind, key)
         .map_err(|e| AppError::bad_request("invalid_path", e.to_string()))?;
     let limits = req
         .app_data::<web::Data<RateLimits>>()
@@ -260,13 +274,31 @@ fn shared_json<T>(
 
 /// `GET /api/admin/rate-limits/{ip|user}/{key}`: this instance's bucket and the shared
 /// one, spending nothing.
-#[utoipa::path(get, path = "/api/admin/rate-limits/{kind}/{key}", operation_id = "inspectRateLimit", tag = "admin", security(("bearer" = [])), params(("kind" = String, Path, description = "`ip` or `user`"), ("key" = String, Path, description = "Client address (IPv6: any address of its /64) or token subject")), responses((status = 200, description = "This instance's bucket and the shared one in Redis, spending nothing", body = Object), (status = 400, description = "Malformed key", body = crate::error::ErrorBody), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody), (status = 403, description = "Wrong role", body = crate::error::ErrorBody), (status = 404, description = "Unknown kind", body = crate::error::ErrorBody)))]
-pub async fn inspect(
+#[utoipa::path(get, path = "/api/admin/rate-limits/ip/{key}", operation_id = "inspectIpRateLimit", tag = "admin", security(("bearer" = [])), params(("key" = String, Path, description = "Client address (IPv4, or IPv6: any address of its /64)", format = "ip")), responses((status = 200, description = "This instance's bucket and the shared one in Redis, spending nothing", body = Object), (status = 400, description = "Malformed key", body = crate::error::ErrorBody), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody), (status = 403, description = "Wrong role", body = crate::error::ErrorBody)))]
+pub async fn inspect_ip(
+    admin: Admin,
+    req: HttpRequest,
+    key: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    inspect(admin, req, KeyKind::Ip, &key).await
+}
+
+#[utoipa::path(get, path = "/api/admin/rate-limits/user/{key}", operation_id = "inspectUserRateLimit", tag = "admin", security(("bearer" = [])), params(("key" = String, Path, description = "Token subject: 1 to 64 characters, no control characters", pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]{1,64}$")), responses((status = 200, description = "This instance's bucket and the shared one in Redis, spending nothing", body = Object), (status = 400, description = "Malformed key", body = crate::error::ErrorBody), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody), (status = 403, description = "Wrong role", body = crate::error::ErrorBody)))]
+pub async fn inspect_user(
+    admin: Admin,
+    req: HttpRequest,
+    key: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    inspect(admin, req, KeyKind::User, &key).await
+}
+
+async fn inspect(
     _admin: Admin,
     req: HttpRequest,
-    path: web::Path<(String, String)>,
+    kind: KeyKind,
+    key: &str,
 ) -> Result<HttpResponse, AppError> {
-    let (key, limits) = target(&req, path)?;
+    let (key, limits) = target(&req, kind, key)?;
     let view = limits.inspect(&key).await;
     let limit = view.local.limit;
     let redis = shared_json(&view.shared, |shared| match shared {
@@ -293,13 +325,31 @@ pub async fn inspect(
 
 /// `DELETE /api/admin/rate-limits/{ip|user}/{key}`: clears this instance's bucket and the
 /// shared one in Redis. 200 even when Redis did not answer; `redis.status` says so.
-#[utoipa::path(delete, path = "/api/admin/rate-limits/{kind}/{key}", operation_id = "resetRateLimit", tag = "admin", security(("bearer" = [])), params(("kind" = String, Path, description = "`ip` or `user`"), ("key" = String, Path, description = "Client address (IPv6: any address of its /64) or token subject")), responses((status = 200, description = "Local and shared bucket cleared; `redis.status` says whether Redis answered", body = Object), (status = 400, description = "Malformed key", body = crate::error::ErrorBody), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody), (status = 403, description = "Wrong role", body = crate::error::ErrorBody), (status = 404, description = "Unknown kind", body = crate::error::ErrorBody)))]
-pub async fn reset(
+#[utoipa::path(delete, path = "/api/admin/rate-limits/ip/{key}", operation_id = "resetIpRateLimit", tag = "admin", security(("bearer" = [])), params(("key" = String, Path, description = "Client address (IPv4, or IPv6: any address of its /64)", format = "ip")), responses((status = 200, description = "Local and shared bucket cleared; `redis.status` says whether Redis answered", body = Object), (status = 400, description = "Malformed key", body = crate::error::ErrorBody), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody), (status = 403, description = "Wrong role", body = crate::error::ErrorBody)))]
+pub async fn reset_ip(
     admin: Admin,
     req: HttpRequest,
-    path: web::Path<(String, String)>,
+    key: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let (key, limits) = target(&req, path)?;
+    reset(admin, req, KeyKind::Ip, &key).await
+}
+
+#[utoipa::path(delete, path = "/api/admin/rate-limits/user/{key}", operation_id = "resetUserRateLimit", tag = "admin", security(("bearer" = [])), params(("key" = String, Path, description = "Token subject: 1 to 64 characters, no control characters", pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]{1,64}$")), responses((status = 200, description = "Local and shared bucket cleared; `redis.status` says whether Redis answered", body = Object), (status = 400, description = "Malformed key", body = crate::error::ErrorBody), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody), (status = 403, description = "Wrong role", body = crate::error::ErrorBody)))]
+pub async fn reset_user(
+    admin: Admin,
+    req: HttpRequest,
+    key: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    reset(admin, req, KeyKind::User, &key).await
+}
+
+async fn reset(
+    admin: Admin,
+    req: HttpRequest,
+    kind: KeyKind,
+    key: &str,
+) -> Result<HttpResponse, AppError> {
+    let (key, limits) = target(&req, kind, key)?;
     let outcome = limits.reset(&key).await;
     tracing::info!(admin = %admin.0.sub, key = %outcome.key, "rate-limit bucket reset");
     let redis = shared_json(

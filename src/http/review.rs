@@ -1,6 +1,6 @@
 //! The review queue: `GET /api/review`, `POST /api/review/{id}/approve|reject`.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use crate::actors::store::DecideReview;
@@ -10,26 +10,39 @@ use crate::http::auth::Reviewer;
 use crate::http::dto::ReviewJson;
 use crate::http::feed::parse_bounded;
 use crate::http::leaders::parse_id;
-use crate::http::AppState;
+use crate::http::{AppState, ObjectBody};
 
 /// Longest reviewer note, in characters.
 const MAX_NOTES: usize = 2000;
 
 /// Registers the routes of this module.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/review", web::get().to(list))
-        .route("/review/{id}/approve", web::post().to(approve))
-        .route("/review/{id}/reject", web::post().to(reject));
+    cfg.service(web::resource("/review").route(web::get().to(list)))
+        .service(web::resource("/review/{id}/approve").route(web::post().to(approve)))
+        .service(web::resource("/review/{id}/reject").route(web::post().to(reject)));
 }
 
 /// Query of `GET /api/review`: `state=pending|approved|rejected|all` (default pending).
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ReviewQuery {
-    /// `pending` (default), `approved`, `rejected` or `all`.
+    /// Which items (default `pending`).
+    #[param(value_type = Option<StateParam>, inline)]
     state: Option<String>,
-    /// How many, 1..500 (default 100).
+    /// How many (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
     limit: Option<String>,
+}
+
+/// `state=` of the review queue.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum StateParam {
+    Pending,
+    Approved,
+    Rejected,
+    All,
 }
 
 /// `GET /api/review` (reviewer or admin): items with their posts, newest first.
@@ -77,9 +90,11 @@ pub async fn list(
         .body(body))
 }
 
-/// Body of approve and reject; may be empty.
+/// Body of approve and reject; may be absent (no body at all).
 #[derive(Debug, Deserialize, Default, utoipa::ToSchema)]
 pub struct DecisionBody {
+    /// At most 2000 characters.
+    #[schema(max_length = 2000)]
     notes: Option<String>,
 }
 
@@ -87,7 +102,7 @@ async fn decide(
     who: Reviewer,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: web::Bytes,
+    (req, body): (HttpRequest, web::Bytes),
     decision: ReviewState,
 ) -> Result<HttpResponse, AppError> {
     let id = parse_id(&path, "review item")?;
@@ -95,8 +110,10 @@ async fn decide(
     let notes = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
-        serde_json::from_slice::<DecisionBody>(&body)
+        crate::http::require_json(&req)?;
+        serde_json::from_slice::<ObjectBody<DecisionBody>>(&body)
             .map_err(|e| AppError::bad_request("malformed_json", e.to_string()))?
+            .0
             .notes
     };
     if notes
@@ -125,23 +142,25 @@ async fn decide(
 }
 
 /// `POST /api/review/{id}/approve`.
-#[utoipa::path(post, path = "/api/review/{id}/approve", operation_id = "approveReview", tag = "review", security(("bearer" = [])), params(("id" = u64, Path, description = "Review item id")), request_body(content = Option<DecisionBody>, description = "Optional notes"), responses((status = 200, description = "Approved", body = ReviewJson), (status = 400, description = "Bad input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody), (status = 403, description = "Wrong role", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody)))]
+#[utoipa::path(post, path = "/api/review/{id}/approve", operation_id = "approveReview", tag = "review", security(("bearer" = [])), params(("id" = u64, Path, description = "Review item id")), request_body(content = DecisionBody, description = "Optional notes; the body may be absent"), responses((status = 200, description = "Approved", body = ReviewJson), (status = 400, description = "Bad input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody), (status = 403, description = "Wrong role", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody)))]
 pub async fn approve(
     who: Reviewer,
     state: web::Data<AppState>,
     path: web::Path<String>,
+    req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
-    decide(who, state, path, body, ReviewState::Approved).await
+    decide(who, state, path, (req, body), ReviewState::Approved).await
 }
 
 /// `POST /api/review/{id}/reject` with `{"notes"}`.
-#[utoipa::path(post, path = "/api/review/{id}/reject", operation_id = "rejectReview", tag = "review", security(("bearer" = [])), params(("id" = u64, Path, description = "Review item id")), request_body(content = Option<DecisionBody>, description = "Optional notes"), responses((status = 200, description = "Rejected", body = ReviewJson), (status = 400, description = "Bad input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody), (status = 403, description = "Wrong role", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody)))]
+#[utoipa::path(post, path = "/api/review/{id}/reject", operation_id = "rejectReview", tag = "review", security(("bearer" = [])), params(("id" = u64, Path, description = "Review item id")), request_body(content = DecisionBody, description = "Optional notes; the body may be absent"), responses((status = 200, description = "Rejected", body = ReviewJson), (status = 400, description = "Bad input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody), (status = 403, description = "Wrong role", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody)))]
 pub async fn reject(
     who: Reviewer,
     state: web::Data<AppState>,
     path: web::Path<String>,
+    req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
-    decide(who, state, path, body, ReviewState::Rejected).await
+    decide(who, state, path, (req, body), ReviewState::Rejected).await
 }

@@ -6,7 +6,7 @@
 
 use std::sync::OnceLock;
 
-use actix_web::HttpResponse;
+use actix_web::{web, HttpResponse};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -47,8 +47,10 @@ use crate::http;
         http::admin::token,
         http::admin::ping,
         http::admin::export,
-        http::rate_limit::inspect,
-        http::rate_limit::reset,
+        http::rate_limit::inspect_ip,
+        http::rate_limit::inspect_user,
+        http::rate_limit::reset_ip,
+        http::rate_limit::reset_user,
         http::sentiment::batch,
         http::bench::fixed,
         http::ingestion::status,
@@ -57,7 +59,7 @@ use crate::http;
         http::ingestion::start,
         http::ingestion::refresh,
     ),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &StrictBodies, &IpKeys),
     tags(
         (name = "page", description = "The web page and its assets"),
         (name = "health", description = "Health, liveness, readiness and metrics"),
@@ -91,12 +93,116 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The document as JSON, built once.
-pub fn document() -> &'static str {
-    static JSON: OnceLock<String> = OnceLock::new();
-    JSON.get_or_init(|| {
+/// Operations whose JSON body may be left out entirely (but is never `null`).
+const OPTIONAL_BODIES: [&str; 3] = ["ingestionTrigger", "approveReview", "rejectReview"];
+/// Operations whose `key` path parameter is a client address.
+const IP_KEY_OPERATIONS: [&str; 2] = ["inspectIpRateLimit", "resetIpRateLimit"];
+/// The path of the load-test baseline, documented only where it is mounted.
+const BENCH_PATH: &str = "/bench/fixed";
+
+/// Every operation that takes a JSON body can also answer what the JSON extractor does
+/// (400 malformed or invalid, 413 too large, 415 not JSON): documented on each, so none
+/// can be forgotten. Optional bodies are marked so (never `null`).
+struct StrictBodies;
+
+impl Modify for StrictBodies {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{Required, ResponseBuilder};
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    utoipa::openapi::ContentBuilder::new()
+                        .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            for op in [&mut item.post, &mut item.put].into_iter().flatten() {
+                let Some(body) = op.request_body.as_mut() else {
+                    continue;
+                };
+                if op
+                    .operation_id
+                    .as_deref()
+                    .is_some_and(|id| OPTIONAL_BODIES.contains(&id))
+                {
+                    body.required = Some(Required::False);
+                }
+                for (status, description) in [
+                    ("400", "Malformed JSON or an invalid field"),
+                    ("413", "Body too large"),
+                    ("415", "The body is not `Content-Type: application/json`"),
+                ] {
+                    op.responses
+                        .responses
+                        .entry(status.to_string())
+                        .or_insert_with(|| error(description).into());
+                }
+            }
+        }
+    }
+}
+
+/// The `ip` rate-limit paths take an IPv4 address or any IPv6 address of a /64.
+struct IpKeys;
+
+impl Modify for IpKeys {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::schema::{
+            KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type,
+        };
+        let address = |format: KnownFormat| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(format)))
+        };
+        for item in openapi.paths.paths.values_mut() {
+            for op in [&mut item.get, &mut item.delete].into_iter().flatten() {
+                if !op
+                    .operation_id
+                    .as_deref()
+                    .is_some_and(|id| IP_KEY_OPERATIONS.contains(&id))
+                {
+                    continue;
+                }
+                for param in op.parameters.iter_mut().flatten() {
+                    if param.name == "key" {
+                        param.schema = Some(
+                            OneOfBuilder::new()
+                                .item(address(KnownFormat::Ipv4))
+                                .item(address(KnownFormat::Ipv6))
+                                .into(),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The document as JSON, built once per variant: with `/bench/fixed` only when the
+/// bench routes are mounted (`AMBER_BENCH_ROUTES=true`), as the document lists only what
+/// the server answers.
+pub fn document(bench_routes: bool) -> &'static str {
+    static WITH_BENCH: OnceLock<String> = OnceLock::new();
+    static WITHOUT_BENCH: OnceLock<String> = OnceLock::new();
+    let cell = if bench_routes {
+        &WITH_BENCH
+    } else {
+        &WITHOUT_BENCH
+    };
+    cell.get_or_init(|| {
         let mut doc = ApiDoc::openapi();
         doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+        if !bench_routes {
+            doc.paths.paths.remove(BENCH_PATH);
+            if let Some(tags) = doc.tags.as_mut() {
+                tags.retain(|t| t.name != "bench");
+            }
+        }
         // Serialising a document of plain strings and maps cannot fail; an empty object
         // would still be valid JSON if it did.
         doc.to_json().unwrap_or_else(|_| "{}".to_string())
@@ -106,10 +212,10 @@ pub fn document() -> &'static str {
 /// `GET /api/openapi.json`.
 #[utoipa::path(get, path = "/api/openapi.json", operation_id = "getOpenApi", tag = "page",
     responses((status = 200, description = "This OpenAPI 3 document", content_type = "application/json")))]
-pub async fn openapi_json() -> HttpResponse {
+pub async fn openapi_json(state: web::Data<http::AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
-        .body(document())
+        .body(document(state.settings.bench_routes))
 }
 
 #[cfg(test)]
@@ -251,7 +357,8 @@ mod tests {
 
     /// (METHOD, path) of every operation in the document.
     fn documented_routes() -> BTreeSet<(String, String)> {
-        let doc: serde_json::Value = serde_json::from_str(document()).expect("document is JSON");
+        let doc: serde_json::Value =
+            serde_json::from_str(document(true)).expect("document is JSON");
         let mut out = BTreeSet::new();
         for (path, item) in doc["paths"].as_object().expect("paths") {
             for method in item.as_object().expect("path item").keys() {
@@ -299,7 +406,7 @@ mod tests {
 
     #[test]
     fn document_is_openapi_3_with_the_bearer_scheme() {
-        let doc: serde_json::Value = serde_json::from_str(document()).expect("JSON");
+        let doc: serde_json::Value = serde_json::from_str(document(true)).expect("JSON");
         assert!(doc["openapi"].as_str().expect("version").starts_with("3."));
         assert_eq!(
             doc["components"]["securitySchemes"]["bearer"]["scheme"],
@@ -309,8 +416,54 @@ mod tests {
     }
 
     #[test]
+    fn the_bench_route_is_documented_only_where_it_is_mounted() {
+        let with: serde_json::Value = serde_json::from_str(document(true)).expect("JSON");
+        let without: serde_json::Value = serde_json::from_str(document(false)).expect("JSON");
+        assert!(with["paths"][BENCH_PATH].is_object());
+        assert!(without["paths"].get(BENCH_PATH).is_none());
+        assert_eq!(
+            with["paths"].as_object().unwrap().len(),
+            without["paths"].as_object().unwrap().len() + 1
+        );
+    }
+
+    #[test]
+    fn every_json_body_route_documents_400_413_and_415_and_no_body_is_null() {
+        let doc: serde_json::Value = serde_json::from_str(document(false)).expect("JSON");
+        let mut bodies = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let Some(body) = op.get("requestBody") else {
+                    continue;
+                };
+                bodies += 1;
+                for status in ["400", "413", "415"] {
+                    assert!(
+                        op["responses"][status].is_object(),
+                        "{method} {path}: {status}"
+                    );
+                }
+                let text = body.to_string();
+                assert!(
+                    !text.contains("\"null\""),
+                    "{method} {path}: a null body: {text}"
+                );
+            }
+        }
+        assert!(bodies >= 9, "only {bodies} bodies");
+    }
+
+    #[test]
+    fn the_text_patterns_in_the_document_are_the_ones_the_handlers_check() {
+        let doc = document(false);
+        let escaped = |p: &str| serde_json::to_string(p).expect("JSON string");
+        assert!(doc.contains(&escaped(crate::http::text::NOT_BLANK)));
+        assert!(doc.contains(&escaped(crate::http::text::PRINTABLE_NOT_BLANK)));
+    }
+
+    #[test]
     fn operation_ids_are_unique() {
-        let doc: serde_json::Value = serde_json::from_str(document()).expect("JSON");
+        let doc: serde_json::Value = serde_json::from_str(document(true)).expect("JSON");
         let mut seen = BTreeSet::new();
         for item in doc["paths"].as_object().expect("paths").values() {
             for op in item.as_object().expect("path item").values() {

@@ -49,7 +49,15 @@ async fn every_bad_token_kind_is_401_and_the_wrong_role_403() {
         now() + 3600
     ));
     let alg_none = format!("{header}.{payload}.");
+    // RFC 7519 `nbf`: valid signature and expiry, but not valid for another hour.
+    let not_yet = encode(
+        &Header::default(),
+        &json!({"sub": "a", "role": "admin", "iat": now(), "exp": now() + 7200, "nbf": now() + 3600}),
+        &EncodingKey::from_secret(TEST_SECRET.as_bytes()),
+    )
+    .unwrap();
     for (what, auth) in [
+        ("nbf an hour ahead", Some(format!("Bearer {not_yet}"))),
         ("missing", None),
         ("expired", Some(format!("Bearer {expired}"))),
         ("wrong key", Some(format!("Bearer {wrong_key}"))),

@@ -147,7 +147,13 @@ async fn bad_feed_parameters_are_400_with_a_reason() {
         "source=myspace",
         "leaders=a,b",
         "before=garbage",
-        "page=2&before=1-1",
+        "page=2&before=1-x",
+        "leaders=1,,2",
+        "leaders=",
+        "source=",
+        "source=X",
+        "page= 2",
+        "page=+2",
         "page_size=1e3",
     ] {
         let (status, body) = app.get_json(&format!("/api/feed?{q}")).await;
@@ -169,4 +175,14 @@ async fn dashboard_has_leaders_and_newest_posts() {
     assert_eq!(body["leaders"].as_array().unwrap().len(), 11);
     assert_eq!(body["posts"].as_array().unwrap().len(), 3);
     assert_eq!(body["posts"][0]["content"], "post number 2");
+}
+
+#[actix_web::test]
+async fn with_a_cursor_the_page_number_is_ignored() {
+    let app = spawn_app().await;
+    let (status, body) = app
+        .get_json("/api/feed?page=3&before=9999999999999-1")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["page"], serde_json::Value::Null);
 }

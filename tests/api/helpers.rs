@@ -56,6 +56,9 @@ const SPEC_VARS: &[&str] = &[
     "X_MONTHLY_READ_BUDGET",
     "GIT_COMMIT",
     "BUILD_TIME",
+    "REQUEST_TIMEOUT_SECONDS",
+    "MAX_CONNECTIONS",
+    "MAX_CONNECTIONS_PER_IP",
 ];
 
 /// The path of the binary under test.
@@ -70,7 +73,26 @@ pub fn seed_file() -> PathBuf {
 
 /// A command for the binary with a clean, test-owned environment.
 pub fn amber_command(data_dir: &Path, env: &HashMap<String, String>) -> Command {
-    let mut cmd = Command::new(amber_bin());
+    amber_command_limited(data_dir, env, None)
+}
+
+/// Like [`amber_command`], with the open-file limit (soft and hard) set to `nofile` in
+/// the child, as `ulimit -n` would (systemd's default is 1024).
+pub fn amber_command_limited(
+    data_dir: &Path,
+    env: &HashMap<String, String>,
+    nofile: Option<u64>,
+) -> Command {
+    let mut cmd = match nofile {
+        Some(n) => {
+            let mut sh = Command::new("sh");
+            sh.arg("-c")
+                .arg(format!("ulimit -n {n} && exec \"$0\""))
+                .arg(amber_bin());
+            sh
+        }
+        None => Command::new(amber_bin()),
+    };
     for var in SPEC_VARS {
         cmd.env_remove(var);
     }
@@ -124,7 +146,27 @@ pub async fn spawn_on(data_dir: &Path) -> TestApp {
     start(data_dir.to_path_buf(), HashMap::new()).await
 }
 
+/// Spawns a server with extra environment variables under an open-file limit.
+pub async fn spawn_app_with_nofile(env: &[(&str, &str)], nofile: u64) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let env: HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let mut app = start_limited(dir.path().to_path_buf(), env, Some(nofile)).await;
+    app._dir = Some(dir);
+    app
+}
+
 async fn start(data_dir: PathBuf, env: HashMap<String, String>) -> TestApp {
+    start_limited(data_dir, env, None).await
+}
+
+async fn start_limited(
+    data_dir: PathBuf,
+    env: HashMap<String, String>,
+    nofile: Option<u64>,
+) -> TestApp {
     let log_path = data_dir.join(format!(
         "server-{}.log",
         std::time::SystemTime::now()
@@ -133,7 +175,7 @@ async fn start(data_dir: PathBuf, env: HashMap<String, String>) -> TestApp {
             .as_nanos()
     ));
     let log = std::fs::File::create(&log_path).expect("log file");
-    let mut child = amber_command(&data_dir, &env)
+    let mut child = amber_command_limited(&data_dir, &env, nofile)
         .stdout(Stdio::piped())
         .stderr(log)
         .spawn()

@@ -4,6 +4,7 @@
 mod auth;
 mod browser;
 mod cli;
+mod connections;
 mod docs;
 mod durability;
 mod errors;
@@ -14,7 +15,9 @@ mod helpers;
 mod ingestion;
 mod leaders;
 mod logs;
+mod methods;
 mod posts;
 mod rate_limit;
 mod review;
+mod schemathesis;
 mod web;

@@ -126,3 +126,83 @@ async fn invalid_posts_are_400_and_store_nothing() {
     let (_, feed) = app.get_json("/api/feed").await;
     assert_eq!(feed["total"], 0);
 }
+
+/// Sends a raw JSON body as admin (serde_json would refuse to build these values).
+async fn admin_raw(
+    app: &crate::helpers::TestApp,
+    method: Method,
+    path: &str,
+    body: String,
+) -> reqwest::Response {
+    app.client
+        .request(method, app.url(path))
+        .bearer_auth(app.admin_token())
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("request")
+}
+
+#[actix_web::test]
+async fn metrics_that_cannot_be_served_as_strict_json_are_refused_before_anything_is_stored() {
+    let app = spawn_app().await;
+    let deep = format!("{}1{}", "{\"a\":".repeat(127), "}".repeat(127));
+    for (what, metrics) in [
+        ("1e400", r#"{"likes": 1e400}"#.to_string()),
+        (
+            "-1e400 in an array",
+            r#"{"counts": [1, -1e400]}"#.to_string(),
+        ),
+        ("127 levels", deep.clone()),
+        ("lone surrogate", r#"{"a": "\ud800"}"#.to_string()),
+        ("not an object", "[1, 2]".to_string()),
+    ] {
+        let body = format!(
+            r#"{{"leaderId": 1, "platform": "news", "content": "c", "platformPostId": "p-1", "metrics": {metrics}}}"#
+        );
+        let res = admin_raw(&app, Method::POST, "/api/posts", body).await;
+        assert_eq!(res.status(), 400, "{what}");
+        let err: Value = res.json().await.unwrap();
+        assert_eq!(err["error"], "invalid_post", "{what}: {err}");
+    }
+    // Nothing was stored: the feed is empty and the same platformPostId is still free.
+    let (_, feed) = app.get_json("/api/feed").await;
+    assert_eq!(feed["total"], 0);
+    let created = app
+        .create_post(&json!({"leaderId": 1, "platform": "news", "content": "c", "platformPostId": "p-1", "metrics": {"likes": 1e300}}))
+        .await;
+    let id = created["id"].as_u64().unwrap();
+
+    // PUT is held to the same rule, and a refused PUT changes nothing.
+    let res = admin_raw(
+        &app,
+        Method::PUT,
+        &format!("/api/posts/{id}"),
+        format!(r#"{{"content": "changed", "metrics": {deep}}}"#),
+    )
+    .await;
+    assert_eq!(res.status(), 400);
+    let res = admin_raw(
+        &app,
+        Method::PUT,
+        &format!("/api/posts/{id}"),
+        r#"{"metrics": {"likes": 1e400}}"#.to_string(),
+    )
+    .await;
+    assert_eq!(res.status(), 400);
+    // Every page that shows the post still parses as strict JSON and shows it unchanged.
+    for path in [
+        format!("/api/posts/{id}"),
+        "/api/feed".to_string(),
+        "/api/posts".to_string(),
+        "/api/dashboard".to_string(),
+    ] {
+        let res = app.get(&path).await;
+        assert_eq!(res.status(), 200, "{path}");
+        let text = res.text().await.unwrap();
+        let _: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert!(text.contains("\"content\":\"c\""), "{path}: {text}");
+        assert!(!text.contains("changed"), "{path}");
+    }
+}

@@ -89,6 +89,7 @@ async fn review_errors_are_clear() {
         .client
         .post(app.url("/api/review/1/approve"))
         .bearer_auth(&token)
+        .header("content-type", "application/json")
         .body("{not json")
         .send()
         .await

@@ -1,45 +1,62 @@
 #!/usr/bin/env bash
-# Load test of the feed over real HTTP on loopback (issue 2's figures):
-#   benches/load/feed.sh            # 100k posts
-#   N=10000 benches/load/feed.sh    # another store size
-# Needs wrk (apt-get install wrk). Builds the release binary and the seed_store example,
-# fills a temp DATA_DIR with N synthetic X posts, then measures start-up, idle RSS and
-# req/s of /api/feed next to /bench/fixed (the same number of bytes, no work) in one run.
+# Feed pages over real HTTP on loopback (issues 2 and 14), side by side in one run with a
+# bare actix-web server (examples/bare_server.rs, a process of its own) answering a static
+# body of the same size as a page of 20:
+#   benches/load/feed.sh                          # a fresh 100k-post store in a temp dir
+#   STORE=target/p-data/s1000000 N=1000000 benches/load/feed.sh   # reuse a seeded store
+# Every feed row is random pages of one shape (benches/load/feed_pages.lua: page numbers,
+# cursors, one leader, three leaders, source, leader + source, three leaders + cursor, a
+# mix), so no rendered answer is reused as is. ROUNDS rounds, alternating with the static
+# body; each row prints req/s, its share of that round's static figure, p50 and p99.
+# Needs wrk. PROFILE (default bench: release settings with thin LTO and symbols, which
+# builds faster; release gives the shipped binary) picks the cargo profile.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 N=${N:-100000}
+SPAN=${SPAN:-100000}
 PORT=${PORT:-5077}
-DURATION=${DURATION:-15s}
-cargo build --release --bin amber --example seed_store >/dev/null 2>&1
-DIR=$(mktemp -d)
-trap 'kill $(cat "$DIR/pid" 2>/dev/null) 2>/dev/null || true; rm -rf "$DIR"' EXIT
-./target/release/examples/seed_store "$DIR" "$N"
+BARE_PORT=${BARE_PORT:-5078}
+DURATION=${DURATION:-10s}
+ROUNDS=${ROUNDS:-3}
+MODES=${MODES:-"page cursor leader leaders source leader_source leaders_cursor mix"}
+PROFILE=${PROFILE:-bench}
+cargo build --profile "$PROFILE" --bin amber --example seed_store --example bare_server >/dev/null 2>&1
+BIN=target/release
+[ "$PROFILE" = dev ] && BIN=target/debug
+WORK=$(mktemp -d)
+if [ -n "${STORE:-}" ]; then DIR=$STORE; else DIR=$WORK/store; "$BIN/examples/seed_store" "$DIR" "$N"; fi
+trap 'kill $(cat "$WORK/pid" "$WORK/bare" 2>/dev/null) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+echo "$(date -u +%FT%TZ) $(uptime)"
 
-start() {
-  local t0 t1
-  t0=$(date +%s%N)
-  DATA_DIR=$DIR PORT=$PORT AMBER_BENCH_ROUTES=true RATE_LIMITING_ENABLED=false RUST_LOG=warn \
-    ./target/release/amber >"$DIR/out" 2>"$DIR/err" &
-  echo $! >"$DIR/pid"
-  until curl -s -o /dev/null "http://127.0.0.1:$PORT/livez"; do sleep 0.002; done
-  t1=$(date +%s%N)
-  echo "start-up to first answer: $(( (t1 - t0) / 1000000 )) ms ($1)"
+DATA_DIR=$DIR PORT=$PORT AMBER_BENCH_ROUTES=true RATE_LIMITING_ENABLED=false RUST_LOG=warn \
+  "$BIN/amber" >"$WORK/out" 2>"$WORK/err" &
+echo $! >"$WORK/pid"
+"$BIN/examples/bare_server" "$BARE_PORT" &
+echo $! >"$WORK/bare"
+until curl -s -o /dev/null "http://127.0.0.1:$PORT/livez" && curl -s -o /dev/null "http://127.0.0.1:$BARE_PORT/hello"; do sleep 0.01; done
+echo "idle RSS: $(awk '/VmRSS/ {print $2 / 1024 " MB"}' /proc/"$(cat "$WORK/pid")"/status)"
+BYTES=$(curl -s "http://127.0.0.1:$PORT/api/feed?page_size=20&page=2" | wc -c)
+echo "feed page of 20 = $BYTES bytes; static body the same size from bare_server"
+
+wrk_row() { # label url [wrk args...]
+  local label=$1 url=$2
+  shift 2
+  wrk -t2 -c32 -d"$DURATION" --latency "$@" "$url" |
+    awk -v label="$label" '/^ +50%/ {p50=$2} /^ +99%/ {p99=$2} /Requests\/sec/ {rps=$2} /Non-2xx/ {bad=$5}
+      END {printf "%s %s %s %s %s\n", label, rps, p50, p99, bad+0}'
 }
-stop() { kill -TERM "$(cat "$DIR/pid")"; while kill -0 "$(cat "$DIR/pid")" 2>/dev/null; do sleep 0.05; done; }
-
-start "after seeding: index rebuilt from sled"
-stop
-start "after a clean shutdown: index from its snapshot"
-sleep 2
-echo "idle RSS: $(grep VmRSS /proc/"$(cat "$DIR/pid")"/status | awk '{print $2 " " $3}')"
-
-BYTES=$(curl -s "http://127.0.0.1:$PORT/api/feed?page_size=20" | wc -c)
-echo "feed page of 20 = $BYTES bytes"
-run() { printf '%-40s %s\n' "$1" "$(wrk -t2 -c32 -d"$DURATION" ${3:-} "http://127.0.0.1:$PORT$2" | awk '/Requests\/sec/ {print $2 " req/s"} /Latency/ {lat=$2} END {print "avg latency " lat}' | paste -sd' ')"; }
-run "fixed bytes (the ceiling)" "/bench/fixed?bytes=$BYTES"
-run "feed page 1" "/api/feed?page_size=20"
-run "feed page 4000" "/api/feed?page_size=20&page=4000"
-run "feed, random page of 5000 (uncached)" "/api/feed" "-s benches/load/random_pages.lua"
-run "fixed bytes again" "/bench/fixed?bytes=$BYTES"
-echo "RSS after load: $(grep VmRSS /proc/"$(cat "$DIR/pid")"/status | awk '{print $2 " " $3}')"
-stop
+echo "warm-up: every shape once (fills the rendered-post cache as readers would)"
+for m in $MODES; do MODE=$m POSTS=$N SPAN=$SPAN wrk -t2 -c32 -d3s -s benches/load/feed_pages.lua "http://127.0.0.1:$PORT" >/dev/null; done
+printf '%-6s %-16s %10s %8s %9s %9s %s\n' round route req/s share p50 p99 non-2xx
+for round in $(seq "$ROUNDS"); do
+  read -r _ base p50 p99 bad < <(wrk_row static "http://127.0.0.1:$BARE_PORT/static/$BYTES")
+  printf '%-6s %-16s %10s %8s %9s %9s %s\n' "$round" static "$base" 100% "$p50" "$p99" "$bad"
+  for m in $MODES; do
+    read -r _ rps p50 p99 bad < <(MODE=$m POSTS=$N SPAN=$SPAN wrk_row "$m" "http://127.0.0.1:$PORT" -s benches/load/feed_pages.lua)
+    printf '%-6s %-16s %10s %7.0f%% %9s %9s %s\n' "$round" "$m" "$rps" "$(echo "100 * $rps / $base" | bc -l)" "$p50" "$p99" "$bad"
+  done
+done
+echo "RSS after load: $(awk '/VmRSS/ {print $2 / 1024 " MB"}' /proc/"$(cat "$WORK/pid")"/status)"
+echo "$(date -u +%FT%TZ) $(uptime)"
+kill -TERM "$(cat "$WORK/pid")"
+while kill -0 "$(cat "$WORK/pid")" 2>/dev/null; do sleep 0.05; done

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Rate-limiting figures over real HTTP on loopback (issue 3), all against the release binary:
 #   benches/load/rate_limit.sh
-#   1. req/s of refused requests (the full SPEC 429) next to /bench/fixed answering the
-#      same number of bytes, on one server;
+#   1. req/s of refused requests (the full SPEC 429) next to a bare actix-web hello route
+#      (examples/bare_server.rs, a process of its own: no connection guard, middleware or
+#      limiter), alternating ROUNDS times;
 #   2. latency of an allowed feed request with per-instance limits and with Redis sync
 #      (needs Redis on 127.0.0.1:6379), alternating ROUNDS times;
 #   3. RSS while millions of distinct client addresses arrive through a trusted proxy,
@@ -14,10 +15,14 @@ PORT=${PORT:-5088}
 DURATION=${DURATION:-8s}
 ROUNDS=${ROUNDS:-3}
 SPRAY=${SPRAY:-20s}
-cargo build --release --bin amber --example seed_store >/dev/null 2>&1
+SECTIONS=${SECTIONS:-123}   # e.g. SECTIONS=1: only the refusal figures
+BARE_PORT=${BARE_PORT:-5089}
+PROFILE=${PROFILE:-bench}
+cargo build --profile "$PROFILE" --bin amber --example seed_store --example bare_server >/dev/null 2>&1
 DIR=$(mktemp -d)
-trap 'kill $(cat "$DIR/pid" 2>/dev/null) 2>/dev/null || true; rm -rf "$DIR"' EXIT
+trap 'kill $(cat "$DIR/pid" "$DIR/bare" 2>/dev/null) 2>/dev/null || true; rm -rf "$DIR"' EXIT
 ./target/release/examples/seed_store "$DIR" 1000 >/dev/null
+echo "$(date -u +%FT%TZ) $(uptime)"
 URL="http://127.0.0.1:$PORT"
 
 start() {
@@ -30,19 +35,28 @@ stop() { kill -TERM "$(cat "$DIR/pid")"; while kill -0 "$(cat "$DIR/pid")" 2>/de
 rss() { awk '/VmHWM|VmRSS/ {printf "%s %d MB  ", $1, $2 / 1024}' "/proc/$(cat "$DIR/pid")/status"; echo; }
 evalsha_calls() { redis-cli info commandstats | tr -d '\r' | awk -F'[=,]' '/^cmdstat_evalsha:/ {print $2}'; }
 
+if [[ $SECTIONS == *1* ]]; then
 echo "== 1. refusing is nearly free (REQUESTS_PER_MINUTE=1 BURST_SIZE=1: every feed request after the first is a 429)"
 start REQUESTS_PER_MINUTE=1 BURST_SIZE=1
+./target/release/examples/bare_server "$BARE_PORT" &
+echo $! >"$DIR/bare"
+until curl -s -o /dev/null "http://127.0.0.1:$BARE_PORT/hello"; do sleep 0.01; done
 curl -s -o /dev/null "$URL/api/feed"
 BYTES=$(curl -s "$URL/api/feed" | wc -c)
+echo "the 429 body is $BYTES bytes; bare_server's /hello answers 12"
+rps() { wrk -t2 -c32 -d"$DURATION" "$1" |
+  awk '/Requests\/sec/ {rps=$2} /Non-2xx/ {non=$5} /requests in/ {n=$1} END {printf "%s %s %s\n", rps, non+0, n}'; }
 for round in $(seq "$ROUNDS"); do
-  for target in "/bench/fixed?bytes=$BYTES" "/api/feed"; do
-    printf 'round %s %-28s ' "$round" "$target"
-    wrk -t2 -c32 -d"$DURATION" "$URL$target" |
-      awk '/Requests\/sec/ {rps=$2} /Non-2xx/ {non=$5} /requests in/ {n=$1} END {printf "%s req/s (%s of %s not 2xx)\n", rps, non+0, n}'
-  done
+  read -r hello _ _ < <(rps "http://127.0.0.1:$BARE_PORT/hello")
+  read -r refused non n < <(rps "$URL/api/feed")
+  printf 'round %s  bare /hello %s req/s  amber 429 %s req/s (%s of %s not 2xx)  %.0f%%\n' \
+    "$round" "$hello" "$refused" "$non" "$n" "$(echo "100 * $refused / $hello" | bc -l)"
 done
+kill "$(cat "$DIR/bare")"
 stop
+fi
 
+if [[ $SECTIONS == *2* ]]; then
 echo "== 2. allowed feed request latency: per-instance limits vs Redis sync (wrk -t1 -c4 --latency)"
 for round in $(seq "$ROUNDS"); do
   for mode in local redis; do
@@ -60,7 +74,9 @@ for round in $(seq "$ROUNDS"); do
     stop
   done
 done
+fi
 
+if [[ $SECTIONS == *3* ]]; then
 echo "== 3. memory under an address-spraying client (TRUSTED_PROXIES=127.0.0.1/32, a new X-Forwarded-For per request)"
 start TRUSTED_PROXIES=127.0.0.1/32
 for _ in 1 2 3 4 5; do curl -s -o /dev/null "$URL/api/feed?page_size=1"; done
@@ -71,3 +87,4 @@ echo "right after:         $(rss)"
 sleep 15
 echo "15 s later (swept):  $(rss)"
 stop
+fi

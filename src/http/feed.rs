@@ -9,13 +9,14 @@ use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::cursor::Cursor;
-use crate::domain::post::Platform;
+use crate::domain::leader::Leader;
+use crate::domain::post::{Platform, Post};
 use crate::error::AppError;
 use crate::http::dto::{FeedPostJson, LeaderJson, PostJson};
 use crate::http::rate_limit::RateLimited;
 use crate::http::AppState;
 use crate::storage::query::{PageStart, PostQuery};
-use crate::storage::StoreReader;
+use crate::storage::{PageInfo, StoreReader};
 
 /// Default and largest page sizes of the feed.
 pub const DEFAULT_PAGE_SIZE: usize = 20;
@@ -28,9 +29,10 @@ const DASHBOARD_POSTS: usize = 100;
 /// Most rendered pages kept at once.
 const CACHE_ENTRIES: usize = 512;
 
-/// Rendered feed and dashboard answers, keyed by normalised query and valid for one
-/// store generation: any write makes every entry stale, so an answer is never older
-/// than the data. Bounded: when full, stale entries go, then everything.
+/// Rendered dashboard answers, valid for one store generation: any write makes every
+/// entry stale, so an answer is never older than the data. Bounded: when full, stale
+/// entries go, then everything. (Feed pages are assembled from the store's rendered
+/// posts instead, which any page can reuse.)
 #[derive(Default)]
 pub struct PageCache {
     pages: RwLock<HashMap<String, (u64, Bytes)>>,
@@ -204,28 +206,38 @@ struct FeedJson<'a> {
     next_cursor: Option<String>,
 }
 
-/// The work of a feed request, off the async executor: read the page, render it.
-pub fn render_feed(
-    reader: &StoreReader,
-    query: &PostQuery,
-    page: Option<usize>,
-) -> Result<Vec<u8>, AppError> {
-    let result = reader.page(query)?;
-    reader.with_leaders(|leaders| {
-        let body = FeedJson {
-            posts: result
-                .posts
-                .iter()
-                .map(|p| FeedPostJson::from(p, leaders.get(&p.leader_id)))
-                .collect(),
-            page,
-            page_size: query.limit(),
-            total: result.total,
-            has_next: result.has_next,
-            next_cursor: result.next_cursor.map(|c| c.to_string()),
-        };
-        serde_json::to_vec(&body).map_err(|e| AppError::Internal(e.into()))
-    })
+/// One post of the feed as JSON: what the store keeps per post and pages are made of.
+pub fn render_feed_post(post: &Post, leader: Option<&Leader>) -> Result<Vec<u8>, AppError> {
+    serde_json::to_vec(&FeedPostJson::from(post, leader)).map_err(|e| AppError::Internal(e.into()))
+}
+
+/// The start of a feed answer, up to its posts.
+const FEED_HEAD: &[u8] = b"{\"posts\":[";
+
+/// Completes a feed answer after its rendered posts: byte for byte what serialising
+/// [`FeedJson`] gives (a unit test holds the two together).
+pub fn finish_feed_body(
+    body: &mut Vec<u8>,
+    info: &PageInfo,
+    page_number: Option<usize>,
+    page_size: usize,
+) {
+    use std::io::Write;
+    body.extend_from_slice(b"],\"page\":");
+    // Writing into a Vec cannot fail. A cursor is digits and dashes: nothing to escape.
+    let _ = match page_number {
+        Some(n) => write!(body, "{n}"),
+        None => body.write_all(b"null"),
+    };
+    let _ = write!(
+        body,
+        ",\"page_size\":{page_size},\"total\":{},\"has_next\":{},\"next_cursor\":",
+        info.total, info.has_next
+    );
+    let _ = match info.next_cursor {
+        Some(c) => write!(body, "\"{c}\"}}"),
+        None => body.write_all(b"null}"),
+    };
 }
 
 /// `GET /api/feed`.
@@ -268,16 +280,29 @@ pub async fn feed(
         .leaders(leaders)
         .platform(platform)
         .starting(start);
-    let key = format!(
-        "feed|{:?}|{:?}|{:?}|{page_size}",
-        posts_query.leader_ids(),
-        posts_query.platform_filter(),
-        start
-    );
-    cached(&state, key, move |reader| {
-        render_feed(reader, &posts_query, page)
-    })
-    .await
+    // Every post on the page rendered already (the usual case): assembled right here,
+    // in microseconds. Otherwise the page is read and its missing posts rendered on the
+    // blocking pool, and kept for the next pages that show them.
+    let mut body = Vec::with_capacity(page_size * 1024 + 128);
+    body.extend_from_slice(FEED_HEAD);
+    let (info, mut body) = match state
+        .reader
+        .rendered_page_in_memory(&posts_query, &mut body)
+    {
+        Some(info) => (info, body),
+        None => {
+            let reader = state.reader.clone();
+            web::block(move || {
+                let info = reader.rendered_page(&posts_query, render_feed_post, &mut body)?;
+                Ok::<_, AppError>((info, body))
+            })
+            .await??
+        }
+    };
+    finish_feed_body(&mut body, &info, page, page_size);
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -304,4 +329,84 @@ pub async fn dashboard(state: web::Data<AppState>) -> Result<HttpResponse, AppEr
         })
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::domain::post::{Author, Verification};
+    use crate::domain::sentiment::Sentiment;
+
+    fn post(id: u64, text: &str) -> Post {
+        Post {
+            id,
+            leader_id: 7,
+            platform: Platform::X,
+            content: text.to_string(),
+            timestamp_ms: 1_735_689_600_000 + id as i64,
+            sentiment: Sentiment::Neutral,
+            sentiment_score: 0.0,
+            metrics_json: r#"{"likes":3,"nested":{"a":[1,2]}}"#.to_string(),
+            platform_post_id: Some(format!("18{id}")),
+            verification: Verification::Unverified,
+            author: Author::default(),
+        }
+    }
+
+    #[test]
+    fn an_assembled_page_is_what_serialising_the_page_gives() {
+        let leader = Leader {
+            id: 7,
+            name: "Ann \"A\" Lee".into(),
+            handles: BTreeMap::from([("x".to_string(), "ann".to_string())]),
+            tracking_topics: vec![],
+            created_at_ms: 0,
+            avatar_url: None,
+        };
+        let posts = [post(1, "plain"), post(2, "quote \" and \\ and \u{1F600}\n")];
+        for (page_number, next_cursor, leader) in [
+            (
+                Some(3),
+                Some(Cursor {
+                    timestamp_ms: -5,
+                    post_id: 9,
+                }),
+                Some(&leader),
+            ),
+            (None, None, None),
+        ] {
+            for shown in [&posts[..], &posts[..0]] {
+                let want = serde_json::to_vec(&FeedJson {
+                    posts: shown
+                        .iter()
+                        .map(|p| FeedPostJson::from(p, leader))
+                        .collect(),
+                    page: page_number,
+                    page_size: 20,
+                    total: 41,
+                    has_next: next_cursor.is_some(),
+                    next_cursor: next_cursor.map(|c| c.to_string()),
+                })
+                .unwrap();
+                let info = PageInfo {
+                    total: 41,
+                    has_next: next_cursor.is_some(),
+                    next_cursor,
+                };
+                let mut got = FEED_HEAD.to_vec();
+                let rendered: Vec<Vec<u8>> = shown
+                    .iter()
+                    .map(|p| render_feed_post(p, leader).unwrap())
+                    .collect();
+                got.extend_from_slice(&rendered.join(&b","[..]));
+                finish_feed_body(&mut got, &info, page_number, 20);
+                assert_eq!(
+                    String::from_utf8_lossy(&got),
+                    String::from_utf8_lossy(&want)
+                );
+            }
+        }
+    }
 }

@@ -15,7 +15,7 @@ use sled::IVec;
 use crate::domain::leader::Leader;
 use crate::domain::post::Platform;
 use crate::storage::feed_index::{Entry, FeedIndex};
-use crate::storage::{codec, keys, Ids, Store, StoreError};
+use crate::storage::{codec, keys, snapshot, Ids, Store, StoreError};
 
 /// How a change moves the review counters. Decrements saturate, so counters that
 /// drifted never underflow.
@@ -183,6 +183,15 @@ impl Store {
             counted,
             ids,
         } = change;
+        // Posts that existed before this change and whose record it writes: their
+        // renderings go stale when it becomes visible (new posts have none yet).
+        let rewritten: Vec<u64> = writes
+            .iter()
+            .filter(|(key, _)| key.len() == 9 && key[0] == keys::POST)
+            .filter_map(|(key, _)| keys::id_from_key(key))
+            .filter(|id| *id < self.ids.post)
+            .collect();
+        let renders_stale = !leaders_put.is_empty() || !leaders_removed.is_empty();
         let mut batch = sled::Batch::default();
         for (key, value) in writes {
             match value {
@@ -231,18 +240,29 @@ impl Store {
                 batch.insert(keys::named_key(keys::META, name), &next.to_be_bytes());
             }
         }
-        if self.snapshot_live.swap(false, Ordering::Relaxed) {
-            batch.remove(keys::named_key(keys::META, "index_snapshot"));
+        let journaled = index_removed.len() + index_added.len();
+        if journaled > 0 {
+            batch.insert(
+                &keys::id_key(keys::JOURNAL, self.journal.next)[..],
+                snapshot::journal_record(&index_removed, &index_added),
+            );
         }
 
         self.tree.apply_batch(batch)?;
+        if journaled > 0 {
+            // Taken even if the flush fails: sled may hold the record after all.
+            self.journal.next += 1;
+        }
         let flushed = self.db.flush();
+        let visible_at = self.shared.generation.load(Ordering::Acquire) + 1;
         if let Err(err) = flushed {
             // sled may show the batch already; readers' caches must not outlive it.
+            self.shared.rendered.forget_all(visible_at);
             self.shared.generation.fetch_add(1, Ordering::Release);
             return Err(err.into());
         }
 
+        self.journal.pending += journaled;
         // On disk: now show it.
         if !index_removed.is_empty() || !index_added.is_empty() {
             let mut index = self.shared.index.write();
@@ -282,7 +302,15 @@ impl Store {
         if let Some(ids) = ids {
             self.ids = ids;
         }
+        if renders_stale {
+            self.shared.rendered.forget_all(visible_at);
+        } else if !rewritten.is_empty() {
+            self.shared.rendered.changed(rewritten, visible_at);
+        }
         self.shared.generation.fetch_add(1, Ordering::Release);
+        // The change is durable with its journal record already; a snapshot only
+        // shortens the next start's replay, so failing to write one is not an error.
+        self.maybe_snapshot();
         Ok(())
     }
 }
@@ -297,6 +325,7 @@ mod tests {
             post_id: id,
             leader_id: 1,
             platform,
+            kind: 0,
         }
     }
 

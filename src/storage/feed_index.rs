@@ -1,10 +1,13 @@
 //! The feed index: an in-memory, newest-first ordering of every post, with counts, so a
 //! page at any offset or cursor costs about the same however large the store grows.
 //!
-//! sled keeps the durable time index (`T` keys); this is a read model rebuilt from it at
-//! start-up and updated by the store's single writer after each committed batch.
-//! Lists are split into blocks of at most [`MAX_BLOCK`] entries: inserting costs one
-//! block's memmove, and finding offset `k` walks block lengths, not entries.
+//! sled keeps the durable time index (`T` keys); this is a read model rebuilt from it (or
+//! from a snapshot and the index journal, see `snapshot.rs`) at start-up and updated by
+//! the store's single writer after each committed batch. There is one list of every post
+//! and one per leader; each is split into blocks of at most [`MAX_BLOCK`] entries, and
+//! every block counts its entries per *class* (platform × kind). So inserting costs one
+//! block's memmove, finding offset `k` walks block lengths, not entries, and a platform
+//! (or kind) filter walks block counts instead of keeping a list of its own.
 
 use std::collections::HashMap;
 
@@ -13,15 +16,20 @@ use crate::domain::post::Platform;
 use crate::storage::query::{PageStart, PostQuery};
 
 /// First bytes of an index snapshot (format version in the last byte).
-const SNAPSHOT_MAGIC: &[u8; 8] = b"AMBRIDX1";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"AMBRIDX2";
 /// Largest block before it splits in two.
 const MAX_BLOCK: usize = 1024;
 /// Post ids must stay below this to fit an index slot (40 bits: a trillion posts).
 pub const MAX_POST_ID: u64 = 1 << 40;
-/// Leader ids must stay below this to fit an index slot (22 bits).
-pub const MAX_LEADER_ID: u64 = 1 << 22;
+/// Leader ids must stay below this to fit an index slot (20 bits: a million leaders).
+pub const MAX_LEADER_ID: u64 = 1 << 20;
 const ID_BITS: u32 = 40;
-const LEADER_BITS: u32 = 22;
+const LEADER_BITS: u32 = 20;
+/// Bits 60–61: platform code (1..=3); bits 62–63: the post's kind (0..=3).
+const PLATFORM_SHIFT: u32 = ID_BITS + LEADER_BITS;
+const KIND_SHIFT: u32 = PLATFORM_SHIFT + 2;
+/// Classes an entry can fall in: platform code (two bits) × kind (two bits).
+const CLASSES: usize = 16;
 
 type OrderKey = (std::cmp::Reverse<i64>, std::cmp::Reverse<u64>);
 
@@ -33,6 +41,9 @@ pub struct Entry {
     pub post_id: u64,
     pub leader_id: u64,
     pub platform: Platform,
+    /// The post's kind code, 0..=3 (two bits of the slot are kept for it; 0 until kinds
+    /// are stored).
+    pub kind: u8,
 }
 
 impl Entry {
@@ -46,12 +57,65 @@ impl Entry {
 
     /// True when the ids fit an index slot (see [`MAX_POST_ID`], [`MAX_LEADER_ID`]).
     pub fn fits(&self) -> bool {
-        self.post_id < MAX_POST_ID && self.leader_id < MAX_LEADER_ID
+        self.post_id < MAX_POST_ID && self.leader_id < MAX_LEADER_ID && self.kind < 4
+    }
+
+    /// The entry as 16 bytes (its slot, little-endian), for the index journal.
+    pub fn to_bytes(&self) -> [u8; 16] {
+        let slot = Slot::pack(self);
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&slot.timestamp_ms.to_le_bytes());
+        out[8..].copy_from_slice(&slot.packed.to_le_bytes());
+        out
+    }
+
+    /// The inverse of [`Entry::to_bytes`]; `None` for bytes that are not an entry.
+    pub fn from_bytes(b: &[u8]) -> Option<Entry> {
+        let slot = Slot {
+            timestamp_ms: i64::from_le_bytes(b.get(..8)?.try_into().ok()?),
+            packed: u64::from_le_bytes(b.get(8..16)?.try_into().ok()?),
+        };
+        (slot.class() & 3 != 0).then(|| slot.unpack())
+    }
+
+    #[cfg(test)]
+    fn class(&self) -> usize {
+        usize::from(self.kind & 3) << 2 | usize::from(self.platform.code() & 3)
     }
 }
 
-/// An entry packed into 16 bytes: timestamp, and post id | leader id | platform code.
-/// Half the memory of [`Entry`], which matters with a million posts on a Pi.
+/// A set of classes (platform × kind) a query accepts: bit `kind * 4 + platform code`,
+/// the top four bits of a slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClassMask(u16);
+
+impl ClassMask {
+    /// Every class: no filter.
+    pub const ALL: ClassMask = ClassMask(u16::MAX);
+
+    /// The classes of a query: its platform (if any) and every kind.
+    pub fn of(query: &PostQuery) -> ClassMask {
+        match query.platform_filter() {
+            None => ClassMask::ALL,
+            Some(p) => ClassMask(0x1111 << (p.code() & 3)),
+        }
+    }
+
+    fn has(self, class: usize) -> bool {
+        self.0 & (1 << class) != 0
+    }
+
+    fn count(self, counts: &[u32; CLASSES]) -> usize {
+        (0..CLASSES)
+            .filter(|c| self.has(*c))
+            .map(|c| counts[c] as usize)
+            .sum()
+    }
+}
+
+/// An entry packed into 16 bytes: timestamp, and post id | leader id | platform | kind.
+/// A third of the memory the unpacked lists took, which matters with a million posts on
+/// a Pi.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Slot {
     timestamp_ms: i64,
@@ -63,7 +127,8 @@ impl Slot {
         debug_assert!(e.fits());
         let packed = (e.post_id & (MAX_POST_ID - 1))
             | ((e.leader_id & (MAX_LEADER_ID - 1)) << ID_BITS)
-            | (u64::from(e.platform.code() & 3) << (ID_BITS + LEADER_BITS));
+            | (u64::from(e.platform.code() & 3) << PLATFORM_SHIFT)
+            | (u64::from(e.kind & 3) << KIND_SHIFT);
         Slot {
             timestamp_ms: e.timestamp_ms,
             packed,
@@ -74,14 +139,19 @@ impl Slot {
         self.packed & (MAX_POST_ID - 1)
     }
 
+    fn class(&self) -> usize {
+        (self.packed >> PLATFORM_SHIFT) as usize
+    }
+
     fn unpack(&self) -> Entry {
         Entry {
             timestamp_ms: self.timestamp_ms,
             post_id: self.post_id(),
             leader_id: (self.packed >> ID_BITS) & (MAX_LEADER_ID - 1),
             // Codes 1..=3 round-trip through two bits; 0 never occurs.
-            platform: Platform::from_code((self.packed >> (ID_BITS + LEADER_BITS)) as u8)
+            platform: Platform::from_code(((self.packed >> PLATFORM_SHIFT) & 3) as u8)
                 .unwrap_or(Platform::X),
+            kind: (self.packed >> KIND_SHIFT) as u8,
         }
     }
 
@@ -107,11 +177,39 @@ fn cursor_key(c: &Cursor) -> OrderKey {
     )
 }
 
+/// Up to [`MAX_BLOCK`] slots in order, with how many fall in each class.
+#[derive(Debug, Default, Clone)]
+struct Block {
+    slots: Vec<Slot>,
+    counts: [u32; CLASSES],
+}
+
+impl Block {
+    fn recount(&mut self) {
+        self.counts = [0; CLASSES];
+        for s in &self.slots {
+            self.counts[s.class()] += 1;
+        }
+    }
+
+    /// Matching slots among the first `n`.
+    fn matching_in(&self, n: usize, mask: ClassMask) -> usize {
+        if n == self.slots.len() {
+            return mask.count(&self.counts);
+        }
+        self.slots[..n]
+            .iter()
+            .filter(|s| mask.has(s.class()))
+            .count()
+    }
+}
+
 /// A sorted list kept as blocks, with offset access in O(blocks) and insert in O(block).
 #[derive(Debug, Default, Clone)]
 struct BlockList {
-    blocks: Vec<Vec<Slot>>,
+    blocks: Vec<Block>,
     len: usize,
+    counts: [u32; CLASSES],
 }
 
 impl BlockList {
@@ -119,42 +217,76 @@ impl BlockList {
         // The first block whose last entry sorts at or after `key`; else the last block.
         let idx = self
             .blocks
-            .partition_point(|b| b.last().map(|l| l.order_key() < key).unwrap_or(true));
+            .partition_point(|b| b.slots.last().map(|l| l.order_key() < key).unwrap_or(true));
         idx.min(self.blocks.len().saturating_sub(1))
     }
 
-    fn insert(&mut self, e: &Entry) {
+    fn insert(&mut self, e: &Entry) -> bool {
         if self.blocks.is_empty() {
-            self.blocks.push(Vec::with_capacity(16));
+            self.blocks.push(Block::default());
         }
         let key = entry_key(e);
         let b = self.block_for(key);
         let block = &mut self.blocks[b];
-        let pos = block.partition_point(|x| x.order_key() < key);
+        let pos = block.slots.partition_point(|x| x.order_key() < key);
         let slot = Slot::pack(e);
-        if block.get(pos).map(|x| x.order_key() == key) == Some(true) {
-            block[pos] = slot;
-            return;
+        if let Some(old) = block
+            .slots
+            .get(pos)
+            .filter(|x| x.order_key() == key)
+            .copied()
+        {
+            block.counts[old.class()] -= 1;
+            self.counts[old.class()] -= 1;
+            block.counts[slot.class()] += 1;
+            self.counts[slot.class()] += 1;
+            block.slots[pos] = slot;
+            return false;
         }
-        block.insert(pos, slot);
+        block.slots.insert(pos, slot);
+        block.counts[slot.class()] += 1;
+        self.counts[slot.class()] += 1;
         self.len += 1;
-        if block.len() > MAX_BLOCK {
-            let tail = block.split_off(block.len() / 2);
+        if block.slots.len() > MAX_BLOCK {
+            let tail = block.slots.split_off(block.slots.len() / 2);
+            block.recount();
+            let mut tail = Block {
+                slots: tail,
+                counts: [0; CLASSES],
+            };
+            tail.recount();
             self.blocks.insert(b + 1, tail);
         }
+        true
     }
 
-    /// Appends an entry that sorts after every entry already present (bulk loading).
+    /// Appends a slot that sorts after every slot already present (bulk loading).
     fn push_back(&mut self, slot: Slot) {
         match self.blocks.last_mut() {
-            Some(block) if block.len() < MAX_BLOCK => block.push(slot),
+            Some(block) if block.slots.len() < MAX_BLOCK => {
+                block.slots.push(slot);
+                block.counts[slot.class()] += 1;
+            }
             _ => {
-                let mut block = Vec::with_capacity(MAX_BLOCK);
-                block.push(slot);
+                let mut block = Block {
+                    slots: Vec::with_capacity(MAX_BLOCK),
+                    counts: [0; CLASSES],
+                };
+                block.slots.push(slot);
+                block.counts[slot.class()] += 1;
                 self.blocks.push(block);
             }
         }
+        self.counts[slot.class()] += 1;
         self.len += 1;
+    }
+
+    /// Gives back the spare capacity of bulk-loaded blocks.
+    fn shrink(&mut self) {
+        for b in &mut self.blocks {
+            b.slots.shrink_to_fit();
+        }
+        self.blocks.shrink_to_fit();
     }
 
     fn remove(&mut self, e: &Entry) -> bool {
@@ -164,54 +296,126 @@ impl BlockList {
         let key = entry_key(e);
         let b = self.block_for(key);
         let block = &mut self.blocks[b];
-        let pos = block.partition_point(|x| x.order_key() < key);
-        if block.get(pos).map(|x| x.order_key() == key) != Some(true) {
+        let pos = block.slots.partition_point(|x| x.order_key() < key);
+        if block.slots.get(pos).map(|x| x.order_key() == key) != Some(true) {
             return false;
         }
-        block.remove(pos);
+        let old = block.slots.remove(pos);
+        block.counts[old.class()] -= 1;
+        self.counts[old.class()] -= 1;
         self.len -= 1;
-        if block.is_empty() {
+        if block.slots.is_empty() {
             self.blocks.remove(b);
         }
         true
     }
 
-    /// Position of the first entry that sorts strictly after `c`.
-    fn position_after(&self, c: &Cursor) -> usize {
-        let key = cursor_key(c);
-        let mut pos = 0;
-        for block in &self.blocks {
-            match block.last() {
-                Some(last) if last.order_key() <= key => pos += block.len(),
+    /// How many entries match `mask`.
+    fn count(&self, mask: ClassMask) -> usize {
+        if mask == ClassMask::ALL {
+            self.len
+        } else {
+            mask.count(&self.counts)
+        }
+    }
+
+    /// Position of the first entry that sorts strictly after `key`: as (block, index in
+    /// block), plus how many entries before it match `mask`.
+    fn seek_key(&self, key: OrderKey, mask: ClassMask) -> (usize, usize, usize) {
+        let all = self.count(mask) == self.len;
+        let mut matching = 0;
+        for (b, block) in self.blocks.iter().enumerate() {
+            match block.slots.last() {
+                Some(last) if last.order_key() <= key => {
+                    matching += if all {
+                        block.slots.len()
+                    } else {
+                        mask.count(&block.counts)
+                    };
+                }
                 _ => {
-                    pos += block.partition_point(|x| x.order_key() <= key);
-                    break;
+                    let i = block.slots.partition_point(|x| x.order_key() <= key);
+                    matching += if all { i } else { block.matching_in(i, mask) };
+                    return (b, i, matching);
                 }
             }
         }
-        pos
+        (self.blocks.len(), 0, matching)
     }
 
-    /// Up to `n` entries starting at position `start`.
-    fn slice(&self, mut start: usize, n: usize) -> Vec<Entry> {
-        let mut out = Vec::with_capacity(n.min(self.len));
-        for block in &self.blocks {
-            if out.len() == n {
-                break;
-            }
-            if start >= block.len() {
-                start -= block.len();
+    /// Position of the `n`th entry (from 0) matching `mask`, as (block, index in block).
+    fn seek_matching(&self, mut n: usize, mask: ClassMask) -> (usize, usize) {
+        let all = self.count(mask) == self.len;
+        for (b, block) in self.blocks.iter().enumerate() {
+            let here = if all {
+                block.slots.len()
+            } else {
+                mask.count(&block.counts)
+            };
+            if n >= here {
+                n -= here;
                 continue;
             }
-            let take = (n - out.len()).min(block.len() - start);
-            out.extend(block[start..start + take].iter().map(Slot::unpack));
-            start = 0;
+            if all {
+                return (b, n);
+            }
+            for (i, s) in block.slots.iter().enumerate() {
+                if mask.has(s.class()) {
+                    if n == 0 {
+                        return (b, i);
+                    }
+                    n -= 1;
+                }
+            }
         }
-        out
+        (self.blocks.len(), 0)
     }
 
-    fn iter_from(&self, start: usize) -> impl Iterator<Item = Entry> + '_ {
-        self.blocks.iter().flatten().skip(start).map(Slot::unpack)
+    /// The entries matching `mask` from position (block, index) on.
+    fn iter_at(&self, (block, index): (usize, usize), mask: ClassMask) -> Walk<'_> {
+        Walk {
+            list: self,
+            block,
+            index,
+            mask,
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = Entry> + '_ {
+        self.blocks
+            .iter()
+            .flat_map(|b| b.slots.iter())
+            .map(Slot::unpack)
+    }
+}
+
+/// Entries of one list from a position on, only those of the mask's classes.
+struct Walk<'a> {
+    list: &'a BlockList,
+    block: usize,
+    index: usize,
+    mask: ClassMask,
+}
+
+impl Iterator for Walk<'_> {
+    type Item = Entry;
+
+    fn next(&mut self) -> Option<Entry> {
+        loop {
+            let block = self.list.blocks.get(self.block)?;
+            match block.slots.get(self.index) {
+                Some(s) => {
+                    self.index += 1;
+                    if self.mask.has(s.class()) {
+                        return Some(s.unpack());
+                    }
+                }
+                None => {
+                    self.block += 1;
+                    self.index = 0;
+                }
+            }
+        }
     }
 }
 
@@ -224,81 +428,112 @@ pub struct PageRef {
     pub has_next: bool,
 }
 
-/// The index itself: one list of everything, one per platform, one per leader.
+/// The index itself: one list of everything and one per leader. Platform (and kind)
+/// filters use the blocks' class counts.
 #[derive(Debug, Default)]
 pub struct FeedIndex {
     all: BlockList,
-    by_platform: HashMap<Platform, BlockList>,
     by_leader: HashMap<u64, BlockList>,
-    by_leader_platform: HashMap<(u64, Platform), usize>,
+}
+
+/// Takes `limit` entries in order from several walks, after skipping `skip`.
+fn merge(
+    mut walks: Vec<std::iter::Peekable<Walk<'_>>>,
+    mut skip: usize,
+    limit: usize,
+) -> Vec<Entry> {
+    let mut entries = Vec::with_capacity(limit);
+    while entries.len() < limit {
+        let best = walks
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, w)| w.peek().map(|e| (entry_key(e), i)))
+            .min()
+            .map(|(_, i)| i);
+        let Some(e) = best.and_then(|i| walks[i].next()) else {
+            break;
+        };
+        if skip > 0 {
+            skip -= 1;
+        } else {
+            entries.push(e);
+        }
+    }
+    entries
 }
 
 impl FeedIndex {
-    /// Adds (or re-adds) one post's entry.
+    /// Adds one post's entry, replacing the entry at the same (timestamp, id) if any.
     pub fn insert(&mut self, e: Entry) {
-        let before = self.all.len;
-        self.all.insert(&e);
-        if self.all.len == before {
-            return; // already present
+        if let Some(old) = self.get(e.timestamp_ms, e.post_id) {
+            if old == e {
+                return;
+            }
+            self.remove(&old);
         }
-        self.by_platform.entry(e.platform).or_default().insert(&e);
+        self.all.insert(&e);
         self.by_leader.entry(e.leader_id).or_default().insert(&e);
-        *self
-            .by_leader_platform
-            .entry((e.leader_id, e.platform))
-            .or_default() += 1;
     }
 
-    /// Removes one post's entry; false when it was not there.
+    /// Removes the entry at `e`'s (timestamp, id); false when there was none.
     pub fn remove(&mut self, e: &Entry) -> bool {
-        if !self.all.remove(e) {
+        let Some(old) = self.get(e.timestamp_ms, e.post_id) else {
             return false;
-        }
-        if let Some(list) = self.by_platform.get_mut(&e.platform) {
-            list.remove(e);
-        }
-        if let Some(list) = self.by_leader.get_mut(&e.leader_id) {
-            list.remove(e);
+        };
+        self.all.remove(&old);
+        if let Some(list) = self.by_leader.get_mut(&old.leader_id) {
+            list.remove(&old);
             if list.len == 0 {
-                self.by_leader.remove(&e.leader_id);
-            }
-        }
-        if let Some(n) = self.by_leader_platform.get_mut(&(e.leader_id, e.platform)) {
-            *n -= 1;
-            if *n == 0 {
-                self.by_leader_platform.remove(&(e.leader_id, e.platform));
+                self.by_leader.remove(&old.leader_id);
             }
         }
         true
     }
 
-    /// Serialises the index for a fast restart: a magic string, the caller's `tag`, the
-    /// slots newest first, and a CRC32 of all of it.
-    pub fn to_snapshot(&self, tag: u64) -> Vec<u8> {
-        let mut out = Vec::with_capacity(28 + self.all.len * 16);
-        out.extend_from_slice(SNAPSHOT_MAGIC);
-        out.extend_from_slice(&tag.to_le_bytes());
-        out.extend_from_slice(&(self.all.len as u64).to_le_bytes());
-        for slot in self.all.blocks.iter().flatten() {
-            out.extend_from_slice(&slot.timestamp_ms.to_le_bytes());
-            out.extend_from_slice(&slot.packed.to_le_bytes());
+    /// Writes the index for a fast restart: a magic string, the caller's `tag`, the
+    /// journal sequence `seq` it includes, the entry count, the slots newest first, and a
+    /// CRC32 of all of it.
+    pub fn write_snapshot(
+        &self,
+        w: &mut impl std::io::Write,
+        tag: u64,
+        seq: u64,
+    ) -> std::io::Result<()> {
+        let mut crc = crc32fast::Hasher::new();
+        let mut put = |w: &mut dyn std::io::Write, bytes: &[u8]| -> std::io::Result<()> {
+            crc.update(bytes);
+            w.write_all(bytes)
+        };
+        put(w, SNAPSHOT_MAGIC)?;
+        put(w, &tag.to_le_bytes())?;
+        put(w, &seq.to_le_bytes())?;
+        put(w, &(self.all.len as u64).to_le_bytes())?;
+        for block in &self.all.blocks {
+            let mut bytes = Vec::with_capacity(block.slots.len() * 16);
+            for slot in &block.slots {
+                bytes.extend_from_slice(&slot.timestamp_ms.to_le_bytes());
+                bytes.extend_from_slice(&slot.packed.to_le_bytes());
+            }
+            put(w, &bytes)?;
         }
-        let crc = crc32fast::hash(&out);
-        out.extend_from_slice(&crc.to_le_bytes());
-        out
+        let crc = crc.finalize();
+        w.write_all(&crc.to_le_bytes())
     }
 
-    /// Rebuilds an index from [`FeedIndex::to_snapshot`] output, or `None` when the bytes
-    /// are not a whole, uncorrupted snapshot carrying `tag`.
-    pub fn from_snapshot(bytes: &[u8], tag: u64) -> Option<FeedIndex> {
+    /// Rebuilds an index from [`FeedIndex::write_snapshot`] output, or `None` when the
+    /// bytes are not a whole, uncorrupted snapshot carrying `tag` and `seq`.
+    pub fn from_snapshot(bytes: &[u8], tag: u64, seq: u64) -> Option<FeedIndex> {
         let (body, crc) = bytes.split_at_checked(bytes.len().checked_sub(4)?)?;
         if crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().ok()?) {
             return None;
         }
         let rest = body.strip_prefix(SNAPSHOT_MAGIC)?;
         let (tag_bytes, rest) = rest.split_at_checked(8)?;
+        let (seq_bytes, rest) = rest.split_at_checked(8)?;
         let (count_bytes, slots) = rest.split_at_checked(8)?;
-        if u64::from_le_bytes(tag_bytes.try_into().ok()?) != tag {
+        if u64::from_le_bytes(tag_bytes.try_into().ok()?) != tag
+            || u64::from_le_bytes(seq_bytes.try_into().ok()?) != seq
+        {
             return None;
         }
         let count = u64::from_le_bytes(count_bytes.try_into().ok()?) as usize;
@@ -312,29 +547,49 @@ impl FeedIndex {
                 timestamp_ms: i64::from_le_bytes(chunk[..8].try_into().ok()?),
                 packed: u64::from_le_bytes(chunk[8..].try_into().ok()?),
             };
-            // Strictly newest first, or it is not a snapshot of ours.
-            if previous.is_some_and(|p| p >= slot.order_key()) {
+            // Strictly newest first, with a platform code, or it is not a snapshot of ours.
+            if previous.is_some_and(|p| p >= slot.order_key()) || slot.class() & 3 == 0 {
                 return None;
             }
             previous = Some(slot.order_key());
-            let e = slot.unpack();
             index.all.push_back(slot);
             index
-                .by_platform
-                .entry(e.platform)
-                .or_default()
-                .push_back(slot);
-            index
                 .by_leader
-                .entry(e.leader_id)
+                .entry(slot.unpack().leader_id)
                 .or_default()
                 .push_back(slot);
-            *index
-                .by_leader_platform
-                .entry((e.leader_id, e.platform))
-                .or_default() += 1;
         }
+        index.shrink();
         Some(index)
+    }
+
+    /// Gives back the spare capacity bulk loading left.
+    pub fn shrink(&mut self) {
+        self.all.shrink();
+        for list in self.by_leader.values_mut() {
+            list.shrink();
+        }
+        self.by_leader.shrink_to_fit();
+    }
+
+    /// Appends an entry that sorts after every entry already present (bulk loading,
+    /// newest first); falls back to an insert when it does not.
+    pub fn push_oldest(&mut self, e: Entry) {
+        let older = self
+            .all
+            .blocks
+            .last()
+            .and_then(|b| b.slots.last())
+            .is_none_or(|last| last.order_key() < entry_key(&e));
+        if !older {
+            return self.insert(e);
+        }
+        let slot = Slot::pack(&e);
+        self.all.push_back(slot);
+        self.by_leader
+            .entry(e.leader_id)
+            .or_default()
+            .push_back(slot);
     }
 
     /// The entry of the post at (timestamp, id), if indexed.
@@ -345,8 +600,9 @@ impl FeedIndex {
         }
         let key = (std::cmp::Reverse(timestamp_ms), std::cmp::Reverse(post_id));
         let block = &list.blocks[list.block_for(key)];
-        let pos = block.partition_point(|x| x.order_key() < key);
+        let pos = block.slots.partition_point(|x| x.order_key() < key);
         block
+            .slots
             .get(pos)
             .filter(|x| x.order_key() == key)
             .map(Slot::unpack)
@@ -356,7 +612,7 @@ impl FeedIndex {
     pub fn leader_entries(&self, leader_id: u64) -> Vec<Entry> {
         self.by_leader
             .get(&leader_id)
-            .map(|l| l.iter_from(0).collect())
+            .map(|l| l.iter().collect())
             .unwrap_or_default()
     }
 
@@ -367,106 +623,126 @@ impl FeedIndex {
 
     /// Number of posts of one platform.
     pub fn platform_len(&self, p: Platform) -> usize {
-        self.by_platform.get(&p).map(|l| l.len).unwrap_or(0)
+        self.all.count(ClassMask(0x1111 << (p.code() & 3)))
     }
 
     /// The newest entry, if any.
     pub fn newest(&self) -> Option<Entry> {
-        self.all.slice(0, 1).first().copied()
+        self.all.iter().next()
     }
 
-    /// Counts the posts of these leaders (none: all) and platform, from maintained
+    /// Counts the posts of these leaders (none: all) in these classes, from maintained
     /// counts only. `leaders` must hold no duplicates.
-    pub fn count(&self, leaders: &[u64], platform: Option<Platform>) -> usize {
-        match (leaders, platform) {
-            ([], None) => self.all.len,
-            ([], Some(p)) => self.platform_len(p),
-            (leaders, None) => leaders
-                .iter()
-                .map(|l| self.by_leader.get(l).map(|x| x.len).unwrap_or(0))
-                .sum(),
-            (leaders, Some(p)) => leaders
-                .iter()
-                .map(|l| self.by_leader_platform.get(&(*l, p)).copied().unwrap_or(0))
-                .sum(),
+    pub fn count(&self, leaders: &[u64], mask: ClassMask) -> usize {
+        if leaders.is_empty() {
+            return self.all.count(mask);
         }
+        leaders
+            .iter()
+            .filter_map(|l| self.by_leader.get(l))
+            .map(|list| list.count(mask))
+            .sum()
     }
 
     /// One page of the query's posts.
     pub fn page(&self, query: &PostQuery) -> PageRef {
-        let leaders = query.leader_ids();
-        let platform = query.platform_filter();
-        let start = query.start();
-        let limit = query.limit();
-        let total = self.count(leaders, platform);
-        let single: Option<Option<&BlockList>> = match (leaders, platform) {
-            ([], None) => Some(Some(&self.all)),
-            ([], Some(p)) => Some(self.by_platform.get(&p)),
-            ([l], None) => Some(self.by_leader.get(l)),
-            _ => None,
+        self.page_of(
+            query.leader_ids(),
+            ClassMask::of(query),
+            query.start(),
+            query.limit(),
+        )
+    }
+
+    fn page_of(&self, leaders: &[u64], mask: ClassMask, start: PageStart, limit: usize) -> PageRef {
+        let total = self.count(leaders, mask);
+        let lists: Vec<&BlockList> = if leaders.is_empty() {
+            vec![&self.all]
+        } else {
+            leaders
+                .iter()
+                .filter_map(|l| self.by_leader.get(l))
+                .collect()
         };
-        if let Some(list) = single {
-            let empty = BlockList::default();
-            let list = list.unwrap_or(&empty);
-            let pos = match start {
-                PageStart::Offset(n) => n,
-                PageStart::Before(c) => list.position_after(&c),
-            };
-            let entries = list.slice(pos, limit);
-            let has_next = pos + entries.len() < list.len;
-            return PageRef {
-                entries,
-                total,
-                has_next,
-            };
-        }
-        // Several leaders, or a leader and a platform: merge the leaders' lists. A cursor
-        // still starts each list by binary search; an offset has to walk (documented).
-        let mut iters: Vec<_> = leaders
-            .iter()
-            .filter_map(|l| self.by_leader.get(l))
-            .map(|list| {
-                let pos = match start {
-                    PageStart::Before(c) => list.position_after(&c),
-                    PageStart::Offset(_) => 0,
-                };
-                list.iter_from(pos)
-                    .filter(move |e| platform.is_none_or(|p| e.platform == p))
-                    .peekable()
-            })
-            .collect();
-        let mut skip = match start {
-            PageStart::Offset(n) => n,
-            PageStart::Before(_) => 0,
+        let (entries, before) = match start {
+            PageStart::Before(c) => {
+                // Every list starts right after the cursor, found by binary search.
+                let mut before = 0;
+                let walks = lists
+                    .iter()
+                    .map(|list| {
+                        let (b, i, matching) = list.seek_key(cursor_key(&c), mask);
+                        before += matching;
+                        list.iter_at((b, i), mask).peekable()
+                    })
+                    .collect();
+                (merge(walks, 0, limit), before)
+            }
+            PageStart::Offset(n) if n >= total => (Vec::new(), n),
+            PageStart::Offset(n) if lists.len() == 1 => {
+                let at = lists[0].seek_matching(n, mask);
+                (lists[0].iter_at(at, mask).take(limit).collect(), n)
+            }
+            PageStart::Offset(n) => (self.merged_offset(&lists, mask, n, limit), n),
         };
-        let mut entries = Vec::with_capacity(limit);
-        let mut has_next = false;
-        loop {
-            let best = iters
-                .iter_mut()
-                .enumerate()
-                .filter_map(|(i, it)| it.peek().map(|e| (entry_key(e), i)))
-                .min()
-                .map(|(_, i)| i);
-            let Some(best) = best else { break };
-            if entries.len() == limit {
-                has_next = true;
-                break;
-            }
-            let Some(e) = iters[best].next() else {
-                break;
-            };
-            if skip > 0 {
-                skip -= 1;
-            } else {
-                entries.push(e);
-            }
-        }
+        let has_next = before + entries.len() < total;
         PageRef {
             entries,
             total,
             has_next,
         }
+    }
+
+    /// Entries `n..n + limit` of several lists merged, without walking the `n` before:
+    /// a binary search finds the newest timestamp `t` with more than `n` matching entries
+    /// at or after it, every list starts after `t`, and only the few entries at exactly
+    /// `t` are skipped one by one. Needs `n` < the matching total.
+    fn merged_offset(
+        &self,
+        lists: &[&BlockList],
+        mask: ClassMask,
+        n: usize,
+        limit: usize,
+    ) -> Vec<Entry> {
+        // Entries at or after timestamp `t` (key ≤ (t, id 0)), or strictly after it.
+        let at_or_after = |t: i64| (std::cmp::Reverse(t), std::cmp::Reverse(0));
+        let after = |t: i64| (std::cmp::Reverse(t), std::cmp::Reverse(u64::MAX));
+        let matching =
+            |key: OrderKey| -> usize { lists.iter().map(|l| l.seek_key(key, mask).2).sum() };
+        let newest = lists
+            .iter()
+            .filter_map(|l| l.blocks.first().and_then(|b| b.slots.first()))
+            .map(|s| s.timestamp_ms)
+            .max();
+        let oldest = lists
+            .iter()
+            .filter_map(|l| l.blocks.last().and_then(|b| b.slots.last()))
+            .map(|s| s.timestamp_ms)
+            .min();
+        let (Some(newest), Some(oldest)) = (newest, oldest) else {
+            return Vec::new();
+        };
+        // Invariant: more than n at or after `lo`; at most n at or after `hi`.
+        let (mut lo, mut hi) = (i128::from(oldest), i128::from(newest) + 1);
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if matching(at_or_after(mid as i64)) > n {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        let t = lo as i64;
+        let mut skipped = 0;
+        let walks = lists
+            .iter()
+            .map(|list| {
+                let (b, i, m) = list.seek_key(after(t), mask);
+                skipped += m;
+                list.iter_at((b, i), mask).peekable()
+            })
+            .collect();
+        merge(walks, n - skipped, limit)
     }
 }
 
@@ -482,21 +758,27 @@ mod tests {
             post_id: id,
             leader_id: leader,
             platform,
+            kind: 0,
         }
     }
 
     /// The slow, obviously right answer: filter and sort everything.
-    fn naive(all: &[Entry], q: &PostQuery) -> (Vec<Entry>, usize, bool) {
-        let (leaders, platform, limit) = (q.leader_ids(), q.platform_filter(), q.limit());
+    fn naive(
+        all: &[Entry],
+        leaders: &[u64],
+        mask: ClassMask,
+        start: PageStart,
+        limit: usize,
+    ) -> (Vec<Entry>, usize, bool) {
         let mut v: Vec<Entry> = all
             .iter()
             .filter(|e| leaders.is_empty() || leaders.contains(&e.leader_id))
-            .filter(|e| platform.is_none_or(|p| e.platform == p))
+            .filter(|e| mask.has(e.class()))
             .copied()
             .collect();
         v.sort_by_key(entry_key);
         let total = v.len();
-        let from = match q.start() {
+        let from = match start {
             PageStart::Offset(n) => n.min(total),
             PageStart::Before(c) => v
                 .iter()
@@ -511,30 +793,58 @@ mod tests {
     proptest! {
         #[test]
         fn pages_match_a_naive_sort(
-            raw in proptest::collection::vec((0i64..50, 0u64..4, 0u8..3), 0..3000),
-            leaders in proptest::collection::vec(0u64..4, 0..3),
-            platform in proptest::option::of(0u8..3),
+            raw in proptest::collection::vec((0i64..50, 0u64..4, 0u8..3, 0u8..4), 0..3000),
+            leaders in proptest::collection::vec(0u64..4, 0..4),
+            mask in proptest::option::of(1u16..),
             offset in 0usize..3100,
             limit in 1usize..40,
             cursor in (0i64..50, 0u64..4000),
         ) {
             let mut index = FeedIndex::default();
             let mut all = Vec::new();
-            for (id, (ts, leader, p)) in raw.into_iter().enumerate() {
-                let e = entry(ts, id as u64, leader, Platform::ALL[p as usize]);
+            for (id, (ts, leader, p, kind)) in raw.into_iter().enumerate() {
+                let e = Entry { kind, ..entry(ts, id as u64, leader, Platform::ALL[p as usize]) };
                 index.insert(e);
                 all.push(e);
             }
-            let q = PostQuery::newest(limit).leaders(leaders).platform(platform.map(|p| Platform::ALL[p as usize]));
+            let mut leaders = leaders;
+            leaders.sort_unstable();
+            leaders.dedup();
+            let mask = mask.map_or(ClassMask::ALL, ClassMask);
             for start in [PageStart::Offset(offset), PageStart::Before(Cursor { timestamp_ms: cursor.0, post_id: cursor.1 })] {
-                let q = q.clone().starting(start);
-                let got = index.page(&q);
-                let (want, total, has_next) = naive(&all, &q);
+                let got = index.page_of(&leaders, mask, start, limit);
+                let (want, total, has_next) = naive(&all, &leaders, mask, start, limit);
                 prop_assert_eq!(&got.entries, &want);
                 prop_assert_eq!(got.has_next, has_next);
                 prop_assert_eq!(got.total, total);
             }
         }
+    }
+
+    #[test]
+    fn a_platform_filter_is_the_platforms_posts() {
+        let mut index = FeedIndex::default();
+        for id in 0..5000u64 {
+            index.insert(entry(
+                id as i64,
+                id,
+                id % 3,
+                Platform::ALL[(id % 7 % 3) as usize],
+            ));
+        }
+        let q = PostQuery::newest(30)
+            .platform(Some(Platform::News))
+            .starting(PageStart::Offset(900));
+        let page = index.page(&q);
+        assert_eq!(page.total, index.platform_len(Platform::News));
+        assert!(page.entries.iter().all(|e| e.platform == Platform::News));
+        let q = q.leaders([1, 2]);
+        let page = index.page(&q);
+        assert!(page
+            .entries
+            .iter()
+            .all(|e| e.platform == Platform::News && e.leader_id != 0));
+        assert_eq!(page.entries.len(), 30);
     }
 
     #[test]
@@ -557,7 +867,10 @@ mod tests {
             )));
         }
         assert_eq!(index.len(), 2500);
-        assert_eq!(index.count(&[1], None), index.leader_entries(1).len());
+        assert_eq!(
+            index.count(&[1], ClassMask::ALL),
+            index.leader_entries(1).len()
+        );
         let page = index.page(&PostQuery::newest(2500));
         assert!(page
             .entries
@@ -570,15 +883,19 @@ mod tests {
     fn a_snapshot_round_trips_and_refuses_damage() {
         let mut index = FeedIndex::default();
         for id in 0..3000u64 {
-            index.insert(entry(
-                (id % 500) as i64,
-                id,
-                id % 7,
-                Platform::ALL[(id % 3) as usize],
-            ));
+            index.insert(Entry {
+                kind: (id % 4) as u8,
+                ..entry(
+                    (id % 500) as i64,
+                    id,
+                    id % 7,
+                    Platform::ALL[(id % 3) as usize],
+                )
+            });
         }
-        let bytes = index.to_snapshot(42);
-        let back = FeedIndex::from_snapshot(&bytes, 42).expect("valid snapshot");
+        let mut bytes = Vec::new();
+        index.write_snapshot(&mut bytes, 42, 9).unwrap();
+        let back = FeedIndex::from_snapshot(&bytes, 42, 9).expect("valid snapshot");
         let q = PostQuery::newest(50)
             .leaders([3])
             .platform(Some(Platform::News))
@@ -588,42 +905,79 @@ mod tests {
             index.page(&PostQuery::newest(3000))
         );
         assert_eq!(back.page(&q), index.page(&q));
-        assert_eq!(
-            back.count(&[3], Some(Platform::News)),
-            index.count(&[3], Some(Platform::News))
-        );
+        assert_eq!(back.leader_entries(3), index.leader_entries(3));
         assert!(
-            FeedIndex::from_snapshot(&bytes, 43).is_none(),
+            FeedIndex::from_snapshot(&bytes, 43, 9).is_none(),
             "another tag"
         );
+        assert!(
+            FeedIndex::from_snapshot(&bytes, 42, 8).is_none(),
+            "another journal position"
+        );
+        for e in index.leader_entries(3) {
+            assert_eq!(Entry::from_bytes(&e.to_bytes()), Some(e));
+        }
         let mut flipped = bytes.clone();
         flipped[100] ^= 1;
         assert!(
-            FeedIndex::from_snapshot(&flipped, 42).is_none(),
+            FeedIndex::from_snapshot(&flipped, 42, 9).is_none(),
             "a flipped bit"
         );
         assert!(
-            FeedIndex::from_snapshot(&bytes[..bytes.len() - 20], 42).is_none(),
+            FeedIndex::from_snapshot(&bytes[..bytes.len() - 20], 42, 9).is_none(),
             "truncated"
         );
-        assert!(FeedIndex::from_snapshot(&[], 42).is_none());
+        assert!(FeedIndex::from_snapshot(&[], 42, 9).is_none());
     }
 
     #[test]
-    fn slots_keep_large_ids_and_every_platform() {
+    fn slots_keep_large_ids_every_platform_and_kind() {
         for p in Platform::ALL {
-            let e = entry(-5, MAX_POST_ID - 1, MAX_LEADER_ID - 1, p);
-            assert_eq!(Slot::pack(&e).unpack(), e);
+            for kind in 0..4 {
+                let e = Entry {
+                    kind,
+                    ..entry(-5, MAX_POST_ID - 1, MAX_LEADER_ID - 1, p)
+                };
+                assert_eq!(Slot::pack(&e).unpack(), e);
+                assert_eq!(Slot::pack(&e).class(), e.class());
+            }
         }
     }
 
     #[test]
-    fn inserting_twice_is_idempotent() {
+    fn inserting_twice_is_idempotent_and_a_re_add_replaces() {
         let mut index = FeedIndex::default();
         let e = entry(1, 1, 1, Platform::X);
         index.insert(e);
         index.insert(e);
         assert_eq!(index.len(), 1);
-        assert_eq!(index.count(&[1], Some(Platform::X)), 1);
+        assert_eq!(index.count(&[1], ClassMask::ALL), 1);
+        index.insert(Entry { leader_id: 2, ..e });
+        assert_eq!(index.len(), 1);
+        assert_eq!(
+            (
+                index.count(&[1], ClassMask::ALL),
+                index.count(&[2], ClassMask::ALL)
+            ),
+            (0, 1)
+        );
+    }
+
+    #[test]
+    fn bulk_loading_newest_first_equals_inserting() {
+        let mut a = FeedIndex::default();
+        let mut b = FeedIndex::default();
+        for id in (0..4000u64).rev() {
+            let e = entry(id as i64 / 3, id, id % 5, Platform::ALL[(id % 3) as usize]);
+            a.push_oldest(e);
+            b.insert(e);
+        }
+        a.push_oldest(entry(5000, 9999, 1, Platform::X)); // out of order: inserted
+        b.insert(entry(5000, 9999, 1, Platform::X));
+        assert_eq!(
+            a.page(&PostQuery::newest(5000)),
+            b.page(&PostQuery::newest(5000))
+        );
+        assert_eq!(a.leader_entries(1), b.leader_entries(1));
     }
 }

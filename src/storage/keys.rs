@@ -21,6 +21,9 @@ pub const COUNTER: u8 = b'C';
 pub const META: u8 = b'M';
 /// `U` + leader id → cached X user id of the leader's handle (`handle\0user_id`).
 pub const X_USER: u8 = b'U';
+/// `J` + sequence number → the feed-index entries one change removed and added: the
+/// index journal replayed after the last index snapshot at start-up.
+pub const JOURNAL: u8 = b'J';
 /// `N` + leader id → the newest X post id stored for the leader (`since_id`).
 pub const NEWEST: u8 = b'N';
 

@@ -18,12 +18,13 @@ pub mod leaders;
 pub mod posts;
 pub mod query;
 pub mod reader;
+mod rendered;
 pub mod reviews;
 mod snapshot;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::AtomicU64;
 
 use parking_lot::RwLock;
 
@@ -33,7 +34,7 @@ use crate::storage::feed_index::FeedIndex;
 
 pub use crate::storage::import::{ImportReport, Record};
 pub use crate::storage::posts::{InsertReport, PostPatch};
-pub use crate::storage::reader::{FeedPage, Stats, StoreReader};
+pub use crate::storage::reader::{FeedPage, PageInfo, Stats, StoreReader};
 
 /// Storage schema this build writes and reads.
 pub const SCHEMA_VERSION: u64 = 1;
@@ -76,6 +77,8 @@ struct Shared {
     pending_reviews: AtomicU64,
     /// Bumped after every change readers can see; caches of rendered answers key on it.
     generation: AtomicU64,
+    /// Posts rendered by readers, invalidated by every change that writes them.
+    rendered: rendered::RenderedPosts,
 }
 
 /// The next free id of each kind. Persisted under `M:seq:*` by the change that uses one.
@@ -115,10 +118,10 @@ pub struct Store {
     db: sled::Db,
     tree: sled::Tree,
     shared: std::sync::Arc<Shared>,
-    /// Where [`Store::close`] writes the feed index for a fast restart.
-    snapshot_path: PathBuf,
-    /// True between writing a snapshot and the next commit, which must invalidate it.
-    snapshot_live: AtomicBool,
+    /// The database directory; index snapshots sit next to it (`db.index-<tag>`).
+    dir: PathBuf,
+    /// Where the index journal stands (see `snapshot`).
+    journal: snapshot::Journal,
     /// Invariant: what `M:seq:*` holds on disk.
     ids: Ids,
 }
@@ -170,8 +173,8 @@ impl Store {
             db,
             tree,
             shared: Default::default(),
-            snapshot_path: dir.with_extension("index"),
-            snapshot_live: AtomicBool::new(false),
+            dir: dir.to_path_buf(),
+            journal: Default::default(),
             ids,
         };
         store.load()?;

@@ -69,6 +69,7 @@ pub(crate) fn entry_of(post: &Post) -> Entry {
         post_id: post.id,
         leader_id: post.leader_id,
         platform: post.platform,
+        kind: 0,
     }
 }
 

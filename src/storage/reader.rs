@@ -2,7 +2,7 @@
 //! in-memory state; it never waits for the writer except for the microseconds the
 //! in-memory feed index is locked.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -10,7 +10,7 @@ use crate::domain::cursor::Cursor;
 use crate::domain::leader::Leader;
 use crate::domain::post::{Platform, Post};
 use crate::domain::review::{ReviewItem, ReviewState};
-use crate::storage::feed_index::Entry;
+use crate::storage::feed_index::{Entry, PageRef};
 use crate::storage::import::Record;
 use crate::storage::posts::{decode_post, read_post};
 use crate::storage::query::PostQuery;
@@ -26,6 +26,15 @@ pub struct FeedPage {
     pub next_cursor: Option<Cursor>,
 }
 
+/// A page whose posts were written as rendered bytes: the rest of what a page shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PageInfo {
+    /// How many posts match the query's filter in all.
+    pub total: usize,
+    pub has_next: bool,
+    pub next_cursor: Option<Cursor>,
+}
+
 /// Store-wide numbers for health and metrics; all maintained, none scanned.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Stats {
@@ -35,6 +44,23 @@ pub struct Stats {
     pub pending_reviews: u64,
     pub latest_post_ms: Option<i64>,
     pub posts_by_platform: Vec<(Platform, u64)>,
+}
+
+/// Where the page after `page` starts, if there is one.
+fn next_cursor(page: &PageRef) -> Option<Cursor> {
+    if page.has_next {
+        page.entries.last().map(Entry::cursor)
+    } else {
+        None
+    }
+}
+
+fn info(page: &PageRef) -> PageInfo {
+    PageInfo {
+        total: page.total,
+        has_next: page.has_next,
+        next_cursor: next_cursor(page),
+    }
 }
 
 /// Read access: cheap to clone, safe to use from any thread.
@@ -107,17 +133,80 @@ impl StoreReader {
                 posts.push(p);
             }
         }
-        let next_cursor = if page.has_next {
-            page.entries.last().map(Entry::cursor)
-        } else {
-            None
-        };
         Ok(FeedPage {
+            next_cursor: next_cursor(&page),
             posts,
             total: page.total,
             has_next: page.has_next,
-            next_cursor,
         })
+    }
+
+    /// Appends the page's posts, comma-separated, as rendered before, to `out` from
+    /// memory alone: `None` (and `out` as it was) when some post on it was not rendered
+    /// yet or changed since. Takes microseconds and never touches sled, so it can run on
+    /// an async executor.
+    pub fn rendered_page_in_memory(
+        &self,
+        query: &PostQuery,
+        out: &mut Vec<u8>,
+    ) -> Option<PageInfo> {
+        let page = self.shared.index.read().page(query);
+        let ids: Vec<u64> = page.entries.iter().map(|e| e.post_id).collect();
+        let start = out.len();
+        let mut not_rendered = |_| Err(());
+        if self
+            .shared
+            .rendered
+            .append_page(&ids, out, &mut not_rendered)
+            .is_err()
+        {
+            out.truncate(start);
+            return None;
+        }
+        Some(info(&page))
+    }
+
+    /// Appends the page's posts, comma-separated, to `out`, rendering with `render` (from
+    /// the post and its leader, if it still exists) every post not rendered yet and
+    /// keeping those renderings for later pages. `render` must be the same function every
+    /// time: renderings are shared. Reads sled: call it off the async executor. Posts
+    /// deleted meanwhile are skipped.
+    pub fn rendered_page<E: From<StoreError>>(
+        &self,
+        query: &PostQuery,
+        render: impl Fn(&Post, Option<&Leader>) -> Result<Vec<u8>, E>,
+        out: &mut Vec<u8>,
+    ) -> Result<PageInfo, E> {
+        // Before any read: a rendering is kept only if its post has not changed since.
+        let read_at = self.generation();
+        let page = self.shared.index.read().page(query);
+        let ids: Vec<u64> = page.entries.iter().map(|e| e.post_id).collect();
+        let rendered = &self.shared.rendered;
+        let fetch = |id: u64| -> Result<Option<Vec<u8>>, E> {
+            match self.post(id)? {
+                Some(post) => {
+                    let bytes =
+                        self.with_leaders(|leaders| render(&post, leaders.get(&post.leader_id)))?;
+                    Ok(Some(bytes))
+                }
+                None => Ok(None),
+            }
+        };
+        let mut fresh: HashMap<u64, Vec<u8>> = HashMap::new();
+        for id in rendered.missing(&ids) {
+            if let Some(bytes) = fetch(id)? {
+                fresh.insert(id, bytes);
+            }
+        }
+        rendered.put(read_at, fresh.iter().map(|(id, b)| (*id, b.clone())));
+        // Usually every post is either held or just rendered; one dropped from memory in
+        // between (by another page's insertions) is rendered again.
+        let mut fallback = |id: u64| match fresh.remove(&id) {
+            Some(bytes) => Ok(Some(bytes)),
+            None => fetch(id),
+        };
+        rendered.append_page(&ids, out, &mut fallback)?;
+        Ok(info(&page))
     }
 
     /// Review items, newest first, optionally of one state, at most `limit`.

@@ -95,7 +95,12 @@ impl Verification {
     /// original's (`Needs Review`, `Verified`) and Amber's earlier ones (`Unverified`,
     /// `Pending`, `Approved`), as old backups and old clients send them.
     pub fn parse(s: &str) -> Option<Verification> {
-        match s.trim().to_ascii_lowercase().replace(['_', '-'], " ").as_str() {
+        match s
+            .trim()
+            .to_ascii_lowercase()
+            .replace(['_', '-'], " ")
+            .as_str()
+        {
             "needs review" | "unverified" => Some(Verification::Unverified),
             "pending" => Some(Verification::Pending),
             "verified" | "approved" => Some(Verification::Approved),

@@ -284,7 +284,9 @@ fn parse_verification(raw: &str) -> Result<Verification, AppError> {
         .ok_or_else(|| {
             AppError::bad_request(
                 "invalid_post",
-                format!("verificationStatus must be Needs Review, Verified or Rejected, got {raw:?}"),
+                format!(
+                    "verificationStatus must be Needs Review, Verified or Rejected, got {raw:?}"
+                ),
             )
         })
 }

@@ -174,7 +174,7 @@ impl StoreReader {
             }
         }
         let mut out: Vec<ReviewItem> = top.into_iter().map(|Reverse(b)| b.0).collect();
-        out.sort_by(|a, b| (b.updated_at_ms, b.id).cmp(&(a.updated_at_ms, a.id)));
+        out.sort_by_key(|b| Reverse((b.updated_at_ms, b.id)));
         Ok(out)
     }
 

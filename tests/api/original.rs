@@ -152,3 +152,75 @@ async fn a_form_encoded_post_names_its_leader_by_number() {
     assert_eq!(res.status(), 400);
     assert_eq!(res.json::<Value>().await.unwrap()["error"], "invalid_body");
 }
+
+#[actix_web::test]
+async fn the_original_vocabulary_and_the_whole_review_queue() {
+    let app = spawn_app().await;
+    // The original's default and its approved spelling; Amber's old spellings still read.
+    let plain = app
+        .create_post(&json!({"leaderId": "1", "platform": "news", "content": "plain"}))
+        .await;
+    assert_eq!(plain["verificationStatus"], "Needs Review");
+    for (sent, shown) in [
+        ("Verified", "Verified"),
+        ("Needs Review", "Needs Review"),
+        ("Approved", "Verified"),
+        ("Unverified", "Needs Review"),
+        ("Rejected", "Rejected"),
+    ] {
+        let post = app
+            .create_post(&json!({"leaderId": "1", "platform": "news", "content": sent, "verificationStatus": sent}))
+            .await;
+        assert_eq!(post["verificationStatus"], shown, "{sent}");
+    }
+    let res = app
+        .admin_post(
+            "/api/posts",
+            &json!({"leaderId": "1", "platform": "news", "content": "x", "verificationStatus": "Maybe"}),
+        )
+        .await;
+    assert_eq!(res.status(), 400);
+
+    // Three items; the first is decided last, so it is the most recently updated.
+    let mut items = Vec::new();
+    for i in 0..3 {
+        let post = app
+            .create_post(&json!({"leaderId": "1", "platform": "news", "content": format!("review {i}"), "requiresReview": true}))
+            .await;
+        assert_eq!(post["verificationStatus"], "Needs Review");
+        items.push(post["reviewItem"]["id"].as_str().unwrap().to_string());
+    }
+    let res = app
+        .client
+        .post(app.url(&format!("/api/review/{}/approve", items[0])))
+        .bearer_auth(app.reviewer_token())
+        .send()
+        .await
+        .unwrap();
+    let decided: Value = res.json().await.unwrap();
+    assert_eq!(decided["post"]["verificationStatus"], "Verified");
+    let queue: Value = app
+        .get_auth("/api/review", &app.reviewer_token())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let order: Vec<&str> = queue
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        order,
+        [items[0].as_str(), items[2].as_str(), items[1].as_str()],
+        "every item, most recently updated first"
+    );
+    let pending: Value = app
+        .get_auth("/api/review?state=pending", &app.reviewer_token())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(pending.as_array().unwrap().len(), 2, "state= still filters");
+}

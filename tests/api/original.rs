@@ -224,3 +224,41 @@ async fn the_original_vocabulary_and_the_whole_review_queue() {
         .unwrap();
     assert_eq!(pending.as_array().unwrap().len(), 2, "state= still filters");
 }
+
+#[actix_web::test]
+async fn refreshing_a_leader_without_an_x_handle_is_200_with_no_posts_and_requests_log_the_original_fields(
+) {
+    let app = spawn_app().await;
+    let res = app
+        .admin_post(
+            "/api/leaders",
+            &json!({"name": "No Handle", "handles": {"facebook": "nh"}}),
+        )
+        .await;
+    let leader: Value = res.json().await.unwrap();
+    let id = leader["id"].as_str().unwrap();
+    let res = app
+        .client
+        .post(app.url(&format!("/api/leaders/{id}/refresh")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
+        json!({"posts": [], "origin": "none"})
+    );
+    let line = crate::helpers::eventually(
+        std::time::Duration::from_secs(10),
+        "the refresh logged",
+        || async {
+            app.logs()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .find(|l| l["path"] == format!("/api/leaders/{id}/refresh"))
+        },
+    )
+    .await;
+    assert_eq!(line["event"], "request", "{line}");
+    assert!(line["durationMs"].is_number(), "{line}");
+}

@@ -7,7 +7,7 @@
 //! retries included, first asks the `CircuitBreaker` and reports its outcome to it; the
 //! retry rules are the client's ([`RetryPolicy::after_failure`]), the loop is here, so a
 //! wait for X's rate-limit reset is announced to the scheduler ([`RateLimitWait`]) and
-//! every wait ends at once when the fetch's [`StopSignal`] fires. The posts of one leader are stored
+//! ends at once when the fetch's [`StopSignal`] fires. The posts of one leader are stored
 //! in one `InsertPosts` batch, so a leader is either fully ingested or not at all (a
 //! backfill cut short by a crash is redone whole, never left with a hole behind
 //! `since_id`).
@@ -164,7 +164,8 @@ pub struct FetchLeader {
     pub mode: FetchMode,
     /// Posts that may still be read this month (`X_MONTHLY_READ_BUDGET`); None: no cap.
     pub read_allowance: Option<u64>,
-    /// Fires when the run is stopped: waits end at once, no further try is made.
+    /// Fires when the run is stopped: a wait for X's rate-limit reset ends at once
+    /// (tries and short retry pauses finish: the run stops at leader boundaries).
     pub stop: StopSignal,
     /// Told when a try waits for X's rate-limit reset, and when that wait ends.
     pub waits: Option<Recipient<RateLimitWait>>,
@@ -225,17 +226,18 @@ impl Job {
         let mut last: Option<FetchError> = None;
         let mut tries = 0;
         loop {
-            let permit = match self.stop.unless_stopped(self.breaker.send(AskPermit)).await {
-                None => return Err(FetchError::Stopped.into()),
-                Some(Ok(Ok(permit))) => permit,
-                Some(Ok(Err(open))) => {
+            // A stop does not cut a leader in flight (the run stops at leader
+            // boundaries): only the long wait for a rate-limit reset ends at once.
+            let permit = match self.breaker.send(AskPermit).await {
+                Ok(Ok(permit)) => permit,
+                Ok(Err(open)) => {
                     return Err(last
                         .unwrap_or(FetchError::CircuitOpen {
                             retry_at: open.retry_at,
                         })
                         .into())
                 }
-                Some(Err(e)) => return Err(LeaderError::Internal(format!("circuit breaker: {e}"))),
+                Err(e) => return Err(LeaderError::Internal(format!("circuit breaker: {e}"))),
             };
             tries += 1;
             let result = once().await;
@@ -248,19 +250,18 @@ impl Job {
                 Err(err) => err,
             };
             let step = policy.after_failure(tries, &err, Utc::now());
-            let waited = match step {
+            match step {
                 Step::GiveUp => return Err(err.into()),
                 Step::Retry(pause) => {
                     tracing::warn!(error = %err, try_no = tries, pause_ms = pause.as_millis() as u64, "X call failed, retrying");
-                    self.stop.sleep(pause).await
+                    tokio::time::sleep(pause).await;
                 }
                 Step::WaitForReset { until, pause } => {
                     tracing::info!(until = %until.to_rfc3339(), "rate limited by X; waiting for the reset");
-                    self.wait_for_reset(until, pause).await
+                    if !self.wait_for_reset(until, pause).await {
+                        return Err(FetchError::Stopped.into());
+                    }
                 }
-            };
-            if !waited {
-                return Err(FetchError::Stopped.into());
             }
             last = Some(err);
         }

@@ -965,16 +965,25 @@ async fn with_redis_only_one_instance_ingests_at_a_time() {
             .then_some(())
     })
     .await;
-    let last_b = run(&b, false).await;
+    // b's run does not happen: a skipped tick, not a run record.
+    assert_eq!(trigger(&b, false).await.status(), 202);
+    let skipped = eventually(RUN_TIMEOUT, "b to skip its run", || async {
+        let s = status(&b).await;
+        (s["skipped_ticks"] == 1 && s["running"] == false).then_some(s)
+    })
+    .await;
     let last_a = wait_run_after(&a, &Value::Null).await;
     let _ = redis.kill();
     let _ = redis.wait();
     assert_eq!(last_a["posts_ingested"], 80);
     assert!(
-        last_b["stopped_reason"].as_str().unwrap().contains("lease"),
-        "{last_b}"
+        skipped["last_skipped"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("lease"),
+        "{skipped}"
     );
-    assert_eq!(last_b["posts_ingested"], 0);
+    assert_eq!(skipped["last_run"], Value::Null, "{skipped}");
 }
 
 #[actix_web::test]

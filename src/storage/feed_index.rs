@@ -61,8 +61,8 @@ impl Entry {
     }
 
     /// The entry as 16 bytes (its slot, little-endian), for the index journal.
-    pub fn to_bytes(&self) -> [u8; 16] {
-        let slot = Slot::pack(self);
+    pub fn to_bytes(self) -> [u8; 16] {
+        let slot = Slot::pack(&self);
         let mut out = [0u8; 16];
         out[..8].copy_from_slice(&slot.timestamp_ms.to_le_bytes());
         out[8..].copy_from_slice(&slot.packed.to_le_bytes());

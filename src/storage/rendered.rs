@@ -164,7 +164,7 @@ fn shed(inner: &mut Inner) {
     inner.map.retain(|_, slot| match slot {
         Slot::Fresh(b) => {
             n = n.wrapping_add(1);
-            let keep = n % 4 != 0;
+            let keep = !n.is_multiple_of(4);
             if !keep {
                 freed += b.len() + ENTRY_OVERHEAD;
             }

@@ -29,6 +29,8 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LeaderJson<'a> {
+    #[serde(serialize_with = "crate::shape::id::string")]
+    #[schema(value_type = String)]
     pub id: u64,
     pub name: &'a str,
     pub handles: &'a BTreeMap<String, String>,
@@ -174,6 +176,8 @@ impl<'a> ReferencedPostJson<'a> {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RepostedByJson<'a> {
+    #[serde(serialize_with = "crate::shape::id::string")]
+    #[schema(value_type = String)]
     pub leader_id: u64,
     pub name: Option<&'a str>,
     /// The leader's X handle, without `@`.
@@ -302,7 +306,11 @@ impl Serialize for MetricsJson<'_> {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PostJson<'a> {
+    #[serde(serialize_with = "crate::shape::id::string")]
+    #[schema(value_type = String)]
     pub id: u64,
+    #[serde(serialize_with = "crate::shape::id::string")]
+    #[schema(value_type = String)]
     pub leader_id: u64,
     pub leader_name: Option<&'a str>,
     pub platform: &'static str,
@@ -416,7 +424,11 @@ impl<'a> FeedPostJson<'a> {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReviewJson<'a> {
+    #[serde(serialize_with = "crate::shape::id::string")]
+    #[schema(value_type = String)]
     pub id: u64,
+    #[serde(serialize_with = "crate::shape::id::string")]
+    #[schema(value_type = String)]
     pub post_id: u64,
     pub state: &'static str,
     pub notes: Option<&'a str>,

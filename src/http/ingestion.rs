@@ -16,9 +16,10 @@ use crate::actors::scheduler::{
 use crate::error::AppError;
 use crate::http::auth::Admin;
 use crate::http::dto::PostJson;
-use crate::http::leaders::parse_id;
+use crate::http::ids::path_id;
 use crate::http::rate_limit::RateLimited;
 use crate::http::{AppState, ObjectBody};
+use crate::storage::Entity;
 use crate::x_api::client::FetchError;
 
 /// Registers the routes of this module.
@@ -221,13 +222,13 @@ fn refresh_error(err: RefreshError) -> AppError {
 }
 
 /// `POST /api/leaders/{id}/refresh`: fetch one leader now, at most once per cooldown.
-#[utoipa::path(post, path = "/api/leaders/{id}/refresh", operation_id = "refreshLeader", tag = "ingestion", params(("id" = u64, Path, description = "Leader id")), responses((status = 200, description = "`{\"posts\":[new posts],\"origin\":\"x\"|\"cache\"}`; within the cooldown no X call is made", body = Object), (status = 409, description = "`no_x_handle`: the leader has no X handle", body = crate::error::ErrorBody), (status = 404, description = "Unknown leader or X user", body = crate::error::ErrorBody), (status = 429, description = "Rate limited: wait `Retry-After` seconds", body = crate::error::ErrorBody), (status = 503, description = "X not configured, breaker open, X rate limit or budget", body = crate::error::ErrorBody)))]
+#[utoipa::path(post, path = "/api/leaders/{id}/refresh", operation_id = "refreshLeader", tag = "ingestion", params(("id" = String, Path, description = "Leader id (or the id it had in the system it was imported from)")), responses((status = 200, description = "`{\"posts\":[new posts],\"origin\":\"x\"|\"cache\"}`; within the cooldown no X call is made", body = Object), (status = 409, description = "`no_x_handle`: the leader has no X handle", body = crate::error::ErrorBody), (status = 404, description = "Unknown leader or X user", body = crate::error::ErrorBody), (status = 429, description = "Rate limited: wait `Retry-After` seconds", body = crate::error::ErrorBody), (status = 503, description = "X not configured, breaker open, X rate limit or budget", body = crate::error::ErrorBody)))]
 pub async fn refresh(
     state: web::Data<AppState>,
     scheduler: Scheduler,
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let id = parse_id(&path, "leader")?;
+    let id = path_id(&state.reader, &path, Entity::Leader)?;
     let refreshed = scheduler
         .send(RefreshLeader { leader_id: id })
         .await

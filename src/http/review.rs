@@ -9,8 +9,9 @@ use crate::error::AppError;
 use crate::http::auth::Reviewer;
 use crate::http::dto::ReviewJson;
 use crate::http::feed::parse_bounded;
-use crate::http::leaders::parse_id;
+use crate::http::ids::path_id;
 use crate::http::{AppState, ObjectBody};
+use crate::storage::Entity;
 
 /// Longest reviewer note, in characters.
 const MAX_NOTES: usize = 2000;
@@ -105,7 +106,7 @@ async fn decide(
     (req, body): (HttpRequest, web::Bytes),
     decision: ReviewState,
 ) -> Result<HttpResponse, AppError> {
-    let id = parse_id(&path, "review item")?;
+    let id = path_id(&state.reader, &path, Entity::Review)?;
     // The body is optional; when present it must be JSON.
     let notes = if body.iter().all(u8::is_ascii_whitespace) {
         None
@@ -142,7 +143,7 @@ async fn decide(
 }
 
 /// `POST /api/review/{id}/approve`.
-#[utoipa::path(post, path = "/api/review/{id}/approve", operation_id = "approveReview", tag = "review", security(("bearer" = [])), params(("id" = u64, Path, description = "Review item id")), request_body(content = DecisionBody, description = "Optional notes; the body may be absent"), responses((status = 200, description = "Approved", body = ReviewJson), (status = 400, description = "Bad input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody), (status = 403, description = "Wrong role", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody)))]
+#[utoipa::path(post, path = "/api/review/{id}/approve", operation_id = "approveReview", tag = "review", security(("bearer" = [])), params(("id" = String, Path, description = "Review item id (or the id it had in the system it was imported from)")), request_body(content = DecisionBody, description = "Optional notes; the body may be absent"), responses((status = 200, description = "Approved", body = ReviewJson), (status = 400, description = "Bad input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody), (status = 403, description = "Wrong role", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody)))]
 pub async fn approve(
     who: Reviewer,
     state: web::Data<AppState>,
@@ -154,7 +155,7 @@ pub async fn approve(
 }
 
 /// `POST /api/review/{id}/reject` with `{"notes"}`.
-#[utoipa::path(post, path = "/api/review/{id}/reject", operation_id = "rejectReview", tag = "review", security(("bearer" = [])), params(("id" = u64, Path, description = "Review item id")), request_body(content = DecisionBody, description = "Optional notes; the body may be absent"), responses((status = 200, description = "Rejected", body = ReviewJson), (status = 400, description = "Bad input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody), (status = 403, description = "Wrong role", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody)))]
+#[utoipa::path(post, path = "/api/review/{id}/reject", operation_id = "rejectReview", tag = "review", security(("bearer" = [])), params(("id" = String, Path, description = "Review item id (or the id it had in the system it was imported from)")), request_body(content = DecisionBody, description = "Optional notes; the body may be absent"), responses((status = 200, description = "Rejected", body = ReviewJson), (status = 400, description = "Bad input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody), (status = 403, description = "Wrong role", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody)))]
 pub async fn reject(
     who: Reviewer,
     state: web::Data<AppState>,

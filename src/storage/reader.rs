@@ -14,7 +14,7 @@ use crate::storage::feed_index::Entry;
 use crate::storage::import::Record;
 use crate::storage::posts::{decode_post, read_post};
 use crate::storage::query::PostQuery;
-use crate::storage::{codec, keys, Shared, StoreError};
+use crate::storage::{codec, keys, Entity, Shared, StoreError};
 
 /// One page of posts, newest first.
 #[derive(Debug, Clone)]
@@ -95,6 +95,15 @@ impl StoreReader {
             },
             None => Ok(None),
         }
+    }
+
+    /// Amber's id of a record imported under a foreign id (see [`keys::FOREIGN`]).
+    pub fn foreign_id(&self, entity: Entity, foreign: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .tree
+            .get(keys::foreign_key(entity.code(), foreign))?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(u64::from_be_bytes))
     }
 
     /// A page of posts, newest first. Posts deleted between the index read and the

@@ -6,7 +6,7 @@ use std::time::Duration;
 use amber::x_api::fake::{username, FakeScript, FakeX, Fault};
 use serde_json::{json, Value};
 
-use crate::helpers::{eventually, spawn_app_with, TestApp};
+use crate::helpers::{eventually, id_of, spawn_app_with, TestApp};
 
 /// How long a run may take in these tests.
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -49,7 +49,7 @@ async fn add_leaders(app: &TestApp, n: u32) -> Vec<u64> {
             )
             .await;
         assert_eq!(res.status(), 201);
-        ids.push(res.json::<Value>().await.unwrap()["id"].as_u64().unwrap());
+        ids.push(id_of(&res.json::<Value>().await.unwrap()["id"]));
     }
     ids
 }
@@ -182,7 +182,7 @@ async fn first_run_backfills_every_leader_through_pages_with_every_field() {
         .find(|p| p["platformPostId"] == newest.as_str())
         .expect("the newest post");
     assert_eq!(p["platform"], "X");
-    assert_eq!(p["leaderId"], w.leaders[0]);
+    assert_eq!(id_of(&p["leaderId"]), w.leaders[0]);
     assert_eq!(
         p["permalink"],
         format!("https://x.com/{}/status/{newest}", username(0))

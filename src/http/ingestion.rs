@@ -222,13 +222,22 @@ fn refresh_error(err: RefreshError) -> AppError {
 }
 
 /// `POST /api/leaders/{id}/refresh`: fetch one leader now, at most once per cooldown.
-#[utoipa::path(post, path = "/api/leaders/{id}/refresh", operation_id = "refreshLeader", tag = "ingestion", params(("id" = String, Path, description = "Leader id (or the id it had in the system it was imported from)")), responses((status = 200, description = "`{\"posts\":[new posts],\"origin\":\"x\"|\"cache\"}`; within the cooldown no X call is made", body = Object), (status = 409, description = "`no_x_handle`: the leader has no X handle", body = crate::error::ErrorBody), (status = 404, description = "Unknown leader or X user", body = crate::error::ErrorBody), (status = 429, description = "Rate limited: wait `Retry-After` seconds", body = crate::error::ErrorBody), (status = 503, description = "X not configured, breaker open, X rate limit or budget", body = crate::error::ErrorBody)))]
+#[utoipa::path(post, path = "/api/leaders/{id}/refresh", operation_id = "refreshLeader", tag = "ingestion", params(("id" = String, Path, description = "Leader id (or the id it had in the system it was imported from)")), responses((status = 200, description = "`{\"posts\":[new posts],\"origin\":\"x\"|\"cache\"|\"none\"}`; within the cooldown no X call is made (`cache`); a leader without an X handle has no posts (`none`)", body = Object), (status = 409, description = "`no_x_handle`: the leader lost its X handle while the refresh was queued", body = crate::error::ErrorBody), (status = 404, description = "Unknown leader or X user", body = crate::error::ErrorBody), (status = 429, description = "Rate limited: wait `Retry-After` seconds", body = crate::error::ErrorBody), (status = 503, description = "X not configured, breaker open, X rate limit or budget", body = crate::error::ErrorBody)))]
 pub async fn refresh(
     state: web::Data<AppState>,
     scheduler: Scheduler,
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
     let id = path_id(&state.reader, &path, Entity::Leader)?;
+    // A leader with nothing to fetch from X has no new posts: 200, as the original
+    // answered (no X call is made, so `origin` is `none`).
+    if state
+        .reader
+        .leader(id)
+        .is_some_and(|l| l.x_handle().is_none())
+    {
+        return Ok(HttpResponse::Ok().json(json!({"posts": [], "origin": "none"})));
+    }
     let refreshed = scheduler
         .send(RefreshLeader { leader_id: id })
         .await

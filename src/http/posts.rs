@@ -217,15 +217,19 @@ enum PlatformName {
     NewsLower,
 }
 
-/// The `verificationStatus` spellings accepted on input (`Verified` is `Approved`).
+/// The `verificationStatus` spellings accepted on input: the original's (`Needs Review`,
+/// `Verified`, `Rejected`) and Amber's earlier ones (`Unverified` and `Pending` are
+/// `Needs Review`, `Approved` is `Verified`).
 #[derive(Serialize, utoipa::ToSchema)]
 #[allow(dead_code)]
 enum VerificationName {
+    #[serde(rename = "Needs Review")]
+    NeedsReview,
+    Verified,
+    Rejected,
     Unverified,
     Pending,
     Approved,
-    Rejected,
-    Verified,
 }
 
 fn parse_platform(raw: &str) -> Result<Platform, AppError> {
@@ -273,15 +277,18 @@ fn parse_timestamp(raw: &str) -> Result<i64, AppError> {
 }
 
 fn parse_verification(raw: &str) -> Result<Verification, AppError> {
-    const NAMES: [&str; 5] = ["Unverified", "Pending", "Approved", "Rejected", "Verified"];
-    NAMES.contains(&raw).then(|| Verification::parse(raw)).flatten().ok_or_else(|| {
-        AppError::bad_request(
-            "invalid_post",
-            format!(
-                "verificationStatus must be Unverified, Pending, Approved (or Verified) or Rejected, got {raw:?}"
-            ),
-        )
-    })
+    Verification::SPELLINGS
+        .contains(&raw)
+        .then(|| Verification::parse(raw))
+        .flatten()
+        .ok_or_else(|| {
+            AppError::bad_request(
+                "invalid_post",
+                format!(
+                    "verificationStatus must be Needs Review, Verified or Rejected, got {raw:?}"
+                ),
+            )
+        })
 }
 
 /// `POST /api/posts` (admin). `requiresReview: true` also creates a review item. The body

@@ -23,11 +23,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/review/{id}/reject").route(web::post().to(reject)));
 }
 
-/// Query of `GET /api/review`: `state=pending|approved|rejected|all` (default pending).
+/// Query of `GET /api/review`: `state=pending|approved|rejected|all` (default: every item,
+/// as the original system answered).
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ReviewQuery {
-    /// Which items (default `pending`).
+    /// Which items (default: all).
     #[param(value_type = Option<StateParam>, inline)]
     state: Option<String>,
     /// How many (default 100).
@@ -46,14 +47,15 @@ enum StateParam {
     All,
 }
 
-/// `GET /api/review` (reviewer or admin): items with their posts, newest first.
-#[utoipa::path(get, path = "/api/review", operation_id = "listReviews", tag = "review", security(("bearer" = [])), params(ReviewQuery), responses((status = 200, description = "Review items with their posts, newest first", body = [ReviewJson]), (status = 400, description = "Bad input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody), (status = 403, description = "Wrong role", body = crate::error::ErrorBody)))]
+/// `GET /api/review` (reviewer or admin): items with their posts, most recently updated
+/// first; every item unless `state=` names one state.
+#[utoipa::path(get, path = "/api/review", operation_id = "listReviews", tag = "review", security(("bearer" = [])), params(ReviewQuery), responses((status = 200, description = "Review items with their posts, most recently updated first", body = [ReviewJson]), (status = 400, description = "Bad input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody), (status = 403, description = "Wrong role", body = crate::error::ErrorBody)))]
 pub async fn list(
     _who: Reviewer,
     state: web::Data<AppState>,
     query: web::Query<ReviewQuery>,
 ) -> Result<HttpResponse, AppError> {
-    let filter = match query.state.as_deref().unwrap_or("pending") {
+    let filter = match query.state.as_deref().unwrap_or("all") {
         "all" => None,
         s => Some(ReviewState::parse(s).ok_or_else(|| {
             AppError::bad_request(

@@ -152,3 +152,113 @@ async fn a_form_encoded_post_names_its_leader_by_number() {
     assert_eq!(res.status(), 400);
     assert_eq!(res.json::<Value>().await.unwrap()["error"], "invalid_body");
 }
+
+#[actix_web::test]
+async fn the_original_vocabulary_and_the_whole_review_queue() {
+    let app = spawn_app().await;
+    // The original's default and its approved spelling; Amber's old spellings still read.
+    let plain = app
+        .create_post(&json!({"leaderId": "1", "platform": "news", "content": "plain"}))
+        .await;
+    assert_eq!(plain["verificationStatus"], "Needs Review");
+    for (sent, shown) in [
+        ("Verified", "Verified"),
+        ("Needs Review", "Needs Review"),
+        ("Approved", "Verified"),
+        ("Unverified", "Needs Review"),
+        ("Rejected", "Rejected"),
+    ] {
+        let post = app
+            .create_post(&json!({"leaderId": "1", "platform": "news", "content": sent, "verificationStatus": sent}))
+            .await;
+        assert_eq!(post["verificationStatus"], shown, "{sent}");
+    }
+    let res = app
+        .admin_post(
+            "/api/posts",
+            &json!({"leaderId": "1", "platform": "news", "content": "x", "verificationStatus": "Maybe"}),
+        )
+        .await;
+    assert_eq!(res.status(), 400);
+
+    // Three items; the first is decided last, so it is the most recently updated.
+    let mut items = Vec::new();
+    for i in 0..3 {
+        let post = app
+            .create_post(&json!({"leaderId": "1", "platform": "news", "content": format!("review {i}"), "requiresReview": true}))
+            .await;
+        assert_eq!(post["verificationStatus"], "Needs Review");
+        items.push(post["reviewItem"]["id"].as_str().unwrap().to_string());
+    }
+    let res = app
+        .client
+        .post(app.url(&format!("/api/review/{}/approve", items[0])))
+        .bearer_auth(app.reviewer_token())
+        .send()
+        .await
+        .unwrap();
+    let decided: Value = res.json().await.unwrap();
+    assert_eq!(decided["post"]["verificationStatus"], "Verified");
+    let queue: Value = app
+        .get_auth("/api/review", &app.reviewer_token())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let order: Vec<&str> = queue
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        order,
+        [items[0].as_str(), items[2].as_str(), items[1].as_str()],
+        "every item, most recently updated first"
+    );
+    let pending: Value = app
+        .get_auth("/api/review?state=pending", &app.reviewer_token())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(pending.as_array().unwrap().len(), 2, "state= still filters");
+}
+
+#[actix_web::test]
+async fn refreshing_a_leader_without_an_x_handle_is_200_with_no_posts_and_requests_log_the_original_fields(
+) {
+    let app = spawn_app().await;
+    let res = app
+        .admin_post(
+            "/api/leaders",
+            &json!({"name": "No Handle", "handles": {"facebook": "nh"}}),
+        )
+        .await;
+    let leader: Value = res.json().await.unwrap();
+    let id = leader["id"].as_str().unwrap();
+    let res = app
+        .client
+        .post(app.url(&format!("/api/leaders/{id}/refresh")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
+        json!({"posts": [], "origin": "none"})
+    );
+    let line = crate::helpers::eventually(
+        std::time::Duration::from_secs(10),
+        "the refresh logged",
+        || async {
+            app.logs()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .find(|l| l["path"] == format!("/api/leaders/{id}/refresh"))
+        },
+    )
+    .await;
+    assert_eq!(line["event"], "request", "{line}");
+    assert!(line["durationMs"].is_number(), "{line}");
+}

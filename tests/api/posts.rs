@@ -15,7 +15,7 @@ async fn create_read_update_delete_a_post() {
     assert_eq!(created["sentiment"], "Positive");
     assert_eq!(created["platform"], "Facebook");
     assert_eq!(created["metrics"], json!({"likes": 3}));
-    assert_eq!(created["verificationStatus"], "Unverified");
+    assert_eq!(created["verificationStatus"], "Needs Review");
     let (status, got) = app.get_json(&format!("/api/posts/{id}")).await;
     assert_eq!(status, 200);
     assert_eq!(got["content"], "What a wonderful day");
@@ -31,7 +31,7 @@ async fn create_read_update_delete_a_post() {
     assert_eq!(res.status(), 200);
     let updated: Value = res.json().await.unwrap();
     assert_eq!(updated["sentiment"], "Negative");
-    assert_eq!(updated["verificationStatus"], "Approved");
+    assert_eq!(updated["verificationStatus"], "Verified");
     assert_eq!(updated["timestamp"], "2025-03-01T10:00:00.000Z");
 
     let res = app.admin_delete(&format!("/api/posts/{id}")).await;

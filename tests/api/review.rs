@@ -8,7 +8,7 @@ use crate::helpers::{id_of, spawn_app};
 async fn a_reviewer_rejects_with_notes_and_is_recorded() {
     let app = spawn_app().await;
     let post = app.create_post(&json!({"leaderId": 1, "platform": "news", "content": "check me", "requiresReview": true})).await;
-    assert_eq!(post["verificationStatus"], "Pending");
+    assert_eq!(post["verificationStatus"], "Needs Review");
     let item_id = id_of(&post["reviewItem"]["id"]);
 
     let res = app.get_auth("/api/review", &app.reviewer_token()).await;
@@ -33,7 +33,9 @@ async fn a_reviewer_rejects_with_notes_and_is_recorded() {
     assert!(item["reviewedAt"].is_string());
     assert_eq!(item["post"]["verificationStatus"], "Rejected");
 
-    let res = app.get_auth("/api/review", &app.reviewer_token()).await;
+    let res = app
+        .get_auth("/api/review?state=pending", &app.reviewer_token())
+        .await;
     assert_eq!(
         res.json::<Value>().await.unwrap(),
         json!([]),
@@ -71,7 +73,7 @@ async fn an_admin_approves_without_a_body() {
     let (_, got) = app
         .get_json(&format!("/api/posts/{}", id_of(&post["id"])))
         .await;
-    assert_eq!(got["verificationStatus"], "Approved");
+    assert_eq!(got["verificationStatus"], "Verified");
 }
 
 #[actix_web::test]

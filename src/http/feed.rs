@@ -1,4 +1,4 @@
-//! `GET /api/feed` (page or cursor paging, leader and source filters) and
+//! `GET /api/feed` (page or cursor paging, leader, source and kind filters) and
 //! `GET /api/dashboard`.
 
 use std::collections::HashMap;
@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::cursor::Cursor;
 use crate::domain::leader::Leader;
-use crate::domain::post::{Platform, Post};
+use crate::domain::post::{KindSet, Platform, Post, PostKind};
 use crate::error::AppError;
-use crate::http::dto::{FeedPostJson, LeaderJson, PostJson};
+use crate::http::dto::{FeedPostJson, KindName, LeaderJson, PostJson};
 use crate::http::rate_limit::RateLimited;
 use crate::http::AppState;
 use crate::storage::query::{PageStart, PostQuery};
@@ -107,6 +107,10 @@ pub struct FeedQuery {
     /// Only posts from this source (`twitter` is `x`).
     #[param(value_type = Option<SourceParam>, inline)]
     source: Option<String>,
+    /// Only posts of these kinds: a comma list of `post`, `repost`, `quote`, `reply`
+    /// (absent: every kind), e.g. `kinds=post,quote` leaves reposts and replies out.
+    #[param(value_type = Option<Vec<KindName>>, style = Form, explode = false, min_items = 1)]
+    kinds: Option<String>,
 }
 
 /// `source=` of the feed (SPEC's spellings).
@@ -187,6 +191,17 @@ pub fn parse_leader_ids(raw: &str) -> Result<Vec<u64>, AppError> {
         ));
     }
     Ok(ids)
+}
+
+/// Parses `kinds=post,quote`: a comma list of 1 or more kinds, each spelled exactly.
+pub fn parse_kinds(raw: &str) -> Result<KindSet, AppError> {
+    let kinds: Option<Vec<PostKind>> = raw.split(',').map(PostKind::parse).collect();
+    kinds.map(KindSet::of).ok_or_else(|| {
+        AppError::bad_request(
+            "invalid_query",
+            format!("kinds must be a comma list of post, repost, quote and reply, got {raw:?}"),
+        )
+    })
 }
 
 /// `source=`: exactly `x`, `twitter`, `facebook` or `news`.
@@ -276,9 +291,14 @@ pub async fn feed(
         })?),
         None => None,
     };
+    let kinds = match q.kinds.as_deref() {
+        Some(raw) => parse_kinds(raw)?,
+        None => KindSet::ALL,
+    };
     let posts_query = PostQuery::newest(page_size)
         .leaders(leaders)
         .platform(platform)
+        .kinds(kinds)
         .starting(start);
     // Every post on the page rendered already (the usual case): assembled right here,
     // in microseconds. Otherwise the page is read and its missing posts rendered on the
@@ -336,7 +356,10 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::domain::post::{Author, Verification};
+    use crate::domain::post::{
+        Author, Counts, MediaItem, MediaKind, MediaVariant, PostDetails, ReferencedPost, Relation,
+        Verification,
+    };
     use crate::domain::sentiment::Sentiment;
 
     fn post(id: u64, text: &str) -> Post {
@@ -348,10 +371,66 @@ mod tests {
             timestamp_ms: 1_735_689_600_000 + id as i64,
             sentiment: Sentiment::Neutral,
             sentiment_score: 0.0,
-            metrics_json: r#"{"likes":3,"nested":{"a":[1,2]}}"#.to_string(),
             platform_post_id: Some(format!("18{id}")),
             verification: Verification::Unverified,
             author: Author::default(),
+            details: PostDetails::default(),
+            client_metrics: Some(r#"{"likes":3,"nested":{"a":[1,2]}}"#.to_string()),
+        }
+    }
+
+    /// A repost with counts, a video and the reposted post: every typed field set.
+    fn repost(id: u64) -> Post {
+        let video = MediaItem {
+            kind: MediaKind::Video,
+            url: None,
+            preview_image_url: Some("https://pbs.twimg.com/v.jpg".into()),
+            width: Some(640),
+            height: Some(360),
+            duration_ms: Some(1500),
+            variants: vec![MediaVariant {
+                url: "https://video.twimg.com/v.mp4".into(),
+                content_type: "video/mp4".into(),
+                bit_rate: Some(832_000),
+            }],
+        };
+        let author = Author {
+            id: Some("99".into()),
+            handle: Some("bob".into()),
+            name: Some("Bob \"B\"".into()),
+            ..Author::default()
+        };
+        Post {
+            client_metrics: None,
+            author: author.clone(),
+            details: PostDetails {
+                kind: PostKind::Repost,
+                counts: Some(Counts {
+                    likes: 5,
+                    comments: 1,
+                    shares: 2,
+                    quotes: 0,
+                    bookmarks: Some(3),
+                    impressions: None,
+                }),
+                language: Some("en".into()),
+                media: vec![video.clone()],
+                referenced: Some(Box::new(ReferencedPost {
+                    id: "1777".into(),
+                    relation: Relation::Reposted,
+                    author,
+                    text: Some("the original \u{e9}".into()),
+                    created_at_ms: Some(1_735_689_000_000),
+                    media: vec![video],
+                })),
+                conversation_id: Some("1777".into()),
+                in_reply_to_user_id: None,
+                reposted_by: Some(Box::new(Author {
+                    handle: Some("ann".into()),
+                    ..Author::default()
+                })),
+            },
+            ..post(id, "the original \u{e9}")
         }
     }
 
@@ -365,7 +444,11 @@ mod tests {
             created_at_ms: 0,
             avatar_url: None,
         };
-        let posts = [post(1, "plain"), post(2, "quote \" and \\ and \u{1F600}\n")];
+        let posts = [
+            post(1, "plain"),
+            post(2, "quote \" and \\ and \u{1F600}\n"),
+            repost(3),
+        ];
         for (page_number, next_cursor, leader) in [
             (
                 Some(3),

@@ -325,7 +325,7 @@ mod tests {
             post_id: id,
             leader_id: 1,
             platform,
-            kind: 0,
+            kind: crate::domain::post::PostKind::Post,
         }
     }
 

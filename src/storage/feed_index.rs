@@ -12,11 +12,11 @@
 use std::collections::HashMap;
 
 use crate::domain::cursor::Cursor;
-use crate::domain::post::Platform;
+use crate::domain::post::{Platform, PostKind};
 use crate::storage::query::{PageStart, PostQuery};
 
 /// First bytes of an index snapshot (format version in the last byte).
-const SNAPSHOT_MAGIC: &[u8; 8] = b"AMBRIDX2";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"AMBRIDX3";
 /// Largest block before it splits in two.
 const MAX_BLOCK: usize = 1024;
 /// Post ids must stay below this to fit an index slot (40 bits: a trillion posts).
@@ -41,9 +41,8 @@ pub struct Entry {
     pub post_id: u64,
     pub leader_id: u64,
     pub platform: Platform,
-    /// The post's kind code, 0..=3 (two bits of the slot are kept for it; 0 until kinds
-    /// are stored).
-    pub kind: u8,
+    /// The post's kind (two bits of the slot).
+    pub kind: PostKind,
 }
 
 impl Entry {
@@ -57,7 +56,7 @@ impl Entry {
 
     /// True when the ids fit an index slot (see [`MAX_POST_ID`], [`MAX_LEADER_ID`]).
     pub fn fits(&self) -> bool {
-        self.post_id < MAX_POST_ID && self.leader_id < MAX_LEADER_ID && self.kind < 4
+        self.post_id < MAX_POST_ID && self.leader_id < MAX_LEADER_ID
     }
 
     /// The entry as 16 bytes (its slot, little-endian), for the index journal.
@@ -80,7 +79,7 @@ impl Entry {
 
     #[cfg(test)]
     fn class(&self) -> usize {
-        usize::from(self.kind & 3) << 2 | usize::from(self.platform.code() & 3)
+        usize::from(self.kind.code() & 3) << 2 | usize::from(self.platform.code() & 3)
     }
 }
 
@@ -93,12 +92,22 @@ impl ClassMask {
     /// Every class: no filter.
     pub const ALL: ClassMask = ClassMask(u16::MAX);
 
-    /// The classes of a query: its platform (if any) and every kind.
+    /// The classes of a query: its platform (if any) and its kinds (`kinds=`).
     pub fn of(query: &PostQuery) -> ClassMask {
-        match query.platform_filter() {
-            None => ClassMask::ALL,
-            Some(p) => ClassMask(0x1111 << (p.code() & 3)),
+        let platforms: u16 = match query.platform_filter() {
+            None => 0xf,
+            Some(p) => 1 << (p.code() & 3),
+        };
+        let kinds = query.kinds_filter();
+        if query.platform_filter().is_none() && kinds.is_all() {
+            return ClassMask::ALL;
         }
+        ClassMask(
+            kinds
+                .iter()
+                .map(|k| platforms << (4 * u16::from(k.code() & 3)))
+                .fold(0, |a, b| a | b),
+        )
     }
 
     fn has(self, class: usize) -> bool {
@@ -128,7 +137,7 @@ impl Slot {
         let packed = (e.post_id & (MAX_POST_ID - 1))
             | ((e.leader_id & (MAX_LEADER_ID - 1)) << ID_BITS)
             | (u64::from(e.platform.code() & 3) << PLATFORM_SHIFT)
-            | (u64::from(e.kind & 3) << KIND_SHIFT);
+            | (u64::from(e.kind.code() & 3) << KIND_SHIFT);
         Slot {
             timestamp_ms: e.timestamp_ms,
             packed,
@@ -151,7 +160,7 @@ impl Slot {
             // Codes 1..=3 round-trip through two bits; 0 never occurs.
             platform: Platform::from_code(((self.packed >> PLATFORM_SHIFT) & 3) as u8)
                 .unwrap_or(Platform::X),
-            kind: (self.packed >> KIND_SHIFT) as u8,
+            kind: PostKind::from_code((self.packed >> KIND_SHIFT) as u8),
         }
     }
 
@@ -758,7 +767,7 @@ mod tests {
             post_id: id,
             leader_id: leader,
             platform,
-            kind: 0,
+            kind: PostKind::Post,
         }
     }
 
@@ -803,7 +812,7 @@ mod tests {
             let mut index = FeedIndex::default();
             let mut all = Vec::new();
             for (id, (ts, leader, p, kind)) in raw.into_iter().enumerate() {
-                let e = Entry { kind, ..entry(ts, id as u64, leader, Platform::ALL[p as usize]) };
+                let e = Entry { kind: PostKind::from_code(kind), ..entry(ts, id as u64, leader, Platform::ALL[p as usize]) };
                 index.insert(e);
                 all.push(e);
             }
@@ -848,6 +857,42 @@ mod tests {
     }
 
     #[test]
+    fn a_kinds_filter_is_the_kinds_posts() {
+        use crate::domain::post::KindSet;
+        let mut index = FeedIndex::default();
+        for id in 0..4000u64 {
+            index.insert(Entry {
+                kind: PostKind::from_code((id % 5 % 4) as u8),
+                ..entry(id as i64, id, id % 3, Platform::ALL[(id % 7 % 3) as usize])
+            });
+        }
+        let kinds = KindSet::of([PostKind::Quote, PostKind::Reply]);
+        for (leaders, platform) in [
+            (vec![], None),
+            (vec![], Some(Platform::News)),
+            (vec![1u64], None),
+            (vec![0, 2], Some(Platform::X)),
+        ] {
+            let q = PostQuery::newest(25)
+                .leaders(leaders.clone())
+                .platform(platform)
+                .kinds(kinds)
+                .starting(PageStart::Offset(300));
+            let page = index.page(&q);
+            let want: Vec<Entry> = index
+                .page(&PostQuery::newest(4000))
+                .entries
+                .into_iter()
+                .filter(|e| leaders.is_empty() || leaders.contains(&e.leader_id))
+                .filter(|e| platform.is_none_or(|p| e.platform == p))
+                .filter(|e| kinds.contains(e.kind))
+                .collect();
+            assert_eq!(page.total, want.len());
+            assert_eq!(page.entries, want[300..325].to_vec());
+        }
+    }
+
+    #[test]
     fn removing_keeps_counts_and_order() {
         let mut index = FeedIndex::default();
         for id in 0..5000u64 {
@@ -884,7 +929,7 @@ mod tests {
         let mut index = FeedIndex::default();
         for id in 0..3000u64 {
             index.insert(Entry {
-                kind: (id % 4) as u8,
+                kind: PostKind::from_code((id % 4) as u8),
                 ..entry(
                     (id % 500) as i64,
                     id,
@@ -933,7 +978,7 @@ mod tests {
     #[test]
     fn slots_keep_large_ids_every_platform_and_kind() {
         for p in Platform::ALL {
-            for kind in 0..4 {
+            for kind in PostKind::ALL {
                 let e = Entry {
                     kind,
                     ..entry(-5, MAX_POST_ID - 1, MAX_LEADER_ID - 1, p)

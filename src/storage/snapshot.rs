@@ -175,7 +175,7 @@ impl Store {
         let mut index = FeedIndex::default();
         for kv in self.tree.scan_prefix([keys::TIME]).rev() {
             let (k, v) = kv?;
-            if let (Some((ts, id)), Some((leader, platform))) =
+            if let (Some((ts, id)), Some((leader, platform, kind))) =
                 (keys::parse_time_key(&k), keys::parse_time_value(&v))
             {
                 index.push_oldest(Entry {
@@ -183,7 +183,7 @@ impl Store {
                     post_id: id,
                     leader_id: leader,
                     platform,
-                    kind: 0,
+                    kind,
                 });
             }
         }

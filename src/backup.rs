@@ -13,6 +13,7 @@ use crate::domain::post::{Author, Platform, Post, Verification};
 use crate::domain::review::{ReviewItem, ReviewState};
 use crate::domain::sentiment::Sentiment;
 use crate::http::dto::{parse_rfc3339, LeaderJson, PostJson, ReviewJson};
+use crate::shape::id::IdRef;
 use crate::storage::Record;
 
 /// Largest `metrics` object restored from a backup. Generous: ingested X posts were never
@@ -94,7 +95,7 @@ struct KindIn {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct LeaderIn {
-    id: u64,
+    id: IdRef,
     name: String,
     #[serde(default)]
     handles: BTreeMap<String, String>,
@@ -107,8 +108,8 @@ struct LeaderIn {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct PostIn {
-    id: u64,
-    leader_id: u64,
+    id: IdRef,
+    leader_id: IdRef,
     platform: String,
     content: String,
     timestamp: String,
@@ -125,8 +126,8 @@ struct PostIn {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ReviewIn {
-    id: u64,
-    post_id: u64,
+    id: IdRef,
+    post_id: IdRef,
     state: String,
     notes: Option<String>,
     reviewed_by: Option<String>,
@@ -141,6 +142,13 @@ fn time(line: usize, field: &str, s: &str) -> Result<i64, BackupError> {
     })
 }
 
+fn local(line: usize, field: &str, id: &IdRef) -> Result<u64, BackupError> {
+    id.local().ok_or_else(|| BackupError::Line {
+        line,
+        message: format!("{field} {id} is not an Amber id (foreign ids are not supported yet)"),
+    })
+}
+
 /// Parses one backup line.
 pub fn parse_line(line_no: usize, text: &str) -> Result<Record, BackupError> {
     let err = |message: String| BackupError::Line {
@@ -152,7 +160,7 @@ pub fn parse_line(line_no: usize, text: &str) -> Result<Record, BackupError> {
         "leader" => {
             let l: LeaderIn = serde_json::from_str(text).map_err(|e| err(e.to_string()))?;
             Record::Leader(Leader {
-                id: l.id,
+                id: local(line_no, "id", &l.id)?,
                 name: l.name,
                 handles: l.handles,
                 tracking_topics: l.tracking_topics,
@@ -163,8 +171,8 @@ pub fn parse_line(line_no: usize, text: &str) -> Result<Record, BackupError> {
         "post" => {
             let p: PostIn = serde_json::from_str(text).map_err(|e| err(e.to_string()))?;
             Record::Post(Post {
-                id: p.id,
-                leader_id: p.leader_id,
+                id: local(line_no, "id", &p.id)?,
+                leader_id: local(line_no, "leaderId", &p.leader_id)?,
                 platform: Platform::parse(&p.platform)
                     .ok_or_else(|| err(format!("unknown platform {:?}", p.platform)))?,
                 content: p.content,
@@ -196,8 +204,8 @@ pub fn parse_line(line_no: usize, text: &str) -> Result<Record, BackupError> {
         "review" => {
             let r: ReviewIn = serde_json::from_str(text).map_err(|e| err(e.to_string()))?;
             Record::Review(ReviewItem {
-                id: r.id,
-                post_id: r.post_id,
+                id: local(line_no, "id", &r.id)?,
+                post_id: local(line_no, "postId", &r.post_id)?,
                 state: ReviewState::parse(&r.state)
                     .ok_or_else(|| err(format!("unknown state {:?}", r.state)))?,
                 notes: r.notes,

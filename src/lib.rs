@@ -13,6 +13,7 @@ pub mod healthcheck;
 pub mod http;
 pub mod metrics;
 pub mod rate_limit;
+pub mod shape;
 pub mod shutdown;
 pub mod startup;
 pub mod status;

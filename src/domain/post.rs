@@ -56,32 +56,54 @@ impl Platform {
     }
 }
 
-/// Review state of a post, shown as `verificationStatus`.
+/// Review state of a post, shown as `verificationStatus` in the original system's
+/// spellings: `"Needs Review"` (the default, also while a review item is pending),
+/// `"Verified"` (approved) and `"Rejected"`. Stored as the variant's index: never
+/// reorder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
 pub enum Verification {
+    /// Nobody has looked at it: `"Needs Review"`.
     Unverified,
+    /// Its review item is pending: `"Needs Review"` too.
     Pending,
+    /// `"Verified"`.
     Approved,
     Rejected,
 }
 
 impl Verification {
-    /// The API spelling.
+    /// Every spelling accepted on input: the original's, then Amber's earlier ones.
+    pub const SPELLINGS: [&'static str; 6] = [
+        "Needs Review",
+        "Verified",
+        "Rejected",
+        "Unverified",
+        "Pending",
+        "Approved",
+    ];
+
+    /// The API spelling (the original system's).
     pub fn as_str(self) -> &'static str {
         match self {
-            Verification::Unverified => "Unverified",
-            Verification::Pending => "Pending",
-            Verification::Approved => "Approved",
+            Verification::Unverified | Verification::Pending => "Needs Review",
+            Verification::Approved => "Verified",
             Verification::Rejected => "Rejected",
         }
     }
 
-    /// Parses the API spelling, case-insensitively.
+    /// Parses a spelling, case-insensitively, with `_` or `-` for the space: the
+    /// original's (`Needs Review`, `Verified`) and Amber's earlier ones (`Unverified`,
+    /// `Pending`, `Approved`), as old backups and old clients send them.
     pub fn parse(s: &str) -> Option<Verification> {
-        match s.to_ascii_lowercase().as_str() {
-            "unverified" => Some(Verification::Unverified),
+        match s
+            .trim()
+            .to_ascii_lowercase()
+            .replace(['_', '-'], " ")
+            .as_str()
+        {
+            "needs review" | "unverified" => Some(Verification::Unverified),
             "pending" => Some(Verification::Pending),
-            "approved" | "verified" => Some(Verification::Approved),
+            "verified" | "approved" => Some(Verification::Approved),
             "rejected" => Some(Verification::Rejected),
             _ => None,
         }
@@ -179,6 +201,27 @@ mod tests {
             assert_eq!(Platform::from_code(p.code()), Some(p));
         }
         assert_eq!(Platform::from_code(0), None);
+    }
+
+    #[test]
+    fn verification_speaks_the_original_vocabulary_and_reads_the_old_one() {
+        assert_eq!(Verification::Unverified.as_str(), "Needs Review");
+        assert_eq!(Verification::Approved.as_str(), "Verified");
+        for (s, v) in [
+            ("Needs Review", Verification::Unverified),
+            ("needs_review", Verification::Unverified),
+            ("Verified", Verification::Approved),
+            ("Unverified", Verification::Unverified),
+            ("Pending", Verification::Pending),
+            ("Approved", Verification::Approved),
+            ("Rejected", Verification::Rejected),
+        ] {
+            assert_eq!(Verification::parse(s), Some(v), "{s}");
+        }
+        for s in Verification::SPELLINGS {
+            assert!(Verification::parse(s).is_some(), "{s}");
+        }
+        assert_eq!(Verification::parse("maybe"), None);
     }
 
     #[test]

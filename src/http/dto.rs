@@ -39,6 +39,8 @@ fn empty_object() -> &'static RawValue {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LeaderJson<'a> {
+    #[serde(serialize_with = "crate::shape::id::string")]
+    #[schema(value_type = String)]
     pub id: u64,
     pub name: &'a str,
     pub handles: &'a BTreeMap<String, String>,
@@ -65,7 +67,11 @@ impl<'a> LeaderJson<'a> {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PostJson<'a> {
+    #[serde(serialize_with = "crate::shape::id::string")]
+    #[schema(value_type = String)]
     pub id: u64,
+    #[serde(serialize_with = "crate::shape::id::string")]
+    #[schema(value_type = String)]
     pub leader_id: u64,
     pub leader_name: Option<&'a str>,
     pub platform: &'static str,
@@ -143,7 +149,11 @@ impl<'a> FeedPostJson<'a> {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReviewJson<'a> {
+    #[serde(serialize_with = "crate::shape::id::string")]
+    #[schema(value_type = String)]
     pub id: u64,
+    #[serde(serialize_with = "crate::shape::id::string")]
+    #[schema(value_type = String)]
     pub post_id: u64,
     pub state: &'static str,
     pub notes: Option<&'a str>,

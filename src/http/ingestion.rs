@@ -16,9 +16,10 @@ use crate::actors::scheduler::{
 use crate::error::AppError;
 use crate::http::auth::Admin;
 use crate::http::dto::PostJson;
-use crate::http::leaders::parse_id;
+use crate::http::ids::path_id;
 use crate::http::rate_limit::RateLimited;
 use crate::http::{AppState, ObjectBody};
+use crate::storage::Entity;
 use crate::x_api::client::FetchError;
 
 /// Registers the routes of this module.
@@ -87,6 +88,16 @@ fn status_json(s: &IngestStatus) -> serde_json::Value {
             "monthly_read_budget": s.monthly_read_budget,
             "budget_remaining": remaining,
         },
+        "waiting": s.waiting.map(|w| json!({
+            "reason": "x_rate_limit",
+            "since": time(Some(w.since)),
+            "until": time(Some(w.until)),
+        })),
+        "last_skipped": s.last_skipped.as_ref().map(|k| json!({
+            "at": time(Some(k.at)),
+            "reason": k.reason,
+        })),
+        "skipped_ticks": s.skipped_ticks,
         "failing_leaders": s.backing_off.iter().map(|(id, failures, retry)| json!({
             "leaderId": id,
             "failures": failures,
@@ -221,13 +232,22 @@ fn refresh_error(err: RefreshError) -> AppError {
 }
 
 /// `POST /api/leaders/{id}/refresh`: fetch one leader now, at most once per cooldown.
-#[utoipa::path(post, path = "/api/leaders/{id}/refresh", operation_id = "refreshLeader", tag = "ingestion", params(("id" = u64, Path, description = "Leader id")), responses((status = 200, description = "`{\"posts\":[new posts],\"origin\":\"x\"|\"cache\"}`; within the cooldown no X call is made", body = Object), (status = 409, description = "`no_x_handle`: the leader has no X handle", body = crate::error::ErrorBody), (status = 404, description = "Unknown leader or X user", body = crate::error::ErrorBody), (status = 429, description = "Rate limited: wait `Retry-After` seconds", body = crate::error::ErrorBody), (status = 503, description = "X not configured, breaker open, X rate limit or budget", body = crate::error::ErrorBody)))]
+#[utoipa::path(post, path = "/api/leaders/{id}/refresh", operation_id = "refreshLeader", tag = "ingestion", params(("id" = String, Path, description = "Leader id (or the id it had in the system it was imported from)")), responses((status = 200, description = "`{\"posts\":[new posts],\"origin\":\"x\"|\"cache\"|\"none\"}`; within the cooldown no X call is made (`cache`); a leader without an X handle has no posts (`none`)", body = Object), (status = 409, description = "`no_x_handle`: the leader lost its X handle while the refresh was queued", body = crate::error::ErrorBody), (status = 404, description = "Unknown leader or X user", body = crate::error::ErrorBody), (status = 429, description = "Rate limited: wait `Retry-After` seconds", body = crate::error::ErrorBody), (status = 503, description = "X not configured, breaker open, X rate limit or budget", body = crate::error::ErrorBody)))]
 pub async fn refresh(
     state: web::Data<AppState>,
     scheduler: Scheduler,
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let id = parse_id(&path, "leader")?;
+    let id = path_id(&state.reader, &path, Entity::Leader)?;
+    // A leader with nothing to fetch from X has no new posts: 200, as the original
+    // answered (no X call is made, so `origin` is `none`).
+    if state
+        .reader
+        .leader(id)
+        .is_some_and(|l| l.x_handle().is_none())
+    {
+        return Ok(HttpResponse::Ok().json(json!({"posts": [], "origin": "none"})));
+    }
     let refreshed = scheduler
         .send(RefreshLeader { leader_id: id })
         .await

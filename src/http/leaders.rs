@@ -10,8 +10,10 @@ use crate::domain::leader::LeaderDraft;
 use crate::error::AppError;
 use crate::http::auth::Admin;
 use crate::http::dto::{LeaderJson, Success};
+use crate::http::ids::path_id;
 use crate::http::text;
 use crate::http::AppState;
+use crate::storage::Entity;
 
 /// Registers the routes of this module.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -122,12 +124,6 @@ fn topics_schema() -> utoipa::openapi::Array {
         .build()
 }
 
-/// Parses a numeric id from the path.
-pub fn parse_id(raw: &str, what: &str) -> Result<u64, AppError> {
-    raw.parse::<u64>()
-        .map_err(|_| AppError::NotFound(format!("{what} {raw:?}")))
-}
-
 fn draft(
     body: LeaderBody,
     base: Option<&crate::domain::leader::Leader>,
@@ -190,12 +186,12 @@ pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, AppError> 
 }
 
 /// `GET /api/leaders/{id}`.
-#[utoipa::path(get, path = "/api/leaders/{id}", operation_id = "getLeader", tag = "leaders", params(("id" = u64, Path, description = "Leader id")), responses((status = 200, description = "The leader", body = LeaderJson), (status = 404, description = "Not found", body = crate::error::ErrorBody)))]
+#[utoipa::path(get, path = "/api/leaders/{id}", operation_id = "getLeader", tag = "leaders", params(("id" = String, Path, description = "Leader id (or the id it had in the system it was imported from)")), responses((status = 200, description = "The leader", body = LeaderJson), (status = 404, description = "Not found", body = crate::error::ErrorBody)))]
 pub async fn get(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let id = parse_id(&path, "leader")?;
+    let id = path_id(&state.reader, &path, Entity::Leader)?;
     let leader = state
         .reader
         .leader(id)
@@ -208,39 +204,39 @@ pub async fn get(
 pub async fn create(
     _admin: Admin,
     state: web::Data<AppState>,
-    body: web::Json<crate::http::ObjectBody<NewLeaderBody>>,
+    body: crate::http::form::JsonOrForm<NewLeaderBody>,
 ) -> Result<HttpResponse, AppError> {
-    let draft = draft(body.into_inner().0.into(), None)?;
+    let draft = draft(body.0.into(), None)?;
     let leader = state.store.send(CreateLeader(draft)).await??;
     Ok(HttpResponse::Created().json(LeaderJson::from(&leader)))
 }
 
 /// `PUT /api/leaders/{id}` (admin).
-#[utoipa::path(put, path = "/api/leaders/{id}", operation_id = "updateLeader", tag = "leaders", security(("bearer" = [])), params(("id" = u64, Path, description = "Leader id")), request_body = LeaderBody, responses((status = 200, description = "Updated; absent fields kept", body = LeaderJson), (status = 400, description = "Bad input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody), (status = 403, description = "Wrong role", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody)))]
+#[utoipa::path(put, path = "/api/leaders/{id}", operation_id = "updateLeader", tag = "leaders", security(("bearer" = [])), params(("id" = String, Path, description = "Leader id (or the id it had in the system it was imported from)")), request_body = LeaderBody, responses((status = 200, description = "Updated; absent fields kept", body = LeaderJson), (status = 400, description = "Bad input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody), (status = 403, description = "Wrong role", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody)))]
 pub async fn update(
     _admin: Admin,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: web::Json<crate::http::ObjectBody<LeaderBody>>,
+    body: crate::http::form::JsonOrForm<LeaderBody>,
 ) -> Result<HttpResponse, AppError> {
-    let id = parse_id(&path, "leader")?;
+    let id = path_id(&state.reader, &path, Entity::Leader)?;
     let current = state
         .reader
         .leader(id)
         .ok_or_else(|| AppError::NotFound(format!("leader {id}")))?;
-    let draft = draft(body.into_inner().0, Some(&current))?;
+    let draft = draft(body.0, Some(&current))?;
     let leader = state.store.send(UpdateLeader { id, draft }).await??;
     Ok(HttpResponse::Ok().json(LeaderJson::from(&leader)))
 }
 
 /// `DELETE /api/leaders/{id}` (admin): the leader, its posts, review items and dedup keys.
-#[utoipa::path(delete, path = "/api/leaders/{id}", operation_id = "deleteLeader", tag = "leaders", security(("bearer" = [])), params(("id" = u64, Path, description = "Leader id")), responses((status = 200, description = "Removed with its posts, review items and dedup keys", body = Success), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody), (status = 403, description = "Wrong role", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody)))]
+#[utoipa::path(delete, path = "/api/leaders/{id}", operation_id = "deleteLeader", tag = "leaders", security(("bearer" = [])), params(("id" = String, Path, description = "Leader id (or the id it had in the system it was imported from)")), responses((status = 200, description = "Removed with its posts, review items and dedup keys", body = Success), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody), (status = 403, description = "Wrong role", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody)))]
 pub async fn delete(
     _admin: Admin,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let id = parse_id(&path, "leader")?;
+    let id = path_id(&state.reader, &path, Entity::Leader)?;
     state.store.send(DeleteLeader(id)).await??;
     Ok(HttpResponse::Ok().json(Success { success: true }))
 }

@@ -231,18 +231,58 @@ pub fn log_request(
         metrics.observe_request(status, elapsed);
     }
     let duration_ms = elapsed.as_secs_f64() * 1000.0;
+    // The original system's field names, beside ours: `event` and `durationMs`.
+    let event = "request";
+    #[allow(non_snake_case)]
+    let durationMs = duration_ms;
     if status == 503 {
         // An expected state (X not configured, breaker open, shutting down, ...), named
         // by the answer's error code; a fault of ours is a 500 and logged as an error.
-        tracing::warn!(method, path, status, duration_ms, request_id, "request");
+        tracing::warn!(
+            event,
+            method,
+            path,
+            status,
+            duration_ms,
+            durationMs,
+            request_id,
+            "request"
+        );
     } else if status >= 500 {
-        tracing::error!(method, path, status, duration_ms, request_id, "request");
+        tracing::error!(
+            event,
+            method,
+            path,
+            status,
+            duration_ms,
+            durationMs,
+            request_id,
+            "request"
+        );
     } else if (method == "GET" || method == "HEAD")
         && (path == "/livez" || path == "/readyz" || path == "/metrics")
     {
-        tracing::debug!(method, path, status, duration_ms, request_id, "request");
+        tracing::debug!(
+            event,
+            method,
+            path,
+            status,
+            duration_ms,
+            durationMs,
+            request_id,
+            "request"
+        );
     } else {
-        tracing::info!(method, path, status, duration_ms, request_id, "request");
+        tracing::info!(
+            event,
+            method,
+            path,
+            status,
+            duration_ms,
+            durationMs,
+            request_id,
+            "request"
+        );
     }
 }
 

@@ -8,7 +8,9 @@ pub mod bench;
 pub mod conn;
 pub mod dto;
 pub mod feed;
+pub mod form;
 pub mod health;
+pub mod ids;
 pub mod ingestion;
 pub mod leaders;
 pub mod metrics;
@@ -105,30 +107,6 @@ impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for ObjectBody<T> 
         d.deserialize_map(Only(std::marker::PhantomData))
             .map(ObjectBody)
     }
-}
-
-/// Deserializes an id given as a JSON integer, or as a number with no fraction (`7.0`),
-/// which JSON Schema also calls an integer.
-pub fn integer_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    let n = <serde_json::Number as serde::Deserialize>::deserialize(d)?;
-    if let Some(v) = n.as_u64() {
-        return Ok(v);
-    }
-    match n.as_f64() {
-        Some(f) if f.fract() == 0.0 && (0.0..=9_007_199_254_740_992.0).contains(&f) => Ok(f as u64),
-        _ => Err(serde::de::Error::custom(format!(
-            "expected a leader id (a whole number), got {n}"
-        ))),
-    }
-}
-
-/// As [`integer_id`], for an optional field.
-pub fn optional_integer_id<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<Option<u64>, D::Error> {
-    #[derive(serde::Deserialize)]
-    struct Wrap(#[serde(deserialize_with = "integer_id")] u64);
-    <Option<Wrap> as serde::Deserialize>::deserialize(d).map(|w| w.map(|w| w.0))
 }
 
 /// A 415 unless the request says its body is JSON (`application/json` or `+json`), as

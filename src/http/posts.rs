@@ -13,11 +13,12 @@ use crate::error::AppError;
 use crate::http::auth::Admin;
 use crate::http::dto::{parse_rfc3339, PostJson, ReviewJson, Success};
 use crate::http::feed::{parse_bounded, parse_cursor};
-use crate::http::leaders::parse_id;
+use crate::http::ids::{body_id, path_id, query_leader};
 use crate::http::text;
 use crate::http::AppState;
+use crate::shape::id::IdRef;
 use crate::storage::query::{PageStart, PostQuery};
-use crate::storage::PostPatch;
+use crate::storage::{Entity, PostPatch};
 
 /// Largest `limit` of `GET /api/posts` (the unpaginated list).
 const MAX_LIST: usize = 500;
@@ -49,8 +50,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase")]
 pub struct ListQuery {
-    /// Only this leader's posts.
-    #[param(value_type = Option<i64>, minimum = 0)]
+    /// Only this leader's posts (its id, or the id it had in the system it was imported from).
+    #[param(value_type = Option<String>, min_length = 1, max_length = 128)]
     leader_id: Option<String>,
     /// How many, newest first (default 100).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
@@ -62,8 +63,8 @@ pub struct ListQuery {
 #[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase")]
 pub struct PageQuery {
-    /// Only this leader's posts.
-    #[param(value_type = Option<i64>, minimum = 0)]
+    /// Only this leader's posts (its id, or the id it had in the system it was imported from).
+    #[param(value_type = Option<String>, min_length = 1, max_length = 128)]
     leader_id: Option<String>,
     /// Page size (default 20).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
@@ -74,18 +75,9 @@ pub struct PageQuery {
 }
 
 /// The newest `limit` posts, of one leader when `leaderId` names one.
-fn leader_query(raw: Option<&str>, limit: usize) -> Result<PostQuery, AppError> {
+fn leader_query(state: &AppState, raw: Option<&str>, limit: usize) -> Result<PostQuery, AppError> {
     let leaders = match raw {
-        Some(s) => vec![Some(s)
-            .filter(|s| !s.is_empty() && s.len() <= 19 && s.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|s| s.parse::<i64>().ok())
-            .map(|id| id as u64)
-            .ok_or_else(|| {
-                AppError::bad_request(
-                    "invalid_query",
-                    format!("leaderId must be a leader id, got {s:?}"),
-                )
-            })?],
+        Some(s) => vec![query_leader(&state.reader, s, "leaderId")?],
         None => Vec::new(),
     };
     Ok(PostQuery::newest(limit).leaders(leaders))
@@ -98,7 +90,7 @@ pub async fn list(
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, AppError> {
     let limit = parse_bounded("limit", query.limit.as_deref(), 100, 1, MAX_LIST)?;
-    let posts_query = leader_query(query.leader_id.as_deref(), limit)?;
+    let posts_query = leader_query(&state, query.leader_id.as_deref(), limit)?;
     let reader = state.reader.clone();
     let body = web::block(move || -> Result<Vec<u8>, AppError> {
         let page = reader.page(&posts_query)?;
@@ -136,7 +128,7 @@ pub async fn paginated(
         Some(c) => PageStart::Before(parse_cursor("before", c)?),
         None => PageStart::Offset(0),
     };
-    let posts_query = leader_query(query.leader_id.as_deref(), limit)?.starting(start);
+    let posts_query = leader_query(&state, query.leader_id.as_deref(), limit)?.starting(start);
     let reader = state.reader.clone();
     let body = web::block(move || -> Result<Vec<u8>, AppError> {
         let page = reader.page(&posts_query)?;
@@ -160,12 +152,12 @@ pub async fn paginated(
 }
 
 /// `GET /api/posts/{id}`.
-#[utoipa::path(get, path = "/api/posts/{id}", operation_id = "getPost", tag = "posts", params(("id" = u64, Path, description = "Post id")), responses((status = 200, description = "The post", body = PostJson), (status = 404, description = "Not found", body = crate::error::ErrorBody)))]
+#[utoipa::path(get, path = "/api/posts/{id}", operation_id = "getPost", tag = "posts", params(("id" = String, Path, description = "Post id (or the id it had in the system it was imported from)")), responses((status = 200, description = "The post", body = PostJson), (status = 404, description = "Not found", body = crate::error::ErrorBody)))]
 pub async fn get(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let id = parse_id(&path, "post")?;
+    let id = path_id(&state.reader, &path, Entity::Post)?;
     let reader = state.reader.clone();
     let post = web::block(move || reader.post(id))
         .await??
@@ -178,9 +170,7 @@ pub async fn get(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateBody {
-    #[serde(deserialize_with = "crate::http::integer_id")]
-    #[schema(value_type = u64)]
-    leader_id: u64,
+    leader_id: IdRef,
     #[schema(value_type = PlatformName, inline)]
     platform: String,
     /// Not blank; at most 20,000 characters.
@@ -227,15 +217,19 @@ enum PlatformName {
     NewsLower,
 }
 
-/// The `verificationStatus` spellings accepted on input (`Verified` is `Approved`).
+/// The `verificationStatus` spellings accepted on input: the original's (`Needs Review`,
+/// `Verified`, `Rejected`) and Amber's earlier ones (`Unverified` and `Pending` are
+/// `Needs Review`, `Approved` is `Verified`).
 #[derive(Serialize, utoipa::ToSchema)]
 #[allow(dead_code)]
 enum VerificationName {
+    #[serde(rename = "Needs Review")]
+    NeedsReview,
+    Verified,
+    Rejected,
     Unverified,
     Pending,
     Approved,
-    Rejected,
-    Verified,
 }
 
 fn parse_platform(raw: &str) -> Result<Platform, AppError> {
@@ -283,25 +277,29 @@ fn parse_timestamp(raw: &str) -> Result<i64, AppError> {
 }
 
 fn parse_verification(raw: &str) -> Result<Verification, AppError> {
-    const NAMES: [&str; 5] = ["Unverified", "Pending", "Approved", "Rejected", "Verified"];
-    NAMES.contains(&raw).then(|| Verification::parse(raw)).flatten().ok_or_else(|| {
-        AppError::bad_request(
-            "invalid_post",
-            format!(
-                "verificationStatus must be Unverified, Pending, Approved (or Verified) or Rejected, got {raw:?}"
-            ),
-        )
-    })
+    Verification::SPELLINGS
+        .contains(&raw)
+        .then(|| Verification::parse(raw))
+        .flatten()
+        .ok_or_else(|| {
+            AppError::bad_request(
+                "invalid_post",
+                format!(
+                    "verificationStatus must be Needs Review, Verified or Rejected, got {raw:?}"
+                ),
+            )
+        })
 }
 
-/// `POST /api/posts` (admin). `requiresReview: true` also creates a review item.
+/// `POST /api/posts` (admin). `requiresReview: true` also creates a review item. The body
+/// may also be an HTML form (`application/x-www-form-urlencoded`, see `http::form`).
 #[utoipa::path(post, path = "/api/posts", operation_id = "createPost", tag = "posts", security(("bearer" = [])), request_body = CreateBody, responses((status = 201, description = "Created (with `reviewItem` when `requiresReview`)", body = PostJson), (status = 400, description = "Bad input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody), (status = 403, description = "Wrong role", body = crate::error::ErrorBody), (status = 404, description = "Unknown leader", body = crate::error::ErrorBody), (status = 409, description = "Conflict", body = crate::error::ErrorBody)))]
 pub async fn create(
     _admin: Admin,
     state: web::Data<AppState>,
-    body: web::Json<crate::http::ObjectBody<CreateBody>>,
+    body: crate::http::form::JsonOrForm<CreateBody>,
 ) -> Result<HttpResponse, AppError> {
-    let b = body.into_inner().0;
+    let b = body.0;
     let platform = parse_platform(&b.platform)?;
     if b.platform_post_id
         .as_deref()
@@ -327,7 +325,7 @@ pub async fn create(
     };
     let (score, label) = sentiment::analyze(&b.content);
     let new = NewPost {
-        leader_id: b.leader_id,
+        leader_id: body_id(&state.reader, &b.leader_id, Entity::Leader)?,
         platform,
         content: b.content,
         timestamp_ms,
@@ -375,21 +373,20 @@ pub struct UpdateBody {
     metrics: Option<Box<RawValue>>,
     #[schema(value_type = Option<VerificationName>, inline)]
     verification_status: Option<String>,
-    #[serde(default, deserialize_with = "crate::http::optional_integer_id")]
-    #[schema(value_type = Option<u64>)]
-    leader_id: Option<u64>,
+    #[schema(value_type = Option<IdRef>)]
+    leader_id: Option<IdRef>,
 }
 
 /// `PUT /api/posts/{id}` (admin).
-#[utoipa::path(put, path = "/api/posts/{id}", operation_id = "updatePost", tag = "posts", security(("bearer" = [])), params(("id" = u64, Path, description = "Post id")), request_body = UpdateBody, responses((status = 200, description = "Updated", body = PostJson), (status = 400, description = "Bad input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody), (status = 403, description = "Wrong role", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody)))]
+#[utoipa::path(put, path = "/api/posts/{id}", operation_id = "updatePost", tag = "posts", security(("bearer" = [])), params(("id" = String, Path, description = "Post id (or the id it had in the system it was imported from)")), request_body = UpdateBody, responses((status = 200, description = "Updated", body = PostJson), (status = 400, description = "Bad input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody), (status = 403, description = "Wrong role", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody)))]
 pub async fn update(
     _admin: Admin,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: web::Json<crate::http::ObjectBody<UpdateBody>>,
+    body: crate::http::form::JsonOrForm<UpdateBody>,
 ) -> Result<HttpResponse, AppError> {
-    let id = parse_id(&path, "post")?;
-    let b = body.into_inner().0;
+    let id = path_id(&state.reader, &path, Entity::Post)?;
+    let b = body.0;
     if let Some(c) = &b.content {
         check_content(c)?;
     }
@@ -402,7 +399,11 @@ pub async fn update(
             .as_deref()
             .map(parse_verification)
             .transpose()?,
-        leader_id: b.leader_id,
+        leader_id: b
+            .leader_id
+            .as_ref()
+            .map(|l| body_id(&state.reader, l, Entity::Leader))
+            .transpose()?,
     };
     let post = state.store.send(UpdatePost { id, patch }).await??;
     let leader = state.reader.leader(post.leader_id);
@@ -410,13 +411,13 @@ pub async fn update(
 }
 
 /// `DELETE /api/posts/{id}` (admin).
-#[utoipa::path(delete, path = "/api/posts/{id}", operation_id = "deletePost", tag = "posts", security(("bearer" = [])), params(("id" = u64, Path, description = "Post id")), responses((status = 200, description = "Deleted", body = Success), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody), (status = 403, description = "Wrong role", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody)))]
+#[utoipa::path(delete, path = "/api/posts/{id}", operation_id = "deletePost", tag = "posts", security(("bearer" = [])), params(("id" = String, Path, description = "Post id (or the id it had in the system it was imported from)")), responses((status = 200, description = "Deleted", body = Success), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody), (status = 403, description = "Wrong role", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody)))]
 pub async fn delete(
     _admin: Admin,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let id = parse_id(&path, "post")?;
+    let id = path_id(&state.reader, &path, Entity::Post)?;
     state.store.send(DeletePost(id)).await??;
     Ok(HttpResponse::Ok().json(Success { success: true }))
 }

@@ -9,8 +9,9 @@ use crate::error::AppError;
 use crate::http::auth::Reviewer;
 use crate::http::dto::ReviewJson;
 use crate::http::feed::parse_bounded;
-use crate::http::leaders::parse_id;
+use crate::http::ids::path_id;
 use crate::http::{AppState, ObjectBody};
+use crate::storage::Entity;
 
 /// Longest reviewer note, in characters.
 const MAX_NOTES: usize = 2000;
@@ -22,11 +23,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/review/{id}/reject").route(web::post().to(reject)));
 }
 
-/// Query of `GET /api/review`: `state=pending|approved|rejected|all` (default pending).
+/// Query of `GET /api/review`: `state=pending|approved|rejected|all` (default: every item,
+/// as the original system answered).
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ReviewQuery {
-    /// Which items (default `pending`).
+    /// Which items (default: all).
     #[param(value_type = Option<StateParam>, inline)]
     state: Option<String>,
     /// How many (default 100).
@@ -45,14 +47,15 @@ enum StateParam {
     All,
 }
 
-/// `GET /api/review` (reviewer or admin): items with their posts, newest first.
-#[utoipa::path(get, path = "/api/review", operation_id = "listReviews", tag = "review", security(("bearer" = [])), params(ReviewQuery), responses((status = 200, description = "Review items with their posts, newest first", body = [ReviewJson]), (status = 400, description = "Bad input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody), (status = 403, description = "Wrong role", body = crate::error::ErrorBody)))]
+/// `GET /api/review` (reviewer or admin): items with their posts, most recently updated
+/// first; every item unless `state=` names one state.
+#[utoipa::path(get, path = "/api/review", operation_id = "listReviews", tag = "review", security(("bearer" = [])), params(ReviewQuery), responses((status = 200, description = "Review items with their posts, most recently updated first", body = [ReviewJson]), (status = 400, description = "Bad input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody), (status = 403, description = "Wrong role", body = crate::error::ErrorBody)))]
 pub async fn list(
     _who: Reviewer,
     state: web::Data<AppState>,
     query: web::Query<ReviewQuery>,
 ) -> Result<HttpResponse, AppError> {
-    let filter = match query.state.as_deref().unwrap_or("pending") {
+    let filter = match query.state.as_deref().unwrap_or("all") {
         "all" => None,
         s => Some(ReviewState::parse(s).ok_or_else(|| {
             AppError::bad_request(
@@ -105,7 +108,7 @@ async fn decide(
     (req, body): (HttpRequest, web::Bytes),
     decision: ReviewState,
 ) -> Result<HttpResponse, AppError> {
-    let id = parse_id(&path, "review item")?;
+    let id = path_id(&state.reader, &path, Entity::Review)?;
     // The body is optional; when present it must be JSON.
     let notes = if body.iter().all(u8::is_ascii_whitespace) {
         None
@@ -142,7 +145,7 @@ async fn decide(
 }
 
 /// `POST /api/review/{id}/approve`.
-#[utoipa::path(post, path = "/api/review/{id}/approve", operation_id = "approveReview", tag = "review", security(("bearer" = [])), params(("id" = u64, Path, description = "Review item id")), request_body(content = DecisionBody, description = "Optional notes; the body may be absent"), responses((status = 200, description = "Approved", body = ReviewJson), (status = 400, description = "Bad input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody), (status = 403, description = "Wrong role", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody)))]
+#[utoipa::path(post, path = "/api/review/{id}/approve", operation_id = "approveReview", tag = "review", security(("bearer" = [])), params(("id" = String, Path, description = "Review item id (or the id it had in the system it was imported from)")), request_body(content = DecisionBody, description = "Optional notes; the body may be absent"), responses((status = 200, description = "Approved", body = ReviewJson), (status = 400, description = "Bad input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody), (status = 403, description = "Wrong role", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody)))]
 pub async fn approve(
     who: Reviewer,
     state: web::Data<AppState>,
@@ -154,7 +157,7 @@ pub async fn approve(
 }
 
 /// `POST /api/review/{id}/reject` with `{"notes"}`.
-#[utoipa::path(post, path = "/api/review/{id}/reject", operation_id = "rejectReview", tag = "review", security(("bearer" = [])), params(("id" = u64, Path, description = "Review item id")), request_body(content = DecisionBody, description = "Optional notes; the body may be absent"), responses((status = 200, description = "Rejected", body = ReviewJson), (status = 400, description = "Bad input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody), (status = 403, description = "Wrong role", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody)))]
+#[utoipa::path(post, path = "/api/review/{id}/reject", operation_id = "rejectReview", tag = "review", security(("bearer" = [])), params(("id" = String, Path, description = "Review item id (or the id it had in the system it was imported from)")), request_body(content = DecisionBody, description = "Optional notes; the body may be absent"), responses((status = 200, description = "Rejected", body = ReviewJson), (status = 400, description = "Bad input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody), (status = 403, description = "Wrong role", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody)))]
 pub async fn reject(
     who: Reviewer,
     state: web::Data<AppState>,

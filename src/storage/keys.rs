@@ -24,6 +24,19 @@ pub const X_USER: u8 = b'U';
 /// `N` + leader id → the newest X post id stored for the leader (`since_id`).
 pub const NEWEST: u8 = b'N';
 
+/// `F` + entity code + foreign id → Amber's id (u64 BE): the id an imported record had in
+/// the system it came from (the original's UUIDs), so it still answers there.
+pub const FOREIGN: u8 = b'F';
+
+/// `F` key of a foreign id.
+pub fn foreign_key(entity_code: u8, foreign: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + foreign.len());
+    k.push(FOREIGN);
+    k.push(entity_code);
+    k.extend_from_slice(foreign.as_bytes());
+    k
+}
+
 /// Maps an i64 onto u64 so that big-endian byte order equals numeric order.
 pub fn ts_bytes(ts: i64) -> [u8; 8] {
     ((ts as u64) ^ (1 << 63)).to_be_bytes()

@@ -42,6 +42,34 @@ pub use crate::storage::reader::{FeedPage, Stats, StoreReader};
 pub const SCHEMA_VERSION: u64 = 1;
 const TREE_NAME: &str = "amber";
 
+/// The kinds of record that have ids of their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Entity {
+    Leader,
+    Post,
+    Review,
+}
+
+impl Entity {
+    /// A one-byte code used in storage keys. Stable: never renumber.
+    pub fn code(self) -> u8 {
+        match self {
+            Entity::Leader => b'l',
+            Entity::Post => b'p',
+            Entity::Review => b'r',
+        }
+    }
+
+    /// The name in messages (`leader`, `post`, `review item`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Entity::Leader => "leader",
+            Entity::Post => "post",
+            Entity::Review => "review item",
+        }
+    }
+}
+
 /// Failures of the storage layer.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -15,7 +15,7 @@ use crate::storage::feed_index::Entry;
 use crate::storage::import::Record;
 use crate::storage::posts::{decode_post, read_post};
 use crate::storage::query::PostQuery;
-use crate::storage::{codec, keys, Shared, StoreError};
+use crate::storage::{codec, keys, Entity, Shared, StoreError};
 
 /// One page of posts, newest first.
 #[derive(Debug, Clone)]
@@ -112,6 +112,15 @@ impl StoreReader {
         }
     }
 
+    /// Amber's id of a record imported under a foreign id (see [`keys::FOREIGN`]).
+    pub fn foreign_id(&self, entity: Entity, foreign: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .tree
+            .get(keys::foreign_key(entity.code(), foreign))?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(u64::from_be_bytes))
+    }
+
     /// A page of posts, newest first. Posts deleted between the index read and the
     /// record read are skipped.
     pub fn page(&self, query: &PostQuery) -> Result<FeedPage, StoreError> {
@@ -135,23 +144,52 @@ impl StoreReader {
         })
     }
 
-    /// Review items, newest first, optionally of one state, at most `limit`.
+    /// Review items, most recently updated first (ties: newest item first), optionally
+    /// of one state, at most `limit`. Reads every item (the queue has no index by update
+    /// time) but holds only `limit` of them.
     pub fn reviews(
         &self,
         state: Option<ReviewState>,
         limit: usize,
     ) -> Result<Vec<ReviewItem>, StoreError> {
-        let mut out = Vec::new();
-        for kv in self.tree()?.scan_prefix([keys::REVIEW]).rev() {
+        use std::cmp::Reverse;
+        use std::collections::BinaryHeap;
+        struct ByUpdate(ReviewItem);
+        impl ByUpdate {
+            fn key(&self) -> (i64, u64) {
+                (self.0.updated_at_ms, self.0.id)
+            }
+        }
+        impl PartialEq for ByUpdate {
+            fn eq(&self, other: &Self) -> bool {
+                self.key() == other.key()
+            }
+        }
+        impl Eq for ByUpdate {}
+        impl PartialOrd for ByUpdate {
+            fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+        impl Ord for ByUpdate {
+            fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+                self.key().cmp(&other.key())
+            }
+        }
+        // A min-heap of the `limit` most recent: the least recent is dropped first.
+        let mut top: BinaryHeap<Reverse<ByUpdate>> = BinaryHeap::with_capacity(limit + 1);
+        for kv in self.tree()?.scan_prefix([keys::REVIEW]) {
             let (_, v) = kv?;
             let item: ReviewItem = codec::decode(&v)?;
             if state.is_none_or(|s| s == item.state) {
-                out.push(item);
-                if out.len() == limit {
-                    break;
+                top.push(Reverse(ByUpdate(item)));
+                if top.len() > limit {
+                    top.pop();
                 }
             }
         }
+        let mut out: Vec<ReviewItem> = top.into_iter().map(|Reverse(b)| b.0).collect();
+        out.sort_by_key(|b| Reverse((b.updated_at_ms, b.id)));
         Ok(out)
     }
 

@@ -542,3 +542,20 @@ async fn an_empty_feed_says_the_breaker_is_open() {
     )
     .await;
 }
+
+#[actix_web::test]
+#[cfg_attr(
+    not(amber_browser),
+    ignore = "needs node, chromium and playwright-core (npm ci --prefix tests/browser): see README"
+)]
+async fn posts_show_reposts_quotes_replies_threads_and_videos_in_the_contract_json() {
+    require_browser("posts");
+    // The page comes from the server; the feed, leaders and ingestion status are answered
+    // in the shared contract's JSON by the scenario (tests/browser/contract.mjs).
+    let app = spawn_app().await;
+    let result = run_scenario(&app, "posts", &json!({})).await;
+    assert_eq!(result["cards"], 11, "{result}");
+    // Leaving reposts and replies out leaves 5 posts (one from News) and 2 quotes.
+    assert_eq!(result["filtered"], 7, "{result}");
+    assert!(artefact_dir().join("posts-desktop.png").exists());
+}

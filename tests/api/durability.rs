@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{id_of, spawn_app};
 
 #[actix_web::test]
 async fn acknowledged_writes_survive_sigkill() {
@@ -12,7 +12,7 @@ async fn acknowledged_writes_survive_sigkill() {
     let mut ids = Vec::new();
     for i in 0..40 {
         let post = app.create_post(&json!({"leaderId": (i % 11) + 1, "platform": "x", "content": format!("durable {i}"), "platformPostId": format!("{}", 5000 + i)})).await;
-        ids.push(post["id"].as_u64().unwrap());
+        ids.push(id_of(&post["id"]));
     }
     let res = app
         .admin_post(
@@ -30,7 +30,7 @@ async fn acknowledged_writes_survive_sigkill() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| p["id"].as_u64().unwrap())
+        .map(|p| id_of(&p["id"]))
         .collect();
     for id in &ids {
         assert!(got.contains(id), "post {id} was lost");
@@ -53,7 +53,7 @@ async fn acknowledged_writes_survive_sigkill() {
     let post = app
         .create_post(&json!({"leaderId": 1, "platform": "news", "content": "after restart"}))
         .await;
-    assert!(!ids.contains(&post["id"].as_u64().unwrap()));
+    assert!(!ids.contains(&id_of(&post["id"])));
 }
 
 #[actix_web::test]

@@ -411,3 +411,12 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// An id as the API answers it: a JSON string of digits (never a number), as the
+/// original system's clients expect. Panics on anything else.
+pub fn id_of(v: &Value) -> u64 {
+    v.as_str()
+        .unwrap_or_else(|| panic!("an id must be a JSON string, got {v}"))
+        .parse()
+        .unwrap_or_else(|_| panic!("an id of Amber's is digits, got {v}"))
+}

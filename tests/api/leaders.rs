@@ -3,7 +3,7 @@
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, spawn_app_with};
+use crate::helpers::{id_of, spawn_app, spawn_app_with};
 
 #[actix_web::test]
 async fn seed_leaders_load_once_and_survive_restart_without_duplicates() {
@@ -45,7 +45,7 @@ async fn leader_crud_round_trip() {
         .await;
     assert_eq!(res.status(), 201);
     let created: Value = res.json().await.unwrap();
-    let id = created["id"].as_u64().unwrap();
+    let id = id_of(&created["id"]);
     assert_eq!(created["handles"]["x"], "ada");
     assert!(created["createdAt"].as_str().unwrap().ends_with('Z'));
 

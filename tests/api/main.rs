@@ -17,6 +17,7 @@ mod ingestion;
 mod leaders;
 mod logs;
 mod methods;
+mod original;
 mod posts;
 mod rate_limit;
 mod review;

@@ -3,7 +3,7 @@
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::spawn_app;
+use crate::helpers::{id_of, spawn_app};
 
 #[actix_web::test]
 async fn create_read_update_delete_a_post() {
@@ -11,11 +11,11 @@ async fn create_read_update_delete_a_post() {
     let created = app
         .create_post(&json!({"leaderId": 2, "platform": "facebook", "content": "What a wonderful day", "timestamp": "2025-03-01T10:00:00Z", "metrics": {"likes": 3}}))
         .await;
-    let id = created["id"].as_u64().unwrap();
+    let id = id_of(&created["id"]);
     assert_eq!(created["sentiment"], "Positive");
     assert_eq!(created["platform"], "Facebook");
     assert_eq!(created["metrics"], json!({"likes": 3}));
-    assert_eq!(created["verificationStatus"], "Unverified");
+    assert_eq!(created["verificationStatus"], "Needs Review");
     let (status, got) = app.get_json(&format!("/api/posts/{id}")).await;
     assert_eq!(status, 200);
     assert_eq!(got["content"], "What a wonderful day");
@@ -31,7 +31,7 @@ async fn create_read_update_delete_a_post() {
     assert_eq!(res.status(), 200);
     let updated: Value = res.json().await.unwrap();
     assert_eq!(updated["sentiment"], "Negative");
-    assert_eq!(updated["verificationStatus"], "Approved");
+    assert_eq!(updated["verificationStatus"], "Verified");
     assert_eq!(updated["timestamp"], "2025-03-01T10:00:00.000Z");
 
     let res = app.admin_delete(&format!("/api/posts/{id}")).await;
@@ -49,7 +49,7 @@ async fn moving_a_post_in_time_moves_it_in_the_feed() {
     let res = app
         .send_json(
             Method::PUT,
-            &format!("/api/posts/{}", a["id"]),
+            &format!("/api/posts/{}", id_of(&a["id"])),
             &json!({"timestamp": "2025-03-01T00:00:00Z"}),
             Some(&app.admin_token()),
         )
@@ -83,7 +83,7 @@ async fn paginated_posts_follow_the_cursor() {
     assert_eq!(second["items"][0]["content"], "p2");
     let (_, all) = app.get_json("/api/posts?leaderId=4").await;
     assert_eq!(all.as_array().unwrap().len(), 5);
-    assert!(all.as_array().unwrap().iter().all(|p| p["leaderId"] == 4));
+    assert!(all.as_array().unwrap().iter().all(|p| p["leaderId"] == "4"));
 }
 
 #[actix_web::test]
@@ -108,7 +108,9 @@ async fn invalid_posts_are_400_and_store_nothing() {
         json!({"leaderId": 1, "platform": "x", "content": ""}),
         json!({"leaderId": 1, "platform": "x", "content": "x", "timestamp": "yesterday"}),
         json!({"leaderId": 1, "platform": "x", "content": "x", "metrics": [1, 2]}),
-        json!({"leaderId": "one", "platform": "x", "content": "x"}),
+        json!({"leaderId": "", "platform": "x", "content": "x"}),
+        json!({"leaderId": -1, "platform": "x", "content": "x"}),
+        json!({"leaderId": 1.5, "platform": "x", "content": "x"}),
         json!({"platform": "x", "content": "x"}),
         json!({"leaderId": 1, "platform": "x", "content": "x", "verificationStatus": "maybe"}),
     ];
@@ -116,13 +118,16 @@ async fn invalid_posts_are_400_and_store_nothing() {
         let res = app.admin_post("/api/posts", &body).await;
         assert_eq!(res.status(), 400, "{body}");
     }
-    let res = app
-        .admin_post(
-            "/api/posts",
-            &json!({"leaderId": 999, "platform": "x", "content": "x"}),
-        )
-        .await;
-    assert_eq!(res.status(), 404);
+    // A leader that does not exist, by number, by string, or by an id never imported.
+    for leader in [json!(999), json!("999"), json!("one")] {
+        let res = app
+            .admin_post(
+                "/api/posts",
+                &json!({"leaderId": leader, "platform": "x", "content": "x"}),
+            )
+            .await;
+        assert_eq!(res.status(), 404, "{leader}");
+    }
     let (_, feed) = app.get_json("/api/feed").await;
     assert_eq!(feed["total"], 0);
 }
@@ -172,7 +177,7 @@ async fn metrics_that_cannot_be_served_as_strict_json_are_refused_before_anythin
     let created = app
         .create_post(&json!({"leaderId": 1, "platform": "news", "content": "c", "platformPostId": "p-1", "metrics": {"likes": 1e300}}))
         .await;
-    let id = created["id"].as_u64().unwrap();
+    let id = id_of(&created["id"]);
 
     // PUT is held to the same rule, and a refused PUT changes nothing.
     let res = admin_raw(

@@ -2,14 +2,14 @@
 
 use serde_json::{json, Value};
 
-use crate::helpers::spawn_app;
+use crate::helpers::{id_of, spawn_app};
 
 #[actix_web::test]
 async fn a_reviewer_rejects_with_notes_and_is_recorded() {
     let app = spawn_app().await;
     let post = app.create_post(&json!({"leaderId": 1, "platform": "news", "content": "check me", "requiresReview": true})).await;
-    assert_eq!(post["verificationStatus"], "Pending");
-    let item_id = post["reviewItem"]["id"].as_u64().unwrap();
+    assert_eq!(post["verificationStatus"], "Needs Review");
+    let item_id = id_of(&post["reviewItem"]["id"]);
 
     let res = app.get_auth("/api/review", &app.reviewer_token()).await;
     let queue: Value = res.json().await.unwrap();
@@ -33,7 +33,9 @@ async fn a_reviewer_rejects_with_notes_and_is_recorded() {
     assert!(item["reviewedAt"].is_string());
     assert_eq!(item["post"]["verificationStatus"], "Rejected");
 
-    let res = app.get_auth("/api/review", &app.reviewer_token()).await;
+    let res = app
+        .get_auth("/api/review?state=pending", &app.reviewer_token())
+        .await;
     assert_eq!(
         res.json::<Value>().await.unwrap(),
         json!([]),
@@ -56,7 +58,7 @@ async fn an_admin_approves_without_a_body() {
             &json!({"leaderId": 1, "platform": "news", "content": "ok", "requiresReview": true}),
         )
         .await;
-    let item_id = post["reviewItem"]["id"].as_u64().unwrap();
+    let item_id = id_of(&post["reviewItem"]["id"]);
     let res = app
         .client
         .post(app.url(&format!("/api/review/{item_id}/approve")))
@@ -68,8 +70,10 @@ async fn an_admin_approves_without_a_body() {
     let item: Value = res.json().await.unwrap();
     assert_eq!(item["state"], "approved");
     assert_eq!(item["reviewedBy"], "test-admin");
-    let (_, got) = app.get_json(&format!("/api/posts/{}", post["id"])).await;
-    assert_eq!(got["verificationStatus"], "Approved");
+    let (_, got) = app
+        .get_json(&format!("/api/posts/{}", id_of(&post["id"])))
+        .await;
+    assert_eq!(got["verificationStatus"], "Verified");
 }
 
 #[actix_web::test]

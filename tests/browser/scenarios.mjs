@@ -1,5 +1,6 @@
 // The browser scenarios. Each gets the server's base URL and the seed's expectations
 // from tests/api/browser.rs and returns figures for the Rust side to check and print.
+import * as C from './contract.mjs';
 
 const DESKTOP = { width: 1280, height: 900 };
 const PHONE = { width: 390, height: 844 };
@@ -23,13 +24,18 @@ async function cards(page) {
     name: li.querySelector('.name').textContent,
     handle: li.querySelector('.handle').textContent,
     badge: li.querySelector('.badge').textContent,
-    time: li.querySelector('time').textContent,
+    time: li.querySelector('time.posted').textContent,
     permalink: li.querySelector('.permalink').hidden ? null : li.querySelector('.permalink').href,
     avatarImg: li.querySelector('.avatar img') ? li.querySelector('.avatar img').getAttribute('src') : null,
     avatarText: li.querySelector('.avatar').textContent,
-    mediaImgs: [...li.querySelectorAll('.media img')].map((i) => i.getAttribute('src')),
-    mediaLinks: [...li.querySelectorAll('.media a')].map((a) => a.href),
+    // The post's own media, not the media of a post it quotes.
+    mediaImgs: [...li.querySelectorAll(':scope > article > .media img')].map((i) => i.getAttribute('src')),
+    mediaLinks: [...li.querySelectorAll(':scope > article > .media a')].map((a) => a.href),
     embedded: li.classList.contains('embedded'),
+    kind: li.dataset.kind,
+    context: li.querySelector('.context').hidden ? null : li.querySelector('.context').textContent,
+    refs: [...li.querySelectorAll('blockquote.ref')].map((b) => ({ relation: b.dataset.relation, text: b.textContent })),
+    thread: li.closest('.thread') ? li.closest('.thread').querySelector('.thread-label').textContent : null,
   })));
 }
 
@@ -47,6 +53,16 @@ function newestFirst(list) {
 
 async function waitCount(page, n) {
   await page.waitForFunction((k) => document.querySelectorAll('#feed .card').length === k, n, { timeout: WAIT_MS });
+}
+
+// Scrolls to the end until n cards are shown.
+async function scrollUntil(page, n) {
+  for (;;) {
+    const shown = await page.$$eval('#feed .card', (c) => c.length);
+    if (shown >= n) return;
+    await page.evaluate(() => window.scrollTo(0, document.body.scrollHeight));
+    await page.waitForFunction((k) => document.querySelectorAll('#feed .card').length > k, shown, { timeout: WAIT_MS });
+  }
 }
 
 // Every control has a name a screen reader can say, and is a real control.
@@ -301,6 +317,161 @@ export const scenarios = {
     }, null, { timeout: (args.maxWait + 5) * 1000 });
     await noCsp(env, page);
     return { waitShown: wait };
+  },
+
+  // Posts as X publishes them, answered in the contract's JSON (tests/browser/contract.mjs)
+  // by request interception: a repost with its label, a quote inline, replies with what
+  // they answer, a thread grouped under its first post (which arrives on the second
+  // page), a video and a GIF as previews with play links, long and hostile text whole and
+  // inert; the kinds filter in the request and the URL; a 429 wait and skipped ticks in
+  // the ingestion panel. Then the same posts with the X widget stubbed in.
+  async posts(env) {
+    const { assert } = env;
+    const requests = [];
+    const status = C.statusJson(50000);
+    const routes = [C.feedRoute(requests), C.leadersRoute(), C.statusRoute(status)];
+    const { page } = await env.newPage(DESKTOP, { routes });
+    await page.goto(env.base + '/');
+    const total = C.posts().length;
+    // The first page holds two posts of the thread, grouped, but not its first post.
+    await waitCount(page, C.MOCK_PAGE);
+    const early = await page.$eval('#feed > li.thread .thread-label', (l) => l.textContent);
+    assert(early === 'Thread by Ada Leader · 2 posts, continuing an earlier post', `thread label on page 1: ${early}`);
+    await scrollUntil(page, total);
+    const list = await cards(page);
+    const byText = (t) => list.find((c) => c.text === t);
+    assert(new Set(list.map((c) => c.id)).size === total, 'a post appears twice');
+
+    // The thread: one group where its newest post came in, oldest first under its first post.
+    const first = await page.$eval('#feed > li', (li) => ({ thread: li.classList.contains('thread'), label: li.textContent }));
+    assert(first.thread, 'the thread is not the first entry of the feed');
+    const thread = await page.$$eval('#feed > li.thread', (ts) => ts.map((t) => ({
+      label: t.querySelector('.thread-label').textContent,
+      texts: [...t.querySelectorAll('.card .text')].map((p) => p.textContent),
+      contexts: [...t.querySelectorAll('.card .context')].map((c) => getComputedStyle(c).display === 'none' || c.hidden ? null : c.textContent),
+    })));
+    assert(thread.length === 1, `${thread.length} thread groups, expected 1`);
+    assert(JSON.stringify(thread[0].texts) === JSON.stringify(['first post of the thread', 'second post of the thread', 'third post of the thread']),
+      `thread order: ${thread[0].texts.join(' / ')}`);
+    assert(thread[0].label === 'Thread by Ada Leader · 3 posts', `thread label: ${thread[0].label}`);
+    assert(thread[0].contexts.every((c) => c === null), `reply lines shown inside the thread: ${thread[0].contexts}`);
+
+    // A repost: the reposted post and its author, labelled with the leader who reposted it.
+    const repost = list.find((c) => c.kind === 'repost');
+    assert(repost && repost.context.includes('Reposted by Ada Leader @ada'), `repost label: ${repost && repost.context}`);
+    assert(repost.name === 'Grace Other' && repost.handle === '@grace', `repost author: ${repost.name} ${repost.handle}`);
+    assert(repost.avatarImg === C.OTHER_AVATAR, `repost avatar: ${repost.avatarImg}`);
+    assert(repost.text === 'Original words by Grace, reposted by Ada' && repost.refs.length === 0, 'repost text or extra blocks');
+
+    // A quote: the leader's words, then the quoted post inline with its media.
+    const quote = byText('My comment on this');
+    assert(quote.kind === 'quote' && quote.refs.length === 1 && quote.refs[0].relation === 'quoted', 'quote without its quoted post');
+    assert(quote.refs[0].text.includes('Linus Quoted') && quote.refs[0].text.includes('The quoted words & <more>'), `quoted post: ${quote.refs[0].text}`);
+    assert(quote.mediaImgs.length === 0, 'the quoted photo is shown as the quote\'s own');
+    const quotedImg = await page.$eval(`#feed .card[data-post-id="${quote.id}"] blockquote.ref img`, (i) => i.getAttribute('src'));
+    assert(quotedImg === C.QUOTED_PHOTO, `quoted photo: ${quotedImg}`);
+    const withheld = byText('Quoting a withheld post');
+    assert(withheld.refs.length === 1 && /not available/.test(withheld.refs[0].text), `withheld quote: ${JSON.stringify(withheld.refs)}`);
+
+    // A reply: whom it answers, and what, above its own words.
+    const reply = byText('I disagree with Bob');
+    assert(reply.context && reply.context.includes('Replying to @bob'), `reply line: ${reply.context}`);
+    assert(reply.refs.length === 1 && reply.refs[0].relation === 'replied_to' && reply.refs[0].text.includes('Bob\'s question?'), 'reply without what it answers');
+    assert(await page.$eval(`#feed .card[data-post-id="${reply.id}"] blockquote.ref`, (b) => !!(b.compareDocumentPosition(b.parentElement.querySelector('.text')) & Node.DOCUMENT_POSITION_FOLLOWING)),
+      'what a reply answers is not above it');
+
+    // Video and GIF: preview image, play link to the best MP4.
+    const video = byText('A video and a GIF');
+    const plays = await page.$$eval(`#feed .card[data-post-id="${video.id}"] .media .play`, (ps) => ps.map((p) => ({
+      type: p.dataset.type, href: p.href, label: p.getAttribute('aria-label'), img: p.querySelector('img') && p.querySelector('img').getAttribute('src'),
+    })));
+    assert(plays.length === 2, `${plays.length} playable media`);
+    assert(plays[0].type === 'video' && plays[0].href === C.VIDEO_BEST && plays[0].img === C.VIDEO_PREVIEW && /Play video 1 \(1:23\)/.test(plays[0].label), `video: ${JSON.stringify(plays[0])}`);
+    assert(plays[1].type === 'animated_gif' && plays[1].href === C.GIF_MP4 && plays[1].img === C.GIF_PREVIEW, `gif: ${JSON.stringify(plays[1])}`);
+
+    // Long and hostile text: whole, as text, links only http(s).
+    const long = list.find((c) => c.text.startsWith('A long post'));
+    assert(long && long.text === C.LONG_TEXT && long.text.length === 1200, `long text: ${long && long.text.length} characters`);
+    const hostile = list.find((c) => c.text === C.HOSTILE_TEXT);
+    assert(hostile, 'hostile text changed on the way');
+    assert(hostile.name === C.HOSTILE_NAME, `hostile name: ${hostile.name}`);
+    assert(hostile.permalink === null && hostile.mediaLinks.length === 0 && hostile.mediaImgs.length === 0, 'a javascript: link was made');
+    const inert = await page.evaluate(() => ({
+      xss: window.__xss, imgs: document.querySelectorAll('#feed img[src="x"], #feed script, #feed b').length,
+      links: [...document.querySelectorAll('#feed a[href]')].map((a) => a.href),
+    }));
+    assert(inert.xss === undefined && inert.imgs === 0, 'post text became markup');
+    assert(inert.links.every((h) => /^https?:/.test(h)), `non-http link: ${inert.links.filter((h) => !/^https?:/.test(h))}`);
+    assert(inert.links.includes('https://example.org/a?b=1&c=2'), 'the link in the text is not a link');
+    const textDir = await page.$eval(`#feed .card[data-post-id="${hostile.id}"] .text`, (p) => p.getAttribute('dir'));
+    assert(textDir === 'auto', 'post text has no dir=auto for right-to-left words');
+
+    // The ingestion panel: the wait, until when, and skipped ticks apart from the last run.
+    await page.waitForSelector('#ingestion-body .countdown', { timeout: WAIT_MS });
+    const panel = await page.$$eval('#ingestion-body dt', (dts) => Object.fromEntries(dts.map((d) => [d.textContent, d.nextElementSibling.textContent])));
+    const untilAttr = await page.$eval('#ingestion-body .state-waiting time', (t) => t.getAttribute('datetime'));
+    assert(/^for X's rate-limit reset until .+ \(in \d+ s\)$/.test(panel.Waiting || ''), `waiting row: ${panel.Waiting}`);
+    assert(untilAttr === status.waiting.until, `waiting until ${untilAttr}, expected ${status.waiting.until}`);
+    const left = Number(panel.Waiting.match(/in (\d+) s/)[1]);
+    assert(left >= 1 && left <= 50, `countdown ${left} s`);
+    assert(/^3 \(last .+: run in progress\)$/.test(panel['Skipped ticks'] || ''), `skipped ticks row: ${panel['Skipped ticks']}`);
+    assert(panel['Last counts'] === '3 leaders, 12 new posts, 0 errors', `last run: ${panel['Last counts']}`);
+    assert(panel.Running === 'yes, waiting', `running row: ${panel.Running}`);
+    await accessibleControls(env, page);
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await page.screenshot({ path: `${env.outDir}/posts-desktop.png` });
+
+    // Kinds: leave reposts and replies out; the request and the URL say so; a reload keeps it.
+    assert(requests.every((q) => !new URLSearchParams(q).has('kinds')), 'kinds= sent with every kind ticked');
+    await page.uncheck('#filter-kinds input[value="repost"]');
+    await page.uncheck('#filter-kinds input[value="reply"]');
+    const onlyPostsAndQuotes = () => page.waitForFunction(() => {
+      const c = [...document.querySelectorAll('#feed .card')];
+      return c.length > 0 && c.every((li) => li.dataset.kind === 'post' || li.dataset.kind === 'quote') && !document.querySelector('#feed .thread');
+    }, null, { timeout: WAIT_MS });
+    await onlyPostsAndQuotes();
+    assert(new URLSearchParams(requests[requests.length - 1]).get('kinds') === 'post,quote', `last feed request: ${requests[requests.length - 1]}`);
+    assert(new URL(page.url()).searchParams.get('kinds') === 'post,quote', `page URL: ${page.url()}`);
+    const filtered = C.posts().filter((p) => p.kind === 'post' || p.kind === 'quote').length;
+    await scrollUntil(page, filtered);
+    await page.reload();
+    await page.waitForSelector('#feed .card', { timeout: WAIT_MS });
+    await onlyPostsAndQuotes();
+    const boxes = await page.$$eval('#filter-kinds input', (bs) => bs.filter((b) => b.checked).map((b) => b.value).join(','));
+    assert(boxes === 'post,quote', `boxes after reload: ${boxes}`);
+    // The last ticked kind cannot be unticked: no kind at all is not a feed.
+    await page.uncheck('#filter-kinds input[value="quote"]');
+    await page.click('#filter-kinds input[value="post"]');
+    assert(await page.$eval('#filter-kinds input[value="post"]', (b) => b.checked), 'the last kind was unticked');
+    await page.waitForFunction(() => /At least one kind/.test(document.getElementById('feed-status').textContent), null, { timeout: WAIT_MS });
+    await noCsp(env, page);
+
+    // With X's widget: a repost embeds the reposted post, and keeps its label above it.
+    const stub = `window.twttr = { widgets: { createTweet: function (id, box) {
+      var d = document.createElement('div'); d.className = 'fake-tweet'; d.textContent = 'embedded ' + id;
+      box.appendChild(d); return Promise.resolve(d); } } };`;
+    const withWidget = await env.newPage(DESKTOP, {
+      routes: [...routes, ['https://platform.twitter.com/widgets.js', (route) => route.fulfill({ contentType: 'text/javascript', body: stub })]],
+    });
+    await withWidget.page.goto(env.base + '/');
+    await withWidget.page.waitForSelector('#feed .card[data-kind="repost"].embedded .fake-tweet', { timeout: WAIT_MS });
+    const embeddedRepost = await withWidget.page.$eval('#feed .card[data-kind="repost"]', (li) => ({
+      embed: li.querySelector('.fake-tweet').textContent, label: li.querySelector('.context').offsetParent !== null,
+    }));
+    assert(embeddedRepost.embed === 'embedded ' + C.posts().find((p) => p.kind === 'repost').referencedPost.id,
+      `repost embedded as ${embeddedRepost.embed}`);
+    assert(embeddedRepost.label, 'the repost label is hidden with the embed');
+    await noCsp(env, withWidget.page);
+
+    // At phone width nothing scrolls sideways (long links, quoted posts, the kinds boxes).
+    const phone = await env.newPage(PHONE, { routes });
+    await phone.page.goto(env.base + '/');
+    await waitCount(phone.page, C.MOCK_PAGE);
+    const overflow = await phone.page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert(overflow <= 0, `phone layout scrolls sideways by ${overflow}px`);
+    await phone.page.screenshot({ path: `${env.outDir}/posts-phone.png` });
+    await noCsp(env, phone.page);
+    return { cards: list.length, filtered, feedRequests: requests.length, countdown: left };
   },
 
   // Time to first rendered post: fresh browser contexts (cold cache) load the page

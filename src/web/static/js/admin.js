@@ -58,6 +58,7 @@
       await new Promise(function (r) { setTimeout(r, RUN_POLL_MS); });
       const st = await A.status.refresh();
       if (st.status && !st.status.running) break;
+      if (st.status && st.status.waiting) ui.say('admin-result', 'The run is waiting for X\'s rate-limit reset (see Ingestion).');
     }
     const st = A.status.latest().status;
     const run = st && st.last_run;

@@ -5,8 +5,10 @@
   const A = (window.Amber = window.Amber || {});
   const ui = A.ui;
   const el = ui.el;
-  // How often the panel refreshes itself while the page is visible.
+  // How often the panel refreshes itself while the page is visible, and while a run is
+  // going or waiting (so the end of a wait shows soon).
   const POLL_MS = 30000;
+  const BUSY_POLL_MS = 5000;
 
   let latest = { status: null, missing: false, error: null };
   let health = null;
@@ -64,6 +66,37 @@
     return n + ' ' + word + (n === 1 ? '' : 's');
   }
 
+  // "waiting for X's rate-limit reset until 10:42:07 (in 35 s)": the countdown ticks.
+  function waitingFor(w) {
+    const why = w.reason === 'x_rate_limit' ? 'X\'s rate-limit reset' : String(w.reason || 'a pause').replace(/_/g, ' ');
+    const t = Date.parse(w.until);
+    const span = el('span', {}, 'for ' + why);
+    if (isFinite(t)) {
+      span.append(' until ', el('time', { datetime: w.until, title: ui.fullTime(w.until), text: new Date(t).toLocaleTimeString() }),
+        ' ', el('span', { class: 'countdown', 'data-until': String(t) }));
+    }
+    return span;
+  }
+
+  function tickCountdowns() {
+    document.querySelectorAll('.countdown[data-until]').forEach(function (c) {
+      const left = Math.ceil((Number(c.dataset.until) - Date.now()) / 1000);
+      c.textContent = left > 0 ? '(in ' + left + ' s)' : '(any moment now)';
+    });
+  }
+
+  // "3 (last 2 min ago: run in progress)": ticks of the schedule that started no run.
+  function skipped(s) {
+    const n = s.skipped_ticks || 0;
+    const last = s.last_skipped;
+    if (!n && !last) return null;
+    const span = el('span', {}, String(n));
+    if (last && last.at) {
+      span.append(' (last ', when(last.at), last.reason ? ': ' + String(last.reason).replace(/_/g, ' ') : '', ')');
+    }
+    return span;
+  }
+
   function errorsOf(run) {
     const e = run && run.errors;
     if (Array.isArray(e)) return e;
@@ -87,7 +120,8 @@
     const breaker = s.circuit_breaker_state || 'closed';
     const parts = [dl([
       ['State', s.stopped ? 'stopped by an admin' : s.enabled ? 'on' : 'off'],
-      ['Running', s.running ? 'yes, a run is in progress' : 'no'],
+      ['Running', s.waiting ? 'yes, waiting' : s.running ? 'yes, a run is in progress' : 'no'],
+      ['Waiting', s.waiting ? waitingFor(s.waiting) : null, 'state-waiting'],
       ['Breaker', breaker + (s.circuit_breaker_failures ? ' (' + plural(s.circuit_breaker_failures, 'failure') + ')' : '') +
         (breaker === 'open' && s.circuit_breaker_open_until ? ', retries ' + ui.relTime(s.circuit_breaker_open_until) : ''), 'state-' + breaker],
       ['Schedule', schedule(s)],
@@ -96,6 +130,7 @@
       ['Last run', run && (run.finished_at || run.started_at) ? when(run.finished_at || run.started_at) : 'never'],
       ['Last counts', run ? plural(run.leaders || 0, 'leader') + ', ' + plural(run.posts_ingested || 0, 'new post') + ', ' + plural(errorsOf(run).length, 'error') : null],
       ['Stopped early', run && run.stopped_reason],
+      ['Skipped ticks', skipped(s)],
       ['X usage', s.usage ? (s.usage.month || '') + ': ' + (s.usage.posts_read || 0) + ' posts read' +
         (typeof s.usage.estimated_cost_usd === 'number' ? ', ~$' + s.usage.estimated_cost_usd.toFixed(2) : '') : null],
     ])];
@@ -109,6 +144,7 @@
       parts.push(ul);
     }
     body.replaceChildren.apply(body, parts);
+    tickCountdowns();
   }
 
   async function refresh() {
@@ -122,8 +158,8 @@
   async function emptyReason(ctx) {
     if (ctx.filtered) {
       return { reason: 'filtered', title: 'No posts match these filters',
-        why: 'None of the stored posts is from the chosen leader and source.',
-        todo: 'Choose "All leaders" or "All sources" to see everything.' };
+        why: 'None of the stored posts is from the chosen leader and source, of the kinds ticked.',
+        todo: 'Choose "All leaders" and "All sources", and tick every kind, to see everything.' };
     }
     let leaders = ctx.leaders;
     try { leaders = await A.api.get('/api/leaders'); } catch (e) { /* keep what we had */ }
@@ -144,7 +180,7 @@
     }
     if (s && s.running) {
       return { reason: 'running', title: 'The first posts are on their way',
-        why: 'An ingestion run is in progress right now.',
+        why: 'An ingestion run is in progress right now' + (s.waiting ? ', waiting for X\'s rate-limit reset (see the Ingestion panel).' : '.'),
         todo: 'They appear here when it finishes; reload in a moment.' };
     }
     // A manual run needs an X bearer token too: only offer it when status says there is one.
@@ -173,8 +209,14 @@
   }
 
   function init() {
-    refresh();
-    setInterval(function () { if (!document.hidden) refresh(); }, POLL_MS);
+    const poll = function () {
+      const s = latest.status;
+      setTimeout(function () {
+        (document.hidden ? Promise.resolve() : refresh()).then(poll, poll);
+      }, s && (s.running || s.waiting) ? BUSY_POLL_MS : POLL_MS);
+    };
+    refresh().then(poll, poll);
+    setInterval(tickCountdowns, 1000);
   }
 
   A.status = {

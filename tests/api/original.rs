@@ -1,0 +1,264 @@
+//! The original system's clients, from their point of view (issue 10): they type every
+//! `id`, `leaderId` and `postId` as a string, send ids as strings (HTML forms send
+//! nothing else), and read the original's spellings.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::helpers::{id_of, spawn_app, TestApp};
+
+/// Every id in `v` (at any depth) named `id`, `leaderId` or `postId` is a JSON string.
+fn assert_ids_are_strings(v: &Value, what: &str) {
+    match v {
+        Value::Object(map) => {
+            for (k, x) in map {
+                if matches!(k.as_str(), "id" | "leaderId" | "postId") && !x.is_null() {
+                    assert!(x.is_string(), "{what}: {k} is {x}, not a string");
+                }
+                assert_ids_are_strings(x, what);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|x| assert_ids_are_strings(x, what)),
+        _ => {}
+    }
+}
+
+async fn admin_form(app: &TestApp, method: Method, path: &str, form: &str) -> reqwest::Response {
+    app.client
+        .request(method, app.url(path))
+        .bearer_auth(app.admin_token())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form.to_string())
+        .send()
+        .await
+        .expect("request")
+}
+
+#[actix_web::test]
+async fn every_id_is_a_string_and_string_ids_are_accepted_everywhere() {
+    let app = spawn_app().await;
+    let (_, leaders) = app.get_json("/api/leaders").await;
+    let leader = leaders[0]["id"]
+        .as_str()
+        .expect("leader id string")
+        .to_string();
+    // A client that sends the ids it was given: strings, in the body, query and path.
+    let post = app
+        .create_post(&json!({"leaderId": leader, "platform": "news", "content": "check me", "requiresReview": true}))
+        .await;
+    assert_ids_are_strings(&post, "created post");
+    assert_eq!(post["leaderId"], leader.as_str());
+    assert_eq!(post["reviewItem"]["postId"], post["id"]);
+    let post_id = post["id"].as_str().unwrap().to_string();
+
+    for path in [
+        "/api/leaders".to_string(),
+        format!("/api/leaders/{leader}"),
+        format!("/api/posts?leaderId={leader}"),
+        format!("/api/posts/paginated?leaderId={leader}&limit=5"),
+        format!("/api/posts/{post_id}"),
+        format!("/api/feed?leaders={leader}"),
+        "/api/dashboard".to_string(),
+    ] {
+        let (status, body) = app.get_json(&path).await;
+        assert_eq!(status, 200, "{path}");
+        assert_ids_are_strings(&body, &path);
+    }
+    let (_, page) = app.get_json(&format!("/api/posts?leaderId={leader}")).await;
+    assert_eq!(page[0]["id"], post_id.as_str());
+    let res = app
+        .client
+        .get(app.url("/api/review"))
+        .bearer_auth(app.reviewer_token())
+        .send()
+        .await
+        .unwrap();
+    let items: Value = res.json().await.unwrap();
+    assert_ids_are_strings(&items, "review queue");
+    let item_id = items[0]["id"].as_str().unwrap().to_string();
+
+    // A number where the original sent a string is the same id.
+    let res = app
+        .send_json(
+            Method::PUT,
+            &format!("/api/posts/{post_id}"),
+            &json!({"leaderId": id_of(&json!(leader)), "content": "moved"}),
+            Some(&app.admin_token()),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let updated: Value = res.json().await.unwrap();
+    assert_ids_are_strings(&updated, "updated post");
+    let res = app
+        .client
+        .post(app.url(&format!("/api/review/{item_id}/approve")))
+        .bearer_auth(app.reviewer_token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_ids_are_strings(&res.json::<Value>().await.unwrap(), "decided item");
+
+    // The OpenAPI document says so too.
+    let (_, doc) = app.get_json("/api/openapi.json").await;
+    let post_schema = &doc["components"]["schemas"]["PostJson"]["properties"];
+    assert_eq!(post_schema["id"]["type"], "string");
+    assert_eq!(post_schema["leaderId"]["type"], "string");
+    let review_schema = &doc["components"]["schemas"]["ReviewJson"]["properties"];
+    assert_eq!(review_schema["postId"]["type"], "string");
+}
+
+#[actix_web::test]
+async fn a_form_encoded_post_names_its_leader_by_number() {
+    let app = spawn_app().await;
+    let res = admin_form(
+        &app,
+        Method::POST,
+        "/api/posts",
+        "leaderId=2&platform=news&content=from+a+form&requiresReview=true&metrics=%7B%22likes%22%3A3%7D",
+    )
+    .await;
+    assert_eq!(res.status(), 201);
+    let post: Value = res.json().await.unwrap();
+    assert_eq!(post["leaderId"], "2");
+    assert_eq!(post["content"], "from a form");
+    assert_eq!(post["metrics"]["likes"], 3);
+    assert!(post["reviewItem"]["id"].is_string());
+
+    let res = admin_form(
+        &app,
+        Method::POST,
+        "/api/leaders",
+        "name=Form+Leader&handles.x=%40formleader&trackingTopics=roads&trackingTopics=water",
+    )
+    .await;
+    assert_eq!(res.status(), 201);
+    let leader: Value = res.json().await.unwrap();
+    assert_eq!(leader["handles"]["x"], "formleader");
+    assert_eq!(leader["trackingTopics"], json!(["roads", "water"]));
+    let id = id_of(&leader["id"]);
+    let res = admin_form(
+        &app,
+        Method::PUT,
+        &format!("/api/leaders/{id}"),
+        "name=Renamed",
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.unwrap()["name"], "Renamed");
+
+    // A form the handler cannot read is a JSON 400, like a bad JSON body.
+    let res = admin_form(&app, Method::POST, "/api/posts", "leaderId=2&platform=news").await;
+    assert_eq!(res.status(), 400);
+    assert_eq!(res.json::<Value>().await.unwrap()["error"], "invalid_body");
+}
+
+#[actix_web::test]
+async fn the_original_vocabulary_and_the_whole_review_queue() {
+    let app = spawn_app().await;
+    // The original's default and its approved spelling; Amber's old spellings still read.
+    let plain = app
+        .create_post(&json!({"leaderId": "1", "platform": "news", "content": "plain"}))
+        .await;
+    assert_eq!(plain["verificationStatus"], "Needs Review");
+    for (sent, shown) in [
+        ("Verified", "Verified"),
+        ("Needs Review", "Needs Review"),
+        ("Approved", "Verified"),
+        ("Unverified", "Needs Review"),
+        ("Rejected", "Rejected"),
+    ] {
+        let post = app
+            .create_post(&json!({"leaderId": "1", "platform": "news", "content": sent, "verificationStatus": sent}))
+            .await;
+        assert_eq!(post["verificationStatus"], shown, "{sent}");
+    }
+    let res = app
+        .admin_post(
+            "/api/posts",
+            &json!({"leaderId": "1", "platform": "news", "content": "x", "verificationStatus": "Maybe"}),
+        )
+        .await;
+    assert_eq!(res.status(), 400);
+
+    // Three items; the first is decided last, so it is the most recently updated.
+    let mut items = Vec::new();
+    for i in 0..3 {
+        let post = app
+            .create_post(&json!({"leaderId": "1", "platform": "news", "content": format!("review {i}"), "requiresReview": true}))
+            .await;
+        assert_eq!(post["verificationStatus"], "Needs Review");
+        items.push(post["reviewItem"]["id"].as_str().unwrap().to_string());
+    }
+    let res = app
+        .client
+        .post(app.url(&format!("/api/review/{}/approve", items[0])))
+        .bearer_auth(app.reviewer_token())
+        .send()
+        .await
+        .unwrap();
+    let decided: Value = res.json().await.unwrap();
+    assert_eq!(decided["post"]["verificationStatus"], "Verified");
+    let queue: Value = app
+        .get_auth("/api/review", &app.reviewer_token())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let order: Vec<&str> = queue
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        order,
+        [items[0].as_str(), items[2].as_str(), items[1].as_str()],
+        "every item, most recently updated first"
+    );
+    let pending: Value = app
+        .get_auth("/api/review?state=pending", &app.reviewer_token())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(pending.as_array().unwrap().len(), 2, "state= still filters");
+}
+
+#[actix_web::test]
+async fn refreshing_a_leader_without_an_x_handle_is_200_with_no_posts_and_requests_log_the_original_fields(
+) {
+    let app = spawn_app().await;
+    let res = app
+        .admin_post(
+            "/api/leaders",
+            &json!({"name": "No Handle", "handles": {"facebook": "nh"}}),
+        )
+        .await;
+    let leader: Value = res.json().await.unwrap();
+    let id = leader["id"].as_str().unwrap();
+    let res = app
+        .client
+        .post(app.url(&format!("/api/leaders/{id}/refresh")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
+        json!({"posts": [], "origin": "none"})
+    );
+    let line = crate::helpers::eventually(
+        std::time::Duration::from_secs(10),
+        "the refresh logged",
+        || async {
+            app.logs()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .find(|l| l["path"] == format!("/api/leaders/{id}/refresh"))
+        },
+    )
+    .await;
+    assert_eq!(line["event"], "request", "{line}");
+    assert!(line["durationMs"].is_number(), "{line}");
+}

@@ -3,8 +3,11 @@
 //! For a leader it resolves the X user id once (cached in the store, so restarts do not
 //! repeat the lookup), then reads the timeline: one page of up to `limit` posts newer than
 //! the newest stored id (incremental), or, on backfill, pages following `meta.next_token`
-//! until `X_BACKFILL_COUNT` posts (never more than 100 a page). Every X call first asks
-//! the `CircuitBreaker` and reports its outcome to it. The posts of one leader are stored
+//! until `X_BACKFILL_COUNT` posts (never more than 100 a page). Every try of every X call,
+//! retries included, first asks the `CircuitBreaker` and reports its outcome to it; the
+//! retry rules are the client's ([`RetryPolicy::after_failure`]), the loop is here, so a
+//! wait for X's rate-limit reset is announced to the scheduler ([`RateLimitWait`]) and
+//! ends at once when the fetch's [`StopSignal`] fires. The posts of one leader are stored
 //! in one `InsertPosts` batch, so a leader is either fully ingested or not at all (a
 //! backfill cut short by a crash is redone whole, never left with a hole behind
 //! `since_id`).
@@ -12,15 +15,19 @@
 //! Requests run concurrently: each `FetchLeader` is its own future, and the scheduler
 //! decides how many are in flight.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use actix::prelude::*;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::actors::breaker::{AskPermit, CircuitBreaker, RecordFailure, RecordSuccess};
+use crate::actors::breaker::{AskPermit, CircuitBreaker, TryOutcome};
+use crate::actors::signal::StopSignal;
 use crate::actors::store::{CacheXUser, InsertPosts, PostStore, SetMeta};
 use crate::domain::leader::Leader;
 use crate::domain::post::{NewPost, Platform, Post};
 use crate::storage::StoreReader;
-use crate::x_api::client::{FetchError, XClient, MAX_PAGE, MIN_PAGE};
+use crate::x_api::client::{FetchError, RetryPolicy, Step, XClient, MAX_PAGE, MIN_PAGE};
 use crate::x_api::dto::{map_tweet, AuthorProfile, TimelineResponse, User};
 
 /// How much of a timeline to read.
@@ -49,6 +56,17 @@ impl Reads {
         self.users += other.users;
     }
 }
+
+/// A fetch waits for X's rate-limit reset (`until` Some), or that wait is over (None).
+/// `id` tells concurrent waits apart.
+#[derive(Debug, Clone, PartialEq, Message)]
+#[rtype(result = "()")]
+pub struct RateLimitWait {
+    pub id: u64,
+    pub wait: Option<(DateTime<Utc>, DateTime<Utc>)>,
+}
+
+static WAIT_IDS: AtomicU64 = AtomicU64::new(1);
 
 /// Why one leader's fetch failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -146,6 +164,11 @@ pub struct FetchLeader {
     pub mode: FetchMode,
     /// Posts that may still be read this month (`X_MONTHLY_READ_BUDGET`); None: no cap.
     pub read_allowance: Option<u64>,
+    /// Fires when the run is stopped: a wait for X's rate-limit reset ends at once
+    /// (tries and short retry pauses finish: the run stops at leader boundaries).
+    pub stop: StopSignal,
+    /// Told when a try waits for X's rate-limit reset, and when that wait ends.
+    pub waits: Option<Recipient<RateLimitWait>>,
 }
 
 impl Handler<FetchLeader> for XFetcher {
@@ -158,6 +181,8 @@ impl Handler<FetchLeader> for XFetcher {
             store: self.store.clone(),
             reader: self.reader.clone(),
             reads: Reads::default(),
+            stop: msg.stop.clone(),
+            waits: msg.waits.clone(),
         };
         Box::pin(job.run(msg))
     }
@@ -170,6 +195,8 @@ struct Job {
     store: Addr<PostStore>,
     reader: StoreReader,
     reads: Reads,
+    stop: StopSignal,
+    waits: Option<Recipient<RateLimitWait>>,
 }
 
 impl Job {
@@ -186,30 +213,75 @@ impl Job {
         }
     }
 
-    /// Runs one X call under the breaker.
-    async fn guarded<T, F>(&self, call: F) -> Result<T, LeaderError>
+    /// Runs one X call under the retry rules, every try under the breaker: each asks
+    /// for a permit first (waiting while the breaker can afford no more tries in flight,
+    /// refused once it is open) and reports its outcome. A retry the breaker refuses
+    /// ends the call with the last error X gave.
+    async fn guarded<T, F, Fut>(&self, mut once: F) -> Result<T, LeaderError>
     where
-        F: std::future::Future<Output = Result<T, FetchError>>,
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, FetchError>>,
     {
-        match self.breaker.send(AskPermit).await {
-            Ok(Ok(())) => {}
-            Ok(Err(open)) => {
-                return Err(FetchError::CircuitOpen {
-                    retry_at: open.retry_at,
+        let policy: RetryPolicy = *self.client.policy();
+        let mut last: Option<FetchError> = None;
+        let mut tries = 0;
+        loop {
+            // A stop does not cut a leader in flight (the run stops at leader
+            // boundaries): only the long wait for a rate-limit reset ends at once.
+            let permit = match self.breaker.send(AskPermit).await {
+                Ok(Ok(permit)) => permit,
+                Ok(Err(open)) => {
+                    return Err(last
+                        .unwrap_or(FetchError::CircuitOpen {
+                            retry_at: open.retry_at,
+                        })
+                        .into())
                 }
-                .into())
+                Err(e) => return Err(LeaderError::Internal(format!("circuit breaker: {e}"))),
+            };
+            tries += 1;
+            let result = once().await;
+            permit.report(match &result {
+                Err(e) if e.counts_as_failure() => TryOutcome::Failure,
+                _ => TryOutcome::Success,
+            });
+            let err = match result {
+                Ok(v) => return Ok(v),
+                Err(err) => err,
+            };
+            let step = policy.after_failure(tries, &err, Utc::now());
+            match step {
+                Step::GiveUp => return Err(err.into()),
+                Step::Retry(pause) => {
+                    tracing::warn!(error = %err, try_no = tries, pause_ms = pause.as_millis() as u64, "X call failed, retrying");
+                    tokio::time::sleep(pause).await;
+                }
+                Step::WaitForReset { until, pause } => {
+                    tracing::info!(until = %until.to_rfc3339(), "rate limited by X; waiting for the reset");
+                    if !self.wait_for_reset(until, pause).await {
+                        return Err(FetchError::Stopped.into());
+                    }
+                }
             }
-            Err(e) => return Err(LeaderError::Internal(format!("circuit breaker: {e}"))),
+            last = Some(err);
         }
-        let result = call.await;
-        let report = match &result {
-            Err(e) if e.counts_as_failure() => self.breaker.send(RecordFailure).await,
-            _ => self.breaker.send(RecordSuccess).await,
-        };
-        if let Err(e) = report {
-            tracing::error!(error = %e, "circuit breaker did not take the outcome");
+    }
+
+    /// Waits `pause` for X's rate-limit reset at `until`, announced to the scheduler;
+    /// false when stopped first.
+    async fn wait_for_reset(&self, until: DateTime<Utc>, pause: std::time::Duration) -> bool {
+        let id = WAIT_IDS.fetch_add(1, Ordering::Relaxed);
+        if let Some(waits) = &self.waits {
+            waits.do_send(RateLimitWait {
+                id,
+                wait: Some((Utc::now(), until)),
+            });
         }
-        Ok(result?)
+        let waited = self.stop.sleep(pause).await;
+        if let Some(waits) = &self.waits {
+            waits.do_send(RateLimitWait { id, wait: None });
+        }
+        waited
     }
 
     async fn author(
@@ -248,7 +320,7 @@ impl Job {
             });
         }
         let client = self.client.clone();
-        let lookup = self.guarded(client.resolve_user(handle)).await;
+        let lookup = self.guarded(|| client.resolve_user_once(handle)).await;
         self.reads.users += 1;
         let user: User = lookup?;
         let profile = AuthorProfile::from_user(&user);
@@ -313,15 +385,16 @@ impl Job {
             let page_size = this_page.clamp(MIN_PAGE, MAX_PAGE);
             let client = self.client.clone();
             let page = self
-                .guarded(client.timeline(
-                    &author.user_id,
-                    since_id.as_deref(),
-                    page_size,
-                    token.as_deref(),
-                ))
+                .guarded(|| {
+                    client.timeline_once(
+                        &author.user_id,
+                        since_id.as_deref(),
+                        page_size,
+                        token.as_deref(),
+                    )
+                })
                 .await?;
             report.pages += 1;
-            let page = page.response;
             self.reads.posts += page.data.len() as u64;
             got = got.saturating_add(page.data.len() as u32);
             token = page.meta.next_token.clone();
@@ -474,6 +547,8 @@ mod tests {
                 leader: rig.leaders[idx].clone(),
                 mode,
                 read_allowance: None,
+                stop: crate::actors::signal::StopSignal::never(),
+                waits: None,
             })
             .await
             .unwrap()
@@ -644,21 +719,39 @@ mod tests {
     async fn an_open_breaker_keeps_every_call_away_from_x() {
         let rig = rig(2, 5, 2).await;
         rig.fake.inject(Fault::ServerError, None);
-        for _ in 0..2 {
-            let out = fetch(&rig, 0, FetchMode::Backfill { count: 5 }).await;
-            assert!(matches!(
-                out.result,
-                Err(LeaderError::X(FetchError::Server { .. }))
-            ));
-        }
+        let out = fetch(&rig, 0, FetchMode::Backfill { count: 5 }).await;
+        assert!(
+            matches!(out.result, Err(LeaderError::X(FetchError::Server { .. }))),
+            "the leader's error is the last X gave: {:?}",
+            out.result
+        );
         let calls = rig.fake.api_calls();
-        assert_eq!(calls, 6, "two calls of three tries each");
+        assert_eq!(
+            calls, 2,
+            "two failed tries open it: the third try asks and is refused"
+        );
         let out = fetch(&rig, 1, FetchMode::Backfill { count: 5 }).await;
         assert!(matches!(
             out.result,
             Err(LeaderError::X(FetchError::CircuitOpen { .. }))
         ));
         assert_eq!(rig.fake.api_calls(), calls, "no call while open");
+    }
+
+    #[actix::test]
+    async fn concurrent_fetches_never_send_more_failing_tries_than_fail_max() {
+        let rig = rig(6, 5, 5).await;
+        rig.fake.inject(Fault::ServerError, None);
+        rig.fake.set_latency(std::time::Duration::from_millis(30));
+        let fetches = (0..6).map(|i| fetch(&rig, i, FetchMode::Backfill { count: 5 }));
+        let outcomes = futures_util::future::join_all(fetches).await;
+        assert!(outcomes.iter().all(|o| o.result.is_err()));
+        assert_eq!(
+            rig.fake.api_calls(),
+            5,
+            "six leaders in flight at once, retries included: five tries reach X"
+        );
+        assert_eq!(rig.fake.stats().max_in_flight, 5);
     }
 
     #[actix::test]
@@ -672,6 +765,8 @@ mod tests {
                 leader: ghost,
                 mode: FetchMode::Backfill { count: 5 },
                 read_allowance: None,
+                stop: crate::actors::signal::StopSignal::never(),
+                waits: None,
             })
             .await
             .unwrap();
@@ -734,6 +829,8 @@ mod tests {
                 leader: rig.leaders[0].clone(),
                 mode: FetchMode::Backfill { count: 50 },
                 read_allowance: Some(7),
+                stop: crate::actors::signal::StopSignal::never(),
+                waits: None,
             })
             .await
             .unwrap();

@@ -13,4 +13,5 @@ pub mod breaker;
 pub mod fetcher;
 pub mod lease;
 pub mod scheduler;
+pub mod signal;
 pub mod store;

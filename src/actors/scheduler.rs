@@ -25,7 +25,7 @@
 //!   (each is one atomic store batch), no new one starts.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,8 +36,11 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::actors::breaker::{BreakerConfig, BreakerSnapshot, CircuitBreaker};
-use crate::actors::fetcher::{FetchLeader, FetchMode, FetchOutcome, LeaderError, Reads, XFetcher};
+use crate::actors::fetcher::{
+    FetchLeader, FetchMode, FetchOutcome, LeaderError, RateLimitWait, Reads, XFetcher,
+};
 use crate::actors::lease::{Lease, LEASE_TTL};
+use crate::actors::signal::StopSwitch;
 use crate::actors::store::{PostStore, SetMeta};
 use crate::config::{Settings, XSettings};
 use crate::domain::crontab::{self, CrontabError};
@@ -280,6 +283,11 @@ pub struct IngestStatus {
     pub paused_until: Option<DateTime<Utc>>,
     /// Leaders in backoff: (leader id, consecutive failures, next retry).
     pub backing_off: Vec<(u64, u32, DateTime<Utc>)>,
+    /// A fetch is waiting for X's rate-limit reset.
+    pub waiting: Option<XWait>,
+    /// The last scheduled tick that did not run, and how many did not since start.
+    pub last_skipped: Option<SkippedTick>,
+    pub skipped_ticks: u64,
 }
 
 /// Why a trigger was refused.
@@ -348,7 +356,21 @@ pub struct SchedulerDeps {
 struct CurrentRun {
     record: RunRecord,
     started: Instant,
-    cancel: Arc<AtomicBool>,
+    cancel: StopSwitch,
+}
+
+/// A scheduled tick that did not run (status `last_skipped`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SkippedTick {
+    pub at: DateTime<Utc>,
+    pub reason: String,
+}
+
+/// A wait for X's rate-limit reset (status `waiting`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct XWait {
+    pub since: DateTime<Utc>,
+    pub until: DateTime<Utc>,
 }
 
 /// The scheduler actor.
@@ -377,6 +399,12 @@ pub struct IngestScheduler {
     rate_limited_until: Option<DateTime<Utc>>,
     running_tx: watch::Sender<bool>,
     instance: String,
+    /// Fetches waiting for X's rate-limit reset, by wait id.
+    waits: HashMap<u64, XWait>,
+    /// Stops refreshes (an emergency stop ends their waits too); replaced after firing.
+    refresh_stop: StopSwitch,
+    last_skipped: Option<SkippedTick>,
+    skipped_ticks: u64,
 }
 
 impl IngestScheduler {
@@ -404,6 +432,10 @@ impl IngestScheduler {
             rate_limited_until: None,
             running_tx: watch::channel(false).0,
             instance: uuid::Uuid::new_v4().to_string(),
+            waits: HashMap::new(),
+            refresh_stop: StopSwitch::new(),
+            last_skipped: None,
+            skipped_ticks: 0,
         }
     }
 
@@ -578,7 +610,27 @@ impl IngestScheduler {
             monthly_read_budget: self.config.monthly_read_budget,
             paused_until: self.paused_until(),
             backing_off,
+            waiting: self.waiting(),
+            last_skipped: self.last_skipped.clone(),
+            skipped_ticks: self.skipped_ticks,
         }
+    }
+
+    /// The wait status shows: from the first wait still going until the last reset.
+    fn waiting(&self) -> Option<XWait> {
+        let since = self.waits.values().map(|w| w.since).min()?;
+        let until = self.waits.values().map(|w| w.until).max()?;
+        Some(XWait { since, until })
+    }
+
+    /// Books a scheduled tick that does not run: `last_run` stays the last real run.
+    fn skip_tick(&mut self, reason: String) {
+        tracing::info!(%reason, "scheduled ingestion tick skipped");
+        self.skipped_ticks += 1;
+        self.last_skipped = Some(SkippedTick {
+            at: Utc::now(),
+            reason,
+        });
     }
 
     /// Arms the timer for the next fire time after `after`.
@@ -619,14 +671,14 @@ impl IngestScheduler {
         self.begin_scheduled("schedule", ctx);
     }
 
-    /// Starts a scheduled (not manual) run unless something pauses the schedule.
+    /// Starts a scheduled (not manual) run unless something pauses the schedule, the
+    /// breaker is open, or no leader is due; such a tick is booked as skipped.
     fn begin_scheduled(&mut self, trigger: &str, ctx: &mut Context<Self>) {
         if self.deps.fetcher.is_none() {
             return;
         }
         self.roll_month();
         if let Some(until) = self.paused_until() {
-            let now = Utc::now();
             let reason = if self.budget_exhausted() {
                 format!(
                     "monthly read budget reached; paused until {}",
@@ -635,14 +687,22 @@ impl IngestScheduler {
             } else {
                 format!("rate limited by X; paused until {}", until.to_rfc3339())
             };
-            tracing::info!(%reason, "scheduled ingestion run skipped");
-            self.last_run = Some(RunRecord {
-                started_at: Some(now),
-                finished_at: Some(now),
-                trigger: trigger.to_string(),
-                stopped_reason: Some(reason),
-                ..RunRecord::default()
-            });
+            self.skip_tick(reason);
+            return;
+        }
+        let breaker = *self.deps.breaker.borrow();
+        if breaker.state == BreakerHealth::Open {
+            self.skip_tick(format!(
+                "circuit breaker open until {}",
+                breaker
+                    .open_until
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_else(|| "its reset".into())
+            ));
+            return;
+        }
+        if self.plan(false, true).is_empty() {
+            self.skip_tick("no leader due (none with an X handle, or all backing off)".into());
             return;
         }
         self.begin_run(trigger, false, ctx);
@@ -682,8 +742,8 @@ impl IngestScheduler {
             return;
         };
         let scheduled = trigger == "schedule" || trigger == "startup";
-        let mut plan = self.plan(backfill, scheduled);
-        let cancel = Arc::new(AtomicBool::new(false));
+        let plan = self.plan(backfill, scheduled);
+        let cancel = StopSwitch::new();
         self.current = Some(CurrentRun {
             record: RunRecord {
                 started_at: Some(Utc::now()),
@@ -702,8 +762,8 @@ impl IngestScheduler {
         );
         self.publish();
         let me = ctx.address();
+        let waits = me.clone().recipient::<RateLimitWait>();
         let concurrency = self.config.concurrency.max(1);
-        let trial_first = self.deps.breaker.borrow().state != BreakerHealth::Closed;
         let lease = self
             .config
             .redis_url
@@ -728,7 +788,7 @@ impl IngestScheduler {
                         tokio::time::sleep(LEASE_TTL / 3).await;
                         if let Err(e) = lease.renew().await {
                             me.do_send(StopRun(format!("lost the Redis ingestion lease: {e}")));
-                            cancel.store(true, Ordering::SeqCst);
+                            cancel.fire();
                             break;
                         }
                     }
@@ -738,9 +798,10 @@ impl IngestScheduler {
                 let cancel = cancel.clone();
                 let fetcher = fetcher.clone();
                 let me = me.clone();
+                let waits = waits.clone();
                 async move {
                     // The leader boundary: nothing new starts once the run is stopped.
-                    if cancel.load(Ordering::SeqCst) {
+                    if cancel.is_fired() {
                         return;
                     }
                     let reserved = match me.send(Reserve(wanted(mode))).await {
@@ -748,7 +809,7 @@ impl IngestScheduler {
                         Err(_) => return,
                     };
                     if reserved == Some(0) {
-                        cancel.store(true, Ordering::SeqCst);
+                        cancel.fire();
                         me.do_send(StopRun("monthly read budget reached".to_string()));
                         return;
                     }
@@ -756,6 +817,8 @@ impl IngestScheduler {
                         leader,
                         mode,
                         read_allowance: reserved,
+                        stop: cancel.signal(),
+                        waits: Some(waits),
                     };
                     match fetcher.send(msg).await {
                         Ok(outcome) => {
@@ -765,25 +828,20 @@ impl IngestScheduler {
                             };
                             let stop = me.send(done).await.unwrap_or(true);
                             if stop {
-                                cancel.store(true, Ordering::SeqCst);
+                                cancel.fire();
                             }
                         }
                         Err(e) => {
-                            cancel.store(true, Ordering::SeqCst);
+                            cancel.fire();
                             me.do_send(StopRun(format!("fetcher unavailable: {e}")));
                         }
                     }
                 }
             };
-            // After the breaker was open, one leader goes first, alone: it is the one
-            // half-open trial call, and once it closes the breaker the others follow at
-            // full concurrency instead of being refused during the trial.
-            let split = if trial_first { 1.min(plan.len()) } else { 0 };
-            let rest = plan.split_off(split);
-            for first in plan {
-                job(first).await;
-            }
-            stream::iter(rest)
+            // After the breaker was open, the first try is its half-open trial and the
+            // other leaders wait for the breaker's permit: once the trial closes it they
+            // follow, once it fails they are refused.
+            stream::iter(plan)
                 .map(job)
                 .buffer_unordered(concurrency)
                 .collect::<()>()
@@ -806,7 +864,7 @@ impl IngestScheduler {
 
     fn stop_current(&mut self, reason: String) {
         if let Some(run) = &mut self.current {
-            run.cancel.store(true, Ordering::SeqCst);
+            run.cancel.fire();
             if run.record.stopped_reason.is_none() {
                 tracing::warn!(%reason, "ingestion run stopping");
                 run.record.stopped_reason = Some(reason);
@@ -818,25 +876,29 @@ impl IngestScheduler {
         let Some(run) = self.current.as_mut() else {
             return;
         };
+        if let Some(reason) = skipped {
+            // Nothing was fetched (the lease is held elsewhere, Redis is down): the
+            // last real run's record stays.
+            self.current = None;
+            self.skip_tick(reason);
+            self.publish();
+            self.after_run(ctx);
+            return;
+        }
         let elapsed = run.started.elapsed().as_millis() as u64;
         let record = &mut run.record;
         record.finished_at = Some(Utc::now());
         record.duration_ms = Some(elapsed);
-        if let Some(reason) = skipped {
-            tracing::info!(%reason, "ingestion run skipped");
-            record.stopped_reason = Some(reason);
-        } else {
-            self.total_ingests += 1;
-            self.last_ingest_ms = Some(elapsed);
-            tracing::info!(
-                leaders = record.leaders,
-                posts_ingested = record.posts_ingested,
-                errors = record.errors.len(),
-                duration_ms = elapsed,
-                stopped_reason = record.stopped_reason.as_deref().unwrap_or(""),
-                "ingestion run finished"
-            );
-        }
+        self.total_ingests += 1;
+        self.last_ingest_ms = Some(elapsed);
+        tracing::info!(
+            leaders = record.leaders,
+            posts_ingested = record.posts_ingested,
+            errors = record.errors.len(),
+            duration_ms = elapsed,
+            stopped_reason = record.stopped_reason.as_deref().unwrap_or(""),
+            "ingestion run finished"
+        );
         let record_bytes = serde_json::to_vec(&run.record).ok();
         // The run counts as finished once its record and the usage are on disk, so a
         // status that shows it finished survives a crash.
@@ -848,16 +910,29 @@ impl IngestScheduler {
         ctx.spawn(persisted.into_actor(self).map(|_, act, ctx| {
             act.last_run = act.current.take().map(|r| r.record);
             act.publish();
-            if act.missed && !act.stopped && !act.shutting_down {
-                act.missed = false;
-                act.begin_scheduled("schedule", ctx);
-            }
+            act.after_run(ctx);
         }));
+    }
+
+    /// A tick missed during the run gives one run now.
+    fn after_run(&mut self, ctx: &mut Context<Self>) {
+        if self.missed && !self.stopped && !self.shutting_down {
+            self.missed = false;
+            self.begin_scheduled("schedule", ctx);
+        }
     }
 
     /// Books one leader's outcome; returns whether the run must stop.
     fn on_leader_done(&mut self, outcome: FetchOutcome, reserved: u64) -> bool {
         self.record_reads(outcome.reads, reserved);
+        if let Err(LeaderError::X(FetchError::Stopped)) = &outcome.result {
+            // Stopped while waiting: not a fetch of the leader, and the run is stopping.
+            if let Some(run) = &mut self.current {
+                run.record.posts_read += outcome.reads.posts;
+                run.record.users_read += outcome.reads.users;
+            }
+            return true;
+        }
         let now = Utc::now();
         let handle = self
             .deps
@@ -874,8 +949,11 @@ impl IngestScheduler {
                     run.record.duplicates += report.duplicates as u64;
                 }
             }
+            Err(LeaderError::X(FetchError::Stopped)) => {}
             Err(err) => {
-                let x_wide = matches!(err, LeaderError::X(e) if e.stops_run());
+                // X's trouble (an outage the breaker saw, a refused token, a rate limit)
+                // is not the leader's: only the leader's own failures back it off.
+                let x_wide = matches!(err, LeaderError::X(e) if e.stops_run() || e.is_outage());
                 if !x_wide {
                     let entry = self.backoff.entry(outcome.leader_id).or_insert(Backoff {
                         failures: 0,
@@ -930,10 +1008,7 @@ impl IngestScheduler {
                 self.stop_current(reason);
                 true
             }
-            None => self
-                .current
-                .as_ref()
-                .is_some_and(|r| r.cancel.load(Ordering::SeqCst)),
+            None => self.current.as_ref().is_some_and(|r| r.cancel.is_fired()),
         }
     }
 
@@ -1056,6 +1131,20 @@ impl Handler<StopRun> for IngestScheduler {
     }
 }
 
+impl Handler<RateLimitWait> for IngestScheduler {
+    type Result = ();
+    fn handle(&mut self, msg: RateLimitWait, _: &mut Context<Self>) {
+        match msg.wait {
+            Some((since, until)) => {
+                self.waits.insert(msg.id, XWait { since, until });
+            }
+            None => {
+                self.waits.remove(&msg.id);
+            }
+        }
+    }
+}
+
 /// Start a run now (`POST /api/ingestion/trigger`, `amber ingest`).
 #[derive(Debug, Message)]
 #[rtype(result = "Result<(), TriggerError>")]
@@ -1095,6 +1184,7 @@ impl Handler<StopIngestion> for IngestScheduler {
         self.stopped = true;
         self.missed = false;
         self.stop_current("stopped by an admin".to_string());
+        std::mem::take(&mut self.refresh_stop).fire();
         tracing::warn!("ingestion stopped by an admin");
         self.publish();
         Box::pin(self.persist_meta(META_STOPPED.to_string(), Some(b"1".to_vec())))
@@ -1139,7 +1229,7 @@ pub struct RefreshLeader {
 impl Handler<RefreshLeader> for IngestScheduler {
     type Result = ResponseActFuture<Self, Result<Refreshed, RefreshError>>;
 
-    fn handle(&mut self, msg: RefreshLeader, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: RefreshLeader, ctx: &mut Context<Self>) -> Self::Result {
         let id = msg.leader_id;
         let ready =
             |r: Result<Refreshed, RefreshError>| -> Self::Result { Box::pin(actix::fut::ready(r)) };
@@ -1193,6 +1283,8 @@ impl Handler<RefreshLeader> for IngestScheduler {
             leader,
             mode,
             read_allowance: reserved,
+            stop: self.refresh_stop.signal(),
+            waits: Some(ctx.address().recipient()),
         };
         Box::pin(
             fetcher
@@ -1234,6 +1326,7 @@ impl Handler<Shutdown> for IngestScheduler {
             ctx.cancel_future(handle);
         }
         self.stop_current("server shutting down".to_string());
+        std::mem::take(&mut self.refresh_stop).fire();
         actix_rt::spawn(self.persist_usage());
         let mut running = self.running_tx.subscribe();
         Box::pin(async move {
@@ -1590,5 +1683,57 @@ mod tests {
         assert_eq!(rx2.borrow().scheduler, SchedulerHealth::Stopped);
         addr2.send(StartIngestion).await.unwrap().unwrap();
         assert!(!addr2.send(GetStatus).await.unwrap().stopped);
+    }
+
+    #[actix::test]
+    async fn an_outage_backs_nobody_off_skipped_ticks_keep_the_last_run_and_healing_ingests() {
+        let rig = rig(3, 4, 2).await;
+        rig.fake
+            .inject(crate::x_api::fake::Fault::ServerError, None);
+        let (s, mut rx) = scheduler(
+            &rig,
+            config(Schedule::Interval(Duration::from_millis(100)), true),
+        );
+        let addr = s.start();
+        addr.send(TriggerRun {
+            backfill: false,
+            source: "manual",
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        let failed = addr.send(WaitIdle).await.unwrap().expect("a record");
+        assert!(failed
+            .stopped_reason
+            .unwrap()
+            .contains("circuit breaker open"));
+        assert!(!failed.errors.is_empty());
+        // Ticks while the breaker is open are skipped and leave the failed run's record.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            let status = addr.send(GetStatus).await.unwrap();
+            if status.skipped_ticks > 0 {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "no tick was skipped");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(status.last_run.as_ref().unwrap().errors, failed.errors);
+        assert!(status
+            .last_skipped
+            .unwrap()
+            .reason
+            .contains("circuit breaker open"));
+        assert!(status.backing_off.is_empty(), "{:?}", status.backing_off);
+        // X heals: a scheduled run's trial closes the breaker and it fetches everyone.
+        rig.fake.clear_faults();
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            rx.wait_for(|_| rig.reader.stats().posts == 12),
+        )
+        .await
+        .expect("every leader ingested after the outage")
+        .unwrap();
+        addr.send(Shutdown).await.unwrap();
     }
 }

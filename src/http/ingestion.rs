@@ -88,6 +88,16 @@ fn status_json(s: &IngestStatus) -> serde_json::Value {
             "monthly_read_budget": s.monthly_read_budget,
             "budget_remaining": remaining,
         },
+        "waiting": s.waiting.map(|w| json!({
+            "reason": "x_rate_limit",
+            "since": time(Some(w.since)),
+            "until": time(Some(w.until)),
+        })),
+        "last_skipped": s.last_skipped.as_ref().map(|k| json!({
+            "at": time(Some(k.at)),
+            "reason": k.reason,
+        })),
+        "skipped_ticks": s.skipped_ticks,
         "failing_leaders": s.backing_off.iter().map(|(id, failures, retry)| json!({
             "leaderId": id,
             "failures": failures,

@@ -1,10 +1,14 @@
 //! `XClient`: the X API v2 over reqwest (rustls). It knows the two endpoints Amber
 //! reads, the exact query parameters SPEC lists, how X reports errors, and the retry
-//! rules: 5xx, timeouts and connection failures are retried with exponential backoff and
-//! jitter (at most [`RetryPolicy::max_tries`] tries in all); a 429 whose
-//! `x-rate-limit-reset` is at most [`RetryPolicy::max_reset_wait`] away is waited out,
-//! a later one is returned as [`FetchError::RateLimited`] so the run can stop and record
-//! when it may resume; 401/403 are never retried.
+//! rules ([`RetryPolicy::after_failure`]): 5xx, timeouts and connection failures are
+//! retried with exponential backoff and jitter (at most [`RetryPolicy::max_tries`] tries
+//! in all); a 429 whose `x-rate-limit-reset` is at most [`RetryPolicy::max_reset_wait`]
+//! away is waited out, a later one is returned as [`FetchError::RateLimited`] so the run
+//! can stop and record when it may resume; 401/403 are never retried.
+//!
+//! Each endpoint has a one-try form (`*_once`), which `XFetcher` drives through its own
+//! retry loop (every try asks the circuit breaker, and waits can be stopped), and a
+//! retrying form for callers without a breaker (tests, tools).
 //!
 //! The bearer token is only ever put in the `Authorization` header: `Debug` hides it and
 //! no log line or error carries it.
@@ -68,6 +72,10 @@ pub enum FetchError {
     /// The circuit breaker is open: the call was not made. Produced by `XFetcher`.
     #[error("circuit breaker open until {}", retry_at.to_rfc3339())]
     CircuitOpen { retry_at: DateTime<Utc> },
+    /// Ingestion was stopped while the call waited (for a permit, a retry, a rate-limit
+    /// reset): it was not made. Produced by `XFetcher`.
+    #[error("stopped while waiting to call X")]
+    Stopped,
 }
 
 impl FetchError {
@@ -77,7 +85,23 @@ impl FetchError {
     pub fn counts_as_failure(&self) -> bool {
         !matches!(
             self,
-            FetchError::NotFound(_) | FetchError::Suspended(_) | FetchError::CircuitOpen { .. }
+            FetchError::NotFound(_)
+                | FetchError::Suspended(_)
+                | FetchError::CircuitOpen { .. }
+                | FetchError::Stopped
+        )
+    }
+
+    /// Whether this error is X's as a whole (an outage: 5xx, no answer, no connection, or
+    /// the breaker that saw one) rather than one leader's: it says nothing about the
+    /// leader, so it must not put the leader into backoff.
+    pub fn is_outage(&self) -> bool {
+        matches!(
+            self,
+            FetchError::Server { .. }
+                | FetchError::Timeout
+                | FetchError::Transport(_)
+                | FetchError::CircuitOpen { .. }
         )
     }
 
@@ -89,6 +113,7 @@ impl FetchError {
             FetchError::Auth { .. }
                 | FetchError::RateLimited { .. }
                 | FetchError::CircuitOpen { .. }
+                | FetchError::Stopped
         )
     }
 
@@ -105,6 +130,7 @@ impl FetchError {
             FetchError::Rejected { .. } => "rejected",
             FetchError::Transport(_) => "transport",
             FetchError::CircuitOpen { .. } => "circuit_open",
+            FetchError::Stopped => "stopped",
         }
     }
 
@@ -156,6 +182,47 @@ impl RetryPolicy {
             rand::rng().random_range(0..=jitter_ms)
         };
         half + Duration::from_millis(jitter)
+    }
+}
+
+/// What to do after a failed try.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Return the error.
+    GiveUp,
+    /// Try again after this pause (backoff with jitter).
+    Retry(Duration),
+    /// X's rate limit resets at `until`, near enough to wait for: try again after
+    /// `pause` (the wait plus a little slack, X's reset is whole seconds).
+    WaitForReset {
+        until: DateTime<Utc>,
+        pause: Duration,
+    },
+}
+
+impl RetryPolicy {
+    /// The rule after try number `tries` failed with `err` at `now`.
+    pub fn after_failure(&self, tries: u32, err: &FetchError, now: DateTime<Utc>) -> Step {
+        if tries >= self.max_tries {
+            return Step::GiveUp;
+        }
+        match err {
+            FetchError::RateLimited {
+                reset_at: Some(reset_at),
+            } => {
+                let wait = (*reset_at - now).to_std().unwrap_or_default();
+                if wait > self.max_reset_wait {
+                    Step::GiveUp
+                } else {
+                    Step::WaitForReset {
+                        until: *reset_at,
+                        pause: wait + Duration::from_millis(250),
+                    }
+                }
+            }
+            e if e.is_retryable() => Step::Retry(self.backoff(tries + 1)),
+            _ => Step::GiveUp,
+        }
     }
 }
 
@@ -229,22 +296,29 @@ impl XClient {
         url
     }
 
-    /// `GET /users/by/username/{handle}`: the user behind a handle.
-    #[tracing::instrument(level = "debug", skip(self))]
+    /// `GET /users/by/username/{handle}`: the user behind a handle, with the retry rules.
     pub async fn resolve_user(&self, handle: &str) -> Result<User, FetchError> {
+        self.retrying(|| self.resolve_user_once(handle))
+            .await
+            .map(|(user, _)| user)
+    }
+
+    /// `GET /users/by/username/{handle}`, one try.
+    #[tracing::instrument(level = "debug", skip(self))]
+    pub async fn resolve_user_once(&self, handle: &str) -> Result<User, FetchError> {
         let mut url = self.url(&["users", "by", "username", handle]);
         url.query_pairs_mut()
             .append_pair("user.fields", USER_FIELDS);
-        let (resp, _): (UserResponse, u32) = self.get_json(url).await?;
+        let resp: UserResponse = self.get_once(&url).await?;
         match resp.data {
             Some(user) => Ok(user),
             None => Err(errors_to_fetch_error(&resp.errors, handle)),
         }
     }
 
-    /// `GET /users/{id}/tweets`: one page, newest first. `max_results` is clamped to X's
-    /// 5..=100; `since_id` limits to newer posts; `pagination_token` is a `meta.next_token`.
-    #[tracing::instrument(level = "debug", skip(self))]
+    /// `GET /users/{id}/tweets`: one page, newest first, with the retry rules.
+    /// `max_results` is clamped to X's 5..=100; `since_id` limits to newer posts;
+    /// `pagination_token` is a `meta.next_token`.
     pub async fn timeline(
         &self,
         user_id: &str,
@@ -252,6 +326,20 @@ impl XClient {
         max_results: u32,
         pagination_token: Option<&str>,
     ) -> Result<TimelinePage, FetchError> {
+        self.retrying(|| self.timeline_once(user_id, since_id, max_results, pagination_token))
+            .await
+            .map(|(response, tries)| TimelinePage { response, tries })
+    }
+
+    /// `GET /users/{id}/tweets`, one try.
+    #[tracing::instrument(level = "debug", skip(self))]
+    pub async fn timeline_once(
+        &self,
+        user_id: &str,
+        since_id: Option<&str>,
+        max_results: u32,
+        pagination_token: Option<&str>,
+    ) -> Result<TimelineResponse, FetchError> {
         let mut url = self.url(&["users", user_id, "tweets"]);
         {
             let mut q = url.query_pairs_mut();
@@ -269,40 +357,32 @@ impl XClient {
                 q.append_pair("pagination_token", token);
             }
         }
-        let (response, tries): (TimelineResponse, u32) = self.get_json(url).await?;
+        let response: TimelineResponse = self.get_once(&url).await?;
         if response.data.is_empty() && !response.errors.is_empty() {
             return Err(errors_to_fetch_error(&response.errors, user_id));
         }
-        Ok(TimelinePage { response, tries })
+        Ok(response)
     }
 
-    /// One GET with the retry rules; returns the parsed body and the tries used.
-    async fn get_json<T: DeserializeOwned>(&self, url: Url) -> Result<(T, u32), FetchError> {
+    /// `once` under the retry rules, without a breaker; returns the answer and the
+    /// tries used.
+    async fn retrying<T, F, Fut>(&self, mut once: F) -> Result<(T, u32), FetchError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, FetchError>>,
+    {
         let mut tries = 0;
         loop {
             tries += 1;
-            let err = match self.get_once(&url).await {
+            let err = match once().await {
                 Ok(body) => return Ok((body, tries)),
                 Err(err) => err,
             };
-            if tries >= self.policy.max_tries {
-                return Err(err);
-            }
-            let pause = match &err {
-                FetchError::RateLimited {
-                    reset_at: Some(reset_at),
-                } => {
-                    let wait = (*reset_at - Utc::now()).to_std().unwrap_or_default();
-                    if wait > self.policy.max_reset_wait {
-                        return Err(err);
-                    }
-                    // A little slack: X's reset is whole seconds.
-                    wait + Duration::from_millis(250)
-                }
-                e if e.is_retryable() => self.policy.backoff(tries + 1),
-                _ => return Err(err),
+            let pause = match self.policy.after_failure(tries, &err, Utc::now()) {
+                Step::GiveUp => return Err(err),
+                Step::Retry(pause) | Step::WaitForReset { pause, .. } => pause,
             };
-            tracing::warn!(path = url.path(), error = %err, try_no = tries, pause_ms = pause.as_millis() as u64, "X call failed, retrying");
+            tracing::warn!(error = %err, try_no = tries, pause_ms = pause.as_millis() as u64, "X call failed, retrying");
             tokio::time::sleep(pause).await;
         }
     }
@@ -441,6 +521,54 @@ mod tests {
             assert!(second >= Duration::from_millis(50) && second <= Duration::from_millis(100));
             assert!(third >= Duration::from_millis(100) && third <= Duration::from_millis(200));
         }
+    }
+
+    #[test]
+    fn after_a_failure_the_policy_retries_waits_for_a_near_reset_or_gives_up() {
+        let policy = RetryPolicy::default();
+        let now = Utc.with_ymd_and_hms(2026, 12, 2, 10, 0, 0).unwrap();
+        assert!(matches!(
+            policy.after_failure(1, &FetchError::Server { status: 500 }, now),
+            Step::Retry(_)
+        ));
+        assert_eq!(
+            policy.after_failure(3, &FetchError::Server { status: 500 }, now),
+            Step::GiveUp,
+            "max_tries reached"
+        );
+        let near = now + chrono::Duration::seconds(30);
+        assert_eq!(
+            policy.after_failure(
+                1,
+                &FetchError::RateLimited {
+                    reset_at: Some(near)
+                },
+                now
+            ),
+            Step::WaitForReset {
+                until: near,
+                pause: Duration::from_millis(30_250)
+            }
+        );
+        let far = now + chrono::Duration::seconds(900);
+        assert_eq!(
+            policy.after_failure(
+                1,
+                &FetchError::RateLimited {
+                    reset_at: Some(far)
+                },
+                now
+            ),
+            Step::GiveUp
+        );
+        assert_eq!(
+            policy.after_failure(1, &FetchError::Auth { status: 401 }, now),
+            Step::GiveUp
+        );
+        assert!(FetchError::Server { status: 503 }.is_outage());
+        assert!(FetchError::Timeout.is_outage());
+        assert!(!FetchError::Malformed("x".into()).is_outage());
+        assert!(!FetchError::NotFound("a".into()).is_outage());
     }
 
     #[test]

@@ -451,10 +451,136 @@ async fn a_failed_half_open_trial_opens_the_breaker_again() {
     run(&w.app, false).await;
     assert_eq!(
         w.fake.api_calls(),
-        calls + 3,
-        "exactly one trial call (three tries)"
+        calls + 1,
+        "exactly one trial try: its retry asks the breaker again and is refused"
     );
     assert_eq!(status(&w.app).await["circuit_breaker_state"], "open");
+}
+
+#[actix_web::test]
+async fn six_failing_leaders_cost_x_fail_max_calls_plus_one_trial_per_reset() {
+    let (w, last) = failing_world(6, "5", "2").await;
+    assert!(
+        last["stopped_reason"]
+            .as_str()
+            .unwrap()
+            .contains("circuit breaker open"),
+        "{last}"
+    );
+    assert_eq!(
+        w.fake.api_calls(),
+        5,
+        "six leaders in flight with retries: only the five tries the breaker could afford"
+    );
+    // An outage is X's fault: nobody backs off.
+    assert_eq!(status(&w.app).await["failing_leaders"], json!([]));
+    for period in 1..=2 {
+        wait_breaker(&w.app, "half-open").await;
+        run(&w.app, false).await;
+        assert_eq!(
+            w.fake.api_calls(),
+            5 + period,
+            "one half-open trial per reset period"
+        );
+        assert_eq!(status(&w.app).await["circuit_breaker_state"], "open");
+    }
+}
+
+#[actix_web::test]
+async fn after_an_outage_heals_the_next_run_ingests_every_leader() {
+    let (w, last) = failing_world(3, "2", "2").await;
+    assert_eq!(last["posts_ingested"], 0);
+    let kinds: Vec<&str> = last["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"server"), "{kinds:?}");
+    // Still down: another run fails too, and still no leader is put into backoff.
+    wait_breaker(&w.app, "half-open").await;
+    run(&w.app, false).await;
+    let s = status(&w.app).await;
+    assert_eq!(s["failing_leaders"], json!([]), "{s}");
+    // X heals; once the reset passed, the next run's trial closes the breaker and
+    // the same run fetches everyone.
+    w.fake.clear_faults();
+    wait_breaker(&w.app, "half-open").await;
+    let last = run(&w.app, false).await;
+    assert_eq!(last["errors"], json!([]), "{last}");
+    assert_eq!(last["leaders"], 3);
+    assert_eq!(last["posts_ingested"], 15);
+    assert_eq!(all_x_posts(&w.app).await.len(), 15);
+}
+
+#[actix_web::test]
+async fn a_rate_limit_wait_shows_in_status_and_a_stop_ends_it_at_once() {
+    let w = world(1, 5, &[]).await;
+    w.fake.inject(
+        Fault::RateLimited {
+            reset_in: Duration::from_secs(50),
+        },
+        Some(1),
+    );
+    let s = status(&w.app).await;
+    assert_eq!(s["waiting"], Value::Null);
+    assert_eq!(trigger(&w.app, false).await.status(), 202);
+    let waiting = eventually(RUN_TIMEOUT, "status to show the wait", || async {
+        let s = status(&w.app).await;
+        (!s["waiting"].is_null()).then(|| s["waiting"].clone())
+    })
+    .await;
+    assert_eq!(waiting["reason"], "x_rate_limit");
+    let since = chrono::DateTime::parse_from_rfc3339(waiting["since"].as_str().unwrap()).unwrap();
+    let until = chrono::DateTime::parse_from_rfc3339(waiting["until"].as_str().unwrap()).unwrap();
+    assert!(until > since + chrono::Duration::seconds(40), "{waiting}");
+    assert!(status(&w.app).await["running"].as_bool().unwrap());
+    let res = post_as(&w.app, "/api/ingestion/stop", Some(&w.app.admin_token())).await;
+    assert_eq!(res.status(), 200);
+    let stopped_at = std::time::Instant::now();
+    let last = eventually(
+        Duration::from_secs(1),
+        "the stop to end the wait",
+        || async {
+            let s = status(&w.app).await;
+            (s["running"] == false && s["waiting"].is_null()).then(|| s["last_run"].clone())
+        },
+    )
+    .await;
+    assert!(stopped_at.elapsed() < Duration::from_secs(1));
+    assert_eq!(last["stopped_reason"], "stopped by an admin");
+    assert_eq!(
+        last["errors"],
+        json!([]),
+        "a stopped wait is not a leader's error"
+    );
+    assert_eq!(
+        w.fake.api_calls(),
+        1,
+        "the lookup's 429, nothing after the stop"
+    );
+}
+
+#[actix_web::test]
+async fn a_skipped_tick_keeps_the_last_real_run_and_is_shown_apart() {
+    // The start-up tick finds no leader with an X handle: it is skipped, not a run.
+    let fake = fake(1, 5);
+    let app = server_for(&fake, &[("X_INGEST_ENABLED", "true")]).await;
+    let s = eventually(RUN_TIMEOUT, "the start-up tick", || async {
+        let s = status(&app).await;
+        (s["skipped_ticks"] == 1).then_some(s)
+    })
+    .await;
+    assert_eq!(s["last_run"], Value::Null, "{s}");
+    assert!(
+        s["last_skipped"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no leader due"),
+        "{s}"
+    );
+    assert!(s["last_skipped"]["at"].is_string());
+    assert_eq!(fake.api_calls(), 0);
 }
 
 #[actix_web::test]
@@ -839,16 +965,25 @@ async fn with_redis_only_one_instance_ingests_at_a_time() {
             .then_some(())
     })
     .await;
-    let last_b = run(&b, false).await;
+    // b's run does not happen: a skipped tick, not a run record.
+    assert_eq!(trigger(&b, false).await.status(), 202);
+    let skipped = eventually(RUN_TIMEOUT, "b to skip its run", || async {
+        let s = status(&b).await;
+        (s["skipped_ticks"] == 1 && s["running"] == false).then_some(s)
+    })
+    .await;
     let last_a = wait_run_after(&a, &Value::Null).await;
     let _ = redis.kill();
     let _ = redis.wait();
     assert_eq!(last_a["posts_ingested"], 80);
     assert!(
-        last_b["stopped_reason"].as_str().unwrap().contains("lease"),
-        "{last_b}"
+        skipped["last_skipped"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("lease"),
+        "{skipped}"
     );
-    assert_eq!(last_b["posts_ingested"], 0);
+    assert_eq!(skipped["last_run"], Value::Null, "{skipped}");
 }
 
 #[actix_web::test]

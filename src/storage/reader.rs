@@ -235,7 +235,7 @@ impl StoreReader {
         });
         let posts = self.tree.scan_prefix([keys::POST]).map(|kv| {
             let (_, v) = kv?;
-            Ok(Record::Post(decode_post(&v)?.post))
+            Ok(Record::Post(Box::new(decode_post(&v)?.post)))
         });
         let reviews = self.tree.scan_prefix([keys::REVIEW]).map(|kv| {
             let (_, v) = kv?;

@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 
 use crate::domain::json::JsonObject;
 use crate::domain::leader::Leader;
-use crate::domain::post::{Author, Platform, Post, Verification};
+use crate::domain::post::{Author, Platform, Post, PostDetails, PostKind, Verification};
 use crate::domain::review::{ReviewItem, ReviewState};
 use crate::domain::sentiment::Sentiment;
 use crate::http::dto::{parse_rfc3339, LeaderJson, PostJson, ReviewJson};
@@ -55,6 +55,27 @@ struct PostLineOut<'a> {
     author: AuthorLine,
 }
 
+/// A post line: the API's post JSON with `sentimentScore` and `author`, its `kind` (the
+/// post kind) renamed `postKind`, as the line's own `kind` says what the line is.
+fn post_line(p: &Post) -> serde_json::Result<serde_json::Value> {
+    let mut value = serde_json::to_value(PostLineOut {
+        post: PostJson::from(p, None),
+        sentiment_score: p.sentiment_score,
+        author: AuthorLine {
+            id: p.author.id.clone(),
+            handle: p.author.handle.clone(),
+            name: p.author.name.clone(),
+            avatar_url: p.author.avatar_url.clone(),
+        },
+    })?;
+    if let Some(obj) = value.as_object_mut() {
+        if let Some(kind) = obj.remove("kind") {
+            obj.insert("postKind".into(), kind);
+        }
+    }
+    Ok(value)
+}
+
 /// Writes one record as a JSON line.
 pub fn write_record(out: &mut impl Write, record: &Record) -> std::io::Result<()> {
     let line = match record {
@@ -62,18 +83,11 @@ pub fn write_record(out: &mut impl Write, record: &Record) -> std::io::Result<()
             kind: "leader",
             body: &LeaderJson::from(l),
         }),
-        Record::Post(p) => serde_json::to_string(&Tagged {
-            kind: "post",
-            body: &PostLineOut {
-                post: PostJson::from(p, None),
-                sentiment_score: p.sentiment_score,
-                author: AuthorLine {
-                    id: p.author.id.clone(),
-                    handle: p.author.handle.clone(),
-                    name: p.author.name.clone(),
-                    avatar_url: p.author.avatar_url.clone(),
-                },
-            },
+        Record::Post(p) => post_line(p).and_then(|body| {
+            serde_json::to_string(&Tagged {
+                kind: "post",
+                body: &body,
+            })
         }),
         // The API's review JSON; its `post` is null here (the post has its own line).
         Record::Review(r) => serde_json::to_string(&Tagged {
@@ -121,6 +135,8 @@ struct PostIn {
     verification_status: String,
     #[serde(default)]
     author: AuthorLine,
+    /// The post kind (absent in backups written before kinds existed: `post`).
+    post_kind: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -170,7 +186,7 @@ pub fn parse_line(line_no: usize, text: &str) -> Result<Record, BackupError> {
         }
         "post" => {
             let p: PostIn = serde_json::from_str(text).map_err(|e| err(e.to_string()))?;
-            Record::Post(Post {
+            Record::Post(Box::new(Post {
                 id: local(line_no, "id", &p.id)?,
                 leader_id: local(line_no, "leaderId", &p.leader_id)?,
                 platform: Platform::parse(&p.platform)
@@ -180,11 +196,21 @@ pub fn parse_line(line_no: usize, text: &str) -> Result<Record, BackupError> {
                 sentiment: Sentiment::parse(&p.sentiment)
                     .ok_or_else(|| err(format!("unknown sentiment {:?}", p.sentiment)))?,
                 sentiment_score: p.sentiment_score,
-                metrics_json: match p.metrics {
-                    Some(m) => JsonObject::parse(m.get(), MAX_METRICS_BYTES)
-                        .map_err(|e| err(format!("metrics {e}")))?
-                        .into_string(),
-                    None => "{}".into(),
+                client_metrics: match p.metrics {
+                    Some(m) => Some(
+                        JsonObject::parse(m.get(), MAX_METRICS_BYTES)
+                            .map_err(|e| err(format!("metrics {e}")))?
+                            .into_string(),
+                    ),
+                    None => None,
+                },
+                details: PostDetails {
+                    kind: match p.post_kind.as_deref() {
+                        None => PostKind::Post,
+                        Some(k) => PostKind::parse(k)
+                            .ok_or_else(|| err(format!("unknown postKind {k:?}")))?,
+                    },
+                    ..PostDetails::default()
                 },
                 platform_post_id: p.platform_post_id,
                 verification: Verification::parse(&p.verification_status).ok_or_else(|| {
@@ -199,7 +225,7 @@ pub fn parse_line(line_no: usize, text: &str) -> Result<Record, BackupError> {
                     name: p.author.name,
                     avatar_url: p.author.avatar_url,
                 },
-            })
+            }))
         }
         "review" => {
             let r: ReviewIn = serde_json::from_str(text).map_err(|e| err(e.to_string()))?;
@@ -261,7 +287,7 @@ mod tests {
     #[test]
     fn a_post_line_keeps_its_metrics_as_canonical_json() {
         match parse_line(1, &post_line(r#"{ "likes" : 3 }"#)).unwrap() {
-            Record::Post(p) => assert_eq!(p.metrics_json, r#"{"likes":3}"#),
+            Record::Post(p) => assert_eq!(p.client_metrics.as_deref(), Some(r#"{"likes":3}"#)),
             _ => panic!("expected a post"),
         }
     }

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use amber::domain::leader::LeaderDraft;
-use amber::domain::post::{Author, NewPost, Platform, Verification};
+use amber::domain::post::{Author, Counts, NewPost, Platform, PostDetails, Verification};
 use amber::domain::sentiment::Sentiment;
 use amber::storage::Store;
 
@@ -22,12 +22,6 @@ pub fn x_post(n: u64) -> NewPost {
     let leader_id = n % LEADERS + 1;
     let ext = (FIRST_X_ID + n).to_string();
     let handle = format!("leader{leader_id}");
-    let metrics = format!(
-        r#"{{"origin":"x","externalId":"{ext}","author":"{handle}","authorName":"Leader {leader_id}","avatarUrl":"https://pbs.twimg.com/profile_images/{leader_id}.jpg","mediaUrl":null,"mediaUrls":[],"likes":{},"comments":{},"shares":{},"language":"en","sentimentScore":0.4404}}"#,
-        n % 1000,
-        n % 97,
-        n % 31
-    );
     NewPost {
         leader_id,
         platform: Platform::X,
@@ -37,7 +31,6 @@ pub fn x_post(n: u64) -> NewPost {
         timestamp_ms: T0_MS + (n as i64) * 60_000,
         sentiment: Sentiment::Positive,
         sentiment_score: 0.4404,
-        metrics_json: metrics,
         platform_post_id: Some(ext),
         verification: Verification::Unverified,
         author: Author {
@@ -48,6 +41,19 @@ pub fn x_post(n: u64) -> NewPost {
                 "https://pbs.twimg.com/profile_images/{leader_id}.jpg"
             )),
         },
+        details: PostDetails {
+            counts: Some(Counts {
+                likes: n % 1000,
+                comments: n % 97,
+                shares: n % 31,
+                quotes: 0,
+                bookmarks: None,
+                impressions: None,
+            }),
+            language: Some("en".into()),
+            ..PostDetails::default()
+        },
+        client_metrics: None,
         edit_history: Vec::new(),
     }
 }

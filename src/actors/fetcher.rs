@@ -578,7 +578,9 @@ mod tests {
             .post_by_external_id(Platform::X, &newest)
             .unwrap()
             .unwrap();
-        let m: serde_json::Value = serde_json::from_str(&post.metrics_json).unwrap();
+        let m = serde_json::to_value(crate::http::dto::PostJson::from(&post, None)).unwrap()
+            ["metrics"]
+            .clone();
         assert_eq!(m["origin"], "x");
         assert_eq!(m["author"], username(0));
         assert_eq!(m["authorName"], "Leader 0");
@@ -589,7 +591,13 @@ mod tests {
         let with_media = report
             .inserted
             .iter()
-            .filter(|p| p.metrics_json.contains("pbs.twimg.com/media/"))
+            .filter(|p| {
+                p.details.media.iter().any(|m| {
+                    m.url
+                        .as_deref()
+                        .is_some_and(|u| u.contains("pbs.twimg.com/media/"))
+                })
+            })
             .count();
         assert!(with_media >= 40, "{with_media}");
     }

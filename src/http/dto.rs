@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::domain::leader::Leader;
-use crate::domain::post::Post;
+use crate::domain::post::{MediaItem, Platform, Post, PostKind, ReferencedPost};
 use crate::domain::review::ReviewItem;
 
 /// RFC 3339 UTC with milliseconds, as every timestamp in the API.
@@ -23,16 +23,6 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     DateTime::parse_from_rfc3339(s)
         .ok()
         .map(|t| t.timestamp_millis())
-}
-
-fn raw_metrics(json: &str) -> &RawValue {
-    // Stored metrics were validated as JSON on the way in; an unreadable one shows as {}.
-    serde_json::from_str::<&RawValue>(json).unwrap_or_else(|_| empty_object())
-}
-
-fn empty_object() -> &'static RawValue {
-    static EMPTY: std::sync::OnceLock<Box<RawValue>> = std::sync::OnceLock::new();
-    EMPTY.get_or_init(|| RawValue::from_string("{}".to_string()).expect("{} is JSON"))
 }
 
 /// A leader as the API shows it.
@@ -63,6 +53,255 @@ impl<'a> LeaderJson<'a> {
     }
 }
 
+/// A post's kind on the wire.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum KindName {
+    Post,
+    Repost,
+    Quote,
+    Reply,
+}
+
+/// One encoding of a video or GIF.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VariantJson<'a> {
+    pub url: &'a str,
+    pub content_type: &'a str,
+    pub bit_rate: Option<u64>,
+}
+
+/// A photo, video or GIF of a post.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MediaJson<'a> {
+    /// `photo`, `video` or `animated_gif`.
+    #[serde(rename = "type")]
+    #[schema(value_type = MediaTypeName)]
+    pub kind: &'static str,
+    /// The image (photos).
+    pub url: Option<&'a str>,
+    /// The still shown before playing (videos and GIFs).
+    pub preview_image_url: Option<&'a str>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub duration_ms: Option<u64>,
+    pub variants: Vec<VariantJson<'a>>,
+}
+
+/// `type` of a media item.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum MediaTypeName {
+    Photo,
+    Video,
+    AnimatedGif,
+}
+
+impl<'a> MediaJson<'a> {
+    fn from(m: &'a MediaItem) -> MediaJson<'a> {
+        MediaJson {
+            kind: m.kind.as_str(),
+            url: m.url.as_deref(),
+            preview_image_url: m.preview_image_url.as_deref(),
+            width: m.width,
+            height: m.height,
+            duration_ms: m.duration_ms,
+            variants: m
+                .variants
+                .iter()
+                .map(|v| VariantJson {
+                    url: &v.url,
+                    content_type: &v.content_type,
+                    bit_rate: v.bit_rate,
+                })
+                .collect(),
+        }
+    }
+
+    fn list(media: &'a [MediaItem]) -> Vec<MediaJson<'a>> {
+        media.iter().map(MediaJson::from).collect()
+    }
+}
+
+/// `relation` of a referenced post.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum RelationName {
+    Reposted,
+    Quoted,
+    RepliedTo,
+}
+
+/// The post a repost, quote or reply refers to.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReferencedPostJson<'a> {
+    /// The X id of the referenced post.
+    pub id: &'a str,
+    #[schema(value_type = RelationName)]
+    pub relation: &'static str,
+    pub author_id: Option<&'a str>,
+    pub author_handle: Option<&'a str>,
+    pub author_name: Option<&'a str>,
+    /// Its full text, links expanded (null when X did not include the post).
+    pub text: Option<&'a str>,
+    /// RFC 3339.
+    pub created_at: Option<String>,
+    pub media: Vec<MediaJson<'a>>,
+    pub permalink: Option<String>,
+}
+
+impl<'a> ReferencedPostJson<'a> {
+    fn from(r: &'a ReferencedPost) -> ReferencedPostJson<'a> {
+        ReferencedPostJson {
+            id: &r.id,
+            relation: r.relation.as_str(),
+            author_id: r.author.id.as_deref(),
+            author_handle: r.author.handle.as_deref(),
+            author_name: r.author.name.as_deref(),
+            text: r.text.as_deref(),
+            created_at: r.created_at_ms.map(rfc3339),
+            media: MediaJson::list(&r.media),
+            permalink: r.permalink(),
+        }
+    }
+}
+
+/// Who reposted a `repost` entry: the leader.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RepostedByJson<'a> {
+    #[serde(serialize_with = "crate::shape::id::string")]
+    #[schema(value_type = String)]
+    pub leader_id: u64,
+    pub name: Option<&'a str>,
+    /// The leader's X handle, without `@`.
+    pub handle: Option<&'a str>,
+}
+
+/// The `metrics` object of a post. A post entered by a client (admin API, backups) shows
+/// the client's object exactly as given. A post read from X shows `origin` (`"x"`),
+/// `externalId`, `author` (handle), `authorName`, `avatarUrl`, `mediaUrl`, `mediaUrls`,
+/// `likes`, `comments`, `shares`, `quotes`, `language`, `sentimentScore`, and mirrors
+/// `kind`, `conversationId`, `inReplyToUserId`, `media`, `referencedPost` and `repostedBy`.
+pub struct MetricsJson<'a> {
+    post: &'a Post,
+    reposted_by: Option<RepostedByJson<'a>>,
+}
+
+impl std::fmt::Debug for MetricsJson<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsJson")
+            .field("post", &self.post.id)
+            .finish()
+    }
+}
+
+impl<'a> MetricsJson<'a> {
+    /// The keys an ingested X post's metrics carry, in order.
+    fn x_entries(&self) -> Vec<(&'static str, serde_json::Value)> {
+        use serde_json::json;
+        let p = self.post;
+        let Some(counts) = p.details.counts.filter(|_| p.platform == Platform::X) else {
+            return Vec::new();
+        };
+        let urls: Vec<&str> = p
+            .details
+            .media
+            .iter()
+            .filter_map(MediaItem::display_url)
+            .collect();
+        let mut out = vec![
+            ("origin", json!("x")),
+            ("externalId", json!(p.platform_post_id)),
+            ("author", json!(p.author.handle)),
+            ("authorName", json!(p.author.name)),
+            ("avatarUrl", json!(p.author.avatar_url)),
+            ("mediaUrl", json!(urls.first())),
+            ("mediaUrls", json!(urls)),
+            ("likes", json!(counts.likes)),
+            ("comments", json!(counts.comments)),
+            ("shares", json!(counts.shares)),
+            ("quotes", json!(counts.quotes)),
+            ("language", json!(p.details.language)),
+            ("sentimentScore", json!(p.sentiment_score)),
+        ];
+        if let Some(n) = counts.bookmarks {
+            out.push(("bookmarks", json!(n)));
+        }
+        if let Some(n) = counts.impressions {
+            out.push(("impressions", json!(n)));
+        }
+        out
+    }
+
+    /// The typed fields every post mirrors into `metrics`.
+    fn mirrored(&self) -> Vec<(&'static str, serde_json::Value)> {
+        let p = self.post;
+        let d = &p.details;
+        let value = |v: serde_json::Result<serde_json::Value>| v.unwrap_or_default();
+        vec![
+            ("kind", d.kind.as_str().into()),
+            ("conversationId", d.conversation_id.clone().into()),
+            ("inReplyToUserId", d.in_reply_to_user_id.clone().into()),
+            (
+                "media",
+                value(serde_json::to_value(MediaJson::list(&d.media))),
+            ),
+            (
+                "referencedPost",
+                value(serde_json::to_value(
+                    d.referenced.as_deref().map(ReferencedPostJson::from),
+                )),
+            ),
+            ("repostedBy", value(serde_json::to_value(&self.reposted_by))),
+        ]
+    }
+}
+
+impl Serialize for MetricsJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let p = self.post;
+        let client = p
+            .client_metrics
+            .as_deref()
+            .and_then(|text| serde_json::from_str::<&RawValue>(text).ok());
+        if p.details.counts.is_none() {
+            // Not read from X: the client's object exactly as given (`{}` without one).
+            return match client {
+                Some(raw) => raw.serialize(serializer),
+                None => serializer.serialize_map(Some(0))?.end(),
+            };
+        }
+        let x = self.x_entries();
+        let mirrored = self.mirrored();
+        match client.and_then(|raw| serde_json::from_str::<serde_json::Map<_, _>>(raw.get()).ok()) {
+            // Read from X by this build: the typed fields, in order.
+            None => {
+                let mut map = serializer.serialize_map(Some(x.len() + mirrored.len()))?;
+                for (k, v) in x.iter().chain(mirrored.iter()) {
+                    map.serialize_entry(k, v)?;
+                }
+                map.end()
+            }
+            // Stored by an older build with its metrics object: that object, with X's
+            // fields from the typed values (counts move) and the mirrored fields added.
+            Some(mut object) => {
+                for (k, v) in x.into_iter().chain(mirrored) {
+                    object.insert(k.to_string(), v);
+                }
+                object.serialize(serializer)
+            }
+        }
+    }
+}
+
 /// A post as the API shows it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -75,18 +314,45 @@ pub struct PostJson<'a> {
     pub leader_id: u64,
     pub leader_name: Option<&'a str>,
     pub platform: &'static str,
+    /// The full text (for a repost: the reposted post's), `t.co` links expanded.
     pub content: &'a str,
+    /// RFC 3339 (for a repost: when the leader reposted).
     pub timestamp: String,
     pub sentiment: &'static str,
     #[schema(value_type = Object)]
-    pub metrics: &'a RawValue,
+    pub metrics: MetricsJson<'a>,
     pub platform_post_id: Option<&'a str>,
     pub verification_status: &'static str,
+    #[schema(value_type = KindName)]
+    pub kind: &'static str,
+    /// X's conversation id: the id of the post that started the thread.
+    pub conversation_id: Option<&'a str>,
+    /// For a reply: the X user id it answers.
+    pub in_reply_to_user_id: Option<&'a str>,
+    pub media: Vec<MediaJson<'a>>,
+    /// The reposted or quoted post, or what a reply answers (when X included it).
+    pub referenced_post: Option<ReferencedPostJson<'a>>,
+    /// Set for `kind: "repost"`: the entry shows the reposted post, credited to the leader.
+    pub reposted_by: Option<RepostedByJson<'a>>,
 }
 
 impl<'a> PostJson<'a> {
     /// Borrows a post (and its leader, when it still exists) for serialisation.
     pub fn from(p: &'a Post, leader: Option<&'a Leader>) -> PostJson<'a> {
+        let d = &p.details;
+        let reposted_by = || {
+            (d.kind == PostKind::Repost).then(|| RepostedByJson {
+                leader_id: p.leader_id,
+                name: leader
+                    .map(|l| l.name.as_str())
+                    .or(d.reposted_by.as_ref().and_then(|a| a.name.as_deref())),
+                handle: d
+                    .reposted_by
+                    .as_ref()
+                    .and_then(|a| a.handle.as_deref())
+                    .or(leader.and_then(Leader::x_handle)),
+            })
+        };
         PostJson {
             id: p.id,
             leader_id: p.leader_id,
@@ -95,9 +361,18 @@ impl<'a> PostJson<'a> {
             content: &p.content,
             timestamp: rfc3339(p.timestamp_ms),
             sentiment: p.sentiment.as_str(),
-            metrics: raw_metrics(&p.metrics_json),
+            metrics: MetricsJson {
+                post: p,
+                reposted_by: reposted_by(),
+            },
             platform_post_id: p.platform_post_id.as_deref(),
             verification_status: p.verification.as_str(),
+            kind: d.kind.as_str(),
+            conversation_id: d.conversation_id.as_deref(),
+            in_reply_to_user_id: d.in_reply_to_user_id.as_deref(),
+            media: MediaJson::list(&d.media),
+            referenced_post: d.referenced.as_deref().map(ReferencedPostJson::from),
+            reposted_by: reposted_by(),
         }
     }
 }
@@ -187,4 +462,50 @@ impl<'a> ReviewJson<'a> {
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Success {
     pub success: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::storage::codec;
+    use crate::storage::posts::StoredPost;
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// Posts stored by the build before record version 2 show the same `metrics` as they
+    /// did then, with the mirrored fields added beside them.
+    #[test]
+    fn a_version_1_post_shows_its_metrics_as_before() {
+        for line in include_str!("../storage/testdata/posts_v1.hex").lines() {
+            let stored: StoredPost = codec::decode(&unhex(line)).unwrap();
+            let p = &stored.post;
+            let before: Value = serde_json::from_str(p.client_metrics.as_deref().unwrap()).unwrap();
+            let json = serde_json::to_value(PostJson::from(p, None)).unwrap();
+            assert_eq!(json["kind"], "post");
+            assert_eq!(json["content"], p.content.as_str());
+            if p.platform != Platform::X {
+                assert_eq!(json["metrics"], before, "a client's object, as given");
+                continue;
+            }
+            let mut metrics = json["metrics"].as_object().unwrap().clone();
+            for (k, v) in [
+                ("kind", json!("post")),
+                ("conversationId", Value::Null),
+                ("inReplyToUserId", Value::Null),
+                ("referencedPost", Value::Null),
+                ("repostedBy", Value::Null),
+            ] {
+                assert_eq!(metrics.remove(k), Some(v), "{k}");
+            }
+            assert_eq!(metrics.remove("media"), Some(json["media"].clone()));
+            assert_eq!(Value::Object(metrics), before);
+        }
+    }
 }

@@ -1,4 +1,4 @@
-//! `GET /api/feed` (page or cursor paging, leader and source filters) and
+//! `GET /api/feed` (page or cursor paging, leader, source and kind filters) and
 //! `GET /api/dashboard`.
 
 use std::collections::HashMap;
@@ -9,9 +9,9 @@ use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::cursor::Cursor;
-use crate::domain::post::Platform;
+use crate::domain::post::{KindSet, Platform, PostKind};
 use crate::error::AppError;
-use crate::http::dto::{FeedPostJson, LeaderJson, PostJson};
+use crate::http::dto::{FeedPostJson, KindName, LeaderJson, PostJson};
 use crate::http::rate_limit::RateLimited;
 use crate::http::AppState;
 use crate::storage::query::{PageStart, PostQuery};
@@ -105,6 +105,10 @@ pub struct FeedQuery {
     /// Only posts from this source (`twitter` is `x`).
     #[param(value_type = Option<SourceParam>, inline)]
     source: Option<String>,
+    /// Only posts of these kinds: a comma list of `post`, `repost`, `quote`, `reply`
+    /// (absent: every kind), e.g. `kinds=post,quote` leaves reposts and replies out.
+    #[param(value_type = Option<Vec<KindName>>, style = Form, explode = false, min_items = 1)]
+    kinds: Option<String>,
 }
 
 /// `source=` of the feed (SPEC's spellings).
@@ -187,6 +191,17 @@ pub fn parse_leader_ids(raw: &str) -> Result<Vec<u64>, AppError> {
     Ok(ids)
 }
 
+/// Parses `kinds=post,quote`: a comma list of 1 or more kinds, each spelled exactly.
+pub fn parse_kinds(raw: &str) -> Result<KindSet, AppError> {
+    let kinds: Option<Vec<PostKind>> = raw.split(',').map(PostKind::parse).collect();
+    kinds.map(KindSet::of).ok_or_else(|| {
+        AppError::bad_request(
+            "invalid_query",
+            format!("kinds must be a comma list of post, repost, quote and reply, got {raw:?}"),
+        )
+    })
+}
+
 /// `source=`: exactly `x`, `twitter`, `facebook` or `news`.
 fn source_param(s: &str) -> Option<Platform> {
     matches!(s, "x" | "twitter" | "facebook" | "news")
@@ -264,16 +279,17 @@ pub async fn feed(
         })?),
         None => None,
     };
+    let kinds = match q.kinds.as_deref() {
+        Some(raw) => parse_kinds(raw)?,
+        None => KindSet::ALL,
+    };
     let posts_query = PostQuery::newest(page_size)
         .leaders(leaders)
         .platform(platform)
+        .kinds(kinds)
         .starting(start);
-    let key = format!(
-        "feed|{:?}|{:?}|{:?}|{page_size}",
-        posts_query.leader_ids(),
-        posts_query.platform_filter(),
-        start
-    );
+    // The normalised query names the page (and its size); `page` only labels it.
+    let key = format!("feed|{posts_query:?}|{page:?}");
     cached(&state, key, move |reader| {
         render_feed(reader, &posts_query, page)
     })

@@ -7,7 +7,7 @@ use serde_json::value::RawValue;
 
 use crate::actors::store::{CreatePost, DeletePost, UpdatePost};
 use crate::domain::json::JsonObject;
-use crate::domain::post::{Author, NewPost, Platform, Verification};
+use crate::domain::post::{Author, NewPost, Platform, PostDetails, Verification};
 use crate::domain::sentiment;
 use crate::error::AppError;
 use crate::http::auth::Admin;
@@ -331,10 +331,11 @@ pub async fn create(
         timestamp_ms,
         sentiment: label,
         sentiment_score: score,
-        metrics_json: check_metrics(b.metrics)?.unwrap_or_else(|| "{}".to_string()),
         platform_post_id,
         verification,
         author: Author::default(),
+        details: PostDetails::default(),
+        client_metrics: check_metrics(b.metrics)?,
         edit_history: Vec::new(),
     };
     let (post, review) = state
@@ -393,7 +394,7 @@ pub async fn update(
     let patch = PostPatch {
         content: b.content,
         timestamp_ms: b.timestamp.as_deref().map(parse_timestamp).transpose()?,
-        metrics_json: check_metrics(b.metrics)?,
+        metrics: check_metrics(b.metrics)?,
         verification: b
             .verification_status
             .as_deref()

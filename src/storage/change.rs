@@ -316,6 +316,7 @@ mod tests {
             post_id: id,
             leader_id: 1,
             platform,
+            kind: crate::domain::post::PostKind::Post,
         }
     }
 

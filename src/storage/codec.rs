@@ -1,10 +1,27 @@
-//! Record encoding: one version byte, then bincode 2. A later schema bumps the version
-//! and keeps a decoder for the old one, so old databases stay readable.
+//! Record encoding: one version byte, then bincode 2. Each record type names the version it
+//! writes ([`Versioned::VERSION`]) and keeps a decoder for every older one, so an old
+//! database stays readable: a record is upgraded when it is read, and written back in the
+//! current version only when something changes it.
+//!
+//! Versions of the post record (`P` values):
+//! - 1 (before issue 9): the post with a pre-rendered `metrics_json` string.
+//! - 2: the post with typed fields ([`PostDetails`]: kind, counts, media, referenced post,
+//!   conversation, reply target, reposter) and the client's own `metrics`, if any.
+//!
+//! Leaders and review items are still at version 1.
+//!
+//! This module only maps values to bytes and back; a checksum envelope around these bytes
+//! (if any) lives in functions of its own.
 
 use bincode::{Decode, Encode};
 
-/// The version byte written in front of every record today.
-pub const RECORD_VERSION: u8 = 1;
+use crate::domain::leader::Leader;
+use crate::domain::post::{
+    Counts, MediaItem, MediaKind, Platform, Post, PostDetails, PostKind, Verification,
+};
+use crate::domain::review::ReviewItem;
+use crate::domain::sentiment::Sentiment;
+use crate::storage::posts::StoredPost;
 
 /// A record that cannot be read back.
 #[derive(Debug, thiserror::Error)]
@@ -19,30 +36,188 @@ pub enum CodecError {
     Encode(#[from] bincode::error::EncodeError),
 }
 
-/// Encodes a record behind the current version byte.
-pub fn encode<T: Encode>(value: &T) -> Result<Vec<u8>, CodecError> {
+/// A record type with a format version.
+pub trait Versioned: Encode + Decode<()> + Sized {
+    /// The version written in front of every record of this type today.
+    const VERSION: u8;
+
+    /// Decodes the body of a record written in an older `version`.
+    fn decode_older(version: u8, body: &[u8]) -> Result<Self, CodecError> {
+        let _ = body;
+        Err(CodecError::UnknownVersion(version))
+    }
+}
+
+impl Versioned for Leader {
+    const VERSION: u8 = 1;
+}
+
+impl Versioned for ReviewItem {
+    const VERSION: u8 = 1;
+}
+
+impl Versioned for StoredPost {
+    const VERSION: u8 = 2;
+
+    fn decode_older(version: u8, body: &[u8]) -> Result<StoredPost, CodecError> {
+        match version {
+            1 => Ok(body_of::<v1::StoredPost>(body)?.upgrade()),
+            other => Err(CodecError::UnknownVersion(other)),
+        }
+    }
+}
+
+fn body_of<T: Decode<()>>(body: &[u8]) -> Result<T, CodecError> {
+    let (value, _) = bincode::decode_from_slice(body, bincode::config::standard())?;
+    Ok(value)
+}
+
+/// Encodes a record behind its type's current version byte.
+pub fn encode<T: Versioned>(value: &T) -> Result<Vec<u8>, CodecError> {
     let mut out = Vec::with_capacity(128);
-    out.push(RECORD_VERSION);
+    out.push(T::VERSION);
     bincode::encode_into_std_write(value, &mut out, bincode::config::standard())?;
     Ok(out)
 }
 
-/// Decodes a record written by [`encode`] (any version this build knows).
-pub fn decode<T: Decode<()>>(bytes: &[u8]) -> Result<T, CodecError> {
+/// Decodes a record written by [`encode`] in any version this build knows.
+pub fn decode<T: Versioned>(bytes: &[u8]) -> Result<T, CodecError> {
     let (&version, body) = bytes.split_first().ok_or(CodecError::Empty)?;
-    match version {
-        RECORD_VERSION => {
-            let (value, _) = bincode::decode_from_slice(body, bincode::config::standard())?;
-            Ok(value)
+    if version == T::VERSION {
+        body_of(body)
+    } else {
+        T::decode_older(version, body)
+    }
+}
+
+/// The post record as version 1 wrote it. Frozen: never change these types.
+mod v1 {
+    use super::*;
+    use crate::domain::post::Author;
+
+    #[derive(Debug, Clone, Decode)]
+    pub struct Post {
+        pub id: u64,
+        pub leader_id: u64,
+        pub platform: Platform,
+        pub content: String,
+        pub timestamp_ms: i64,
+        pub sentiment: Sentiment,
+        pub sentiment_score: f64,
+        pub metrics_json: String,
+        pub platform_post_id: Option<String>,
+        pub verification: Verification,
+        pub author: Author,
+    }
+
+    #[derive(Debug, Clone, Decode)]
+    pub struct StoredPost {
+        pub post: Post,
+        pub aliases: Vec<String>,
+    }
+
+    impl StoredPost {
+        /// The same post in today's form. Its `metrics` object is kept as it was (so the
+        /// API shows it as before); an ingested X post's counts, language and media are
+        /// also read from it into the typed fields, so a re-read can update them.
+        pub fn upgrade(self) -> super::StoredPost {
+            let p = self.post;
+            let metrics: Option<serde_json::Map<String, serde_json::Value>> =
+                serde_json::from_str(&p.metrics_json).ok();
+            let details = metrics
+                .as_ref()
+                .filter(|m| m.get("origin").and_then(|o| o.as_str()) == Some("x"))
+                .map(details_of_x_metrics)
+                .unwrap_or_default();
+            super::StoredPost {
+                post: super::Post {
+                    id: p.id,
+                    leader_id: p.leader_id,
+                    platform: p.platform,
+                    content: p.content,
+                    timestamp_ms: p.timestamp_ms,
+                    sentiment: p.sentiment,
+                    sentiment_score: p.sentiment_score,
+                    platform_post_id: p.platform_post_id,
+                    verification: p.verification,
+                    author: p.author,
+                    details,
+                    client_metrics: Some(p.metrics_json),
+                },
+                aliases: self.aliases,
+            }
         }
-        other => Err(CodecError::UnknownVersion(other)),
+    }
+
+    /// The typed fields behind version 1's X metrics (`likes`, `comments`, `shares`,
+    /// `quotes`, `language`, `mediaUrls`). Version 1 kept one URL per media item: the
+    /// photo, or a video's or GIF's preview (told apart by X's URL paths).
+    fn details_of_x_metrics(m: &serde_json::Map<String, serde_json::Value>) -> PostDetails {
+        let count = |k: &str| m.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+        let media = m
+            .get("mediaUrls")
+            .and_then(|v| v.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|u| u.as_str())
+            .map(|url| {
+                let kind = if url.contains("/tweet_video_thumb/") {
+                    MediaKind::AnimatedGif
+                } else if url.contains("video_thumb/") {
+                    MediaKind::Video
+                } else {
+                    MediaKind::Photo
+                };
+                let (url, preview) = match kind {
+                    MediaKind::Photo => (Some(url.to_string()), None),
+                    _ => (None, Some(url.to_string())),
+                };
+                MediaItem {
+                    kind,
+                    url,
+                    preview_image_url: preview,
+                    width: None,
+                    height: None,
+                    duration_ms: None,
+                    variants: Vec::new(),
+                }
+            })
+            .collect();
+        PostDetails {
+            kind: PostKind::Post,
+            counts: Some(Counts {
+                likes: count("likes"),
+                comments: count("comments"),
+                shares: count("shares"),
+                quotes: count("quotes"),
+                bookmarks: None,
+                impressions: None,
+            }),
+            language: m
+                .get("language")
+                .and_then(|v| v.as_str())
+                .map(str::to_string),
+            media,
+            ..PostDetails::default()
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::leader::Leader;
+    use crate::domain::post::Author;
+
+    /// Two post records written by the build before issue 9 (version 1), as hex lines: an
+    /// ingested X post with a photo and a video, and an admin-entered News post.
+    const POSTS_V1: &str = include_str!("testdata/posts_v1.hex");
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
 
     #[test]
     fn a_record_round_trips_behind_its_version_byte() {
@@ -55,7 +230,7 @@ mod tests {
             avatar_url: None,
         };
         let bytes = encode(&leader).unwrap();
-        assert_eq!(bytes[0], RECORD_VERSION);
+        assert_eq!(bytes[0], 1);
         assert_eq!(decode::<Leader>(&bytes).unwrap(), leader);
     }
 
@@ -70,5 +245,83 @@ mod tests {
             decode::<Leader>(&[1, 255, 255]),
             Err(CodecError::Decode(_))
         ));
+        assert!(matches!(
+            decode::<StoredPost>(&[3, 0]),
+            Err(CodecError::UnknownVersion(3))
+        ));
+        assert!(matches!(
+            decode::<StoredPost>(&[1, 255]),
+            Err(CodecError::Decode(_))
+        ));
+    }
+
+    #[test]
+    fn version_1_post_records_read_as_before_with_typed_counts_and_media() {
+        let mut lines = POSTS_V1.lines();
+        let x = decode::<StoredPost>(&unhex(lines.next().unwrap())).unwrap();
+        let p = &x.post;
+        assert_eq!((p.id, p.leader_id, p.platform), (42, 3, Platform::X));
+        assert_eq!(p.content, "Proud of our wonderful volunteers (#7)");
+        assert_eq!(p.timestamp_ms, 1_767_225_607_000);
+        assert_eq!(
+            (p.sentiment, p.sentiment_score),
+            (Sentiment::Positive, 0.8126)
+        );
+        assert_eq!(p.platform_post_id.as_deref(), Some("2007000000000000007"));
+        assert_eq!(p.verification, Verification::Approved);
+        assert_eq!(p.author.handle.as_deref(), Some("leader0000"));
+        assert_eq!(x.aliases, vec!["2006999999999999999"]);
+        let metrics: serde_json::Value =
+            serde_json::from_str(p.client_metrics.as_deref().unwrap()).unwrap();
+        assert_eq!(metrics["likes"], 259);
+        assert_eq!(metrics["externalId"], "2007000000000000007");
+        let d = &p.details;
+        assert_eq!(d.kind, PostKind::Post);
+        assert_eq!(
+            d.counts,
+            Some(Counts {
+                likes: 259,
+                comments: 35,
+                shares: 21,
+                quotes: 7,
+                bookmarks: None,
+                impressions: None
+            })
+        );
+        assert_eq!(d.language.as_deref(), Some("en"));
+        assert_eq!(d.media.len(), 2);
+        assert_eq!(d.media[0].kind, MediaKind::Photo);
+        assert_eq!(
+            d.media[0].url.as_deref(),
+            Some("https://pbs.twimg.com/media/2007000000000000007.jpg")
+        );
+        assert_eq!(d.media[1].kind, MediaKind::Video);
+        assert_eq!(
+            d.media[1].preview_image_url.as_deref(),
+            Some("https://pbs.twimg.com/ext_tw_video_thumb/2007000000000000007.jpg")
+        );
+        assert!(d.referenced.is_none() && d.reposted_by.is_none());
+
+        let admin = decode::<StoredPost>(&unhex(lines.next().unwrap())).unwrap();
+        let p = &admin.post;
+        assert_eq!((p.id, p.platform), (43, Platform::News));
+        assert_eq!(p.verification, Verification::Pending);
+        assert_eq!(p.author, Author::default());
+        assert_eq!(
+            p.client_metrics.as_deref(),
+            Some(r#"{"likes":3,"source":"gazette"}"#)
+        );
+        assert_eq!(p.details, PostDetails::default(), "not an X post");
+        assert!(admin.aliases.is_empty());
+    }
+
+    #[test]
+    fn an_upgraded_record_is_written_back_as_version_2() {
+        let old = decode::<StoredPost>(&unhex(POSTS_V1.lines().next().unwrap())).unwrap();
+        let bytes = encode(&old).unwrap();
+        assert_eq!(bytes[0], 2);
+        let again = decode::<StoredPost>(&bytes).unwrap();
+        assert_eq!(again.post, old.post);
+        assert_eq!(again.aliases, old.aliases);
     }
 }

@@ -9,19 +9,22 @@
 use std::collections::HashMap;
 
 use crate::domain::cursor::Cursor;
-use crate::domain::post::Platform;
+use crate::domain::post::{KindSet, Platform, PostKind};
 use crate::storage::query::{PageStart, PostQuery};
 
 /// First bytes of an index snapshot (format version in the last byte).
-const SNAPSHOT_MAGIC: &[u8; 8] = b"AMBRIDX1";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"AMBRIDX2";
 /// Largest block before it splits in two.
 const MAX_BLOCK: usize = 1024;
 /// Post ids must stay below this to fit an index slot (40 bits: a trillion posts).
 pub const MAX_POST_ID: u64 = 1 << 40;
-/// Leader ids must stay below this to fit an index slot (22 bits).
-pub const MAX_LEADER_ID: u64 = 1 << 22;
+/// Leader ids must stay below this to fit an index slot (20 bits: a million leaders).
+pub const MAX_LEADER_ID: u64 = 1 << 20;
 const ID_BITS: u32 = 40;
-const LEADER_BITS: u32 = 22;
+const LEADER_BITS: u32 = 20;
+/// Where the two bits of the post kind sit (the platform's two bits follow).
+const KIND_SHIFT: u32 = ID_BITS + LEADER_BITS;
+const PLATFORM_SHIFT: u32 = KIND_SHIFT + 2;
 
 type OrderKey = (std::cmp::Reverse<i64>, std::cmp::Reverse<u64>);
 
@@ -33,6 +36,7 @@ pub struct Entry {
     pub post_id: u64,
     pub leader_id: u64,
     pub platform: Platform,
+    pub kind: PostKind,
 }
 
 impl Entry {
@@ -50,7 +54,8 @@ impl Entry {
     }
 }
 
-/// An entry packed into 16 bytes: timestamp, and post id | leader id | platform code.
+/// An entry packed into 16 bytes: timestamp, and post id (40 bits) | leader id (20) |
+/// kind code (2) | platform code (2).
 /// Half the memory of [`Entry`], which matters with a million posts on a Pi.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Slot {
@@ -63,7 +68,8 @@ impl Slot {
         debug_assert!(e.fits());
         let packed = (e.post_id & (MAX_POST_ID - 1))
             | ((e.leader_id & (MAX_LEADER_ID - 1)) << ID_BITS)
-            | (u64::from(e.platform.code() & 3) << (ID_BITS + LEADER_BITS));
+            | (u64::from(e.kind.code() & 3) << KIND_SHIFT)
+            | (u64::from(e.platform.code() & 3) << PLATFORM_SHIFT);
         Slot {
             timestamp_ms: e.timestamp_ms,
             packed,
@@ -80,8 +86,9 @@ impl Slot {
             post_id: self.post_id(),
             leader_id: (self.packed >> ID_BITS) & (MAX_LEADER_ID - 1),
             // Codes 1..=3 round-trip through two bits; 0 never occurs.
-            platform: Platform::from_code((self.packed >> (ID_BITS + LEADER_BITS)) as u8)
+            platform: Platform::from_code((self.packed >> PLATFORM_SHIFT) as u8)
                 .unwrap_or(Platform::X),
+            kind: PostKind::from_code((self.packed >> KIND_SHIFT) as u8),
         }
     }
 
@@ -230,7 +237,13 @@ pub struct FeedIndex {
     all: BlockList,
     by_platform: HashMap<Platform, BlockList>,
     by_leader: HashMap<u64, BlockList>,
-    by_leader_platform: HashMap<(u64, Platform), usize>,
+    /// Posts per (leader, platform, kind): every count a filter can ask for is a sum of
+    /// these, over at most every leader.
+    counts: HashMap<(u64, Platform, PostKind), usize>,
+}
+
+fn count_key(e: &Entry) -> (u64, Platform, PostKind) {
+    (e.leader_id, e.platform, e.kind)
 }
 
 impl FeedIndex {
@@ -243,10 +256,7 @@ impl FeedIndex {
         }
         self.by_platform.entry(e.platform).or_default().insert(&e);
         self.by_leader.entry(e.leader_id).or_default().insert(&e);
-        *self
-            .by_leader_platform
-            .entry((e.leader_id, e.platform))
-            .or_default() += 1;
+        *self.counts.entry(count_key(&e)).or_default() += 1;
     }
 
     /// Removes one post's entry; false when it was not there.
@@ -263,10 +273,10 @@ impl FeedIndex {
                 self.by_leader.remove(&e.leader_id);
             }
         }
-        if let Some(n) = self.by_leader_platform.get_mut(&(e.leader_id, e.platform)) {
+        if let Some(n) = self.counts.get_mut(&count_key(e)) {
             *n -= 1;
             if *n == 0 {
-                self.by_leader_platform.remove(&(e.leader_id, e.platform));
+                self.counts.remove(&count_key(e));
             }
         }
         true
@@ -329,10 +339,7 @@ impl FeedIndex {
                 .entry(e.leader_id)
                 .or_default()
                 .push_back(slot);
-            *index
-                .by_leader_platform
-                .entry((e.leader_id, e.platform))
-                .or_default() += 1;
+            *index.counts.entry(count_key(&e)).or_default() += 1;
         }
         Some(index)
     }
@@ -375,20 +382,43 @@ impl FeedIndex {
         self.all.slice(0, 1).first().copied()
     }
 
-    /// Counts the posts of these leaders (none: all) and platform, from maintained
+    /// Counts the posts of these leaders (none: all), platform and kinds, from maintained
     /// counts only. `leaders` must hold no duplicates.
-    pub fn count(&self, leaders: &[u64], platform: Option<Platform>) -> usize {
-        match (leaders, platform) {
-            ([], None) => self.all.len,
-            ([], Some(p)) => self.platform_len(p),
-            (leaders, None) => leaders
+    pub fn count(&self, leaders: &[u64], platform: Option<Platform>, kinds: KindSet) -> usize {
+        if kinds.is_all() {
+            match (leaders, platform) {
+                ([], None) => return self.all.len,
+                ([], Some(p)) => return self.platform_len(p),
+                (leaders, None) => {
+                    return leaders
+                        .iter()
+                        .map(|l| self.by_leader.get(l).map(|x| x.len).unwrap_or(0))
+                        .sum()
+                }
+                _ => {}
+            }
+        }
+        let platforms: Vec<Platform> = match platform {
+            Some(p) => vec![p],
+            None => Platform::ALL.to_vec(),
+        };
+        let sum_for = |l: u64| -> usize {
+            platforms
                 .iter()
-                .map(|l| self.by_leader.get(l).map(|x| x.len).unwrap_or(0))
-                .sum(),
-            (leaders, Some(p)) => leaders
+                .flat_map(|p| kinds.iter().map(move |k| (l, *p, k)))
+                .map(|key| self.counts.get(&key).copied().unwrap_or(0))
+                .sum()
+        };
+        match leaders {
+            [] => self
+                .counts
                 .iter()
-                .map(|l| self.by_leader_platform.get(&(*l, p)).copied().unwrap_or(0))
+                .filter(|((_, p, k), _)| {
+                    platform.is_none_or(|want| *p == want) && kinds.contains(*k)
+                })
+                .map(|(_, n)| n)
                 .sum(),
+            leaders => leaders.iter().map(|l| sum_for(*l)).sum(),
         }
     }
 
@@ -396,13 +426,14 @@ impl FeedIndex {
     pub fn page(&self, query: &PostQuery) -> PageRef {
         let leaders = query.leader_ids();
         let platform = query.platform_filter();
+        let kinds = query.kinds_filter();
         let start = query.start();
         let limit = query.limit();
-        let total = self.count(leaders, platform);
-        let single: Option<Option<&BlockList>> = match (leaders, platform) {
-            ([], None) => Some(Some(&self.all)),
-            ([], Some(p)) => Some(self.by_platform.get(&p)),
-            ([l], None) => Some(self.by_leader.get(l)),
+        let total = self.count(leaders, platform, kinds);
+        let single: Option<Option<&BlockList>> = match (leaders, platform, kinds.is_all()) {
+            ([], None, true) => Some(Some(&self.all)),
+            ([], Some(p), true) => Some(self.by_platform.get(&p)),
+            ([l], None, true) => Some(self.by_leader.get(l)),
             _ => None,
         };
         if let Some(list) = single {
@@ -420,11 +451,20 @@ impl FeedIndex {
                 has_next,
             };
         }
-        // Several leaders, or a leader and a platform: merge the leaders' lists. A cursor
-        // still starts each list by binary search; an offset has to walk (documented).
-        let mut iters: Vec<_> = leaders
-            .iter()
-            .filter_map(|l| self.by_leader.get(l))
+        // Several leaders, a leader and a platform, or a kinds filter: merge the candidate
+        // lists (the leaders', or the one list of everything or of the platform) and filter
+        // as they are walked. A cursor still starts each list by binary search; an offset
+        // has to walk (documented).
+        let candidates: Vec<&BlockList> = match (leaders, platform) {
+            ([], None) => vec![&self.all],
+            ([], Some(p)) => self.by_platform.get(&p).into_iter().collect(),
+            (leaders, _) => leaders
+                .iter()
+                .filter_map(|l| self.by_leader.get(l))
+                .collect(),
+        };
+        let mut iters: Vec<_> = candidates
+            .into_iter()
             .map(|list| {
                 let pos = match start {
                     PageStart::Before(c) => list.position_after(&c),
@@ -432,6 +472,7 @@ impl FeedIndex {
                 };
                 list.iter_from(pos)
                     .filter(move |e| platform.is_none_or(|p| e.platform == p))
+                    .filter(move |e| kinds.contains(e.kind))
                     .peekable()
             })
             .collect();
@@ -482,16 +523,20 @@ mod tests {
             post_id: id,
             leader_id: leader,
             platform,
+            // Spread over the kinds, deterministically.
+            kind: PostKind::from_code((id % 7 % 4) as u8),
         }
     }
 
     /// The slow, obviously right answer: filter and sort everything.
     fn naive(all: &[Entry], q: &PostQuery) -> (Vec<Entry>, usize, bool) {
         let (leaders, platform, limit) = (q.leader_ids(), q.platform_filter(), q.limit());
+        let kinds = q.kinds_filter();
         let mut v: Vec<Entry> = all
             .iter()
             .filter(|e| leaders.is_empty() || leaders.contains(&e.leader_id))
             .filter(|e| platform.is_none_or(|p| e.platform == p))
+            .filter(|e| kinds.contains(e.kind))
             .copied()
             .collect();
         v.sort_by_key(entry_key);
@@ -514,6 +559,7 @@ mod tests {
             raw in proptest::collection::vec((0i64..50, 0u64..4, 0u8..3), 0..3000),
             leaders in proptest::collection::vec(0u64..4, 0..3),
             platform in proptest::option::of(0u8..3),
+            kinds in 1u8..16,
             offset in 0usize..3100,
             limit in 1usize..40,
             cursor in (0i64..50, 0u64..4000),
@@ -525,7 +571,11 @@ mod tests {
                 index.insert(e);
                 all.push(e);
             }
-            let q = PostQuery::newest(limit).leaders(leaders).platform(platform.map(|p| Platform::ALL[p as usize]));
+            let kinds = KindSet::of(PostKind::ALL.into_iter().filter(|k| kinds & (1 << k.code()) != 0));
+            let q = PostQuery::newest(limit)
+                .leaders(leaders)
+                .platform(platform.map(|p| Platform::ALL[p as usize]))
+                .kinds(kinds);
             for start in [PageStart::Offset(offset), PageStart::Before(Cursor { timestamp_ms: cursor.0, post_id: cursor.1 })] {
                 let q = q.clone().starting(start);
                 let got = index.page(&q);
@@ -557,7 +607,10 @@ mod tests {
             )));
         }
         assert_eq!(index.len(), 2500);
-        assert_eq!(index.count(&[1], None), index.leader_entries(1).len());
+        assert_eq!(
+            index.count(&[1], None, KindSet::ALL),
+            index.leader_entries(1).len()
+        );
         let page = index.page(&PostQuery::newest(2500));
         assert!(page
             .entries
@@ -589,8 +642,8 @@ mod tests {
         );
         assert_eq!(back.page(&q), index.page(&q));
         assert_eq!(
-            back.count(&[3], Some(Platform::News)),
-            index.count(&[3], Some(Platform::News))
+            back.count(&[3], Some(Platform::News), KindSet::ALL),
+            index.count(&[3], Some(Platform::News), KindSet::ALL)
         );
         assert!(
             FeedIndex::from_snapshot(&bytes, 43).is_none(),
@@ -610,10 +663,15 @@ mod tests {
     }
 
     #[test]
-    fn slots_keep_large_ids_and_every_platform() {
+    fn slots_keep_large_ids_and_every_platform_and_kind() {
         for p in Platform::ALL {
-            let e = entry(-5, MAX_POST_ID - 1, MAX_LEADER_ID - 1, p);
-            assert_eq!(Slot::pack(&e).unpack(), e);
+            for kind in PostKind::ALL {
+                let e = Entry {
+                    kind,
+                    ..entry(-5, MAX_POST_ID - 1, MAX_LEADER_ID - 1, p)
+                };
+                assert_eq!(Slot::pack(&e).unpack(), e);
+            }
         }
     }
 
@@ -624,6 +682,6 @@ mod tests {
         index.insert(e);
         index.insert(e);
         assert_eq!(index.len(), 1);
-        assert_eq!(index.count(&[1], Some(Platform::X)), 1);
+        assert_eq!(index.count(&[1], Some(Platform::X), KindSet::ALL), 1);
     }
 }

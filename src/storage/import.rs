@@ -14,7 +14,7 @@ use crate::storage::{codec, keys, Store, StoreError};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
     Leader(Leader),
-    Post(Post),
+    Post(Box<Post>),
     Review(ReviewItem),
 }
 

@@ -1,13 +1,13 @@
 //! Key encoding for Amber's one sled tree. Every key starts with a one-byte key space;
 //! integers are big-endian so sled's byte order is numeric order. Pure, no IO.
 
-use crate::domain::post::Platform;
+use crate::domain::post::{Platform, PostKind};
 
 /// `L` + leader id → leader record.
 pub const LEADER: u8 = b'L';
 /// `P` + post id → post record.
 pub const POST: u8 = b'P';
-/// `T` + timestamp + post id → leader id + platform code: the time index.
+/// `T` + timestamp + post id → leader id + platform code + kind code: the time index.
 pub const TIME: u8 = b'T';
 /// `D` + platform code + external id → post id: the dedup index.
 pub const DEDUP: u8 = b'D';
@@ -80,22 +80,26 @@ pub fn parse_time_key(key: &[u8]) -> Option<(i64, u64)> {
     Some((ts, id))
 }
 
-/// Value stored under a `T` key: the leader and platform, so the feed index can be
-/// rebuilt at start-up without reading posts.
-pub fn time_value(leader_id: u64, platform: Platform) -> [u8; 9] {
-    let mut v = [0u8; 9];
+/// Value stored under a `T` key: the leader, platform and post kind, so the feed index
+/// can be rebuilt at start-up without reading posts. Values written before post kinds
+/// existed have no kind byte: those posts are all `PostKind::Post`.
+pub fn time_value(leader_id: u64, platform: Platform, kind: PostKind) -> [u8; 10] {
+    let mut v = [0u8; 10];
     v[..8].copy_from_slice(&leader_id.to_be_bytes());
     v[8] = platform.code();
+    v[9] = kind.code();
     v
 }
 
-/// Decodes a `T` value.
-pub fn parse_time_value(v: &[u8]) -> Option<(u64, Platform)> {
-    if v.len() != 9 {
-        return None;
-    }
+/// Decodes a `T` value (with or without its kind byte).
+pub fn parse_time_value(v: &[u8]) -> Option<(u64, Platform, PostKind)> {
+    let kind = match v.len() {
+        9 => PostKind::Post,
+        10 if v[9] <= 3 => PostKind::from_code(v[9]),
+        _ => return None,
+    };
     let leader = u64::from_be_bytes(v[..8].try_into().ok()?);
-    Some((leader, Platform::from_code(v[8])?))
+    Some((leader, Platform::from_code(v[8])?, kind))
 }
 
 /// `D` key for (platform, external id).
@@ -141,8 +145,22 @@ mod tests {
     #[test]
     fn time_values_round_trip() {
         for p in Platform::ALL {
-            assert_eq!(parse_time_value(&time_value(7, p)), Some((7, p)));
+            for k in PostKind::ALL {
+                assert_eq!(parse_time_value(&time_value(7, p, k)), Some((7, p, k)));
+            }
         }
         assert_eq!(parse_time_value(&[0; 9]), None);
+        assert_eq!(parse_time_value(&[0; 10]), None);
+        // A value written before kinds existed: the leader and platform, no kind byte.
+        let mut old = [0u8; 9];
+        old[7] = 7;
+        old[8] = Platform::News.code();
+        assert_eq!(
+            parse_time_value(&old),
+            Some((7, Platform::News, PostKind::Post))
+        );
+        let mut bad_kind = time_value(7, Platform::X, PostKind::Post);
+        bad_kind[9] = 4;
+        assert_eq!(parse_time_value(&bad_kind), None);
     }
 }

@@ -28,7 +28,8 @@ pub struct InsertReport {
 pub struct PostPatch {
     pub content: Option<String>,
     pub timestamp_ms: Option<i64>,
-    pub metrics_json: Option<String>,
+    /// The client's `metrics` object (canonical JSON text).
+    pub metrics: Option<String>,
     pub verification: Option<Verification>,
     pub leader_id: Option<u64>,
 }
@@ -69,6 +70,7 @@ pub(crate) fn entry_of(post: &Post) -> Entry {
         post_id: post.id,
         leader_id: post.leader_id,
         platform: post.platform,
+        kind: post.details.kind,
     }
 }
 
@@ -122,7 +124,7 @@ impl Store {
         )?;
         change.put(
             &keys::time_key(post.timestamp_ms, post.id)[..],
-            &keys::time_value(post.leader_id, post.platform)[..],
+            &keys::time_value(post.leader_id, post.platform, post.details.kind)[..],
         );
         for ext in post.platform_post_id.iter().chain(aliases) {
             change.put(
@@ -256,7 +258,8 @@ impl Store {
                         stored.aliases.retain(|a| *a != ext);
                         stored.post.platform_post_id = Some(ext.clone());
                         stored.post.content = new.content;
-                        stored.post.metrics_json = new.metrics_json;
+                        stored.post.details = new.details;
+                        stored.post.client_metrics = new.client_metrics;
                         stored.post.sentiment = new.sentiment;
                         stored.post.sentiment_score = new.sentiment_score;
                         stored.post.author = new.author;
@@ -373,8 +376,8 @@ impl Store {
         if let Some(ts) = patch.timestamp_ms {
             p.timestamp_ms = ts;
         }
-        if let Some(m) = patch.metrics_json {
-            p.metrics_json = m;
+        if let Some(m) = patch.metrics {
+            p.client_metrics = Some(m);
         }
         if let Some(v) = patch.verification {
             p.verification = v;
@@ -389,7 +392,7 @@ impl Store {
             change.remove(&keys::time_key(old_entry.timestamp_ms, id)[..]);
             change.put(
                 &keys::time_key(new_entry.timestamp_ms, id)[..],
-                &keys::time_value(new_entry.leader_id, new_entry.platform)[..],
+                &keys::time_value(new_entry.leader_id, new_entry.platform, new_entry.kind)[..],
             );
             change.index_remove(old_entry);
             change.index_insert(new_entry);
@@ -413,7 +416,7 @@ pub(crate) mod tests {
     use std::collections::BTreeMap;
 
     use crate::domain::leader::LeaderDraft;
-    use crate::domain::post::Author;
+    use crate::domain::post::{Author, KindSet, PostKind};
     use crate::domain::sentiment::Sentiment;
     use crate::storage::query::PostQuery;
     use crate::storage::StoreReader;
@@ -432,10 +435,11 @@ pub(crate) mod tests {
             timestamp_ms: ts,
             sentiment: Sentiment::Neutral,
             sentiment_score: 0.0,
-            metrics_json: "{}".into(),
             platform_post_id: Some(ext.to_string()),
             verification: Verification::Unverified,
             author: Author::default(),
+            details: Default::default(),
+            client_metrics: None,
             edit_history: history.iter().map(|s| s.to_string()).collect(),
         }
     }
@@ -523,6 +527,65 @@ pub(crate) mod tests {
             .unwrap();
         assert_eq!(old.duplicates, 1);
         assert_eq!(all(&store.reader()).len(), 2);
+    }
+
+    /// A database written before post kinds and record version 2: its post records are
+    /// version 1 and its time index values carry no kind byte.
+    #[test]
+    fn a_data_dir_of_version_1_records_opens_and_reads_as_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let unhex = |s: &str| -> Vec<u8> {
+            (0..s.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+                .collect()
+        };
+        {
+            let mut store = Store::open(&path, 8).unwrap();
+            for name in ["A", "B", "C"] {
+                store.create_leader(draft(name), 0).unwrap();
+            }
+            // Writes the two records as the old build did: record, 9-byte time value,
+            // dedup keys, counters.
+            let mut change = ChangeSet::default();
+            for line in include_str!("testdata/posts_v1.hex").lines() {
+                let bytes = unhex(line);
+                let stored = decode_post(&bytes).unwrap();
+                let p = &stored.post;
+                change.put(&keys::id_key(keys::POST, p.id)[..], bytes.clone());
+                let mut old_value = [0u8; 9];
+                old_value[..8].copy_from_slice(&p.leader_id.to_be_bytes());
+                old_value[8] = p.platform.code();
+                change.put(&keys::time_key(p.timestamp_ms, p.id)[..], &old_value[..]);
+                for ext in p.platform_post_id.iter().chain(&stored.aliases) {
+                    change.put(keys::dedup_key(p.platform, ext), &p.id.to_be_bytes()[..]);
+                }
+                change.index_insert(entry_of(p));
+            }
+            store.apply(change).unwrap();
+        }
+        let mut store = Store::open(&path, 8).unwrap();
+        let posts = all(&store.reader());
+        assert_eq!(posts.iter().map(|p| p.id).collect::<Vec<_>>(), [42, 43]);
+        assert!(posts.iter().all(|p| p.kind() == PostKind::Post));
+        assert_eq!(posts[0].details.counts.map(|c| c.likes), Some(259));
+        assert_eq!(
+            store
+                .reader()
+                .page(&PostQuery::newest(10).kinds(KindSet::of([PostKind::Post])))
+                .unwrap()
+                .total,
+            2
+        );
+        // The old ids still dedup, the old edit alias included.
+        let again = store
+            .insert_posts(vec![
+                x_post(3, "2007000000000000007", 1, &[]),
+                x_post(3, "2006999999999999999", 1, &[]),
+            ])
+            .unwrap();
+        assert_eq!(again.duplicates, 2);
     }
 
     #[test]

@@ -1,10 +1,10 @@
-//! What readers ask storage for: a [`PostQuery`] names the posts (leaders, platform),
+//! What readers ask storage for: a [`PostQuery`] names the posts (leaders, platform, kinds),
 //! where the page starts (an offset or a cursor) and how many. Normalised on the way in
 //! (leader ids sorted, duplicates dropped), so equal queries compare and hash equal and
 //! a cache can key on them.
 
 use crate::domain::cursor::Cursor;
-use crate::domain::post::Platform;
+use crate::domain::post::{KindSet, Platform};
 
 /// Where a page starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -21,6 +21,7 @@ pub struct PostQuery {
     /// Invariant: sorted, no duplicates. Empty: every leader.
     leaders: Vec<u64>,
     platform: Option<Platform>,
+    kinds: KindSet,
     start: PageStart,
     limit: usize,
 }
@@ -31,6 +32,7 @@ impl PostQuery {
         PostQuery {
             leaders: Vec::new(),
             platform: None,
+            kinds: KindSet::ALL,
             start: PageStart::Offset(0),
             limit,
         }
@@ -50,6 +52,12 @@ impl PostQuery {
         self
     }
 
+    /// Only posts of these kinds (`KindSet::ALL`: every kind).
+    pub fn kinds(mut self, kinds: KindSet) -> PostQuery {
+        self.kinds = kinds;
+        self
+    }
+
     /// Starts the page at `start`.
     pub fn starting(mut self, start: PageStart) -> PostQuery {
         self.start = start;
@@ -64,6 +72,11 @@ impl PostQuery {
     /// The platform asked for, if any.
     pub fn platform_filter(&self) -> Option<Platform> {
         self.platform
+    }
+
+    /// The kinds asked for (`KindSet::ALL` when not filtered).
+    pub fn kinds_filter(&self) -> KindSet {
+        self.kinds
     }
 
     /// Where the page starts.

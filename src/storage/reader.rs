@@ -260,7 +260,7 @@ impl StoreReader {
         });
         let posts = scan(keys::POST).map(|kv| {
             let (_, v) = kv?;
-            Ok(Record::Post(decode_post(&v)?.post))
+            Ok(Record::Post(Box::new(decode_post(&v)?.post)))
         });
         let reviews = scan(keys::REVIEW).map(|kv| {
             let (_, v) = kv?;

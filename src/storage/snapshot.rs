@@ -38,7 +38,7 @@ impl Store {
         // Newest first, so every insert appends to the end of its lists.
         for kv in self.tree.scan_prefix([keys::TIME]).rev() {
             let (k, v) = kv?;
-            if let (Some((ts, id)), Some((leader, platform))) =
+            if let (Some((ts, id)), Some((leader, platform, kind))) =
                 (keys::parse_time_key(&k), keys::parse_time_value(&v))
             {
                 index.insert(Entry {
@@ -46,6 +46,7 @@ impl Store {
                     post_id: id,
                     leader_id: leader,
                     platform,
+                    kind,
                 });
             }
         }

@@ -8,9 +8,10 @@ use std::collections::HashMap;
 
 use chrono::DateTime;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
-use crate::domain::post::{Author, NewPost, Platform, Verification};
+use crate::domain::post::{
+    Author, Counts, MediaItem, MediaKind, NewPost, Platform, PostDetails, PostKind, Verification,
+};
 use crate::domain::sentiment;
 
 /// Milliseconds between the unix epoch and X's snowflake epoch (2010-11-04T01:42:54.657Z).
@@ -160,6 +161,19 @@ impl Media {
     pub fn display_url(&self) -> Option<&str> {
         self.url.as_deref().or(self.preview_image_url.as_deref())
     }
+
+    /// The media item Amber stores; `None` for a type X may add that Amber cannot show.
+    pub fn to_item(&self) -> Option<MediaItem> {
+        Some(MediaItem {
+            kind: MediaKind::parse(&self.kind)?,
+            url: self.url.clone(),
+            preview_image_url: self.preview_image_url.clone(),
+            width: None,
+            height: None,
+            duration_ms: None,
+            variants: Vec::new(),
+        })
+    }
 }
 
 /// The `includes` object: expanded media (and users, when requested).
@@ -256,37 +270,22 @@ pub fn timestamp_ms(tweet: &Tweet) -> Option<i64> {
 }
 
 /// Maps one post to what Amber stores: platform X, the X id as `platformPostId`, the
-/// `metrics` object SPEC lists, and VADER sentiment of the text.
+/// counts, language and media as typed fields, and VADER sentiment of the text.
 pub fn map_tweet(
     tweet: &Tweet,
     media: &HashMap<&str, &Media>,
     leader_id: u64,
     author: &AuthorProfile,
 ) -> NewPost {
-    let media_urls: Vec<&str> = tweet
+    let media: Vec<MediaItem> = tweet
         .attachments
         .iter()
         .flat_map(|a| a.media_keys.iter())
         .filter_map(|k| media.get(k.as_str()))
-        .filter_map(|m| m.display_url())
+        .filter_map(|m| m.to_item())
         .collect();
     let (score, label) = sentiment::analyze(&tweet.text);
     let counts = tweet.public_metrics.unwrap_or_default();
-    let metrics = json!({
-        "origin": "x",
-        "externalId": tweet.id,
-        "author": author.handle,
-        "authorName": author.name,
-        "avatarUrl": author.avatar_url,
-        "mediaUrl": media_urls.first(),
-        "mediaUrls": media_urls,
-        "likes": counts.like_count,
-        "comments": counts.reply_count,
-        "shares": counts.retweet_count,
-        "quotes": counts.quote_count,
-        "language": tweet.lang,
-        "sentimentScore": score,
-    });
     NewPost {
         leader_id,
         platform: Platform::X,
@@ -294,7 +293,6 @@ pub fn map_tweet(
         timestamp_ms: timestamp_ms(tweet).unwrap_or_else(|| chrono::Utc::now().timestamp_millis()),
         sentiment: label,
         sentiment_score: score,
-        metrics_json: metrics.to_string(),
         platform_post_id: Some(tweet.id.clone()),
         verification: Verification::Unverified,
         author: Author {
@@ -303,12 +301,29 @@ pub fn map_tweet(
             name: author.name.clone(),
             avatar_url: author.avatar_url.clone(),
         },
+        details: PostDetails {
+            kind: PostKind::Post,
+            counts: Some(Counts {
+                likes: counts.like_count,
+                comments: counts.reply_count,
+                shares: counts.retweet_count,
+                quotes: counts.quote_count,
+                bookmarks: counts.bookmark_count,
+                impressions: counts.impression_count,
+            }),
+            language: tweet.lang.clone(),
+            media,
+            ..PostDetails::default()
+        },
+        client_metrics: None,
         edit_history: tweet.edit_history_tweet_ids.clone(),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
     use crate::domain::sentiment::Sentiment;
 
@@ -341,8 +356,11 @@ mod tests {
         }
     }
 
+    /// The `metrics` object the API shows for the post once stored.
     fn metrics(post: &NewPost) -> serde_json::Value {
-        serde_json::from_str(&post.metrics_json).unwrap()
+        let stored = post.clone().into_post(1);
+        serde_json::to_value(crate::http::dto::PostJson::from(&stored, None)).unwrap()["metrics"]
+            .clone()
     }
 
     #[test]

@@ -136,6 +136,38 @@ async fn x_posts_carry_permalink_and_author() {
 }
 
 #[actix_web::test]
+async fn kinds_filter_the_feed_and_every_post_says_its_kind() {
+    let app = spawn_app().await;
+    seed_posts(&app, 7).await;
+    let (status, all) = app.get_json("/api/feed").await;
+    assert_eq!(status, 200);
+    assert_eq!(all["total"], 7);
+    for post in all["posts"].as_array().unwrap() {
+        assert_eq!(post["kind"], "post", "{post}");
+        assert_eq!(post["metrics"], json!({}), "a client's metrics, as given");
+        assert_eq!(post["media"], json!([]));
+        assert!(post["referencedPost"].is_null() && post["repostedBy"].is_null());
+        assert!(post["conversationId"].is_null() && post["inReplyToUserId"].is_null());
+    }
+    let (_, posts) = app.get_json("/api/feed?kinds=post,quote").await;
+    assert_eq!(posts["total"], 7);
+    assert_eq!(posts["posts"], all["posts"]);
+    let (status, none) = app.get_json("/api/feed?kinds=repost,reply").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (none["total"].clone(), none["posts"].clone()),
+        (json!(0), json!([]))
+    );
+    let (_, some) = app
+        .get_json("/api/feed?kinds=reply,post&leaders=1&source=x&page_size=2")
+        .await;
+    assert_eq!(
+        (some["total"].clone(), some["has_next"].clone()),
+        (json!(3), json!(true))
+    );
+}
+
+#[actix_web::test]
 async fn bad_feed_parameters_are_400_with_a_reason() {
     let app = spawn_app().await;
     for q in [
@@ -155,6 +187,12 @@ async fn bad_feed_parameters_are_400_with_a_reason() {
         "page= 2",
         "page=+2",
         "page_size=1e3",
+        "kinds=",
+        "kinds=tweet",
+        "kinds=Post",
+        "kinds=post,",
+        "kinds=post,,quote",
+        "kinds=post%20",
     ] {
         let (status, body) = app.get_json(&format!("/api/feed?{q}")).await;
         assert_eq!(status, 400, "{q}");

@@ -115,7 +115,7 @@ impl StoreReader {
     /// Amber's id of a record imported under a foreign id (see [`keys::FOREIGN`]).
     pub fn foreign_id(&self, entity: Entity, foreign: &str) -> Result<Option<u64>, StoreError> {
         Ok(self
-            .tree
+            .tree()?
             .get(keys::foreign_key(entity.code(), foreign))?
             .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
             .map(u64::from_be_bytes))

@@ -164,10 +164,97 @@ impl Metrics {
         self.rate_limited.get()
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// The OpenMetrics text exposition of every metric (`application/openmetrics-text`).
     pub fn render(&self) -> Result<String, std::fmt::Error> {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
         Ok(out)
+    }
+
+    /// The Prometheus text format 0.0.4 (`text/plain; version=0.0.4`) of every metric, for
+    /// scrapers and `curl | grep` runbooks that do not ask for OpenMetrics.
+    pub fn render_prometheus(&self) -> Result<String, std::fmt::Error> {
+        Ok(openmetrics_to_prometheus(&self.render()?))
+    }
+}
+
+/// Rewrites OpenMetrics text as Prometheus text 0.0.4: no `# EOF` or `# UNIT` lines, and a
+/// counter family is named as its samples are (`x_total`), since 0.0.4 has no suffix rule.
+pub fn openmetrics_to_prometheus(open: &str) -> String {
+    let counters: std::collections::HashSet<&str> = open
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(open.len());
+    for line in open.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+        match meta {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                if counters.contains(name) && !name.ends_with("_total") {
+                    out.push_str(&format!("{prefix}{name}_total {tail}"));
+                } else {
+                    out.push_str(line);
+                }
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_text_names_counters_as_their_samples_and_has_no_eof() {
+        let m = Metrics::default();
+        m.observe_request(200, Duration::from_millis(3));
+        let open = m.render().unwrap();
+        assert!(
+            open.contains("# TYPE amber_http_responses counter"),
+            "{open}"
+        );
+        assert!(open.trim_end().ends_with("# EOF"), "{open}");
+        let text = m.render_prometheus().unwrap();
+        assert!(!text.contains("# EOF"), "{text}");
+        assert!(
+            text.contains("# TYPE amber_http_responses_total counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# HELP amber_http_responses_total HTTP responses"),
+            "{text}"
+        );
+        assert!(
+            text.contains("amber_http_responses_total{class=\"2xx\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE amber_posts gauge"), "{text}");
+        assert!(
+            text.contains("amber_http_request_duration_seconds_bucket{le=\"0.005\"} 1"),
+            "{text}"
+        );
+        // Every sample's family is declared under its own name.
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = line.split(['{', ' ']).next().unwrap();
+            let family = ["_bucket", "_sum", "_count"]
+                .into_iter()
+                .find_map(|s| name.strip_suffix(s))
+                .filter(|f| text.contains(&format!("# TYPE {f} histogram")))
+                .unwrap_or(name);
+            assert!(
+                text.contains(&format!("# TYPE {family} ")),
+                "{line}\n{text}"
+            );
+        }
     }
 }

@@ -56,7 +56,7 @@ pub async fn json(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// `GET /metrics`: Prometheus text, answered only to allowed networks.
-#[utoipa::path(get, path = "/metrics", operation_id = "metricsPrometheus", tag = "health", responses((status = 200, description = "Prometheus / OpenMetrics text", content_type = "application/openmetrics-text", body = String), (status = 403, description = "Wrong role", body = crate::error::ErrorBody)))]
+#[utoipa::path(get, path = "/metrics", operation_id = "metricsPrometheus", tag = "health", responses((status = 200, description = "Prometheus text format 0.0.4, or OpenMetrics 1.0.0 when `Accept` names `application/openmetrics-text`", content((String = "text/plain"), (String = "application/openmetrics-text"))), (status = 403, description = "Wrong role", body = crate::error::ErrorBody)))]
 pub async fn prometheus(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -76,11 +76,37 @@ pub async fn prometheus(
         ));
     }
     refresh_store_gauges(&state);
-    let body = state
-        .metrics
-        .render()
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("encoding metrics: {e}")))?;
+    let (body, content_type) = if wants_openmetrics(&req) {
+        (
+            state.metrics.render(),
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )
+    } else {
+        (
+            state.metrics.render_prometheus(),
+            "text/plain; version=0.0.4; charset=utf-8",
+        )
+    };
+    let body = body.map_err(|e| AppError::Internal(anyhow::anyhow!("encoding metrics: {e}")))?;
     Ok(HttpResponse::Ok()
-        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .content_type(content_type)
+        .insert_header((actix_web::http::header::VARY, "Accept"))
         .body(body))
+}
+
+/// Whether `Accept` names OpenMetrics with a non-zero quality (Prometheus sends
+/// `application/openmetrics-text;version=1.0.0;q=0.5,...,text/plain;version=0.0.4;q=0.3`).
+fn wants_openmetrics(req: &HttpRequest) -> bool {
+    req.headers()
+        .get_all(actix_web::http::header::ACCEPT)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|range| {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or("");
+            let q_zero = parts
+                .filter_map(|p| p.strip_prefix("q="))
+                .any(|q| q.parse::<f32>().is_ok_and(|q| q <= 0.0));
+            media.eq_ignore_ascii_case("application/openmetrics-text") && !q_zero
+        })
 }

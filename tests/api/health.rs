@@ -123,6 +123,77 @@ async fn prometheus_metrics_are_served_to_loopback_only_by_default() {
 }
 
 #[actix_web::test]
+async fn metrics_are_prometheus_text_unless_the_scraper_asks_for_openmetrics() {
+    let app = spawn_app().await;
+    app.get("/api/feed").await;
+    // curl, an older scraper, a `curl | grep` runbook: Prometheus text 0.0.4.
+    for accept in [
+        None,
+        Some("*/*"),
+        Some("text/plain"),
+        Some("text/plain;version=0.0.4"),
+    ] {
+        let mut req = app.client.get(app.url("/metrics"));
+        if let Some(accept) = accept {
+            req = req.header("Accept", accept);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        let ct = res.headers()["content-type"].to_str().unwrap().to_string();
+        assert!(
+            ct.starts_with("text/plain; version=0.0.4"),
+            "{accept:?}: {ct}"
+        );
+        let text = res.text().await.unwrap();
+        assert!(!text.contains("# EOF"), "{text}");
+        assert!(
+            text.contains("# TYPE amber_http_responses_total counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains("amber_http_responses_total{class=\"2xx\"}"),
+            "{text}"
+        );
+        assert!(text.contains("amber_leaders 11"), "{text}");
+    }
+    // Prometheus itself (its default Accept) and an OpenMetrics-only scraper: OpenMetrics.
+    for accept in [
+        "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2",
+        "application/openmetrics-text",
+    ] {
+        let res = app
+            .client
+            .get(app.url("/metrics"))
+            .header("Accept", accept)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let ct = res.headers()["content-type"].to_str().unwrap().to_string();
+        assert!(ct.starts_with("application/openmetrics-text"), "{accept}: {ct}");
+        let text = res.text().await.unwrap();
+        assert!(text.trim_end().ends_with("# EOF"), "{text}");
+        assert!(text.contains("# TYPE amber_http_responses counter"), "{text}");
+        assert!(
+            text.contains("amber_http_responses_total{class=\"2xx\"}"),
+            "{text}"
+        );
+    }
+    // OpenMetrics refused with q=0 is not asked for.
+    let res = app
+        .client
+        .get(app.url("/metrics"))
+        .header("Accept", "application/openmetrics-text;q=0, text/plain")
+        .send()
+        .await
+        .unwrap();
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+}
+
+#[actix_web::test]
 async fn json_metrics_count_requests() {
     let app = spawn_app().await;
     app.get("/api/feed").await;

@@ -315,8 +315,11 @@ mod tests {
                 )
                 .unwrap();
             // A snapshot in the middle, then moves, deletes and inserts after it.
-            let shared = store.shared.clone();
-            store.save_index_snapshot(&shared.index.read()).unwrap();
+            {
+                // Dropped before the crash: `Shared` holds sled's tree (and its lock).
+                let shared = store.shared.clone();
+                store.save_index_snapshot(&shared.index.read()).unwrap();
+            }
             store
                 .update_post(
                     report.inserted[3].id,

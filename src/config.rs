@@ -144,6 +144,9 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub cors_allowed_origins: CorsOrigins,
     pub sled_cache_mb: u64,
+    /// `DISK_RESERVE_MB`: free space (MiB) every write must leave under `DATA_DIR`; below
+    /// it writes are refused with 507 before sled is touched (0 turns the check off).
+    pub disk_reserve_mb: u64,
     pub metrics_allowed_networks: Vec<IpNet>,
     pub conn: ConnSettings,
     pub build: BuildInfo,
@@ -422,6 +425,7 @@ impl Settings {
             auth,
             cors_allowed_origins,
             sled_cache_mb: u64::from(v.positive("SLED_CACHE_MB", 64)?),
+            disk_reserve_mb: v.parse("DISK_RESERVE_MB", 64u64, "a whole number of MiB")?,
             metrics_allowed_networks: v
                 .networks("METRICS_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")?,
             conn: ConnSettings {
@@ -473,6 +477,13 @@ mod tests {
         assert_eq!(s.rate_limit.user_requests_per_minute, 120);
         assert_eq!(s.x.interval_minutes, 30);
         assert_eq!(s.sled_cache_mb, 64);
+        assert_eq!(s.disk_reserve_mb, 64);
+        assert_eq!(
+            settings(&[("DISK_RESERVE_MB", "0")])
+                .unwrap()
+                .disk_reserve_mb,
+            0
+        );
         assert_eq!(s.conn.request_timeout_seconds, 30);
         assert_eq!(s.conn.max_connections, None);
         assert_eq!(s.conn.max_connections_per_ip, 32);
@@ -502,6 +513,8 @@ mod tests {
             ("RATE_LIMITING_ENABLED", "maybe"),
             ("HOST", "my host"),
             ("SLED_CACHE_MB", "-1"),
+            ("DISK_RESERVE_MB", "lots"),
+            ("DISK_RESERVE_MB", "-5"),
             ("LOG_FORMAT", "xml"),
             ("X_INGEST_LIMIT", "500"),
             ("REQUEST_TIMEOUT_SECONDS", "0"),

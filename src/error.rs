@@ -34,6 +34,9 @@ pub enum AppError {
     /// 503: a part of the server is not available (for example the store actor).
     #[error("{message}")]
     Unavailable { code: &'static str, message: String },
+    /// 507: the disk is full; nothing was written.
+    #[error("{0}")]
+    InsufficientStorage(String),
     /// 500: something that should not happen. The cause is logged, not shown.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -66,6 +69,7 @@ impl AppError {
             AppError::PayloadTooLarge { .. } => "payload_too_large",
             AppError::UnsupportedMediaType => "unsupported_media_type",
             AppError::Unavailable { code, .. } => code,
+            AppError::InsufficientStorage(_) => "insufficient_storage",
             AppError::Internal(_) => "internal_error",
         }
     }
@@ -82,6 +86,7 @@ impl ResponseError for AppError {
             AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -107,6 +112,11 @@ impl From<StoreError> for AppError {
             StoreError::NotFound(what) => AppError::NotFound(what.to_string()),
             StoreError::Conflict(message) => AppError::Conflict {
                 code: "conflict",
+                message,
+            },
+            err @ StoreError::DiskFull { .. } => AppError::InsufficientStorage(err.to_string()),
+            StoreError::Unavailable(message) => AppError::Unavailable {
+                code: "database_unavailable",
                 message,
             },
             other => AppError::Internal(anyhow::Error::new(other).context("store")),

@@ -13,7 +13,7 @@ use actix_web::{middleware::from_fn, web, App};
 use anyhow::Context;
 
 use crate::actors::scheduler::{IngestScheduler, Shutdown};
-use crate::actors::store::{Close, PostStore, SeedLeaders};
+use crate::actors::store::{Close, PostStore, Recover, SeedLeaders};
 use crate::config::Settings;
 use crate::domain::leader::LeaderDraft;
 use crate::http::auth::JwtKeys;
@@ -50,7 +50,11 @@ pub struct DataDirInUse(pub std::path::PathBuf);
 pub fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating DATA_DIR {}", settings.data_dir.display()))?;
-    Store::open(&settings.db_path(), settings.sled_cache_mb).map_err(|err| {
+    let opened = Store::open(&settings.db_path(), settings.sled_cache_mb);
+    if let Ok(store) = &opened {
+        store.set_disk_reserve_mb(settings.disk_reserve_mb);
+    }
+    opened.map_err(|err| {
         if err.is_locked() {
             anyhow::Error::new(DataDirInUse(settings.db_path()))
         } else {
@@ -60,6 +64,20 @@ pub fn open_store(settings: &Settings) -> anyhow::Result<Store> {
             ))
         }
     })
+}
+
+/// While the database is closed after a failed write (a full disk), asks the writer to
+/// reopen it every second, so reads come back without waiting for the next write.
+fn spawn_recovery(store: Addr<PostStore>, reader: crate::storage::StoreReader) {
+    actix_rt::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            if reader.is_closed() && store.send(Recover).await.is_err() {
+                return;
+            }
+        }
+    });
 }
 
 #[derive(serde::Deserialize)]
@@ -129,6 +147,7 @@ impl Application {
         let store = open_store(&settings)?;
         let reader = store.reader();
         let store = PostStore::start(store);
+        spawn_recovery(store.clone(), reader.clone());
         if settings.seed_leaders {
             let drafts = read_seed(&settings.seed_file)?;
             let added = store

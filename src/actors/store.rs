@@ -10,19 +10,20 @@ use parking_lot::Mutex;
 use crate::domain::leader::{Leader, LeaderDraft};
 use crate::domain::post::{NewPost, Post};
 use crate::domain::review::{ReviewItem, ReviewState};
+use crate::storage::disk::Writer;
 use crate::storage::{ImportReport, InsertReport, PostPatch, Record, Store, StoreError};
 
 /// The writer actor. One instance only: the store assumes a single writer.
 pub struct PostStore {
     // The lock is never contended (one thread); it lets the arbiter rebuild the actor
     // around the same store if a handler ever panicked.
-    store: Arc<Mutex<Store>>,
+    store: Arc<Mutex<Writer>>,
 }
 
 impl PostStore {
     /// Starts the actor on its own thread and returns its address.
     pub fn start(store: Store) -> Addr<PostStore> {
-        let store = Arc::new(Mutex::new(store));
+        let store = Arc::new(Mutex::new(Writer::Open(store)));
         SyncArbiter::start(1, move || PostStore {
             store: store.clone(),
         })
@@ -31,9 +32,17 @@ impl PostStore {
 
 impl PostStore {
     /// Runs one write against the store. Each `Store` method is one change set that
-    /// commits, then updates what readers see and bumps the generation.
-    fn write<T>(&self, change: impl FnOnce(&mut Store) -> T) -> T {
-        change(&mut self.store.lock())
+    /// commits, then updates what readers see and bumps the generation. A store closed
+    /// after a failed commit is reopened first; one whose commit just failed is closed
+    /// and reopened before the answer goes out (`storage/disk.rs`).
+    fn write<T>(
+        &self,
+        change: impl FnOnce(&mut Store) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut writer = self.store.lock();
+        let out = change(writer.open()?);
+        writer.recover();
+        out
     }
 }
 
@@ -41,9 +50,24 @@ impl Actor for PostStore {
     type Context = SyncContext<Self>;
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        if let Err(err) = self.store.lock().flush() {
-            tracing::error!(error = %err, "final flush failed");
+        if let Writer::Open(store) = &*self.store.lock() {
+            if let Err(err) = store.flush() {
+                tracing::error!(error = %err, "final flush failed");
+            }
         }
+    }
+}
+
+/// Reopen a database closed after a failed write (sent by a timer while it is closed,
+/// so reads come back without waiting for a write). Returns true when it is open.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct Recover;
+
+impl Handler<Recover> for PostStore {
+    type Result = bool;
+    fn handle(&mut self, _: Recover, _: &mut Self::Context) -> bool {
+        self.store.lock().recover()
     }
 }
 

@@ -10,14 +10,20 @@ use crate::http::AppState;
 #[utoipa::path(get, path = "/api/health", operation_id = "health", tag = "health", responses((status = 200, description = "`ok` or `degraded`, with database, redis and scheduler checks, ingest stats and build", body = Object), (status = 503, description = "The database check failed", body = Object)))]
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     let reader = state.reader.clone();
-    let db = web::block(move || reader.check().map(|_| reader.stats())).await;
+    let db = web::block(move || reader.check().map(|_| (reader.stats(), reader.space()))).await;
     let redis = *state.status.redis.borrow();
     let ingest = state.status.ingest.borrow().clone();
     let (db_ok, database) = match db {
-        Ok(Ok(stats)) => (
+        Ok(Ok((stats, space))) => (
             true,
             json!({
-                "status": "ok",
+                // Reads work; below the reserve writes are refused (507) until space is freed.
+                "status": if space.is_some_and(|s| s.low()) { "degraded" } else { "ok" },
+                "disk": space.map(|s| json!({
+                    "availableMb": s.available / (1024 * 1024),
+                    "reserveMb": s.reserve / (1024 * 1024),
+                    "writable": !s.low(),
+                })),
                 "stats": {
                     "leaders": stats.leaders,
                     "posts": stats.posts,
@@ -30,7 +36,7 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
             tracing::error!(error = %err, "database health check failed");
             (
                 false,
-                json!({"status": "error", "message": "database check failed"}),
+                json!({"status": "error", "message": format!("database check failed: {err}")}),
             )
         }
         Err(_) => (
@@ -38,7 +44,9 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
             json!({"status": "error", "message": "database check did not run"}),
         ),
     };
-    let degraded = redis == crate::status::RedisHealth::Unavailable
+    let disk_low = database["status"] == "degraded";
+    let degraded = disk_low
+        || redis == crate::status::RedisHealth::Unavailable
         || ingest.breaker == crate::status::BreakerHealth::Open;
     let status = if !db_ok {
         "error"
@@ -83,7 +91,11 @@ pub async fn livez() -> HttpResponse {
 #[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "health", responses((status = 200, description = "Store open and writer alive", body = Object), (status = 503, description = "Not ready", body = Object)))]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let reader = state.reader.clone();
-    let store_ok = matches!(web::block(move || reader.check()).await, Ok(Ok(())));
+    // Not ready while writes would be refused for want of space, either.
+    let store_ok = matches!(
+        web::block(move || reader.check().map(|_| reader.space())).await,
+        Ok(Ok(space)) if !space.is_some_and(|s| s.low())
+    );
     if store_ok && state.store.connected() {
         HttpResponse::Ok().json(json!({"status": "ready"}))
     } else {

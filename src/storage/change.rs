@@ -2,7 +2,9 @@
 //! removes, feed-index additions and removals, leader and `since_id` updates, review
 //! counter movements, the id sequences — and hands it to [`Store::apply`], the one
 //! function that commits (`apply_batch` + flush) and only then updates the in-memory
-//! state and bumps the generation. No writer locks the index, commits or undoes.
+//! state and bumps the generation. No writer locks the index, commits or undoes. Before
+//! the batch it checks free space against the reserve; after a failed flush it hides the
+//! database from readers and leaves the store to be reopened (`storage/disk.rs`).
 //!
 //! Anything else a later feature must write atomically with a change (an outbox entry,
 //! a stream position, a tombstone) is one [`ChangeSet::put`] or [`ChangeSet::remove`].
@@ -15,7 +17,7 @@ use sled::IVec;
 use crate::domain::leader::Leader;
 use crate::domain::post::Platform;
 use crate::storage::feed_index::{Entry, FeedIndex};
-use crate::storage::{codec, keys, Ids, Store, StoreError};
+use crate::storage::{codec, disk, keys, Ids, Store, StoreError};
 
 /// How a change moves the review counters. Decrements saturate, so counters that
 /// drifted never underflow.
@@ -172,6 +174,8 @@ impl Store {
         if change.is_empty() {
             return Ok(());
         }
+        // Refuse before sled is touched while free space is below the reserve.
+        self.shared.disk.check()?;
         let ChangeSet {
             writes,
             index_removed,
@@ -184,6 +188,8 @@ impl Store {
             ids,
         } = change;
         let mut batch = sled::Batch::default();
+        // Kept to tell, after a failed flush, whether the batch reached the disk.
+        let written = writes.clone();
         for (key, value) in writes {
             match value {
                 Some(v) => batch.insert(key, v),
@@ -235,11 +241,24 @@ impl Store {
             batch.remove(keys::named_key(keys::META, "index_snapshot"));
         }
 
-        self.tree.apply_batch(batch)?;
-        let flushed = self.db.flush();
-        if let Err(err) = flushed {
-            // sled may show the batch already; readers' caches must not outlive it.
+        let committed = self.tree.apply_batch(batch).and_then(|()| self.db.flush());
+        if let Err(err) = committed {
+            // sled shows the batch in memory now and refuses every later write: hide the
+            // database from readers at once; the writer closes and reopens it
+            // (storage/disk.rs), so nothing of this change is seen unless it is on disk.
+            *self.shared.tree.write() = None;
+            self.shared.disk.set_closed(true);
+            self.failed = Some(written);
             self.shared.generation.fetch_add(1, Ordering::Release);
+            tracing::error!(error = %err, "a commit failed; the database is reopened");
+            if disk::is_disk_full(&err) {
+                return Err(self.shared.disk.space().map(|s| s.error()).unwrap_or(
+                    StoreError::DiskFull {
+                        available_mb: 0,
+                        reserve_mb: 0,
+                    },
+                ));
+            }
             return Err(err.into());
         }
 

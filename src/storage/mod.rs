@@ -11,6 +11,7 @@
 
 pub mod change;
 pub mod codec;
+pub mod disk;
 mod feed_index;
 pub mod import;
 pub mod keys;
@@ -23,12 +24,14 @@ mod snapshot;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use parking_lot::RwLock;
 
 use crate::domain::leader::Leader;
 use crate::storage::change::ChangeSet;
+use crate::storage::disk::DiskWatch;
 use crate::storage::feed_index::FeedIndex;
 
 pub use crate::storage::import::{ImportReport, Record};
@@ -80,6 +83,12 @@ pub enum StoreError {
     Conflict(String),
     #[error("database schema version {found} is newer than this build understands ({supported})")]
     SchemaTooNew { found: u64, supported: u64 },
+    /// Free space is below the reserve (or a flush ran out of it): nothing was written.
+    #[error("the disk is full: {available_mb} MiB free, {reserve_mb} MiB must stay free (DISK_RESERVE_MB); writes are refused until space is freed")]
+    DiskFull { available_mb: u64, reserve_mb: u64 },
+    /// The database is closed after a failed write and could not be reopened yet.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl StoreError {
@@ -104,6 +113,19 @@ struct Shared {
     pending_reviews: AtomicU64,
     /// Bumped after every change readers can see; caches of rendered answers key on it.
     generation: AtomicU64,
+    /// The tree readers read; `None` while the database is closed after a failed commit
+    /// (see [`disk`]), so nothing of that commit can be read.
+    tree: RwLock<Option<sled::Tree>>,
+    /// Free space and the reserve, measured by the writer before each commit and by health.
+    disk: DiskWatch,
+}
+
+impl Shared {
+    fn tree(&self) -> Result<sled::Tree, StoreError> {
+        self.tree.read().clone().ok_or_else(|| {
+            StoreError::Unavailable("the database is closed after a failed write".into())
+        })
+    }
 }
 
 /// The next free id of each kind. Persisted under `M:seq:*` by the change that uses one.
@@ -142,7 +164,12 @@ impl Ids {
 pub struct Store {
     db: sled::Db,
     tree: sled::Tree,
-    shared: std::sync::Arc<Shared>,
+    shared: Arc<Shared>,
+    /// The database directory and page cache size, to reopen it (see [`disk`]).
+    dir: PathBuf,
+    cache_mb: u64,
+    /// The writes of a commit whose flush failed: the store must be reopened.
+    failed: Option<Vec<(sled::IVec, Option<sled::IVec>)>>,
     /// Where [`Store::close`] writes the feed index for a fast restart.
     snapshot_path: PathBuf,
     /// True between writing a snapshot and the next commit, which must invalidate it.
@@ -167,13 +194,36 @@ impl Store {
     /// Opens (or creates) the database under `dir` with a page cache of `cache_mb` MiB,
     /// checks the schema version and rebuilds the in-memory indexes.
     pub fn open(dir: &Path, cache_mb: u64) -> Result<Store, StoreError> {
+        let (db, tree) = Store::open_db(dir, cache_mb)?;
+        let shared = Arc::new(Shared {
+            disk: DiskWatch::new(dir),
+            ..Default::default()
+        });
+        Store::around(db, tree, dir, cache_mb, shared)
+    }
+
+    /// Opens sled and its one tree.
+    fn open_db(dir: &Path, cache_mb: u64) -> Result<(sled::Db, sled::Tree), StoreError> {
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(cache_mb.max(1) * 1024 * 1024)
             // Acknowledged writes are flushed explicitly; the timer adds nothing.
             .flush_every_ms(None)
             .open()?;
-        let tree = db.open_tree(TREE_NAME)?;
+        let tree = disk::open_tree(&db)?;
+        Ok((db, tree))
+    }
+
+    /// Builds the store around open sled handles and `shared` (new, or kept from a store
+    /// that was closed after a failed commit): checks the schema version, loads the
+    /// in-memory state from disk and shows the tree to readers.
+    fn around(
+        db: sled::Db,
+        tree: sled::Tree,
+        dir: &Path,
+        cache_mb: u64,
+        shared: Arc<Shared>,
+    ) -> Result<Store, StoreError> {
         let version_key = keys::named_key(keys::META, "schema_version");
         match get_u64(&tree, &version_key)? {
             None => {
@@ -197,13 +247,24 @@ impl Store {
         let mut store = Store {
             db,
             tree,
-            shared: Default::default(),
+            shared,
+            dir: dir.to_path_buf(),
+            cache_mb,
+            failed: None,
             snapshot_path: dir.with_extension("index"),
             snapshot_live: AtomicBool::new(false),
             ids,
         };
         store.load()?;
+        *store.shared.tree.write() = Some(store.tree.clone());
+        store.shared.disk.set_closed(false);
+        store.shared.generation.fetch_add(1, Ordering::Release);
         Ok(store)
+    }
+
+    /// Sets how much free space every commit must leave under the data directory.
+    pub fn set_disk_reserve_mb(&self, mb: u64) {
+        self.shared.disk.set_reserve(mb * 1024 * 1024);
     }
 
     /// Fills the in-memory state from disk: the feed index, leaders, `since_id`s and
@@ -219,7 +280,7 @@ impl Store {
 
     /// A read handle over the same data.
     pub fn reader(&self) -> StoreReader {
-        StoreReader::new(self.tree.clone(), self.shared.clone())
+        StoreReader::new(self.shared.clone())
     }
 
     /// Flushes everything to disk (used at shutdown).

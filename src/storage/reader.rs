@@ -10,6 +10,7 @@ use crate::domain::cursor::Cursor;
 use crate::domain::leader::Leader;
 use crate::domain::post::{Platform, Post};
 use crate::domain::review::{ReviewItem, ReviewState};
+use crate::storage::disk::Space;
 use crate::storage::feed_index::Entry;
 use crate::storage::import::Record;
 use crate::storage::posts::{decode_post, read_post};
@@ -40,20 +41,34 @@ pub struct Stats {
 /// Read access: cheap to clone, safe to use from any thread.
 #[derive(Debug, Clone)]
 pub struct StoreReader {
-    tree: sled::Tree,
     shared: Arc<Shared>,
 }
 
 impl StoreReader {
-    pub(super) fn new(tree: sled::Tree, shared: Arc<Shared>) -> StoreReader {
-        StoreReader { tree, shared }
+    pub(super) fn new(shared: Arc<Shared>) -> StoreReader {
+        StoreReader { shared }
+    }
+
+    /// The tree to read; an error while the database is closed after a failed write.
+    fn tree(&self) -> Result<sled::Tree, StoreError> {
+        self.shared.tree()
     }
 
     /// Cheap liveness check of the database for health: one point read.
     pub fn check(&self) -> Result<(), StoreError> {
-        self.tree
+        self.tree()?
             .get(keys::named_key(keys::META, "schema_version"))?;
         Ok(())
+    }
+
+    /// Free space under the data directory against the reserve, measured now.
+    pub fn space(&self) -> Option<Space> {
+        self.shared.disk.space()
+    }
+
+    /// True while the database is closed after a failed write (the writer reopens it).
+    pub fn is_closed(&self) -> bool {
+        self.shared.disk.is_closed()
     }
 
     /// The current generation: it changes after every write readers can see. Read it
@@ -79,7 +94,7 @@ impl StoreReader {
 
     /// One post.
     pub fn post(&self, id: u64) -> Result<Option<Post>, StoreError> {
-        Ok(read_post(&self.tree, id)?.map(|s| s.post))
+        Ok(read_post(&self.tree()?, id)?.map(|s| s.post))
     }
 
     /// The stored post for (platform, external id), if any.
@@ -88,7 +103,7 @@ impl StoreReader {
         platform: Platform,
         ext: &str,
     ) -> Result<Option<Post>, StoreError> {
-        match self.tree.get(keys::dedup_key(platform, ext))? {
+        match self.tree()?.get(keys::dedup_key(platform, ext))? {
             Some(v) => match <[u8; 8]>::try_from(v.as_ref()) {
                 Ok(b) => self.post(u64::from_be_bytes(b)),
                 Err(_) => Ok(None),
@@ -100,7 +115,7 @@ impl StoreReader {
     /// Amber's id of a record imported under a foreign id (see [`keys::FOREIGN`]).
     pub fn foreign_id(&self, entity: Entity, foreign: &str) -> Result<Option<u64>, StoreError> {
         Ok(self
-            .tree
+            .tree()?
             .get(keys::foreign_key(entity.code(), foreign))?
             .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
             .map(u64::from_be_bytes))
@@ -163,7 +178,7 @@ impl StoreReader {
         }
         // A min-heap of the `limit` most recent: the least recent is dropped first.
         let mut top: BinaryHeap<Reverse<ByUpdate>> = BinaryHeap::with_capacity(limit + 1);
-        for kv in self.tree.scan_prefix([keys::REVIEW]) {
+        for kv in self.tree()?.scan_prefix([keys::REVIEW]) {
             let (_, v) = kv?;
             let item: ReviewItem = codec::decode(&v)?;
             if state.is_none_or(|s| s == item.state) {
@@ -180,7 +195,7 @@ impl StoreReader {
 
     /// One review item.
     pub fn review(&self, id: u64) -> Result<Option<ReviewItem>, StoreError> {
-        match self.tree.get(keys::id_key(keys::REVIEW, id))? {
+        match self.tree()?.get(keys::id_key(keys::REVIEW, id))? {
             Some(b) => Ok(Some(codec::decode(&b)?)),
             None => Ok(None),
         }
@@ -209,7 +224,7 @@ impl StoreReader {
 
     /// The cached X user id for a leader, if it was resolved for `handle`.
     pub fn x_user_id(&self, leader_id: u64, handle: &str) -> Result<Option<String>, StoreError> {
-        let Some(v) = self.tree.get(keys::id_key(keys::X_USER, leader_id))? else {
+        let Some(v) = self.tree()?.get(keys::id_key(keys::X_USER, leader_id))? else {
             return Ok(None);
         };
         let text = String::from_utf8_lossy(&v);
@@ -222,25 +237,39 @@ impl StoreReader {
     /// A metadata value set with [`Store::set_meta`](crate::storage::Store::set_meta).
     pub fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
-            .tree
+            .tree()?
             .get(keys::named_key(keys::META, &format!("app:{name}")))?
             .map(|v| v.to_vec()))
     }
 
     /// Every record, for backup: leaders, then posts (oldest first), then review items.
     pub fn export(&self) -> impl Iterator<Item = Result<Record, StoreError>> + '_ {
-        let leaders = self.tree.scan_prefix([keys::LEADER]).map(|kv| {
+        // While the database is closed the export is that one error.
+        let (tree, closed) = match self.tree() {
+            Ok(tree) => (Some(tree), None),
+            Err(err) => (None, Some(Err(err))),
+        };
+        let scan = |prefix: u8| {
+            tree.clone()
+                .into_iter()
+                .flat_map(move |t| t.scan_prefix([prefix]))
+        };
+        let leaders = scan(keys::LEADER).map(|kv| {
             let (_, v) = kv?;
             Ok(Record::Leader(codec::decode(&v)?))
         });
-        let posts = self.tree.scan_prefix([keys::POST]).map(|kv| {
+        let posts = scan(keys::POST).map(|kv| {
             let (_, v) = kv?;
             Ok(Record::Post(Box::new(decode_post(&v)?.post)))
         });
-        let reviews = self.tree.scan_prefix([keys::REVIEW]).map(|kv| {
+        let reviews = scan(keys::REVIEW).map(|kv| {
             let (_, v) = kv?;
             Ok(Record::Review(codec::decode(&v)?))
         });
-        leaders.chain(posts).chain(reviews)
+        closed
+            .into_iter()
+            .chain(leaders)
+            .chain(posts)
+            .chain(reviews)
     }
 }

@@ -24,8 +24,11 @@ use serde::de::DeserializeOwned;
 use crate::config::Secret;
 use crate::x_api::dto::{ApiError, ApiErrorKind, TimelineResponse, User, UserResponse};
 
-/// The fields SPEC asks for on every timeline request.
-pub const TWEET_FIELDS: &str = "created_at,public_metrics,lang,author_id,edit_history_tweet_ids";
+/// The fields asked for on every timeline request: SPEC's, plus what makes the stored post
+/// the real post (`note_tweet`: the full text of a long post; the kind, the conversation
+/// and the reply target).
+pub const TWEET_FIELDS: &str = "created_at,public_metrics,lang,author_id,edit_history_tweet_ids,\
+                                note_tweet,referenced_tweets,conversation_id,in_reply_to_user_id";
 /// The expansion that brings `includes.media`.
 pub const EXPANSIONS: &str = "attachments.media_keys";
 /// The media fields SPEC asks for.

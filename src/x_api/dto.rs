@@ -123,7 +123,7 @@ pub struct Attachments {
 }
 
 /// A post (X still calls it a tweet on the wire).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Tweet {
     pub id: String,
     #[serde(default)]
@@ -140,6 +140,55 @@ pub struct Tweet {
     pub edit_history_tweet_ids: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attachments: Option<Attachments>,
+    /// The full text of a post longer than 280 characters (`text` is then cut).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note_tweet: Option<NoteTweet>,
+    /// What the post reposts, quotes or answers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub referenced_tweets: Vec<ReferencedTweet>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_reply_to_user_id: Option<String>,
+}
+
+/// `note_tweet` of a long post.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct NoteTweet {
+    #[serde(default)]
+    pub text: String,
+}
+
+/// One entry of `referenced_tweets`: `type` is `retweeted`, `quoted` or `replied_to`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReferencedTweet {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: String,
+}
+
+impl Tweet {
+    /// The whole text: `note_tweet.text` when X sent it, else `text`.
+    pub fn full_text(&self) -> &str {
+        match &self.note_tweet {
+            Some(n) if !n.text.is_empty() => &n.text,
+            _ => &self.text,
+        }
+    }
+
+    /// The post's kind from `referenced_tweets` (a repost wins over a quote over a reply).
+    pub fn kind(&self) -> PostKind {
+        let has = |k: &str| self.referenced_tweets.iter().any(|r| r.kind == k);
+        if has("retweeted") {
+            PostKind::Repost
+        } else if has("quoted") {
+            PostKind::Quote
+        } else if has("replied_to") {
+            PostKind::Reply
+        } else {
+            PostKind::Post
+        }
+    }
 }
 
 /// An expanded media object (`media.fields=url,preview_image_url,type`).
@@ -284,12 +333,13 @@ pub fn map_tweet(
         .filter_map(|k| media.get(k.as_str()))
         .filter_map(|m| m.to_item())
         .collect();
-    let (score, label) = sentiment::analyze(&tweet.text);
+    let text = tweet.full_text();
+    let (score, label) = sentiment::analyze(text);
     let counts = tweet.public_metrics.unwrap_or_default();
     NewPost {
         leader_id,
         platform: Platform::X,
-        content: tweet.text.clone(),
+        content: text.to_owned(),
         timestamp_ms: timestamp_ms(tweet).unwrap_or_else(|| chrono::Utc::now().timestamp_millis()),
         sentiment: label,
         sentiment_score: score,
@@ -302,7 +352,7 @@ pub fn map_tweet(
             avatar_url: author.avatar_url.clone(),
         },
         details: PostDetails {
-            kind: PostKind::Post,
+            kind: tweet.kind(),
             counts: Some(Counts {
                 likes: counts.like_count,
                 comments: counts.reply_count,
@@ -313,6 +363,8 @@ pub fn map_tweet(
             }),
             language: tweet.lang.clone(),
             media,
+            conversation_id: tweet.conversation_id.clone(),
+            in_reply_to_user_id: tweet.in_reply_to_user_id.clone(),
             ..PostDetails::default()
         },
         client_metrics: None,
@@ -452,7 +504,7 @@ mod tests {
             lang: None,
             public_metrics: None,
             edit_history_tweet_ids: vec![],
-            attachments: None,
+            ..Tweet::default()
         };
         // The snowflake carries the same second as created_at in the sample above.
         let ms = timestamp_ms(&tweet).unwrap();
@@ -463,6 +515,43 @@ mod tests {
             ..tweet
         };
         assert_eq!(timestamp_ms(&junk), None);
+    }
+
+    #[test]
+    fn a_long_post_keeps_its_whole_text_and_references_give_the_kind() {
+        let full = "word ".repeat(240);
+        let page: TimelineResponse = serde_json::from_value(json!({
+            "data": [
+                {"id": "1800000000000000001", "text": format!("{}…", &full[..270]),
+                 "note_tweet": {"text": full.clone()},
+                 "conversation_id": "1800000000000000001"},
+                {"id": "1800000000000000002", "text": "RT @other: hi",
+                 "referenced_tweets": [{"type": "retweeted", "id": "17"}]},
+                {"id": "1800000000000000003", "text": "look",
+                 "referenced_tweets": [{"type": "quoted", "id": "18"}]},
+                {"id": "1800000000000000004", "text": "@other yes",
+                 "referenced_tweets": [{"type": "replied_to", "id": "19"}],
+                 "conversation_id": "19", "in_reply_to_user_id": "99"}
+            ],
+            "meta": {"result_count": 4}
+        }))
+        .unwrap();
+        let author = AuthorProfile::default();
+        let posts = page.to_new_posts(1, &author);
+        assert_eq!(posts[0].content, full);
+        assert_eq!(posts[0].content.chars().count(), 1200);
+        assert_eq!(posts[0].details.kind, PostKind::Post);
+        assert_eq!(
+            posts[0].details.conversation_id.as_deref(),
+            Some("1800000000000000001")
+        );
+        assert_eq!(posts[1].details.kind, PostKind::Repost);
+        assert_eq!(posts[2].details.kind, PostKind::Quote);
+        assert_eq!(posts[3].details.kind, PostKind::Reply);
+        assert_eq!(posts[3].details.conversation_id.as_deref(), Some("19"));
+        assert_eq!(posts[3].details.in_reply_to_user_id.as_deref(), Some("99"));
+        // A short post has no note_tweet: its text is the whole text.
+        assert_eq!(page.data[1].full_text(), "RT @other: hi");
     }
 
     #[test]

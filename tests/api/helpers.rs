@@ -146,6 +146,15 @@ pub async fn spawn_on(data_dir: &Path) -> TestApp {
     start(data_dir.to_path_buf(), HashMap::new()).await
 }
 
+/// Spawns a server on an existing data directory (kept by the caller) with extra variables.
+pub async fn spawn_on_with(data_dir: &Path, env: &[(&str, &str)]) -> TestApp {
+    let env = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    start(data_dir.to_path_buf(), env).await
+}
+
 /// Spawns a server with extra environment variables under an open-file limit.
 pub async fn spawn_app_with_nofile(env: &[(&str, &str)], nofile: u64) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -285,6 +285,22 @@ async fn an_edited_post_replaces_the_stored_one() {
 }
 
 #[actix_web::test]
+async fn a_long_post_is_stored_and_served_whole() {
+    let w = world(1, 2, &[]).await;
+    let full: String = (0..120).map(|i| format!("word{:05} ", i)).collect();
+    assert_eq!(full.chars().count(), 1200);
+    let id = w.fake.add_text_post(&username(0), &full);
+    run(&w.app, false).await;
+    let posts = all_x_posts(&w.app).await;
+    let long = posts
+        .iter()
+        .find(|p| p["platformPostId"] == id.as_str())
+        .unwrap();
+    assert_eq!(long["content"], full.as_str());
+    assert_eq!(long["kind"], "post");
+}
+
+#[actix_web::test]
 async fn server_errors_are_retried_and_the_run_recovers() {
     let w = world(2, 5, &[]).await;
     w.fake.inject(Fault::ServerError, Some(2));

@@ -296,6 +296,14 @@ impl FakeX {
         state.add_posts(pos, count)
     }
 
+    /// Adds one post saying `text` to `username` (created if unknown); over 280 characters
+    /// it comes as a long post (`note_tweet`). Returns its id.
+    pub fn add_text_post(&self, username: &str, text: &str) -> String {
+        let mut state = self.shared.state.lock();
+        let pos = state.add_user(username, username);
+        state.add_text_post(pos, text)
+    }
+
     /// Adds a user with no posts; returns its id.
     pub fn add_user(&self, username: &str, name: &str) -> String {
         let mut state = self.shared.state.lock();

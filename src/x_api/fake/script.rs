@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 
-use crate::x_api::dto::{Attachments, Media, PublicMetrics, Tweet, User};
+use crate::x_api::dto::{Attachments, Media, NoteTweet, PublicMetrics, Tweet, User};
 use crate::x_api::fake::State;
 
 /// X's snowflake epoch, unix milliseconds.
@@ -90,6 +90,9 @@ const NEUTRAL: [&str; 3] = [
     "Statement on the harbour report",
 ];
 
+/// Where X cuts `text` of a long post (the rest is in `note_tweet`).
+const LONG_POST_CHARS: usize = 280;
+
 fn generated_text(user: u64, seq: u64) -> String {
     let pick = (user * 7 + seq * 13) % 8;
     let base = match pick {
@@ -142,6 +145,7 @@ fn make_tweet(user: &User, user_idx: u64, id: u64, seq: u64, history: Vec<String
             attachments: (!media.is_empty()).then(|| Attachments {
                 media_keys: media.iter().map(|m| m.media_key.clone()).collect(),
             }),
+            ..Tweet::default()
         },
         media,
     }
@@ -230,6 +234,25 @@ impl State {
             ids.push(id.to_string());
         }
         ids
+    }
+
+    /// A new post saying `text`. Longer than 280 characters, it is sent as X sends a long
+    /// post: `text` holds the first 280 characters and `note_tweet.text` the whole.
+    pub(super) fn add_text_post(&mut self, pos: usize, text: &str) -> String {
+        let user = &mut self.users[pos];
+        let id = State::next_id(user);
+        let seq = user.tweets.len() as u64;
+        let mut t = make_tweet(&user.user, user.idx, id, seq, Vec::new());
+        if text.chars().count() > LONG_POST_CHARS {
+            t.tweet.text = text.chars().take(LONG_POST_CHARS).collect();
+            t.tweet.note_tweet = Some(NoteTweet {
+                text: text.to_string(),
+            });
+        } else {
+            t.tweet.text = text.to_string();
+        }
+        user.tweets.insert(id, t);
+        id.to_string()
     }
 
     pub(super) fn edit_post(&mut self, old_id: u64, text: &str) -> Option<String> {

@@ -84,7 +84,8 @@ async fn the_timeline_request_carries_exactly_the_spec_parameters() {
         line,
         format!(
             "GET /2/users/{}/tweets?max_results=7\
-             &tweet.fields=created_at%2Cpublic_metrics%2Clang%2Cauthor_id%2Cedit_history_tweet_ids\
+             &tweet.fields=created_at%2Cpublic_metrics%2Clang%2Cauthor_id%2Cedit_history_tweet_ids%2C\
+             note_tweet%2Creferenced_tweets%2Cconversation_id%2Cin_reply_to_user_id\
              &expansions=attachments.media_keys&media.fields=url%2Cpreview_image_url%2Ctype\
              &since_id=42&pagination_token=pt1",
             user.id

@@ -1145,6 +1145,7 @@ async fn api_metrics_shows_the_original_ingest_object_and_stored_posts_log_inges
     w.fake.add_posts(&username(0), 2);
     let res = refresh(&w.app, w.leaders[0]).await;
     assert_eq!(res.status(), 200);
+    let first = w.leaders[0].to_string();
     eventually(
         Duration::from_secs(10),
         "refresh ingest_success",
@@ -1156,7 +1157,7 @@ async fn api_metrics_shows_the_original_ingest_object_and_stored_posts_log_inges
                 .any(|l| {
                     l["event"] == "ingest_success"
                         && l["count"] == 2
-                        && l["leaderId"] == w.leaders[0].to_string()
+                        && l["leaderId"] == first.as_str()
                 })
                 .then_some(())
         },

@@ -69,8 +69,21 @@ async fn schemathesis_finds_nothing_the_document_and_the_server_disagree_on() {
         move || {
             // Schemathesis keeps a cache in its working directory: not the repository.
             std::fs::create_dir_all(&out_dir).expect("report dir");
+            // Schemathesis 4.32.5 crashes ("Invalid IPv6 URL", an internal error, not a
+            // finding) when a 2xx body echoes a generated string such as "http://[" while it
+            // scans bodies for same-origin links (location-header inference). Which
+            // generated strings come back depends on timing, so it failed 2 of 3 runs on a
+            // loaded machine. Link inference from the document's dependencies stays on.
+            let config = out_dir.join("schemathesis.toml");
+            std::fs::write(
+                &config,
+                "[phases.stateful.inference]\nalgorithms = [\"dependency-analysis\"]\n",
+            )
+            .expect("schemathesis config");
             Command::new(st)
                 .current_dir(&out_dir)
+                .arg("--config-file")
+                .arg(&config)
                 .args(["run", &url])
                 .args(["--checks", "all"])
                 .args(["--phases", "examples,coverage,fuzzing,stateful"])

@@ -427,10 +427,22 @@ fn demo(settings: Settings, leaders: u32, posts: u32, new_post_every: u64) -> an
 }
 
 fn serve(settings: Settings) -> anyhow::Result<()> {
+    let format = settings.log_format;
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(settings).await?;
-        // One machine-readable line on stdout, so scripts and tests using PORT=0 can find us.
-        println!("amber listening on {}", app.address());
+        // One machine-readable line on stdout, so scripts and tests using PORT=0 can find us:
+        // `amber listening on ADDRESS`, or with LOG_FORMAT=json an object whose `address` it is.
+        let address = app.address().to_string();
+        println!(
+            "{}",
+            crate::telemetry::line(
+                format,
+                "INFO",
+                "listening",
+                &format!("amber listening on {address}"),
+                &[("address", &address)],
+            )
+        );
         app.run_until_stopped().await
     })
 }

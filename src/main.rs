@@ -10,15 +10,29 @@ fn main() -> std::process::ExitCode {
     let settings = match Settings::from_env() {
         Ok(s) => s,
         Err(err) => {
-            eprintln!("amber: {err}");
+            // LOG_FORMAT itself may be what is wrong: a line as asked if it can be read.
+            let json = std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+            let format = if json {
+                amber::config::LogFormat::Json
+            } else {
+                amber::config::LogFormat::Pretty
+            };
+            let message = format!("amber: {err}");
+            eprintln!(
+                "{}",
+                amber::telemetry::line(format, "ERROR", "fatal", &message, &[])
+            );
             return std::process::ExitCode::from(2);
         }
     };
-    amber::telemetry::init(settings.log_format, &settings.rust_log);
+    let format = settings.log_format;
+    amber::telemetry::init(format, &settings.rust_log);
     match cli::run(cli, settings) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("amber: {err:#}");
+            let message = format!("amber: {err:#}");
+            let line = amber::telemetry::line(format, "ERROR", "fatal", &message, &[]);
+            eprintln!("{line}");
             std::process::ExitCode::FAILURE
         }
     }

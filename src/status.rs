@@ -75,6 +75,20 @@ pub struct IngestSnapshot {
     pub breaker: BreakerHealth,
     pub total_ingests: u64,
     pub last_ingest_ms: Option<u64>,
+    /// The last finished run (persisted, so it survives a restart), as `/api/metrics` shows it.
+    pub last_run: Option<LastRun>,
+}
+
+/// What `/api/metrics`' `ingest` object shows of the last finished run.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LastRun {
+    pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub posts_ingested: u64,
+    /// Leaders whose fetch failed in that run.
+    pub errors: u64,
+    /// The run's first leader error (`@handle: message`), else why it stopped early; None
+    /// when it went through every leader without an error.
+    pub error: Option<String>,
 }
 
 /// The receiving ends that HTTP holds.

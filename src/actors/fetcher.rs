@@ -424,6 +424,11 @@ impl Job {
         report.duplicates += stored.duplicates;
         report.updated = stored.updated.len();
         report.inserted = stored.inserted;
+        if report.inserted.len() + report.updated > 0 {
+            // The original system's event, for runbooks that grep the log for it.
+            tracing::info!(event = "ingest_success", leaderId = %leader_id, handle = %handle,
+                count = report.inserted.len(), updated = report.updated, "ingest_success");
+        }
         Ok(report)
     }
 }

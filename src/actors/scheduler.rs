@@ -562,6 +562,19 @@ impl IngestScheduler {
             breaker,
             total_ingests: self.total_ingests,
             last_ingest_ms: self.last_ingest_ms,
+            last_run: self.last_run.as_ref().map(|r| crate::status::LastRun {
+                finished_at: r.finished_at,
+                posts_ingested: r.posts_ingested,
+                errors: r.errors.len() as u64,
+                error: r
+                    .errors
+                    .first()
+                    .map(|e| match &e.handle {
+                        Some(h) => format!("@{h}: {}", e.message),
+                        None => e.message.clone(),
+                    })
+                    .or_else(|| r.stopped_reason.clone()),
+            }),
         });
         self.running_tx.send_replace(self.current.is_some());
     }

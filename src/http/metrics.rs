@@ -2,7 +2,6 @@
 //! `METRICS_ALLOWED_NETWORKS`).
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::json;
 
 use crate::error::AppError;
 use crate::http::AppState;
@@ -26,33 +25,107 @@ fn refresh_store_gauges(state: &AppState) {
     ));
 }
 
+/// `GET /api/metrics`: today's counters plus the original system's `ingest` object.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricsJson {
+    /// Seconds since this process started.
+    uptime_seconds: u64,
+    ingest: IngestMetrics,
+    requests: RequestMetrics,
+    store: StoreMetrics,
+}
+
+/// Ingestion as the original's `/api/metrics` showed it (`totalIngests`, `lastIngestMs`,
+/// `lastError`), with what its runbook watches: posts per run, X errors, the breaker.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IngestMetrics {
+    /// Ingestion runs finished since this process started.
+    total_ingests: u64,
+    /// Duration of the last run finished since start, in milliseconds.
+    last_ingest_ms: Option<u64>,
+    /// When the last run finished (RFC 3339; kept across restarts).
+    last_ingest_at: Option<String>,
+    /// Posts the last run stored.
+    last_posts_ingested: u64,
+    /// Leaders whose fetch failed in the last run.
+    last_errors: u64,
+    /// The last run's first error (`@handle: message`), or why it stopped early; null
+    /// when it went through every leader cleanly.
+    last_error: Option<String>,
+    /// Scheduled ingestion is configured and not stopped.
+    enabled: bool,
+    /// `closed`, `open` or `half-open`.
+    circuit_breaker_state: String,
+}
+
+/// Requests answered since start.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestMetrics {
+    total: u64,
+    #[serde(rename = "2xx")]
+    ok: u64,
+    #[serde(rename = "4xx")]
+    client_errors: u64,
+    #[serde(rename = "5xx")]
+    server_errors: u64,
+    rate_limited: u64,
+}
+
+/// What the store holds now.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreMetrics {
+    leaders: u64,
+    posts: u64,
+    /// Posts per platform (`x`, `news`, ...).
+    posts_by_platform: std::collections::BTreeMap<String, u64>,
+    review_items: u64,
+    pending_reviews: u64,
+}
+
 /// `GET /api/metrics`.
-#[utoipa::path(get, path = "/api/metrics", operation_id = "metricsJson", tag = "health", responses((status = 200, description = "JSON counters", body = Object)))]
+#[utoipa::path(get, path = "/api/metrics", operation_id = "metricsJson", tag = "health", responses((status = 200, description = "JSON counters and the last ingestion", body = MetricsJson)))]
 pub async fn json(state: web::Data<AppState>) -> HttpResponse {
     let stats = state.reader.stats();
     let m = &state.metrics;
-    let by_platform: serde_json::Map<String, serde_json::Value> = stats
-        .posts_by_platform
-        .iter()
-        .map(|(p, n)| (p.as_str().to_string(), json!(n)))
-        .collect();
-    HttpResponse::Ok().json(json!({
-        "uptimeSeconds": state.started.elapsed().as_secs(),
-        "requests": {
-            "total": m.requests_total(),
-            "2xx": m.responses("2xx"),
-            "4xx": m.responses("4xx"),
-            "5xx": m.responses("5xx"),
-            "rateLimited": m.rate_limited_total(),
+    let ingest = state.status.ingest.borrow().clone();
+    let last = ingest.last_run.clone().unwrap_or_default();
+    HttpResponse::Ok().json(MetricsJson {
+        uptime_seconds: state.started.elapsed().as_secs(),
+        ingest: IngestMetrics {
+            total_ingests: ingest.total_ingests,
+            last_ingest_ms: ingest.last_ingest_ms,
+            last_ingest_at: last
+                .finished_at
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+            last_posts_ingested: last.posts_ingested,
+            last_errors: last.errors,
+            last_error: last.error,
+            enabled: ingest.enabled,
+            circuit_breaker_state: ingest.breaker.as_str().to_string(),
         },
-        "store": {
-            "leaders": stats.leaders,
-            "posts": stats.posts,
-            "postsByPlatform": by_platform,
-            "reviewItems": stats.review_items,
-            "pendingReviews": stats.pending_reviews,
+        requests: RequestMetrics {
+            total: m.requests_total(),
+            ok: m.responses("2xx"),
+            client_errors: m.responses("4xx"),
+            server_errors: m.responses("5xx"),
+            rate_limited: m.rate_limited_total(),
         },
-    }))
+        store: StoreMetrics {
+            leaders: stats.leaders,
+            posts: stats.posts,
+            posts_by_platform: stats
+                .posts_by_platform
+                .iter()
+                .map(|(p, n)| (p.as_str().to_string(), *n))
+                .collect(),
+            review_items: stats.review_items,
+            pending_reviews: stats.pending_reviews,
+        },
+    })
 }
 
 /// `GET /metrics`: Prometheus text, answered only to allowed networks.

@@ -1,8 +1,9 @@
 //! Ids on the wire. Amber's ids are `u64`s; the original system's are strings (UUIDs),
 //! and its clients type every `id`, `leaderId` and `postId` as `string`. So every id goes
 //! out as a JSON string of its digits, and comes in as a string or a number. A string
-//! that is not Amber's (a UUID of the original's rows) is a *foreign* id: storage
-//! remembers the foreign ids of imported records, and [`IdRef::Foreign`] is looked up there.
+//! that is not Amber's (a UUID of the original's rows) is a *foreign* id, looked up in
+//! storage's `F` keys ([`IdRef::Foreign`]); the import meant to fill them (remapping
+//! foreign ids) is not built yet, so today a foreign id resolves to nothing.
 
 use std::fmt;
 

@@ -283,9 +283,14 @@ fn serve_and_demo_on_a_taken_port_fail_with_one_clear_line() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
         // One line of ours says what failed (log lines of other threads may come after it).
-        let ours: Vec<&str> = stderr
+        // With LOG_FORMAT=json (the harness default) it is the `message` of a `fatal` line.
+        let ours: Vec<String> = stderr
             .lines()
-            .filter(|l| l.starts_with("amber: "))
+            .filter_map(|l| match serde_json::from_str::<serde_json::Value>(l) {
+                Ok(v) if v["event"] == "fatal" => v["message"].as_str().map(str::to_string),
+                Ok(_) => None,
+                Err(_) => l.starts_with("amber: ").then(|| l.to_string()),
+            })
             .collect();
         assert_eq!(
             ours,

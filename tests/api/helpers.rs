@@ -209,10 +209,7 @@ async fn start_limited(
             );
         }
     };
-    let address = line
-        .strip_prefix("amber listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
+    let address = listening_address(&line);
     if std::env::var("TEST_LOG").is_ok() {
         eprintln!("server at {address}, log {}", log_path.display());
     }
@@ -419,4 +416,21 @@ pub fn id_of(v: &Value) -> u64 {
         .unwrap_or_else(|| panic!("an id must be a JSON string, got {v}"))
         .parse()
         .unwrap_or_else(|_| panic!("an id of Amber's is digits, got {v}"))
+}
+
+/// The address of the first stdout line: `amber listening on ADDRESS`, or with
+/// LOG_FORMAT=json (the harness default) one JSON object whose `address` it is.
+pub fn listening_address(line: &str) -> String {
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+        assert_eq!(v["event"], "listening", "{line}");
+        assert_eq!(
+            v["message"],
+            format!("amber listening on {}", v["address"].as_str().unwrap_or("")),
+            "{line}"
+        );
+        return v["address"].as_str().expect("address").to_string();
+    }
+    line.strip_prefix("amber listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string()
 }

@@ -1070,3 +1070,97 @@ async fn ingestion_soak_random_faults_restarts_and_edits_never_lose_or_duplicate
         "every post on X is stored exactly once"
     );
 }
+
+#[actix_web::test]
+async fn api_metrics_shows_the_original_ingest_object_and_stored_posts_log_ingest_success() {
+    let w = world(2, 3, &[]).await;
+    let (code, m) = w.app.get_json("/api/metrics").await;
+    assert_eq!(code, 200);
+    assert!(m["uptimeSeconds"].is_u64(), "{m}");
+    assert!(m["requests"]["total"].is_u64(), "{m}");
+    assert_eq!(m["store"]["leaders"], 2, "{m}");
+    assert_eq!(m["ingest"]["totalIngests"], 0, "{m}");
+    assert_eq!(m["ingest"]["lastIngestMs"], Value::Null, "{m}");
+    assert_eq!(m["ingest"]["lastError"], Value::Null, "{m}");
+    assert_eq!(m["ingest"]["circuitBreakerState"], "closed", "{m}");
+
+    let last = run(&w.app, false).await;
+    assert_eq!(last["posts_ingested"], 6);
+    let (_, m) = w.app.get_json("/api/metrics").await;
+    let ingest = &m["ingest"];
+    assert_eq!(ingest["totalIngests"], 1, "{m}");
+    assert!(ingest["lastIngestMs"].is_u64(), "{m}");
+    assert_eq!(ingest["lastPostsIngested"], 6, "{m}");
+    assert_eq!(ingest["lastErrors"], 0, "{m}");
+    assert_eq!(ingest["lastError"], Value::Null, "{m}");
+    assert!(
+        ingest["lastIngestAt"].as_str().unwrap().ends_with('Z'),
+        "{m}"
+    );
+    // One ingest_success line per leader that stored posts, with the leader and the count.
+    let lines = eventually(Duration::from_secs(10), "ingest_success logged", || async {
+        let lines: Vec<Value> = w
+            .app
+            .logs()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|l| l["event"] == "ingest_success")
+            .collect();
+        (lines.len() == 2).then_some(lines)
+    })
+    .await;
+    let mut leaders: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            assert_eq!(l["count"], 3, "{l}");
+            l["leaderId"].as_str().unwrap().to_string()
+        })
+        .collect();
+    leaders.sort();
+    let mut want: Vec<String> = w.leaders.iter().map(u64::to_string).collect();
+    want.sort();
+    assert_eq!(leaders, want);
+
+    // A leader X does not know: the run's error is the last error, by handle.
+    let res = w
+        .app
+        .admin_post(
+            "/api/leaders",
+            &json!({"name": "Ghost", "handles": {"x": "nobody_here"}}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    run(&w.app, false).await;
+    let (_, m) = w.app.get_json("/api/metrics").await;
+    assert_eq!(m["ingest"]["totalIngests"], 2, "{m}");
+    assert_eq!(m["ingest"]["lastErrors"], 1, "{m}");
+    assert!(
+        m["ingest"]["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("nobody_here"),
+        "{m}"
+    );
+    // A refresh that stores posts logs it too.
+    w.fake.add_posts(&username(0), 2);
+    let res = refresh(&w.app, w.leaders[0]).await;
+    assert_eq!(res.status(), 200);
+    let first = w.leaders[0].to_string();
+    eventually(
+        Duration::from_secs(10),
+        "refresh ingest_success",
+        || async {
+            w.app
+                .logs()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .any(|l| {
+                    l["event"] == "ingest_success"
+                        && l["count"] == 2
+                        && l["leaderId"] == first.as_str()
+                })
+                .then_some(())
+        },
+    )
+    .await;
+}

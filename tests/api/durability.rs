@@ -76,7 +76,7 @@ async fn a_clean_shutdown_of_an_empty_store_leaves_a_snapshot_the_next_start_use
     let app = app.restart().await;
     let logs = app.logs();
     assert!(
-        logs.contains("feed index loaded from the shutdown snapshot"),
+        logs.contains("feed index loaded from its snapshot and journal"),
         "{logs}"
     );
     assert!(!logs.contains("unusable"), "{logs}");

@@ -92,6 +92,22 @@ pub enum StoreError {
     Unavailable(String),
 }
 
+/// Tests that close a store and open the same directory again: sled lets go of its file
+/// lock only when its last background job has dropped its handle, a moment after the
+/// store is dropped (seen on a loaded machine). Waits for the lock with a deadline.
+#[cfg(test)]
+pub(crate) fn reopen_for_test(path: &std::path::Path, cache_mb: u64) -> Store {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match Store::open(path, cache_mb) {
+            Err(err) if err.is_locked() && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other.expect("store reopens"),
+        }
+    }
+}
+
 impl StoreError {
     /// True when the database could not be opened because another process holds it
     /// (sled allows one process per database). sled reports that only in the text of an

@@ -542,7 +542,7 @@ pub(crate) mod tests {
                 .collect()
         };
         {
-            let mut store = Store::open(&path, 8).unwrap();
+            let mut store = crate::storage::reopen_for_test(&path, 8);
             for name in ["A", "B", "C"] {
                 store.create_leader(draft(name), 0).unwrap();
             }
@@ -565,7 +565,7 @@ pub(crate) mod tests {
             }
             store.apply(change).unwrap();
         }
-        let mut store = Store::open(&path, 8).unwrap();
+        let mut store = crate::storage::reopen_for_test(&path, 8);
         let posts = all(&store.reader());
         assert_eq!(posts.iter().map(|p| p.id).collect::<Vec<_>>(), [42, 43]);
         assert!(posts.iter().all(|p| p.kind() == PostKind::Post));
@@ -594,7 +594,7 @@ pub(crate) mod tests {
         let path = dir.path().join("db");
         let (a, b);
         {
-            let mut store = Store::open(&path, 8).unwrap();
+            let mut store = crate::storage::reopen_for_test(&path, 8);
             a = store.create_leader(draft("A"), 0).unwrap();
             b = store.create_leader(draft("B"), 0).unwrap();
             let report = store
@@ -631,7 +631,7 @@ pub(crate) mod tests {
             assert_eq!(store.reader().stats().posts, 1);
         }
         // The counters written with each change agree with a rebuilt index.
-        let store = Store::open(&path, 8).unwrap();
+        let store = crate::storage::reopen_for_test(&path, 8);
         let counter = get_u64(&store.tree, &keys::named_key(keys::COUNTER, "posts")).unwrap();
         assert_eq!(counter, Some(1));
         assert_eq!(all(&store.reader()).len(), 1);

@@ -304,7 +304,7 @@ mod tests {
         let path = dir.path().join("db");
         let (a, b);
         {
-            let mut store = Store::open(&path, 8).unwrap();
+            let mut store = crate::storage::reopen_for_test(&path, 8);
             a = store.create_leader(draft("A"), 0).unwrap();
             b = store.create_leader(draft("B"), 0).unwrap();
             let report = store
@@ -337,7 +337,7 @@ mod tests {
             // No close: a crash.
             let want = whole(&store);
             drop(store);
-            let store = Store::open(&path, 8).unwrap();
+            let store = crate::storage::reopen_for_test(&path, 8);
             assert_eq!(store.journal.pending, 4, "three changes replayed");
             assert_eq!(whole(&store), want);
             assert_eq!(
@@ -354,12 +354,12 @@ mod tests {
             1,
             "the older snapshot file is gone"
         );
-        let mut store = Store::open(&path, 8).unwrap();
+        let mut store = crate::storage::reopen_for_test(&path, 8);
         assert_eq!(all(&store.reader()).len(), 50);
         store.close().unwrap();
         assert_eq!(store.journal.pending, 0);
         drop(store);
-        let store = Store::open(&path, 8).unwrap();
+        let store = crate::storage::reopen_for_test(&path, 8);
         assert_eq!(
             store.journal.pending, 0,
             "a clean close leaves nothing to replay"
@@ -373,7 +373,7 @@ mod tests {
         let path = dir.path().join("db");
         let want;
         {
-            let mut store = Store::open(&path, 8).unwrap();
+            let mut store = crate::storage::reopen_for_test(&path, 8);
             let a = store.create_leader(draft("A"), 0).unwrap();
             store
                 .insert_posts(
@@ -398,12 +398,12 @@ mod tests {
         bytes[40] ^= 1;
         std::fs::write(&file, &bytes).unwrap();
         {
-            let store = Store::open(&path, 8).unwrap();
+            let store = crate::storage::reopen_for_test(&path, 8);
             assert_eq!(whole(&store), want);
         }
         // A journal record lost (a gap): rebuilt, not replayed past it.
         {
-            let mut store = Store::open(&path, 8).unwrap();
+            let mut store = crate::storage::reopen_for_test(&path, 8);
             let a = store.reader().leaders()[0].id;
             store.insert_posts(vec![x_post(a, "78", 78, &[])]).unwrap();
             store.insert_posts(vec![x_post(a, "79", 79, &[])]).unwrap();
@@ -414,7 +414,7 @@ mod tests {
                 .unwrap();
             store.db.flush().unwrap();
         }
-        let store = Store::open(&path, 8).unwrap();
+        let store = crate::storage::reopen_for_test(&path, 8);
         assert_eq!(all(&store.reader()).len(), 23);
         assert_eq!(store.journal.pending, 0);
     }

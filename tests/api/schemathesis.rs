@@ -89,7 +89,10 @@ async fn schemathesis_finds_nothing_the_document_and_the_server_disagree_on() {
                 .args(["--phases", "examples,coverage,fuzzing,stateful"])
                 .args(["--max-examples", "50"])
                 .args(["--seed", &seed])
-                .args(["--workers", "2"])
+                // One worker: with two, Python 3.11.7's `ast` raced in Hypothesis
+                // ("AST constructor recursion depth mismatch"), an internal
+                // error of the tool that failed 1 of 2 loaded runs.
+                .args(["--workers", "1"])
                 .args(["--request-timeout", "30"])
                 .args(["--suppress-health-check", "too_slow"])
                 .args(["--header", &format!("Authorization: Bearer {admin}")])

@@ -472,19 +472,12 @@ mod tests {
     use crate::storage::codec;
     use crate::storage::posts::StoredPost;
 
-    fn unhex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
-
     /// Posts stored by the build before record version 2 show the same `metrics` as they
     /// did then, with the mirrored fields added beside them.
     #[test]
     fn a_version_1_post_shows_its_metrics_as_before() {
-        for line in include_str!("../storage/testdata/posts_v1.hex").lines() {
-            let stored: StoredPost = codec::decode(&unhex(line)).unwrap();
+        for bytes in codec::v1_post_records() {
+            let stored: StoredPost = codec::decode(&bytes).unwrap();
             let p = &stored.post;
             let before: Value = serde_json::from_str(p.client_metrics.as_deref().unwrap()).unwrap();
             let json = serde_json::to_value(PostJson::from(p, None)).unwrap();

@@ -203,21 +203,25 @@ mod v1 {
     }
 }
 
+/// Two post records written by the build before issue 9 (version 1): an ingested X post
+/// with a photo and a video, and an admin-entered News post (`testdata/posts_v1.hex`).
+#[cfg(test)]
+pub(crate) fn v1_post_records() -> Vec<Vec<u8>> {
+    include_str!("testdata/posts_v1.hex")
+        .lines()
+        .map(|line| {
+            (0..line.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&line[i..i + 2], 16).unwrap())
+                .collect()
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::post::Author;
-
-    /// Two post records written by the build before issue 9 (version 1), as hex lines: an
-    /// ingested X post with a photo and a video, and an admin-entered News post.
-    const POSTS_V1: &str = include_str!("testdata/posts_v1.hex");
-
-    fn unhex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
 
     #[test]
     fn a_record_round_trips_behind_its_version_byte() {
@@ -257,8 +261,8 @@ mod tests {
 
     #[test]
     fn version_1_post_records_read_as_before_with_typed_counts_and_media() {
-        let mut lines = POSTS_V1.lines();
-        let x = decode::<StoredPost>(&unhex(lines.next().unwrap())).unwrap();
+        let mut records = v1_post_records().into_iter();
+        let x = decode::<StoredPost>(&records.next().unwrap()).unwrap();
         let p = &x.post;
         assert_eq!((p.id, p.leader_id, p.platform), (42, 3, Platform::X));
         assert_eq!(p.content, "Proud of our wonderful volunteers (#7)");
@@ -302,7 +306,7 @@ mod tests {
         );
         assert!(d.referenced.is_none() && d.reposted_by.is_none());
 
-        let admin = decode::<StoredPost>(&unhex(lines.next().unwrap())).unwrap();
+        let admin = decode::<StoredPost>(&records.next().unwrap()).unwrap();
         let p = &admin.post;
         assert_eq!((p.id, p.platform), (43, Platform::News));
         assert_eq!(p.verification, Verification::Pending);
@@ -317,7 +321,7 @@ mod tests {
 
     #[test]
     fn an_upgraded_record_is_written_back_as_version_2() {
-        let old = decode::<StoredPost>(&unhex(POSTS_V1.lines().next().unwrap())).unwrap();
+        let old = decode::<StoredPost>(&v1_post_records()[0]).unwrap();
         let bytes = encode(&old).unwrap();
         assert_eq!(bytes[0], 2);
         let again = decode::<StoredPost>(&bytes).unwrap();

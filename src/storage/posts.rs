@@ -535,12 +535,6 @@ pub(crate) mod tests {
     fn a_data_dir_of_version_1_records_opens_and_reads_as_before() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
-        let unhex = |s: &str| -> Vec<u8> {
-            (0..s.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-                .collect()
-        };
         {
             let mut store = crate::storage::reopen_for_test(&path, 8);
             for name in ["A", "B", "C"] {
@@ -549,8 +543,7 @@ pub(crate) mod tests {
             // Writes the two records as the old build did: record, 9-byte time value,
             // dedup keys, counters.
             let mut change = ChangeSet::default();
-            for line in include_str!("testdata/posts_v1.hex").lines() {
-                let bytes = unhex(line);
+            for bytes in crate::storage::codec::v1_post_records() {
                 let stored = decode_post(&bytes).unwrap();
                 let p = &stored.post;
                 change.put(&keys::id_key(keys::POST, p.id)[..], bytes.clone());

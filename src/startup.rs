@@ -22,7 +22,7 @@ use crate::metrics::Metrics;
 use crate::rate_limit::RateLimits;
 use crate::shutdown::StopSignals;
 use crate::status::{RedisHealth, StatusBoard};
-use crate::storage::Store;
+use crate::storage::{Store, StoreError};
 
 /// Seconds in-flight requests get to finish after SIGTERM / Ctrl-C.
 const SHUTDOWN_GRACE_SECONDS: u64 = 30;
@@ -46,10 +46,33 @@ pub struct Application {
 #[error("the database in {} is in use by another process: is the amber server running on this DATA_DIR?", .0.display())]
 pub struct DataDirInUse(pub std::path::PathBuf);
 
+/// Says so when `DATA_DIR` holds a feed index snapshot (`db.index-*`) but no database:
+/// `db/` was deleted or moved, and the server is about to start empty.
+fn warn_if_database_gone(settings: &Settings) {
+    if settings.db_path().join("db").exists() {
+        return;
+    }
+    let snapshots: Vec<String> = std::fs::read_dir(&settings.data_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("db.index"))
+        .collect();
+    if !snapshots.is_empty() {
+        tracing::error!(
+            data_dir = %settings.data_dir.display(),
+            left_behind = %snapshots.join(", "),
+            "DATA_DIR has no database (db/ is missing or empty) but holds a feed index snapshot of one: the database was deleted or moved. Starting with an EMPTY database; stop now and restore db/ (or import a backup) if that is not what you meant"
+        );
+    }
+}
+
 /// Opens the store under `DATA_DIR`; [`DataDirInUse`] when another process has it.
 pub fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating DATA_DIR {}", settings.data_dir.display()))?;
+    warn_if_database_gone(settings);
     let opened = Store::open(&settings.db_path(), settings.sled_cache_mb);
     if let Ok(store) = &opened {
         store.set_disk_reserve_mb(settings.disk_reserve_mb);
@@ -57,6 +80,11 @@ pub fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     opened.map_err(|err| {
         if err.is_locked() {
             anyhow::Error::new(DataDirInUse(settings.db_path()))
+        } else if matches!(err, StoreError::Sled(sled::Error::Corruption { .. })) {
+            anyhow::Error::new(err).context(format!(
+                "the database files in {} are damaged: sled's page-table snapshot (snap.*) or its log (db) failed its checksum, so sled refuses to open them (no other process holds them). Keep a copy of the directory; restore it from a copy taken while the server was stopped, or import a backup into a fresh DATA_DIR (amber import). Do not delete snap.* by hand: sled may then recover an older, shorter database",
+                settings.db_path().display()
+            ))
         } else {
             anyhow::Error::new(err).context(format!(
                 "opening the database in {}",

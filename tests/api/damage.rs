@@ -135,3 +135,55 @@ async fn damaged_records_are_reported_skipped_and_the_rest_is_served_and_exporte
     let (_, h) = restored.get_json("/api/health").await;
     assert_eq!(h["checks"]["database"]["stats"]["posts"], served);
 }
+
+#[actix_web::test]
+async fn a_deleted_database_with_its_index_snapshot_left_behind_is_said_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = spawn_on(dir.path()).await;
+    assert!(app.terminate().success());
+    assert!(std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().starts_with("db.index")));
+    std::fs::remove_dir_all(dir.path().join("db")).unwrap();
+    let app = spawn_on(dir.path()).await;
+    assert!(
+        app.logs().contains("DATA_DIR has no database"),
+        "{}",
+        app.logs()
+    );
+}
+
+#[actix_web::test]
+async fn a_damaged_sled_snapshot_is_named_as_damage_not_as_another_process() {
+    let dir = tempfile::tempdir().unwrap();
+    built_store(dir.path()).await;
+    let snap = std::fs::read_dir(dir.path().join("db"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("snap.")
+        })
+        .expect("sled wrote its snapshot at the clean stop");
+    let mut bytes = std::fs::read(&snap).unwrap();
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid..mid + 10] {
+        *b ^= 0x5A;
+    }
+    std::fs::write(&snap, bytes).unwrap();
+    let out = crate::helpers::amber_command(dir.path(), &Default::default())
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("are damaged") && err.contains("snap."),
+        "{err}"
+    );
+    assert!(!err.contains("in use by another process"), "{err}");
+}

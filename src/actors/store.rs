@@ -11,7 +11,9 @@ use crate::domain::leader::{Leader, LeaderDraft};
 use crate::domain::post::{NewPost, Post};
 use crate::domain::review::{ReviewItem, ReviewState};
 use crate::storage::disk::Writer;
-use crate::storage::{ImportReport, InsertReport, PostPatch, Record, Store, StoreError};
+use crate::storage::{
+    ImportReport, IngestMode, InsertReport, PostPatch, Record, Store, StoreError,
+};
 
 /// The writer actor. One instance only: the store assumes a single writer.
 pub struct PostStore {
@@ -75,15 +77,19 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// Store posts with dedup (ingestion and import of X posts).
+/// Store posts with dedup (ingestion of X posts); `mode` says whether new posts are
+/// announced to the notification targets (a backfill is not).
 #[derive(Message)]
 #[rtype(result = "Result<InsertReport, StoreError>")]
-pub struct InsertPosts(pub Vec<NewPost>);
+pub struct InsertPosts {
+    pub posts: Vec<NewPost>,
+    pub mode: IngestMode,
+}
 
 impl Handler<InsertPosts> for PostStore {
     type Result = Result<InsertReport, StoreError>;
     fn handle(&mut self, msg: InsertPosts, _: &mut Self::Context) -> Self::Result {
-        self.write(|s| s.insert_posts(msg.0))
+        self.write(|s| s.insert_posts_as(msg.posts, msg.mode))
     }
 }
 

@@ -11,6 +11,7 @@
 
 pub mod change;
 pub mod codec;
+pub mod damage;
 pub mod disk;
 mod feed_index;
 pub mod import;
@@ -140,6 +141,8 @@ struct Shared {
     disk: DiskWatch,
     /// Notification targets and the outbox's wake-up counter.
     notify: notify::NotifyState,
+    /// Records found damaged (skipped where met), for health.
+    damage: damage::Damage,
 }
 
 impl Shared {
@@ -295,7 +298,8 @@ impl Store {
     fn load(&mut self) -> Result<(), StoreError> {
         let index = self.load_index()?;
         *self.shared.index.write() = index;
-        *self.shared.leaders.write() = leaders::load(&self.tree)?;
+        *self.shared.leaders.write() =
+            leaders::load(&self.tree, &self.shared.damage, self.ids.leader)?;
         *self.shared.newest_x.write() = leaders::load_newest_x(&self.tree)?;
         reviews::load_counters(&self.tree, &self.shared)?;
         *self.shared.notify.targets.write() = notify::load(&self.tree)?;

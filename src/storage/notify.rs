@@ -154,6 +154,43 @@ impl Store {
         Ok(dropped)
     }
 
+    /// Keeps the target configured by `NOTIFY_URL` in step with it: created when first
+    /// set, changed in place (same id, queue kept) when the variables change, removed
+    /// when they are unset.
+    pub fn sync_env_notify_target(
+        &mut self,
+        draft: Option<TargetDraft>,
+        now_ms: i64,
+    ) -> Result<Option<Target>, StoreError> {
+        let current = self
+            .shared
+            .notify
+            .targets
+            .read()
+            .values()
+            .find(|t| t.from_env)
+            .cloned();
+        match (current, draft) {
+            (None, None) => Ok(None),
+            (None, Some(d)) => self.create_notify_target(d, true, now_ms).map(Some),
+            (Some(t), Some(d)) if t.spec == d => Ok(Some(t)),
+            (Some(mut t), Some(d)) => {
+                t.spec = d;
+                self.update_notify_target(t.clone())?;
+                Ok(Some(t))
+            }
+            (Some(t), None) => {
+                let dropped = self.delete_notify_target(t.id)?;
+                tracing::warn!(
+                    target_id = t.id,
+                    dropped,
+                    "NOTIFY_URL is no longer set: its target is removed"
+                );
+                Ok(None)
+            }
+        }
+    }
+
     /// Removes delivered entries from a target's queue.
     pub fn outbox_done(&mut self, target_id: u64, post_ids: &[u64]) -> Result<(), StoreError> {
         let mut change = ChangeSet::default();

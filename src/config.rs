@@ -150,9 +150,20 @@ pub struct Settings {
     pub metrics_allowed_networks: Vec<IpNet>,
     pub conn: ConnSettings,
     pub build: BuildInfo,
+    /// `NOTIFY_*`: the default notification target and how deliveries are tried.
+    pub notify: NotifySettings,
     /// `AMBER_BENCH_ROUTES=true` adds the `/bench/*` baseline routes used by the load
     /// scripts (never needed in production).
     pub bench_routes: bool,
+}
+
+/// Notifications (`NOTIFY_*`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotifySettings {
+    /// `NOTIFY_URL` with `NOTIFY_FORMAT` (default `json`): a target kept in step with
+    /// these variables at every start (its queue survives a change of format or URL).
+    pub default_target: Option<(String, crate::notify::target::Format)>,
+    pub delivery: crate::notify::delivery::DeliverySettings,
 }
 
 /// Reads raw variables by name.
@@ -216,6 +227,45 @@ impl Vars<'_> {
             })
             .collect()
     }
+}
+
+fn notify_settings(v: &Vars) -> Result<NotifySettings, ConfigError> {
+    use crate::notify::target::{check_url, Format};
+    let default_target = match v.get("NOTIFY_URL") {
+        None => None,
+        Some(raw) => {
+            let url = check_url(&raw).map_err(|e| bad("NOTIFY_URL", e))?;
+            let f = v.string("NOTIFY_FORMAT", "json");
+            let format = Format::parse(&f).ok_or_else(|| {
+                bad(
+                    "NOTIFY_FORMAT",
+                    format!("{f:?} is not json, ntfy, discord or slack"),
+                )
+            })?;
+            Some((url, format))
+        }
+    };
+    let base = v.positive("NOTIFY_RETRY_BASE_MS", 2000)?;
+    let max = v.positive("NOTIFY_RETRY_MAX_MS", 300_000)?;
+    if max < base {
+        return Err(bad(
+            "NOTIFY_RETRY_MAX_MS",
+            "must be at least NOTIFY_RETRY_BASE_MS",
+        ));
+    }
+    let ms = |n: u32| std::time::Duration::from_millis(u64::from(n));
+    Ok(NotifySettings {
+        default_target,
+        delivery: crate::notify::delivery::DeliverySettings {
+            retry_base: ms(base),
+            retry_max: ms(max),
+            pause_after: v.positive("NOTIFY_PAUSE_AFTER", 10)?,
+            timeout: std::time::Duration::from_secs(u64::from(
+                v.positive("NOTIFY_TIMEOUT_SECONDS", 10)?,
+            )),
+            concurrency: v.positive("NOTIFY_CONCURRENCY", 4)? as usize,
+        },
+    })
 }
 
 impl Settings {
@@ -447,6 +497,7 @@ impl Settings {
                     .get("BUILD_TIME")
                     .unwrap_or_else(|| env!("AMBER_BUILD_TIME").to_string()),
             },
+            notify: notify_settings(&v)?,
             bench_routes: v.boolean("AMBER_BENCH_ROUTES", false)?,
         })
     }

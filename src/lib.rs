@@ -12,6 +12,7 @@ pub mod error;
 pub mod healthcheck;
 pub mod http;
 pub mod metrics;
+pub mod notify;
 pub mod rate_limit;
 pub mod shape;
 pub mod shutdown;

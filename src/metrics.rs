@@ -17,6 +17,12 @@ pub struct StatusClass {
     pub class: String,
 }
 
+/// Label set for notification deliveries: `delivered`, `failed` (a try), `paused`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotifyResult {
+    pub result: String,
+}
+
 /// All metrics of the process.
 pub struct Metrics {
     registry: Registry,
@@ -37,6 +43,7 @@ pub struct Metrics {
     /// Connections refused at accept (per-address or global cap), never read.
     pub connections_refused: Counter,
     requests: AtomicU64,
+    notifications: Family<NotifyResult, Counter>,
 }
 
 impl Default for Metrics {
@@ -104,7 +111,14 @@ impl Default for Metrics {
             "1 when Redis sync is healthy, 0 when unavailable or not configured",
             redis_up.clone(),
         );
+        let notifications = Family::<NotifyResult, Counter>::default();
+        registry.register(
+            "notifications",
+            "Notification delivery tries by result (delivered, failed, paused)",
+            notifications.clone(),
+        );
         Metrics {
+            notifications,
             registry,
             responses,
             rate_limited,
@@ -124,6 +138,15 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Counts one notification delivery try (or a pause) by its result.
+    pub fn notification(&self, result: &str) {
+        self.notifications
+            .get_or_create(&NotifyResult {
+                result: result.to_string(),
+            })
+            .inc();
+    }
+
     /// Counts one answered request.
     pub fn observe_request(&self, status: u16, elapsed: Duration) {
         self.requests.fetch_add(1, Ordering::Relaxed);

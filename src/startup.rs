@@ -202,6 +202,28 @@ impl Application {
             }
         }
         let metrics = Arc::new(Metrics::default());
+        let env_target = settings
+            .notify
+            .default_target
+            .as_ref()
+            .map(|(url, format)| crate::notify::target::TargetDraft {
+                url: url.clone(),
+                format: *format,
+                leaders: vec![],
+                kinds: vec![],
+                keywords: vec![],
+                approved_only: false,
+            });
+        store
+            .send(crate::actors::store::SyncEnvNotifyTarget(env_target))
+            .await
+            .context("store actor")??;
+        let notifications = crate::notify::delivery::Notifications::start(
+            reader.clone(),
+            store.clone(),
+            metrics.clone(),
+            settings.notify.delivery.clone(),
+        );
         let metrics_for_conn = metrics.clone();
         let jwt = Arc::new(JwtKeys::new(&settings.auth));
         // Seam: the rate limiter (issue 3) and the ingestion actors (issue 4) publish their
@@ -228,6 +250,7 @@ impl Application {
             status,
             started,
             page_cache: Default::default(),
+            notifications,
         };
 
         let addr = listener.local_addr()?;

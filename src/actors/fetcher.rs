@@ -26,7 +26,7 @@ use crate::actors::signal::StopSignal;
 use crate::actors::store::{CacheXUser, InsertPosts, PostStore, SetMeta};
 use crate::domain::leader::Leader;
 use crate::domain::post::{NewPost, Platform, Post};
-use crate::storage::StoreReader;
+use crate::storage::{IngestMode, StoreReader};
 use crate::x_api::client::{FetchError, RetryPolicy, Step, XClient, MAX_PAGE, MIN_PAGE};
 use crate::x_api::dto::{map_tweet, AuthorProfile, TimelineResponse, User};
 
@@ -416,7 +416,11 @@ impl Job {
         if posts.is_empty() {
             return Ok(report);
         }
-        let stored = match self.store.send(InsertPosts(posts)).await {
+        let mode = match msg.mode {
+            FetchMode::Incremental { .. } => IngestMode::New,
+            FetchMode::Backfill { .. } => IngestMode::Backfill,
+        };
+        let stored = match self.store.send(InsertPosts { posts, mode }).await {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => return Err(LeaderError::Store(e.to_string())),
             Err(e) => return Err(LeaderError::Internal(format!("post store: {e}"))),

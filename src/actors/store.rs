@@ -10,8 +10,11 @@ use parking_lot::Mutex;
 use crate::domain::leader::{Leader, LeaderDraft};
 use crate::domain::post::{NewPost, Post};
 use crate::domain::review::{ReviewItem, ReviewState};
+use crate::notify::target::{Paused, Target, TargetDraft};
 use crate::storage::disk::Writer;
-use crate::storage::{ImportReport, InsertReport, PostPatch, Record, Store, StoreError};
+use crate::storage::{
+    ImportReport, IngestMode, InsertReport, PostPatch, Record, Store, StoreError,
+};
 
 /// The writer actor. One instance only: the store assumes a single writer.
 pub struct PostStore {
@@ -75,15 +78,19 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// Store posts with dedup (ingestion and import of X posts).
+/// Store posts with dedup (ingestion of X posts); `mode` says whether new posts are
+/// announced to the notification targets (a backfill is not).
 #[derive(Message)]
 #[rtype(result = "Result<InsertReport, StoreError>")]
-pub struct InsertPosts(pub Vec<NewPost>);
+pub struct InsertPosts {
+    pub posts: Vec<NewPost>,
+    pub mode: IngestMode,
+}
 
 impl Handler<InsertPosts> for PostStore {
     type Result = Result<InsertReport, StoreError>;
     fn handle(&mut self, msg: InsertPosts, _: &mut Self::Context) -> Self::Result {
-        self.write(|s| s.insert_posts(msg.0))
+        self.write(|s| s.insert_posts_as(msg.posts, msg.mode))
     }
 }
 
@@ -250,5 +257,71 @@ impl Handler<Close> for PostStore {
     type Result = Result<(), StoreError>;
     fn handle(&mut self, _: Close, _: &mut Self::Context) -> Self::Result {
         self.write(Store::close)
+    }
+}
+
+/// Create a notification target (from the API).
+#[derive(Message)]
+#[rtype(result = "Result<Target, StoreError>")]
+pub struct CreateNotifyTarget(pub TargetDraft);
+
+impl Handler<CreateNotifyTarget> for PostStore {
+    type Result = Result<Target, StoreError>;
+    fn handle(&mut self, msg: CreateNotifyTarget, _: &mut Self::Context) -> Self::Result {
+        self.write(|s| s.create_notify_target(msg.0, false, now_ms()))
+    }
+}
+
+/// Keep the `NOTIFY_URL` target in step with the variables (start-up).
+#[derive(Message)]
+#[rtype(result = "Result<Option<Target>, StoreError>")]
+pub struct SyncEnvNotifyTarget(pub Option<TargetDraft>);
+
+impl Handler<SyncEnvNotifyTarget> for PostStore {
+    type Result = Result<Option<Target>, StoreError>;
+    fn handle(&mut self, msg: SyncEnvNotifyTarget, _: &mut Self::Context) -> Self::Result {
+        self.write(|s| s.sync_env_notify_target(msg.0, now_ms()))
+    }
+}
+
+/// Delete a notification target with its queue; returns how many deliveries it held.
+#[derive(Message)]
+#[rtype(result = "Result<usize, StoreError>")]
+pub struct DeleteNotifyTarget(pub u64);
+
+impl Handler<DeleteNotifyTarget> for PostStore {
+    type Result = Result<usize, StoreError>;
+    fn handle(&mut self, msg: DeleteNotifyTarget, _: &mut Self::Context) -> Self::Result {
+        self.write(|s| s.delete_notify_target(msg.0))
+    }
+}
+
+/// Pause (`Some`) or resume (`None`) a notification target.
+#[derive(Message)]
+#[rtype(result = "Result<Target, StoreError>")]
+pub struct SetNotifyPaused {
+    pub id: u64,
+    pub paused: Option<Paused>,
+}
+
+impl Handler<SetNotifyPaused> for PostStore {
+    type Result = Result<Target, StoreError>;
+    fn handle(&mut self, msg: SetNotifyPaused, _: &mut Self::Context) -> Self::Result {
+        self.write(|s| s.set_notify_paused(msg.id, msg.paused))
+    }
+}
+
+/// Remove delivered entries from a target's outbox.
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct OutboxDone {
+    pub target_id: u64,
+    pub post_ids: Vec<u64>,
+}
+
+impl Handler<OutboxDone> for PostStore {
+    type Result = Result<(), StoreError>;
+    fn handle(&mut self, msg: OutboxDone, _: &mut Self::Context) -> Self::Result {
+        self.write(|s| s.outbox_done(msg.target_id, &msg.post_ids))
     }
 }

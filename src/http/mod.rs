@@ -15,6 +15,7 @@ pub mod ingestion;
 pub mod leaders;
 pub mod metrics;
 pub mod middleware;
+pub mod notifications;
 pub mod posts;
 pub mod rate_limit;
 pub mod review;
@@ -52,6 +53,8 @@ pub struct AppState {
     pub started: Instant,
     /// Rendered feed pages, valid for one store generation.
     pub page_cache: Arc<feed::PageCache>,
+    /// The notification delivery actor and the status it publishes.
+    pub notifications: crate::notify::delivery::Notifications,
 }
 
 /// JSON body config: size limit, content type and a JSON error for each failure.
@@ -161,6 +164,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
                 .configure(posts::configure)
                 .configure(review::configure)
                 .configure(admin::configure)
+                .configure(notifications::configure)
                 .configure(rate_limit::configure)
                 .configure(sentiment::configure)
                 .configure(ingestion::configure),

@@ -6,8 +6,9 @@
 //! the batch it checks free space against the reserve; after a failed flush it hides the
 //! database from readers and leaves the store to be reopened (`storage/disk.rs`).
 //!
-//! Anything else a later feature must write atomically with a change (an outbox entry,
-//! a stream position, a tombstone) is one [`ChangeSet::put`] or [`ChangeSet::remove`].
+//! Anything else a later feature must write atomically with a change (a stream
+//! position, a tombstone) is one [`ChangeSet::put`] or [`ChangeSet::remove`]; a
+//! notification outbox entry is one [`ChangeSet::outbox_put`] (which also wakes delivery).
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -43,6 +44,8 @@ pub struct ChangeSet {
     /// True once the change moves posts or reviews: the counters are rewritten.
     counted: bool,
     ids: Option<Ids>,
+    /// True once the change adds notification outbox entries: delivery is woken.
+    outbox: bool,
 }
 
 impl ChangeSet {
@@ -54,6 +57,13 @@ impl ChangeSet {
     /// Removes `key`.
     pub fn remove(&mut self, key: impl Into<IVec>) {
         self.writes.push((key.into(), None));
+    }
+
+    /// Writes a notification outbox entry (`Q` key); the delivery actor is woken once
+    /// the change is on disk.
+    pub fn outbox_put(&mut self, key: impl Into<IVec>, value: impl Into<IVec>) {
+        self.put(key, value);
+        self.outbox = true;
     }
 
     /// Adds a post's place in the feed order (its `T` key is the caller's to write).
@@ -186,6 +196,7 @@ impl Store {
             reviews,
             counted,
             ids,
+            outbox,
         } = change;
         // Posts that existed before this change and whose record it writes: their
         // renderings go stale when it becomes visible (new posts have none yet).
@@ -328,6 +339,9 @@ impl Store {
             self.shared.rendered.changed(rewritten, visible_at);
         }
         self.shared.generation.fetch_add(1, Ordering::Release);
+        if outbox {
+            self.shared.notify.wake();
+        }
         // The change is durable with its journal record already; a snapshot only
         // shortens the next start's replay, so failing to write one is not an error.
         self.maybe_snapshot();

@@ -27,6 +27,31 @@ pub const JOURNAL: u8 = b'J';
 /// `N` + leader id → the newest X post id stored for the leader (`since_id`).
 pub const NEWEST: u8 = b'N';
 
+/// `W` + target id → notification target record.
+pub const NOTIFY_TARGET: u8 = b'W';
+/// `Q` + target id + post id → event code (`n` new, `a` approved): the notification
+/// outbox, one entry per target and post, written in the same batch as the post.
+pub const OUTBOX: u8 = b'Q';
+
+/// `Q` key of a target's entry for a post (sled order: by target, then post id).
+pub fn outbox_key(target_id: u64, post_id: u64) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[0] = OUTBOX;
+    k[1..9].copy_from_slice(&target_id.to_be_bytes());
+    k[9..].copy_from_slice(&post_id.to_be_bytes());
+    k
+}
+
+/// Decodes a `Q` key into (target id, post id).
+pub fn parse_outbox_key(key: &[u8]) -> Option<(u64, u64)> {
+    if key.len() != 17 || key[0] != OUTBOX {
+        return None;
+    }
+    let target = u64::from_be_bytes(key[1..9].try_into().ok()?);
+    let post = u64::from_be_bytes(key[9..17].try_into().ok()?);
+    Some((target, post))
+}
+
 /// `F` + entity code + foreign id → Amber's id (u64 BE): the id an imported record had in
 /// the system it came from (the original's UUIDs), so it still answers there.
 pub const FOREIGN: u8 = b'F';
@@ -137,6 +162,12 @@ mod tests {
         #[test]
         fn time_key_byte_order_is_numeric_order(a in any::<(i64, u64)>(), b in any::<(i64, u64)>()) {
             prop_assert_eq!(time_key(a.0, a.1).cmp(&time_key(b.0, b.1)), a.cmp(&b));
+        }
+
+        #[test]
+        fn outbox_keys_round_trip_in_post_order(t in any::<u64>(), a in any::<u64>(), b in any::<u64>()) {
+            prop_assert_eq!(parse_outbox_key(&outbox_key(t, a)), Some((t, a)));
+            prop_assert_eq!(outbox_key(t, a).cmp(&outbox_key(t, b)), a.cmp(&b));
         }
 
         #[test]

@@ -17,6 +17,7 @@ mod feed_index;
 pub mod import;
 pub mod keys;
 pub mod leaders;
+pub mod notify;
 pub mod posts;
 pub mod query;
 pub mod reader;
@@ -37,7 +38,7 @@ use crate::storage::disk::DiskWatch;
 use crate::storage::feed_index::FeedIndex;
 
 pub use crate::storage::import::{ImportReport, Record};
-pub use crate::storage::posts::{InsertReport, PostPatch};
+pub use crate::storage::posts::{IngestMode, InsertReport, PostPatch};
 pub use crate::storage::reader::{FeedPage, PageInfo, Stats, StoreReader};
 
 /// Storage schema this build writes and reads.
@@ -138,6 +139,8 @@ struct Shared {
     tree: RwLock<Option<sled::Tree>>,
     /// Free space and the reserve, measured by the writer before each commit and by health.
     disk: DiskWatch,
+    /// Notification targets and the outbox's wake-up counter.
+    notify: notify::NotifyState,
     /// Records found damaged (skipped where met), for health.
     damage: damage::Damage,
 }
@@ -299,6 +302,7 @@ impl Store {
             leaders::load(&self.tree, &self.shared.damage, self.ids.leader)?;
         *self.shared.newest_x.write() = leaders::load_newest_x(&self.tree)?;
         reviews::load_counters(&self.tree, &self.shared)?;
+        *self.shared.notify.targets.write() = notify::load(&self.tree)?;
         posts::check_counters(&self.tree, &self.shared.index.read())
     }
 

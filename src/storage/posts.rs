@@ -23,6 +23,17 @@ pub struct InsertReport {
     pub orphans: usize,
 }
 
+/// Whether an ingestion batch announces its new posts to the notification targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IngestMode {
+    /// Posts newer than what was stored: a scheduled run, a refresh, the live stream.
+    /// Each new post is queued for every target that wants it, in the same batch.
+    New,
+    /// History (a first sight of a leader, an explicit backfill): stored quietly, so a
+    /// backfill never floods the targets.
+    Backfill,
+}
+
 /// Changes to a stored post; `None` leaves a field alone.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PostPatch {
@@ -169,9 +180,20 @@ impl Store {
         Ok(())
     }
 
-    /// Stores a batch of posts with dedup on (platform, external id), all or nothing.
-    /// A post whose edit history names a stored post updates that post instead.
+    /// [`Store::insert_posts_as`] for history: nothing is announced.
     pub fn insert_posts(&mut self, posts: Vec<NewPost>) -> Result<InsertReport, StoreError> {
+        self.insert_posts_as(posts, IngestMode::Backfill)
+    }
+
+    /// Stores a batch of posts with dedup on (platform, external id), all or nothing.
+    /// A post whose edit history names a stored post updates that post instead. With
+    /// [`IngestMode::New`] each post stored for the first time is queued for the
+    /// notification targets that want it, in the same batch.
+    pub fn insert_posts_as(
+        &mut self,
+        posts: Vec<NewPost>,
+        mode: IngestMode,
+    ) -> Result<InsertReport, StoreError> {
         self.check_id_space()?;
         let mut report = InsertReport::default();
         let mut change = ChangeSet::default();
@@ -299,6 +321,11 @@ impl Store {
             .collect();
         if report.inserted.is_empty() && report.updated.is_empty() && newest_updates.is_empty() {
             return Ok(report);
+        }
+        if mode == IngestMode::New {
+            for post in &report.inserted {
+                self.stage_outbox(&mut change, post, crate::notify::target::Event::New);
+            }
         }
         change.set_ids(ids);
         self.apply(change)?;

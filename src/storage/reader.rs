@@ -11,6 +11,7 @@ use crate::domain::cursor::Cursor;
 use crate::domain::leader::Leader;
 use crate::domain::post::{Platform, Post};
 use crate::domain::review::{ReviewItem, ReviewState};
+use crate::notify::target::{Event, Target};
 use crate::storage::damage::{DamageReport, RecordScan};
 use crate::storage::disk::Space;
 use crate::storage::feed_index::{Entry, PageRef};
@@ -446,6 +447,59 @@ impl StoreReader {
             .tree()?
             .get(keys::named_key(keys::META, &format!("app:{name}")))?
             .map(|v| v.to_vec()))
+    }
+
+    /// Every notification target, by id.
+    pub fn notify_targets(&self) -> Vec<Target> {
+        self.shared
+            .notify
+            .targets
+            .read()
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// One notification target.
+    pub fn notify_target(&self, id: u64) -> Option<Target> {
+        self.shared.notify.targets.read().get(&id).cloned()
+    }
+
+    /// Up to `limit` of a target's queued deliveries after post `after`, oldest first.
+    pub fn outbox_after(
+        &self,
+        target_id: u64,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, Event)>, StoreError> {
+        let prefix = crate::storage::notify::outbox_prefix(target_id);
+        let start = match after {
+            Some(u64::MAX) => return Ok(Vec::new()),
+            Some(post) => keys::outbox_key(target_id, post + 1),
+            None => keys::outbox_key(target_id, 0),
+        };
+        let mut out = Vec::new();
+        for kv in self.tree()?.range(start..) {
+            let (k, v) = kv?;
+            if !k.starts_with(&prefix) || out.len() >= limit {
+                break;
+            }
+            if let Some((_, post)) = keys::parse_outbox_key(&k) {
+                out.push((post, Event::from_code(v.first().copied().unwrap_or(b'n'))));
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many deliveries a target has queued.
+    pub fn outbox_len(&self, target_id: u64) -> Result<usize, StoreError> {
+        let prefix = crate::storage::notify::outbox_prefix(target_id);
+        Ok(self.tree()?.scan_prefix(prefix).keys().count())
+    }
+
+    /// Changes after every commit that queued deliveries (and when a target resumes).
+    pub fn outbox_wake(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.shared.notify.wake.subscribe()
     }
 
     /// Every record, for backup: leaders, then posts (oldest first), then review items.

@@ -4,6 +4,7 @@ use std::sync::atomic::Ordering;
 
 use crate::domain::post::Verification;
 use crate::domain::review::{ReviewItem, ReviewState};
+use crate::notify::target::Event;
 use crate::storage::change::ChangeSet;
 use crate::storage::posts::{put_post, read_post};
 use crate::storage::{codec, get_u64, keys, Shared, Store, StoreError};
@@ -37,6 +38,7 @@ impl Store {
             .ok_or(StoreError::NotFound("review item"))?;
         let mut item: ReviewItem = codec::decode(&bytes)?;
         let was_pending = item.state == ReviewState::Pending;
+        let newly_approved = state == ReviewState::Approved && item.state != ReviewState::Approved;
         item.state = state;
         if notes.is_some() {
             item.notes = notes;
@@ -53,6 +55,10 @@ impl Store {
                 ReviewState::Pending => Verification::Pending,
             };
             put_post(&mut change, &stored)?;
+            if newly_approved {
+                // Targets that take only approved posts hear of it now, in this batch.
+                self.stage_outbox(&mut change, &stored.post, Event::Approved);
+            }
         }
         change.review_state_changed(was_pending, state == ReviewState::Pending);
         self.apply(change)?;

@@ -18,6 +18,7 @@ mod ingestion;
 mod leaders;
 mod logs;
 mod methods;
+mod notify;
 mod original;
 mod posts;
 mod rate_limit;

@@ -185,6 +185,7 @@ impl Application {
             status,
             started,
             page_cache: Default::default(),
+            feed_cache: Default::default(),
         };
 
         let addr = listener.local_addr()?;

@@ -8,6 +8,7 @@ pub mod bench;
 pub mod conn;
 pub mod dto;
 pub mod feed;
+pub mod feeds;
 pub mod form;
 pub mod health;
 pub mod ids;
@@ -52,6 +53,8 @@ pub struct AppState {
     pub started: Instant,
     /// Rendered feed pages, valid for one store generation.
     pub page_cache: Arc<feed::PageCache>,
+    /// Rendered syndication feeds and their validators (`/feeds/...`).
+    pub feed_cache: Arc<crate::feeds::validators::FeedCache>,
 }
 
 /// JSON body config: size limit, content type and a JSON error for each failure.
@@ -146,6 +149,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
         .service(web::resource("/readyz").route(web::get().to(health::readyz)))
         .service(web::resource("/metrics").route(web::get().to(metrics::prometheus)))
         .configure(|cfg| crate::web::configure(cfg, settings))
+        .configure(feeds::configure)
         .configure(|cfg| {
             if settings.bench_routes {
                 bench::configure(cfg);

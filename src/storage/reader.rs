@@ -165,6 +165,25 @@ impl StoreReader {
         })
     }
 
+    /// A page of posts, newest first, each with the older external ids of its edit
+    /// chain (the ids it had before its edits, in no particular order). Reads sled: call it
+    /// off the async executor. Posts deleted between the index read and the record read
+    /// are skipped.
+    pub fn page_with_history(
+        &self,
+        query: &PostQuery,
+    ) -> Result<(Vec<(Post, Vec<String>)>, PageInfo), StoreError> {
+        let page = self.shared.index.read().page(query);
+        let tree = self.tree()?;
+        let mut posts = Vec::with_capacity(page.entries.len());
+        for e in &page.entries {
+            if let Some(s) = read_post(&tree, e.post_id)? {
+                posts.push((s.post, s.aliases));
+            }
+        }
+        Ok((posts, info(&page)))
+    }
+
     /// Appends the page's posts, comma-separated, as rendered before, to `out` from
     /// memory alone: `None` (and `out` as it was) when some post on it was not rendered
     /// yet or changed since. Takes microseconds and never touches sled, so it can run on

@@ -1,5 +1,8 @@
 //! Backup and restore as JSON lines: `{"kind":"leader"|"post"|"review", ...}` with the
 //! same fields as the API's JSON (posts keep their ids, `leaderId` and `platformPostId`).
+//! The last line is the trailer, `{"kind":"trailer","records":N,"damagedSkipped":D}`: how
+//! many record lines come before it, and how many damaged records the export skipped.
+//! Import refuses a backup without it, or whose count disagrees (a truncated copy).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
@@ -28,6 +31,8 @@ pub enum BackupError {
     Line { line: usize, message: String },
     #[error("reading input: {0}")]
     Io(#[from] std::io::Error),
+    #[error("the backup ends after {records} records without its trailer line: it was cut short (an export that failed or a partial copy); nothing was imported. Export again, or pass --no-trailer for a backup written before trailers existed")]
+    NoTrailer { records: usize },
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -95,6 +100,27 @@ pub fn write_record(out: &mut impl Write, record: &Record) -> std::io::Result<()
             body: &ReviewJson::from(r, None, None),
         }),
     }
+    .map_err(std::io::Error::other)?;
+    writeln!(out, "{line}")
+}
+
+/// The backup's last line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Trailer {
+    /// Record lines before the trailer.
+    pub records: u64,
+    /// Damaged records the export skipped (not in the backup).
+    #[serde(default)]
+    pub damaged_skipped: u64,
+}
+
+/// Writes the trailer line, after the last record.
+pub fn write_trailer(out: &mut impl Write, trailer: Trailer) -> std::io::Result<()> {
+    let line = serde_json::to_string(&Tagged {
+        kind: "trailer",
+        body: &trailer,
+    })
     .map_err(std::io::Error::other)?;
     writeln!(out, "{line}")
 }
@@ -252,18 +278,75 @@ pub fn parse_line(line_no: usize, text: &str) -> Result<Record, BackupError> {
     })
 }
 
-/// Reads every record of a backup; blank lines are skipped, any bad line is an error
-/// naming its number (nothing is imported from a file with a bad line).
-pub fn read_all(input: impl BufRead) -> Result<Vec<Record>, BackupError> {
+/// How [`read_all`] treats a backup without a trailer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrailerRule {
+    /// Refuse it (the default: a backup cut short looks exactly like that).
+    Required,
+    /// Accept it (a backup written before the trailer existed, by `--no-trailer`).
+    Optional,
+}
+
+/// The trailer of `line`, if it is one.
+fn trailer_of(line_no: usize, text: &str) -> Result<Option<Trailer>, BackupError> {
+    let kind: KindIn = serde_json::from_str(text).map_err(|e| BackupError::Line {
+        line: line_no,
+        message: e.to_string(),
+    })?;
+    if kind.kind != "trailer" {
+        return Ok(None);
+    }
+    serde_json::from_str(text)
+        .map(Some)
+        .map_err(|e| BackupError::Line {
+            line: line_no,
+            message: format!("trailer: {e}"),
+        })
+}
+
+/// Reads every record of a backup and checks its trailer; blank lines are skipped, any
+/// bad line is an error naming its number (nothing is imported from a file with a bad
+/// line), and so is a missing trailer (under [`TrailerRule::Required`]), a trailer whose
+/// count disagrees, or a line after it. Returns the records and the trailer, if any.
+pub fn read_all(
+    input: impl BufRead,
+    rule: TrailerRule,
+) -> Result<(Vec<Record>, Option<Trailer>), BackupError> {
     let mut records = Vec::new();
+    let mut trailer: Option<(usize, Trailer)> = None;
     for (i, line) in input.lines().enumerate() {
         let line = line?;
         if line.trim().is_empty() {
             continue;
         }
-        records.push(parse_line(i + 1, &line)?);
+        if let Some((at, _)) = trailer {
+            return Err(BackupError::Line {
+                line: i + 1,
+                message: format!(
+                    "a line after the trailer (line {at}): two backups joined, or a damaged file"
+                ),
+            });
+        }
+        match trailer_of(i + 1, &line)? {
+            Some(t) => trailer = Some((i + 1, t)),
+            None => records.push(parse_line(i + 1, &line)?),
+        }
     }
-    Ok(records)
+    match trailer {
+        Some((line, t)) if t.records != records.len() as u64 => Err(BackupError::Line {
+            line,
+            message: format!(
+                "the trailer counts {} records but the backup holds {}: the file is damaged or cut short",
+                t.records,
+                records.len()
+            ),
+        }),
+        Some((_, t)) => Ok((records, Some(t))),
+        None if rule == TrailerRule::Optional => Ok((records, None)),
+        None => Err(BackupError::NoTrailer {
+            records: records.len(),
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -282,6 +365,63 @@ mod tests {
         assert!(err.to_string().starts_with("line 3: metrics"), "{err}");
         let deep = format!("{}1{}", "{\"a\":".repeat(40), "}".repeat(40));
         assert!(parse_line(4, &post_line(&deep)).is_err());
+    }
+
+    const LEADER: &str =
+        r#"{"kind":"leader","id":1,"name":"A","createdAt":"2026-01-01T00:00:00.000Z"}"#;
+
+    fn backup(lines: &[&str]) -> Vec<u8> {
+        lines
+            .iter()
+            .flat_map(|l| format!("{l}\n").into_bytes())
+            .collect()
+    }
+
+    #[test]
+    fn a_backup_is_read_only_with_a_trailer_that_counts_its_records() {
+        let mut trailer = Vec::new();
+        write_trailer(
+            &mut trailer,
+            Trailer {
+                records: 2,
+                damaged_skipped: 1,
+            },
+        )
+        .unwrap();
+        let trailer = String::from_utf8(trailer).unwrap();
+        let post = post_line("{}");
+        let whole = backup(&[LEADER, &post, trailer.trim()]);
+        let (records, t) = read_all(&whole[..], TrailerRule::Required).unwrap();
+        assert_eq!(records.len(), 2);
+        assert_eq!(
+            t,
+            Some(Trailer {
+                records: 2,
+                damaged_skipped: 1
+            })
+        );
+
+        // Cut short: no trailer, or a trailer counting more than is there.
+        let cut = backup(&[LEADER, &post]);
+        let err = read_all(&cut[..], TrailerRule::Required).unwrap_err();
+        assert!(
+            matches!(err, BackupError::NoTrailer { records: 2 }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("cut short"), "{err}");
+        let short = backup(&[LEADER, trailer.trim()]);
+        let err = read_all(&short[..], TrailerRule::Required).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("line 2: the trailer counts 2 records but the backup holds 1"),
+            "{err}"
+        );
+        let joined = backup(&[LEADER, &post, trailer.trim(), LEADER]);
+        let err = read_all(&joined[..], TrailerRule::Required).unwrap_err();
+        assert!(err.to_string().contains("after the trailer"), "{err}");
+        // A backup from before trailers, when asked for.
+        let (records, t) = read_all(&cut[..], TrailerRule::Optional).unwrap();
+        assert_eq!((records.len(), t), (2, None));
     }
 
     #[test]

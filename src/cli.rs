@@ -45,7 +45,12 @@ pub enum Command {
     /// Write every leader, post and review item to stdout as JSON lines.
     Export,
     /// Read a backup (JSON lines) from stdin into DATA_DIR; the server must be stopped.
-    Import,
+    /// The backup must end with its trailer line (a cut-short backup is refused).
+    Import {
+        /// Accept a backup without a trailer line (written before trailers existed).
+        #[arg(long)]
+        no_trailer: bool,
+    },
     /// Exit 0 when the local server (HOST/PORT) answers /api/health with ok or degraded.
     Healthcheck {
         /// Fail on `degraded` too, not only when the server is down or erroring.
@@ -124,25 +129,50 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             let reader = store.reader();
             let stdout = std::io::stdout();
             let mut out = BufWriter::new(stdout.lock());
-            let mut n = 0usize;
-            for record in reader.export() {
+            let skipped = std::cell::Cell::new(0);
+            let mut n = 0u64;
+            for record in reader.export(&skipped) {
                 backup::write_record(&mut out, &record?)?;
                 n += 1;
             }
+            let damaged = skipped.get();
+            backup::write_trailer(
+                &mut out,
+                backup::Trailer {
+                    records: n,
+                    damaged_skipped: damaged,
+                },
+            )?;
             out.flush()?;
             drop(reader);
             let mut store = store;
             store.close()?;
             eprintln!("exported {n} records");
+            if damaged > 0 {
+                anyhow::bail!(
+                    "{damaged} damaged records could not be read and are not in the backup (the log names them); the {n} records written are intact"
+                );
+            }
             Ok(())
         }
-        Command::Import => {
+        Command::Import { no_trailer } => {
             let mut store = open_store(&settings).map_err(|err| {
                 server_running(err, &settings, |_| {
                     "import needs the database to itself: stop the server (e.g. systemctl stop amber), run amber import, then start it again".to_string()
                 })
             })?;
-            let records = backup::read_all(std::io::stdin().lock())?;
+            let rule = if no_trailer {
+                backup::TrailerRule::Optional
+            } else {
+                backup::TrailerRule::Required
+            };
+            let (records, trailer) = backup::read_all(std::io::stdin().lock(), rule)?;
+            if let Some(t) = trailer.filter(|t| t.damaged_skipped > 0) {
+                eprintln!(
+                    "warning: this backup was exported from a damaged database: {} damaged records were skipped and are not in it",
+                    t.damaged_skipped
+                );
+            }
             let report = store.import(records)?;
             store.close()?;
             eprintln!(

@@ -68,6 +68,20 @@ pub fn open_store(settings: &Settings) -> anyhow::Result<Store> {
 
 /// While the database is closed after a failed write (a full disk), asks the writer to
 /// reopen it every second, so reads come back without waiting for the next write.
+/// Reads every record once in the background and logs what is damaged (health shows it).
+fn spawn_integrity_check(reader: crate::storage::StoreReader) {
+    let spawned = std::thread::Builder::new()
+        .name("integrity-check".into())
+        .spawn(move || {
+            if let Err(err) = reader.check_integrity() {
+                tracing::warn!(error = %err, "integrity check did not finish");
+            }
+        });
+    if let Err(err) = spawned {
+        tracing::warn!(error = %err, "integrity check not started");
+    }
+}
+
 fn spawn_recovery(store: Addr<PostStore>, reader: crate::storage::StoreReader) {
     actix_rt::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
@@ -148,6 +162,7 @@ impl Application {
         let reader = store.reader();
         let store = PostStore::start(store);
         spawn_recovery(store.clone(), reader.clone());
+        spawn_integrity_check(reader.clone());
         if settings.seed_leaders {
             let drafts = read_seed(&settings.seed_file)?;
             let added = store

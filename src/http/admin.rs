@@ -103,7 +103,7 @@ const EXPORT_CHUNK: usize = 64 * 1024;
 /// the running server, so a backup needs no downtime. Records are read on a blocking
 /// thread and sent in chunks; a client that goes away stops the reading.
 #[utoipa::path(get, path = "/api/admin/export", operation_id = "exportBackup", tag = "admin", security(("bearer" = [])),
-    responses((status = 200, description = "Every leader, post and review item, one JSON object a line (as `amber export`)", content_type = "application/x-ndjson", body = String),
+    responses((status = 200, description = "Every leader, post and review item, one JSON object a line (as `amber export`), then the trailer line `{\"kind\":\"trailer\",\"records\":N,\"damagedSkipped\":D}`; a failure mid-stream ends the body without its final chunk", content_type = "application/x-ndjson", body = String),
         (status = 401, description = "No or invalid token", body = crate::error::ErrorBody),
         (status = 403, description = "Wrong role", body = crate::error::ErrorBody)))]
 pub async fn export(_admin: Admin, state: web::Data<AppState>) -> HttpResponse {
@@ -111,15 +111,20 @@ pub async fn export(_admin: Admin, state: web::Data<AppState>) -> HttpResponse {
     let reader = state.reader.clone();
     actix_web::rt::task::spawn_blocking(move || {
         let mut buf = Vec::with_capacity(EXPORT_CHUNK * 2);
-        for record in reader.export() {
+        let skipped = std::cell::Cell::new(0);
+        let mut records = 0u64;
+        for record in reader.export(&skipped) {
             let written = record
                 .map_err(std::io::Error::other)
                 .and_then(|r| crate::backup::write_record(&mut buf, &r));
+            // A failure ends the body without its last chunk (a broken chunked stream,
+            // which curl reports), and the backup has no trailer: import refuses it.
             if let Err(err) = written {
-                tracing::error!(error = %err, "export failed");
+                tracing::error!(error = %err, records, "export failed");
                 let _ = tx.blocking_send(Err(err));
                 return;
             }
+            records += 1;
             if buf.len() >= EXPORT_CHUNK
                 && tx
                     .blocking_send(Ok(std::mem::take(&mut buf).into()))
@@ -128,9 +133,19 @@ pub async fn export(_admin: Admin, state: web::Data<AppState>) -> HttpResponse {
                 return;
             }
         }
-        if !buf.is_empty() {
-            let _ = tx.blocking_send(Ok(buf.into()));
+        let damaged_skipped = skipped.get();
+        if damaged_skipped > 0 {
+            tracing::error!(records, damaged_skipped, "export skipped damaged records");
         }
+        let trailer = crate::backup::Trailer {
+            records,
+            damaged_skipped,
+        };
+        if let Err(err) = crate::backup::write_trailer(&mut buf, trailer) {
+            let _ = tx.blocking_send(Err(err));
+            return;
+        }
+        let _ = tx.blocking_send(Ok(buf.into()));
     });
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))

@@ -10,15 +10,31 @@ use crate::http::AppState;
 #[utoipa::path(get, path = "/api/health", operation_id = "health", tag = "health", responses((status = 200, description = "`ok` or `degraded`, with database, redis and scheduler checks, ingest stats and build", body = Object), (status = 503, description = "The database check failed", body = Object)))]
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     let reader = state.reader.clone();
-    let db = web::block(move || reader.check().map(|_| (reader.stats(), reader.space()))).await;
+    let db = web::block(move || {
+        reader
+            .check()
+            .map(|_| (reader.stats(), reader.space(), reader.damage()))
+    })
+    .await;
     let redis = *state.status.redis.borrow();
     let ingest = state.status.ingest.borrow().clone();
     let (db_ok, database) = match db {
-        Ok(Ok((stats, space))) => (
+        Ok(Ok((stats, space, damage))) => (
             true,
             json!({
-                // Reads work; below the reserve writes are refused (507) until space is freed.
-                "status": if space.is_some_and(|s| s.low()) { "degraded" } else { "ok" },
+                // Reads work; below the reserve writes are refused (507) until space is
+                // freed; damaged records are skipped, the rest is served.
+                "status": if space.is_some_and(|s| s.low()) || damage.total() > 0 { "degraded" } else { "ok" },
+                // What cannot be read back; `checked` once start-up read every record.
+                "damage": {
+                    "checked": damage.checked,
+                    "damagedRecords": damage.total(),
+                    "leaders": damage.leaders,
+                    "posts": damage.posts,
+                    "reviewItems": damage.review_items,
+                    "missingPosts": damage.missing_posts,
+                    "other": damage.other,
+                },
                 "disk": space.map(|s| json!({
                     "availableMb": s.available / (1024 * 1024),
                     "reserveMb": s.reserve / (1024 * 1024),

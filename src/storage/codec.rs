@@ -10,8 +10,10 @@
 //!
 //! Leaders and review items are still at version 1.
 //!
-//! This module only maps values to bytes and back; a checksum envelope around these bytes
-//! (if any) lives in functions of its own.
+//! Since issue 11 every record is written inside a checksum envelope: [`CHECKED`], the
+//! CRC-32 (little endian) of the rest, then the version byte and body. A record whose
+//! checksum does not match is [`CodecError::Checksum`]: damaged on disk, never decoded.
+//! Records written before the envelope (first byte a version) are read as before.
 
 use bincode::{Decode, Encode};
 
@@ -34,7 +36,16 @@ pub enum CodecError {
     Decode(#[from] bincode::error::DecodeError),
     #[error("record does not encode: {0}")]
     Encode(#[from] bincode::error::EncodeError),
+    #[error("record checksum does not match: the record is damaged")]
+    Checksum,
 }
+
+/// The first byte of a record inside the checksum envelope. Never a format version (those
+/// count up from 1), so an older record is told apart by its first byte.
+pub const CHECKED: u8 = 0xC5;
+
+/// Bytes before the version byte in an enveloped record: the tag and the CRC.
+const ENVELOPE: usize = 5;
 
 /// A record type with a format version.
 pub trait Versioned: Encode + Decode<()> + Sized {
@@ -72,17 +83,42 @@ fn body_of<T: Decode<()>>(body: &[u8]) -> Result<T, CodecError> {
     Ok(value)
 }
 
-/// Encodes a record behind its type's current version byte.
+/// Encodes a record behind its type's current version byte, inside the checksum envelope.
 pub fn encode<T: Versioned>(value: &T) -> Result<Vec<u8>, CodecError> {
     let mut out = Vec::with_capacity(128);
-    out.push(T::VERSION);
+    out.extend_from_slice(&[CHECKED, 0, 0, 0, 0, T::VERSION]);
     bincode::encode_into_std_write(value, &mut out, bincode::config::standard())?;
+    let crc = crc32fast::hash(&out[ENVELOPE..]);
+    out[1..ENVELOPE].copy_from_slice(&crc.to_le_bytes());
     Ok(out)
 }
 
-/// Decodes a record written by [`encode`] in any version this build knows.
+/// The version byte and body of a record: checked against its CRC when enveloped, as
+/// stored when written before the envelope.
+fn unwrap_envelope(bytes: &[u8]) -> Result<&[u8], CodecError> {
+    match bytes.first() {
+        None => Err(CodecError::Empty),
+        Some(&CHECKED) => {
+            let (head, rest) = bytes
+                .split_at_checked(ENVELOPE)
+                .ok_or(CodecError::Checksum)?;
+            let crc = u32::from_le_bytes([head[1], head[2], head[3], head[4]]);
+            if crc32fast::hash(rest) == crc {
+                Ok(rest)
+            } else {
+                Err(CodecError::Checksum)
+            }
+        }
+        Some(_) => Ok(bytes),
+    }
+}
+
+/// Decodes a record written by [`encode`] (or before the envelope) in any version this
+/// build knows.
 pub fn decode<T: Versioned>(bytes: &[u8]) -> Result<T, CodecError> {
-    let (&version, body) = bytes.split_first().ok_or(CodecError::Empty)?;
+    let (&version, body) = unwrap_envelope(bytes)?
+        .split_first()
+        .ok_or(CodecError::Empty)?;
     if version == T::VERSION {
         body_of(body)
     } else {
@@ -234,8 +270,41 @@ mod tests {
             avatar_url: None,
         };
         let bytes = encode(&leader).unwrap();
-        assert_eq!(bytes[0], 1);
+        assert_eq!((bytes[0], bytes[5]), (CHECKED, 1));
         assert_eq!(decode::<Leader>(&bytes).unwrap(), leader);
+        // The same record as written before the envelope still reads.
+        assert_eq!(decode::<Leader>(&bytes[5..]).unwrap(), leader);
+    }
+
+    #[test]
+    fn a_damaged_record_is_a_checksum_error_never_a_wrong_value() {
+        let leader = Leader {
+            id: 3,
+            name: "Ada".into(),
+            handles: Default::default(),
+            tracking_topics: vec![],
+            created_at_ms: 5,
+            avatar_url: None,
+        };
+        let bytes = encode(&leader).unwrap();
+        for i in 1..bytes.len() {
+            for flip in [0x01u8, 0x80, 0xFF] {
+                let mut damaged = bytes.clone();
+                damaged[i] ^= flip;
+                assert!(
+                    matches!(decode::<Leader>(&damaged), Err(CodecError::Checksum)),
+                    "byte {i} flipped by {flip:#x}"
+                );
+            }
+        }
+        let mut zeroed = bytes.clone();
+        zeroed[1..].fill(0);
+        assert!(decode::<Leader>(&zeroed).is_err());
+        assert!(matches!(
+            decode::<Leader>(&bytes[..3]),
+            Err(CodecError::Checksum)
+        ));
+        assert!(decode::<Leader>(&[0; 40]).is_err(), "a zeroed record");
     }
 
     #[test]
@@ -323,7 +392,7 @@ mod tests {
     fn an_upgraded_record_is_written_back_as_version_2() {
         let old = decode::<StoredPost>(&v1_post_records()[0]).unwrap();
         let bytes = encode(&old).unwrap();
-        assert_eq!(bytes[0], 2);
+        assert_eq!((bytes[0], bytes[5]), (CHECKED, 2));
         let again = decode::<StoredPost>(&bytes).unwrap();
         assert_eq!(again.post, old.post);
         assert_eq!(again.aliases, old.aliases);

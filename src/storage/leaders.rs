@@ -5,15 +5,21 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::domain::leader::{Leader, LeaderDraft};
 use crate::storage::change::ChangeSet;
+use crate::storage::damage::{Damage, RecordScan};
 use crate::storage::{codec, keys, Store, StoreError};
 
-/// Every stored leader, by id (start-up).
-pub(super) fn load(tree: &sled::Tree) -> Result<BTreeMap<u64, Leader>, StoreError> {
+/// Every stored leader, by id (start-up); damaged records are skipped and noted.
+pub(super) fn load(
+    tree: &sled::Tree,
+    damage: &Damage,
+    next_id: u64,
+) -> Result<BTreeMap<u64, Leader>, StoreError> {
     let mut leaders = BTreeMap::new();
-    for kv in tree.scan_prefix([keys::LEADER]) {
-        let (_, v) = kv?;
-        let leader: Leader = codec::decode(&v)?;
-        leaders.insert(leader.id, leader);
+    for kv in RecordScan::new(tree, damage, keys::LEADER, next_id) {
+        let (k, v) = kv?;
+        if let Some(leader) = damage.skip::<Leader>(&k, codec::decode(&v).map_err(Into::into))? {
+            leaders.insert(leader.id, leader);
+        }
     }
     Ok(leaders)
 }

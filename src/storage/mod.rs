@@ -11,6 +11,7 @@
 
 pub mod change;
 pub mod codec;
+pub mod damage;
 pub mod disk;
 mod feed_index;
 pub mod import;
@@ -137,6 +138,8 @@ struct Shared {
     tree: RwLock<Option<sled::Tree>>,
     /// Free space and the reserve, measured by the writer before each commit and by health.
     disk: DiskWatch,
+    /// Records found damaged (skipped where met), for health.
+    damage: damage::Damage,
 }
 
 impl Shared {
@@ -292,7 +295,8 @@ impl Store {
     fn load(&mut self) -> Result<(), StoreError> {
         let index = self.load_index()?;
         *self.shared.index.write() = index;
-        *self.shared.leaders.write() = leaders::load(&self.tree)?;
+        *self.shared.leaders.write() =
+            leaders::load(&self.tree, &self.shared.damage, self.ids.leader)?;
         *self.shared.newest_x.write() = leaders::load_newest_x(&self.tree)?;
         reviews::load_counters(&self.tree, &self.shared)?;
         posts::check_counters(&self.tree, &self.shared.index.read())

@@ -2,6 +2,7 @@
 //! in-memory state; it never waits for the writer except for the microseconds the
 //! in-memory feed index is locked.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -10,12 +11,13 @@ use crate::domain::cursor::Cursor;
 use crate::domain::leader::Leader;
 use crate::domain::post::{Platform, Post};
 use crate::domain::review::{ReviewItem, ReviewState};
+use crate::storage::damage::{DamageReport, RecordScan};
 use crate::storage::disk::Space;
 use crate::storage::feed_index::{Entry, PageRef};
 use crate::storage::import::Record;
 use crate::storage::posts::{decode_post, read_post};
 use crate::storage::query::PostQuery;
-use crate::storage::{codec, keys, Entity, Shared, StoreError};
+use crate::storage::{codec, get_u64, keys, Entity, Shared, StoreError};
 
 /// One page of posts, newest first.
 #[derive(Debug, Clone)]
@@ -118,9 +120,102 @@ impl StoreReader {
         f(&self.shared.leaders.read())
     }
 
-    /// One post.
+    /// One post; `None` when it does not exist, or when its record is damaged (skipped
+    /// and counted, see [`damage`](crate::storage::damage)).
     pub fn post(&self, id: u64) -> Result<Option<Post>, StoreError> {
-        Ok(read_post(&self.tree()?, id)?.map(|s| s.post))
+        let read = read_post(&self.tree()?, id);
+        let read = self
+            .shared
+            .damage
+            .skip(&keys::id_key(keys::POST, id), read)?;
+        Ok(read.flatten().map(|s| s.post))
+    }
+
+    /// The damage found so far (records skipped because they cannot be read).
+    pub fn damage(&self) -> DamageReport {
+        self.shared.damage.report()
+    }
+
+    /// The next free id of a kind (`seq:leader`, `seq:post`, `seq:review`): the end of
+    /// a [`RecordScan`].
+    fn next_id(&self, tree: &sled::Tree, name: &str) -> u64 {
+        get_u64(tree, &keys::named_key(keys::META, name))
+            .ok()
+            .flatten()
+            .unwrap_or(1)
+    }
+
+    /// Reads every record once to find damage, and says what it found in the log (and,
+    /// from then on, in health): every leader and review item, and every post the feed
+    /// index names (a post named there whose record is gone counts as missing). Run once
+    /// after start-up, off the request path.
+    pub fn check_integrity(&self) -> Result<DamageReport, StoreError> {
+        let started = std::time::Instant::now();
+        let tree = self.tree()?;
+        let damage = &self.shared.damage;
+        let mut records = 0u64;
+        for prefix in [keys::LEADER, keys::REVIEW] {
+            let name = if prefix == keys::LEADER {
+                "seq:leader"
+            } else {
+                "seq:review"
+            };
+            for kv in RecordScan::new(&tree, damage, prefix, self.next_id(&tree, name)) {
+                let (k, v) = kv?;
+                let decoded = if prefix == keys::LEADER {
+                    codec::decode::<Leader>(&v).map(drop)
+                } else {
+                    codec::decode::<ReviewItem>(&v).map(drop)
+                };
+                records += u64::from(damage.skip(&k, decoded.map_err(Into::into))?.is_some());
+            }
+        }
+        // The index in pages of 10,000 (a cursor each), so it is never locked for long.
+        let mut query = PostQuery::newest(10_000);
+        loop {
+            let page = self.shared.index.read().page(&query);
+            for e in &page.entries {
+                let key = keys::id_key(keys::POST, e.post_id);
+                match damage.skip(&key, read_post(&tree, e.post_id))? {
+                    Some(Some(_)) => records += 1,
+                    // Deleted since the page was read, or missing for good.
+                    Some(None)
+                        if self
+                            .shared
+                            .index
+                            .read()
+                            .get(e.timestamp_ms, e.post_id)
+                            .is_some() =>
+                    {
+                        damage.note_missing_post(e.post_id)
+                    }
+                    Some(None) | None => {}
+                }
+            }
+            match (page.has_next, page.entries.last()) {
+                (true, Some(last)) => {
+                    query = query.starting(crate::storage::query::PageStart::Before(last.cursor()))
+                }
+                _ => break,
+            }
+        }
+        damage.set_checked();
+        let report = damage.report();
+        let ms = started.elapsed().as_millis() as u64;
+        if report.total() == 0 {
+            tracing::info!(records, ms, "integrity check: every record reads back");
+        } else {
+            tracing::error!(
+                records,
+                ms,
+                damaged_leaders = report.leaders,
+                damaged_posts = report.posts,
+                damaged_review_items = report.review_items,
+                missing_posts = report.missing_posts,
+                "integrity check: damaged records found; they are skipped, the rest is served. Restore them from a backup (amber import) or export what is intact"
+            );
+        }
+        Ok(report)
     }
 
     /// The stored post for (platform, external id), if any.
@@ -290,9 +385,20 @@ impl StoreReader {
         }
         // A min-heap of the `limit` most recent: the least recent is dropped first.
         let mut top: BinaryHeap<Reverse<ByUpdate>> = BinaryHeap::with_capacity(limit + 1);
-        for kv in self.tree()?.scan_prefix([keys::REVIEW]) {
-            let (_, v) = kv?;
-            let item: ReviewItem = codec::decode(&v)?;
+        let tree = self.tree()?;
+        let damage = &self.shared.damage;
+        for kv in RecordScan::new(
+            &tree,
+            damage,
+            keys::REVIEW,
+            self.next_id(&tree, "seq:review"),
+        ) {
+            let (k, v) = kv?;
+            let Some(item) =
+                damage.skip::<ReviewItem>(&k, codec::decode(&v).map_err(Into::into))?
+            else {
+                continue;
+            };
             if state.is_none_or(|s| s == item.state) {
                 top.push(Reverse(ByUpdate(item)));
                 if top.len() > limit {
@@ -306,11 +412,18 @@ impl StoreReader {
     }
 
     /// One review item.
+    /// A damaged one is `None` (skipped and counted).
     pub fn review(&self, id: u64) -> Result<Option<ReviewItem>, StoreError> {
-        match self.tree()?.get(keys::id_key(keys::REVIEW, id))? {
-            Some(b) => Ok(Some(codec::decode(&b)?)),
-            None => Ok(None),
-        }
+        let key = keys::id_key(keys::REVIEW, id);
+        let read = self
+            .tree()?
+            .get(key)
+            .map_err(StoreError::from)
+            .and_then(|b| {
+                b.map(|b| codec::decode::<ReviewItem>(&b).map_err(StoreError::from))
+                    .transpose()
+            });
+        Ok(self.shared.damage.skip(&key, read)?.flatten())
     }
 
     /// Counts for health and metrics, from maintained counters.
@@ -355,33 +468,44 @@ impl StoreReader {
     }
 
     /// Every record, for backup: leaders, then posts (oldest first), then review items.
-    pub fn export(&self) -> impl Iterator<Item = Result<Record, StoreError>> + '_ {
+    /// Damaged records are skipped and counted in `skipped` (and in health); any other
+    /// failure is an error item.
+    pub fn export<'a>(
+        &'a self,
+        skipped: &'a Cell<u64>,
+    ) -> impl Iterator<Item = Result<Record, StoreError>> + 'a {
         // While the database is closed the export is that one error.
-        let (tree, closed) = match self.tree() {
+        let (tree, closed): (_, Option<Result<Option<Record>, StoreError>>) = match self.tree() {
             Ok(tree) => (Some(tree), None),
             Err(err) => (None, Some(Err(err))),
         };
-        let scan = |prefix: u8| {
+        let damage = &self.shared.damage;
+        let scan = move |prefix: u8, seq: &str| {
+            let end = tree.as_ref().map_or(0, |t| self.next_id(t, seq));
             tree.clone()
                 .into_iter()
-                .flat_map(move |t| t.scan_prefix([prefix]))
+                .flat_map(move |t| RecordScan::new(&t, damage, prefix, end).counting(skipped))
         };
-        let leaders = scan(keys::LEADER).map(|kv| {
-            let (_, v) = kv?;
-            Ok(Record::Leader(codec::decode(&v)?))
-        });
-        let posts = scan(keys::POST).map(|kv| {
-            let (_, v) = kv?;
-            Ok(Record::Post(Box::new(decode_post(&v)?.post)))
-        });
-        let reviews = scan(keys::REVIEW).map(|kv| {
-            let (_, v) = kv?;
-            Ok(Record::Review(codec::decode(&v)?))
-        });
+        let decode = move |kv: Result<(sled::IVec, sled::IVec), StoreError>,
+                           f: fn(&[u8]) -> Result<Record, StoreError>| {
+            let (k, v) = kv?;
+            let record = damage.skip(&k, f(&v))?;
+            if record.is_none() {
+                skipped.set(skipped.get() + 1);
+            }
+            Ok(record)
+        };
+        let leaders = scan(keys::LEADER, "seq:leader")
+            .map(move |kv| decode(kv, |v| Ok(Record::Leader(codec::decode(v)?))));
+        let posts = scan(keys::POST, "seq:post")
+            .map(move |kv| decode(kv, |v| Ok(Record::Post(Box::new(decode_post(v)?.post)))));
+        let reviews = scan(keys::REVIEW, "seq:review")
+            .map(move |kv| decode(kv, |v| Ok(Record::Review(codec::decode(v)?))));
         closed
             .into_iter()
             .chain(leaders)
             .chain(posts)
             .chain(reviews)
+            .filter_map(Result::transpose)
     }
 }

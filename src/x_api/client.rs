@@ -26,14 +26,18 @@ use crate::x_api::dto::{ApiError, ApiErrorKind, TimelineResponse, User, UserResp
 
 /// The fields asked for on every timeline request: SPEC's, plus what makes the stored post
 /// the real post (`note_tweet`: the full text of a long post; the kind, the conversation
-/// and the reply target).
+/// and the reply target; the media keys; `entities`, whose links replace `t.co`).
 pub const TWEET_FIELDS: &str = "created_at,public_metrics,lang,author_id,edit_history_tweet_ids,\
-                                note_tweet,referenced_tweets,conversation_id,in_reply_to_user_id";
-/// The expansion that brings `includes.media`.
-pub const EXPANSIONS: &str = "attachments.media_keys";
-/// The media fields SPEC asks for.
-pub const MEDIA_FIELDS: &str = "url,preview_image_url,type";
-/// The user fields asked for when resolving a handle (name and avatar go on each post).
+                                note_tweet,referenced_tweets,conversation_id,in_reply_to_user_id,\
+                                attachments,entities";
+/// The expansions: media, the referenced posts (reposted, quoted, answered), their
+/// authors, and the page's author.
+pub const EXPANSIONS: &str =
+    "attachments.media_keys,referenced_tweets.id,referenced_tweets.id.author_id,author_id";
+/// The media fields: SPEC's, plus what shows a video (its files, length and size).
+pub const MEDIA_FIELDS: &str = "type,url,preview_image_url,variants,duration_ms,width,height";
+/// The user fields asked for when resolving a handle and for the users a timeline
+/// includes (name and avatar go on each post and on each referenced post).
 pub const USER_FIELDS: &str = "name,profile_image_url";
 /// Largest answer body accepted (a page of 100 posts with media is about 60 KB).
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
@@ -236,6 +240,19 @@ pub struct TimelinePage {
     pub tries: u32,
 }
 
+impl TimelinePage {
+    /// Resources X bills for this page: the posts in `data` and every resource in
+    /// `includes` (media, users, referenced posts).
+    pub fn billed_resources(&self) -> usize {
+        self.response.data.len() + self.includes_count()
+    }
+
+    /// Resources in `includes`.
+    pub fn includes_count(&self) -> usize {
+        self.response.includes.as_ref().map_or(0, |i| i.count())
+    }
+}
+
 /// The X API v2 client. Cheap to clone (reqwest pools connections).
 #[derive(Clone)]
 pub struct XClient {
@@ -353,6 +370,7 @@ impl XClient {
             q.append_pair("tweet.fields", TWEET_FIELDS);
             q.append_pair("expansions", EXPANSIONS);
             q.append_pair("media.fields", MEDIA_FIELDS);
+            q.append_pair("user.fields", USER_FIELDS);
             if let Some(since) = since_id {
                 q.append_pair("since_id", since);
             }

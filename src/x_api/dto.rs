@@ -10,7 +10,8 @@ use chrono::DateTime;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::post::{
-    Author, Counts, MediaItem, MediaKind, NewPost, Platform, PostDetails, PostKind, Verification,
+    Author, Counts, MediaItem, MediaKind, MediaVariant, NewPost, Platform, PostDetails, PostKind,
+    Verification,
 };
 use crate::domain::sentiment;
 
@@ -101,7 +102,7 @@ pub struct UserResponse {
 /// `public_metrics` of a post.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct PublicMetrics {
-    #[serde(default)]
+    #[serde(default, alias = "repost_count")]
     pub retweet_count: u64,
     #[serde(default)]
     pub reply_count: u64,
@@ -136,27 +137,62 @@ pub struct Tweet {
     pub lang: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_metrics: Option<PublicMetrics>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        alias = "edit_history_post_ids",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub edit_history_tweet_ids: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attachments: Option<Attachments>,
     /// The full text of a post longer than 280 characters (`text` is then cut).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, alias = "note_post", skip_serializing_if = "Option::is_none")]
     pub note_tweet: Option<NoteTweet>,
     /// What the post reposts, quotes or answers.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        alias = "referenced_posts",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub referenced_tweets: Vec<ReferencedTweet>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversation_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_reply_to_user_id: Option<String>,
+    /// Links (and other entities) of `text`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entities: Option<Entities>,
 }
 
-/// `note_tweet` of a long post.
+/// `note_tweet` of a long post: the whole text and its entities.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct NoteTweet {
     #[serde(default)]
     pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entities: Option<Entities>,
+}
+
+/// `entities` of a text; Amber reads the links.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Entities {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub urls: Vec<UrlEntity>,
+}
+
+/// One link of a text: `url` is the `https://t.co/...` form the text holds.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct UrlEntity {
+    #[serde(default)]
+    pub start: u64,
+    #[serde(default)]
+    pub end: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expanded_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_url: Option<String>,
 }
 
 /// One entry of `referenced_tweets`: `type` is `retweeted`, `quoted` or `replied_to`.
@@ -203,6 +239,26 @@ pub struct Media {
     /// Set for videos and animated GIFs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preview_image_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// Playback files of a video or GIF.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<Variant>,
+}
+
+/// One playback file of a video or GIF (`bit_rate` is absent for a playlist).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Variant {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bit_rate: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 impl Media {
@@ -217,21 +273,41 @@ impl Media {
             kind: MediaKind::parse(&self.kind)?,
             url: self.url.clone(),
             preview_image_url: self.preview_image_url.clone(),
-            width: None,
-            height: None,
-            duration_ms: None,
-            variants: Vec::new(),
+            width: self.width,
+            height: self.height,
+            duration_ms: self.duration_ms,
+            variants: self
+                .variants
+                .iter()
+                .filter_map(|v| {
+                    Some(MediaVariant {
+                        url: v.url.clone()?,
+                        content_type: v.content_type.clone().unwrap_or_default(),
+                        bit_rate: v.bit_rate,
+                    })
+                })
+                .collect(),
         })
     }
 }
 
-/// The `includes` object: expanded media (and users, when requested).
+/// The `includes` object: the expanded media, users and referenced posts.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Includes {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub media: Vec<Media>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub users: Vec<User>,
+    /// Referenced posts (`expansions=referenced_tweets.id`; `posts` the new way).
+    #[serde(default, alias = "posts", skip_serializing_if = "Vec::is_empty")]
+    pub tweets: Vec<Tweet>,
+}
+
+impl Includes {
+    /// How many resources the includes hold (X bills each like a post in `data`).
+    pub fn count(&self) -> usize {
+        self.media.len() + self.users.len() + self.tweets.len()
+    }
 }
 
 /// The `meta` object of a timeline page.

@@ -26,7 +26,7 @@ async fn api_answers(app: &crate::helpers::TestApp) -> Vec<Value> {
 }
 
 /// Runs `amber import` on `dir` with `backup` on stdin.
-fn import(dir: &std::path::Path, backup: &str) -> std::process::Output {
+pub(crate) fn import(dir: &std::path::Path, backup: &str) -> std::process::Output {
     use std::io::Write;
     let mut child = amber_command(dir, &HashMap::new())
         .arg("import")
@@ -94,10 +94,20 @@ async fn export_then_import_into_an_empty_data_dir_gives_identical_answers() {
     );
     assert_eq!(
         backup.lines().count(),
-        12 + 12 + 3,
-        "leaders + posts + review items"
+        12 + 12 + 3 + 1,
+        "leaders + posts + review items + the trailer"
     );
-    for line in backup.lines() {
+    let (last, records) = backup
+        .trim_end()
+        .rsplit_once('\n')
+        .map(|(r, l)| (l, r))
+        .unwrap();
+    let trailer: Value = serde_json::from_str(last).unwrap();
+    assert_eq!(
+        trailer,
+        json!({"kind": "trailer", "records": 27, "damagedSkipped": 0})
+    );
+    for line in records.lines() {
         let v: Value = serde_json::from_str(line).unwrap();
         assert!(["leader", "post", "review"].contains(&v["kind"].as_str().unwrap()));
     }

@@ -5,6 +5,7 @@ mod auth;
 mod browser;
 mod cli;
 mod connections;
+mod damage;
 mod disk;
 mod docs;
 mod durability;

@@ -1,14 +1,20 @@
 //! A fake X API v2 server (actix-web on its own thread, bound to `127.0.0.1:0`), written
 //! once and shared by the tests, the benches and `amber demo`.
 //!
-//! It speaks the real wire format for the two endpoints Amber reads: bearer auth (401
-//! with X's problem body otherwise), `x-rate-limit-*` headers, `max_results` (5..=100,
-//! 400 otherwise), `since_id`, `pagination_token` / `meta.next_token`, `includes.media`,
-//! `edit_history_tweet_ids`, a `meta`-only answer when nothing is new, and the `errors`
-//! array for unknown or suspended users.
+//! It answers the three read endpoints Amber may use as X's OpenAPI document
+//! (`/work/shared/x-api/openapi-subset.json`, checked by `tests::schema`) says:
+//! `GET /2/users/by/username/{username}`, `GET /2/users/{id}/tweets` and `GET /2/tweets`
+//! (lookup by ids, with the `errors` array beside partial data). It honours
+//! `tweet.fields` (or `post.fields`, answered in the new spelling), `expansions`
+//! (`author_id`, `referenced_tweets.id`, `referenced_tweets.id.author_id`,
+//! `in_reply_to_user_id`, `attachments.media_keys`), `media.fields` and `user.fields`;
+//! sends only X's default fields otherwise; speaks bearer auth, the `x-rate-limit-*`
+//! headers, `max_results` (5..=100), `since_id`, `pagination_token`/`meta.next_token`.
+//! Errors: 400 is an `invalid-request` problem, 500 an `internal-error` problem
+//! (`application/problem+json`); 401 and 429 are X's `Error` object (`code`, `message`).
 //!
-//! Faults are injected at run time, from code through [`FakeX`] or over HTTP so a person
-//! running `amber demo` can use curl:
+//! Posts are scripted from code through [`FakeX`] or over HTTP, so a person running
+//! `amber demo` can use curl:
 //!
 //! ```text
 //! POST   /_fake/faults   {"kind":"server_error"|"rate_limit"|"malformed"|"unauthorized"|"slow",
@@ -17,17 +23,25 @@
 //! DELETE /_fake/faults   clear every fault
 //! PUT    /_fake/latency  {"ms":5}   latency added to every API call
 //! GET    /_fake/stats    calls received, posts served, recent request lines
-//! POST   /_fake/users/{username}/posts  {"count":3}  new posts, newest ids
+//! POST   /_fake/users/{username}/posts  {"count":3}  new generated posts, newest ids
+//!        or one scripted post: {"text":"...", "reposts"|"quotes"|"replies_to":"ID",
+//!        "media":[{"type":"photo"|"video"|"animated_gif","duration_ms":9000}],
+//!        "links":["https://example.com/a"]}  -> {"ids":["ID"]}
 //! POST   /_fake/posts/{id}/edit         {"text":"..."} edit a post (new id, edit chain)
+//! POST   /_fake/posts/{id}/delete       delete a post
+//! POST   /_fake/posts/{id}/withhold     {"country_codes":["DE"]} withhold it here
+//! POST   /_fake/posts/{id}/counts       {"like_count":9, ...} move its counts
 //! ```
 
 mod control;
 mod render;
+#[cfg(test)]
+mod schema;
 mod script;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
@@ -40,11 +54,17 @@ use parking_lot::Mutex;
 use serde::Serialize;
 
 use crate::x_api::fake::control::{
-    clear_faults, get_stats, post_edit, post_fault, post_posts, put_latency,
+    clear_faults, get_stats, post_counts, post_delete, post_edit, post_fault, post_posts,
+    post_withhold, put_latency,
 };
-use crate::x_api::fake::render::{lookup_user, problem, user_timeline};
-use crate::x_api::fake::script::FakeUser;
-pub use crate::x_api::fake::script::{username, FakeScript};
+use crate::x_api::fake::render::{
+    coded_error, internal_error, lookup_posts, lookup_user, user_timeline,
+};
+pub use crate::x_api::fake::render::{Ask, Rendered};
+pub use crate::x_api::fake::script::{
+    username, CountsUpdate, FakeCounts, FakeScript, MediaSpec, PostSpec,
+};
+use crate::x_api::fake::script::{FakePost, FakeUser};
 
 /// X's rate-limit window.
 const WINDOW: Duration = Duration::from_secs(15 * 60);
@@ -75,6 +95,8 @@ pub struct FakeStats {
     pub api_calls: u64,
     pub user_lookups: u64,
     pub timeline_calls: u64,
+    /// Calls to `GET /2/tweets` (posts lookup by ids).
+    pub post_lookups: u64,
     /// Posts returned in `data` over all timeline pages.
     pub posts_served: u64,
     pub faults_served: u64,
@@ -97,6 +119,13 @@ struct State {
     users: Vec<FakeUser>,
     by_name: HashMap<String, usize>,
     by_id: HashMap<String, usize>,
+    /// Which user holds each live post.
+    owner: HashMap<u64, usize>,
+    /// Earlier versions of edited posts (lookups by id still answer them, as X does).
+    old_versions: HashMap<u64, FakePost>,
+    deleted: HashSet<u64>,
+    /// Posts withheld in the fake's viewer's country, with the countries.
+    withheld: HashMap<u64, Vec<String>>,
     faults: VecDeque<ArmedFault>,
     latency: Duration,
     window_start_ms: i64,
@@ -109,6 +138,7 @@ struct Counters {
     api_calls: AtomicU64,
     user_lookups: AtomicU64,
     timeline_calls: AtomicU64,
+    post_lookups: AtomicU64,
     posts_served: AtomicU64,
     faults_served: AtomicU64,
     in_flight: AtomicU64,
@@ -208,12 +238,16 @@ impl FakeX {
                                 web::get().to(lookup_user),
                             )
                             .route("/2/users/{id}/tweets", web::get().to(user_timeline))
+                            .route("/2/tweets", web::get().to(lookup_posts))
                             .route("/_fake/faults", web::post().to(post_fault))
                             .route("/_fake/faults", web::delete().to(clear_faults))
                             .route("/_fake/latency", web::put().to(put_latency))
                             .route("/_fake/stats", web::get().to(get_stats))
                             .route("/_fake/users/{username}/posts", web::post().to(post_posts))
                             .route("/_fake/posts/{id}/edit", web::post().to(post_edit))
+                            .route("/_fake/posts/{id}/delete", web::post().to(post_delete))
+                            .route("/_fake/posts/{id}/withhold", web::post().to(post_withhold))
+                            .route("/_fake/posts/{id}/counts", web::post().to(post_counts))
                     })
                     .workers(workers)
                     .disable_signals()
@@ -304,6 +338,48 @@ impl FakeX {
         state.add_text_post(pos, text)
     }
 
+    /// Adds a post to `username` (created if unknown) as `spec` scripts it: a repost, a
+    /// quote, a reply or a thread's next post, with media and links. Returns its id, or
+    /// what is wrong with `spec` (an unknown referenced post, two references).
+    pub fn add_post(&self, username: &str, spec: &PostSpec) -> Result<String, String> {
+        let mut state = self.shared.state.lock();
+        let pos = state.add_user(username, username);
+        state.add_post(pos, spec)
+    }
+
+    /// Deletes a post: it leaves the timeline; lookups answer it in `errors`.
+    pub fn delete_post(&self, id: &str) -> bool {
+        id.parse()
+            .is_ok_and(|id| self.shared.state.lock().delete_post(id))
+    }
+
+    /// Withholds a post in `countries`, the fake's viewer among them: it leaves the
+    /// timeline; lookups and expansions answer it in `errors`.
+    pub fn withhold_post(&self, id: &str, countries: &[&str]) -> bool {
+        let countries = countries.iter().map(|c| c.to_string()).collect();
+        id.parse()
+            .is_ok_and(|id| self.shared.state.lock().withhold_post(id, countries))
+    }
+
+    /// Sets some of a post's counts; returns all six, or `None` for an unknown post.
+    pub fn set_counts(&self, id: &str, counts: &CountsUpdate) -> Option<FakeCounts> {
+        let id = id.parse().ok()?;
+        self.shared.state.lock().set_counts(id, counts)
+    }
+
+    /// Renders live posts by id as X would answer `ask` (unknown ids are left out), with
+    /// the `includes` of their expansions: the payload of a timeline page or of the
+    /// Activity API's `post.create`.
+    pub fn render(&self, ids: &[&str], ask: &Ask) -> Rendered {
+        let state = self.shared.state.lock();
+        let posts: Vec<&FakePost> = ids
+            .iter()
+            .filter_map(|id| id.parse().ok())
+            .filter_map(|id| state.visible(id))
+            .collect();
+        state.render_posts(&posts, ask)
+    }
+
     /// Adds a user with no posts; returns its id.
     pub fn add_user(&self, username: &str, name: &str) -> String {
         let mut state = self.shared.state.lock();
@@ -359,6 +435,7 @@ fn stats_of(shared: &Shared) -> FakeStats {
         api_calls: c.api_calls.load(Ordering::Relaxed),
         user_lookups: c.user_lookups.load(Ordering::Relaxed),
         timeline_calls: c.timeline_calls.load(Ordering::Relaxed),
+        post_lookups: c.post_lookups.load(Ordering::Relaxed),
         posts_served: c.posts_served.load(Ordering::Relaxed),
         faults_served: c.faults_served.load(Ordering::Relaxed),
         max_in_flight: c.max_in_flight.load(Ordering::Relaxed),
@@ -400,20 +477,8 @@ async fn gate(shared: &Shared, req: &HttpRequest) -> Result<(u64, i64), HttpResp
             .faults_served
             .fetch_add(1, Ordering::Relaxed);
         match fault {
-            Fault::ServerError => {
-                return Err(problem(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Internal Server Error",
-                    "Something went wrong. Please try again later.",
-                ))
-            }
-            Fault::Unauthorized => {
-                return Err(problem(
-                    StatusCode::UNAUTHORIZED,
-                    "Unauthorized",
-                    "Unauthorized",
-                ))
-            }
+            Fault::ServerError => return Err(internal_error()),
+            Fault::Unauthorized => return Err(unauthorized()),
             Fault::Malformed => {
                 return Err(HttpResponse::Ok()
                     .content_type("application/json")
@@ -421,24 +486,20 @@ async fn gate(shared: &Shared, req: &HttpRequest) -> Result<(u64, i64), HttpResp
             }
             Fault::RateLimited { reset_in } => {
                 let reset = Utc::now().timestamp() + reset_in.as_secs() as i64;
-                let resp = problem(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "Too Many Requests",
-                    "Too Many Requests",
-                );
+                let resp = coded_error(StatusCode::TOO_MANY_REQUESTS, 88, "Rate limit exceeded");
                 return Err(with_window(resp, (0, reset)));
             }
             Fault::Slow { delay } => actix_rt::time::sleep(delay).await,
         }
     }
     if !authorized {
-        return Err(problem(
-            StatusCode::UNAUTHORIZED,
-            "Unauthorized",
-            "Unauthorized",
-        ));
+        return Err(unauthorized());
     }
     Ok(window)
+}
+
+fn unauthorized() -> HttpResponse {
+    coded_error(StatusCode::UNAUTHORIZED, 89, "Invalid or expired token.")
 }
 
 fn with_window(mut resp: HttpResponse, (remaining, reset): (u64, i64)) -> HttpResponse {

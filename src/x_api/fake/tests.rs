@@ -85,8 +85,12 @@ async fn the_timeline_request_carries_exactly_the_spec_parameters() {
         format!(
             "GET /2/users/{}/tweets?max_results=7\
              &tweet.fields=created_at%2Cpublic_metrics%2Clang%2Cauthor_id%2Cedit_history_tweet_ids%2C\
-             note_tweet%2Creferenced_tweets%2Cconversation_id%2Cin_reply_to_user_id\
-             &expansions=attachments.media_keys&media.fields=url%2Cpreview_image_url%2Ctype\
+             note_tweet%2Creferenced_tweets%2Cconversation_id%2Cin_reply_to_user_id%2C\
+             attachments%2Centities\
+             &expansions=attachments.media_keys%2Creferenced_tweets.id%2C\
+             referenced_tweets.id.author_id%2Cauthor_id\
+             &media.fields=type%2Curl%2Cpreview_image_url%2Cvariants%2Cduration_ms%2Cwidth%2Cheight\
+             &user.fields=name%2Cprofile_image_url\
              &since_id=42&pagination_token=pt1",
             user.id
         )
@@ -365,4 +369,121 @@ async fn every_answer_carries_rate_limit_headers() {
     assert_eq!(h["x-rate-limit-remaining"], "1499");
     let reset: i64 = h["x-rate-limit-reset"].to_str().unwrap().parse().unwrap();
     assert!(reset > Utc::now().timestamp());
+}
+
+async fn get_json(fake: &FakeX, path_and_query: &str) -> serde_json::Value {
+    reqwest::Client::new()
+        .get(format!("{}{path_and_query}", fake.base_url()))
+        .bearer_auth(fake.token())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[actix_rt::test]
+async fn without_fields_the_fake_sends_only_x_defaults() {
+    let fake = fake(1, 6);
+    let id = fake.add_user("leader0000", "unused");
+    let body = get_json(&fake, &format!("/users/{id}/tweets")).await;
+    assert!(body.get("includes").is_none(), "{body}");
+    for post in body["data"].as_array().unwrap() {
+        let mut keys: Vec<&String> = post.as_object().unwrap().keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["edit_history_tweet_ids", "id", "text"]);
+    }
+    // Media keys come with the expansion, media fields only when asked.
+    let body = get_json(
+        &fake,
+        &format!("/users/{id}/tweets?expansions=attachments.media_keys"),
+    )
+    .await;
+    for m in body["includes"]["media"].as_array().unwrap() {
+        let mut keys: Vec<&String> = m.as_object().unwrap().keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["media_key", "type"]);
+    }
+}
+
+#[actix_rt::test]
+async fn posts_of_every_kind_are_scripted_over_http() {
+    let fake = fake(1, 1);
+    let http = reqwest::Client::new();
+    let control = fake.control_url().to_string();
+    let post = |path: String, body: serde_json::Value| {
+        let req = http.post(format!("{control}{path}")).json(&body);
+        async move {
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (status, body) = post(
+        "/_fake/users/other/posts".into(),
+        json!({"text": "Original", "media": [{"type": "animated_gif"}]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let original = body["ids"][0].as_str().unwrap().to_string();
+    let (_, body) = post(
+        "/_fake/users/leader0000/posts".into(),
+        json!({"reposts": original}),
+    )
+    .await;
+    let repost = body["ids"][0].as_str().unwrap().to_string();
+    let (status, _) = post(
+        "/_fake/users/leader0000/posts".into(),
+        json!({"quotes": "12345"}),
+    )
+    .await;
+    assert_eq!(status, 400, "an unknown referenced post is refused");
+    let (status, body) = post(
+        format!("/_fake/posts/{original}/counts"),
+        json!({"like_count": 77}),
+    )
+    .await;
+    assert_eq!((status, body["like_count"].clone()), (200, json!(77)));
+
+    let ask = "tweet.fields=referenced_tweets,public_metrics&expansions=referenced_tweets.id,\
+               attachments.media_keys&media.fields=variants,preview_image_url";
+    let body = get_json(&fake, &format!("/tweets?ids={repost}&{ask}")).await;
+    assert!(body["data"][0]["text"]
+        .as_str()
+        .unwrap()
+        .starts_with("RT @other: Original"));
+    assert_eq!(body["data"][0]["referenced_tweets"][0]["type"], "retweeted");
+    assert_eq!(body["includes"]["tweets"][0]["id"], original.as_str());
+    assert_eq!(
+        body["includes"]["tweets"][0]["public_metrics"]["like_count"],
+        77
+    );
+    let gif = &body["includes"]["media"][0];
+    assert_eq!(gif["type"], "animated_gif");
+    assert!(gif["preview_image_url"].is_string() && gif["variants"][0]["url"].is_string());
+
+    let (status, _) = post(format!("/_fake/posts/{original}/delete"), json!({})).await;
+    assert_eq!(status, 200);
+    let body = get_json(&fake, &format!("/tweets?ids={repost},{original}&{ask}")).await;
+    assert_eq!(body["data"].as_array().unwrap().len(), 1);
+    // The repost carries the original's media keys, as X's repost objects do; the
+    // deleted original itself is no longer included.
+    assert!(body["includes"].get("tweets").is_none(), "{body}");
+    assert_eq!(body["errors"].as_array().unwrap().len(), 2, "{body}");
+    let (status, _) = post(
+        format!("/_fake/posts/{repost}/withhold"),
+        json!({"country_codes": ["FR"]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let body = get_json(
+        &fake,
+        &format!("/users/{}/tweets", fake.add_user("leader0000", "x")),
+    )
+    .await;
+    assert_eq!(
+        body["meta"]["result_count"], 1,
+        "the withheld repost left the timeline"
+    );
 }

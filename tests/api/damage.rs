@@ -1,0 +1,137 @@
+//! Damaged live data (issue 11 item 5): a store with 4 KiB zeroed inside `db/db` and ten
+//! bytes flipped starts, says in health what is damaged, serves every feed page with the
+//! intact posts, and exports a backup whose trailer counts what it holds and what it
+//! skipped; import checks the trailer.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::cli::import;
+use crate::helpers::{eventually, spawn_on};
+
+#[path = "../../benches/support/synth.rs"]
+mod synth;
+
+const POSTS: u64 = 5_000;
+
+/// Builds a store of `POSTS` synthetic posts, then runs the server on it once and stops
+/// it cleanly (as an operator's store looks: index snapshot and sled snapshot written).
+async fn built_store(dir: &Path) {
+    let db = dir.join("db");
+    {
+        let mut store = amber::storage::Store::open(&db, 8).unwrap();
+        synth::add_leaders(&mut store);
+        synth::fill(&mut store, POSTS, 1_000);
+        store.close().unwrap();
+    }
+    let mut app = spawn_on(dir).await;
+    let (_, health) = app.get_json("/api/health").await;
+    assert_eq!(health["checks"]["database"]["stats"]["posts"], POSTS);
+    assert!(app.terminate().success());
+}
+
+/// Zeroes 4 KiB at 85 % of `db/db` and flips ten bytes between 70 % and 80 %: inside the
+/// live part of sled's log, before its tail (whose damage is a different case).
+fn damage(dir: &Path) {
+    let path = dir.join("db").join("db");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let len = bytes.len();
+    let zero_at = (len * 85 / 100) / 4096 * 4096;
+    bytes[zero_at..zero_at + 4096].fill(0);
+    for i in 0..10 {
+        bytes[len * 70 / 100 + i * (len / 100)] ^= 0x5A;
+    }
+    std::fs::write(&path, bytes).unwrap();
+}
+
+#[actix_web::test]
+async fn damaged_records_are_reported_skipped_and_the_rest_is_served_and_exported() {
+    let dir = tempfile::tempdir().unwrap();
+    built_store(dir.path()).await;
+    damage(dir.path());
+
+    let app = spawn_on(dir.path()).await;
+    let (leaders, posts) = {
+        let (_, h) = app.get_json("/api/health").await;
+        let stats = &h["checks"]["database"]["stats"];
+        (
+            stats["leaders"].as_u64().unwrap(),
+            stats["posts"].as_u64().unwrap(),
+        )
+    };
+    let health = eventually(Duration::from_secs(60), "the integrity check", || async {
+        let (_, h) = app.get_json("/api/health").await;
+        (h["checks"]["database"]["damage"]["checked"] == true).then_some(h)
+    })
+    .await;
+    let damage = &health["checks"]["database"]["damage"];
+    let damaged = damage["damagedRecords"].as_u64().unwrap();
+    assert!(damaged > 0, "the damage is found: {health}");
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["checks"]["database"]["status"], "degraded");
+    assert!(
+        app.logs()
+            .contains("integrity check: damaged records found"),
+        "start-up says so in the log"
+    );
+
+    // Every feed page answers, with the intact posts.
+    let mut served = 0;
+    for page in 1..=(posts / 100 + 1) {
+        let (status, body) = app
+            .get_json(&format!("/api/feed?page={page}&page_size=100"))
+            .await;
+        assert_eq!(status, 200, "page {page}: {body}");
+        served += body["posts"].as_array().unwrap().len() as u64;
+    }
+    let (status, _) = app.get_json("/api/dashboard").await;
+    assert_eq!(status, 200);
+    assert!(
+        served < posts && served + damaged >= posts,
+        "{served} of {posts} served, {damaged} damaged"
+    );
+
+    // The export holds every intact record and says what it skipped.
+    let res = app.get_auth("/api/admin/export", &app.admin_token()).await;
+    assert_eq!(res.status(), 200);
+    let backup = res.text().await.unwrap();
+    let (records, last) = backup.trim_end().rsplit_once('\n').unwrap();
+    let trailer: Value = serde_json::from_str(last).unwrap();
+    assert_eq!(trailer["kind"], "trailer");
+    let written = trailer["records"].as_u64().unwrap();
+    assert_eq!(written, records.lines().count() as u64);
+    assert!(trailer["damagedSkipped"].as_u64().unwrap() > 0, "{trailer}");
+    assert_eq!(
+        written + trailer["damagedSkipped"].as_u64().unwrap(),
+        leaders + posts,
+        "every record is either in the backup or counted as skipped: {trailer}"
+    );
+    drop(app);
+
+    // Import checks the trailer: the whole backup restores; a cut one is refused.
+    let fresh = tempfile::tempdir().unwrap();
+    let cut: String = records
+        .lines()
+        .take(500)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let out = import(fresh.path(), &cut);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("without its trailer line") && err.contains("cut short"),
+        "{err}"
+    );
+    let out = import(fresh.path(), &format!("{cut}{last}\n"));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the trailer counts"));
+    let out = import(fresh.path(), &backup);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("exported from a damaged database"), "{err}");
+    let restored = spawn_on(fresh.path()).await;
+    let (_, h) = restored.get_json("/api/health").await;
+    assert_eq!(h["checks"]["database"]["stats"]["posts"], served);
+}

@@ -38,6 +38,9 @@ pub struct PageInfo {
     pub next_cursor: Option<Cursor>,
 }
 
+/// A post and the older external ids of its edit chain.
+pub type PostWithHistory = (Post, Vec<String>);
+
 /// Store-wide numbers for health and metrics; all maintained, none scanned.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Stats {
@@ -267,7 +270,7 @@ impl StoreReader {
     pub fn page_with_history(
         &self,
         query: &PostQuery,
-    ) -> Result<(Vec<(Post, Vec<String>)>, PageInfo), StoreError> {
+    ) -> Result<(Vec<PostWithHistory>, PageInfo), StoreError> {
         let page = self.shared.index.read().page(query);
         let tree = self.tree()?;
         let mut posts = Vec::with_capacity(page.entries.len());

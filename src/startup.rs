@@ -251,6 +251,7 @@ impl Application {
             started,
             page_cache: Default::default(),
             notifications,
+            feed_cache: Default::default(),
         };
 
         let addr = listener.local_addr()?;

@@ -8,6 +8,7 @@ pub mod bench;
 pub mod conn;
 pub mod dto;
 pub mod feed;
+pub mod feeds;
 pub mod form;
 pub mod health;
 pub mod ids;
@@ -55,6 +56,8 @@ pub struct AppState {
     pub page_cache: Arc<feed::PageCache>,
     /// The notification delivery actor and the status it publishes.
     pub notifications: crate::notify::delivery::Notifications,
+    /// Rendered syndication feeds and their validators (`/feeds/...`).
+    pub feed_cache: Arc<crate::feeds::validators::FeedCache>,
 }
 
 /// JSON body config: size limit, content type and a JSON error for each failure.
@@ -149,6 +152,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
         .service(web::resource("/readyz").route(web::get().to(health::readyz)))
         .service(web::resource("/metrics").route(web::get().to(metrics::prometheus)))
         .configure(|cfg| crate::web::configure(cfg, settings))
+        .configure(feeds::configure)
         .configure(|cfg| {
             if settings.bench_routes {
                 bench::configure(cfg);

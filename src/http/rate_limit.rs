@@ -40,6 +40,11 @@ enum Policy {
     Api { cost: NonZeroU32 },
     /// The strict per-address bucket of `POST /api/admin/token`.
     TokenEndpoint,
+    /// The client's API bucket, for a route that answers conditional GETs (the feeds):
+    /// a `304` costs one token, a full answer two. A request with a validator
+    /// (`If-None-Match` / `If-Modified-Since`) pays one token up front and one more only
+    /// if the answer is not a `304`; one without pays two.
+    Conditional,
 }
 
 /// The rate-limit middleware. `RateLimited::default()` costs one token of the client's
@@ -68,6 +73,13 @@ impl RateLimited {
             policy: Policy::Api {
                 cost: NonZeroU32::new(cost).unwrap_or(NonZeroU32::MIN),
             },
+        }
+    }
+
+    /// A conditional-GET route: a `304` costs one token, a full answer two.
+    pub fn conditional() -> RateLimited {
+        RateLimited {
+            policy: Policy::Conditional,
         }
     }
 
@@ -126,10 +138,25 @@ where
                 Some(limits) if limits.enabled() => limits.clone(),
                 _ => return service.call(req).await.map(|res| res.map_into_left_body()),
             };
+            let mut conditional_key = None;
             let decision = match policy {
                 Policy::Api { cost } => {
                     let key = client_key(req.request(), &limits);
                     limits.check(&key, cost).await
+                }
+                Policy::Conditional => {
+                    let key = client_key(req.request(), &limits);
+                    let headers = req.headers();
+                    let has_validator = headers.contains_key(header::IF_NONE_MATCH)
+                        || headers.contains_key(header::IF_MODIFIED_SINCE);
+                    let cost = if has_validator { 1 } else { 2 };
+                    let decision = limits
+                        .check(&key, NonZeroU32::new(cost).unwrap_or(NonZeroU32::MIN))
+                        .await;
+                    if has_validator {
+                        conditional_key = Some(key);
+                    }
+                    decision
                 }
                 Policy::TokenEndpoint => {
                     limits.check_token_attempt(client_ip(req.request(), &limits))
@@ -141,6 +168,19 @@ where
                     .map_into_right_body());
             }
             let mut res = service.call(req).await?;
+            let mut decision = decision;
+            if let Some(key) = conditional_key {
+                if res.status() != actix_web::http::StatusCode::NOT_MODIFIED {
+                    // The rest of a full answer's price. Already answered: a refusal here
+                    // only leaves the bucket empty for the client's next request.
+                    let more = limits.check(&key, NonZeroU32::MIN).await;
+                    if more.allowed {
+                        decision = more;
+                    } else {
+                        decision.remaining = 0;
+                    }
+                }
+            }
             set_allowed_headers(res.headers_mut(), &decision);
             Ok(res.map_into_left_body())
         })

@@ -39,6 +39,9 @@ pub struct PageInfo {
     pub next_cursor: Option<Cursor>,
 }
 
+/// A post and the older external ids of its edit chain.
+pub type PostWithHistory = (Post, Vec<String>);
+
 /// Store-wide numbers for health and metrics; all maintained, none scanned.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Stats {
@@ -259,6 +262,25 @@ impl StoreReader {
             total: page.total,
             has_next: page.has_next,
         })
+    }
+
+    /// A page of posts, newest first, each with the older external ids of its edit
+    /// chain (the ids it had before its edits, in no particular order). Reads sled: call it
+    /// off the async executor. Posts deleted between the index read and the record read
+    /// are skipped.
+    pub fn page_with_history(
+        &self,
+        query: &PostQuery,
+    ) -> Result<(Vec<PostWithHistory>, PageInfo), StoreError> {
+        let page = self.shared.index.read().page(query);
+        let tree = self.tree()?;
+        let mut posts = Vec::with_capacity(page.entries.len());
+        for e in &page.entries {
+            if let Some(s) = read_post(&tree, e.post_id)? {
+                posts.push((s.post, s.aliases));
+            }
+        }
+        Ok((posts, info(&page)))
     }
 
     /// Appends the page's posts, comma-separated, as rendered before, to `out` from

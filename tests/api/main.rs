@@ -11,6 +11,7 @@ mod docs;
 mod durability;
 mod errors;
 mod feed;
+mod feeds;
 mod health;
 mod healthcheck;
 mod helpers;

@@ -23,12 +23,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::actors::breaker::{AskPermit, CircuitBreaker, TryOutcome};
 use crate::actors::signal::StopSignal;
-use crate::actors::store::{CacheXUser, InsertPosts, PostStore, SetMeta};
+use crate::actors::store::{CacheXUser, PostStore, SetMeta, StoreTimeline};
+use crate::actors::usage::Resource;
+use crate::domain::cursor::Cursor;
 use crate::domain::leader::Leader;
-use crate::domain::post::{NewPost, Platform, Post};
-use crate::storage::{IngestMode, StoreReader};
+use crate::domain::post::{Counts, NewPost, Platform, Post};
+use crate::storage::query::{PageStart, PostQuery};
+use crate::storage::{x_id_newer, IngestMode, StoreReader};
 use crate::x_api::client::{FetchError, RetryPolicy, Step, XClient, MAX_PAGE, MIN_PAGE};
-use crate::x_api::dto::{map_tweet, AuthorProfile, TimelineResponse, User};
+use crate::x_api::dto::{map_tweet, tweet_counts, AuthorProfile, TimelineResponse, User};
 
 /// How much of a timeline to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +103,8 @@ pub struct LeaderReport {
     pub inserted: Vec<Post>,
     /// Stored posts replaced by an edit.
     pub updated: usize,
+    /// Stored posts read again whose counts changed (updated in place).
+    pub refreshed: usize,
     /// Posts already stored.
     pub duplicates: usize,
     /// Timeline pages read.
@@ -111,6 +116,8 @@ pub struct LeaderReport {
 pub struct FetchOutcome {
     pub leader_id: u64,
     pub reads: Reads,
+    /// Every resource X returned (posts, includes, users), for the UTC-day billing.
+    pub resources: Vec<Resource>,
     pub result: Result<LeaderReport, LeaderError>,
 }
 
@@ -169,6 +176,10 @@ pub struct FetchLeader {
     pub stop: StopSignal,
     /// Told when a try waits for X's rate-limit reset, and when that wait ends.
     pub waits: Option<Recipient<RateLimitWait>>,
+    /// Incremental fetches re-read the posts created since then (unix ms; the start of
+    /// today's UTC day: X bills them once a day, so today's counts move for free):
+    /// `since_id` is the newest stored post older than this. None: since the newest.
+    pub reread_from_ms: Option<i64>,
 }
 
 impl Handler<FetchLeader> for XFetcher {
@@ -181,6 +192,7 @@ impl Handler<FetchLeader> for XFetcher {
             store: self.store.clone(),
             reader: self.reader.clone(),
             reads: Reads::default(),
+            resources: Vec::new(),
             stop: msg.stop.clone(),
             waits: msg.waits.clone(),
         };
@@ -195,6 +207,7 @@ struct Job {
     store: Addr<PostStore>,
     reader: StoreReader,
     reads: Reads,
+    resources: Vec<Resource>,
     stop: StopSignal,
     waits: Option<Recipient<RateLimitWait>>,
 }
@@ -209,6 +222,7 @@ impl Job {
         FetchOutcome {
             leader_id,
             reads: self.reads,
+            resources: self.resources,
             result,
         }
     }
@@ -323,6 +337,7 @@ impl Job {
         let lookup = self.guarded(|| client.resolve_user_once(handle)).await;
         self.reads.users += 1;
         let user: User = lookup?;
+        self.resources.push(Resource::user(user.id.clone()));
         let profile = AuthorProfile::from_user(&user);
         let cached = CachedProfile {
             handle: handle.to_string(),
@@ -361,11 +376,13 @@ impl Job {
         let handle = leader.x_handle().ok_or(LeaderError::NoHandle)?.to_string();
         let author = self.author(&leader, &handle).await?;
         let (first_page, want, since_id) = match msg.mode {
-            FetchMode::Incremental { limit, catch_up } => (
-                limit,
-                catch_up.max(limit),
-                self.reader.newest_x_id(leader.id),
-            ),
+            FetchMode::Incremental { limit, catch_up } => {
+                let (reader, id, from) = (self.reader.clone(), leader.id, msg.reread_from_ms);
+                let since = tokio::task::spawn_blocking(move || reread_since(&reader, id, from))
+                    .await
+                    .map_err(|e| LeaderError::Internal(format!("since_id: {e}")))?;
+                (limit, catch_up.max(limit), since)
+            }
             FetchMode::Backfill { count } => (count, count, None),
         };
         let want = match msg.read_allowance {
@@ -396,6 +413,7 @@ impl Job {
                 .await?;
             report.pages += 1;
             self.reads.posts += page.data.len() as u64;
+            self.resources.extend(billed_resources(&page));
             got = got.saturating_add(page.data.len() as u32);
             token = page.meta.next_token.clone();
             let last_page = token.is_none() || page.data.is_empty();
@@ -408,25 +426,26 @@ impl Job {
         // several leaders' pages are scored in parallel with the network and the store.
         let reader = self.reader.clone();
         let leader_id = leader.id;
-        let (posts, known) =
+        let (posts, counts, known) =
             tokio::task::spawn_blocking(move || map_pages(&pages, &reader, leader_id, &author))
                 .await
                 .map_err(|e| LeaderError::Internal(format!("mapping posts: {e}")))?;
         report.duplicates += known;
-        if posts.is_empty() {
+        if posts.is_empty() && counts.is_empty() {
             return Ok(report);
         }
         let mode = match msg.mode {
             FetchMode::Incremental { .. } => IngestMode::New,
             FetchMode::Backfill { .. } => IngestMode::Backfill,
         };
-        let stored = match self.store.send(InsertPosts { posts, mode }).await {
+        let stored = match self.store.send(StoreTimeline { posts, counts, mode }).await {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => return Err(LeaderError::Store(e.to_string())),
             Err(e) => return Err(LeaderError::Internal(format!("post store: {e}"))),
         };
         report.duplicates += stored.duplicates;
         report.updated = stored.updated.len();
+        report.refreshed = stored.refreshed;
         report.inserted = stored.inserted;
         if report.inserted.len() + report.updated > 0 {
             // The original system's event, for runbooks that grep the log for it.
@@ -437,31 +456,91 @@ impl Job {
     }
 }
 
-/// Maps timeline pages to posts, skipping posts already stored (they would be dedup hits
-/// in the store; skipping them here saves scoring their sentiment). Returns the posts and
-/// how many were skipped.
+/// Every resource X bills on a timeline page: the posts in `data` and everything in
+/// `includes` (referenced posts, users, media).
+fn billed_resources(page: &TimelineResponse) -> impl Iterator<Item = Resource> + '_ {
+    let includes = page.includes.iter();
+    page.data
+        .iter()
+        .map(|t| Resource::post(t.id.clone()))
+        .chain(
+            includes
+                .clone()
+                .flat_map(|i| i.tweets.iter().map(|t| Resource::post(t.id.clone()))),
+        )
+        .chain(
+            includes
+                .clone()
+                .flat_map(|i| i.users.iter().map(|u| Resource::user(u.id.clone()))),
+        )
+        .chain(includes.flat_map(|i| {
+            i.media
+                .iter()
+                .map(|m| Resource::post(format!("media:{}", m.media_key)))
+        }))
+}
+
+/// The `since_id` of an incremental fetch: the newest stored X post, or with
+/// `reread_from_ms`, the newest stored post created before then (so the posts since are
+/// read again and their counts move), never newer than the newest stored one.
+fn reread_since(
+    reader: &StoreReader,
+    leader_id: u64,
+    reread_from_ms: Option<i64>,
+) -> Option<String> {
+    let newest = reader.newest_x_id(leader_id)?;
+    let Some(from) = reread_from_ms else {
+        return Some(newest);
+    };
+    let query = PostQuery::newest(1)
+        .leaders([leader_id])
+        .platform(Some(Platform::X))
+        .starting(PageStart::Before(Cursor {
+            timestamp_ms: from,
+            post_id: 0,
+        }));
+    let before = reader
+        .page(&query)
+        .ok()
+        .and_then(|p| p.posts.into_iter().next())
+        .and_then(|p| p.platform_post_id);
+    match before {
+        Some(id) if !x_id_newer(&id, &newest) => Some(id),
+        // Nothing stored before then: every stored post is today's; read them all again
+        // (the catch-up bound caps how many).
+        None => None,
+        Some(_) => Some(newest),
+    }
+}
+
+/// Maps timeline pages to posts. Posts already stored are not mapped again (that saves
+/// scoring their sentiment): their counts, when X's differ from the stored ones, are
+/// returned as count updates. Returns the new posts, the count updates and how many
+/// posts were already stored.
 fn map_pages(
     pages: &[TimelineResponse],
     reader: &StoreReader,
     leader_id: u64,
     author: &AuthorProfile,
-) -> (Vec<NewPost>, usize) {
+) -> (Vec<NewPost>, Vec<(String, Counts)>, usize) {
     let mut posts = Vec::new();
+    let mut counts = Vec::new();
     let mut known = 0;
     for page in pages {
         let media = page.media_by_key();
         for tweet in &page.data {
-            if matches!(
-                reader.post_by_external_id(Platform::X, &tweet.id),
-                Ok(Some(_))
-            ) {
+            if let Ok(Some(stored)) = reader.post_by_external_id(Platform::X, &tweet.id) {
                 known += 1;
+                let now = tweet_counts(tweet);
+                if stored.details.counts.is_some_and(|c| c != now) {
+                    counts.push((tweet.id.clone(), now));
+                }
                 continue;
             }
             posts.push(map_tweet(tweet, &media, leader_id, author));
         }
     }
-    (posts, known)
+    (posts, counts, known)
 }
 
 /// A small world for actor tests: a fake X, a store in a temp dir, the actors.
@@ -558,6 +637,7 @@ mod tests {
                 read_allowance: None,
                 stop: crate::actors::signal::StopSignal::never(),
                 waits: None,
+                reread_from_ms: None,
             })
             .await
             .unwrap()
@@ -693,6 +773,74 @@ mod tests {
     }
 
     #[actix::test]
+    async fn todays_posts_are_read_again_and_their_counts_move_in_place_billed_once() {
+        use crate::actors::usage::{day_start_ms, DailyReads};
+        let rig = rig(1, 6, 5).await;
+        let mut daily = DailyReads::new(Utc::now());
+        let out = fetch(&rig, 0, FetchMode::Backfill { count: 10 }).await;
+        daily.bill(&out.resources, Utc::now());
+        let old_newest = rig.reader.newest_x_id(rig.leaders[0].id).unwrap();
+        let today = rig.fake.add_posts(&username(0), 1)[0].clone();
+        let today_ms = day_start_ms(Utc::now());
+        let incremental = |rig: &testkit::Rig| {
+            rig.fetcher.send(FetchLeader {
+                leader: rig.leaders[0].clone(),
+                mode: FetchMode::Incremental {
+                    limit: 10,
+                    catch_up: 10,
+                },
+                read_allowance: None,
+                stop: crate::actors::signal::StopSignal::never(),
+                waits: None,
+                reread_from_ms: Some(today_ms),
+            })
+        };
+        let first = incremental(&rig).await.unwrap();
+        assert_eq!(first.result.unwrap().inserted.len(), 1);
+        assert_eq!(daily.bill(&first.resources, Utc::now()).posts, 1);
+        let before = rig
+            .reader
+            .post_by_external_id(Platform::X, &today)
+            .unwrap()
+            .unwrap();
+        rig.fake
+            .set_counts(
+                &today,
+                &crate::x_api::fake::CountsUpdate {
+                    like_count: Some(4321),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        let again = incremental(&rig).await.unwrap();
+        let line = rig.fake.stats().recent_requests.last().cloned().unwrap();
+        assert!(line.contains(&format!("since_id={old_newest}")), "{line}");
+        let report = again.result.unwrap();
+        assert!(report.inserted.is_empty());
+        assert_eq!((report.refreshed, report.duplicates), (1, 1));
+        assert_eq!(
+            daily.bill(&again.resources, Utc::now()).posts,
+            0,
+            "read twice today, billed once"
+        );
+        let after = rig
+            .reader
+            .post_by_external_id(Platform::X, &today)
+            .unwrap()
+            .unwrap();
+        assert_eq!(after.id, before.id);
+        assert_eq!(after.timestamp_ms, before.timestamp_ms);
+        assert_eq!(after.details.counts.unwrap().likes, 4321);
+        assert_ne!(before.details.counts, after.details.counts);
+        let json = serde_json::to_value(crate::http::dto::PostJson::from(&after, None)).unwrap();
+        assert_eq!(json["metrics"]["likes"], 4321);
+        assert_eq!(rig.reader.stats().posts, 7);
+        // Unchanged counts write nothing.
+        let third = incremental(&rig).await.unwrap().result.unwrap();
+        assert_eq!(third.refreshed, 0);
+    }
+
+    #[actix::test]
     async fn an_edited_post_updates_the_stored_one() {
         let rig = rig(1, 6, 5).await;
         fetch(&rig, 0, FetchMode::Backfill { count: 10 })
@@ -784,6 +932,7 @@ mod tests {
                 read_allowance: None,
                 stop: crate::actors::signal::StopSignal::never(),
                 waits: None,
+                reread_from_ms: None,
             })
             .await
             .unwrap();
@@ -848,6 +997,7 @@ mod tests {
                 read_allowance: Some(7),
                 stop: crate::actors::signal::StopSignal::never(),
                 waits: None,
+                reread_from_ms: None,
             })
             .await
             .unwrap();

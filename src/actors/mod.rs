@@ -15,3 +15,4 @@ pub mod lease;
 pub mod scheduler;
 pub mod signal;
 pub mod store;
+pub mod usage;

@@ -37,11 +37,12 @@ use tokio::sync::watch;
 
 use crate::actors::breaker::{BreakerConfig, BreakerSnapshot, CircuitBreaker};
 use crate::actors::fetcher::{
-    FetchLeader, FetchMode, FetchOutcome, LeaderError, RateLimitWait, Reads, XFetcher,
+    FetchLeader, FetchMode, FetchOutcome, LeaderError, RateLimitWait, XFetcher,
 };
 use crate::actors::lease::{Lease, LEASE_TTL};
 use crate::actors::signal::StopSwitch;
 use crate::actors::store::{PostStore, SetMeta};
+use crate::actors::usage::{day_start_ms, DailyReads, Resource};
 use crate::config::{Settings, XSettings};
 use crate::domain::crontab::{self, CrontabError};
 use crate::domain::leader::Leader;
@@ -190,6 +191,9 @@ pub struct RunRecord {
     pub leaders: u64,
     pub posts_ingested: u64,
     pub posts_updated: u64,
+    /// Stored posts read again (today's) whose counts moved.
+    #[serde(default)]
+    pub posts_refreshed: u64,
     pub duplicates: u64,
     pub posts_read: u64,
     pub users_read: u64,
@@ -390,6 +394,8 @@ pub struct IngestScheduler {
     backoff: HashMap<u64, Backoff>,
     cooldowns: HashMap<u64, Instant>,
     usage: Usage,
+    /// Resources X returned today (billed once per UTC day).
+    daily: DailyReads,
     usage_persisted: Instant,
     /// Posts that may still be read (or reserved) this month; u64::MAX without a budget.
     allowance: Arc<AtomicU64>,
@@ -426,6 +432,7 @@ impl IngestScheduler {
             backoff: HashMap::new(),
             cooldowns: HashMap::new(),
             usage: Usage::default(),
+            daily: DailyReads::new(Utc::now()),
             usage_persisted: Instant::now(),
             allowance: Arc::new(AtomicU64::new(u64::MAX)),
             reserved: 0,
@@ -458,6 +465,10 @@ impl IngestScheduler {
                 month,
                 ..Usage::default()
             });
+        self.daily = DailyReads::restore(
+            reader.meta(DailyReads::META).ok().flatten().as_deref(),
+            Utc::now(),
+        );
         self.update_allowance();
     }
 
@@ -488,11 +499,13 @@ impl IngestScheduler {
             .is_some_and(|budget| self.usage.posts_read >= budget)
     }
 
-    /// Books what a fetch read and releases the posts it had reserved.
-    fn record_reads(&mut self, reads: Reads, reserved: u64) {
+    /// Books what a fetch read (X bills each resource once per UTC day: `resources`
+    /// already returned today cost nothing) and releases the posts it had reserved.
+    fn record_reads(&mut self, resources: &[Resource], reserved: u64) {
         self.roll_month();
-        self.usage.posts_read += reads.posts;
-        self.usage.users_read += reads.users;
+        let billed = self.daily.bill(resources, Utc::now());
+        self.usage.posts_read += billed.posts;
+        self.usage.users_read += billed.users;
         self.reserved = self.reserved.saturating_sub(reserved);
         self.update_allowance();
         if self.usage_persisted.elapsed() >= USAGE_PERSIST_EVERY {
@@ -536,12 +549,19 @@ impl IngestScheduler {
         }
     }
 
+    /// Persists the month's usage, then today's read resources. In that order: a crash
+    /// between the two can bill a resource again after a restart, never forget one.
     fn persist_usage(&mut self) -> impl std::future::Future<Output = Result<(), String>> + 'static {
         self.usage_persisted = Instant::now();
-        self.persist_meta(
+        let usage = self.persist_meta(
             usage_meta_name(&self.usage.month),
             serde_json::to_vec(&self.usage).ok(),
-        )
+        );
+        let daily = self.persist_meta(DailyReads::META.to_string(), Some(self.daily.to_bytes()));
+        async move {
+            usage.await?;
+            daily.await
+        }
     }
 
     fn health(&self) -> SchedulerHealth {
@@ -832,6 +852,7 @@ impl IngestScheduler {
                         read_allowance: reserved,
                         stop: cancel.signal(),
                         waits: Some(waits),
+                        reread_from_ms: Some(day_start_ms(Utc::now())),
                     };
                     match fetcher.send(msg).await {
                         Ok(outcome) => {
@@ -937,7 +958,7 @@ impl IngestScheduler {
 
     /// Books one leader's outcome; returns whether the run must stop.
     fn on_leader_done(&mut self, outcome: FetchOutcome, reserved: u64) -> bool {
-        self.record_reads(outcome.reads, reserved);
+        self.record_reads(&outcome.resources, reserved);
         if let Err(LeaderError::X(FetchError::Stopped)) = &outcome.result {
             // Stopped while waiting: not a fetch of the leader, and the run is stopping.
             if let Some(run) = &mut self.current {
@@ -959,6 +980,7 @@ impl IngestScheduler {
                 if let Some(run) = &mut self.current {
                     run.record.posts_ingested += report.inserted.len() as u64;
                     run.record.posts_updated += report.updated as u64;
+                    run.record.posts_refreshed += report.refreshed as u64;
                     run.record.duplicates += report.duplicates as u64;
                 }
             }
@@ -1298,6 +1320,7 @@ impl Handler<RefreshLeader> for IngestScheduler {
             read_allowance: reserved,
             stop: self.refresh_stop.signal(),
             waits: Some(ctx.address().recipient()),
+            reread_from_ms: Some(day_start_ms(Utc::now())),
         };
         Box::pin(
             fetcher
@@ -1308,11 +1331,11 @@ impl Handler<RefreshLeader> for IngestScheduler {
                     let outcome = match res {
                         Ok(outcome) => outcome,
                         Err(e) => {
-                            act.record_reads(Reads::default(), released);
+                            act.record_reads(&[], released);
                             return Err(RefreshError::Fetch(LeaderError::Internal(e.to_string())));
                         }
                     };
-                    act.record_reads(outcome.reads, released);
+                    act.record_reads(&outcome.resources, released);
                     match outcome.result {
                         Ok(report) => Ok(Refreshed {
                             posts: report.inserted,
@@ -1522,7 +1545,8 @@ mod tests {
         assert_eq!(s.reserve(20), Some(20));
         assert_eq!(s.reserve(20), Some(10));
         assert_eq!(s.reserve(20), Some(0));
-        s.record_reads(Reads { posts: 5, users: 1 }, 20);
+        let read: Vec<Resource> = (0..5).map(|i| Resource::post(i.to_string())).collect();
+        s.record_reads(&read, 20);
         assert_eq!(s.reserve(50), Some(15), "unused reservation came back");
         assert!(!s.budget_exhausted());
     }

@@ -8,7 +8,7 @@ use actix::prelude::*;
 use parking_lot::Mutex;
 
 use crate::domain::leader::{Leader, LeaderDraft};
-use crate::domain::post::{NewPost, Post};
+use crate::domain::post::{Counts, NewPost, Post};
 use crate::domain::review::{ReviewItem, ReviewState};
 use crate::notify::target::{Paused, Target, TargetDraft};
 use crate::storage::disk::Writer;
@@ -91,6 +91,23 @@ impl Handler<InsertPosts> for PostStore {
     type Result = Result<InsertReport, StoreError>;
     fn handle(&mut self, msg: InsertPosts, _: &mut Self::Context) -> Self::Result {
         self.write(|s| s.insert_posts_as(msg.posts, msg.mode))
+    }
+}
+
+/// Store a leader's timeline read: new posts (with dedup, as [`InsertPosts`]) and the
+/// current counts of posts already stored (by X id), in one batch.
+#[derive(Message)]
+#[rtype(result = "Result<InsertReport, StoreError>")]
+pub struct StoreTimeline {
+    pub posts: Vec<NewPost>,
+    pub counts: Vec<(String, Counts)>,
+    pub mode: IngestMode,
+}
+
+impl Handler<StoreTimeline> for PostStore {
+    type Result = Result<InsertReport, StoreError>;
+    fn handle(&mut self, msg: StoreTimeline, _: &mut Self::Context) -> Self::Result {
+        self.write(|s| s.insert_timeline(msg.posts, msg.counts, msg.mode))
     }
 }
 

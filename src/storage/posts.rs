@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::domain::post::{NewPost, Platform, Post, Verification};
+use crate::domain::post::{Counts, NewPost, Platform, Post, Verification};
 use crate::domain::review::{ReviewItem, ReviewState};
 use crate::storage::change::ChangeSet;
 use crate::storage::feed_index::{Entry, FeedIndex};
@@ -21,6 +21,8 @@ pub struct InsertReport {
     pub duplicates: usize,
     /// Posts refused because their leader does not exist (deleted mid-run).
     pub orphans: usize,
+    /// Stored posts whose counts a re-read changed (id, review state, feed place kept).
+    pub refreshed: usize,
 }
 
 /// Whether an ingestion batch announces its new posts to the notification targets.
@@ -72,6 +74,17 @@ pub(super) fn put_post(change: &mut ChangeSet, stored: &StoredPost) -> Result<()
         codec::encode(stored)?,
     );
     Ok(())
+}
+
+/// A stored post X delivered again with `counts`: takes them when they moved; returns
+/// whether the record changed. The one place a re-delivery changes a stored post (issue
+/// 10's `metrics.revision` bump belongs here too).
+pub(crate) fn redelivered(stored: &mut StoredPost, counts: Counts) -> bool {
+    if stored.post.details.counts == Some(counts) {
+        return false;
+    }
+    stored.post.details.counts = Some(counts);
+    true
 }
 
 /// A post's place in the feed order.
@@ -182,16 +195,28 @@ impl Store {
 
     /// [`Store::insert_posts_as`] for history: nothing is announced.
     pub fn insert_posts(&mut self, posts: Vec<NewPost>) -> Result<InsertReport, StoreError> {
-        self.insert_posts_as(posts, IngestMode::Backfill)
+        self.insert_timeline(posts, Vec::new(), IngestMode::Backfill)
     }
 
-    /// Stores a batch of posts with dedup on (platform, external id), all or nothing.
-    /// A post whose edit history names a stored post updates that post instead. With
-    /// [`IngestMode::New`] each post stored for the first time is queued for the
-    /// notification targets that want it, in the same batch.
+    /// [`Store::insert_timeline`] with no counts to refresh.
     pub fn insert_posts_as(
         &mut self,
         posts: Vec<NewPost>,
+        mode: IngestMode,
+    ) -> Result<InsertReport, StoreError> {
+        self.insert_timeline(posts, Vec::new(), mode)
+    }
+
+    /// Stores a batch of posts with dedup on (platform, external id), all or nothing.
+    /// A post whose edit history names a stored post updates that post instead. In the
+    /// same batch, the counts X now reports for posts already stored (by X id): each such
+    /// post keeps its id, review state and place in the feed; only its counts change
+    /// (unknown ids and unchanged counts are skipped). With [`IngestMode::New`] each post
+    /// stored for the first time is queued for the notification targets that want it.
+    pub fn insert_timeline(
+        &mut self,
+        posts: Vec<NewPost>,
+        counts: Vec<(String, Counts)>,
         mode: IngestMode,
     ) -> Result<InsertReport, StoreError> {
         self.check_id_space()?;
@@ -310,6 +335,30 @@ impl Store {
                 report.inserted.push(post);
             }
         }
+        for (ext, now) in counts {
+            let key = (Platform::X, ext);
+            let post_id = match claimed.get(&key) {
+                Some(id) => Some(*id),
+                None => self
+                    .tree
+                    .get(keys::dedup_key(Platform::X, &key.1))?
+                    .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+                    .map(u64::from_be_bytes),
+            };
+            // Posts new or edited in this batch already carry what X sent.
+            let Some(post_id) = post_id.filter(|id| {
+                !updated.contains_key(id) && !report.inserted.iter().any(|p| p.id == *id)
+            }) else {
+                continue;
+            };
+            let Some(mut stored) = read_post(&self.tree, post_id)? else {
+                continue;
+            };
+            if redelivered(&mut stored, now) {
+                put_post(&mut change, &stored)?;
+                report.refreshed += 1;
+            }
+        }
         for (leader, ext) in &newest_updates {
             change.set_newest_x(*leader, ext);
         }
@@ -319,7 +368,11 @@ impl Store {
             .filter(|(id, _)| !inserted_ids.contains(id))
             .map(|(_, s)| s.post)
             .collect();
-        if report.inserted.is_empty() && report.updated.is_empty() && newest_updates.is_empty() {
+        if report.inserted.is_empty()
+            && report.updated.is_empty()
+            && newest_updates.is_empty()
+            && report.refreshed == 0
+        {
             return Ok(report);
         }
         if mode == IngestMode::New {

@@ -394,6 +394,19 @@ pub fn timestamp_ms(tweet: &Tweet) -> Option<i64> {
         .and_then(|ms| ms.checked_add(SNOWFLAKE_EPOCH_MS))
 }
 
+/// A post's counts as Amber stores them (`public_metrics`; zeros when X sent none).
+pub fn tweet_counts(tweet: &Tweet) -> Counts {
+    let counts = tweet.public_metrics.unwrap_or_default();
+    Counts {
+        likes: counts.like_count,
+        comments: counts.reply_count,
+        shares: counts.retweet_count,
+        quotes: counts.quote_count,
+        bookmarks: counts.bookmark_count,
+        impressions: counts.impression_count,
+    }
+}
+
 /// Maps one post to what Amber stores: platform X, the X id as `platformPostId`, the
 /// counts, language and media as typed fields, and VADER sentiment of the text.
 pub fn map_tweet(
@@ -411,7 +424,6 @@ pub fn map_tweet(
         .collect();
     let text = tweet.full_text();
     let (score, label) = sentiment::analyze(text);
-    let counts = tweet.public_metrics.unwrap_or_default();
     NewPost {
         leader_id,
         platform: Platform::X,
@@ -429,14 +441,7 @@ pub fn map_tweet(
         },
         details: PostDetails {
             kind: tweet.kind(),
-            counts: Some(Counts {
-                likes: counts.like_count,
-                comments: counts.reply_count,
-                shares: counts.retweet_count,
-                quotes: counts.quote_count,
-                bookmarks: counts.bookmark_count,
-                impressions: counts.impression_count,
-            }),
+            counts: Some(tweet_counts(tweet)),
             language: tweet.lang.clone(),
             media,
             conversation_id: tweet.conversation_id.clone(),

@@ -33,6 +33,7 @@
 //! POST   /_fake/posts/{id}/counts       {"like_count":9, ...} move its counts
 //! ```
 
+mod activity;
 mod control;
 mod render;
 #[cfg(test)]
@@ -53,6 +54,9 @@ use chrono::Utc;
 use parking_lot::Mutex;
 use serde::Serialize;
 
+pub use crate::x_api::fake::activity::{
+    ActivityStats, CreateShape, Emitted, FakeSubscription, StreamFault,
+};
 use crate::x_api::fake::control::{
     clear_faults, get_stats, post_counts, post_delete, post_edit, post_fault, post_posts,
     post_withhold, put_latency,
@@ -166,6 +170,8 @@ impl Drop for InFlight<'_> {
 struct Shared {
     state: Mutex<State>,
     counters: Counters,
+    /// The Activity API's subscriptions and streams (`activity.rs`).
+    activity: activity::Activity,
 }
 
 /// A running fake X API. Stops when dropped.
@@ -220,6 +226,7 @@ impl FakeX {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::generate(&script)),
             counters: Counters::default(),
+            activity: activity::Activity::default(),
         });
         let data = web::Data::from(shared.clone());
         let workers = script.workers.max(1);
@@ -248,6 +255,7 @@ impl FakeX {
                             .route("/_fake/posts/{id}/delete", web::post().to(post_delete))
                             .route("/_fake/posts/{id}/withhold", web::post().to(post_withhold))
                             .route("/_fake/posts/{id}/counts", web::post().to(post_counts))
+                            .configure(activity::routes)
                     })
                     .workers(workers)
                     .disable_signals()

@@ -42,12 +42,12 @@ fn make_strict(v: &mut Value) {
     }
 }
 
-struct Schemas {
+pub(super) struct Schemas {
     components: Value,
 }
 
 impl Schemas {
-    fn load() -> Schemas {
+    pub(super) fn load() -> Schemas {
         let mut doc: Value = serde_json::from_str(DOCUMENT).expect("the OpenAPI document parses");
         make_strict(&mut doc);
         Schemas {
@@ -68,7 +68,7 @@ impl Schemas {
             .collect()
     }
 
-    fn assert_valid(&self, name: &str, body: &Value) {
+    pub(super) fn assert_valid(&self, name: &str, body: &Value) {
         let problems = self.check(name, body);
         assert!(problems.is_empty(), "{name}: {problems:#?}\nbody: {body:#}");
     }
@@ -117,7 +117,7 @@ fn keys(v: &Value, out: &mut Vec<String>) {
 
 /// Validates an answer given in `spelling`: new-way answers as they are, established
 /// ones renamed (and checked to hold no new-way key).
-fn assert_answer(schemas: &Schemas, name: &str, body: &Value, new_spelling: bool) {
+pub(super) fn assert_answer(schemas: &Schemas, name: &str, body: &Value, new_spelling: bool) {
     if new_spelling {
         let mut all = Vec::new();
         keys(body, &mut all);

@@ -36,7 +36,7 @@ use crate::storage::change::ChangeSet;
 use crate::storage::disk::DiskWatch;
 use crate::storage::feed_index::FeedIndex;
 
-pub use crate::storage::import::{ImportReport, Record};
+pub use crate::storage::import::{ImportReport, Imported, Record};
 pub use crate::storage::posts::{InsertReport, PostPatch};
 pub use crate::storage::reader::{FeedPage, PageInfo, Stats, StoreReader};
 

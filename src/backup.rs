@@ -17,7 +17,7 @@ use crate::domain::review::{ReviewItem, ReviewState};
 use crate::domain::sentiment::Sentiment;
 use crate::http::dto::{parse_rfc3339, LeaderJson, PostJson, ReviewJson};
 use crate::shape::id::IdRef;
-use crate::storage::Record;
+use crate::storage::{Imported, Record};
 
 /// Largest `metrics` object restored from a backup. Generous: ingested X posts were never
 /// held to the API's 16 KB, and a backup must restore what the server stored; only what
@@ -184,25 +184,32 @@ fn time(line: usize, field: &str, s: &str) -> Result<i64, BackupError> {
     })
 }
 
-fn local(line: usize, field: &str, id: &IdRef) -> Result<u64, BackupError> {
-    id.local().ok_or_else(|| BackupError::Line {
-        line,
-        message: format!("{field} {id} is not an Amber id (foreign ids are not supported yet)"),
-    })
+/// Amber's id, or a placeholder and the foreign id (the import gives the record a fresh
+/// id and remembers the foreign one).
+fn split(id: IdRef) -> (u64, Option<String>) {
+    match id {
+        IdRef::Local(n) => (n, None),
+        IdRef::Foreign(s) => (0, Some(s)),
+    }
 }
 
-/// Parses one backup line.
-pub fn parse_line(line_no: usize, text: &str) -> Result<Record, BackupError> {
+/// Parses one backup line. Its ids may be foreign (the original system's UUIDs): they
+/// travel beside the record, which the import gives fresh ids.
+pub fn parse_line(line_no: usize, text: &str) -> Result<Imported, BackupError> {
     let err = |message: String| BackupError::Line {
         line: line_no,
         message,
     };
     let kind: KindIn = serde_json::from_str(text).map_err(|e| err(e.to_string()))?;
-    Ok(match kind.kind.as_str() {
+    let foreign_id;
+    let mut foreign_parent = None;
+    let record = match kind.kind.as_str() {
         "leader" => {
             let l: LeaderIn = serde_json::from_str(text).map_err(|e| err(e.to_string()))?;
+            let id;
+            (id, foreign_id) = split(l.id);
             Record::Leader(Leader {
-                id: local(line_no, "id", &l.id)?,
+                id,
                 name: l.name,
                 handles: l.handles,
                 tracking_topics: l.tracking_topics,
@@ -212,9 +219,12 @@ pub fn parse_line(line_no: usize, text: &str) -> Result<Record, BackupError> {
         }
         "post" => {
             let p: PostIn = serde_json::from_str(text).map_err(|e| err(e.to_string()))?;
+            let (id, leader_id);
+            (id, foreign_id) = split(p.id);
+            (leader_id, foreign_parent) = split(p.leader_id);
             Record::Post(Box::new(Post {
-                id: local(line_no, "id", &p.id)?,
-                leader_id: local(line_no, "leaderId", &p.leader_id)?,
+                id,
+                leader_id,
                 platform: Platform::parse(&p.platform)
                     .ok_or_else(|| err(format!("unknown platform {:?}", p.platform)))?,
                 content: p.content,
@@ -255,9 +265,12 @@ pub fn parse_line(line_no: usize, text: &str) -> Result<Record, BackupError> {
         }
         "review" => {
             let r: ReviewIn = serde_json::from_str(text).map_err(|e| err(e.to_string()))?;
+            let (id, post_id);
+            (id, foreign_id) = split(r.id);
+            (post_id, foreign_parent) = split(r.post_id);
             Record::Review(ReviewItem {
-                id: local(line_no, "id", &r.id)?,
-                post_id: local(line_no, "postId", &r.post_id)?,
+                id,
+                post_id,
                 state: ReviewState::parse(&r.state)
                     .ok_or_else(|| err(format!("unknown state {:?}", r.state)))?,
                 notes: r.notes,
@@ -275,6 +288,11 @@ pub fn parse_line(line_no: usize, text: &str) -> Result<Record, BackupError> {
                 "unknown kind {other:?} (expected leader, post or review)"
             )))
         }
+    };
+    Ok(Imported {
+        record,
+        foreign_id,
+        foreign_parent,
     })
 }
 
@@ -311,7 +329,7 @@ fn trailer_of(line_no: usize, text: &str) -> Result<Option<Trailer>, BackupError
 pub fn read_all(
     input: impl BufRead,
     rule: TrailerRule,
-) -> Result<(Vec<Record>, Option<Trailer>), BackupError> {
+) -> Result<(Vec<Imported>, Option<Trailer>), BackupError> {
     let mut records = Vec::new();
     let mut trailer: Option<(usize, Trailer)> = None;
     for (i, line) in input.lines().enumerate() {
@@ -365,6 +383,20 @@ mod tests {
         assert!(err.to_string().starts_with("line 3: metrics"), "{err}");
         let deep = format!("{}1{}", "{\"a\":".repeat(40), "}".repeat(40));
         assert!(parse_line(4, &post_line(&deep)).is_err());
+    }
+
+    #[test]
+    fn foreign_ids_travel_beside_the_record_and_amber_ids_stay_in_it() {
+        let line = r#"{"kind":"review","id":"r-uuid","postId":"p-uuid","state":"pending","updatedAt":"2026-01-01T00:00:00Z"}"#;
+        let review = parse_line(1, line).unwrap();
+        assert_eq!(review.foreign_id.as_deref(), Some("r-uuid"));
+        assert_eq!(review.foreign_parent.as_deref(), Some("p-uuid"));
+        let post = parse_line(2, &post_line("{}")).unwrap();
+        assert_eq!((post.foreign_id, post.foreign_parent), (None, None));
+        match post.record {
+            Record::Post(p) => assert_eq!((p.id, p.leader_id), (7, 1)),
+            _ => panic!("expected a post"),
+        }
     }
 
     const LEADER: &str =
@@ -426,7 +458,7 @@ mod tests {
 
     #[test]
     fn a_post_line_keeps_its_metrics_as_canonical_json() {
-        match parse_line(1, &post_line(r#"{ "likes" : 3 }"#)).unwrap() {
+        match parse_line(1, &post_line(r#"{ "likes" : 3 }"#)).unwrap().record {
             Record::Post(p) => assert_eq!(p.client_metrics.as_deref(), Some(r#"{"likes":3}"#)),
             _ => panic!("expected a post"),
         }

@@ -1,4 +1,9 @@
 //! Restoring a backup: records merged into the store with dedup, in one change.
+//!
+//! A record may carry *foreign* ids (the original system's UUIDs, or any id that is not
+//! Amber's): such a record gets a fresh id, every reference to its foreign id is remapped,
+//! and the foreign id is remembered in an `F` key written in the same change, so the
+//! record still answers at its old id and a second import of the same file adds nothing.
 
 use std::collections::{HashMap, HashSet};
 
@@ -8,7 +13,7 @@ use crate::domain::review::{ReviewItem, ReviewState};
 use crate::storage::change::ChangeSet;
 use crate::storage::feed_index::{MAX_LEADER_ID, MAX_POST_ID};
 use crate::storage::posts::note_newest;
-use crate::storage::{codec, keys, Store, StoreError};
+use crate::storage::{codec, keys, Entity, Store, StoreError};
 
 /// A record read from or written to a backup.
 #[derive(Debug, Clone, PartialEq)]
@@ -16,6 +21,56 @@ pub enum Record {
     Leader(Leader),
     Post(Box<Post>),
     Review(ReviewItem),
+}
+
+/// A record as a backup line names it: ids the record itself could not hold because they
+/// are foreign travel beside it (the record's own id field is then a placeholder).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Imported {
+    pub record: Record,
+    /// The record's own id, when foreign.
+    pub foreign_id: Option<String>,
+    /// The id of the record it belongs to (a post's `leaderId`, a review's `postId`),
+    /// when foreign.
+    pub foreign_parent: Option<String>,
+}
+
+impl From<Record> for Imported {
+    fn from(record: Record) -> Imported {
+        Imported {
+            record,
+            foreign_id: None,
+            foreign_parent: None,
+        }
+    }
+}
+
+/// Foreign ids seen so far in one import: those already stored (`F` keys) and those
+/// staged in this change.
+struct ForeignIds<'a> {
+    tree: &'a sled::Tree,
+    staged: HashMap<(u8, String), u64>,
+}
+
+impl ForeignIds<'_> {
+    fn get(&self, entity: Entity, foreign: &str) -> Result<Option<u64>, StoreError> {
+        if let Some(id) = self.staged.get(&(entity.code(), foreign.to_string())) {
+            return Ok(Some(*id));
+        }
+        Ok(self
+            .tree
+            .get(keys::foreign_key(entity.code(), foreign))?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(u64::from_be_bytes))
+    }
+
+    fn remember(&mut self, change: &mut ChangeSet, entity: Entity, foreign: &str, id: u64) {
+        change.put(
+            keys::foreign_key(entity.code(), foreign),
+            &id.to_be_bytes()[..],
+        );
+        self.staged.insert((entity.code(), foreign.to_string()), id);
+    }
 }
 
 /// What an import did.
@@ -30,26 +85,45 @@ pub struct ImportReport {
 impl Store {
     /// Merges backup records into the store. Leaders and reviews keep their ids when
     /// free; posts dedup on (platform, external id) and keep their ids when free.
-    pub fn import(&mut self, records: Vec<Record>) -> Result<ImportReport, StoreError> {
+    /// Records with foreign ids get fresh ids (see the module's note).
+    pub fn import<R: Into<Imported>>(
+        &mut self,
+        records: impl IntoIterator<Item = R>,
+    ) -> Result<ImportReport, StoreError> {
         let mut report = ImportReport::default();
         let mut change = ChangeSet::default();
         let mut ids = self.ids;
+        let mut foreign = ForeignIds {
+            tree: &self.tree,
+            staged: HashMap::new(),
+        };
         let mut staged_posts: HashSet<u64> = HashSet::new();
-        let mut staged_dedup: HashSet<(Platform, String)> = HashSet::new();
+        let mut staged_dedup: HashMap<(Platform, String), u64> = HashMap::new();
         let mut new_leaders: HashSet<u64> = HashSet::new();
         let mut newest_updates: HashMap<u64, String> = HashMap::new();
         let mut post_id_map: HashMap<u64, u64> = HashMap::new();
-        for record in records {
+        let mut reviewed_posts: HashSet<u64> = HashSet::new();
+        for imported in records {
+            let Imported {
+                record,
+                foreign_id,
+                foreign_parent,
+            } = imported.into();
             match record {
-                // Ids an index slot cannot hold (only a hand-made backup has them).
-                Record::Leader(l) if l.id >= MAX_LEADER_ID => report.skipped += 1,
-                Record::Post(p) if p.id >= MAX_POST_ID || p.leader_id >= MAX_LEADER_ID => {
-                    report.skipped += 1
-                }
-                Record::Leader(leader) => {
-                    if self.shared.leaders.read().contains_key(&leader.id)
+                Record::Leader(mut leader) => {
+                    if let Some(old) = &foreign_id {
+                        if foreign.get(Entity::Leader, old)?.is_some() {
+                            report.skipped += 1;
+                            continue;
+                        }
+                        leader.id = ids.leader;
+                        foreign.remember(&mut change, Entity::Leader, old, leader.id);
+                    } else if leader.id >= MAX_LEADER_ID
+                        || self.shared.leaders.read().contains_key(&leader.id)
                         || new_leaders.contains(&leader.id)
                     {
+                        // Already here, or an id an index slot cannot hold (only a
+                        // hand-made backup has them).
                         report.skipped += 1;
                         continue;
                     }
@@ -59,23 +133,57 @@ impl Store {
                     report.leaders += 1;
                 }
                 Record::Post(mut post) => {
+                    if let Some(old) = &foreign_parent {
+                        match foreign.get(Entity::Leader, old)? {
+                            Some(id) => post.leader_id = id,
+                            None => {
+                                report.skipped += 1;
+                                continue;
+                            }
+                        }
+                    }
+                    if let Some(old) = &foreign_id {
+                        if foreign.get(Entity::Post, old)?.is_some() {
+                            report.skipped += 1;
+                            continue;
+                        }
+                    }
+                    if (foreign_id.is_none() && post.id >= MAX_POST_ID)
+                        || post.leader_id >= MAX_LEADER_ID
+                    {
+                        report.skipped += 1;
+                        continue;
+                    }
                     let leader_known = self.shared.leaders.read().contains_key(&post.leader_id)
                         || new_leaders.contains(&post.leader_id);
                     let dup = match &post.platform_post_id {
-                        Some(ext) => {
-                            staged_dedup.contains(&(post.platform, ext.clone()))
-                                || self
-                                    .tree
-                                    .contains_key(keys::dedup_key(post.platform, ext))?
-                        }
-                        None => false,
+                        Some(ext) => match staged_dedup.get(&(post.platform, ext.clone())) {
+                            Some(id) => Some(*id),
+                            None => self
+                                .tree
+                                .get(keys::dedup_key(post.platform, ext))?
+                                .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+                                .map(u64::from_be_bytes),
+                        },
+                        None => None,
                     };
-                    if !leader_known || dup {
+                    if !leader_known {
+                        report.skipped += 1;
+                        continue;
+                    }
+                    if let Some(existing) = dup {
+                        // The same X post, stored already: its foreign id now names it.
+                        if let Some(old) = &foreign_id {
+                            foreign.remember(&mut change, Entity::Post, old, existing);
+                        }
                         report.skipped += 1;
                         continue;
                     }
                     let original_id = post.id;
-                    if staged_posts.contains(&post.id)
+                    if let Some(old) = &foreign_id {
+                        post.id = ids.post;
+                        foreign.remember(&mut change, Entity::Post, old, post.id);
+                    } else if staged_posts.contains(&post.id)
                         || self.tree.contains_key(keys::id_key(keys::POST, post.id))?
                     {
                         if post.platform_post_id.is_none() {
@@ -85,10 +193,12 @@ impl Store {
                         }
                         post.id = ids.post.max(staged_posts.iter().max().map_or(0, |m| m + 1));
                     }
-                    post_id_map.insert(original_id, post.id);
+                    if foreign_id.is_none() {
+                        post_id_map.insert(original_id, post.id);
+                    }
                     ids.post = ids.post.max(post.id + 1);
                     if let Some(ext) = &post.platform_post_id {
-                        staged_dedup.insert((post.platform, ext.clone()));
+                        staged_dedup.insert((post.platform, ext.clone()), post.id);
                         if post.platform == Platform::X {
                             note_newest(&mut newest_updates, &self.shared, post.leader_id, ext);
                         }
@@ -98,20 +208,41 @@ impl Store {
                     report.posts += 1;
                 }
                 Record::Review(mut item) => {
-                    let Some(post_id) = post_id_map.get(&item.post_id).copied() else {
+                    if let Some(old) = &foreign_id {
+                        if foreign.get(Entity::Review, old)?.is_some() {
+                            report.skipped += 1;
+                            continue;
+                        }
+                    }
+                    let post_id = match &foreign_parent {
+                        Some(old) => foreign.get(Entity::Post, old)?,
+                        None => post_id_map.get(&item.post_id).copied(),
+                    };
+                    let Some(post_id) = post_id else {
                         report.skipped += 1;
                         continue;
                     };
-                    if self
-                        .tree
-                        .contains_key(keys::id_key(keys::REVIEW, item.id))?
+                    let post_has_review = reviewed_posts.contains(&post_id)
                         || self
                             .tree
-                            .contains_key(keys::id_key(keys::REVIEW_BY_POST, post_id))?
+                            .contains_key(keys::id_key(keys::REVIEW_BY_POST, post_id))?;
+                    if let Some(old) = &foreign_id {
+                        if post_has_review {
+                            // The post (an X post stored before) has its review item.
+                            report.skipped += 1;
+                            continue;
+                        }
+                        item.id = ids.review;
+                        foreign.remember(&mut change, Entity::Review, old, item.id);
+                    } else if post_has_review
+                        || self
+                            .tree
+                            .contains_key(keys::id_key(keys::REVIEW, item.id))?
                     {
                         item.id = ids.review;
                     }
                     item.post_id = post_id;
+                    reviewed_posts.insert(post_id);
                     ids.review = ids.review.max(item.id + 1);
                     change.put(
                         &keys::id_key(keys::REVIEW, item.id)[..],

@@ -37,7 +37,7 @@ use crate::storage::change::ChangeSet;
 use crate::storage::disk::DiskWatch;
 use crate::storage::feed_index::FeedIndex;
 
-pub use crate::storage::import::{ImportReport, Record};
+pub use crate::storage::import::{ImportReport, Imported, Record};
 pub use crate::storage::posts::{IngestMode, InsertReport, PostPatch};
 pub use crate::storage::reader::{FeedPage, PageInfo, Stats, StoreReader};
 

@@ -262,3 +262,91 @@ async fn refreshing_a_leader_without_an_x_handle_is_200_with_no_posts_and_reques
     assert_eq!(line["event"], "request", "{line}");
     assert!(line["durationMs"].is_number(), "{line}");
 }
+
+/// A backup as the original's rows give it: UUID ids, `leaderId`/`postId` naming UUIDs,
+/// `"Needs Review"`.
+fn uuid_backup() -> String {
+    let lines = [
+        r#"{"kind":"leader","id":"6f1c2a8e-0b7d-4a57-9a3e-1d2c3b4a5f60","name":"Ada Original","handles":{"x":"ada_orig"},"trackingTopics":["energy"],"createdAt":"2025-03-01T10:00:00Z"}"#,
+        r#"{"kind":"leader","id":"leader-two","name":"Bo Original","createdAt":"2025-03-02T10:00:00Z"}"#,
+        r#"{"kind":"post","id":"9b0e4c1d-33aa-4f8e-8c2b-7a6d5e4f3c21","leaderId":"6f1c2a8e-0b7d-4a57-9a3e-1d2c3b4a5f60","platform":"X","content":"from the original","timestamp":"2025-03-03T09:00:00Z","sentiment":"Positive","metrics":{"likes":4},"platformPostId":"1890000000000000001","verificationStatus":"Needs Review"}"#,
+        r#"{"kind":"post","id":"c4d5e6f7-0000-4000-8000-000000000002","leaderId":"leader-two","platform":"news","content":"a news item","timestamp":"2025-03-04T09:00:00Z","sentiment":"Neutral","verificationStatus":"Verified"}"#,
+        r#"{"kind":"review","id":"a1b2c3d4-1111-4222-8333-444455556666","postId":"9b0e4c1d-33aa-4f8e-8c2b-7a6d5e4f3c21","state":"pending","updatedAt":"2025-03-03T09:05:00Z"}"#,
+        r#"{"kind":"trailer","records":5,"damagedSkipped":0}"#,
+    ];
+    lines.iter().map(|l| format!("{l}\n")).collect()
+}
+
+#[actix_web::test]
+async fn an_original_backup_with_uuids_imports_once_and_answers_at_its_old_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in ["first", "second"] {
+        let out = crate::cli::import(dir.path(), &uuid_backup());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{round} import: {stderr}");
+        let expected = if round == "first" {
+            "imported 2 leaders, 2 posts, 1 review items; skipped 0"
+        } else {
+            "imported 0 leaders, 0 posts, 0 review items; skipped 5"
+        };
+        assert!(stderr.contains(expected), "{round} import: {stderr}");
+    }
+    let app = crate::helpers::spawn_on(dir.path()).await;
+
+    let (status, ada) = app
+        .get_json("/api/leaders/6f1c2a8e-0b7d-4a57-9a3e-1d2c3b4a5f60")
+        .await;
+    assert_eq!(status, 200, "{ada}");
+    assert_eq!(ada["name"], "Ada Original");
+    assert_eq!(ada["handles"]["x"], "ada_orig");
+    let ada_id = ada["id"].as_str().expect("string id").to_string();
+    assert!(ada_id.bytes().all(|b| b.is_ascii_digit()), "fresh id {ada_id}");
+    let (_, bo) = app.get_json("/api/leaders/leader-two").await;
+    assert_eq!(bo["name"], "Bo Original");
+
+    // The post answers at its old id, its leaderId remapped to the leader's fresh id.
+    let (status, post) = app
+        .get_json("/api/posts/9b0e4c1d-33aa-4f8e-8c2b-7a6d5e4f3c21")
+        .await;
+    assert_eq!(status, 200, "{post}");
+    assert_eq!(post["leaderId"], ada_id.as_str());
+    assert_eq!(post["content"], "from the original");
+    assert_eq!(post["verificationStatus"], "Needs Review");
+    assert_eq!(post["metrics"]["likes"], 4);
+    let (_, news) = app
+        .get_json("/api/posts/c4d5e6f7-0000-4000-8000-000000000002")
+        .await;
+    assert_eq!(news["verificationStatus"], "Verified");
+    // Filters by the old leader id find the leader's posts, once each.
+    let (_, posts) = app
+        .get_json("/api/posts?leaderId=6f1c2a8e-0b7d-4a57-9a3e-1d2c3b4a5f60")
+        .await;
+    let posts = posts.as_array().unwrap();
+    assert_eq!(posts.len(), 1, "{posts:?}");
+    assert_eq!(posts[0]["id"], post["id"]);
+
+    // The review item, remapped to the post, is decided at its old id.
+    let res = app
+        .client
+        .post(app.url(
+            "/api/review/a1b2c3d4-1111-4222-8333-444455556666/approve",
+        ))
+        .bearer_auth(app.admin_token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let review: Value = res.json().await.unwrap();
+    assert_eq!(review["postId"], post["id"]);
+    assert_eq!(review["state"], "approved");
+    let (_, post) = app
+        .get_json("/api/posts/9b0e4c1d-33aa-4f8e-8c2b-7a6d5e4f3c21")
+        .await;
+    assert_eq!(post["verificationStatus"], "Verified");
+
+    // An id never imported still names nothing.
+    let (status, _) = app
+        .get_json("/api/leaders/00000000-0000-4000-8000-000000000000")
+        .await;
+    assert_eq!(status, 404);
+}

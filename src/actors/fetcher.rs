@@ -445,7 +445,7 @@ fn map_pages(
     let mut posts = Vec::new();
     let mut known = 0;
     for page in pages {
-        let media = page.media_by_key();
+        let index = page.index();
         for tweet in &page.data {
             if matches!(
                 reader.post_by_external_id(Platform::X, &tweet.id),
@@ -454,7 +454,7 @@ fn map_pages(
                 known += 1;
                 continue;
             }
-            posts.push(map_tweet(tweet, &media, leader_id, author));
+            posts.push(map_tweet(tweet, &index, leader_id, author));
         }
     }
     (posts, known)

@@ -31,7 +31,7 @@ use crate::domain::post::{Counts, NewPost, Platform, Post};
 use crate::storage::query::{PageStart, PostQuery};
 use crate::storage::{x_id_newer, IngestMode, StoreReader};
 use crate::x_api::client::{FetchError, RetryPolicy, Step, XClient, MAX_PAGE, MIN_PAGE};
-use crate::x_api::dto::{map_tweet, tweet_counts, AuthorProfile, TimelineResponse, User};
+use crate::x_api::dto::{map_tweet, stored_counts, AuthorProfile, TimelineResponse, User};
 
 /// How much of a timeline to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -527,17 +527,17 @@ fn map_pages(
     let mut counts = Vec::new();
     let mut known = 0;
     for page in pages {
-        let media = page.media_by_key();
+        let index = page.index();
         for tweet in &page.data {
             if let Ok(Some(stored)) = reader.post_by_external_id(Platform::X, &tweet.id) {
                 known += 1;
-                let now = tweet_counts(tweet);
+                let now = stored_counts(tweet, &index);
                 if stored.details.counts.is_some_and(|c| c != now) {
                     counts.push((tweet.id.clone(), now));
                 }
                 continue;
             }
-            posts.push(map_tweet(tweet, &media, leader_id, author));
+            posts.push(map_tweet(tweet, &index, leader_id, author));
         }
     }
     (posts, counts, known)

@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::post::{
     Author, Counts, MediaItem, MediaKind, MediaVariant, NewPost, Platform, PostDetails, PostKind,
-    Verification,
+    ReferencedPost, Relation, Verification,
 };
-use crate::domain::sentiment;
+use crate::domain::sentiment::{self, Sentiment};
 
 /// Milliseconds between the unix epoch and X's snowflake epoch (2010-11-04T01:42:54.657Z).
 const SNOWFLAKE_EPOCH_MS: i64 = 1_288_834_974_657;
@@ -372,10 +372,10 @@ impl TimelineResponse {
 
     /// Every post of the page as a [`NewPost`] for `leader_id`.
     pub fn to_new_posts(&self, leader_id: u64, author: &AuthorProfile) -> Vec<NewPost> {
-        let media = self.media_by_key();
+        let index = self.index();
         self.data
             .iter()
-            .map(|t| map_tweet(t, &media, leader_id, author))
+            .map(|t| map_tweet(t, &index, leader_id, author))
             .collect()
     }
 }
@@ -394,59 +394,203 @@ pub fn timestamp_ms(tweet: &Tweet) -> Option<i64> {
         .and_then(|ms| ms.checked_add(SNOWFLAKE_EPOCH_MS))
 }
 
-/// A post's counts as Amber stores them (`public_metrics`; zeros when X sent none).
-pub fn tweet_counts(tweet: &Tweet) -> Counts {
-    let counts = tweet.public_metrics.unwrap_or_default();
-    Counts {
-        likes: counts.like_count,
-        comments: counts.reply_count,
-        shares: counts.retweet_count,
-        quotes: counts.quote_count,
-        bookmarks: counts.bookmark_count,
-        impressions: counts.impression_count,
+/// The `includes` of a page by key, for joining onto its posts.
+#[derive(Debug, Clone, Default)]
+pub struct PageIndex<'a> {
+    pub media: HashMap<&'a str, &'a Media>,
+    pub users: HashMap<&'a str, &'a User>,
+    pub tweets: HashMap<&'a str, &'a Tweet>,
+}
+
+impl TimelineResponse {
+    /// The page's `includes` by media key, user id and post id.
+    pub fn index(&self) -> PageIndex<'_> {
+        let mut index = PageIndex {
+            media: self.media_by_key(),
+            ..PageIndex::default()
+        };
+        if let Some(inc) = &self.includes {
+            index.users = inc.users.iter().map(|u| (u.id.as_str(), u)).collect();
+            index.tweets = inc.tweets.iter().map(|t| (t.id.as_str(), t)).collect();
+        }
+        index
     }
 }
 
-/// Maps one post to what Amber stores: platform X, the X id as `platformPostId`, the
-/// counts, language and media as typed fields, and VADER sentiment of the text.
-pub fn map_tweet(
-    tweet: &Tweet,
-    media: &HashMap<&str, &Media>,
-    leader_id: u64,
-    author: &AuthorProfile,
-) -> NewPost {
-    let media: Vec<MediaItem> = tweet
+/// The text of `tweet` as a person reads it: the whole text (`note_tweet` when sent),
+/// each `t.co` link replaced by where it goes, and the link to a quoted post (which X
+/// appends) left out because the quoted post is shown with it.
+pub fn readable_text(tweet: &Tweet) -> String {
+    let (text, entities) = match &tweet.note_tweet {
+        Some(n) if !n.text.is_empty() => (n.text.as_str(), n.entities.as_ref()),
+        _ => (tweet.text.as_str(), tweet.entities.as_ref()),
+    };
+    let quoted: Vec<&str> = tweet
+        .referenced_tweets
+        .iter()
+        .filter(|r| r.kind == "quoted")
+        .map(|r| r.id.as_str())
+        .collect();
+    let mut out = text.to_string();
+    for u in entities.iter().flat_map(|e| e.urls.iter()) {
+        let (Some(short), Some(long)) = (u.url.as_deref(), u.expanded_url.as_deref()) else {
+            continue;
+        };
+        let is_quote_link = quoted.iter().any(|id| {
+            long.trim_end_matches('/')
+                .ends_with(&format!("/status/{id}"))
+        });
+        let replacement = if is_quote_link { "" } else { long };
+        out = out.replace(short, replacement);
+    }
+    if quoted.is_empty() {
+        out
+    } else {
+        out.trim_end().to_string()
+    }
+}
+
+fn media_items(tweet: &Tweet, index: &PageIndex<'_>) -> Vec<MediaItem> {
+    tweet
         .attachments
         .iter()
         .flat_map(|a| a.media_keys.iter())
-        .filter_map(|k| media.get(k.as_str()))
+        .filter_map(|k| index.media.get(k.as_str()))
         .filter_map(|m| m.to_item())
-        .collect();
-    let text = tweet.full_text();
-    let (score, label) = sentiment::analyze(text);
+        .collect()
+}
+
+fn author_of(user_id: Option<&str>, index: &PageIndex<'_>) -> Author {
+    let user = user_id.and_then(|id| index.users.get(id));
+    Author {
+        id: user_id.map(str::to_string),
+        handle: user.map(|u| u.username.clone()),
+        name: user.map(|u| u.name.clone()).filter(|n| !n.is_empty()),
+        avatar_url: user.and_then(|u| u.profile_image_url.clone()),
+    }
+}
+
+/// The counts Amber keeps for `tweet` as stored: a repost is stored as the reposted post,
+/// so it carries that post's counts when X included it (as [`map_tweet`] does).
+pub fn stored_counts(tweet: &Tweet, index: &PageIndex<'_>) -> Counts {
+    let original = tweet
+        .referenced_tweets
+        .iter()
+        .find(|r| r.kind == "retweeted")
+        .and_then(|r| index.tweets.get(r.id.as_str()));
+    match original {
+        Some(original) if tweet.kind() == PostKind::Repost => tweet_counts(original),
+        _ => tweet_counts(tweet),
+    }
+}
+
+/// A post's counts as Amber stores them (`public_metrics`; zeros when X sent none).
+pub fn tweet_counts(tweet: &Tweet) -> Counts {
+    let c = tweet.public_metrics.unwrap_or_default();
+    Counts {
+        likes: c.like_count,
+        comments: c.reply_count,
+        shares: c.retweet_count,
+        quotes: c.quote_count,
+        bookmarks: c.bookmark_count,
+        impressions: c.impression_count,
+    }
+}
+
+/// The post `tweet` refers to (a repost's original wins over a quoted post over what a
+/// reply answers), with its text, author and media when the page includes it.
+fn referenced_post<'a>(
+    tweet: &Tweet,
+    index: &PageIndex<'a>,
+) -> Option<(ReferencedPost, Option<&'a Tweet>)> {
+    let order = [
+        ("retweeted", Relation::Reposted),
+        ("quoted", Relation::Quoted),
+        ("replied_to", Relation::RepliedTo),
+    ];
+    let (id, relation) = order.iter().find_map(|(kind, relation)| {
+        tweet
+            .referenced_tweets
+            .iter()
+            .find(|r| r.kind == *kind)
+            .map(|r| (r.id.as_str(), *relation))
+    })?;
+    let included = index.tweets.get(id).copied();
+    let author_id = match (included, relation) {
+        (Some(t), _) => t.author_id.as_deref(),
+        (None, Relation::RepliedTo) => tweet.in_reply_to_user_id.as_deref(),
+        (None, _) => None,
+    };
+    let post = ReferencedPost {
+        id: id.to_string(),
+        relation,
+        author: author_of(author_id, index),
+        text: included.map(readable_text),
+        created_at_ms: included.and_then(timestamp_ms),
+        media: included.map(|t| media_items(t, index)).unwrap_or_default(),
+    };
+    Some((post, included))
+}
+
+/// Maps one post to what Amber stores: platform X, the X id as `platformPostId`, the
+/// whole text with links expanded, the kind and the referenced post, counts, language
+/// and media as typed fields, and VADER sentiment of the leader's own words.
+///
+/// A repost is stored as the reposted post: its text, author, media and counts, credited
+/// `reposted_by` the leader and dated when the leader reposted it; the leader wrote no
+/// words of their own, so its sentiment is neutral (score 0). When X did not include the
+/// original (deleted, withheld), the repost keeps X's `RT @handle: ...` text.
+pub fn map_tweet(
+    tweet: &Tweet,
+    index: &PageIndex<'_>,
+    leader_id: u64,
+    author: &AuthorProfile,
+) -> NewPost {
+    let leader = Author {
+        id: Some(author.user_id.clone()),
+        handle: Some(author.handle.clone()),
+        name: author.name.clone(),
+        avatar_url: author.avatar_url.clone(),
+    };
+    let kind = tweet.kind();
+    let referenced = referenced_post(tweet, index);
+    let own_text = readable_text(tweet);
+    let mut post_author = leader.clone();
+    let mut reposted_by = None;
+    let mut content = own_text.clone();
+    let mut media = media_items(tweet, index);
+    let mut counts = tweet_counts(tweet);
+    let (score, label) = match (&referenced, kind) {
+        (Some((original, Some(included))), PostKind::Repost) => {
+            content = original.text.clone().unwrap_or_default();
+            post_author = original.author.clone();
+            reposted_by = Some(Box::new(leader));
+            media = original.media.clone();
+            counts = tweet_counts(included);
+            (0.0, Sentiment::Neutral)
+        }
+        (_, PostKind::Repost) => (0.0, Sentiment::Neutral),
+        _ => sentiment::analyze(&own_text),
+    };
     NewPost {
         leader_id,
         platform: Platform::X,
-        content: text.to_owned(),
+        content,
         timestamp_ms: timestamp_ms(tweet).unwrap_or_else(|| chrono::Utc::now().timestamp_millis()),
         sentiment: label,
         sentiment_score: score,
         platform_post_id: Some(tweet.id.clone()),
         verification: Verification::Unverified,
-        author: Author {
-            id: Some(author.user_id.clone()),
-            handle: Some(author.handle.clone()),
-            name: author.name.clone(),
-            avatar_url: author.avatar_url.clone(),
-        },
+        author: post_author,
         details: PostDetails {
-            kind: tweet.kind(),
-            counts: Some(tweet_counts(tweet)),
+            kind,
+            counts: Some(counts),
             language: tweet.lang.clone(),
             media,
+            referenced: referenced.map(|(r, _)| Box::new(r)),
             conversation_id: tweet.conversation_id.clone(),
             in_reply_to_user_id: tweet.in_reply_to_user_id.clone(),
-            ..PostDetails::default()
+            reposted_by,
         },
         client_metrics: None,
         edit_history: tweet.edit_history_tweet_ids.clone(),
@@ -458,7 +602,6 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::domain::sentiment::Sentiment;
 
     // Shaped after the samples in X's API v2 documentation.
     const TIMELINE: &str = r#"{

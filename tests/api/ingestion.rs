@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use amber::x_api::fake::{username, FakeScript, FakeX, Fault};
+use amber::x_api::fake::{username, FakeScript, FakeX, Fault, MediaSpec, PostSpec};
 use serde_json::{json, Value};
 
 use crate::helpers::{eventually, id_of, spawn_app_with, TestApp};
@@ -298,6 +298,82 @@ async fn a_long_post_is_stored_and_served_whole() {
         .unwrap();
     assert_eq!(long["content"], full.as_str());
     assert_eq!(long["kind"], "post");
+}
+
+#[actix_web::test]
+async fn reposts_quotes_replies_threads_and_videos_are_served_as_x_published_them() {
+    let w = world(1, 2, &[]).await;
+    let spec = |text: &str| PostSpec {
+        text: Some(text.to_string()),
+        ..PostSpec::default()
+    };
+    let original = w
+        .fake
+        .add_post(
+            "other",
+            &PostSpec {
+                media: vec![MediaSpec::video(9_000)],
+                ..spec("The original, with a video")
+            },
+        )
+        .unwrap();
+    let leader = username(0);
+    let add = |s: PostSpec| w.fake.add_post(&leader, &s).unwrap();
+    let repost = add(PostSpec {
+        reposts: Some(original.clone()),
+        ..PostSpec::default()
+    });
+    let quote = add(PostSpec {
+        quotes: Some(original.clone()),
+        links: vec!["https://example.com/read".into()],
+        ..spec("Worth reading")
+    });
+    let reply = add(PostSpec {
+        replies_to: Some(original.clone()),
+        ..spec("Agreed")
+    });
+    let root = add(spec("Thread 1/2"));
+    let next = add(PostSpec {
+        replies_to: Some(root.clone()),
+        ..spec("2/2")
+    });
+    let edited = add(spec("Typo"));
+    let fixed = w.fake.edit_post(&edited, "Fixed").unwrap();
+    run(&w.app, false).await;
+    let posts = all_x_posts(&w.app).await;
+    let by = |id: &str| {
+        posts
+            .iter()
+            .find(|p| p["platformPostId"] == id)
+            .unwrap_or_else(|| panic!("post {id} stored: {posts:#?}"))
+            .clone()
+    };
+    let r = by(&repost);
+    assert_eq!(r["kind"], "repost");
+    assert_eq!(r["content"], "The original, with a video", "not RT @...");
+    assert_eq!(r["repostedBy"]["handle"], leader.as_str());
+    assert_eq!(r["referencedPost"]["id"], original.as_str());
+    assert_eq!(r["media"][0]["type"], "video");
+    assert!(r["media"][0]["previewImageUrl"].is_string(), "{r:#}");
+    assert!(r["media"][0]["variants"][0]["url"].is_string());
+    let q = by(&quote);
+    assert_eq!(q["kind"], "quote");
+    assert_eq!(
+        q["content"], "Worth reading https://example.com/read",
+        "t.co expanded"
+    );
+    assert_eq!(q["referencedPost"]["relation"], "quoted");
+    assert_eq!(q["referencedPost"]["authorHandle"], "other");
+    assert_eq!(q["referencedPost"]["text"], "The original, with a video");
+    let a = by(&reply);
+    assert_eq!(a["kind"], "reply");
+    assert_eq!(a["referencedPost"]["relation"], "replied_to");
+    assert_eq!(a["referencedPost"]["text"], "The original, with a video");
+    assert_eq!(by(&next)["conversationId"], root.as_str());
+    assert_eq!(by(&root)["conversationId"], root.as_str());
+    // An edit keeps one post, with the new text.
+    assert_eq!(by(&fixed)["content"], "Fixed");
+    assert!(!posts.iter().any(|p| p["content"] == "Typo"));
 }
 
 #[actix_web::test]

@@ -487,3 +487,138 @@ async fn posts_of_every_kind_are_scripted_over_http() {
         "the withheld repost left the timeline"
     );
 }
+
+#[actix_rt::test]
+async fn every_kind_of_post_maps_to_the_real_post_through_the_client() {
+    use crate::domain::post::{MediaKind, PostKind, Relation};
+    use crate::domain::sentiment::Sentiment;
+    use crate::x_api::dto::AuthorProfile;
+
+    let fake = fake(1, 0);
+    let spec = |text: &str| PostSpec {
+        text: Some(text.to_string()),
+        ..PostSpec::default()
+    };
+    let original = fake
+        .add_post(
+            "other",
+            &PostSpec {
+                media: vec![MediaSpec::video(9_000)],
+                links: vec!["https://example.com/report".into()],
+                ..spec("A wonderful, happy report")
+            },
+        )
+        .unwrap();
+    let leader = "leader0000";
+    let long = "word ".repeat(240);
+    let add = |s: PostSpec| fake.add_post(leader, &s).unwrap();
+    let long_id = add(spec(&long));
+    let repost = add(PostSpec {
+        reposts: Some(original.clone()),
+        ..PostSpec::default()
+    });
+    let quote = add(PostSpec {
+        quotes: Some(original.clone()),
+        ..spec("This is terrible and awful")
+    });
+    let reply = add(PostSpec {
+        replies_to: Some(original.clone()),
+        ..spec("Thanks")
+    });
+    let root = add(spec("Thread 1/2"));
+    let next = add(PostSpec {
+        replies_to: Some(root.clone()),
+        ..spec("2/2")
+    });
+    let client = client_for(&fake);
+    let user = client.resolve_user(leader).await.unwrap();
+    let page = client.timeline(&user.id, None, 100, None).await.unwrap();
+    assert!(
+        page.includes_count() >= 3,
+        "original, its author, its video"
+    );
+    assert_eq!(
+        page.billed_resources(),
+        page.response.data.len() + page.includes_count()
+    );
+    let posts = page
+        .response
+        .to_new_posts(1, &AuthorProfile::from_user(&user));
+    let by_id = |id: &str| {
+        posts
+            .iter()
+            .find(|p| p.platform_post_id.as_deref() == Some(id))
+            .unwrap()
+    };
+    // A 1,200-character post is whole.
+    assert_eq!(by_id(&long_id).content, long);
+    // A repost is the reposted post, credited to the leader, dated when reposted.
+    let r = by_id(&repost);
+    assert_eq!(r.details.kind, PostKind::Repost);
+    assert_eq!(
+        r.content,
+        "A wonderful, happy report https://example.com/report"
+    );
+    assert_eq!(r.author.handle.as_deref(), Some("other"));
+    assert_eq!(
+        r.details.reposted_by.as_ref().unwrap().handle.as_deref(),
+        Some(leader)
+    );
+    assert_eq!(
+        r.sentiment,
+        Sentiment::Neutral,
+        "no words of the leader's own"
+    );
+    let original_ms = crate::x_api::dto::timestamp_ms(&crate::x_api::dto::Tweet {
+        id: original.clone(),
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(
+        r.timestamp_ms >= original_ms,
+        "dated when the leader reposted it"
+    );
+    assert_eq!(
+        r.timestamp_ms,
+        crate::x_api::fake::script::snowflake_ms(repost.parse().unwrap())
+    );
+    let video = &r.details.media[0];
+    assert_eq!(video.kind, MediaKind::Video);
+    assert!(video.preview_image_url.is_some() && !video.variants.is_empty());
+    assert_eq!(video.duration_ms, Some(9_000));
+    // A quote keeps the quoted post; the link X appends to it is not in the text.
+    let q = by_id(&quote);
+    assert_eq!(q.details.kind, PostKind::Quote);
+    assert_eq!(q.content, "This is terrible and awful");
+    assert_eq!(q.sentiment, Sentiment::Negative);
+    let quoted = q.details.referenced.as_ref().unwrap();
+    assert_eq!(quoted.relation, Relation::Quoted);
+    assert_eq!(quoted.id, original);
+    assert_eq!(quoted.author.handle.as_deref(), Some("other"));
+    assert_eq!(
+        quoted.text.as_deref(),
+        Some("A wonderful, happy report https://example.com/report")
+    );
+    assert_eq!(quoted.media.len(), 1);
+    // A reply keeps what it answers.
+    let a = by_id(&reply);
+    assert_eq!(a.details.kind, PostKind::Reply);
+    assert_eq!(a.content, "@other Thanks");
+    assert_eq!(
+        a.details.referenced.as_ref().unwrap().relation,
+        Relation::RepliedTo
+    );
+    assert_eq!(
+        a.details.conversation_id.as_deref(),
+        Some(original.as_str())
+    );
+    // A thread shares its first post's conversation.
+    assert_eq!(
+        by_id(&next).details.conversation_id.as_deref(),
+        Some(root.as_str())
+    );
+    assert_eq!(
+        by_id(&root).details.conversation_id.as_deref(),
+        Some(root.as_str())
+    );
+}

@@ -46,6 +46,29 @@ pub struct Application {
 #[error("the database in {} is in use by another process: is the amber server running on this DATA_DIR?", .0.display())]
 pub struct DataDirInUse(pub std::path::PathBuf);
 
+/// Caps glibc's malloc arenas at two. glibc gives each thread that meets a locked arena
+/// a new one (up to 8 per core), and each keeps its freed pages: with actix workers, sled's
+/// threads and blocking reads that is most of the RSS above the caches under mixed load
+/// (issue 11 item 9). Called once before the actors and workers start.
+pub fn bound_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn mallopt(
+                param: std::os::raw::c_int,
+                value: std::os::raw::c_int,
+            ) -> std::os::raw::c_int;
+        }
+        /// glibc's `M_ARENA_MAX`.
+        const M_ARENA_MAX: std::os::raw::c_int = -8;
+        // SAFETY: mallopt takes no pointers; it sets a tuning value of glibc's allocator
+        // and is safe to call at any time.
+        unsafe {
+            mallopt(M_ARENA_MAX, 2);
+        }
+    }
+}
+
 /// Says so when `DATA_DIR` holds a feed index snapshot (`db.index-*`) but no database:
 /// `db/` was deleted or moved, and the server is about to start empty.
 fn warn_if_database_gone(settings: &Settings) {
@@ -177,6 +200,7 @@ fn conn_settings(settings: &Settings) -> http::conn::EdgeSettings {
 impl Application {
     /// Builds everything and binds the listener; call [`Application::run_until_stopped`].
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        bound_malloc_arenas();
         let started = Instant::now();
         let settings = Arc::new(settings);
         // Bind first: a taken port fails with one clear line before any actor starts

@@ -216,13 +216,18 @@ pub fn x_id_newer(a: &str, b: &str) -> bool {
 
 impl Store {
     /// Opens (or creates) the database under `dir` with a page cache of `cache_mb` MiB,
-    /// checks the schema version and rebuilds the in-memory indexes.
+    /// checks the schema version and rebuilds the in-memory indexes. Rendered posts are
+    /// held up to `cache_mb` MiB too: one setting (`SLED_CACHE_MB`) bounds both caches.
     pub fn open(dir: &Path, cache_mb: u64) -> Result<Store, StoreError> {
         let (db, tree) = Store::open_db(dir, cache_mb)?;
         let shared = Arc::new(Shared {
             disk: DiskWatch::new(dir),
             ..Default::default()
         });
+        let cache_bytes = usize::try_from(cache_mb.max(1).saturating_mul(1 << 20));
+        shared
+            .rendered
+            .set_budget(cache_bytes.unwrap_or(usize::MAX));
         Store::around(db, tree, dir, cache_mb, shared)
     }
 

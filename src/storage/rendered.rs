@@ -17,7 +17,8 @@ use std::collections::HashMap;
 
 use parking_lot::RwLock;
 
-/// Bytes of renderings kept at most.
+/// Bytes of renderings kept at most, unless [`RenderedPosts::set_budget`] says otherwise
+/// (the store sets it to `SLED_CACHE_MB`, the one memory knob).
 pub const BUDGET_BYTES: usize = 64 * 1024 * 1024;
 /// What one entry costs beyond its bytes (map slot, allocation header).
 const ENTRY_OVERHEAD: usize = 48;
@@ -40,6 +41,8 @@ struct Inner {
     marks: usize,
     /// No rendering read before this generation is kept.
     floor: u64,
+    /// Bytes kept at most; 0: [`BUDGET_BYTES`].
+    budget: usize,
 }
 
 /// Renderings by post id, with their validity rules (see the module comment). One lock:
@@ -55,6 +58,15 @@ pub(crate) struct RenderedPosts {
 pub(crate) type Fallback<'a, E> = dyn FnMut(u64) -> Result<Option<Vec<u8>>, E> + 'a;
 
 impl RenderedPosts {
+    /// Keeps at most `bytes` of renderings from now on.
+    pub fn set_budget(&self, bytes: usize) {
+        let mut inner = self.inner.write();
+        inner.budget = bytes.max(1);
+        while inner.bytes > inner.budget {
+            shed(&mut inner);
+        }
+    }
+
     /// The ids among `ids` without a fresh rendering.
     pub fn missing(&self, ids: &[u64]) -> Vec<u64> {
         let inner = self.inner.read();
@@ -112,7 +124,12 @@ impl RenderedPosts {
             inner.bytes += bytes.len() + ENTRY_OVERHEAD;
             inner.map.insert(id, Slot::Fresh(bytes.into_boxed_slice()));
         }
-        if inner.bytes > BUDGET_BYTES {
+        let budget = if inner.budget == 0 {
+            BUDGET_BYTES
+        } else {
+            inner.budget
+        };
+        if inner.bytes > budget {
             shed(&mut inner);
         }
     }
@@ -320,5 +337,12 @@ mod tests {
         }
         assert!(cache.held() <= BUDGET_BYTES);
         assert!(cache.held() > BUDGET_BYTES / 2);
+        // A smaller budget (SLED_CACHE_MB) sheds at once and holds from then on.
+        cache.set_budget(4 << 20);
+        assert!(cache.held() <= 4 << 20);
+        for id in 0..4096 {
+            cache.put(0, [(id, vec![b'x'; 4096])]);
+        }
+        assert!(cache.held() <= 4 << 20 && cache.held() > 1 << 20);
     }
 }

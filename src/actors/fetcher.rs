@@ -797,7 +797,11 @@ mod tests {
         };
         let first = incremental(&rig).await.unwrap();
         assert_eq!(first.result.unwrap().inserted.len(), 1);
-        assert_eq!(daily.bill(&first.resources, Utc::now()).posts, 1);
+        // The new post and its photo are billed; its author (in `includes.users`) was
+        // billed already today by the backfill.
+        let billed = daily.bill(&first.resources, Utc::now());
+        assert!(billed.posts >= 1, "{billed:?}");
+        assert_eq!(billed.users, 0, "{:?}", first.resources);
         let before = rig
             .reader
             .post_by_external_id(Platform::X, &today)
@@ -819,8 +823,8 @@ mod tests {
         assert!(report.inserted.is_empty());
         assert_eq!((report.refreshed, report.duplicates), (1, 1));
         assert_eq!(
-            daily.bill(&again.resources, Utc::now()).posts,
-            0,
+            daily.bill(&again.resources, Utc::now()),
+            crate::actors::usage::Billed::default(),
             "read twice today, billed once"
         );
         let after = rig

@@ -458,7 +458,10 @@ mod tests {
 
     #[test]
     fn a_post_line_keeps_its_metrics_as_canonical_json() {
-        match parse_line(1, &post_line(r#"{ "likes" : 3 }"#)).unwrap().record {
+        match parse_line(1, &post_line(r#"{ "likes" : 3 }"#))
+            .unwrap()
+            .record
+        {
             Record::Post(p) => assert_eq!(p.client_metrics.as_deref(), Some(r#"{"likes":3}"#)),
             _ => panic!("expected a post"),
         }

@@ -438,7 +438,15 @@ impl Job {
             FetchMode::Incremental { .. } => IngestMode::New,
             FetchMode::Backfill { .. } => IngestMode::Backfill,
         };
-        let stored = match self.store.send(StoreTimeline { posts, counts, mode }).await {
+        let stored = match self
+            .store
+            .send(StoreTimeline {
+                posts,
+                counts,
+                mode,
+            })
+            .await
+        {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => return Err(LeaderError::Store(e.to_string())),
             Err(e) => return Err(LeaderError::Internal(format!("post store: {e}"))),

@@ -300,7 +300,10 @@ async fn an_original_backup_with_uuids_imports_once_and_answers_at_its_old_ids()
     assert_eq!(ada["name"], "Ada Original");
     assert_eq!(ada["handles"]["x"], "ada_orig");
     let ada_id = ada["id"].as_str().expect("string id").to_string();
-    assert!(ada_id.bytes().all(|b| b.is_ascii_digit()), "fresh id {ada_id}");
+    assert!(
+        ada_id.bytes().all(|b| b.is_ascii_digit()),
+        "fresh id {ada_id}"
+    );
     let (_, bo) = app.get_json("/api/leaders/leader-two").await;
     assert_eq!(bo["name"], "Bo Original");
 
@@ -328,9 +331,7 @@ async fn an_original_backup_with_uuids_imports_once_and_answers_at_its_old_ids()
     // The review item, remapped to the post, is decided at its old id.
     let res = app
         .client
-        .post(app.url(
-            "/api/review/a1b2c3d4-1111-4222-8333-444455556666/approve",
-        ))
+        .post(app.url("/api/review/a1b2c3d4-1111-4222-8333-444455556666/approve"))
         .bearer_auth(app.admin_token())
         .send()
         .await

@@ -484,9 +484,9 @@ fn is_id(s: &str) -> bool {
 }
 
 /// Checks a create body; `Ok((event_type, user_id, tag))`.
-fn parse_create(body: &[u8]) -> Result<(String, String, Option<String>), HttpResponse> {
+fn parse_create(body: &[u8]) -> Result<(String, String, Option<String>), Box<HttpResponse>> {
     let bad = |parameter: &str, value: &str, detail: String| {
-        Err(invalid_request(parameter, value, detail))
+        Err(Box::new(invalid_request(parameter, value, detail)))
     };
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
         return bad("body", "", "The request body is not valid JSON.".into());
@@ -540,7 +540,7 @@ async fn create(shared: web::Data<Shared>, req: HttpRequest, body: Bytes) -> Htt
     };
     let (event_type, user_id, tag) = match parse_create(&body) {
         Ok(parsed) => parsed,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let mut inner = shared.activity.inner.lock();
     if inner.subs.len() >= inner.cap {

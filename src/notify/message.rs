@@ -123,7 +123,9 @@ pub fn build(format: Format, post: &Post, leader: Option<&Leader>, event: Event)
             }
         }
         Format::Discord => {
-            let room = DISCORD_MAX_CHARS - byline.chars().count() - link_line.chars().count() - 4;
+            // "**" byline "**: " text link: six characters besides the three parts.
+            let room = DISCORD_MAX_CHARS
+                .saturating_sub(byline.chars().count() + link_line.chars().count() + 6);
             let text = format!("**{}**: {}{}", byline, cut(&post.content, room), link_line);
             let body = serde_json::json!({
                 "content": text,

@@ -241,10 +241,15 @@ pub struct TimelinePage {
 }
 
 impl TimelinePage {
-    /// Resources X bills for this page: the posts in `data` and every resource in
-    /// `includes` (media, users, referenced posts).
+    /// Resources X bills for this page: the posts in `data` and, in `includes`, the
+    /// referenced posts and the users. Media objects are no read resource on X's price list.
     pub fn billed_resources(&self) -> usize {
-        self.response.data.len() + self.includes_count()
+        self.response.data.len()
+            + self
+                .response
+                .includes
+                .as_ref()
+                .map_or(0, |i| i.users.len() + i.tweets.len())
     }
 
     /// Resources in `includes`.

@@ -537,9 +537,12 @@ async fn every_kind_of_post_maps_to_the_real_post_through_the_client() {
         page.includes_count() >= 3,
         "original, its author, its video"
     );
+    let includes = page.response.includes.as_ref().unwrap();
+    assert!(!includes.media.is_empty(), "the video is in includes.media");
     assert_eq!(
         page.billed_resources(),
-        page.response.data.len() + page.includes_count()
+        page.response.data.len() + includes.users.len() + includes.tweets.len(),
+        "media are not billed"
     );
     let posts = page
         .response

@@ -34,23 +34,45 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TargetBody {
-    /// An absolute http or https URL (loopback allowed), at most 2048 characters.
-    #[schema(pattern = "^\\s*[hH][tT][tT][pP][sS]?://", max_length = 2048)]
+    /// An absolute http or https URL with a host name, an IPv4 address or `[::1]`
+    /// (loopback allowed), no user name, password or fragment, at most 2048 characters.
+    // `crate::notify::target::URL_PATTERN`, written out (utoipa takes a literal only); the
+    // test `the_document_states_the_url_grammar_the_server_enforces` holds them equal.
+    #[schema(
+        pattern = "^[ \\t\\n\\r]*[hH][tT][tT][pP][sS]?://(([a-zA-Z0-9]+(-[a-zA-Z0-9]+)*\\.)*[a-zA-Z][a-zA-Z0-9]*(-[a-zA-Z0-9]+)*|((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])|\\[::1\\])(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?([/?][^ \\t\\n\\r#]*)?[ \\t\\n\\r]*$",
+        max_length = 2048
+    )]
     url: String,
     /// `json` (plain webhook), `ntfy`, `discord` or `slack`.
     #[schema(value_type = FormatName)]
     format: String,
     /// Only these leaders' posts (default: every leader).
-    #[schema(value_type = Option<Vec<String>>, max_items = 100)]
+    #[schema(value_type = Option<Vec<IdRef>>, max_items = 100)]
     leaders: Option<Vec<IdRef>>,
-    /// Only these kinds (default: every kind).
+    /// Only these kinds (default: every kind); at most 4 entries, repeats allowed.
     #[schema(value_type = Option<Vec<crate::http::dto::KindName>>, max_items = 4)]
     kinds: Option<Vec<String>>,
     /// Only posts whose text contains one of these, ignoring case (default: every post).
-    #[schema(max_items = 100)]
+    #[schema(schema_with = keywords_schema)]
     keywords: Option<Vec<String>>,
     /// Only posts a reviewer approved, sent when approved (default false).
     approved_only: Option<bool>,
+}
+
+/// The keywords' schema: at most 100, each 1 to 200 printable characters as sent, not
+/// blank (the server keeps them trimmed).
+fn keywords_schema() -> utoipa::openapi::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaType, Type};
+    ArrayBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(crate::http::text::PRINTABLE_NOT_BLANK))
+                .max_length(Some(crate::notify::target::MAX_KEYWORD_CHARS)),
+        )
+        .max_items(Some(MAX_FILTER_ITEMS))
+        .build()
 }
 
 /// A target's format.
@@ -136,8 +158,12 @@ fn draft_of(state: &AppState, b: TargetBody) -> Result<TargetDraft, AppError> {
             leaders.push(id);
         }
     }
+    let kind_names = b.kinds.unwrap_or_default();
+    if kind_names.len() > PostKind::ALL.len() {
+        return Err(invalid(format!("kinds: at most {}", PostKind::ALL.len())));
+    }
     let mut kinds = Vec::new();
-    for k in b.kinds.unwrap_or_default() {
+    for k in kind_names {
         let kind = PostKind::parse(&k).ok_or_else(|| {
             invalid(format!(
                 "kinds must be post, repost, quote or reply, got {k:?}"

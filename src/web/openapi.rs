@@ -235,6 +235,15 @@ mod tests {
     use actix_web::{web, App, HttpRequest, HttpResponse};
 
     use super::*;
+
+    #[test]
+    fn the_document_states_the_url_grammar_the_server_enforces() {
+        let doc: serde_json::Value = serde_json::from_str(document(false)).unwrap();
+        assert_eq!(
+            doc["components"]["schemas"]["TargetBody"]["properties"]["url"]["pattern"],
+            crate::notify::target::URL_PATTERN
+        );
+    }
     use crate::config::Settings;
 
     /// Status of the test app's default service: "no route here".

@@ -12,7 +12,10 @@ use serde_json::value::RawValue;
 
 use crate::domain::json::JsonObject;
 use crate::domain::leader::Leader;
-use crate::domain::post::{Author, Platform, Post, PostDetails, PostKind, Verification};
+use crate::domain::post::{
+    Author, Counts, MediaItem, MediaKind, MediaVariant, Platform, Post, PostDetails, PostKind,
+    ReferencedPost, Relation, Verification,
+};
 use crate::domain::review::{ReviewItem, ReviewState};
 use crate::domain::sentiment::Sentiment;
 use crate::http::dto::{parse_rfc3339, LeaderJson, PostJson, ReviewJson};
@@ -163,6 +166,172 @@ struct PostIn {
     author: AuthorLine,
     /// The post kind (absent in backups written before kinds existed: `post`).
     post_kind: Option<String>,
+    // What an X post carries beyond the common fields (absent in older backups).
+    conversation_id: Option<String>,
+    in_reply_to_user_id: Option<String>,
+    #[serde(default)]
+    media: Vec<MediaIn>,
+    referenced_post: Option<ReferencedIn>,
+    reposted_by: Option<RepostedByIn>,
+}
+
+/// A media item of a post line (the API's media JSON).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MediaIn {
+    #[serde(rename = "type")]
+    kind: String,
+    url: Option<String>,
+    preview_image_url: Option<String>,
+    width: Option<u32>,
+    height: Option<u32>,
+    duration_ms: Option<u64>,
+    #[serde(default)]
+    variants: Vec<VariantIn>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct VariantIn {
+    url: String,
+    content_type: String,
+    bit_rate: Option<u64>,
+}
+
+/// The referenced post of a post line (the API's `referencedPost`).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReferencedIn {
+    id: String,
+    relation: String,
+    author_id: Option<String>,
+    author_handle: Option<String>,
+    author_name: Option<String>,
+    text: Option<String>,
+    created_at: Option<String>,
+    #[serde(default)]
+    media: Vec<MediaIn>,
+}
+
+/// `repostedBy` of a repost line: the leader's X account.
+#[derive(Deserialize)]
+struct RepostedByIn {
+    name: Option<String>,
+    handle: Option<String>,
+}
+
+/// The X fields of a post line's `metrics` (an X post's counts and language).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct XMetricsIn {
+    origin: Option<String>,
+    likes: Option<u64>,
+    comments: Option<u64>,
+    shares: Option<u64>,
+    quotes: Option<u64>,
+    bookmarks: Option<u64>,
+    impressions: Option<u64>,
+    language: Option<String>,
+}
+
+fn media_of(items: Vec<MediaIn>) -> Result<Vec<MediaItem>, String> {
+    items
+        .into_iter()
+        .map(|m| {
+            Ok(MediaItem {
+                kind: MediaKind::parse(&m.kind)
+                    .ok_or_else(|| format!("unknown media type {:?}", m.kind))?,
+                url: m.url,
+                preview_image_url: m.preview_image_url,
+                width: m.width,
+                height: m.height,
+                duration_ms: m.duration_ms,
+                variants: m
+                    .variants
+                    .into_iter()
+                    .map(|v| MediaVariant {
+                        url: v.url,
+                        content_type: v.content_type,
+                        bit_rate: v.bit_rate,
+                    })
+                    .collect(),
+            })
+        })
+        .collect()
+}
+
+/// The typed X fields of a post line: counts and language from an X post's `metrics`
+/// (`origin: "x"`), media, the referenced post, the conversation, the reposter.
+fn x_details(
+    metrics: Option<&RawValue>,
+    kind: PostKind,
+    p: &mut PostIn,
+) -> Result<PostDetails, String> {
+    let x = metrics
+        .and_then(|m| serde_json::from_str::<XMetricsIn>(m.get()).ok())
+        .filter(|m| m.origin.as_deref() == Some("x"));
+    let (counts, language) = match x {
+        Some(m) => (
+            Some(Counts {
+                likes: m.likes.unwrap_or(0),
+                comments: m.comments.unwrap_or(0),
+                shares: m.shares.unwrap_or(0),
+                quotes: m.quotes.unwrap_or(0),
+                bookmarks: m.bookmarks,
+                impressions: m.impressions,
+            }),
+            m.language,
+        ),
+        None => (None, None),
+    };
+    let referenced =
+        match p.referenced_post.take() {
+            None => None,
+            Some(r) => Some(Box::new(ReferencedPost {
+                relation: match r.relation.as_str() {
+                    "reposted" => Relation::Reposted,
+                    "quoted" => Relation::Quoted,
+                    "replied_to" => Relation::RepliedTo,
+                    other => return Err(format!("unknown referencedPost relation {other:?}")),
+                },
+                id: r.id,
+                author: Author {
+                    id: r.author_id,
+                    handle: r.author_handle,
+                    name: r.author_name,
+                    avatar_url: None,
+                },
+                text: r.text,
+                created_at_ms: match r.created_at.as_deref() {
+                    None => None,
+                    Some(t) => Some(parse_rfc3339(t).ok_or_else(|| {
+                        format!("referencedPost.createdAt is not RFC 3339: {t:?}")
+                    })?),
+                },
+                media: media_of(r.media)?,
+            })),
+        };
+    Ok(PostDetails {
+        kind,
+        counts,
+        language,
+        media: media_of(std::mem::take(&mut p.media))?,
+        referenced,
+        conversation_id: p.conversation_id.take(),
+        in_reply_to_user_id: p.in_reply_to_user_id.take(),
+        reposted_by: p
+            .reposted_by
+            .take()
+            .filter(|_| kind == PostKind::Repost)
+            .map(|r| {
+                Box::new(Author {
+                    id: None,
+                    handle: r.handle,
+                    name: r.name,
+                    avatar_url: None,
+                })
+            }),
+    })
 }
 
 #[derive(Deserialize)]
@@ -218,7 +387,15 @@ pub fn parse_line(line_no: usize, text: &str) -> Result<Imported, BackupError> {
             })
         }
         "post" => {
-            let p: PostIn = serde_json::from_str(text).map_err(|e| err(e.to_string()))?;
+            let mut p: PostIn = serde_json::from_str(text).map_err(|e| err(e.to_string()))?;
+            let kind = match p.post_kind.as_deref() {
+                None => PostKind::Post,
+                Some(k) => {
+                    PostKind::parse(k).ok_or_else(|| err(format!("unknown postKind {k:?}")))?
+                }
+            };
+            let metrics = p.metrics.take();
+            let details = x_details(metrics.as_deref(), kind, &mut p).map_err(err)?;
             let (id, leader_id);
             (id, foreign_id) = split(p.id);
             (leader_id, foreign_parent) = split(p.leader_id);
@@ -232,7 +409,7 @@ pub fn parse_line(line_no: usize, text: &str) -> Result<Imported, BackupError> {
                 sentiment: Sentiment::parse(&p.sentiment)
                     .ok_or_else(|| err(format!("unknown sentiment {:?}", p.sentiment)))?,
                 sentiment_score: p.sentiment_score,
-                client_metrics: match p.metrics {
+                client_metrics: match metrics {
                     Some(m) => Some(
                         JsonObject::parse(m.get(), MAX_METRICS_BYTES)
                             .map_err(|e| err(format!("metrics {e}")))?
@@ -240,14 +417,7 @@ pub fn parse_line(line_no: usize, text: &str) -> Result<Imported, BackupError> {
                     ),
                     None => None,
                 },
-                details: PostDetails {
-                    kind: match p.post_kind.as_deref() {
-                        None => PostKind::Post,
-                        Some(k) => PostKind::parse(k)
-                            .ok_or_else(|| err(format!("unknown postKind {k:?}")))?,
-                    },
-                    ..PostDetails::default()
-                },
+                details,
                 platform_post_id: p.platform_post_id,
                 verification: Verification::parse(&p.verification_status).ok_or_else(|| {
                     err(format!(
@@ -375,6 +545,97 @@ mod tests {
         format!(
             r#"{{"kind":"post","id":7,"leaderId":1,"platform":"X","content":"hi","timestamp":"2026-01-01T00:00:00.000Z","sentiment":"Neutral","metrics":{metrics},"platformPostId":"9","verificationStatus":"Unverified"}}"#
         )
+    }
+
+    /// Issue 9: a backup carries the post as X published it: kind, referenced post,
+    /// media, conversation, reply target, reposter, counts and language.
+    #[test]
+    fn an_x_posts_typed_fields_survive_export_and_import() {
+        let video = MediaItem {
+            kind: MediaKind::Video,
+            url: None,
+            preview_image_url: Some("https://pbs.twimg.com/media/v.jpg".into()),
+            width: Some(1280),
+            height: Some(720),
+            duration_ms: Some(30_000),
+            variants: vec![MediaVariant {
+                url: "https://video.twimg.com/v.mp4".into(),
+                content_type: "video/mp4".into(),
+                bit_rate: Some(832_000),
+            }],
+        };
+        let post = |kind: PostKind, relation: Relation| Post {
+            id: 7,
+            leader_id: 1,
+            platform: Platform::X,
+            content: "what they said".into(),
+            timestamp_ms: 1_767_225_600_000,
+            sentiment: Sentiment::Neutral,
+            sentiment_score: 0.0,
+            platform_post_id: Some("19".into()),
+            verification: Verification::Unverified,
+            author: Author {
+                id: Some("2000000".into()),
+                handle: Some("leader0000".into()),
+                name: Some("Leader 0".into()),
+                avatar_url: None,
+            },
+            details: PostDetails {
+                kind,
+                counts: Some(Counts {
+                    likes: 5,
+                    comments: 4,
+                    shares: 3,
+                    quotes: 2,
+                    bookmarks: Some(1),
+                    impressions: Some(900),
+                }),
+                language: Some("en".into()),
+                media: vec![video.clone()],
+                referenced: Some(Box::new(ReferencedPost {
+                    id: "11".into(),
+                    relation,
+                    author: Author {
+                        id: Some("77".into()),
+                        handle: Some("someone".into()),
+                        name: Some("Some One".into()),
+                        avatar_url: None,
+                    },
+                    text: Some("the original words".into()),
+                    created_at_ms: Some(1_767_225_000_000),
+                    media: vec![video.clone()],
+                })),
+                conversation_id: Some("11".into()),
+                in_reply_to_user_id: Some("77".into()),
+                reposted_by: (kind == PostKind::Repost).then(|| {
+                    Box::new(Author {
+                        id: None,
+                        handle: Some("leader0000".into()),
+                        name: Some("Leader 0".into()),
+                        avatar_url: None,
+                    })
+                }),
+            },
+            client_metrics: None,
+        };
+        for (kind, relation) in [
+            (PostKind::Quote, Relation::Quoted),
+            (PostKind::Repost, Relation::Reposted),
+            (PostKind::Reply, Relation::RepliedTo),
+        ] {
+            let original = post(kind, relation);
+            let mut out = Vec::new();
+            write_record(&mut out, &Record::Post(Box::new(original.clone()))).unwrap();
+            let line = String::from_utf8(out).unwrap();
+            let Record::Post(back) = parse_line(1, line.trim()).unwrap().record else {
+                panic!("not a post: {line}");
+            };
+            assert_eq!(back.details, original.details, "{line}");
+            assert_eq!(back.content, original.content);
+            // Served as before: the same post JSON.
+            let served = |p: &Post| serde_json::to_value(PostJson::from(p, None)).unwrap();
+            assert_eq!(served(&back), served(&original), "{line}");
+        }
     }
 
     #[test]

@@ -356,7 +356,7 @@ fn ingest_once(settings: Settings, backfill: bool) -> anyhow::Result<()> {
             .context("ingestion scheduler")?;
         store.send(Close).await.context("store actor")??;
         let record = record.context("the run left no record")?;
-        println!("{}", serde_json::to_string(&record)?);
+        println!("{}", serde_json::to_string(&crate::http::dto::RunJson::of(&record))?);
         eprintln!(
             "ingested {} new posts from {} leaders ({} errors) in {} ms",
             record.posts_ingested,

@@ -96,6 +96,10 @@ pub struct XSettings {
     pub circuit_reset_seconds: u64,
     pub refresh_cooldown_seconds: u64,
     pub monthly_read_budget: Option<u64>,
+    /// `AMBER_TEST_CLOCK` (tests only): the UTC instant the ingestion books' clock reads at
+    /// start (it runs on from there). Never set in production: it moves the UTC day X's
+    /// billing is kept by.
+    pub test_clock: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// JWT settings.
@@ -383,6 +387,19 @@ impl Settings {
                 )
             })?),
         };
+        let test_clock = match v.get("AMBER_TEST_CLOCK") {
+            None => None,
+            Some(s) => Some(
+                chrono::DateTime::parse_from_rfc3339(&s)
+                    .map(|t| t.with_timezone(&chrono::Utc))
+                    .map_err(|_| {
+                        bad(
+                            "AMBER_TEST_CLOCK",
+                            format!("{s:?} is not an RFC 3339 time (tests only)"),
+                        )
+                    })?,
+            ),
+        };
         let x = XSettings {
             ingest_enabled: v.boolean("X_INGEST_ENABLED", false)?,
             bearer_token: v.get("TWITTER_BEARER_TOKEN").map(Secret::new),
@@ -399,6 +416,7 @@ impl Settings {
                 "a whole number",
             )?,
             monthly_read_budget,
+            test_clock,
         };
 
         let jwt = v.get("ADMIN_JWT_SECRET");

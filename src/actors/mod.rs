@@ -10,8 +10,10 @@
 //! ```
 
 pub mod breaker;
+pub mod clock;
 pub mod fetcher;
 pub mod lease;
+pub mod policy;
 pub mod scheduler;
 pub mod signal;
 pub mod store;

@@ -25,21 +25,21 @@
 //!   (each is one atomic store batch), no new one starts.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use chrono::{DateTime, Datelike, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use futures_util::stream::{self, StreamExt};
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::actors::breaker::{BreakerConfig, BreakerSnapshot, CircuitBreaker};
-use crate::actors::fetcher::{
-    FetchLeader, FetchMode, FetchOutcome, LeaderError, RateLimitWait, XFetcher,
-};
+use crate::actors::clock::Clock;
+use crate::actors::fetcher::{FetchLeader, FetchMode, LeaderError, RateLimitWait, XFetcher};
 use crate::actors::lease::{Lease, LEASE_TTL};
+use crate::actors::policy::backoff::LeaderBackoff;
+use crate::actors::policy::budget::{first_of_next_month, usage_meta_name, Budget};
+use crate::actors::policy::cooldown::Cooldown;
+use crate::actors::policy::run_book::{self, After, BackoffChange, RunBook};
 use crate::actors::signal::StopSwitch;
 use crate::actors::store::{PostStore, SetMeta};
 use crate::actors::usage::{day_start_ms, DailyReads, Resource};
@@ -49,28 +49,26 @@ use crate::domain::leader::Leader;
 use crate::domain::post::{Platform, Post};
 use crate::status::{BreakerHealth, IngestSnapshot, SchedulerHealth};
 use crate::storage::query::PostQuery;
+use crate::storage::runs::{decode_run, encode_run};
 use crate::storage::StoreReader;
-use crate::x_api::client::{ClientError, FetchError, RetryPolicy, XClient, MIN_PAGE};
+use crate::x_api::client::{ClientError, RetryPolicy, XClient, MIN_PAGE};
+
+pub use crate::actors::fetcher::FetchOutcome;
+pub use crate::actors::policy::backoff::{leader_backoff, LEADER_BACKOFF_BASE, LEADER_BACKOFF_MAX};
+pub use crate::actors::policy::budget::{Usage, COST_PER_POST_READ_USD, COST_PER_USER_READ_USD};
+pub use crate::domain::run::{RunError, RunRecord};
 
 /// Leaders fetched at once. X limits a user-timeline app to 1500 requests per 15 minutes
 /// (10,000 per month of posts on the basic tier), not requests in flight, so concurrency
 /// only hides latency: 8 requests in flight make a 1,000-leader run take about
 /// 1000 / 8 round trips, while staying polite to the API and to a 2-core host.
 pub const FETCH_CONCURRENCY: usize = 8;
-/// First backoff of a failing leader; doubled per consecutive failure.
-pub const LEADER_BACKOFF_BASE: Duration = Duration::from_secs(5 * 60);
-/// Longest backoff of a failing leader: it is retried at least this often, forever.
-pub const LEADER_BACKOFF_MAX: Duration = Duration::from_secs(6 * 60 * 60);
 /// Delay of the catch-up run after start-up, so the server is listening first.
 pub const STARTUP_DELAY: Duration = Duration::from_secs(2);
 /// How long a shutdown waits for in-flight leaders.
 pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(30);
 /// Usage counters are persisted at most this often during a run (and at its end).
 const USAGE_PERSIST_EVERY: Duration = Duration::from_secs(1);
-/// Estimated X API price per post read, USD (pay-per-use list price; adjust to your plan).
-pub const COST_PER_POST_READ_USD: f64 = 0.005;
-/// Estimated X API price per user read, USD.
-pub const COST_PER_USER_READ_USD: f64 = 0.010;
 
 /// Meta names in the store.
 const META_STOPPED: &str = "ingestion_stopped";
@@ -139,6 +137,8 @@ pub struct SchedulerConfig {
     pub monthly_read_budget: Option<u64>,
     pub concurrency: usize,
     pub redis_url: Option<String>,
+    /// The wall clock the books are kept by (the system clock, unless a test shifts it).
+    pub clock: Clock,
 }
 
 impl SchedulerConfig {
@@ -165,92 +165,9 @@ impl SchedulerConfig {
             monthly_read_budget: x.monthly_read_budget,
             concurrency: FETCH_CONCURRENCY,
             redis_url,
+            clock: x.test_clock.map(Clock::starting_at).unwrap_or_default(),
         })
     }
-}
-
-/// One leader's failure in a run, as recorded.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunError {
-    #[serde(rename = "leaderId")]
-    pub leader_id: u64,
-    pub handle: Option<String>,
-    pub kind: String,
-    pub message: String,
-}
-
-/// What a run did (the `last_run` of status; persisted so it survives restarts).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct RunRecord {
-    pub started_at: Option<DateTime<Utc>>,
-    pub finished_at: Option<DateTime<Utc>>,
-    /// `schedule`, `manual`, `startup` or `cli`.
-    pub trigger: String,
-    pub backfill: bool,
-    /// Leaders fetched (successfully or not).
-    pub leaders: u64,
-    pub posts_ingested: u64,
-    pub posts_updated: u64,
-    /// Stored posts read again (today's) whose counts moved.
-    #[serde(default)]
-    pub posts_refreshed: u64,
-    pub duplicates: u64,
-    pub posts_read: u64,
-    pub users_read: u64,
-    pub errors: Vec<RunError>,
-    /// Why the run ended early or did not run (breaker open, rate limit, budget, stop,
-    /// shutdown, lease held elsewhere); None when it went through every leader.
-    pub stopped_reason: Option<String>,
-    pub duration_ms: Option<u64>,
-}
-
-/// Posts and users read from X this calendar month.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct Usage {
-    /// `YYYY-MM` (UTC).
-    pub month: String,
-    pub posts_read: u64,
-    pub users_read: u64,
-}
-
-impl Usage {
-    /// The estimated cost in USD at the `COST_PER_*` prices.
-    pub fn estimated_cost_usd(&self) -> f64 {
-        let cents = self.posts_read as f64 * COST_PER_POST_READ_USD
-            + self.users_read as f64 * COST_PER_USER_READ_USD;
-        (cents * 100.0).round() / 100.0
-    }
-}
-
-fn month_of(t: DateTime<Utc>) -> String {
-    format!("{:04}-{:02}", t.year(), t.month())
-}
-
-fn first_of_next_month(t: DateTime<Utc>) -> DateTime<Utc> {
-    let (y, m) = if t.month() == 12 {
-        (t.year() + 1, 1)
-    } else {
-        (t.year(), t.month() + 1)
-    };
-    Utc.with_ymd_and_hms(y, m, 1, 0, 0, 0).single().unwrap_or(t)
-}
-
-fn usage_meta_name(month: &str) -> String {
-    format!("x_usage:{month}")
-}
-
-/// The backoff of a leader after `failures` consecutive failures.
-pub fn leader_backoff(failures: u32) -> Duration {
-    let exp = failures.saturating_sub(1).min(16);
-    LEADER_BACKOFF_BASE
-        .saturating_mul(1u32 << exp)
-        .min(LEADER_BACKOFF_MAX)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Backoff {
-    failures: u32,
-    retry_after: DateTime<Utc>,
 }
 
 /// The job as status shows it.
@@ -346,11 +263,13 @@ pub struct Refreshed {
     pub origin: RefreshOrigin,
 }
 
-/// What the scheduler needs from the rest of the system.
+/// What the scheduler needs from the rest of the system. The fetcher and the store arrive
+/// as recipients of the one message each is sent, so a test can stand in for either.
 pub struct SchedulerDeps {
     /// None when no bearer token is configured: nothing is fetched.
-    pub fetcher: Option<Addr<XFetcher>>,
-    pub store: Addr<PostStore>,
+    pub fetcher: Option<Recipient<FetchLeader>>,
+    /// Where persisted state (stop switch, usage, last run) is written.
+    pub store: Recipient<SetMeta>,
     pub reader: StoreReader,
     pub breaker: watch::Receiver<BreakerSnapshot>,
     /// Where health's view of ingestion is published.
@@ -358,7 +277,7 @@ pub struct SchedulerDeps {
 }
 
 struct CurrentRun {
-    record: RunRecord,
+    book: RunBook,
     started: Instant,
     cancel: StopSwitch,
 }
@@ -377,10 +296,12 @@ pub struct XWait {
     pub until: DateTime<Utc>,
 }
 
-/// The scheduler actor.
+/// The scheduler actor: the timer, the current run and the messages; every decision is
+/// one of the policies' (`actors::policy`).
 pub struct IngestScheduler {
     config: SchedulerConfig,
     deps: SchedulerDeps,
+    clock: Clock,
     stopped: bool,
     shutting_down: bool,
     current: Option<CurrentRun>,
@@ -391,16 +312,11 @@ pub struct IngestScheduler {
     last_run: Option<RunRecord>,
     total_ingests: u64,
     last_ingest_ms: Option<u64>,
-    backoff: HashMap<u64, Backoff>,
-    cooldowns: HashMap<u64, Instant>,
-    usage: Usage,
-    /// Resources X returned today (billed once per UTC day).
-    daily: DailyReads,
+    backoff: LeaderBackoff,
+    cooldown: Cooldown,
+    /// The month's usage, today's billed resources, the budget and its reservations.
+    budget: Budget,
     usage_persisted: Instant,
-    /// Posts that may still be read (or reserved) this month; u64::MAX without a budget.
-    allowance: Arc<AtomicU64>,
-    /// Posts reserved by fetches in flight.
-    reserved: u64,
     /// A far rate-limit reset: scheduled runs wait for it.
     rate_limited_until: Option<DateTime<Utc>>,
     running_tx: watch::Sender<bool>,
@@ -417,9 +333,14 @@ impl IngestScheduler {
     /// A scheduler; state persisted in the store (stop switch, usage, last run) is loaded
     /// when it starts.
     pub fn new(config: SchedulerConfig, deps: SchedulerDeps) -> IngestScheduler {
+        let clock = config.clock.clone();
+        let now = clock.now();
         IngestScheduler {
+            budget: Budget::new(config.monthly_read_budget, now),
+            cooldown: Cooldown::new(config.refresh_cooldown),
             config,
             deps,
+            clock,
             stopped: false,
             shutting_down: false,
             current: None,
@@ -429,13 +350,8 @@ impl IngestScheduler {
             last_run: None,
             total_ingests: 0,
             last_ingest_ms: None,
-            backoff: HashMap::new(),
-            cooldowns: HashMap::new(),
-            usage: Usage::default(),
-            daily: DailyReads::new(Utc::now()),
+            backoff: LeaderBackoff::new(),
             usage_persisted: Instant::now(),
-            allowance: Arc::new(AtomicU64::new(u64::MAX)),
-            reserved: 0,
             rate_limited_until: None,
             running_tx: watch::channel(false).0,
             instance: uuid::Uuid::new_v4().to_string(),
@@ -448,79 +364,40 @@ impl IngestScheduler {
 
     fn load_persisted(&mut self) {
         let reader = &self.deps.reader;
+        let now = self.clock.now();
         self.stopped = matches!(reader.meta(META_STOPPED), Ok(Some(v)) if v == b"1");
         self.last_run = reader
             .meta(META_LAST_RUN)
             .ok()
             .flatten()
-            .and_then(|b| serde_json::from_slice(&b).ok());
-        let month = month_of(Utc::now());
-        self.usage = reader
-            .meta(&usage_meta_name(&month))
-            .ok()
-            .flatten()
-            .and_then(|b| serde_json::from_slice::<Usage>(&b).ok())
-            .filter(|u| u.month == month)
-            .unwrap_or(Usage {
-                month,
-                ..Usage::default()
-            });
-        self.daily = DailyReads::restore(
-            reader.meta(DailyReads::META).ok().flatten().as_deref(),
-            Utc::now(),
+            .and_then(|b| decode_run(&b).ok());
+        let month = crate::actors::policy::budget::month_of(now);
+        let usage = reader.meta(&usage_meta_name(&month)).ok().flatten();
+        let daily = reader.meta(DailyReads::META).ok().flatten();
+        self.budget = Budget::restore(
+            self.config.monthly_read_budget,
+            usage.as_deref(),
+            daily.as_deref(),
+            now,
         );
-        self.update_allowance();
     }
 
-    fn update_allowance(&mut self) {
-        let left = match self.config.monthly_read_budget {
-            Some(budget) => budget.saturating_sub(self.usage.posts_read + self.reserved),
-            None => u64::MAX,
-        };
-        self.allowance.store(left, Ordering::Relaxed);
-    }
-
-    /// Rolls the usage over when the month turned.
+    /// Rolls the usage over when the month turned (the finished month is persisted).
     fn roll_month(&mut self) {
-        let month = month_of(Utc::now());
-        if self.usage.month != month {
-            actix_rt::spawn(self.persist_usage());
-            self.usage = Usage {
-                month,
-                ..Usage::default()
-            };
-            self.update_allowance();
+        if let Some(old) = self.budget.roll(self.clock.now()) {
+            let bytes = serde_json::to_vec(&old).ok();
+            actix_rt::spawn(self.persist_meta(usage_meta_name(&old.month), bytes));
         }
-    }
-
-    fn budget_exhausted(&self) -> bool {
-        self.config
-            .monthly_read_budget
-            .is_some_and(|budget| self.usage.posts_read >= budget)
     }
 
     /// Books what a fetch read (X bills each resource once per UTC day: `resources`
     /// already returned today cost nothing) and releases the posts it had reserved.
     fn record_reads(&mut self, resources: &[Resource], reserved: u64) {
         self.roll_month();
-        let billed = self.daily.bill(resources, Utc::now());
-        self.usage.posts_read += billed.posts;
-        self.usage.users_read += billed.users;
-        self.reserved = self.reserved.saturating_sub(reserved);
-        self.update_allowance();
+        self.budget.book(resources, reserved, self.clock.now());
         if self.usage_persisted.elapsed() >= USAGE_PERSIST_EVERY {
             actix_rt::spawn(self.persist_usage());
         }
-    }
-
-    /// Reserves up to `want` posts of the month's budget for one fetch, so concurrent
-    /// fetches together never ask X for more than the budget. None: no budget is set.
-    fn reserve(&mut self, want: u64) -> Option<u64> {
-        self.config.monthly_read_budget?;
-        let granted = want.min(self.allowance.load(Ordering::Relaxed));
-        self.reserved += granted;
-        self.update_allowance();
-        Some(granted)
     }
 
     /// A write of a small persisted value; resolves once it is on disk (or failed, logged).
@@ -554,10 +431,13 @@ impl IngestScheduler {
     fn persist_usage(&mut self) -> impl std::future::Future<Output = Result<(), String>> + 'static {
         self.usage_persisted = Instant::now();
         let usage = self.persist_meta(
-            usage_meta_name(&self.usage.month),
-            serde_json::to_vec(&self.usage).ok(),
+            usage_meta_name(&self.budget.usage().month),
+            Some(self.budget.usage_bytes()),
         );
-        let daily = self.persist_meta(DailyReads::META.to_string(), Some(self.daily.to_bytes()));
+        let daily = self.persist_meta(
+            DailyReads::META.to_string(),
+            Some(self.budget.daily().to_bytes()),
+        );
         async move {
             usage.await?;
             daily.await
@@ -600,11 +480,10 @@ impl IngestScheduler {
     }
 
     fn paused_until(&self) -> Option<DateTime<Utc>> {
-        let now = Utc::now();
-        if self.budget_exhausted() && self.usage.month == month_of(now) {
-            return Some(first_of_next_month(now));
-        }
-        self.rate_limited_until.filter(|t| *t > now)
+        let now = self.clock.now();
+        self.budget
+            .paused_until(now)
+            .or_else(|| self.rate_limited_until.filter(|t| *t > now))
     }
 
     fn status(&self) -> IngestStatus {
@@ -619,12 +498,6 @@ impl IngestScheduler {
         } else {
             Vec::new()
         };
-        let mut backing_off: Vec<_> = self
-            .backoff
-            .iter()
-            .map(|(id, b)| (*id, b.failures, b.retry_after))
-            .collect();
-        backing_off.sort_by_key(|b| b.0);
         IngestStatus {
             enabled: self.config.enabled && !self.stopped,
             stopped: self.stopped,
@@ -638,11 +511,11 @@ impl IngestScheduler {
             cron: self.config.cron.clone(),
             concurrency: self.config.concurrency,
             last_run: self.last_run.clone(),
-            current_run: self.current.as_ref().map(|c| c.record.clone()),
-            usage: self.usage.clone(),
+            current_run: self.current.as_ref().map(|c| c.book.record().clone()),
+            usage: self.budget.usage().clone(),
             monthly_read_budget: self.config.monthly_read_budget,
             paused_until: self.paused_until(),
-            backing_off,
+            backing_off: self.backoff.list(),
             waiting: self.waiting(),
             last_skipped: self.last_skipped.clone(),
             skipped_ticks: self.skipped_ticks,
@@ -661,12 +534,13 @@ impl IngestScheduler {
         tracing::info!(%reason, "scheduled ingestion tick skipped");
         self.skipped_ticks += 1;
         self.last_skipped = Some(SkippedTick {
-            at: Utc::now(),
+            at: self.clock.now(),
             reason,
         });
     }
 
-    /// Arms the timer for the next fire time after `after`.
+    /// Arms the timer for the next fire time after `after` (schedule times are the
+    /// system clock's: the test clock moves the books, not the timer).
     fn schedule_from(&mut self, after: DateTime<Utc>, ctx: &mut Context<Self>) {
         if let Some(handle) = self.timer.take() {
             ctx.cancel_future(handle);
@@ -712,7 +586,7 @@ impl IngestScheduler {
         }
         self.roll_month();
         if let Some(until) = self.paused_until() {
-            let reason = if self.budget_exhausted() {
+            let reason = if self.budget.exhausted() {
                 format!(
                     "monthly read budget reached; paused until {}",
                     until.to_rfc3339()
@@ -725,13 +599,7 @@ impl IngestScheduler {
         }
         let breaker = *self.deps.breaker.borrow();
         if breaker.state == BreakerHealth::Open {
-            self.skip_tick(format!(
-                "circuit breaker open until {}",
-                breaker
-                    .open_until
-                    .map(|t| t.to_rfc3339())
-                    .unwrap_or_else(|| "its reset".into())
-            ));
+            self.skip_tick(run_book::breaker_open_reason(&breaker));
             return;
         }
         if self.plan(false, true).is_empty() {
@@ -741,31 +609,30 @@ impl IngestScheduler {
         self.begin_run(trigger, false, ctx);
     }
 
+    /// How one leader is fetched: a leader never seen on X is backfilled.
+    fn mode_for(&self, leader_id: u64, backfill: bool) -> FetchMode {
+        let first_sight = self.deps.reader.newest_x_id(leader_id).is_none();
+        if backfill || first_sight {
+            FetchMode::Backfill {
+                count: self.config.backfill_count,
+            }
+        } else {
+            FetchMode::Incremental {
+                limit: self.config.ingest_limit,
+                catch_up: self.config.backfill_count,
+            }
+        }
+    }
+
     /// Leaders to fetch in this run and how.
     fn plan(&self, backfill: bool, scheduled: bool) -> Vec<(Leader, FetchMode)> {
-        let now = Utc::now();
-        let reader = &self.deps.reader;
-        reader.with_leaders(|leaders| {
+        let now = self.clock.now();
+        self.deps.reader.with_leaders(|leaders| {
             leaders
                 .values()
                 .filter(|l| l.x_handle().is_some())
-                .filter(|l| {
-                    !scheduled || self.backoff.get(&l.id).is_none_or(|b| b.retry_after <= now)
-                })
-                .map(|l| {
-                    let first_sight = reader.newest_x_id(l.id).is_none();
-                    let mode = if backfill || first_sight {
-                        FetchMode::Backfill {
-                            count: self.config.backfill_count,
-                        }
-                    } else {
-                        FetchMode::Incremental {
-                            limit: self.config.ingest_limit,
-                            catch_up: self.config.backfill_count,
-                        }
-                    };
-                    (l.clone(), mode)
-                })
+                .filter(|l| !scheduled || self.backoff.is_due(l.id, now))
+                .map(|l| (l.clone(), self.mode_for(l.id, backfill)))
                 .collect()
         })
     }
@@ -777,13 +644,9 @@ impl IngestScheduler {
         let scheduled = trigger == "schedule" || trigger == "startup";
         let plan = self.plan(backfill, scheduled);
         let cancel = StopSwitch::new();
+        let now = self.clock.now();
         self.current = Some(CurrentRun {
-            record: RunRecord {
-                started_at: Some(Utc::now()),
-                trigger: trigger.to_string(),
-                backfill,
-                ..RunRecord::default()
-            },
+            book: RunBook::new(trigger, backfill, now),
             started: Instant::now(),
             cancel: cancel.clone(),
         });
@@ -797,6 +660,8 @@ impl IngestScheduler {
         let me = ctx.address();
         let waits = me.clone().recipient::<RateLimitWait>();
         let concurrency = self.config.concurrency.max(1);
+        // Today's posts are read again (their counts move; X bills them once a day).
+        let reread_from_ms = day_start_ms(now);
         let lease = self
             .config
             .redis_url
@@ -852,7 +717,7 @@ impl IngestScheduler {
                         read_allowance: reserved,
                         stop: cancel.signal(),
                         waits: Some(waits),
-                        reread_from_ms: Some(day_start_ms(Utc::now())),
+                        reread_from_ms: Some(reread_from_ms),
                     };
                     match fetcher.send(msg).await {
                         Ok(outcome) => {
@@ -899,15 +764,15 @@ impl IngestScheduler {
     fn stop_current(&mut self, reason: String) {
         if let Some(run) = &mut self.current {
             run.cancel.fire();
-            if run.record.stopped_reason.is_none() {
+            if run.book.record().stopped_reason.is_none() {
                 tracing::warn!(%reason, "ingestion run stopping");
-                run.record.stopped_reason = Some(reason);
             }
+            run.book.stop(reason);
         }
     }
 
     fn finish_run(&mut self, skipped: Option<String>, ctx: &mut Context<Self>) {
-        let Some(run) = self.current.as_mut() else {
+        let Some(run) = self.current.as_ref() else {
             return;
         };
         if let Some(reason) = skipped {
@@ -920,9 +785,7 @@ impl IngestScheduler {
             return;
         }
         let elapsed = run.started.elapsed().as_millis() as u64;
-        let record = &mut run.record;
-        record.finished_at = Some(Utc::now());
-        record.duration_ms = Some(elapsed);
+        let record = run.book.clone().finish(self.clock.now(), elapsed);
         self.total_ingests += 1;
         self.last_ingest_ms = Some(elapsed);
         tracing::info!(
@@ -933,7 +796,7 @@ impl IngestScheduler {
             stopped_reason = record.stopped_reason.as_deref().unwrap_or(""),
             "ingestion run finished"
         );
-        let record_bytes = serde_json::to_vec(&run.record).ok();
+        let record_bytes = encode_run(&record).ok();
         // The run counts as finished once its record and the usage are on disk, so a
         // status that shows it finished survives a crash.
         let last_run = self.persist_meta(META_LAST_RUN.to_string(), record_bytes);
@@ -941,8 +804,9 @@ impl IngestScheduler {
         let persisted = async move {
             let _ = futures_util::future::join(last_run, usage).await;
         };
-        ctx.spawn(persisted.into_actor(self).map(|_, act, ctx| {
-            act.last_run = act.current.take().map(|r| r.record);
+        ctx.spawn(persisted.into_actor(self).map(move |_, act, ctx| {
+            act.current = None;
+            act.last_run = Some(record);
             act.publish();
             act.after_run(ctx);
         }));
@@ -959,86 +823,31 @@ impl IngestScheduler {
     /// Books one leader's outcome; returns whether the run must stop.
     fn on_leader_done(&mut self, outcome: FetchOutcome, reserved: u64) -> bool {
         self.record_reads(&outcome.resources, reserved);
-        if let Err(LeaderError::X(FetchError::Stopped)) = &outcome.result {
-            // Stopped while waiting: not a fetch of the leader, and the run is stopping.
-            if let Some(run) = &mut self.current {
-                run.record.posts_read += outcome.reads.posts;
-                run.record.users_read += outcome.reads.users;
-            }
-            return true;
-        }
-        let now = Utc::now();
+        let now = self.clock.now();
         let handle = self
             .deps
             .reader
             .leader(outcome.leader_id)
             .and_then(|l| l.x_handle().map(str::to_string));
-        let mut stop = None;
-        match &outcome.result {
-            Ok(report) => {
-                self.backoff.remove(&outcome.leader_id);
-                if let Some(run) = &mut self.current {
-                    run.record.posts_ingested += report.inserted.len() as u64;
-                    run.record.posts_updated += report.updated as u64;
-                    run.record.posts_refreshed += report.refreshed as u64;
-                    run.record.duplicates += report.duplicates as u64;
-                }
+        let after = After {
+            budget_exhausted: self.budget.exhausted(),
+            breaker: *self.deps.breaker.borrow(),
+        };
+        let Some(run) = &mut self.current else {
+            return true;
+        };
+        let verdict = run.book.leader_done(&outcome, handle, after, now);
+        match verdict.backoff {
+            BackoffChange::Clear => self.backoff.succeeded(outcome.leader_id),
+            BackoffChange::Fail => {
+                self.backoff.failed(outcome.leader_id, now);
             }
-            Err(LeaderError::X(FetchError::Stopped)) => {}
-            Err(err) => {
-                // X's trouble (an outage the breaker saw, a refused token, a rate limit)
-                // is not the leader's: only the leader's own failures back it off.
-                let x_wide = matches!(err, LeaderError::X(e) if e.stops_run() || e.is_outage());
-                if !x_wide {
-                    let entry = self.backoff.entry(outcome.leader_id).or_insert(Backoff {
-                        failures: 0,
-                        retry_after: now,
-                    });
-                    entry.failures += 1;
-                    entry.retry_after = now
-                        + chrono::Duration::from_std(leader_backoff(entry.failures))
-                            .unwrap_or_default();
-                }
-                if let LeaderError::X(FetchError::RateLimited { reset_at }) = err {
-                    let until = reset_at.unwrap_or(now + chrono::Duration::minutes(15));
-                    self.rate_limited_until = Some(until);
-                }
-                if let LeaderError::X(e) = err {
-                    if e.stops_run() {
-                        stop = Some(e.to_string());
-                    }
-                }
-                if let Some(run) = &mut self.current {
-                    run.record.errors.push(RunError {
-                        leader_id: outcome.leader_id,
-                        handle,
-                        kind: err.kind().to_string(),
-                        message: err.to_string(),
-                    });
-                }
-            }
+            BackoffChange::Keep => {}
         }
-        if let Some(run) = &mut self.current {
-            run.record.leaders += 1;
-            run.record.posts_read += outcome.reads.posts;
-            run.record.users_read += outcome.reads.users;
+        if let Some(until) = verdict.rate_limited_until {
+            self.rate_limited_until = Some(until);
         }
-        if stop.is_none() && self.budget_exhausted() {
-            stop = Some("monthly read budget reached".to_string());
-        }
-        if stop.is_none() {
-            let breaker = *self.deps.breaker.borrow();
-            if breaker.state == BreakerHealth::Open {
-                stop = Some(format!(
-                    "circuit breaker open until {}",
-                    breaker
-                        .open_until
-                        .map(|t| t.to_rfc3339())
-                        .unwrap_or_else(|| "its reset".into())
-                ));
-            }
-        }
-        match stop {
+        match verdict.stop {
             Some(reason) => {
                 self.stop_current(reason);
                 true
@@ -1083,8 +892,9 @@ impl Actor for IngestScheduler {
                 }
             }
         });
-        let now = Utc::now();
-        // A fire time missed while the process was down gives one run soon after start.
+        // A fire time missed while the process was down gives one run soon after start
+        // (the run records' times are the clock's).
+        let now = self.clock.now();
         let last = self
             .last_run
             .as_ref()
@@ -1133,7 +943,7 @@ impl Handler<LeaderDone> for IngestScheduler {
     }
 }
 
-/// Reserve budget for one fetch (see [`IngestScheduler::reserve`]).
+/// Reserve budget for one fetch (see [`Budget::reserve`]).
 #[derive(Debug, Message)]
 #[rtype(result = "Option<u64>")]
 struct Reserve(u64);
@@ -1141,7 +951,7 @@ struct Reserve(u64);
 impl Handler<Reserve> for IngestScheduler {
     type Result = Option<u64>;
     fn handle(&mut self, msg: Reserve, _: &mut Context<Self>) -> Option<u64> {
-        self.reserve(msg.0)
+        self.budget.reserve(msg.0)
     }
 }
 
@@ -1277,11 +1087,7 @@ impl Handler<RefreshLeader> for IngestScheduler {
         let Some(fetcher) = self.deps.fetcher.clone() else {
             return ready(Err(RefreshError::NotConfigured));
         };
-        let cooling = self
-            .cooldowns
-            .get(&id)
-            .is_some_and(|t| t.elapsed() < self.config.refresh_cooldown);
-        if cooling {
+        if self.cooldown.is_cooling(id, Instant::now()) {
             let posts = self.newest_posts(id);
             return Box::pin(actix::fut::wrap_future(async move {
                 Ok(Refreshed {
@@ -1291,36 +1097,23 @@ impl Handler<RefreshLeader> for IngestScheduler {
             }));
         }
         self.roll_month();
-        if self.budget_exhausted() {
-            return ready(Err(RefreshError::BudgetExhausted(first_of_next_month(
-                Utc::now(),
-            ))));
+        let now = self.clock.now();
+        if self.budget.exhausted() {
+            return ready(Err(RefreshError::BudgetExhausted(first_of_next_month(now))));
         }
-        let first_sight = self.deps.reader.newest_x_id(id).is_none();
-        let mode = if first_sight {
-            FetchMode::Backfill {
-                count: self.config.backfill_count,
-            }
-        } else {
-            FetchMode::Incremental {
-                limit: self.config.ingest_limit,
-                catch_up: self.config.backfill_count,
-            }
-        };
-        let reserved = self.reserve(wanted(mode));
+        let mode = self.mode_for(id, false);
+        let reserved = self.budget.reserve(wanted(mode));
         if reserved == Some(0) {
-            return ready(Err(RefreshError::BudgetExhausted(first_of_next_month(
-                Utc::now(),
-            ))));
+            return ready(Err(RefreshError::BudgetExhausted(first_of_next_month(now))));
         }
-        self.cooldowns.insert(id, Instant::now());
+        self.cooldown.start(id, Instant::now());
         let fetch = FetchLeader {
             leader,
             mode,
             read_allowance: reserved,
             stop: self.refresh_stop.signal(),
             waits: Some(ctx.address().recipient()),
-            reread_from_ms: Some(day_start_ms(Utc::now())),
+            reread_from_ms: Some(day_start_ms(now)),
         };
         Box::pin(
             fetcher
@@ -1434,7 +1227,8 @@ impl IngestScheduler {
                     token.clone(),
                     RetryPolicy::default(),
                 )?;
-                Some(XFetcher::new(client, breaker, store.clone(), reader.clone()).start())
+                let fetcher = XFetcher::new(client, breaker, store.clone(), reader.clone());
+                Some(fetcher.start().recipient())
             }
             None => None,
         };
@@ -1443,7 +1237,7 @@ impl IngestScheduler {
             config,
             SchedulerDeps {
                 fetcher,
-                store,
+                store: store.recipient(),
                 reader,
                 breaker: breaker_rx,
                 snapshot: snapshot_tx,
@@ -1461,6 +1255,124 @@ impl IngestScheduler {
 mod tests {
     use super::*;
     use crate::actors::fetcher::testkit::{rig, Rig};
+    use crate::actors::fetcher::{LeaderReport, Reads};
+    use chrono::TimeZone;
+    use std::sync::{Arc, Mutex};
+
+    /// What the stand-in was asked: (leader id, `reread_from_ms`) per fetch.
+    type Asked = Arc<Mutex<Vec<(u64, Option<i64>)>>>;
+
+    /// Stands in for `XFetcher`: answers every fetch with the same page (20 posts and the
+    /// author), and remembers what it was asked.
+    struct StandIn {
+        asked: Asked,
+    }
+
+    impl Actor for StandIn {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<FetchLeader> for StandIn {
+        type Result = MessageResult<FetchLeader>;
+        fn handle(&mut self, msg: FetchLeader, _: &mut Context<Self>) -> Self::Result {
+            self.asked
+                .lock()
+                .unwrap()
+                .push((msg.leader.id, msg.reread_from_ms));
+            let resources: Vec<Resource> = (0..20)
+                .map(|i| Resource::post(format!("{}{i:02}", msg.leader.id)))
+                .chain([Resource::user(format!("u{}", msg.leader.id))])
+                .collect();
+            MessageResult(FetchOutcome {
+                leader_id: msg.leader.id,
+                reads: Reads {
+                    posts: 20,
+                    users: 1,
+                },
+                resources,
+                result: Ok(LeaderReport {
+                    duplicates: 20,
+                    ..LeaderReport::default()
+                }),
+            })
+        }
+    }
+
+    #[actix::test]
+    async fn with_a_stand_in_fetcher_posts_read_at_ten_and_eleven_are_billed_once_a_day() {
+        let rig = rig(2, 1, 5).await;
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let stand_in = StandIn {
+            asked: asked.clone(),
+        }
+        .start();
+        let ten = Utc.with_ymd_and_hms(2026, 12, 2, 10, 0, 0).unwrap();
+        let mut cfg = config(Schedule::Interval(Duration::from_secs(3600)), false);
+        cfg.clock = Clock::starting_at(ten);
+        let clock = cfg.clock.clone();
+        let (tx, _rx) = watch::channel(IngestSnapshot::default());
+        let deps = SchedulerDeps {
+            fetcher: Some(stand_in.recipient()),
+            store: rig.store.clone().recipient(),
+            reader: rig.reader.clone(),
+            breaker: rig.breaker_rx.clone(),
+            snapshot: tx,
+        };
+        let addr = IngestScheduler::new(cfg, deps).start();
+        let run = || async {
+            let go = TriggerRun {
+                backfill: false,
+                source: "manual",
+            };
+            addr.send(go).await.unwrap().unwrap();
+            addr.send(WaitIdle).await.unwrap().expect("a record")
+        };
+        let first = run().await;
+        assert_eq!(
+            (first.leaders, first.posts_read, first.duplicates),
+            (2, 40, 40)
+        );
+        let usage = addr.send(GetStatus).await.unwrap().usage;
+        assert_eq!((usage.posts_read, usage.users_read), (40, 2));
+        clock.set(ten + chrono::Duration::hours(1));
+        run().await;
+        let usage = addr.send(GetStatus).await.unwrap().usage;
+        assert_eq!(
+            (usage.posts_read, usage.users_read),
+            (40, 2),
+            "read again at 11:00, billed once"
+        );
+        clock.set(Utc.with_ymd_and_hms(2026, 12, 3, 0, 5, 0).unwrap());
+        run().await;
+        let usage = addr.send(GetStatus).await.unwrap().usage;
+        assert_eq!(
+            (usage.posts_read, usage.users_read),
+            (80, 4),
+            "a new UTC day"
+        );
+        // Every fetch re-read from the start of the clock's UTC day.
+        let asked = asked.lock().unwrap().clone();
+        assert_eq!(asked.len(), 6);
+        let day2 = day_start_ms(ten);
+        let day3 = day_start_ms(Utc.with_ymd_and_hms(2026, 12, 3, 0, 0, 0).unwrap());
+        assert!(
+            asked[..4].iter().all(|(_, r)| *r == Some(day2)),
+            "{asked:?}"
+        );
+        assert!(
+            asked[4..].iter().all(|(_, r)| *r == Some(day3)),
+            "{asked:?}"
+        );
+        // The books survive a restart the same day (persisted with the run).
+        let mut cfg = config(Schedule::Interval(Duration::from_secs(3600)), false);
+        cfg.clock = clock.clone();
+        let (again, _) = scheduler(&rig, cfg);
+        let mut again = again;
+        again.load_persisted();
+        assert_eq!(again.budget.usage().posts_read, 80);
+        assert_eq!(again.budget.daily().len(), 42);
+        assert_eq!(again.last_run.as_ref().map(|r| r.leaders), Some(2));
+    }
 
     fn config(schedule: Schedule, enabled: bool) -> SchedulerConfig {
         SchedulerConfig {
@@ -1474,6 +1386,7 @@ mod tests {
             monthly_read_budget: None,
             concurrency: FETCH_CONCURRENCY,
             redis_url: None,
+            clock: Clock::system(),
         }
     }
 
@@ -1483,21 +1396,13 @@ mod tests {
     ) -> (IngestScheduler, watch::Receiver<IngestSnapshot>) {
         let (tx, rx) = watch::channel(IngestSnapshot::default());
         let deps = SchedulerDeps {
-            fetcher: Some(rig.fetcher.clone()),
-            store: rig.store.clone(),
+            fetcher: Some(rig.fetcher.clone().recipient()),
+            store: rig.store.clone().recipient(),
             reader: rig.reader.clone(),
             breaker: rig.breaker_rx.clone(),
             snapshot: tx,
         };
         (IngestScheduler::new(config, deps), rx)
-    }
-
-    #[test]
-    fn leader_backoff_doubles_and_is_capped_so_no_leader_is_dropped() {
-        assert_eq!(leader_backoff(1), LEADER_BACKOFF_BASE);
-        assert_eq!(leader_backoff(2), LEADER_BACKOFF_BASE * 2);
-        assert_eq!(leader_backoff(3), LEADER_BACKOFF_BASE * 4);
-        assert_eq!(leader_backoff(1000), LEADER_BACKOFF_MAX);
     }
 
     #[test]
@@ -1519,22 +1424,6 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_budget_pause_ends_on_the_first_of_the_next_month() {
-        let dec = Utc.with_ymd_and_hms(2026, 12, 31, 23, 59, 0).unwrap();
-        assert_eq!(
-            first_of_next_month(dec),
-            Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap()
-        );
-        assert_eq!(month_of(dec), "2026-12");
-        let usage = Usage {
-            month: "2026-12".into(),
-            posts_read: 1000,
-            users_read: 10,
-        };
-        assert_eq!(usage.estimated_cost_usd(), 5.1);
-    }
-
     #[actix::test]
     async fn reservations_keep_concurrent_fetches_within_the_budget() {
         let rig = rig(1, 1, 5).await;
@@ -1542,13 +1431,17 @@ mod tests {
         cfg.monthly_read_budget = Some(30);
         let (mut s, _) = scheduler(&rig, cfg);
         s.load_persisted();
-        assert_eq!(s.reserve(20), Some(20));
-        assert_eq!(s.reserve(20), Some(10));
-        assert_eq!(s.reserve(20), Some(0));
+        assert_eq!(s.budget.reserve(20), Some(20));
+        assert_eq!(s.budget.reserve(20), Some(10));
+        assert_eq!(s.budget.reserve(20), Some(0));
         let read: Vec<Resource> = (0..5).map(|i| Resource::post(i.to_string())).collect();
         s.record_reads(&read, 20);
-        assert_eq!(s.reserve(50), Some(15), "unused reservation came back");
-        assert!(!s.budget_exhausted());
+        assert_eq!(
+            s.budget.reserve(50),
+            Some(15),
+            "unused reservation came back"
+        );
+        assert!(!s.budget.exhausted());
     }
 
     #[actix::test]
@@ -1559,20 +1452,18 @@ mod tests {
             config(Schedule::Interval(Duration::from_secs(3600)), false),
         );
         let failing = rig.leaders[1].id;
-        s.backoff.insert(
-            failing,
-            Backoff {
-                failures: 2,
-                retry_after: Utc::now() + chrono::Duration::minutes(10),
-            },
-        );
+        let failed_at = Utc::now();
+        s.backoff.failed(failing, failed_at);
+        assert!(!s
+            .backoff
+            .is_due(failing, failed_at + chrono::Duration::minutes(4)));
         let scheduled: Vec<u64> = s.plan(false, true).iter().map(|(l, _)| l.id).collect();
         assert!(!scheduled.contains(&failing));
         assert_eq!(scheduled.len(), 2);
         let manual: Vec<u64> = s.plan(false, false).iter().map(|(l, _)| l.id).collect();
         assert!(manual.contains(&failing));
         // Once its backoff has passed, the schedule takes it again.
-        s.backoff.get_mut(&failing).unwrap().retry_after = Utc::now();
+        s.clock.set(failed_at + chrono::Duration::minutes(5));
         assert_eq!(s.plan(false, true).len(), 3);
         // Never-seen leaders are backfilled.
         assert!(s
@@ -1662,7 +1553,7 @@ mod tests {
         };
         let msg = SetMeta {
             name: META_LAST_RUN.to_string(),
-            value: Some(serde_json::to_vec(&record).unwrap()),
+            value: Some(encode_run(&record).unwrap()),
         };
         rig.store.send(msg).await.unwrap().unwrap();
     }

@@ -8,4 +8,5 @@ pub mod json;
 pub mod leader;
 pub mod post;
 pub mod review;
+pub mod run;
 pub mod sentiment;

@@ -15,7 +15,7 @@ use crate::actors::scheduler::{
 };
 use crate::error::AppError;
 use crate::http::auth::Admin;
-use crate::http::dto::PostJson;
+use crate::http::dto::{PostJson, RunJson};
 use crate::http::ids::path_id;
 use crate::http::rate_limit::RateLimited;
 use crate::http::{AppState, ObjectBody};
@@ -75,8 +75,8 @@ fn status_json(s: &IngestStatus) -> serde_json::Value {
             "concurrency": s.concurrency,
             "monthly_read_budget": s.monthly_read_budget,
         },
-        "last_run": s.last_run,
-        "current_run": s.current_run,
+        "last_run": s.last_run.as_ref().map(RunJson::of),
+        "current_run": s.current_run.as_ref().map(RunJson::of),
         "paused_until": time(s.paused_until),
         "usage": {
             "month": s.usage.month,

@@ -23,6 +23,7 @@ pub mod query;
 pub mod reader;
 mod rendered;
 pub mod reviews;
+pub mod runs;
 mod snapshot;
 
 use std::collections::{BTreeMap, HashMap};

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use amber::x_api::fake::{username, FakeScript, FakeX, Fault, MediaSpec, PostSpec};
+use amber::x_api::fake::{username, CountsUpdate, FakeScript, FakeX, Fault, MediaSpec, PostSpec};
 use serde_json::{json, Value};
 
 use crate::helpers::{eventually, id_of, spawn_app_with, TestApp};
@@ -1239,4 +1239,98 @@ async fn api_metrics_shows_the_original_ingest_object_and_stored_posts_log_inges
         },
     )
     .await;
+}
+
+/// X's time of a post id (a snowflake: milliseconds since X's epoch in the high bits).
+fn snowflake_time(id: &str) -> chrono::DateTime<chrono::Utc> {
+    let id: u64 = id.parse().unwrap();
+    let ms = i64::try_from(id >> 22).unwrap() + 1_288_834_974_657;
+    chrono::DateTime::from_timestamp_millis(ms).unwrap()
+}
+
+async fn likes_of(app: &TestApp, platform_id: &str) -> (Value, u64) {
+    let posts = all_x_posts(app).await;
+    let p = posts
+        .iter()
+        .find(|p| p["platformPostId"] == platform_id)
+        .unwrap_or_else(|| panic!("post {platform_id} not served"));
+    (p["id"].clone(), p["metrics"]["likes"].as_u64().unwrap())
+}
+
+/// Issue 9: counts read at 10:00 and 11:00 UTC of one day differ and cost one read.
+/// The hour is set with `AMBER_TEST_CLOCK` (the test-only clock of the ingestion books,
+/// README "Configuration"), restarting the server on the same `DATA_DIR` in between, so
+/// the test means the same whatever the real hour (a real-time version would bill twice
+/// when it ran across midnight). Today's posts are the fake's new ones, created now, so
+/// "the day" is their UTC day.
+#[actix_web::test]
+async fn counts_read_at_ten_and_eleven_utc_the_same_day_differ_and_cost_one_read() {
+    let fake = fake(1, 5);
+    let today = fake.add_posts(&username(0), 3);
+    let day = snowflake_time(&today[0]).date_naive();
+    let at = |d: chrono::NaiveDate, hms: &str| format!("{d}T{hms}Z");
+    let ten = at(day, "10:00:00");
+    let app = server_for(&fake, &[("AMBER_TEST_CLOCK", ten.as_str())]).await;
+    add_leaders(&app, 1).await;
+    let first = run(&app, false).await;
+    assert_eq!(first["posts_ingested"], 8, "{first}");
+    assert!(first["started_at"]
+        .as_str()
+        .unwrap()
+        .starts_with(&ten[..13]));
+    let usage = status(&app).await["usage"].clone();
+    let (id, likes) = likes_of(&app, &today[0]).await;
+
+    // An hour later X shows more likes; the run reads today's posts again.
+    fake.set_counts(
+        &today[0],
+        &CountsUpdate {
+            like_count: Some(likes + 4242),
+            ..CountsUpdate::default()
+        },
+    )
+    .unwrap();
+    let mut app = app;
+    app.env
+        .insert("AMBER_TEST_CLOCK".into(), at(day, "11:00:00"));
+    let app = app.restart().await;
+    let second = run(&app, false).await;
+    assert!(second["started_at"]
+        .as_str()
+        .unwrap()
+        .starts_with(&at(day, "11")[..13]));
+    assert_eq!(second["posts_ingested"], 0, "{second}");
+    assert_eq!(second["posts_refreshed"], 1, "{second}");
+    assert!(
+        second["posts_read"].as_u64().unwrap() >= 3,
+        "today's three posts were read again: {second}"
+    );
+    let (same_id, moved) = likes_of(&app, &today[0]).await;
+    assert_eq!(same_id, id, "a re-read post keeps its id");
+    assert_eq!(moved, likes + 4242, "counts differ at 11:00");
+    let after = status(&app).await["usage"].clone();
+    assert_eq!(
+        after["posts_read"], usage["posts_read"],
+        "read twice in one UTC day, billed once: {usage} then {after}"
+    );
+    assert_eq!(after["users_read"], usage["users_read"]);
+
+    // The next UTC day they are yesterday's posts: not read again, their counts stay.
+    fake.set_counts(
+        &today[0],
+        &CountsUpdate {
+            like_count: Some(1),
+            ..CountsUpdate::default()
+        },
+    )
+    .unwrap();
+    let mut app = app;
+    app.env.insert(
+        "AMBER_TEST_CLOCK".into(),
+        at(day.succ_opt().unwrap(), "00:30:00"),
+    );
+    let app = app.restart().await;
+    let third = run(&app, false).await;
+    assert_eq!(third["posts_refreshed"], 0, "{third}");
+    assert_eq!(likes_of(&app, &today[0]).await.1, likes + 4242);
 }

@@ -123,6 +123,18 @@ pub struct ConnSettings {
     pub max_connections_per_ip: usize,
 }
 
+/// Server-Sent Events of the feed (`GET /api/feed/events`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveSettings {
+    /// `SSE_MAX_CONNECTIONS`: event streams open at once; one more is answered 503.
+    pub max_streams: usize,
+    /// `SSE_KEEPALIVE_SECONDS`: a comment line is sent after this long without an event.
+    pub keepalive_seconds: u64,
+    /// `SSE_MAX_STREAM_SECONDS`: a stream is ended after this long (the browser
+    /// reconnects with `Last-Event-ID` and misses nothing).
+    pub max_stream_seconds: u64,
+}
+
 /// What the health endpoint reports about this build.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BuildInfo {
@@ -159,6 +171,8 @@ pub struct Settings {
     /// `AMBER_BENCH_ROUTES=true` adds the `/bench/*` baseline routes used by the load
     /// scripts (never needed in production).
     pub bench_routes: bool,
+    /// `SSE_*`: the feed's event streams.
+    pub live: LiveSettings,
 }
 
 /// Notifications (`NOTIFY_*`).
@@ -517,6 +531,11 @@ impl Settings {
             },
             notify: notify_settings(&v)?,
             bench_routes: v.boolean("AMBER_BENCH_ROUTES", false)?,
+            live: LiveSettings {
+                max_streams: v.positive("SSE_MAX_CONNECTIONS", 1000)? as usize,
+                keepalive_seconds: u64::from(v.positive("SSE_KEEPALIVE_SECONDS", 15)?),
+                max_stream_seconds: u64::from(v.positive("SSE_MAX_STREAM_SECONDS", 3600)?),
+            },
         })
     }
 
@@ -546,6 +565,9 @@ mod tests {
         assert_eq!(s.rate_limit.user_requests_per_minute, 120);
         assert_eq!(s.x.interval_minutes, 30);
         assert_eq!(s.sled_cache_mb, 64);
+        assert_eq!(s.live.max_streams, 1000);
+        assert_eq!(s.live.keepalive_seconds, 15);
+        assert_eq!(s.live.max_stream_seconds, 3600);
         assert_eq!(s.disk_reserve_mb, 64);
         assert_eq!(
             settings(&[("DISK_RESERVE_MB", "0")])
@@ -589,6 +611,9 @@ mod tests {
             ("REQUEST_TIMEOUT_SECONDS", "0"),
             ("MAX_CONNECTIONS", "many"),
             ("MAX_CONNECTIONS_PER_IP", "-3"),
+            ("SSE_MAX_CONNECTIONS", "0"),
+            ("SSE_KEEPALIVE_SECONDS", "soon"),
+            ("SSE_MAX_STREAM_SECONDS", "-1"),
         ];
         for (var, value) in cases {
             let err = settings(&[(var, value)]).unwrap_err();

@@ -12,6 +12,7 @@ pub mod error;
 pub mod feeds;
 pub mod healthcheck;
 pub mod http;
+pub mod live;
 pub mod metrics;
 pub mod notify;
 pub mod rate_limit;

@@ -39,6 +39,8 @@ pub struct Application {
     signals: StopSignals,
     store: Addr<PostStore>,
     ingest: Addr<IngestScheduler>,
+    /// Closed at a stop signal, so open event streams end instead of holding the stop.
+    live: Arc<crate::live::Hub>,
 }
 
 /// Another process, normally the running server, holds the database of `DATA_DIR`.
@@ -265,8 +267,13 @@ impl Application {
             ingest: ingestion.snapshot.clone(),
         };
         let scheduler = web::Data::new(ingestion.scheduler.clone());
+        let live = reader.live();
         let state = AppState {
             settings: settings.clone(),
+            live: Arc::new(http::feed_events::Streams::new(
+                live.clone(),
+                settings.live.clone(),
+            )),
             reader,
             store: store.clone(),
             jwt,
@@ -308,6 +315,7 @@ impl Application {
             signals: StopSignals::install().context("installing the SIGTERM/SIGINT handlers")?,
             store,
             ingest: ingestion.scheduler,
+            live,
         })
     }
 
@@ -332,6 +340,7 @@ impl Application {
             mut signals,
             store,
             ingest,
+            live,
             ..
         } = self;
         let handle = server.handle();
@@ -343,6 +352,9 @@ impl Application {
                     grace_seconds = SHUTDOWN_GRACE_SECONDS,
                     "stopping: new connections are refused; requests in flight may finish"
                 );
+                // Event streams never finish by themselves: end them, so the drain below
+                // waits only for requests that do.
+                live.close();
                 // The command is sent at once; the server future below carries it out.
                 drop(handle.stop(true));
                 tokio::select! {

@@ -117,7 +117,7 @@ pub struct FeedQuery {
 #[derive(utoipa::ToSchema)]
 #[schema(rename_all = "lowercase")]
 #[allow(dead_code)]
-enum SourceParam {
+pub(crate) enum SourceParam {
     X,
     Twitter,
     Facebook,
@@ -211,6 +211,55 @@ fn source_param(s: &str) -> Option<Platform> {
         .flatten()
 }
 
+/// The feed's filters (`leaders=`, `source=`, `kinds=`), shared by `GET /api/feed` and
+/// its event stream `GET /api/feed/events`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedFilter {
+    /// Empty: every leader.
+    pub leaders: Vec<u64>,
+    pub platform: Option<Platform>,
+    pub kinds: KindSet,
+}
+
+impl FeedFilter {
+    /// Parses the three parameters by the rules the document states (a clear 400 each).
+    pub fn parse(
+        leaders: Option<&str>,
+        source: Option<&str>,
+        kinds: Option<&str>,
+    ) -> Result<FeedFilter, AppError> {
+        let leaders = match leaders {
+            Some(raw) => parse_leader_ids(raw)?,
+            None => Vec::new(),
+        };
+        let platform = match source {
+            Some(s) => Some(source_param(s).ok_or_else(|| {
+                AppError::bad_request(
+                    "invalid_query",
+                    format!("source must be x, twitter, facebook or news, got {s:?}"),
+                )
+            })?),
+            None => None,
+        };
+        let kinds = match kinds {
+            Some(raw) => parse_kinds(raw)?,
+            None => KindSet::ALL,
+        };
+        Ok(FeedFilter {
+            leaders,
+            platform,
+            kinds,
+        })
+    }
+
+    /// True when the feed with these filters shows a post of this leader, platform and kind.
+    pub fn shows(&self, leader_id: u64, platform: Platform, kind: PostKind) -> bool {
+        (self.leaders.is_empty() || self.leaders.contains(&leader_id))
+            && self.platform.is_none_or(|p| p == platform)
+            && self.kinds.contains(kind)
+    }
+}
+
 #[derive(Serialize, utoipa::ToSchema)]
 struct FeedJson<'a> {
     posts: Vec<FeedPostJson<'a>>,
@@ -278,27 +327,15 @@ pub async fn feed(
             Some(page),
         ),
     };
-    let leaders = match q.leaders.as_deref() {
-        Some(raw) => parse_leader_ids(raw)?,
-        None => Vec::new(),
-    };
-    let platform = match q.source.as_deref() {
-        Some(s) => Some(source_param(s).ok_or_else(|| {
-            AppError::bad_request(
-                "invalid_query",
-                format!("source must be x, twitter, facebook or news, got {s:?}"),
-            )
-        })?),
-        None => None,
-    };
-    let kinds = match q.kinds.as_deref() {
-        Some(raw) => parse_kinds(raw)?,
-        None => KindSet::ALL,
-    };
+    let filter = FeedFilter::parse(
+        q.leaders.as_deref(),
+        q.source.as_deref(),
+        q.kinds.as_deref(),
+    )?;
     let posts_query = PostQuery::newest(page_size)
-        .leaders(leaders)
-        .platform(platform)
-        .kinds(kinds)
+        .leaders(filter.leaders)
+        .platform(filter.platform)
+        .kinds(filter.kinds)
         .starting(start);
     // Every post on the page rendered already (the usual case): assembled right here,
     // in microseconds. Otherwise the page is read and its missing posts rendered on the
@@ -432,6 +469,18 @@ mod tests {
             },
             ..post(id, "the original \u{e9}")
         }
+    }
+
+    #[test]
+    fn a_filter_shows_what_the_feed_with_it_shows() {
+        let all = FeedFilter::parse(None, None, None).unwrap();
+        assert!(all.shows(9, Platform::News, PostKind::Reply));
+        let f = FeedFilter::parse(Some("1,3"), Some("twitter"), Some("post,quote")).unwrap();
+        assert!(f.shows(3, Platform::X, PostKind::Quote));
+        assert!(!f.shows(2, Platform::X, PostKind::Post));
+        assert!(!f.shows(1, Platform::News, PostKind::Post));
+        assert!(!f.shows(1, Platform::X, PostKind::Reply));
+        assert!(FeedFilter::parse(None, Some("X"), None).is_err());
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod bench;
 pub mod conn;
 pub mod dto;
 pub mod feed;
+pub mod feed_events;
 pub mod feeds;
 pub mod form;
 pub mod health;
@@ -58,6 +59,8 @@ pub struct AppState {
     pub notifications: crate::notify::delivery::Notifications,
     /// Rendered syndication feeds and their validators (`/feeds/...`).
     pub feed_cache: Arc<crate::feeds::validators::FeedCache>,
+    /// The feed's open event streams (`GET /api/feed/events`) and their cap.
+    pub live: Arc<feed_events::Streams>,
 }
 
 /// JSON body config: size limit, content type and a JSON error for each failure.
@@ -164,6 +167,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
                 .service(web::resource("/health").route(web::get().to(health::health)))
                 .service(web::resource("/metrics").route(web::get().to(metrics::json)))
                 .configure(feed::configure)
+                .configure(feed_events::configure)
                 .configure(leaders::configure)
                 .configure(posts::configure)
                 .configure(review::configure)

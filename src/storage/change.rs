@@ -17,6 +17,7 @@ use sled::IVec;
 
 use crate::domain::leader::Leader;
 use crate::domain::post::Platform;
+use crate::live::{Change, PostRef};
 use crate::storage::feed_index::{Entry, FeedIndex};
 use crate::storage::{codec, disk, keys, snapshot, Ids, Store, StoreError};
 
@@ -176,6 +177,45 @@ fn platform_counts(index: &FeedIndex, removed: &[Entry], added: &[Entry]) -> [u6
     out
 }
 
+/// The live events of a change, from the index as it was before it: a post that enters
+/// the index is new, one that leaves it (and does not come back in the same change) is
+/// deleted. A post the change moves (an edit of its time, leader or kind) is neither.
+fn live_changes(
+    index: &FeedIndex,
+    removed: &[Entry],
+    added: &[Entry],
+) -> Vec<(Change, Option<PostRef>)> {
+    use std::collections::HashSet;
+    let as_ref = |e: &Entry| PostRef {
+        post_id: e.post_id,
+        leader_id: e.leader_id,
+        platform: e.platform,
+        kind: e.kind,
+        timestamp_ms: e.timestamp_ms,
+    };
+    let added_ids: HashSet<u64> = added.iter().map(|e| e.post_id).collect();
+    let removed_ids: HashSet<u64> = removed.iter().map(|e| e.post_id).collect();
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for e in removed {
+        if !added_ids.contains(&e.post_id)
+            && index.get(e.timestamp_ms, e.post_id).is_some()
+            && seen.insert(e.post_id)
+        {
+            out.push((Change::Deleted, Some(as_ref(e))));
+        }
+    }
+    for e in added {
+        if !removed_ids.contains(&e.post_id)
+            && index.get(e.timestamp_ms, e.post_id).is_none()
+            && seen.insert(e.post_id)
+        {
+            out.push((Change::New, Some(as_ref(e))));
+        }
+    }
+    out
+}
+
 impl Store {
     /// Applies one change: commits it (one atomic batch, then a flush), and only once it
     /// is on disk updates the index, leaders, `since_id`s, counters and id sequences
@@ -294,6 +334,8 @@ impl Store {
             self.journal.next += 1;
         }
         self.journal.pending += journaled;
+        // On disk: what it does to the feed, for the live hub (read before the index moves).
+        let live = live_changes(&self.shared.index.read(), &index_removed, &index_added);
         // On disk: now show it.
         if !index_removed.is_empty() || !index_added.is_empty() {
             let mut index = self.shared.index.write();
@@ -342,6 +384,10 @@ impl Store {
         if outbox {
             self.shared.notify.wake();
         }
+        // Visible to every reader now: tell the live feed (`crate::live`).
+        self.shared
+            .live
+            .publish(live, self.ids.post.saturating_sub(1));
         // The change is durable with its journal record already; a snapshot only
         // shortens the next start's replay, so failing to write one is not an error.
         self.maybe_snapshot();

@@ -144,6 +144,8 @@ struct Shared {
     notify: notify::NotifyState,
     /// Records found damaged (skipped where met), for health.
     damage: damage::Damage,
+    /// New and deleted posts, published by [`Store::apply`] once they are on disk.
+    live: Arc<crate::live::Hub>,
 }
 
 impl Shared {

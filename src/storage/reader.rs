@@ -519,6 +519,30 @@ impl StoreReader {
         Ok(self.tree()?.scan_prefix(prefix).keys().count())
     }
 
+    /// The live feed's hub: new and deleted posts, published once they are on disk.
+    pub fn live(&self) -> std::sync::Arc<crate::live::Hub> {
+        self.shared.live.clone()
+    }
+
+    /// Posts with ids above `after`, lowest id first (a `Last-Event-ID` resume from
+    /// another run of the server): `None` when more than `limit` ids were taken since
+    /// (the caller tells its client to reload instead). Point reads, so a damaged record
+    /// is skipped and counted like everywhere else.
+    pub fn posts_after(&self, after: u64, limit: usize) -> Result<Option<Vec<Post>>, StoreError> {
+        let next = self.next_id(&self.tree()?, "seq:post");
+        let taken = next.saturating_sub(after.saturating_add(1));
+        if taken > limit as u64 {
+            return Ok(None);
+        }
+        let mut out = Vec::new();
+        for id in after.saturating_add(1)..next {
+            if let Some(post) = self.post(id)? {
+                out.push(post);
+            }
+        }
+        Ok(Some(out))
+    }
+
     /// Changes after every commit that queued deliveries (and when a target resumes).
     pub fn outbox_wake(&self) -> tokio::sync::watch::Receiver<u64> {
         self.shared.notify.wake.subscribe()

@@ -29,6 +29,7 @@ use crate::http;
         http::metrics::json,
         http::metrics::prometheus,
         http::feed::feed,
+        http::feed_events::events,
         http::feed::dashboard,
         http::feeds::all,
         http::feeds::leader,

@@ -559,3 +559,22 @@ async fn posts_show_reposts_quotes_replies_threads_and_videos_in_the_contract_js
     assert_eq!(result["filtered"], 7, "{result}");
     assert!(artefact_dir().join("posts-desktop.png").exists());
 }
+
+#[actix_web::test]
+#[cfg_attr(
+    not(amber_browser),
+    ignore = "needs node, chromium and playwright-core (npm ci --prefix tests/browser): see README"
+)]
+async fn new_posts_are_announced_and_deleted_ones_go_without_a_reload() {
+    require_browser("live");
+    let (app, _seed) = seeded_app().await;
+    let result = run_scenario(&app, "live", &json!({"adminToken": app.admin_token()})).await;
+    assert_eq!(result["before"], PAGE_SIZE);
+    let removed = result["removed"].as_str().expect("removed id").to_string();
+    let feed = fresh_get(&app, "/api/feed?page_size=100", None).await;
+    assert!(feed["posts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["id"] != removed.as_str()));
+}

@@ -17,6 +17,7 @@ mod healthcheck;
 mod helpers;
 mod ingestion;
 mod leaders;
+mod live;
 mod logs;
 mod methods;
 mod notify;

@@ -296,6 +296,44 @@ export const scenarios = {
     return { result, cards: list.length };
   },
 
+  // The live feed: posts created while the page is open are counted in "N new posts"
+  // (no reload); a click shows them at the top; a deleted post's card goes by itself.
+  async live(env) {
+    const { args, assert } = env;
+    const { page } = await open(env, DESKTOP);
+    await page.waitForFunction(() => document.documentElement.dataset.live === 'open', null, { timeout: WAIT_MS });
+    const api = (method, path, body) => fetch(env.base + path, {
+      method,
+      headers: { authorization: 'Bearer ' + args.adminToken, 'content-type': 'application/json' },
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    const loads = [];
+    page.on('framenavigated', () => loads.push('navigated'));
+    const before = (await cards(page)).length;
+    const made = [];
+    for (const content of ['live one', 'live two']) {
+      const res = await api('POST', '/api/posts', { leaderId: 1, platform: 'news', content });
+      assert(res.status === 201, `create: ${res.status}`);
+      made.push(String((await res.json()).id));
+    }
+    await page.waitForFunction(() => document.getElementById('new-posts').textContent === '2 new posts', null, { timeout: WAIT_MS });
+    assert(!(await page.$eval('#new-posts', (b) => b.hidden)), 'the new-posts button is hidden');
+    assert((await cards(page)).length === before, 'new posts were shown before the click');
+    await page.screenshot({ path: `${env.outDir}/live-new-posts.png` });
+    await page.click('#new-posts');
+    await page.waitForFunction((ids) => ids.every((id) => document.querySelector(`#feed li.card[data-post-id="${id}"]`)), made, { timeout: WAIT_MS });
+    const top = (await cards(page)).slice(0, 2).map((c) => c.id);
+    assert(top.includes(made[0]) && top.includes(made[1]), `the new posts are not on top: ${top}`);
+    assert(await page.$eval('#new-posts', (b) => b.hidden), 'the button stays after the click');
+    // A deletion removes the card without a reload.
+    const res = await api('DELETE', `/api/posts/${made[0]}`);
+    assert(res.ok, `delete: ${res.status}`);
+    await page.waitForFunction((id) => !document.querySelector(`#feed li.card[data-post-id="${id}"]`), made[0], { timeout: WAIT_MS });
+    assert(loads.length === 0, 'the page reloaded');
+    await noCsp(env, page);
+    return { before, shown: top, removed: made[0] };
+  },
+
   // A 429 is a friendly notice with the wait, not a broken page; when the wait is over
   // the feed retries by itself. The server runs with a one-token bucket.
   async ratelimit(env) {

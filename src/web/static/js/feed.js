@@ -1,6 +1,7 @@
 // feed.js: the feed. Newest first from /api/feed, leader, source and kinds filters kept in
 // the URL, endless scroll through next_cursor, plain cards that platform.twitter.com's
 // widget replaces when it loads, and an empty state that says why the feed is empty.
+// New and deleted posts arrive live (Server-Sent Events): "N new posts", cards removed.
 // A card shows what X published: a repost with its "reposted by" label, a quote with the
 // quoted post inline, a reply with what it answers, a leader's thread grouped under its
 // first post, videos and GIFs as their preview with a play link. Every text is set as
@@ -68,8 +69,83 @@
     return r.top < window.innerHeight + 400;
   }
 
+  // The live feed: /api/feed/events with the feed's filters. A new post the page does not
+  // show yet is counted in the "N new posts" button (a click shows them: the feed reloads
+  // from the top); a deleted post's card goes at once. The browser reconnects a dropped
+  // stream by itself with Last-Event-ID; a refused one (429, 503) is retried with backoff.
+  const live = { source: null, pending: new Set(), retry: null, backoff: 2000 };
+
+  function liveQs() {
+    const p = new URLSearchParams();
+    if (state.leader) p.set('leaders', state.leader);
+    if (state.source) p.set('source', state.source);
+    if (state.kinds.length < KINDS.length) p.set('kinds', state.kinds.join(','));
+    const q = p.toString();
+    return q ? '?' + q : '';
+  }
+
+  function eventData(e) {
+    try { const d = JSON.parse(e.data); return d && d.id != null ? d : null; } catch (_) { return null; }
+  }
+
+  function showPending() {
+    const btn = document.getElementById('new-posts');
+    const n = live.pending.size;
+    btn.hidden = n === 0;
+    btn.textContent = n === 1 ? '1 new post' : n + ' new posts';
+    btn.dataset.count = String(n);
+  }
+
+  function removePost(id) {
+    live.pending.delete(id);
+    showPending();
+    if (!state.seen.has(id)) return;
+    state.seen.delete(id);
+    state.threads.forEach(function (g) {
+      g.items = g.items.filter(function (it) { return String(it.post.id) !== id; });
+    });
+    const li = document.querySelector('#feed li.card[data-post-id="' + id.replace(/[^0-9]/g, '') + '"]');
+    if (li) li.remove();
+    state.total = Math.max(0, state.total - 1);
+    ui.say('feed-count', state.total === 1 ? '1 post' : state.total + ' posts');
+  }
+
+  function openLive() {
+    if (!('EventSource' in window)) return;
+    if (live.source) live.source.close();
+    clearTimeout(live.retry);
+    live.pending.clear();
+    showPending();
+    const gen = state.generation;
+    const es = new EventSource('/api/feed/events' + liveQs());
+    live.source = es;
+    es.addEventListener('open', function () {
+      live.backoff = 2000;
+      document.documentElement.dataset.live = 'open';
+    });
+    es.addEventListener('new', function (e) {
+      const d = eventData(e);
+      if (!d || state.seen.has(String(d.id))) return;
+      live.pending.add(String(d.id));
+      showPending();
+    });
+    es.addEventListener('deleted', function (e) {
+      const d = eventData(e);
+      if (d) removePost(String(d.id));
+    });
+    // Too much changed at once (or this page fell behind): show the feed as it is now.
+    es.addEventListener('reset', function () { if (gen === state.generation) reset(); });
+    es.addEventListener('error', function () {
+      if (es.readyState !== EventSource.CLOSED || live.source !== es) return;
+      document.documentElement.dataset.live = 'closed';
+      live.retry = setTimeout(function () { if (gen === state.generation) openLive(); }, live.backoff);
+      live.backoff = Math.min(live.backoff * 2, 60000);
+    });
+  }
+
   function reset() {
     state.generation++;
+    openLive();
     state.cursor = null;
     state.hasNext = false;
     state.loading = false;
@@ -89,6 +165,7 @@
       const id = String(post.id);
       if (state.seen.has(id)) return;
       state.seen.add(id);
+      if (live.pending.delete(id)) showPending();
       const li = card(tpl, post);
       place(list, li, post);
       fresh.push({ li: li, post: post });
@@ -437,6 +514,11 @@
       state.kinds = on; syncUrl(); reset();
     });
     document.getElementById('load-more').addEventListener('click', function () { loadMore(); });
+    document.getElementById('new-posts').addEventListener('click', function () {
+      window.scrollTo(0, 0);
+      reset();
+      document.getElementById('feed').focus();
+    });
     if ('IntersectionObserver' in window) {
       new IntersectionObserver(function (entries) {
         if (entries.some(function (e) { return e.isIntersecting; }) && state.hasNext) loadMore();

@@ -71,44 +71,18 @@ pub struct FeedsQuery {
     exclude: Option<String>,
 }
 
-/// The query of `/feeds/all.*`: the feed query plus the feed API's leader filter.
+/// The query of `/feeds/all.*`: the feed query plus the feed API's leader filter. The
+/// OpenAPI document lists this and [`FeedsQuery`]'s parameters (IntoParams cannot
+/// flatten), so the feed query's fields are written once.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AllQuery {
     /// Comma list of 1 to 100 leader ids.
     #[param(value_type = Option<String>, pattern = "^[0-9]{1,19}(,[0-9]{1,19}){0,99}$")]
     leaders: Option<String>,
-    /// Items in the feed, 1..200 (default 50).
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
-    size: Option<String>,
-    /// Only posts from this source (`twitter` is `x`).
-    #[param(value_type = Option<SourceName>, inline)]
-    source: Option<String>,
-    /// Only posts of these kinds: a comma list of `post`, `repost`, `quote`, `reply`.
-    #[param(value_type = Option<Vec<crate::http::dto::KindName>>, style = Form, explode = false, min_items = 1)]
-    kinds: Option<String>,
-    /// Keywords: only posts whose text (or quoted/reposted text) contains every word,
-    /// case-insensitively; at most 200 characters, 10 words.
-    #[param(value_type = Option<String>, max_length = 200)]
-    q: Option<String>,
-    /// The negation of `q`: leaves out posts that contain any of these words.
-    #[param(value_type = Option<String>, max_length = 200)]
-    exclude: Option<String>,
-}
-
-impl AllQuery {
-    fn split(self) -> (Option<String>, FeedsQuery) {
-        (
-            self.leaders,
-            FeedsQuery {
-                size: self.size,
-                source: self.source,
-                kinds: self.kinds,
-                q: self.q,
-                exclude: self.exclude,
-            },
-        )
-    }
+    #[serde(flatten)]
+    #[param(ignore)]
+    feed: FeedsQuery,
 }
 
 /// `source=` of a feed (SPEC's spellings).
@@ -363,7 +337,7 @@ fn format_of(raw: &str) -> Result<Format, AppError> {
 
 /// `GET /feeds/all.{format}`.
 #[utoipa::path(get, path = "/feeds/all.{format}", operation_id = "getAllFeed", tag = "feeds",
-    params(("format" = FormatName, Path, description = "rss (RSS 2.0), atom (Atom 1.0) or json (JSON Feed 1.1)"), AllQuery),
+    params(("format" = FormatName, Path, description = "rss (RSS 2.0), atom (Atom 1.0) or json (JSON Feed 1.1)"), AllQuery, FeedsQuery),
     responses(
         (status = 200, description = "The newest posts of every leader as a feed", content(("application/rss+xml"), ("application/atom+xml"), ("application/feed+json"))),
         (status = 304, description = "Not modified (`If-None-Match` / `If-Modified-Since`)"),
@@ -377,12 +351,12 @@ pub async fn all(
     query: web::Query<AllQuery>,
 ) -> Result<HttpResponse, AppError> {
     let format = format_of(&path)?;
-    let (leaders, q) = query.into_inner().split();
+    let AllQuery { leaders, feed } = query.into_inner();
     let leaders = match leaders.as_deref() {
         Some(raw) => parse_leader_ids(raw)?,
         None => Vec::new(),
     };
-    let filter = Filter::parse(&q, leaders)?;
+    let filter = Filter::parse(&feed, leaders)?;
     let base = base_url(&req);
     let qs = filter.query_string(true);
     let meta = Feed {
@@ -501,6 +475,21 @@ mod tests {
                 .query_string(true),
             ""
         );
+    }
+
+    #[test]
+    fn the_combined_feeds_query_is_the_leader_filter_and_the_feed_query() {
+        let all: AllQuery =
+            serde_urlencoded::from_str("leaders=3,1&size=10&q=Rust&exclude=go&kinds=post&source=x")
+                .unwrap();
+        assert_eq!(all.leaders.as_deref(), Some("3,1"));
+        let filter = Filter::parse(&all.feed, vec![3, 1]).unwrap();
+        assert_eq!(
+            filter.query_string(true),
+            "leaders=1%2C3&source=x&kinds=post&q=rust&exclude=go&size=10"
+        );
+        let none: AllQuery = serde_urlencoded::from_str("").unwrap();
+        assert!(none.leaders.is_none() && none.feed.size.is_none());
     }
 
     #[test]

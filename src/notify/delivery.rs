@@ -7,7 +7,8 @@
 //! head of its queue again: delivery is at least once, each carrying the post id as its
 //! idempotency key. Workers only read the store and send small removals to `PostStore`,
 //! with a bounded number of deliveries in flight and a timeout on each: a slow or dead
-//! receiver delays nothing but its own queue.
+//! receiver delays neither ingestion nor the API, and no other target while fewer than
+//! `concurrency` receivers hang at once.
 
 use std::collections::HashMap;
 use std::sync::Arc;

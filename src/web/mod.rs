@@ -274,6 +274,30 @@ mod tests {
     }
 
     #[test]
+    fn page_head_offers_the_combined_feeds_for_auto_discovery() {
+        let html = index_html();
+        let head = html.split("</head>").next().unwrap();
+        for (kind, path) in [
+            ("application/rss+xml", "/feeds/all.rss"),
+            ("application/atom+xml", "/feeds/all.atom"),
+            ("application/feed+json", "/feeds/all.json"),
+        ] {
+            let tag = format!("<link rel=\"alternate\" type=\"{kind}\"");
+            let link = head
+                .split(tag.as_str())
+                .nth(1)
+                .unwrap_or_else(|| panic!("no alternate link of type {kind}"));
+            let link = link.split('>').next().unwrap();
+            assert!(link.contains(&format!("href=\"{path}\"")), "{link}");
+            assert!(link.contains(" title=\""), "{link}");
+        }
+        assert!(
+            html.contains("id=\"feed-links\""),
+            "the per-leader feed list"
+        );
+    }
+
+    #[test]
     fn page_weight_stays_under_sixty_kilobytes() {
         assert!(
             page_weight() <= 60 * 1024,

@@ -264,6 +264,29 @@ async fn leader_and_source_filters_change_what_is_shown() {
     not(amber_browser),
     ignore = "needs node, chromium and playwright-core (npm ci --prefix tests/browser): see README"
 )]
+async fn the_page_links_the_combined_feeds_and_every_leaders_feeds() {
+    require_browser("feedLinks");
+    let (app, _seed) = seeded_app().await;
+    let leaders: Vec<Value> = fresh_get(&app, "/api/leaders", None)
+        .await
+        .as_array()
+        .expect("leaders")
+        .iter()
+        .map(|l| json!({"id": l["id"], "name": l["name"]}))
+        .collect();
+    assert!(!leaders.is_empty());
+    let result = run_scenario(&app, "feedLinks", &json!({ "leaders": leaders })).await;
+    assert_eq!(result["alternates"], 3);
+    assert_eq!(result["leaders"], leaders.len());
+    // The three combined feeds, the first leader's three and the OPML, fetched by the page.
+    assert_eq!(result["fetched"], 7);
+}
+
+#[actix_web::test]
+#[cfg_attr(
+    not(amber_browser),
+    ignore = "needs node, chromium and playwright-core (npm ci --prefix tests/browser): see README"
+)]
 async fn scrolling_loads_the_next_page_until_the_oldest_post() {
     require_browser("scroll");
     let (app, seed) = seeded_app().await;

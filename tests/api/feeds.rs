@@ -11,7 +11,9 @@ use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
 
-use crate::helpers::{id_of, spawn_app_with, TestApp};
+use amber::x_api::fake::{username, FakeScript, FakeX};
+
+use crate::helpers::{id_of, run_ingestion, spawn_app_with, TestApp};
 
 const FORMATS: [&str; 3] = ["rss", "atom", "json"];
 
@@ -400,4 +402,229 @@ async fn a_304_costs_one_token_and_a_full_answer_two() {
         .unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["x-ratelimit-remaining"], "1");
+}
+
+/// `newsboat` and `sqlite3` (to read what newsboat stored), if both are installed.
+fn newsboat_present() -> bool {
+    let has = |tool: &str| {
+        Command::new(tool)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let ok = has("newsboat") && has("sqlite3");
+    assert!(
+        ok || std::env::var("CI").as_deref() != Ok("true"),
+        "newsboat or sqlite3 is missing (.ci/run installs them)"
+    );
+    ok
+}
+
+/// newsboat with its own config, URL list and cache in `dir` (and `dir` as its home, so
+/// it touches nothing of the user's). Returns stdout; panics when newsboat fails.
+fn newsboat(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new("newsboat")
+        .args(["-C", "config", "-u", "urls", "-c", "cache.db"])
+        .args(args)
+        .current_dir(dir)
+        .env("HOME", dir)
+        .env("XDG_CONFIG_HOME", dir)
+        .env("XDG_DATA_HOME", dir)
+        .env_remove("http_proxy")
+        .env_remove("HTTP_PROXY")
+        .env_remove("all_proxy")
+        .env_remove("ALL_PROXY")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run newsboat");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "newsboat {args:?}: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Rows of newsboat's cache, `|`-separated.
+fn newsboat_cache(dir: &std::path::Path, sql: &str) -> Vec<String> {
+    let out = Command::new("sqlite3")
+        .arg(dir.join("cache.db"))
+        .arg(sql)
+        .output()
+        .expect("run sqlite3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[actix_web::test]
+async fn newsboat_imports_the_opml_and_shows_every_feeds_items_once() {
+    if !newsboat_present() {
+        eprintln!("SKIP newsboat test: newsboat or sqlite3 is missing (see .ci/run)");
+        return;
+    }
+    let app = server().await;
+    let ann = add_leader(&app, "Ann & <Lee>", "ann").await;
+    let bob = add_leader(&app, "Bob", "bob").await;
+    add_post(
+        &app,
+        ann,
+        "ann one",
+        "1800000000000000001",
+        "2025-01-01T10:00:00Z",
+    )
+    .await;
+    add_post(
+        &app,
+        ann,
+        "ann <two> & more",
+        "1800000000000000002",
+        "2025-01-02T10:00:00Z",
+    )
+    .await;
+    add_post(
+        &app,
+        bob,
+        "bob one",
+        "1800000000000000003",
+        "2025-01-03T10:00:00Z",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (status, _, opml) = body(&app, "/feeds/opml").await;
+    assert_eq!(status, 200);
+    std::fs::write(dir.path().join("amber.opml"), &opml).unwrap();
+    std::fs::write(dir.path().join("config"), "").unwrap();
+    std::fs::write(dir.path().join("urls"), "").unwrap();
+    newsboat(dir.path(), &["-i", "amber.opml"]);
+    let urls = std::fs::read_to_string(dir.path().join("urls")).unwrap();
+    let all = app.url("/feeds/all.rss");
+    let ann_feed = app.url(&format!("/feeds/leaders/{ann}.rss"));
+    let bob_feed = app.url(&format!("/feeds/leaders/{bob}.rss"));
+    for url in [&all, &ann_feed, &bob_feed] {
+        assert!(
+            urls.lines().any(|l| l.starts_with(url.as_str())),
+            "{url} not imported: {urls}"
+        );
+    }
+    // Every post is in the combined feed and in its leader's, with the same GUID: newsboat
+    // (which keys articles by GUID) shows each once.
+    let out = newsboat(dir.path(), &["-x", "reload", "print-unread"]);
+    assert!(out.contains("3 unread articles"), "{out}");
+    let feeds = newsboat_cache(dir.path(), "select rssurl, title from rss_feed");
+    for (url, title) in [
+        (&all, "Amber: all leaders"),
+        (&ann_feed, "Amber: Ann & <Lee>"),
+        (&bob_feed, "Amber: Bob"),
+    ] {
+        assert!(feeds.contains(&format!("{url}|{title}")), "{feeds:?}");
+    }
+    let items = newsboat_cache(
+        dir.path(),
+        "select guid, title, url, author from rss_item order by pubDate desc",
+    );
+    assert_eq!(items.len(), 3, "{items:?}");
+    assert!(items[0].starts_with(
+        "https://x.com/i/status/1800000000000000003|bob one|https://x.com/bob/status/1800000000000000003|"
+    ), "{items:?}");
+    assert!(items[1].starts_with(
+        "https://x.com/i/status/1800000000000000002|ann <two> & more|https://x.com/ann/status/1800000000000000002|"
+    ), "{items:?}");
+    // Polling again (newsboat sends the validators) adds nothing; a new post adds one.
+    let out = newsboat(dir.path(), &["-x", "reload", "print-unread"]);
+    assert!(out.contains("3 unread articles"), "{out}");
+    add_post(
+        &app,
+        bob,
+        "bob two",
+        "1800000000000000004",
+        "2025-01-04T10:00:00Z",
+    )
+    .await;
+    let out = newsboat(dir.path(), &["-x", "reload", "print-unread"]);
+    assert!(out.contains("4 unread articles"), "{out}");
+    let guids = newsboat_cache(
+        dir.path(),
+        "select count(*), count(distinct guid) from rss_item",
+    );
+    assert_eq!(guids, ["4|4"]);
+}
+
+#[actix_web::test]
+async fn an_edited_post_keeps_its_guid_across_edits_and_restarts() {
+    let fake = FakeX::start(FakeScript {
+        users: 1,
+        posts_per_user: 3,
+        ..FakeScript::default()
+    })
+    .expect("fake X API");
+    let token = fake.token();
+    let app = spawn_app_with(&[
+        ("X_API_BASE_URL", fake.base_url()),
+        ("TWITTER_BEARER_TOKEN", token.as_str()),
+        ("SEED_LEADERS", "false"),
+    ])
+    .await;
+    add_leader(&app, "Leader Zero", &format!("@{}", username(0))).await;
+    run_ingestion(&app).await;
+    let first = fake.post_ids(&username(0))[0].clone();
+    let guid = format!("https://x.com/i/status/{first}");
+    let items = |app: &TestApp| {
+        let url = app.url("/feeds/all.json");
+        let client = app.client.clone();
+        async move {
+            let doc: Value = client.get(url).send().await.unwrap().json().await.unwrap();
+            doc["items"].as_array().unwrap().clone()
+        }
+    };
+    let before = items(&app).await;
+    assert_eq!(before.len(), 3);
+    assert!(
+        before.iter().any(|i| i["id"] == guid.as_str()),
+        "{before:?}"
+    );
+    // Two edits: each gives the post a new X id; the item keeps the first one.
+    let second = fake.edit_post(&first, "Corrected once").unwrap();
+    run_ingestion(&app).await;
+    let third = fake.edit_post(&second, "Corrected twice").unwrap();
+    run_ingestion(&app).await;
+    let check = |items: Vec<Value>| {
+        assert_eq!(items.len(), 3, "an edit is no new item: {items:?}");
+        let edited = items
+            .iter()
+            .find(|i| i["content_text"] == "Corrected twice")
+            .unwrap_or_else(|| panic!("the edit is not in the feed: {items:?}"));
+        assert_eq!(edited["id"], guid.as_str());
+        assert!(
+            edited["url"].as_str().unwrap().ends_with(&third),
+            "{edited}"
+        );
+        assert!(items.iter().all(|i| {
+            let id = i["id"].as_str().unwrap();
+            !id.ends_with(&second) && !id.ends_with(&third)
+        }));
+    };
+    check(items(&app).await);
+    let (_, rss_headers, rss) = body(&app, "/feeds/all.rss").await;
+    assert_eq!(
+        rss_headers["content-type"].to_str().unwrap(),
+        "application/rss+xml; charset=utf-8"
+    );
+    let rss = String::from_utf8(rss).unwrap();
+    assert!(
+        rss.contains(&format!("<guid isPermaLink=\"false\">{guid}</guid>")),
+        "{rss}"
+    );
+    // kill -9 and a new process: the same GUID.
+    let app = app.restart().await;
+    check(items(&app).await);
 }

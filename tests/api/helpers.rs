@@ -434,3 +434,23 @@ pub fn listening_address(line: &str) -> String {
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .to_string()
 }
+
+/// Triggers an ingestion run (not a backfill) and waits, up to a minute, until it is over.
+pub async fn run_ingestion(app: &TestApp) {
+    let (_, s) = app.get_json("/api/ingestion/status").await;
+    let before = s["last_run"]["started_at"].clone();
+    let res = app
+        .admin_post(
+            "/api/ingestion/trigger",
+            &serde_json::json!({"backfill": false}),
+        )
+        .await;
+    assert_eq!(res.status(), 202);
+    eventually(Duration::from_secs(60), "the run to end", || async {
+        let (_, s) = app.get_json("/api/ingestion/status").await;
+        let last = &s["last_run"];
+        (!s["running"].as_bool().unwrap_or(true) && !last.is_null() && last["started_at"] != before)
+            .then_some(())
+    })
+    .await;
+}

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use amber::x_api::fake::{username, FakeScript, FakeX};
 use serde_json::{json, Value};
 
-use crate::helpers::{eventually, id_of, spawn_app_with, TestApp};
+use crate::helpers::{eventually, id_of, run_ingestion as run, spawn_app_with, TestApp};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -190,23 +190,6 @@ async fn add_target(app: &TestApp, body: Value) -> u64 {
     let res = app.admin_post("/api/admin/notifications", &body).await;
     assert_eq!(res.status(), 201);
     id_of(&res.json::<Value>().await.unwrap()["id"])
-}
-
-/// Triggers a run and waits until it is over.
-async fn run(app: &TestApp) {
-    let (_, s) = app.get_json("/api/ingestion/status").await;
-    let before = s["last_run"]["started_at"].clone();
-    let res = app
-        .admin_post("/api/ingestion/trigger", &json!({"backfill": false}))
-        .await;
-    assert_eq!(res.status(), 202);
-    eventually(WAIT, "the run to end", || async {
-        let (_, s) = app.get_json("/api/ingestion/status").await;
-        let last = &s["last_run"];
-        (!s["running"].as_bool().unwrap_or(true) && !last.is_null() && last["started_at"] != before)
-            .then_some(())
-    })
-    .await;
 }
 
 async fn targets(app: &TestApp) -> Vec<Value> {
@@ -431,4 +414,127 @@ async fn notify_url_configures_a_default_target() {
     let again = targets(&app).await;
     assert_eq!(again.len(), 1);
     assert_eq!(again[0]["id"], t[0]["id"]);
+}
+
+/// A receiver that accepts connections and never answers: each delivery to it hangs
+/// until the server's timeout. Counts the connections it holds.
+struct Hang {
+    url: String,
+    held: Arc<Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Hang {
+    fn start() -> Hang {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hang", listener.local_addr().unwrap());
+        let held: Arc<Mutex<Vec<std::net::TcpStream>>> = Arc::default();
+        let keep = held.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                keep.lock().unwrap().push(stream);
+            }
+        });
+        Hang { url, held }
+    }
+
+    fn connections(&self) -> usize {
+        self.held.lock().unwrap().len()
+    }
+}
+
+#[actix_web::test]
+async fn a_receiver_that_never_answers_delays_neither_ingestion_nor_the_api() {
+    let rx = Receiver::start();
+    let hang = Hang::start();
+    // A delivery may take an hour: anything that waited for one would miss WAIT.
+    let w = world(&[("NOTIFY_TIMEOUT_SECONDS", "3600")]).await;
+    let dead = add_target(&w.app, json!({"url": hang.url, "format": "json"})).await;
+    add_target(&w.app, json!({"url": rx.url, "format": "json"})).await;
+    run(&w.app).await;
+    let first = w.fake.add_posts(&username(0), 2);
+    run(&w.app).await;
+    // The dead receiver holds a delivery open...
+    eventually(WAIT, "a delivery to the silent receiver", || async {
+        (hang.connections() >= 1).then_some(())
+    })
+    .await;
+    // ...while ingestion runs again, the API serves the new posts and the other target
+    // gets every one of them.
+    let second = w.fake.add_posts(&username(0), 2);
+    run(&w.app).await;
+    let (status, feed) = w.app.get_json("/api/feed?page_size=50").await;
+    assert_eq!(status, 200);
+    let shown: Vec<String> = feed["posts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["platformPostId"].as_str().unwrap_or_default().to_string())
+        .collect();
+    for id in first.iter().chain(&second) {
+        assert!(shown.contains(id), "{id} not in the feed: {shown:?}");
+    }
+    eventually(WAIT, "the answering target's deliveries", || async {
+        (rx.delivered().len() == 4).then_some(())
+    })
+    .await;
+    let (status, _) = w.app.get_json("/api/ingestion/status").await;
+    assert_eq!(status, 200);
+    let all = targets(&w.app).await;
+    let silent = all.iter().find(|t| id_of(&t["id"]) == dead).unwrap();
+    assert_eq!(silent["queued"], 4, "the silent target keeps its queue");
+    assert_eq!(silent["delivery"]["delivered"], 0);
+    assert_eq!(hang.connections(), 1, "one delivery at a time per target");
+}
+
+#[actix_web::test]
+async fn an_approved_only_target_hears_of_approvals_not_of_new_posts() {
+    let rx = Receiver::start();
+    let w = world(&[]).await;
+    add_target(
+        &w.app,
+        json!({"url": format!("{}/approved", rx.url), "format": "json", "approvedOnly": true}),
+    )
+    .await;
+    add_target(
+        &w.app,
+        json!({"url": format!("{}/new", rx.url), "format": "json"}),
+    )
+    .await;
+    let list = targets(&w.app).await;
+    assert_eq!(list[0]["approvedOnly"], true);
+    assert_eq!(list[1]["approvedOnly"], false);
+    run(&w.app).await;
+    let added = w.fake.add_posts(&username(0), 1);
+    run(&w.app).await;
+    eventually(WAIT, "the new post's delivery", || async {
+        (rx.delivered().len() == 1).then_some(())
+    })
+    .await;
+    let got = rx.delivered();
+    assert_eq!(got[0].path, "/new");
+    assert_eq!(got[0].json()["post"]["platformPostId"], added[0].as_str());
+    // A post waiting for review: approving it (once) is what the approved-only target hears.
+    let (_, leaders) = w.app.get_json("/api/leaders").await;
+    let leader_id = id_of(&leaders[0]["id"]);
+    let post = w
+        .app
+        .create_post(&json!({"leaderId": leader_id, "platform": "news",
+            "content": "awaiting review", "requiresReview": true}))
+        .await;
+    let item = id_of(&post["reviewItem"]["id"]);
+    for _ in 0..2 {
+        let res = w
+            .app
+            .admin_post(&format!("/api/review/{item}/approve"), &json!({}))
+            .await;
+        assert_eq!(res.status(), 200);
+    }
+    wait_delivered(&w.app, 1).await;
+    let got = rx.delivered();
+    assert_eq!(got.len(), 2, "{got:?}");
+    let approved = got.iter().find(|g| g.path == "/approved").unwrap();
+    let body = approved.json();
+    assert_eq!(body["event"], "post.approved");
+    assert_eq!(body["post"]["content"], "awaiting review");
+    assert_eq!(approved.key(), id_of(&post["id"]).to_string());
 }

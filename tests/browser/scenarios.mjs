@@ -153,6 +153,48 @@ export const scenarios = {
     return { byLeader: byLeader.length, bySource: bySource.length };
   },
 
+  // The page offers the feeds: <link rel="alternate"> for a reader's auto-discovery of the
+  // combined feeds, and RSS, Atom and JSON Feed links per leader in the Feeds panel, each
+  // answering with its format's content type.
+  async feedLinks(env) {
+    const { args, assert } = env;
+    const { page } = await open(env, DESKTOP);
+    const alternates = await page.$$eval('link[rel="alternate"]', (ls) => ls.map((l) => ({ type: l.type, href: l.href, title: l.title })));
+    const want = [['application/rss+xml', '/feeds/all.rss'], ['application/atom+xml', '/feeds/all.atom'], ['application/feed+json', '/feeds/all.json']];
+    for (const [type, path] of want) {
+      assert(alternates.some((a) => a.type === type && a.href === env.base + path && a.title), `no alternate link ${type} ${path}: ${JSON.stringify(alternates)}`);
+    }
+    await page.waitForFunction((n) => document.querySelectorAll('#feed-links li').length === n, args.leaders.length, { timeout: WAIT_MS });
+    const perLeader = await page.$$eval('#feed-links li', (lis) => lis.map((li) => ({
+      id: li.dataset.leaderId, text: li.textContent, hrefs: [...li.querySelectorAll('a')].map((a) => a.href),
+    })));
+    for (const l of args.leaders) {
+      const row = perLeader.find((r) => r.id === String(l.id));
+      assert(row && row.text.includes(l.name), `no feed links for leader ${l.id}: ${JSON.stringify(perLeader)}`);
+      for (const ext of ['rss', 'atom', 'json']) {
+        assert(row.hrefs.includes(`${env.base}/feeds/leaders/${l.id}.${ext}`), `leader ${l.id} lacks its ${ext} link: ${row.hrefs}`);
+      }
+    }
+    // Fetched: the combined feeds, the first leader's and the OPML (all leaders' would
+    // spend the per-client rate limit the page shares with them).
+    const hrefs = alternates.map((a) => a.href)
+      .concat(perLeader[0].hrefs)
+      .concat(await page.$$eval('#feeds a[href$="/feeds/opml"]', (as) => as.map((a) => a.href)));
+    const answers = await page.evaluate(async (urls) => Promise.all(urls.map(async (u) => {
+      const r = await fetch(u);
+      return { url: u, status: r.status, type: r.headers.get('content-type') || '' };
+    })), hrefs);
+    const types = { rss: 'application/rss+xml', atom: 'application/atom+xml', json: 'application/feed+json', opml: 'text/x-opml' };
+    for (const a of answers) {
+      assert(a.status === 200, `${a.url} answered ${a.status}`);
+      const ext = a.url.endsWith('/opml') ? 'opml' : a.url.split('.').pop();
+      assert(a.type.startsWith(types[ext]), `${a.url} is ${a.type}, expected ${types[ext]}`);
+    }
+    await accessibleControls(env, page);
+    await noCsp(env, page);
+    return { alternates: alternates.length, leaders: perLeader.length, fetched: answers.length };
+  },
+
   // Scrolling to the end loads the next page through the cursor, until the oldest post.
   async scroll(env) {
     const { args, assert } = env;

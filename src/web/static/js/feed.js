@@ -477,6 +477,23 @@
     select.value = keep;
   }
 
+  // One line per leader in the Feeds panel: its RSS, Atom and JSON Feed.
+  function fillFeedLinks() {
+    const list = document.getElementById('feed-links');
+    list.replaceChildren();
+    state.leaders.forEach(function (l) {
+      const base = '/feeds/leaders/' + encodeURIComponent(String(l.id));
+      const link = function (ext, type, text) {
+        return ui.el('a', { href: base + '.' + ext, type: type, text: text, 'aria-label': l.name + ' ' + text });
+      };
+      list.append(ui.el('li', { 'data-leader-id': String(l.id) },
+        ui.el('bdi', { text: l.name }), ': ',
+        link('rss', 'application/rss+xml', 'RSS'), ' · ',
+        link('atom', 'application/atom+xml', 'Atom'), ' · ',
+        link('json', 'application/feed+json', 'JSON Feed')));
+    });
+  }
+
   function syncUrl() {
     const p = new URLSearchParams(location.search);
     ['leader', 'source'].forEach(function (k) { if (state[k]) p.set(k, state[k]); else p.delete(k); });
@@ -530,7 +547,7 @@
   A.feed = {
     init: init,
     reload: reset,
-    setLeaders: function (leaders) { state.leaders = leaders; fillLeaderFilter(); },
+    setLeaders: function (leaders) { state.leaders = leaders; fillLeaderFilter(); fillFeedLinks(); },
     count: function () { return state.seen.size; },
   };
 })();

@@ -229,6 +229,7 @@ mod tests {
                 ..Default::default()
             },
             client_metrics: None,
+            revision: 0,
         }
     }
 

@@ -394,8 +394,12 @@ pub fn parse_line(line_no: usize, text: &str) -> Result<Imported, BackupError> {
                     PostKind::parse(k).ok_or_else(|| err(format!("unknown postKind {k:?}")))?
                 }
             };
-            let metrics = p.metrics.take();
-            let details = x_details(metrics.as_deref(), kind, &mut p).map_err(err)?;
+            let raw_metrics = p.metrics.take();
+            let details = x_details(raw_metrics.as_deref(), kind, &mut p).map_err(err)?;
+            let metrics = raw_metrics
+                .map(|m| JsonObject::parse(m.get(), MAX_METRICS_BYTES))
+                .transpose()
+                .map_err(|e| err(format!("metrics {e}")))?;
             let (id, leader_id);
             (id, foreign_id) = split(p.id);
             (leader_id, foreign_parent) = split(p.leader_id);
@@ -409,16 +413,14 @@ pub fn parse_line(line_no: usize, text: &str) -> Result<Imported, BackupError> {
                 sentiment: Sentiment::parse(&p.sentiment)
                     .ok_or_else(|| err(format!("unknown sentiment {:?}", p.sentiment)))?,
                 sentiment_score: p.sentiment_score,
-                client_metrics: match metrics {
-                    Some(m) => Some(
-                        JsonObject::parse(m.get(), MAX_METRICS_BYTES)
-                            .map_err(|e| err(format!("metrics {e}")))?
-                            .into_string(),
-                    ),
-                    None => None,
-                },
+                // The revision it had where it was exported; the original's rows name
+                // their X id only in `metrics`.
+                revision: metrics.as_ref().and_then(JsonObject::revision).unwrap_or(0),
+                platform_post_id: p
+                    .platform_post_id
+                    .or_else(|| metrics.as_ref().and_then(JsonObject::platform_post_id)),
+                client_metrics: metrics.map(JsonObject::into_string),
                 details,
-                platform_post_id: p.platform_post_id,
                 verification: Verification::parse(&p.verification_status).ok_or_else(|| {
                     err(format!(
                         "unknown verificationStatus {:?}",

@@ -533,7 +533,8 @@ fn map_pages(
             if let Ok(Some(stored)) = reader.post_by_external_id(Platform::X, &tweet.id) {
                 known += 1;
                 let now = stored_counts(tweet, &index);
-                if stored.details.counts.is_some_and(|c| c != now) {
+                // A post entered through the API under its X id has no counts yet.
+                if stored.details.counts != Some(now) {
                     counts.push((tweet.id.clone(), now));
                 }
                 continue;
@@ -837,12 +838,24 @@ mod tests {
         assert_eq!(after.timestamp_ms, before.timestamp_ms);
         assert_eq!(after.details.counts.unwrap().likes, 4321);
         assert_ne!(before.details.counts, after.details.counts);
+        assert_eq!(
+            after.revision,
+            before.revision + 1,
+            "moved counts are a revision"
+        );
         let json = serde_json::to_value(crate::http::dto::PostJson::from(&after, None)).unwrap();
         assert_eq!(json["metrics"]["likes"], 4321);
+        assert_eq!(json["metrics"]["revision"], after.revision);
         assert_eq!(rig.reader.stats().posts, 7);
         // Unchanged counts write nothing.
         let third = incremental(&rig).await.unwrap().result.unwrap();
         assert_eq!(third.refreshed, 0);
+        let last = rig
+            .reader
+            .post_by_external_id(Platform::X, &today)
+            .unwrap()
+            .unwrap();
+        assert_eq!(last.revision, after.revision);
     }
 
     #[actix::test]

@@ -63,6 +63,27 @@ impl JsonObject {
     pub fn into_string(self) -> String {
         self.0
     }
+
+    /// The platform's post id the object names, as the original system's clients send
+    /// it: `platformPostId`, else `externalId`; a non-blank string (trimmed) or a whole
+    /// number (X ids do not fit a double, so a number is read only when exact).
+    pub fn platform_post_id(&self) -> Option<String> {
+        let value: Value = serde_json::from_str(&self.0).ok()?;
+        ["platformPostId", "externalId"]
+            .iter()
+            .find_map(|k| match value.get(k)? {
+                Value::String(s) => Some(s.trim().to_string()).filter(|s| !s.is_empty()),
+                Value::Number(n) => n.as_u64().map(|n| n.to_string()),
+                _ => None,
+            })
+    }
+
+    /// The object's `revision`, when it is a whole number (a backup's post: the
+    /// revision it had where it was exported).
+    pub fn revision(&self) -> Option<u64> {
+        let value: Value = serde_json::from_str(&self.0).ok()?;
+        value.get("revision")?.as_u64()
+    }
 }
 
 /// Nesting depth: scalars are 0, `{}` and `[]` are 1.
@@ -77,6 +98,35 @@ fn depth(value: &Value) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_original_clients_x_id_is_read_from_platform_post_id_or_external_id() {
+        let id = |text: &str| JsonObject::parse(text, 1000).unwrap().platform_post_id();
+        assert_eq!(
+            id(r#"{"platformPostId":" 19 ","externalId":"20"}"#).as_deref(),
+            Some("19")
+        );
+        assert_eq!(id(r#"{"externalId":"20"}"#).as_deref(), Some("20"));
+        assert_eq!(
+            id(r#"{"externalId":1890000000000000001}"#).as_deref(),
+            Some("1890000000000000001")
+        );
+        assert_eq!(
+            id(r#"{"platformPostId":"  ","externalId":"7"}"#).as_deref(),
+            Some("7")
+        );
+        for text in [
+            r#"{}"#,
+            r#"{"externalId":1.5}"#,
+            r#"{"externalId":null}"#,
+            r#"{"externalId":-3}"#,
+        ] {
+            assert_eq!(id(text), None, "{text}");
+        }
+        let rev = |text: &str| JsonObject::parse(text, 1000).unwrap().revision();
+        assert_eq!(rev(r#"{"revision":3}"#), Some(3));
+        assert_eq!(rev(r#"{"revision":"3"}"#), None);
+    }
 
     fn nested(levels: usize) -> String {
         format!(

@@ -349,6 +349,10 @@ pub struct Post {
     /// A `metrics` object given by a client (admin API, backup) or stored by an older
     /// build, as canonical JSON text: served back with the typed fields beside it.
     pub client_metrics: Option<String>,
+    /// How many times the stored post changed after it was first stored (an X edit, a
+    /// re-delivery whose counts moved, `PUT /api/posts/{id}`): `metrics.revision`, which
+    /// the original system's clients read. 0 for a post never changed.
+    pub revision: u64,
 }
 
 /// A post about to be stored: everything but the id.
@@ -386,6 +390,7 @@ impl NewPost {
             author: self.author,
             details: self.details,
             client_metrics: self.client_metrics,
+            revision: 0,
         }
     }
 }

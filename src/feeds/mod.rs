@@ -385,6 +385,7 @@ mod tests {
             },
             details: PostDetails::default(),
             client_metrics: None,
+            revision: 0,
         }
     }
 

@@ -185,13 +185,17 @@ pub struct RepostedByJson<'a> {
 }
 
 /// The `metrics` object of a post. A post entered by a client (admin API, backups) shows
-/// the client's object exactly as given. A post read from X shows `origin` (`"x"`),
-/// `externalId`, `author` (handle), `authorName`, `avatarUrl`, `mediaUrl`, `mediaUrls`,
-/// `likes`, `comments`, `shares`, `quotes`, `language`, `sentimentScore`, and mirrors
-/// `kind`, `conversationId`, `inReplyToUserId`, `media`, `referencedPost` and `repostedBy`.
+/// the client's object as given. A post read from X shows `origin` (`"x"`),
+/// `externalId`, `platformPostId` (the same X id, as the original system named it),
+/// `link` (the permalink), `author` (handle), `authorName`, `avatarUrl`, `mediaUrl`,
+/// `mediaUrls`, `likes`, `comments`, `shares`, `quotes`, `language`, `sentimentScore`, and
+/// mirrors `kind`, `conversationId`, `inReplyToUserId`, `media`, `referencedPost` and
+/// `repostedBy`. Every post's object carries Amber's `revision` (how many times the stored
+/// post changed), and, when it has a platform id, `platformPostId` and `link` (when known).
 pub struct MetricsJson<'a> {
     post: &'a Post,
     reposted_by: Option<RepostedByJson<'a>>,
+    link: Option<String>,
 }
 
 impl std::fmt::Debug for MetricsJson<'_> {
@@ -219,6 +223,8 @@ impl<'a> MetricsJson<'a> {
         let mut out = vec![
             ("origin", json!("x")),
             ("externalId", json!(p.platform_post_id)),
+            ("platformPostId", json!(p.platform_post_id)),
+            ("link", json!(self.link)),
             ("author", json!(p.author.handle)),
             ("authorName", json!(p.author.name)),
             ("avatarUrl", json!(p.author.avatar_url)),
@@ -237,6 +243,22 @@ impl<'a> MetricsJson<'a> {
         if let Some(n) = counts.impressions {
             out.push(("impressions", json!(n)));
         }
+        out.push(("revision", json!(p.revision)));
+        out
+    }
+
+    /// What Amber adds to a client's own object: `revision`, and the post's
+    /// `platformPostId` and `link` when it has them.
+    fn amber_entries(&self) -> Vec<(&'static str, serde_json::Value)> {
+        let p = self.post;
+        let mut out = Vec::with_capacity(3);
+        if let Some(ext) = &p.platform_post_id {
+            out.push(("platformPostId", ext.as_str().into()));
+        }
+        if let Some(link) = &self.link {
+            out.push(("link", link.as_str().into()));
+        }
+        out.push(("revision", p.revision.into()));
         out
     }
 
@@ -272,16 +294,20 @@ impl Serialize for MetricsJson<'_> {
             .client_metrics
             .as_deref()
             .and_then(|text| serde_json::from_str::<&RawValue>(text).ok());
+        let client =
+            client.and_then(|raw| serde_json::from_str::<serde_json::Map<_, _>>(raw.get()).ok());
         if p.details.counts.is_none() {
-            // Not read from X: the client's object exactly as given (`{}` without one).
-            return match client {
-                Some(raw) => raw.serialize(serializer),
-                None => serializer.serialize_map(Some(0))?.end(),
-            };
+            // Not read from X: the client's object as given (`{}` without one), with
+            // Amber's entries.
+            let mut object = client.unwrap_or_default();
+            for (k, v) in self.amber_entries() {
+                object.insert(k.to_string(), v);
+            }
+            return object.serialize(serializer);
         }
         let x = self.x_entries();
         let mirrored = self.mirrored();
-        match client.and_then(|raw| serde_json::from_str::<serde_json::Map<_, _>>(raw.get()).ok()) {
+        match client {
             // Read from X by this build: the typed fields, in order.
             None => {
                 let mut map = serializer.serialize_map(Some(x.len() + mirrored.len()))?;
@@ -290,11 +316,16 @@ impl Serialize for MetricsJson<'_> {
                 }
                 map.end()
             }
-            // Stored by an older build with its metrics object: that object, with X's
-            // fields from the typed values (counts move) and the mirrored fields added.
+            // Stored by an older build with its metrics object, or entered through the
+            // API under its X id and since delivered by X: that object, with X's fields
+            // from the typed values (counts move) and the mirrored fields added. A typed
+            // field X left empty (null, `[]`) does not hide what the client's object says.
             Some(mut object) => {
                 for (k, v) in x.into_iter().chain(mirrored) {
-                    object.insert(k.to_string(), v);
+                    let empty = v.is_null() || v.as_array().is_some_and(Vec::is_empty);
+                    if !(empty && object.contains_key(k)) {
+                        object.insert(k.to_string(), v);
+                    }
                 }
                 object.serialize(serializer)
             }
@@ -319,6 +350,12 @@ pub struct PostJson<'a> {
     /// RFC 3339 (for a repost: when the leader reposted).
     pub timestamp: String,
     pub sentiment: &'static str,
+    /// A client's own object as given, or for a post read from X its counts (`likes`,
+    /// `comments`, `shares`, `quotes`) with `origin`, `externalId`, `author`, ... Every
+    /// post's object also carries `revision` (how many times the stored post changed: an
+    /// X edit, a re-delivery whose counts moved, a `PUT`), and, for a post with a
+    /// platform id, `platformPostId` and `link` (its permalink, when known), as the
+    /// original system's clients read them.
     #[schema(value_type = Object)]
     pub metrics: MetricsJson<'a>,
     pub platform_post_id: Option<&'a str>,
@@ -364,6 +401,7 @@ impl<'a> PostJson<'a> {
             metrics: MetricsJson {
                 post: p,
                 reposted_by: reposted_by(),
+                link: p.permalink(leader.and_then(Leader::x_handle)),
             },
             platform_post_id: p.platform_post_id.as_deref(),
             verification_status: p.verification.as_str(),
@@ -483,11 +521,21 @@ mod tests {
             let json = serde_json::to_value(PostJson::from(p, None)).unwrap();
             assert_eq!(json["kind"], "post");
             assert_eq!(json["content"], p.content.as_str());
+            let mut metrics = json["metrics"].as_object().unwrap().clone();
+            assert_eq!(metrics.remove("revision"), Some(json!(0)));
             if p.platform != Platform::X {
-                assert_eq!(json["metrics"], before, "a client's object, as given");
+                assert_eq!(
+                    Value::Object(metrics),
+                    before,
+                    "a client's object, as given"
+                );
                 continue;
             }
-            let mut metrics = json["metrics"].as_object().unwrap().clone();
+            assert_eq!(
+                metrics.remove("platformPostId"),
+                Some(json!(p.platform_post_id))
+            );
+            assert_eq!(metrics.remove("link"), Some(json!(p.permalink(None))));
             for (k, v) in [
                 ("kind", json!("post")),
                 ("conversationId", Value::Null),

@@ -413,6 +413,7 @@ mod tests {
             author: Author::default(),
             details: PostDetails::default(),
             client_metrics: Some(r#"{"likes":3,"nested":{"a":[1,2]}}"#.to_string()),
+            revision: 0,
         }
     }
 

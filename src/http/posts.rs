@@ -183,10 +183,13 @@ pub struct CreateBody {
     /// valid RFC 3339 date-time is).
     #[schema(value_type = Option<String>, format = DateTime, pattern = "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$")]
     timestamp: Option<String>,
-    /// A JSON object (at most 16 KB, 32 levels deep), stored and served as given.
+    /// A JSON object (at most 16 KB, 32 levels deep), stored and served as given, with
+    /// Amber's `revision` (and `platformPostId`, `link` when known) set in it. Without a
+    /// top-level `platformPostId`, its `platformPostId` or `externalId` is the post's.
     #[schema(value_type = Option<Object>)]
     metrics: Option<Box<RawValue>>,
-    /// The platform's id; with `platform`, the dedup key.
+    /// The platform's id; with `platform`, the dedup key (default: `metrics.platformPostId`
+    /// or `metrics.externalId`).
     #[schema(max_length = 64)]
     platform_post_id: Option<String>,
     #[serde(default)]
@@ -260,10 +263,10 @@ fn check_content(content: &str) -> Result<(), AppError> {
 
 /// `metrics` as it will be stored: an object that can be served back as strict JSON,
 /// checked before anything is written (`1e400`, deep nesting and the like are a 400).
-fn check_metrics(metrics: Option<Box<RawValue>>) -> Result<Option<String>, AppError> {
+fn check_metrics(metrics: Option<Box<RawValue>>) -> Result<Option<JsonObject>, AppError> {
     let Some(raw) = metrics else { return Ok(None) };
     JsonObject::parse(raw.get(), MAX_METRICS)
-        .map(|m| Some(m.into_string()))
+        .map(Some)
         .map_err(|e| AppError::bad_request("invalid_post", format!("metrics {e}")))
 }
 
@@ -301,24 +304,28 @@ pub async fn create(
 ) -> Result<HttpResponse, AppError> {
     let b = body.0;
     let platform = parse_platform(&b.platform)?;
-    if b.platform_post_id
-        .as_deref()
-        .is_some_and(|s| text::chars(s) > 64)
-    {
-        return Err(AppError::bad_request(
-            "invalid_post",
-            "platformPostId must be at most 64 characters",
-        ));
-    }
     check_content(&b.content)?;
     let timestamp_ms = match b.timestamp.as_deref() {
         Some(t) => parse_timestamp(t)?,
         None => chrono::Utc::now().timestamp_millis(),
     };
+    let metrics = check_metrics(b.metrics)?;
+    // The original's clients name the X id only inside `metrics` (`platformPostId` or
+    // `externalId`): it becomes the post's, so the post dedups against ingestion.
     let platform_post_id = b
         .platform_post_id
         .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty());
+        .filter(|s| !s.is_empty())
+        .or_else(|| metrics.as_ref().and_then(JsonObject::platform_post_id));
+    if platform_post_id
+        .as_deref()
+        .is_some_and(|s| text::chars(s) > 64)
+    {
+        return Err(AppError::bad_request(
+            "invalid_post",
+            "platformPostId (or metrics.platformPostId / metrics.externalId) must be at most 64 characters",
+        ));
+    }
     let verification = match b.verification_status.as_deref() {
         Some(v) => parse_verification(v)?,
         None => Verification::Unverified,
@@ -335,7 +342,7 @@ pub async fn create(
         verification,
         author: Author::default(),
         details: PostDetails::default(),
-        client_metrics: check_metrics(b.metrics)?,
+        client_metrics: metrics.map(JsonObject::into_string),
         edit_history: Vec::new(),
     };
     let (post, review) = state
@@ -394,7 +401,7 @@ pub async fn update(
     let patch = PostPatch {
         content: b.content,
         timestamp_ms: b.timestamp.as_deref().map(parse_timestamp).transpose()?,
-        metrics: check_metrics(b.metrics)?,
+        metrics: check_metrics(b.metrics)?.map(JsonObject::into_string),
         verification: b
             .verification_status
             .as_deref()

@@ -214,6 +214,7 @@ mod tests {
             },
             details: PostDetails::default(),
             client_metrics: None,
+            revision: 0,
         }
     }
 

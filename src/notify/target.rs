@@ -247,6 +247,7 @@ mod tests {
                 ..Default::default()
             },
             client_metrics: None,
+            revision: 0,
         }
     }
 

@@ -7,6 +7,8 @@
 //! - 1 (before issue 9): the post with a pre-rendered `metrics_json` string.
 //! - 2: the post with typed fields ([`PostDetails`]: kind, counts, media, referenced post,
 //!   conversation, reply target, reposter) and the client's own `metrics`, if any.
+//! - 3 (issue 10): version 2 plus the post's `revision` (how many times it changed);
+//!   a version 2 record reads as revision 0.
 //!
 //! Leaders and review items are still at version 1.
 //!
@@ -68,11 +70,12 @@ impl Versioned for ReviewItem {
 }
 
 impl Versioned for StoredPost {
-    const VERSION: u8 = 2;
+    const VERSION: u8 = 3;
 
     fn decode_older(version: u8, body: &[u8]) -> Result<StoredPost, CodecError> {
         match version {
             1 => Ok(body_of::<v1::StoredPost>(body)?.upgrade()),
+            2 => Ok(body_of::<v2::StoredPost>(body)?.upgrade()),
             other => Err(CodecError::UnknownVersion(other)),
         }
     }
@@ -179,6 +182,7 @@ mod v1 {
                     author: p.author,
                     details,
                     client_metrics: Some(p.metrics_json),
+                    revision: 0,
                 },
                 aliases: self.aliases,
             }
@@ -235,6 +239,61 @@ mod v1 {
                 .map(str::to_string),
             media,
             ..PostDetails::default()
+        }
+    }
+}
+
+/// The post record as version 2 wrote it (issue 9 to issue 10): today's post without
+/// `revision`. Frozen: never change these types (the nested `Author` and `PostDetails`
+/// are shared with version 3; a change to them is a new version of both).
+mod v2 {
+    use super::*;
+    use crate::domain::post::Author;
+
+    #[derive(Debug, Clone, Decode)]
+    pub struct Post {
+        pub id: u64,
+        pub leader_id: u64,
+        pub platform: Platform,
+        pub content: String,
+        pub timestamp_ms: i64,
+        pub sentiment: Sentiment,
+        pub sentiment_score: f64,
+        pub platform_post_id: Option<String>,
+        pub verification: Verification,
+        pub author: Author,
+        pub details: PostDetails,
+        pub client_metrics: Option<String>,
+    }
+
+    #[derive(Debug, Clone, Decode)]
+    pub struct StoredPost {
+        pub post: Post,
+        pub aliases: Vec<String>,
+    }
+
+    impl StoredPost {
+        /// The same post at revision 0.
+        pub fn upgrade(self) -> super::StoredPost {
+            let p = self.post;
+            super::StoredPost {
+                post: super::Post {
+                    id: p.id,
+                    leader_id: p.leader_id,
+                    platform: p.platform,
+                    content: p.content,
+                    timestamp_ms: p.timestamp_ms,
+                    sentiment: p.sentiment,
+                    sentiment_score: p.sentiment_score,
+                    platform_post_id: p.platform_post_id,
+                    verification: p.verification,
+                    author: p.author,
+                    details: p.details,
+                    client_metrics: p.client_metrics,
+                    revision: 0,
+                },
+                aliases: self.aliases,
+            }
         }
     }
 }
@@ -319,8 +378,8 @@ mod tests {
             Err(CodecError::Decode(_))
         ));
         assert!(matches!(
-            decode::<StoredPost>(&[3, 0]),
-            Err(CodecError::UnknownVersion(3))
+            decode::<StoredPost>(&[4, 0]),
+            Err(CodecError::UnknownVersion(4))
         ));
         assert!(matches!(
             decode::<StoredPost>(&[1, 255]),
@@ -389,10 +448,45 @@ mod tests {
     }
 
     #[test]
-    fn an_upgraded_record_is_written_back_as_version_2() {
+    fn a_version_2_record_reads_at_revision_0_and_is_written_back_as_version_3() {
+        let mut old = decode::<StoredPost>(&v1_post_records()[0]).unwrap();
+        old.post.revision = 0;
+        // What version 2 wrote: the post without `revision`, behind version byte 2.
+        let v2_body = {
+            let p = &old.post;
+            let mut body = Vec::new();
+            let tuple = (
+                (p.id, p.leader_id, p.platform, p.content.clone()),
+                (p.timestamp_ms, p.sentiment, p.sentiment_score),
+                (p.platform_post_id.clone(), p.verification, p.author.clone()),
+                (p.details.clone(), p.client_metrics.clone()),
+                old.aliases.clone(),
+            );
+            body.push(2u8);
+            bincode::encode_into_std_write(&tuple, &mut body, bincode::config::standard()).unwrap();
+            body
+        };
+        let read = decode::<StoredPost>(&v2_body).unwrap();
+        assert_eq!(read.post, old.post);
+        assert_eq!(read.aliases, old.aliases);
+        let bytes = encode(&read).unwrap();
+        assert_eq!((bytes[0], bytes[5]), (CHECKED, 3));
+        let mut changed = read.clone();
+        changed.post.revision = 7;
+        assert_eq!(
+            decode::<StoredPost>(&encode(&changed).unwrap())
+                .unwrap()
+                .post
+                .revision,
+            7
+        );
+    }
+
+    #[test]
+    fn an_upgraded_record_is_written_back_in_the_current_version() {
         let old = decode::<StoredPost>(&v1_post_records()[0]).unwrap();
         let bytes = encode(&old).unwrap();
-        assert_eq!((bytes[0], bytes[5]), (CHECKED, 2));
+        assert_eq!((bytes[0], bytes[5]), (CHECKED, StoredPost::VERSION));
         let again = decode::<StoredPost>(&bytes).unwrap();
         assert_eq!(again.post, old.post);
         assert_eq!(again.aliases, old.aliases);

@@ -21,7 +21,8 @@ pub struct InsertReport {
     pub duplicates: usize,
     /// Posts refused because their leader does not exist (deleted mid-run).
     pub orphans: usize,
-    /// Stored posts whose counts a re-read changed (id, review state, feed place kept).
+    /// Stored posts whose counts a re-read or a re-delivery changed (id, review state,
+    /// feed place kept; `revision` counts the change).
     pub refreshed: usize,
 }
 
@@ -76,14 +77,16 @@ pub(super) fn put_post(change: &mut ChangeSet, stored: &StoredPost) -> Result<()
     Ok(())
 }
 
-/// A stored post X delivered again with `counts`: takes them when they moved; returns
-/// whether the record changed. The one place a re-delivery changes a stored post (issue
-/// 10's `metrics.revision` bump belongs here too).
+/// A stored post X delivered again with `counts`: takes them when they moved and counts
+/// the change in `revision`; returns whether the record changed. The one place a
+/// re-delivery changes a stored post (a post entered through the API under its X id has
+/// no counts yet: X's first delivery gives it some).
 pub(crate) fn redelivered(stored: &mut StoredPost, counts: Counts) -> bool {
     if stored.post.details.counts == Some(counts) {
         return false;
     }
     stored.post.details.counts = Some(counts);
+    stored.post.revision += 1;
     true
 }
 
@@ -210,8 +213,9 @@ impl Store {
     /// Stores a batch of posts with dedup on (platform, external id), all or nothing.
     /// A post whose edit history names a stored post updates that post instead. In the
     /// same batch, the counts X now reports for posts already stored (by X id): each such
-    /// post keeps its id, review state and place in the feed; only its counts change
-    /// (unknown ids and unchanged counts are skipped). With [`IngestMode::New`] each post
+    /// post keeps its id, review state and place in the feed; only its counts change and
+    /// its `revision` goes up (unknown ids and unchanged counts are skipped). A post in
+    /// `posts` that is already stored is such a re-delivery too. With [`IngestMode::New`] each post
     /// stored for the first time is queued for the notification targets that want it.
     pub fn insert_timeline(
         &mut self,
@@ -227,6 +231,9 @@ impl Store {
         let mut claimed: HashMap<(Platform, String), u64> = HashMap::new();
         let mut newest_updates: HashMap<u64, String> = HashMap::new();
         let mut updated: HashMap<u64, StoredPost> = HashMap::new();
+        // Stored posts delivered again, with the counts X now reports, and the X id when
+        // they came as a post (a duplicate when nothing moved) rather than as counts.
+        let mut redeliveries: Vec<(u64, Counts, Option<String>)> = Vec::new();
         {
             let leaders = self.shared.leaders.read();
             for new in posts {
@@ -241,10 +248,21 @@ impl Store {
                     continue;
                 };
                 let platform = new.platform;
-                if claimed.contains_key(&(platform, ext.clone()))
-                    || self.tree.contains_key(keys::dedup_key(platform, &ext))?
-                {
+                if claimed.contains_key(&(platform, ext.clone())) {
                     report.duplicates += 1;
+                    continue;
+                }
+                if let Some(post_id) = self
+                    .tree
+                    .get(keys::dedup_key(platform, &ext))?
+                    .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+                    .map(u64::from_be_bytes)
+                {
+                    // Delivered again: its counts (if X sent some) are taken below.
+                    match new.details.counts {
+                        Some(now) => redeliveries.push((post_id, now, Some(ext))),
+                        None => report.duplicates += 1,
+                    }
                     continue;
                 }
                 // An edit: some earlier version is stored (or staged) already.
@@ -310,6 +328,7 @@ impl Store {
                         stored.post.sentiment = new.sentiment;
                         stored.post.sentiment_score = new.sentiment_score;
                         stored.post.author = new.author;
+                        stored.post.revision += 1;
                     }
                     put_post(&mut change, &stored)?;
                     if platform == Platform::X {
@@ -345,16 +364,36 @@ impl Store {
                     .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
                     .map(u64::from_be_bytes),
             };
+            if let Some(post_id) = post_id {
+                redeliveries.push((post_id, now, None));
+            }
+        }
+        // Each re-delivered post is read and written once, with the counts X sent last.
+        let mut last: HashMap<u64, (StoredPost, Option<Counts>)> = HashMap::new();
+        for (post_id, now, as_post) in redeliveries {
+            // A post delivered again is a duplicate, whether or not its counts moved.
+            report.duplicates += usize::from(as_post.is_some());
             // Posts new or edited in this batch already carry what X sent.
-            let Some(post_id) = post_id.filter(|id| {
-                !updated.contains_key(id) && !report.inserted.iter().any(|p| p.id == *id)
-            }) else {
+            if updated.contains_key(&post_id) || report.inserted.iter().any(|p| p.id == post_id) {
                 continue;
+            }
+            let entry = match last.entry(post_id) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    match read_post(&self.tree, post_id)? {
+                        Some(stored) => e.insert((stored, None)),
+                        None => continue,
+                    }
+                }
             };
-            let Some(mut stored) = read_post(&self.tree, post_id)? else {
+            // An older version of an edited post (an alias) does not carry its counts.
+            if as_post.is_some_and(|ext| entry.0.post.platform_post_id.as_deref() != Some(&ext)) {
                 continue;
-            };
-            if redelivered(&mut stored, now) {
+            }
+            entry.1 = Some(now);
+        }
+        for (mut stored, now) in last.into_values() {
+            if now.is_some_and(|now| redelivered(&mut stored, now)) {
                 put_post(&mut change, &stored)?;
                 report.refreshed += 1;
             }
@@ -465,6 +504,7 @@ impl Store {
         if let Some(l) = patch.leader_id {
             p.leader_id = l;
         }
+        p.revision += 1;
         let new_entry = entry_of(p);
         let mut change = ChangeSet::default();
         put_post(&mut change, &stored)?;
@@ -607,6 +647,78 @@ pub(crate) mod tests {
             .unwrap();
         assert_eq!(old.duplicates, 1);
         assert_eq!(all(&store.reader()).len(), 2);
+    }
+
+    #[test]
+    fn a_redelivered_post_takes_its_new_counts_and_counts_a_revision() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path(), 8).unwrap();
+        let leader = store.create_leader(draft("A"), 0).unwrap();
+        let with_likes = |ext: &str, likes: u64, history: &[&str]| {
+            let mut p = x_post(leader.id, ext, 5, history);
+            p.details.counts = Some(Counts {
+                likes,
+                ..Counts::default()
+            });
+            p
+        };
+        let first = store.insert_posts(vec![with_likes("100", 1, &[])]).unwrap();
+        let id = first.inserted[0].id;
+        assert_eq!(first.inserted[0].revision, 0);
+        let read = |store: &Store| store.reader().post(id).unwrap().unwrap();
+
+        // Delivered again with the same counts: a duplicate, nothing written.
+        let same = store.insert_posts(vec![with_likes("100", 1, &[])]).unwrap();
+        assert_eq!((same.duplicates, same.refreshed), (1, 0));
+        assert_eq!(read(&store).revision, 0);
+        // Delivered again (twice in one batch) with moved counts: the last counts, one
+        // revision, the same id.
+        let moved = store
+            .insert_posts(vec![with_likes("100", 5, &[]), with_likes("100", 9, &[])])
+            .unwrap();
+        assert_eq!((moved.duplicates, moved.refreshed), (2, 1));
+        assert!(moved.inserted.is_empty());
+        let post = read(&store);
+        assert_eq!((post.revision, post.details.counts.unwrap().likes), (1, 9));
+        // A re-read's counts (the fetcher's count updates) count too.
+        let report = store
+            .insert_timeline(
+                Vec::new(),
+                vec![(
+                    "100".into(),
+                    Counts {
+                        likes: 10,
+                        ..Counts::default()
+                    },
+                )],
+                IngestMode::New,
+            )
+            .unwrap();
+        assert_eq!((report.duplicates, report.refreshed), (0, 1));
+        assert_eq!(read(&store).revision, 2);
+        // An edit is a revision; the old version arriving late changes nothing.
+        store
+            .insert_posts(vec![with_likes("105", 11, &["100", "105"])])
+            .unwrap();
+        assert_eq!(read(&store).revision, 3);
+        let late = store.insert_posts(vec![with_likes("100", 0, &[])]).unwrap();
+        assert_eq!((late.duplicates, late.refreshed), (1, 0));
+        let post = read(&store);
+        assert_eq!((post.revision, post.details.counts.unwrap().likes), (3, 11));
+        // So is a change through the API; and it survives a restart.
+        store
+            .update_post(
+                id,
+                PostPatch {
+                    content: Some("changed".into()),
+                    ..PostPatch::default()
+                },
+            )
+            .unwrap();
+        drop(store);
+        let store = Store::open(dir.path(), 8).unwrap();
+        assert_eq!(read(&store).revision, 4);
+        assert_eq!(store.reader().stats().posts, 1);
     }
 
     /// A database written before post kinds and record version 2: its post records are

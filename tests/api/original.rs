@@ -351,3 +351,161 @@ async fn an_original_backup_with_uuids_imports_once_and_answers_at_its_old_ids()
         .await;
     assert_eq!(status, 404);
 }
+
+/// Refreshes a leader (X answers; no cooldown in these tests) and returns its posts.
+async fn refresh_and_list(app: &TestApp, leader: &str) -> Vec<Value> {
+    let res = app
+        .client
+        .post(app.url(&format!("/api/leaders/{leader}/refresh")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        200,
+        "{}",
+        res.text().await.unwrap_or_default()
+    );
+    let (_, posts) = app.get_json(&format!("/api/posts?leaderId={leader}")).await;
+    posts.as_array().unwrap().clone()
+}
+
+fn by_x_id<'a>(posts: &'a [Value], id: &str) -> &'a Value {
+    posts
+        .iter()
+        .find(|p| p["platformPostId"] == id)
+        .unwrap_or_else(|| panic!("no post {id} in {posts:?}"))
+}
+
+#[actix_web::test]
+async fn post_metrics_carry_the_originals_fields_and_a_post_named_by_its_x_id_dedups_against_ingestion(
+) {
+    use amber::x_api::fake::{username, CountsUpdate, FakeScript, FakeX};
+    let fake = FakeX::start(FakeScript {
+        users: 1,
+        posts_per_user: 3,
+        ..FakeScript::default()
+    })
+    .expect("fake X API");
+    let token = fake.token();
+    let app = crate::helpers::spawn_app_with(&[
+        ("X_API_BASE_URL", fake.base_url()),
+        ("TWITTER_BEARER_TOKEN", token.as_str()),
+        ("SEED_LEADERS", "false"),
+        ("X_REFRESH_COOLDOWN_SECONDS", "0"),
+    ])
+    .await;
+    let handle = username(0);
+    let res = app
+        .admin_post(
+            "/api/leaders",
+            &json!({"name": "Ada", "handles": {"x": handle}}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let leader = res.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let on_x = fake.post_ids(&handle);
+
+    // The original's bridge posts an X post naming its id only inside `metrics`.
+    let bridged = app
+        .create_post(
+            &json!({"leaderId": leader, "platform": "X", "content": "bridged",
+            "metrics": {"externalId": on_x[0], "likes": 1, "source": "bridge"}}),
+        )
+        .await;
+    assert_eq!(bridged["platformPostId"], on_x[0].as_str(), "{bridged}");
+    let m = &bridged["metrics"];
+    assert_eq!(m["platformPostId"], on_x[0].as_str(), "{m}");
+    assert_eq!(m["externalId"], on_x[0].as_str(), "{m}");
+    assert_eq!(
+        m["link"],
+        format!("https://x.com/{handle}/status/{}", on_x[0]),
+        "{m}"
+    );
+    assert_eq!(m["revision"], 0, "{m}");
+    assert_eq!(m["source"], "bridge", "{m}");
+    // The same X id again, named by `metrics.platformPostId` (as a number): a conflict.
+    let res = app
+        .admin_post(
+            "/api/posts",
+            &json!({"leaderId": leader, "platform": "X", "content": "again",
+                "metrics": {"platformPostId": on_x[0].parse::<u64>().unwrap()}}),
+        )
+        .await;
+    assert_eq!(res.status(), 409);
+    // A post without any X id reads `revision` too.
+    let plain = app
+        .create_post(&json!({"leaderId": leader, "platform": "news", "content": "plain"}))
+        .await;
+    assert_eq!(plain["metrics"], json!({"revision": 0}));
+
+    // Ingestion finds the bridged post stored: no second copy; X's counts, one revision.
+    fake.set_counts(
+        &on_x[0],
+        &CountsUpdate {
+            like_count: Some(77),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let posts = refresh_and_list(&app, &leader).await;
+    assert_eq!(posts.len(), 4, "3 on X (one bridged) and the news item");
+    let p = by_x_id(&posts, &on_x[0]);
+    assert_eq!(p["id"], bridged["id"]);
+    assert_eq!(p["content"], "bridged");
+    assert_eq!(p["metrics"]["likes"], 77, "{p}");
+    assert_eq!(p["metrics"]["revision"], 1, "{p}");
+    assert_eq!(p["metrics"]["source"], "bridge", "{p}");
+    // An ingested post: both id names, its permalink, never changed.
+    let ingested = by_x_id(&posts, &on_x[1]);
+    let m = &ingested["metrics"];
+    assert_eq!(m["externalId"], on_x[1].as_str(), "{m}");
+    assert_eq!(m["platformPostId"], on_x[1].as_str(), "{m}");
+    assert_eq!(
+        m["link"],
+        format!("https://x.com/{handle}/status/{}", on_x[1])
+    );
+    assert_eq!(m["revision"], 0, "{m}");
+
+    // Today's post is read again by the next refresh: its moved counts are a revision;
+    // unchanged counts are not.
+    let today = fake.add_posts(&handle, 1)[0].clone();
+    let posts = refresh_and_list(&app, &leader).await;
+    assert_eq!(by_x_id(&posts, &today)["metrics"]["revision"], 0);
+    fake.set_counts(
+        &today,
+        &CountsUpdate {
+            like_count: Some(5000),
+            reply_count: Some(12),
+            retweet_count: Some(30),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let posts = refresh_and_list(&app, &leader).await;
+    let m = &by_x_id(&posts, &today)["metrics"];
+    assert_eq!(
+        (&m["likes"], &m["comments"], &m["shares"], &m["revision"]),
+        (&json!(5000), &json!(12), &json!(30), &json!(1)),
+        "{m}"
+    );
+    let posts = refresh_and_list(&app, &leader).await;
+    assert_eq!(by_x_id(&posts, &today)["metrics"]["revision"], 1);
+    assert_eq!(posts.len(), 5);
+
+    // A change through the API is a revision too.
+    let id = bridged["id"].as_str().unwrap();
+    let res = app
+        .send_json(
+            Method::PUT,
+            &format!("/api/posts/{id}"),
+            &json!({"content": "bridged, corrected"}),
+            Some(&app.admin_token()),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.unwrap()["metrics"]["revision"], 2);
+}

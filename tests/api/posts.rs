@@ -14,7 +14,7 @@ async fn create_read_update_delete_a_post() {
     let id = id_of(&created["id"]);
     assert_eq!(created["sentiment"], "Positive");
     assert_eq!(created["platform"], "Facebook");
-    assert_eq!(created["metrics"], json!({"likes": 3}));
+    assert_eq!(created["metrics"], json!({"likes": 3, "revision": 0}));
     assert_eq!(created["verificationStatus"], "Needs Review");
     let (status, got) = app.get_json(&format!("/api/posts/{id}")).await;
     assert_eq!(status, 200);
@@ -33,6 +33,7 @@ async fn create_read_update_delete_a_post() {
     assert_eq!(updated["sentiment"], "Negative");
     assert_eq!(updated["verificationStatus"], "Verified");
     assert_eq!(updated["timestamp"], "2025-03-01T10:00:00.000Z");
+    assert_eq!(updated["metrics"], json!({"likes": 3, "revision": 1}));
 
     let res = app.admin_delete(&format!("/api/posts/{id}")).await;
     assert_eq!(res.status(), 200);

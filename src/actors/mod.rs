@@ -15,4 +15,5 @@ pub mod lease;
 pub mod scheduler;
 pub mod signal;
 pub mod store;
+pub mod stream;
 pub mod usage;

@@ -574,6 +574,7 @@ mod tests {
             timestamp_ms: 1_767_225_600_000,
             sentiment: Sentiment::Neutral,
             sentiment_score: 0.0,
+            revision: 0,
             platform_post_id: Some("19".into()),
             verification: Verification::Unverified,
             author: Author {

@@ -100,6 +100,12 @@ pub struct XSettings {
     /// start (it runs on from there). Never set in production: it moves the UTC day X's
     /// billing is kept by.
     pub test_clock: Option<chrono::DateTime<chrono::Utc>>,
+    /// `X_ACTIVITY_STREAM`: hold X's Activity API stream (`post.create`, `post.delete`
+    /// for every leader with an X handle) beside the polling schedule.
+    pub activity_stream: bool,
+    /// `X_ACTIVITY_STALL_SECONDS`: a stream silent this long (no event, no keep-alive;
+    /// X sends one every 20 s) is given up and reopened.
+    pub activity_stall_seconds: u64,
 }
 
 /// JWT settings.
@@ -431,6 +437,14 @@ impl Settings {
             )?,
             monthly_read_budget,
             test_clock,
+            activity_stream: v.boolean("X_ACTIVITY_STREAM", false)?,
+            activity_stall_seconds: {
+                let secs = v.positive("X_ACTIVITY_STALL_SECONDS", 30)?;
+                if !(2..=600).contains(&secs) {
+                    return Err(bad("X_ACTIVITY_STALL_SECONDS", "must be between 2 and 600"));
+                }
+                u64::from(secs)
+            },
         };
 
         let jwt = v.get("ADMIN_JWT_SECRET");
@@ -581,6 +595,14 @@ mod tests {
         assert!(s.auth.using_default_secret);
         assert_eq!(s.auth.bootstrap_secret, s.auth.jwt_secret);
         assert_eq!(s.db_path(), PathBuf::from("./data/db"));
+        assert!(!s.x.activity_stream);
+        assert_eq!(s.x.activity_stall_seconds, 30);
+        assert!(
+            settings(&[("X_ACTIVITY_STREAM", "true")])
+                .unwrap()
+                .x
+                .activity_stream
+        );
     }
 
     #[test]
@@ -614,6 +636,9 @@ mod tests {
             ("SSE_MAX_CONNECTIONS", "0"),
             ("SSE_KEEPALIVE_SECONDS", "soon"),
             ("SSE_MAX_STREAM_SECONDS", "-1"),
+            ("X_ACTIVITY_STREAM", "sometimes"),
+            ("X_ACTIVITY_STALL_SECONDS", "1"),
+            ("X_ACTIVITY_STALL_SECONDS", "forever"),
         ];
         for (var, value) in cases {
             let err = settings(&[(var, value)]).unwrap_err();

@@ -23,6 +23,24 @@ pub struct NotifyResult {
     pub result: String,
 }
 
+/// Label set for the Activity API stream's events: `post.create`, `post.delete`, `other`,
+/// `malformed`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventType {
+    pub event_type: String,
+}
+
+/// The Activity API stream's numbers, refreshed from its snapshot when metrics are read.
+#[derive(Default)]
+struct StreamGauges {
+    connected: Gauge,
+    reconnects: Gauge,
+    events: Family<EventType, Gauge>,
+    deletions: Gauge,
+    subscriptions: Gauge,
+    subscriptions_missing: Gauge,
+}
+
 /// All metrics of the process.
 pub struct Metrics {
     registry: Registry,
@@ -44,6 +62,7 @@ pub struct Metrics {
     pub connections_refused: Counter,
     requests: AtomicU64,
     notifications: Family<NotifyResult, Counter>,
+    stream: StreamGauges,
 }
 
 impl Default for Metrics {
@@ -117,7 +136,39 @@ impl Default for Metrics {
             "Notification delivery tries by result (delivered, failed, paused)",
             notifications.clone(),
         );
+        let stream = StreamGauges::default();
+        registry.register(
+            "activity_stream_connected",
+            "1 while the X Activity API stream is open",
+            stream.connected.clone(),
+        );
+        registry.register(
+            "activity_stream_reconnects",
+            "Activity API stream connections opened after the first, since start",
+            stream.reconnects.clone(),
+        );
+        registry.register(
+            "activity_stream_events",
+            "Activity API stream events read since start, by event type",
+            stream.events.clone(),
+        );
+        registry.register(
+            "activity_stream_deletions",
+            "Stored posts removed because X reported them deleted, since start",
+            stream.deletions.clone(),
+        );
+        registry.register(
+            "activity_subscriptions",
+            "Activity API subscriptions Amber holds at X",
+            stream.subscriptions.clone(),
+        );
+        registry.register(
+            "activity_subscriptions_missing",
+            "Activity API subscriptions the leaders call for but X does not hold (cap, errors)",
+            stream.subscriptions_missing.clone(),
+        );
         Metrics {
+            stream,
             notifications,
             registry,
             responses,
@@ -180,6 +231,29 @@ impl Metrics {
                 class: class.to_string(),
             })
             .get()
+    }
+
+    /// Takes the Activity API stream's numbers from its snapshot.
+    pub fn observe_stream(&self, s: &crate::status::StreamSnapshot) {
+        let g = &self.stream;
+        g.connected
+            .set(i64::from(s.state == crate::status::StreamState::Connected));
+        g.reconnects.set(s.reconnects as i64);
+        for (name, n) in [
+            ("post.create", s.events_post_create),
+            ("post.delete", s.events_post_delete),
+            ("other", s.events_other),
+            ("malformed", s.malformed),
+        ] {
+            g.events
+                .get_or_create(&EventType {
+                    event_type: name.to_string(),
+                })
+                .set(n as i64);
+        }
+        g.deletions.set(s.deletions as i64);
+        g.subscriptions.set(s.subscriptions.held as i64);
+        g.subscriptions_missing.set(s.subscriptions.missing as i64);
     }
 
     /// Requests refused by the rate limiter since start.

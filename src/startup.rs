@@ -14,6 +14,7 @@ use anyhow::Context;
 
 use crate::actors::scheduler::{IngestScheduler, Shutdown};
 use crate::actors::store::{Close, PostStore, Recover, SeedLeaders};
+use crate::actors::stream::{ActivityStream, BackoffRules, StopStream, StreamConfig, StreamDeps};
 use crate::config::Settings;
 use crate::domain::leader::LeaderDraft;
 use crate::http::auth::JwtKeys;
@@ -41,6 +42,47 @@ pub struct Application {
     ingest: Addr<IngestScheduler>,
     /// Closed at a stop signal, so open event streams end instead of holding the stop.
     live: Arc<crate::live::Hub>,
+    activity: Option<Addr<ActivityStream>>,
+}
+
+/// Starts the Activity API stream when `X_ACTIVITY_STREAM=true` and a bearer token is set.
+fn launch_stream(
+    settings: &Settings,
+    ingestion: &crate::actors::scheduler::Ingestion,
+    store: &Addr<PostStore>,
+    reader: &crate::storage::StoreReader,
+) -> anyhow::Result<(
+    Option<Addr<ActivityStream>>,
+    tokio::sync::watch::Receiver<crate::status::StreamSnapshot>,
+)> {
+    let off = || tokio::sync::watch::channel(crate::status::StreamSnapshot::default()).1;
+    if !settings.x.activity_stream {
+        return Ok((None, off()));
+    }
+    let Some(token) = &settings.x.bearer_token else {
+        tracing::warn!("X_ACTIVITY_STREAM=true but TWITTER_BEARER_TOKEN is not set: the activity stream stays off");
+        return Ok((None, off()));
+    };
+    let client = crate::x_api::client::XClient::new(
+        &settings.x.api_base_url,
+        token.clone(),
+        crate::x_api::client::RetryPolicy::default(),
+    )?;
+    let (addr, rx) = ActivityStream::launch(
+        StreamConfig {
+            stall_timeout: std::time::Duration::from_secs(settings.x.activity_stall_seconds),
+            rules: BackoffRules::default(),
+            redis_url: settings.redis_url.clone(),
+        },
+        StreamDeps {
+            client,
+            breaker: ingestion.breaker.clone(),
+            store: store.clone(),
+            reader: reader.clone(),
+            scheduler: ingestion.scheduler.clone(),
+        },
+    );
+    Ok((Some(addr), rx))
 }
 
 /// Another process, normally the running server, holds the database of `DATA_DIR`.
@@ -262,9 +304,11 @@ impl Application {
             redis_health,
         )?;
         let ingestion = IngestScheduler::launch(&settings, store.clone(), reader.clone(), true)?;
+        let (activity, stream_status) = launch_stream(&settings, &ingestion, &store, &reader)?;
         let status = StatusBoard {
             redis: redis_status,
             ingest: ingestion.snapshot.clone(),
+            stream: stream_status,
         };
         let scheduler = web::Data::new(ingestion.scheduler.clone());
         let live = reader.live();
@@ -283,6 +327,7 @@ impl Application {
             page_cache: Default::default(),
             notifications,
             feed_cache: Default::default(),
+            activity: activity.clone(),
         };
 
         let addr = listener.local_addr()?;
@@ -316,6 +361,7 @@ impl Application {
             store,
             ingest: ingestion.scheduler,
             live,
+            activity,
         })
     }
 
@@ -341,6 +387,7 @@ impl Application {
             store,
             ingest,
             live,
+            activity,
             ..
         } = self;
         let handle = server.handle();
@@ -365,6 +412,12 @@ impl Application {
                         drop(server);
                     }
                 }
+            }
+        }
+        if let Some(stream) = activity {
+            tracing::info!("shutting down: closing the activity stream");
+            if let Err(err) = stream.send(StopStream).await {
+                tracing::warn!(error = %err, "activity stream already gone");
             }
         }
         tracing::info!("shutting down: stopping ingestion at a leader boundary");

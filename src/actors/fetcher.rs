@@ -134,6 +134,64 @@ fn profile_meta_name(leader_id: u64) -> String {
     format!("x_profile:{leader_id}")
 }
 
+/// The leader's X profile as cached by an earlier lookup of `handle` (user id, name,
+/// avatar); None when the handle was never resolved. Blocking (two sled point reads).
+pub(crate) fn cached_author(
+    reader: &StoreReader,
+    leader: &Leader,
+    handle: &str,
+) -> Result<Option<AuthorProfile>, crate::storage::StoreError> {
+    let Some(user_id) = reader.x_user_id(leader.id, handle)? else {
+        return Ok(None);
+    };
+    let profile = reader
+        .meta(&profile_meta_name(leader.id))
+        .ok()
+        .flatten()
+        .and_then(|b| serde_json::from_slice::<CachedProfile>(&b).ok())
+        .filter(|p| p.handle.eq_ignore_ascii_case(handle));
+    Ok(Some(match profile {
+        Some(p) => AuthorProfile {
+            user_id,
+            handle: p.handle,
+            name: p.name,
+            avatar_url: p.avatar,
+        },
+        None => AuthorProfile {
+            user_id,
+            handle: handle.to_string(),
+            name: Some(leader.name.clone()),
+            avatar_url: leader.avatar_url.clone(),
+        },
+    }))
+}
+
+/// The two writes that cache a resolved handle: the profile (send it first: once the id
+/// is cached, the profile is looked for), then the user id.
+pub(crate) fn author_cache_writes(
+    leader_id: u64,
+    handle: &str,
+    user: &User,
+) -> (SetMeta, CacheXUser) {
+    let profile = AuthorProfile::from_user(user);
+    let cached = CachedProfile {
+        handle: handle.to_string(),
+        name: profile.name,
+        avatar: profile.avatar_url,
+    };
+    (
+        SetMeta {
+            name: profile_meta_name(leader_id),
+            value: serde_json::to_vec(&cached).ok(),
+        },
+        CacheXUser {
+            leader_id,
+            handle: handle.to_string(),
+            user_id: user.id.clone(),
+        },
+    )
+}
+
 /// The fetcher actor.
 pub struct XFetcher {
     client: XClient,
@@ -304,59 +362,27 @@ impl Job {
         handle: &str,
     ) -> Result<AuthorProfile, LeaderError> {
         // Two point reads of sled: off the async executor, like every sled call.
-        let (reader, leader_id, owned_handle) =
-            (self.reader.clone(), leader.id, handle.to_string());
-        let (cached, profile_bytes) = tokio::task::spawn_blocking(move || {
-            let id = reader.x_user_id(leader_id, &owned_handle)?;
-            let profile = reader.meta(&profile_meta_name(leader_id)).ok().flatten();
-            Ok::<_, crate::storage::StoreError>((id, profile))
+        let (reader, owned_leader, owned_handle) =
+            (self.reader.clone(), leader.clone(), handle.to_string());
+        let cached = tokio::task::spawn_blocking(move || {
+            cached_author(&reader, &owned_leader, &owned_handle)
         })
         .await
         .map_err(|e| LeaderError::Store(e.to_string()))?
         .map_err(|e| LeaderError::Store(e.to_string()))?;
-        if let Some(user_id) = cached {
-            let profile = profile_bytes
-                .and_then(|b| serde_json::from_slice::<CachedProfile>(&b).ok())
-                .filter(|p| p.handle.eq_ignore_ascii_case(handle));
-            return Ok(match profile {
-                Some(p) => AuthorProfile {
-                    user_id,
-                    handle: p.handle,
-                    name: p.name,
-                    avatar_url: p.avatar,
-                },
-                None => AuthorProfile {
-                    user_id,
-                    handle: handle.to_string(),
-                    name: Some(leader.name.clone()),
-                    avatar_url: leader.avatar_url.clone(),
-                },
-            });
+        if let Some(profile) = cached {
+            return Ok(profile);
         }
         let client = self.client.clone();
         let lookup = self.guarded(|| client.resolve_user_once(handle)).await;
         self.reads.users += 1;
         let user: User = lookup?;
         self.resources.push(Resource::user(user.id.clone()));
-        let profile = AuthorProfile::from_user(&user);
-        let cached = CachedProfile {
-            handle: handle.to_string(),
-            name: profile.name.clone(),
-            avatar: profile.avatar_url.clone(),
-        };
-        let meta = SetMeta {
-            name: profile_meta_name(leader.id),
-            value: serde_json::to_vec(&cached).ok(),
-        };
-        let cache = CacheXUser {
-            leader_id: leader.id,
-            handle: handle.to_string(),
-            user_id: user.id.clone(),
-        };
+        let (meta, cache) = author_cache_writes(leader.id, handle, &user);
         // Profile first: once the id is cached, the profile is looked for.
         self.store_call(meta).await?;
         self.store_call(cache).await?;
-        Ok(profile)
+        Ok(AuthorProfile::from_user(&user))
     }
 
     async fn store_call<M>(&self, msg: M) -> Result<(), LeaderError>
@@ -468,7 +494,7 @@ impl Job {
 /// the referenced posts (Posts: Read) and users (User: Read). Media objects are not a
 /// read resource on X's price list (`x-api/docs/getting-started--pricing.mdx`), so they
 /// cost nothing.
-fn billed_resources(page: &TimelineResponse) -> impl Iterator<Item = Resource> + '_ {
+pub(crate) fn billed_resources(page: &TimelineResponse) -> impl Iterator<Item = Resource> + '_ {
     let includes = page.includes.iter();
     page.data
         .iter()
@@ -518,7 +544,7 @@ fn reread_since(
 /// scoring their sentiment): their counts, when X's differ from the stored ones, are
 /// returned as count updates. Returns the new posts, the count updates and how many
 /// posts were already stored.
-fn map_pages(
+pub(crate) fn map_pages(
     pages: &[TimelineResponse],
     reader: &StoreReader,
     leader_id: u64,

@@ -16,8 +16,13 @@ const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub struct Lease {
     conn: redis::aio::MultiplexedConnection,
+    key: &'static str,
     token: String,
 }
+
+/// Redis key of the Activity API stream's lease: among several instances, the one
+/// holding it holds X's stream and its subscriptions.
+pub const STREAM_LEASE_KEY: &str = "amber:ingest:stream-lease";
 
 const RENEW_SCRIPT: &str = r"if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end";
 const RELEASE_SCRIPT: &str = r"if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
@@ -35,11 +40,20 @@ async fn with_timeout<T>(
 impl Lease {
     /// Takes the lease if free; Ok(None) when another instance holds it.
     pub async fn acquire(url: &str, token: &str) -> Result<Option<Lease>, String> {
+        Lease::acquire_key(url, LEASE_KEY, token).await
+    }
+
+    /// Takes the lease `key` if free; Ok(None) when another instance holds it.
+    pub async fn acquire_key(
+        url: &str,
+        key: &'static str,
+        token: &str,
+    ) -> Result<Option<Lease>, String> {
         let client = redis::Client::open(url).map_err(|e| e.to_string())?;
         let mut conn = with_timeout(client.get_multiplexed_async_connection()).await?;
         let set: Option<String> = with_timeout(
             redis::cmd("SET")
-                .arg(LEASE_KEY)
+                .arg(key)
                 .arg(token)
                 .arg("NX")
                 .arg("PX")
@@ -49,6 +63,7 @@ impl Lease {
         .await?;
         Ok(set.map(|_| Lease {
             conn,
+            key,
             token: token.to_string(),
         }))
     }
@@ -59,7 +74,7 @@ impl Lease {
         let mut conn = self.conn.clone();
         let renewed: i64 = with_timeout(
             redis::Script::new(RENEW_SCRIPT)
-                .key(LEASE_KEY)
+                .key(self.key)
                 .arg(&self.token)
                 .arg(LEASE_TTL.as_millis() as u64)
                 .invoke_async(&mut conn),
@@ -77,7 +92,7 @@ impl Lease {
         let mut conn = self.conn.clone();
         let _: i64 = with_timeout(
             redis::Script::new(RELEASE_SCRIPT)
-                .key(LEASE_KEY)
+                .key(self.key)
                 .arg(&self.token)
                 .invoke_async(&mut conn),
         )

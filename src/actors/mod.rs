@@ -17,4 +17,5 @@ pub mod policy;
 pub mod scheduler;
 pub mod signal;
 pub mod store;
+pub mod stream;
 pub mod usage;

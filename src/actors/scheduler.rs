@@ -936,6 +936,21 @@ struct LeaderDone {
     reserved: u64,
 }
 
+/// Resources the Activity API stream delivered (`post.create` posts, users looked up):
+/// billed by the same UTC-day rule and month's usage as what a run reads.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct StreamReads {
+    pub resources: Vec<Resource>,
+}
+
+impl Handler<StreamReads> for IngestScheduler {
+    type Result = ();
+    fn handle(&mut self, msg: StreamReads, _: &mut Context<Self>) {
+        self.record_reads(&msg.resources, 0);
+    }
+}
+
 impl Handler<LeaderDone> for IngestScheduler {
     type Result = bool;
     fn handle(&mut self, msg: LeaderDone, _: &mut Context<Self>) -> bool {
@@ -1190,6 +1205,8 @@ impl Handler<WaitIdle> for IngestScheduler {
 #[derive(Clone)]
 pub struct Ingestion {
     pub scheduler: Addr<IngestScheduler>,
+    /// The breaker every X call asks (the Activity API stream's too).
+    pub breaker: Addr<CircuitBreaker>,
     /// Health's view, published by the scheduler.
     pub snapshot: watch::Receiver<IngestSnapshot>,
 }
@@ -1227,7 +1244,7 @@ impl IngestScheduler {
                     token.clone(),
                     RetryPolicy::default(),
                 )?;
-                let fetcher = XFetcher::new(client, breaker, store.clone(), reader.clone());
+                let fetcher = XFetcher::new(client, breaker.clone(), store.clone(), reader.clone());
                 Some(fetcher.start().recipient())
             }
             None => None,
@@ -1246,6 +1263,7 @@ impl IngestScheduler {
         .start();
         Ok(Ingestion {
             scheduler,
+            breaker,
             snapshot,
         })
     }

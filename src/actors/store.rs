@@ -8,12 +8,12 @@ use actix::prelude::*;
 use parking_lot::Mutex;
 
 use crate::domain::leader::{Leader, LeaderDraft};
-use crate::domain::post::{Counts, NewPost, Post};
+use crate::domain::post::{Counts, NewPost, Platform, Post};
 use crate::domain::review::{ReviewItem, ReviewState};
 use crate::notify::target::{Paused, Target, TargetDraft};
 use crate::storage::disk::Writer;
 use crate::storage::{
-    ImportReport, IngestMode, InsertReport, PostPatch, Record, Store, StoreError,
+    ImportReport, IngestMode, InsertReport, PostPatch, Record, SourceDeletion, Store, StoreError,
 };
 
 /// The writer actor. One instance only: the store assumes a single writer.
@@ -201,6 +201,24 @@ impl Handler<DeletePost> for PostStore {
     type Result = Result<(), StoreError>;
     fn handle(&mut self, msg: DeletePost, _: &mut Self::Context) -> Self::Result {
         self.write(|s| s.delete_post(msg.0))
+    }
+}
+
+/// A post deleted at its source (X's `post.delete`): the stored post goes the way
+/// [`DeletePost`] removes it (record, time key, dedup keys, review item, feed entry), and
+/// a tombstone for each of its ids is written in the same batch, so no later poll,
+/// backfill or stream replay stores it again.
+#[derive(Message)]
+#[rtype(result = "Result<SourceDeletion, StoreError>")]
+pub struct DeleteAtSource {
+    pub platform: Platform,
+    pub external_id: String,
+}
+
+impl Handler<DeleteAtSource> for PostStore {
+    type Result = Result<SourceDeletion, StoreError>;
+    fn handle(&mut self, msg: DeleteAtSource, _: &mut Self::Context) -> Self::Result {
+        self.write(|s| s.delete_at_source(msg.platform, &msg.external_id, now_ms()))
     }
 }
 

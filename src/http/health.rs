@@ -18,6 +18,7 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     .await;
     let redis = *state.status.redis.borrow();
     let ingest = state.status.ingest.borrow().clone();
+    let stream = state.status.stream.borrow().clone();
     let (db_ok, database) = match db {
         Ok(Ok((stats, space, damage))) => (
             true,
@@ -81,6 +82,21 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
                 "status": ingest.scheduler.as_str(),
                 "enabled": ingest.enabled,
                 "circuit_breaker_state": ingest.breaker.as_str(),
+            },
+            // Informational: while the stream is down polling fills the gap.
+            "activity_stream": {
+                "status": stream.state.as_str(),
+                "connected": stream.state == crate::status::StreamState::Connected,
+                "since": stream.since.map(|t| rfc3339(t.timestamp_millis())),
+                "lastEventAt": stream.last_event_at.map(|t| rfc3339(t.timestamp_millis())),
+                "reconnects": stream.reconnects,
+                "events": {
+                    "post.create": stream.events_post_create,
+                    "post.delete": stream.events_post_delete,
+                },
+                "deletions": stream.deletions,
+                "subscriptions": stream.subscriptions.held,
+                "subscriptionCapReached": stream.subscriptions.cap_reached,
             },
         },
         "stats": {"totalIngests": ingest.total_ingests, "lastIngestMs": ingest.last_ingest_ms},

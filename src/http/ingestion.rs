@@ -108,9 +108,15 @@ fn status_json(s: &IngestStatus) -> serde_json::Value {
 
 /// `GET /api/ingestion/status`.
 #[utoipa::path(get, path = "/api/ingestion/status", operation_id = "ingestionStatus", tag = "ingestion", responses((status = 200, description = "Schedule, next run, last run, breaker, usage", body = Object), (status = 503, description = "The scheduler is not answering", body = crate::error::ErrorBody)))]
-pub async fn status(scheduler: Scheduler) -> Result<HttpResponse, AppError> {
+pub async fn status(
+    scheduler: Scheduler,
+    state: web::Data<crate::http::AppState>,
+) -> Result<HttpResponse, AppError> {
     let s = scheduler.send(GetStatus).await.map_err(unavailable)?;
-    Ok(HttpResponse::Ok().json(status_json(&s)))
+    let mut body = status_json(&s);
+    // The Activity API stream (X_ACTIVITY_STREAM): connection, events, subscriptions.
+    body["stream"] = state.status.stream.borrow().to_json();
+    Ok(HttpResponse::Ok().json(body))
 }
 
 /// Body of `POST /api/ingestion/trigger` (optional).

@@ -208,6 +208,7 @@ pub async fn create(
 ) -> Result<HttpResponse, AppError> {
     let draft = draft(body.0.into(), None)?;
     let leader = state.store.send(CreateLeader(draft)).await??;
+    state.leaders_changed();
     Ok(HttpResponse::Created().json(LeaderJson::from(&leader)))
 }
 
@@ -226,6 +227,7 @@ pub async fn update(
         .ok_or_else(|| AppError::NotFound(format!("leader {id}")))?;
     let draft = draft(body.0, Some(&current))?;
     let leader = state.store.send(UpdateLeader { id, draft }).await??;
+    state.leaders_changed();
     Ok(HttpResponse::Ok().json(LeaderJson::from(&leader)))
 }
 
@@ -238,5 +240,6 @@ pub async fn delete(
 ) -> Result<HttpResponse, AppError> {
     let id = path_id(&state.reader, &path, Entity::Leader)?;
     state.store.send(DeleteLeader(id)).await??;
+    state.leaders_changed();
     Ok(HttpResponse::Ok().json(Success { success: true }))
 }

@@ -23,6 +23,7 @@ fn refresh_store_gauges(state: &AppState) {
     state.metrics.redis_up.set(i64::from(
         *state.status.redis.borrow() == crate::status::RedisHealth::Ok,
     ));
+    state.metrics.observe_stream(&state.status.stream.borrow());
 }
 
 /// `GET /api/metrics`: today's counters plus the original system's `ingest` object.

@@ -61,6 +61,18 @@ pub struct AppState {
     pub feed_cache: Arc<crate::feeds::validators::FeedCache>,
     /// The feed's open event streams (`GET /api/feed/events`) and their cap.
     pub live: Arc<feed_events::Streams>,
+    /// The Activity API stream (`X_ACTIVITY_STREAM`), told when leaders change.
+    pub activity: Option<Addr<crate::actors::stream::ActivityStream>>,
+}
+
+impl AppState {
+    /// Tells the Activity API stream (if on) that leaders changed: it reconciles its
+    /// subscriptions now.
+    pub fn leaders_changed(&self) {
+        if let Some(stream) = &self.activity {
+            stream.do_send(crate::actors::stream::LeadersChanged);
+        }
+    }
 }
 
 /// JSON body config: size limit, content type and a JSON error for each failure.

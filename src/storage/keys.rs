@@ -27,6 +27,19 @@ pub const JOURNAL: u8 = b'J';
 /// `N` + leader id → the newest X post id stored for the leader (`since_id`).
 pub const NEWEST: u8 = b'N';
 
+/// `Z` + platform code + external id → unix ms of the deletion: a tombstone. The post was
+/// deleted at its source (X's `post.delete`); ingestion never stores it again.
+pub const TOMBSTONE: u8 = b'Z';
+
+/// `Z` key for (platform, external id).
+pub fn tombstone_key(platform: Platform, external_id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + external_id.len());
+    k.push(TOMBSTONE);
+    k.push(platform.code());
+    k.extend_from_slice(external_id.as_bytes());
+    k
+}
+
 /// `W` + target id → notification target record.
 pub const NOTIFY_TARGET: u8 = b'W';
 /// `Q` + target id + post id → event code (`n` new, `a` approved): the notification

@@ -39,7 +39,7 @@ use crate::storage::disk::DiskWatch;
 use crate::storage::feed_index::FeedIndex;
 
 pub use crate::storage::import::{ImportReport, Imported, Record};
-pub use crate::storage::posts::{IngestMode, InsertReport, PostPatch};
+pub use crate::storage::posts::{IngestMode, InsertReport, PostPatch, SourceDeletion};
 pub use crate::storage::reader::{FeedPage, PageInfo, Stats, StoreReader};
 
 /// Storage schema this build writes and reads.

@@ -24,6 +24,17 @@ pub struct InsertReport {
     /// Stored posts whose counts a re-read or a re-delivery changed (id, review state,
     /// feed place kept; `revision` counts the change).
     pub refreshed: usize,
+    /// Posts refused because they were deleted at their source (a tombstone).
+    pub tombstoned: usize,
+}
+
+/// What a deletion at the source ([`Store::delete_at_source`]) did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SourceDeletion {
+    /// The stored post removed (with its review item and dedup keys), if it was stored.
+    pub removed: Option<Post>,
+    /// Whether a tombstone was written now (false: the id was tombstoned already).
+    pub tombstoned: bool,
 }
 
 /// Whether an ingestion batch announces its new posts to the notification targets.
@@ -250,6 +261,10 @@ impl Store {
                 let platform = new.platform;
                 if claimed.contains_key(&(platform, ext.clone())) {
                     report.duplicates += 1;
+                    continue;
+                }
+                if self.is_tombstoned(platform, &ext, &new.edit_history)? {
+                    report.tombstoned += 1;
                     continue;
                 }
                 if let Some(post_id) = self
@@ -523,11 +538,86 @@ impl Store {
 
     /// Deletes one post with its dedup keys and review item.
     pub fn delete_post(&mut self, id: u64) -> Result<(), StoreError> {
-        let stored = read_post(&self.tree, id)?.ok_or(StoreError::NotFound("post"))?;
         let mut change = ChangeSet::default();
-        self.remove_post_keys(&mut change, id)?;
-        change.index_remove(entry_of(&stored.post));
+        self.stage_delete(&mut change, id)?
+            .ok_or(StoreError::NotFound("post"))?;
         self.apply(change)
+    }
+
+    /// Stages the deletion of one stored post (record, time key, dedup keys, review
+    /// item, feed-index entry): what [`Store::delete_post`] commits. Returns the post as
+    /// it was; None when no such post is stored.
+    fn stage_delete(
+        &self,
+        change: &mut ChangeSet,
+        id: u64,
+    ) -> Result<Option<StoredPost>, StoreError> {
+        let Some(stored) = read_post(&self.tree, id)? else {
+            return Ok(None);
+        };
+        self.remove_post_keys(change, id)?;
+        change.index_remove(entry_of(&stored.post));
+        Ok(Some(stored))
+    }
+
+    /// Whether `ext`, or an earlier version of it (`history`), was deleted at its source.
+    fn is_tombstoned(
+        &self,
+        platform: Platform,
+        ext: &str,
+        history: &[String],
+    ) -> Result<bool, StoreError> {
+        for id in std::iter::once(ext).chain(history.iter().map(String::as_str)) {
+            if self.tree.contains_key(keys::tombstone_key(platform, id))? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// A post deleted at its source (X's `post.delete` for `ext`): the stored post, if
+    /// any (found by any of its versions' ids), goes the way [`Store::delete_post`]
+    /// removes it, and in the same batch a tombstone is written for `ext` and every id
+    /// of the stored post, so no later poll, backfill or stream replay stores it again.
+    pub fn delete_at_source(
+        &mut self,
+        platform: Platform,
+        ext: &str,
+        now_ms: i64,
+    ) -> Result<SourceDeletion, StoreError> {
+        let mut change = ChangeSet::default();
+        let post_id = self
+            .tree
+            .get(keys::dedup_key(platform, ext))?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(u64::from_be_bytes);
+        let stored = match post_id {
+            Some(id) => self.stage_delete(&mut change, id)?,
+            None => None,
+        };
+        let mut ids: Vec<String> = vec![ext.to_string()];
+        if let Some(stored) = &stored {
+            ids.extend(stored.post.platform_post_id.iter().cloned());
+            ids.extend(stored.aliases.iter().cloned());
+        }
+        ids.sort();
+        ids.dedup();
+        let mut fresh = false;
+        for id in &ids {
+            let key = keys::tombstone_key(platform, id);
+            if !self.tree.contains_key(&key)? {
+                fresh = true;
+                change.put(key, &now_ms.to_be_bytes()[..]);
+            }
+        }
+        if stored.is_none() && !fresh {
+            return Ok(SourceDeletion::default());
+        }
+        self.apply(change)?;
+        Ok(SourceDeletion {
+            removed: stored.map(|s| s.post),
+            tombstoned: fresh,
+        })
     }
 }
 
@@ -771,6 +861,75 @@ pub(crate) mod tests {
             ])
             .unwrap();
         assert_eq!(again.duplicates, 2);
+    }
+
+    #[test]
+    fn a_deletion_at_the_source_removes_the_post_and_keeps_it_from_coming_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            let mut store = crate::storage::reopen_for_test(&path, 8);
+            let leader = store.create_leader(draft("A"), 0).unwrap();
+            let (p, _) = store
+                .create_post(x_post(leader.id, "700", 5, &[]), true, 0)
+                .unwrap();
+            store
+                .insert_posts(vec![x_post(leader.id, "701", 6, &["699"])])
+                .unwrap();
+            assert_eq!(store.reader().stats().posts, 2);
+            // By the id of an older version: the edited post goes, every id tombstoned.
+            let gone = store.delete_at_source(Platform::X, "699", 10).unwrap();
+            assert_eq!(
+                gone.removed.map(|p| p.platform_post_id),
+                Some(Some("701".into()))
+            );
+            assert!(gone.tombstoned);
+            let gone = store.delete_at_source(Platform::X, "700", 11).unwrap();
+            assert_eq!(gone.removed.map(|p| p.id), Some(p.id));
+            let reader = store.reader();
+            assert_eq!(reader.stats().posts, 0);
+            assert_eq!(
+                reader.stats().review_items,
+                0,
+                "the review item went with the post"
+            );
+            assert_eq!(
+                reader.post_by_external_id(Platform::X, "700").unwrap(),
+                None
+            );
+            // Twice: nothing more to do, nothing written.
+            assert_eq!(
+                store.delete_at_source(Platform::X, "700", 12).unwrap(),
+                SourceDeletion::default()
+            );
+            // A deletion of a post never stored still keeps it out.
+            assert!(
+                store
+                    .delete_at_source(Platform::X, "702", 12)
+                    .unwrap()
+                    .tombstoned
+            );
+        }
+        // After a restart, no poll or backfill brings any of them back.
+        let mut store = crate::storage::reopen_for_test(&path, 8);
+        let leader = store.reader().leaders()[0].id;
+        let again = store
+            .insert_timeline(
+                vec![
+                    x_post(leader, "700", 5, &[]),
+                    x_post(leader, "701", 6, &[]),
+                    x_post(leader, "699", 4, &[]),
+                    x_post(leader, "702", 7, &[]),
+                    x_post(leader, "703", 8, &["702"]),
+                    x_post(leader, "704", 9, &[]),
+                ],
+                vec![],
+                IngestMode::New,
+            )
+            .unwrap();
+        assert_eq!(again.tombstoned, 5);
+        assert_eq!(again.inserted.len(), 1);
+        assert_eq!(store.reader().stats().posts, 1);
     }
 
     #[test]

@@ -22,6 +22,7 @@ use reqwest::{header, StatusCode, Url};
 use serde::de::DeserializeOwned;
 
 use crate::config::Secret;
+use crate::x_api::activity;
 use crate::x_api::dto::{ApiError, ApiErrorKind, TimelineResponse, User, UserResponse};
 
 /// The fields asked for on every timeline request: SPEC's, plus what makes the stored post
@@ -83,6 +84,10 @@ pub enum FetchError {
     /// reset): it was not made. Produced by `XFetcher`.
     #[error("stopped while waiting to call X")]
     Stopped,
+    /// 403 `subscription-limit`: the app holds as many Activity API subscriptions as its
+    /// tier allows. Not retried.
+    #[error("X's cap on activity subscriptions is reached: {0}")]
+    SubscriptionCap(String),
 }
 
 impl FetchError {
@@ -96,6 +101,7 @@ impl FetchError {
                 | FetchError::Suspended(_)
                 | FetchError::CircuitOpen { .. }
                 | FetchError::Stopped
+                | FetchError::SubscriptionCap(_)
         )
     }
 
@@ -138,6 +144,7 @@ impl FetchError {
             FetchError::Transport(_) => "transport",
             FetchError::CircuitOpen { .. } => "circuit_open",
             FetchError::Stopped => "stopped",
+            FetchError::SubscriptionCap(_) => "subscription_cap",
         }
     }
 
@@ -262,6 +269,9 @@ impl TimelinePage {
 #[derive(Clone)]
 pub struct XClient {
     http: reqwest::Client,
+    /// For the Activity API's stream: a connect timeout, no whole-request timeout (the
+    /// body never ends; the stream's reader detects a stall itself).
+    stream_http: reqwest::Client,
     base_url: Url,
     token: Secret,
     policy: RetryPolicy,
@@ -300,8 +310,14 @@ impl XClient {
             .pool_max_idle_per_host(32)
             .build()
             .map_err(|e| ClientError::Build(e.to_string()))?;
+        let stream_http = reqwest::Client::builder()
+            .connect_timeout(policy.request_timeout)
+            .user_agent(concat!("amber/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ClientError::Build(e.to_string()))?;
         Ok(XClient {
             http,
+            stream_http,
             base_url: base,
             token,
             policy,
@@ -414,14 +430,105 @@ impl XClient {
     }
 
     async fn get_once<T: DeserializeOwned>(&self, url: &Url) -> Result<T, FetchError> {
+        self.call_once(self.http.get(url.clone())).await
+    }
+
+    /// `GET /2/activity/subscriptions`, one page, one try.
+    pub async fn activity_subscriptions_once(
+        &self,
+        pagination_token: Option<&str>,
+    ) -> Result<activity::ListResponse, FetchError> {
+        let mut url = self.url(&["activity", "subscriptions"]);
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("max_results", "1000");
+            if let Some(token) = pagination_token {
+                q.append_pair("pagination_token", token);
+            }
+        }
+        self.call_once(self.http.get(url)).await
+    }
+
+    /// `POST /2/activity/subscriptions` for `event_type` of `user_id`, tagged as Amber's;
+    /// one try. [`FetchError::SubscriptionCap`] when the app's cap is reached.
+    pub async fn create_activity_subscription_once(
+        &self,
+        event_type: &str,
+        user_id: &str,
+    ) -> Result<activity::CreateResponse, FetchError> {
+        let url = self.url(&["activity", "subscriptions"]);
+        let body = serde_json::json!({
+            "event_type": event_type,
+            "filter": {"user_id": user_id},
+            "tag": activity::TAG,
+        });
+        self.call_once(self.http.post(url).json(&body)).await
+    }
+
+    /// `DELETE /2/activity/subscriptions/{id}`, one try. An id X no longer knows (404)
+    /// is gone already: `Ok`.
+    pub async fn delete_activity_subscription_once(&self, id: &str) -> Result<(), FetchError> {
+        let url = self.url(&["activity", "subscriptions", id]);
+        match self
+            .call_once::<serde_json::Value>(self.http.delete(url))
+            .await
+        {
+            Ok(_) | Err(FetchError::Rejected { status: 404, .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Opens `GET /2/activity/stream` (replaying the last `backfill_minutes`, at most 5):
+    /// the answer, once X said 200, whose body is the stream. One try.
+    pub async fn open_activity_stream(
+        &self,
+        backfill_minutes: u32,
+    ) -> Result<reqwest::Response, FetchError> {
+        let mut url = self.url(&["activity", "stream"]);
+        if backfill_minutes > 0 {
+            url.query_pairs_mut()
+                .append_pair("backfill_minutes", &backfill_minutes.min(5).to_string());
+        }
         let resp = self
-            .http
-            .get(url.clone())
+            .stream_http
+            .get(url)
+            .bearer_auth(self.token.expose())
+            .send()
+            .await
+            .map_err(transport_error)?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        // Not a stream: an error answer, read (with a deadline) and mapped as any other.
+        match tokio::time::timeout(
+            self.policy.request_timeout,
+            answer_of::<serde_json::Value>(resp),
+        )
+        .await
+        {
+            Ok(Ok(_)) => Err(FetchError::Malformed("a non-2xx stream answer".into())),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(FetchError::Timeout),
+        }
+    }
+
+    async fn call_once<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, FetchError> {
+        let resp = request
             .bearer_auth(self.token.expose())
             .header(header::ACCEPT, "application/json")
             .send()
             .await
             .map_err(transport_error)?;
+        answer_of(resp).await
+    }
+}
+
+/// Maps an answer of X to its body or a typed error.
+async fn answer_of<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, FetchError> {
+    {
         let status = resp.status();
         if status == StatusCode::TOO_MANY_REQUESTS {
             return Err(FetchError::RateLimited {
@@ -445,6 +552,9 @@ impl XClient {
         match status.as_u16() {
             200..=299 => serde_json::from_slice(&body)
                 .map_err(|e| FetchError::Malformed(format!("{e} (status {status})"))),
+            403 if is_subscription_cap(&body) => Err(FetchError::SubscriptionCap(
+                String::from_utf8_lossy(&body).chars().take(200).collect(),
+            )),
             401 | 403 => Err(FetchError::Auth {
                 status: status.as_u16(),
             }),
@@ -462,6 +572,14 @@ impl XClient {
             }
         }
     }
+}
+
+/// Whether a 403 body is X's `subscription-limit` problem (not a refused token).
+fn is_subscription_cap(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_string))
+        .is_some_and(|t| t.ends_with("/subscription-limit"))
 }
 
 fn transport_error(err: reqwest::Error) -> FetchError {

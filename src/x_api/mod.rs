@@ -4,6 +4,7 @@
 //! Nothing here knows about actors or sled: `XFetcher` wraps the client, `PostStore`
 //! stores what `dto` maps.
 
+pub mod activity;
 pub mod client;
 pub mod dto;
 pub mod fake;

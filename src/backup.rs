@@ -18,8 +18,11 @@ use crate::domain::post::{
 };
 use crate::domain::review::{ReviewItem, ReviewState};
 use crate::domain::sentiment::Sentiment;
-use crate::http::dto::{parse_rfc3339, LeaderJson, PostJson, ReviewJson};
 use crate::shape::id::IdRef;
+use crate::shape::leader::LeaderJson;
+use crate::shape::post::PostJson;
+use crate::shape::review::ReviewJson;
+use crate::shape::time::parse_rfc3339;
 use crate::storage::{Imported, Record};
 
 /// Largest `metrics` object restored from a backup. Generous: ingested X posts were never

@@ -695,7 +695,7 @@ mod tests {
             .post_by_external_id(Platform::X, &newest)
             .unwrap()
             .unwrap();
-        let m = serde_json::to_value(crate::http::dto::PostJson::from(&post, None)).unwrap()
+        let m = serde_json::to_value(crate::shape::post::PostJson::from(&post, None)).unwrap()
             ["metrics"]
             .clone();
         assert_eq!(m["origin"], "x");
@@ -869,7 +869,7 @@ mod tests {
             before.revision + 1,
             "moved counts are a revision"
         );
-        let json = serde_json::to_value(crate::http::dto::PostJson::from(&after, None)).unwrap();
+        let json = serde_json::to_value(crate::shape::post::PostJson::from(&after, None)).unwrap();
         assert_eq!(json["metrics"]["likes"], 4321);
         assert_eq!(json["metrics"]["revision"], after.revision);
         assert_eq!(rig.reader.stats().posts, 7);

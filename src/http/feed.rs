@@ -12,9 +12,10 @@ use crate::domain::cursor::Cursor;
 use crate::domain::leader::Leader;
 use crate::domain::post::{KindSet, Platform, Post, PostKind};
 use crate::error::AppError;
-use crate::http::dto::{FeedPostJson, KindName, LeaderJson, PostJson};
 use crate::http::rate_limit::RateLimited;
 use crate::http::AppState;
+use crate::shape::leader::LeaderJson;
+use crate::shape::post::{FeedPostJson, KindName, PostJson};
 use crate::storage::query::{PageStart, PostQuery};
 use crate::storage::{PageInfo, StoreReader};
 

@@ -35,11 +35,11 @@ use tokio::time::Instant;
 use crate::config::LiveSettings;
 use crate::domain::post::Post;
 use crate::error::AppError;
-use crate::http::dto::rfc3339;
 use crate::http::feed::FeedFilter;
 use crate::http::rate_limit::RateLimited;
 use crate::http::AppState;
 use crate::live::{Change, Hub, Lagged, LiveEvent};
+use crate::shape::time::rfc3339;
 
 /// Most posts a `Last-Event-ID` resume reads from the store; beyond, the client reloads.
 pub const REPLAY_MAX: usize = 500;
@@ -109,7 +109,7 @@ pub struct EventsQuery {
     source: Option<String>,
     /// Only posts of these kinds: a comma list of `post`, `repost`, `quote`, `reply`
     /// (absent: every kind).
-    #[param(value_type = Option<Vec<crate::http::dto::KindName>>, style = Form, explode = false, min_items = 1)]
+    #[param(value_type = Option<Vec<crate::shape::post::KindName>>, style = Form, explode = false, min_items = 1)]
     kinds: Option<String>,
 }
 

@@ -59,7 +59,7 @@ pub struct FeedsQuery {
     source: Option<String>,
     /// Only posts of these kinds: a comma list of `post`, `repost`, `quote`, `reply`,
     /// e.g. `kinds=post,quote` leaves reposts and replies out.
-    #[param(value_type = Option<Vec<crate::http::dto::KindName>>, style = Form, explode = false, min_items = 1)]
+    #[param(value_type = Option<Vec<crate::shape::post::KindName>>, style = Form, explode = false, min_items = 1)]
     kinds: Option<String>,
     /// Keywords: only posts whose text (or quoted/reposted text) contains every word,
     /// case-insensitively; at most 200 characters, 10 words. With a keyword filter the

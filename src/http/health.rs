@@ -3,8 +3,8 @@
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
-use crate::http::dto::rfc3339;
 use crate::http::AppState;
+use crate::shape::time::rfc3339;
 
 /// `GET /api/health`: 200 `ok` or `degraded`; 503 only when the database check fails.
 #[utoipa::path(get, path = "/api/health", operation_id = "health", tag = "health", responses((status = 200, description = "`ok` or `degraded`, with database, redis and scheduler checks, ingest stats and build", body = Object), (status = 503, description = "The database check failed", body = Object)))]

@@ -15,10 +15,11 @@ use crate::actors::scheduler::{
 };
 use crate::error::AppError;
 use crate::http::auth::Admin;
-use crate::http::dto::{PostJson, RunJson};
+use crate::http::dto::RunJson;
 use crate::http::ids::path_id;
 use crate::http::rate_limit::RateLimited;
 use crate::http::{AppState, ObjectBody};
+use crate::shape::post::PostJson;
 use crate::storage::Entity;
 use crate::x_api::client::FetchError;
 

@@ -9,10 +9,11 @@ use crate::actors::store::{CreateLeader, DeleteLeader, UpdateLeader};
 use crate::domain::leader::LeaderDraft;
 use crate::error::AppError;
 use crate::http::auth::Admin;
-use crate::http::dto::{LeaderJson, Success};
+use crate::http::dto::Success;
 use crate::http::ids::path_id;
 use crate::http::text;
 use crate::http::AppState;
+use crate::shape::leader::LeaderJson;
 use crate::storage::Entity;
 
 /// Registers the routes of this module.

@@ -18,6 +18,7 @@ pub mod leaders;
 pub mod metrics;
 pub mod middleware;
 pub mod notifications;
+pub mod openapi;
 pub mod posts;
 pub mod rate_limit;
 pub mod review;
@@ -166,7 +167,14 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
         .service(web::resource("/livez").route(web::get().to(health::livez)))
         .service(web::resource("/readyz").route(web::get().to(health::readyz)))
         .service(web::resource("/metrics").route(web::get().to(metrics::prometheus)))
-        .configure(|cfg| crate::web::configure(cfg, settings))
+        // The document's resource before the `/api` scope, so it is matched first; with
+        // the CORS of every `/api` route.
+        .service(
+            web::resource("/api/openapi.json")
+                .wrap(middleware::cors(settings))
+                .route(web::get().to(openapi::openapi_json)),
+        )
+        .configure(crate::web::configure)
         .configure(feeds::configure)
         .configure(|cfg| {
             if settings.bench_routes {

@@ -9,7 +9,7 @@ use crate::actors::store::{CreateNotifyTarget, DeleteNotifyTarget, SetNotifyPaus
 use crate::domain::post::PostKind;
 use crate::error::AppError;
 use crate::http::auth::Admin;
-use crate::http::dto::{rfc3339, Success};
+use crate::http::dto::Success;
 use crate::http::ids::body_id;
 use crate::http::AppState;
 use crate::notify::delivery::DeliveryStatus;
@@ -17,6 +17,7 @@ use crate::notify::target::{
     check_keywords, check_url, Format, Target, TargetDraft, MAX_FILTER_ITEMS,
 };
 use crate::shape::id::IdRef;
+use crate::shape::time::rfc3339;
 use crate::storage::Entity;
 
 /// Registers the routes of this module.
@@ -50,7 +51,7 @@ pub struct TargetBody {
     #[schema(value_type = Option<Vec<IdRef>>, max_items = 100)]
     leaders: Option<Vec<IdRef>>,
     /// Only these kinds (default: every kind); at most 4 entries, repeats allowed.
-    #[schema(value_type = Option<Vec<crate::http::dto::KindName>>, max_items = 4)]
+    #[schema(value_type = Option<Vec<crate::shape::post::KindName>>, max_items = 4)]
     kinds: Option<Vec<String>>,
     /// Only posts whose text contains one of these, ignoring case (default: every post).
     #[schema(schema_with = keywords_schema)]

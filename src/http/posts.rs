@@ -11,12 +11,15 @@ use crate::domain::post::{Author, NewPost, Platform, PostDetails, Verification};
 use crate::domain::sentiment;
 use crate::error::AppError;
 use crate::http::auth::Admin;
-use crate::http::dto::{parse_rfc3339, PostJson, ReviewJson, Success};
+use crate::http::dto::Success;
 use crate::http::feed::{parse_bounded, parse_cursor};
 use crate::http::ids::{body_id, path_id, query_leader};
 use crate::http::text;
 use crate::http::AppState;
 use crate::shape::id::IdRef;
+use crate::shape::post::PostJson;
+use crate::shape::review::ReviewJson;
+use crate::shape::time::parse_rfc3339;
 use crate::storage::query::{PageStart, PostQuery};
 use crate::storage::{Entity, PostPatch};
 

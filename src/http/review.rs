@@ -7,10 +7,10 @@ use crate::actors::store::DecideReview;
 use crate::domain::review::ReviewState;
 use crate::error::AppError;
 use crate::http::auth::Reviewer;
-use crate::http::dto::ReviewJson;
 use crate::http::feed::parse_bounded;
 use crate::http::ids::path_id;
 use crate::http::{AppState, ObjectBody};
+use crate::shape::review::ReviewJson;
 use crate::storage::Entity;
 
 /// Longest reviewer note, in characters.

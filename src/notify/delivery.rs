@@ -200,7 +200,7 @@ struct Failure {
 }
 
 fn now_text() -> String {
-    crate::http::dto::rfc3339(chrono::Utc::now().timestamp_millis())
+    crate::shape::time::rfc3339(chrono::Utc::now().timestamp_millis())
 }
 
 /// How many delivered entries are removed in one store write.
@@ -340,7 +340,7 @@ impl Worker {
                         s.consecutive_failures = failures;
                         s.last_failure_at = Some(now_text());
                         s.last_error = Some(failure.error.clone());
-                        s.next_try_at = Some(crate::http::dto::rfc3339(
+                        s.next_try_at = Some(crate::shape::time::rfc3339(
                             chrono::Utc::now().timestamp_millis() + wait.as_millis() as i64,
                         ));
                     }

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use crate::domain::leader::Leader;
 use crate::domain::post::Post;
-use crate::http::dto::FeedPostJson;
 use crate::notify::target::{Event, Format};
+use crate::shape::post::FeedPostJson;
 
 /// Discord refuses `content` longer than this.
 const DISCORD_MAX_CHARS: usize = 2000;

@@ -483,20 +483,14 @@ async fn sync_resumes_by_itself_when_redis_returns() {
     assert!(started.elapsed() < NO_WAIT);
 
     let _server = OwnRedis::start(port).expect("redis-server restarts");
-    tokio::time::timeout(
-        PATIENCE,
-        a.health.wait_for(|h| *h == RedisHealth::Ok),
-    )
-    .await
-    .expect("health turns ok again")
-    .unwrap();
+    tokio::time::timeout(PATIENCE, a.health.wait_for(|h| *h == RedisHealth::Ok))
+        .await
+        .expect("health turns ok again")
+        .unwrap();
     // The new Redis is empty; requests lease from it again once the old lease is spent.
     let started = Instant::now();
     while redis_tokens(&url, &key).await.is_none() {
-        assert!(
-            started.elapsed() < PATIENCE,
-            "no state in the new redis"
-        );
+        assert!(started.elapsed() < PATIENCE, "no state in the new redis");
         a.limits.check(&key, ONE).await;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

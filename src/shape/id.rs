@@ -2,8 +2,10 @@
 //! and its clients type every `id`, `leaderId` and `postId` as `string`. So every id goes
 //! out as a JSON string of its digits, and comes in as a string or a number. A string
 //! that is not Amber's (a UUID of the original's rows) is a *foreign* id, looked up in
-//! storage's `F` keys ([`IdRef::Foreign`]); the import meant to fill them (remapping
-//! foreign ids) is not built yet, so today a foreign id resolves to nothing.
+//! storage's `F` keys ([`IdRef::Foreign`]). The import (`storage/import.rs`) writes
+//! them: a backup record with a foreign id gets a fresh id, its `leaderId` / `postId`
+//! references are remapped, and the foreign id is kept, so the record still answers at
+//! it. A foreign id nothing was imported under resolves to nothing (a 404).
 
 use std::fmt;
 

@@ -7,16 +7,12 @@
 //! cached for a year and a new build changes the link. The page itself and unversioned
 //! asset requests revalidate with an `ETag`.
 
-pub mod openapi;
-
 use std::sync::OnceLock;
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{middleware::Compress, web, HttpRequest, HttpResponse};
 
-use crate::config::Settings;
 use crate::error::AppError;
-use crate::http::middleware::cors;
 
 /// A file compiled into the binary.
 pub struct Asset {
@@ -139,16 +135,11 @@ pub fn asset(path: &str) -> Option<&'static Asset> {
     assets().iter().find(|a| a.path == path)
 }
 
-/// Registers `GET /` and `GET /assets/{path}`, compressed when the client accepts gzip,
-/// and `GET /api/openapi.json` with the CORS of every `/api` route. Registered before the
-/// `/api` scope, so the document's resource is matched first.
-pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
+/// Registers `GET /` and `GET /assets/{path}`, compressed when the client accepts gzip.
+/// (`GET /api/openapi.json` is `http::openapi`'s: the document lives beside the handlers
+/// it describes, and this module names nothing of `http`.)
+pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::resource("/api/openapi.json")
-            .wrap(cors(settings))
-            .route(web::get().to(openapi::openapi_json)),
-    )
-    .service(
         web::resource("/")
             .wrap(Compress::default())
             .route(web::get().to(index)),

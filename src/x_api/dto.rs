@@ -635,7 +635,7 @@ mod tests {
     /// The `metrics` object the API shows for the post once stored.
     fn metrics(post: &NewPost) -> serde_json::Value {
         let stored = post.clone().into_post(1);
-        serde_json::to_value(crate::http::dto::PostJson::from(&stored, None)).unwrap()["metrics"]
+        serde_json::to_value(crate::shape::post::PostJson::from(&stored, None)).unwrap()["metrics"]
             .clone()
     }
 

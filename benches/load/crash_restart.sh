@@ -5,7 +5,8 @@
 # times. After each kill it times the restart to the first answer, checks that every
 # acknowledged post is there (the feed's total), and reads the idle RSS.
 #   STORE=target/p-data/s1000000 benches/load/crash_restart.sh
-# Also measures one clean restart (SIGTERM) at the end. Needs wrk; PROFILE as feed.sh.
+# Also measures one clean restart (SIGTERM) at the end. Needs wrk; PROFILE, CARGO_TARGET_DIR
+# and AMBER (a prebuilt binary: nothing is built) as feed.sh.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PORT=${PORT:-5079}
@@ -13,15 +14,16 @@ ROUNDS=${ROUNDS:-3}
 WRITE_FOR=${WRITE_FOR:-4}
 PROFILE=${PROFILE:-bench}
 : "${STORE:?STORE=<a DATA_DIR filled by examples/seed_store>}"
-cargo build --profile "$PROFILE" --bin amber >/dev/null 2>&1
-BIN=target/release
-[ "$PROFILE" = dev ] && BIN=target/debug
+BIN=${CARGO_TARGET_DIR:-target}/release
+[ "$PROFILE" = dev ] && BIN=${CARGO_TARGET_DIR:-target}/debug
+if [ -z "${AMBER:-}" ]; then cargo build --profile "$PROFILE" --bin amber >/dev/null 2>&1; fi
+AMBER=${AMBER:-$BIN/amber}
 WORK=$(mktemp -d -p "${TMPDIR:-/tmp}")
 trap 'kill -9 $(cat "$WORK/pid" 2>/dev/null) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 cp -a "$STORE" "$WORK/store"
 SECRET=crash-restart-bench-secret-0123456789abcdef
 export ADMIN_JWT_SECRET=$SECRET
-TOKEN=$("$BIN/amber" token --sub crash-bench --role admin)
+TOKEN=$("$AMBER" token --sub crash-bench --role admin)
 URL="http://127.0.0.1:$PORT"
 echo "$(date -u +%FT%TZ) $(uptime)"
 
@@ -29,7 +31,7 @@ start() {
   local t0 t1
   t0=$(date +%s%N)
   DATA_DIR=$WORK/store PORT=$PORT RATE_LIMITING_ENABLED=false RUST_LOG=info \
-    "$BIN/amber" >>"$WORK/out" 2>>"$WORK/err" &
+    "$AMBER" >>"$WORK/out" 2>>"$WORK/err" &
   echo $! >"$WORK/pid"
   until curl -s -o /dev/null "$URL/livez"; do sleep 0.002; done
   t1=$(date +%s%N)

@@ -9,7 +9,9 @@
 # mix), so no rendered answer is reused as is. ROUNDS rounds, alternating with the static
 # body; each row prints req/s, its share of that round's static figure, p50 and p99.
 # Needs wrk. PROFILE (default bench: release settings with thin LTO and symbols, which
-# builds faster; release gives the shipped binary) picks the cargo profile.
+# builds faster; release gives the shipped binary) picks the cargo profile; binaries come
+# from $CARGO_TARGET_DIR (default target). AMBER and BARE name prebuilt binaries instead
+# (then nothing is built), e.g. to compare two builds of Amber against one bare_server.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 N=${N:-100000}
@@ -20,18 +22,22 @@ DURATION=${DURATION:-10s}
 ROUNDS=${ROUNDS:-3}
 MODES=${MODES:-"page cursor leader leaders source leader_source leaders_cursor mix"}
 PROFILE=${PROFILE:-bench}
-cargo build --profile "$PROFILE" --bin amber --example seed_store --example bare_server >/dev/null 2>&1
-BIN=target/release
-[ "$PROFILE" = dev ] && BIN=target/debug
+BIN=${CARGO_TARGET_DIR:-target}/release
+[ "$PROFILE" = dev ] && BIN=${CARGO_TARGET_DIR:-target}/debug
+if [ -z "${AMBER:-}" ]; then cargo build --profile "$PROFILE" --bin amber >/dev/null 2>&1; fi
+if [ -z "${BARE:-}" ]; then cargo build --profile "$PROFILE" --example bare_server >/dev/null 2>&1; fi
+if [ -z "${STORE:-}" ]; then cargo build --profile "$PROFILE" --example seed_store >/dev/null 2>&1; fi
+AMBER=${AMBER:-$BIN/amber}
+BARE=${BARE:-$BIN/examples/bare_server}
 WORK=$(mktemp -d)
 if [ -n "${STORE:-}" ]; then DIR=$STORE; else DIR=$WORK/store; "$BIN/examples/seed_store" "$DIR" "$N"; fi
 trap 'kill $(cat "$WORK/pid" "$WORK/bare" 2>/dev/null) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 echo "$(date -u +%FT%TZ) $(uptime)"
 
 DATA_DIR=$DIR PORT=$PORT AMBER_BENCH_ROUTES=true RATE_LIMITING_ENABLED=false RUST_LOG=warn \
-  "$BIN/amber" >"$WORK/out" 2>"$WORK/err" &
+  "$AMBER" >"$WORK/out" 2>"$WORK/err" &
 echo $! >"$WORK/pid"
-"$BIN/examples/bare_server" "$BARE_PORT" &
+"$BARE" "$BARE_PORT" &
 echo $! >"$WORK/bare"
 until curl -s -o /dev/null "http://127.0.0.1:$PORT/livez" && curl -s -o /dev/null "http://127.0.0.1:$BARE_PORT/hello"; do sleep 0.01; done
 echo "idle RSS: $(awk '/VmRSS/ {print $2 / 1024 " MB"}' /proc/"$(cat "$WORK/pid")"/status)"

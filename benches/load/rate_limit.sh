@@ -18,16 +18,24 @@ SPRAY=${SPRAY:-20s}
 SECTIONS=${SECTIONS:-123}   # e.g. SECTIONS=1: only the refusal figures
 BARE_PORT=${BARE_PORT:-5089}
 PROFILE=${PROFILE:-bench}
-cargo build --profile "$PROFILE" --bin amber --example seed_store --example bare_server >/dev/null 2>&1
+# Binaries from $CARGO_TARGET_DIR (default target); AMBER, BARE and SEED name prebuilt ones
+# instead (nothing is built then).
+BIN=${CARGO_TARGET_DIR:-target}/release
+if [ -z "${AMBER:-}" ]; then cargo build --profile "$PROFILE" --bin amber >/dev/null 2>&1; fi
+if [ -z "${BARE:-}" ]; then cargo build --profile "$PROFILE" --example bare_server >/dev/null 2>&1; fi
+if [ -z "${SEED:-}" ]; then cargo build --profile "$PROFILE" --example seed_store >/dev/null 2>&1; fi
+AMBER=${AMBER:-$BIN/amber}
+BARE=${BARE:-$BIN/examples/bare_server}
+SEED=${SEED:-$BIN/examples/seed_store}
 DIR=$(mktemp -d)
 trap 'kill $(cat "$DIR/pid" "$DIR/bare" 2>/dev/null) 2>/dev/null || true; rm -rf "$DIR"' EXIT
-./target/release/examples/seed_store "$DIR" 1000 >/dev/null
+"$SEED" "$DIR" 1000 >/dev/null
 echo "$(date -u +%FT%TZ) $(uptime)"
 URL="http://127.0.0.1:$PORT"
 
 start() {
   env DATA_DIR="$DIR" PORT="$PORT" RUST_LOG=warn AMBER_BENCH_ROUTES=true "$@" \
-    ./target/release/amber >"$DIR/out" 2>"$DIR/err" &
+    "$AMBER" >"$DIR/out" 2>"$DIR/err" &
   echo $! >"$DIR/pid"
   until curl -s -o /dev/null "$URL/livez"; do sleep 0.01; done
 }
@@ -38,7 +46,7 @@ evalsha_calls() { redis-cli info commandstats | tr -d '\r' | awk -F'[=,]' '/^cmd
 if [[ $SECTIONS == *1* ]]; then
 echo "== 1. refusing is nearly free (REQUESTS_PER_MINUTE=1 BURST_SIZE=1: every feed request after the first is a 429)"
 start REQUESTS_PER_MINUTE=1 BURST_SIZE=1
-./target/release/examples/bare_server "$BARE_PORT" &
+"$BARE" "$BARE_PORT" &
 echo $! >"$DIR/bare"
 until curl -s -o /dev/null "http://127.0.0.1:$BARE_PORT/hello"; do sleep 0.01; done
 curl -s -o /dev/null "$URL/api/feed"

@@ -24,6 +24,12 @@ pub const BUDGET_BYTES: usize = 64 * 1024 * 1024;
 const ENTRY_OVERHEAD: usize = 48;
 /// Change marks kept before they are folded into the floor.
 const MAX_MARKS: usize = 65_536;
+/// Renderings are shed by blocks of 2^8 consecutive post ids. Ids are given out in the
+/// order posts arrive, so a block is posts stored close together in time: the posts a
+/// page of any shape shows together. Shedding single posts at random would leave almost
+/// every page with one missing post (and the whole slow path) once the store outgrows
+/// the budget; shedding blocks leaves most pages whole.
+const SHED_BLOCK_BITS: u32 = 8;
 
 #[derive(Debug)]
 enum Slot {
@@ -43,6 +49,8 @@ struct Inner {
     floor: u64,
     /// Bytes kept at most; 0: [`BUDGET_BYTES`].
     budget: usize,
+    /// Sheds so far: each drops the next quarter of the blocks.
+    sheds: u64,
 }
 
 /// Renderings by post id, with their validity rules (see the module comment). One lock:
@@ -62,9 +70,7 @@ impl RenderedPosts {
     pub fn set_budget(&self, bytes: usize) {
         let mut inner = self.inner.write();
         inner.budget = bytes.max(1);
-        while inner.bytes > inner.budget {
-            shed(&mut inner);
-        }
+        shed_to_budget(&mut inner);
     }
 
     /// The ids among `ids` without a fresh rendering.
@@ -124,14 +130,7 @@ impl RenderedPosts {
             inner.bytes += bytes.len() + ENTRY_OVERHEAD;
             inner.map.insert(id, Slot::Fresh(bytes.into_boxed_slice()));
         }
-        let budget = if inner.budget == 0 {
-            BUDGET_BYTES
-        } else {
-            inner.budget
-        };
-        if inner.bytes > budget {
-            shed(&mut inner);
-        }
+        shed_to_budget(&mut inner);
     }
 
     /// Marks posts as changed by the change that becomes visible at `generation` (the
@@ -174,14 +173,30 @@ fn forget(inner: &mut Inner, generation: u64) {
     inner.marks = 0;
 }
 
-/// Drops about a quarter of the renderings, keeping every mark.
+/// Sheds quarters until the renderings fit the budget: four sheds drop everything.
+fn shed_to_budget(inner: &mut Inner) {
+    let budget = if inner.budget == 0 {
+        BUDGET_BYTES
+    } else {
+        inner.budget
+    };
+    for _ in 0..4 {
+        if inner.bytes <= budget {
+            break;
+        }
+        shed(inner);
+    }
+}
+
+/// Drops about a quarter of the renderings, whole blocks of ids at a time (see
+/// [`SHED_BLOCK_BITS`]), keeping every mark. Successive sheds drop successive quarters.
 fn shed(inner: &mut Inner) {
-    let mut n = 0u32;
+    inner.sheds = inner.sheds.wrapping_add(1);
+    let round = inner.sheds;
     let mut freed = 0;
-    inner.map.retain(|_, slot| match slot {
+    inner.map.retain(|id, slot| match slot {
         Slot::Fresh(b) => {
-            n = n.wrapping_add(1);
-            let keep = !n.is_multiple_of(4);
+            let keep = !quarter(*id).wrapping_add(round).is_multiple_of(4);
             if !keep {
                 freed += b.len() + ENTRY_OVERHEAD;
             }
@@ -190,6 +205,12 @@ fn shed(inner: &mut Inner) {
         Slot::Changed(_) => true,
     });
     inner.bytes -= freed;
+}
+
+/// Which quarter (0..4) of the blocks post `id` is in: the block number scrambled, so
+/// neighbouring blocks fall in different quarters.
+fn quarter(id: u64) -> u64 {
+    (id >> SHED_BLOCK_BITS).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 62
 }
 
 #[cfg(test)]
@@ -327,6 +348,40 @@ mod tests {
         assert!(!all
             .split(',')
             .any(|p| p.starts_with(&format!("{}|", ids[28]))));
+    }
+
+    #[test]
+    fn shedding_drops_whole_blocks_of_neighbouring_posts() {
+        let cache = RenderedPosts::default();
+        let block = 1u64 << SHED_BLOCK_BITS;
+        let posts = 64 * block;
+        cache.set_budget((posts as usize) * (100 + ENTRY_OVERHEAD));
+        for id in 0..posts {
+            cache.put(0, [(id, vec![b'x'; 100])]);
+        }
+        // One more post is over the budget: a quarter of the blocks go, each as a whole.
+        cache.put(0, [(posts, vec![b'x'; 100])]);
+        let held: Vec<bool> = (0..posts)
+            .map(|id| cache.missing(&[id]).is_empty())
+            .collect();
+        let dropped = held.iter().filter(|h| !**h).count() as u64;
+        assert!(
+            dropped >= posts / 8 && dropped <= posts / 2,
+            "dropped {dropped} of {posts}"
+        );
+        for b in held.chunks(block as usize) {
+            assert!(b.iter().all(|h| *h == b[0]), "a block shed in part");
+        }
+        // So a page of 20 neighbouring posts is most often whole.
+        let whole = (0..posts - 20)
+            .step_by(20)
+            .filter(|&start| {
+                let ids: Vec<u64> = (start..start + 20).collect();
+                cache.missing(&ids).is_empty()
+            })
+            .count();
+        let pages = (posts - 20).div_ceil(20) as usize;
+        assert!(whole * 2 > pages, "{whole} of {pages} pages whole");
     }
 
     #[test]

@@ -34,8 +34,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TargetBody {
-    /// An absolute http or https URL (loopback allowed), at most 2048 characters.
-    #[schema(pattern = "^\\s*[hH][tT][tT][pP][sS]?://", max_length = 2048)]
+    /// An absolute http or https URL (loopback allowed) with a host, no user name or
+    /// password and no fragment, at most 2048 characters.
+    #[schema(
+        pattern = "^\\s*[hH][tT][tT][pP][sS]?://[^\\s/?#@]+([/?][^\\s#]*)?\\s*$",
+        max_length = 2048
+    )]
     url: String,
     /// `json` (plain webhook), `ntfy`, `discord` or `slack`.
     #[schema(value_type = FormatName)]

@@ -170,6 +170,18 @@ pub fn check_url(raw: &str) -> Result<String, String> {
     if url.chars().count() > MAX_URL_CHARS {
         return Err(format!("url must be at most {MAX_URL_CHARS} characters"));
     }
+    // The URL parser forgives `https:host`, `https:/host`, `https:\\host` and
+    // `https:///host` (a special scheme's slashes are normalised); the document's
+    // pattern does not, nor do we.
+    if let Some((scheme, rest)) = url.split_once(':') {
+        let web = scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https");
+        let host_follows = rest
+            .strip_prefix("//")
+            .is_some_and(|r| !r.starts_with(['/', '\\']));
+        if web && !host_follows {
+            return Err("url must be http://host... or https://host...: the host right after the two slashes".into());
+        }
+    }
     let parsed = reqwest::Url::parse(url).map_err(|e| format!("url is not a URL: {e}"))?;
     if parsed.scheme() != "http" && parsed.scheme() != "https" {
         return Err("url must be http or https".into());

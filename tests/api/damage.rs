@@ -227,8 +227,9 @@ async fn a_damaged_sled_snapshot_is_set_aside_and_the_database_recovered_from_th
 }
 
 /// Damage after an unclean stop: sled must replay the log written since its snapshot,
-/// and sled 0.34 cannot replay a damaged one (it panics inside `open`). Start-up stops
-/// with that reason, not a panic trace and not "another process".
+/// and sled 0.34 cannot replay a damaged one (it panics inside `open`): opening stops
+/// with that reason, not a panic trace and not "another process". Damage outside the
+/// replayed part opens and is met as damaged records (the export fails naming them).
 #[actix_web::test]
 async fn damage_after_kill_9_is_named_as_damage_at_start() {
     let dir = tempfile::tempdir().unwrap();
@@ -255,10 +256,11 @@ async fn damage_after_kill_9_is_named_as_damage_at_start() {
         !out.status.success(),
         "a damaged log after kill -9 went unnoticed: {err}"
     );
-    assert!(
-        err.contains("are damaged") && err.contains("sled could not recover its log"),
-        "{err}"
-    );
+    // Which of the two depends on where the damage falls: in the part sled replays, or
+    // in pages it reads later. Both are said; neither is a silent success.
+    let refused = err.contains("are damaged") && err.contains("sled could not recover its log");
+    let skipped = err.contains("damaged records could not be read and are not in the backup");
+    assert!(refused || skipped, "{err}");
     assert!(!err.contains("in use by another process"), "{err}");
     assert!(!err.contains("panicked at"), "no panic trace: {err}");
 }

@@ -135,6 +135,9 @@ fn warn_if_database_gone(settings: &Settings) {
     }
 }
 
+/// What an operator does about sled files that cannot be opened.
+const DAMAGED_DB_ADVICE: &str = "Keep a copy of the directory as it is; restore db/ from a copy taken while the server was stopped, or import the newest backup into a fresh DATA_DIR (amber import)";
+
 /// Opens the store under `DATA_DIR`; [`DataDirInUse`] when another process has it.
 pub fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     std::fs::create_dir_all(&settings.data_dir)
@@ -149,7 +152,12 @@ pub fn open_store(settings: &Settings) -> anyhow::Result<Store> {
             anyhow::Error::new(DataDirInUse(settings.db_path()))
         } else if matches!(err, StoreError::Sled(sled::Error::Corruption { .. })) {
             anyhow::Error::new(err).context(format!(
-                "the database files in {} are damaged: sled's page-table snapshot (snap.*) or its log (db) failed its checksum, so sled refuses to open them (no other process holds them). Keep a copy of the directory; restore it from a copy taken while the server was stopped, or import a backup into a fresh DATA_DIR (amber import). Do not delete snap.* by hand: sled may then recover an older, shorter database",
+                "the database files in {} are damaged: sled's log (db) failed its checksum where sled must read it to open (a damaged page-table snapshot, snap.*, is set aside and the log read whole instead; that did not help here), so sled refuses to open them (no other process holds them). {DAMAGED_DB_ADVICE}",
+                settings.db_path().display()
+            ))
+        } else if matches!(err, StoreError::LogDamaged(_)) {
+            anyhow::Error::new(err).context(format!(
+                "the database files in {} are damaged and sled cannot recover them (no other process holds them). {DAMAGED_DB_ADVICE}",
                 settings.db_path().display()
             ))
         } else {

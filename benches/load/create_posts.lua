@@ -6,7 +6,9 @@ local leader = os.getenv("LEADER") or "1"
 local prefix = os.getenv("PREFIX") or tostring(os.time())
 local threads = {}
 local n = 0
-local acked = 0
+-- A global, not a local: `thread:get` in `done` reads each thread's globals (a local of
+-- the chunk is invisible to it, which printed "acknowledged 0").
+acked = 0
 
 function setup(thread)
   thread:set("tid", #threads)

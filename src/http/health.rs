@@ -35,6 +35,9 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
                     "reviewItems": damage.review_items,
                     "missingPosts": damage.missing_posts,
                     "other": damage.other,
+                    // sled's page-table snapshot failed its checksum; it was moved here
+                    // and the database recovered from sled's whole log (nothing lost).
+                    "sledSnapshotSetAside": damage.snapshot_set_aside.as_ref().map(|p| p.display().to_string()),
                 },
                 "disk": space.map(|s| json!({
                     "availableMb": s.available / (1024 * 1024),

@@ -336,6 +336,22 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        /// Every URL the documented pattern allows, the server takes (schemathesis's
+        /// "schema-valid request rejected", checked on strings made from the pattern).
+        #[test]
+        fn every_url_the_pattern_allows_is_accepted(
+            url in proptest::string::string_regex(
+                URL_PATTERN.trim_start_matches('^').trim_end_matches('$')
+            ).unwrap()
+        ) {
+            // The document bounds the length with `maxLength`, not the pattern.
+            proptest::prop_assume!(url.chars().count() <= MAX_URL_CHARS);
+            proptest::prop_assert!(check_url(&url).is_ok(), "{url:?}: {:?}", check_url(&url));
+        }
+    }
+
     #[test]
     fn keywords_are_trimmed_and_bounded() {
         assert_eq!(

@@ -140,6 +140,9 @@ pub struct DamageReport {
     pub other: u64,
     /// True once the start-up check of every record has finished.
     pub checked: bool,
+    /// Where sled's damaged page-table snapshot was moved when the database was
+    /// recovered from sled's whole log instead (see `sled_files`).
+    pub snapshot_set_aside: Option<std::path::PathBuf>,
 }
 
 impl DamageReport {
@@ -159,6 +162,7 @@ pub struct Damage {
     missing_posts: AtomicU64,
     other: AtomicU64,
     checked: AtomicBool,
+    snapshot_set_aside: Mutex<Option<std::path::PathBuf>>,
 }
 
 impl Damage {
@@ -220,6 +224,12 @@ impl Damage {
         true
     }
 
+    /// Records that sled's damaged snapshot was moved to `path` and the database
+    /// recovered from the log.
+    pub fn set_snapshot_set_aside(&self, path: std::path::PathBuf) {
+        *self.snapshot_set_aside.lock() = Some(path);
+    }
+
     /// Marks the start-up check finished.
     pub fn set_checked(&self) {
         self.checked.store(true, Ordering::Release);
@@ -234,6 +244,7 @@ impl Damage {
             missing_posts: self.missing_posts.load(Ordering::Relaxed),
             other: self.other.load(Ordering::Relaxed),
             checked: self.checked.load(Ordering::Acquire),
+            snapshot_set_aside: self.snapshot_set_aside.lock().clone(),
         }
     }
 }

@@ -212,7 +212,12 @@ impl Closed {
             }
         };
         let (db, tree) = match opened {
-            Ok(handles) => handles,
+            Ok((db, tree, set_aside)) => {
+                if let Some(path) = set_aside {
+                    self.shared.damage.set_snapshot_set_aside(path);
+                }
+                (db, tree)
+            }
             Err(err) => {
                 tracing::warn!(error = %err, "the database could not be reopened yet");
                 self.last_error = format!("the database could not be reopened: {err}");

@@ -24,6 +24,7 @@ pub mod reader;
 mod rendered;
 pub mod reviews;
 pub mod runs;
+mod sled_files;
 mod snapshot;
 
 use std::collections::{BTreeMap, HashMap};
@@ -93,6 +94,9 @@ pub enum StoreError {
     /// The database is closed after a failed write and could not be reopened yet.
     #[error("{0}")]
     Unavailable(String),
+    /// sled could not recover its log: it stopped (panicked) while replaying it.
+    #[error("sled could not recover its log ({0}): the log (db/db) is damaged in the part sled replays at start, the part written since sled's last snapshot, as after an unclean stop (kill -9, a crash, a power cut)")]
+    LogDamaged(String),
 }
 
 /// Tests that close a store and open the same directory again: sled lets go of its file
@@ -222,11 +226,14 @@ impl Store {
     /// checks the schema version and rebuilds the in-memory indexes. Rendered posts are
     /// held up to `cache_mb` MiB too: one setting (`SLED_CACHE_MB`) bounds both caches.
     pub fn open(dir: &Path, cache_mb: u64) -> Result<Store, StoreError> {
-        let (db, tree) = Store::open_db(dir, cache_mb)?;
+        let (db, tree, set_aside) = Store::open_db(dir, cache_mb)?;
         let shared = Arc::new(Shared {
             disk: DiskWatch::new(dir),
             ..Default::default()
         });
+        if let Some(path) = set_aside {
+            shared.damage.set_snapshot_set_aside(path);
+        }
         let cache_bytes = usize::try_from(cache_mb.max(1).saturating_mul(1 << 20));
         shared
             .rendered
@@ -234,16 +241,20 @@ impl Store {
         Store::around(db, tree, dir, cache_mb, shared)
     }
 
-    /// Opens sled and its one tree.
-    fn open_db(dir: &Path, cache_mb: u64) -> Result<(sled::Db, sled::Tree), StoreError> {
-        let db = sled::Config::new()
+    /// Opens sled and its one tree; also where sled's damaged snapshot was set aside, if
+    /// it was (see [`sled_files`]).
+    fn open_db(
+        dir: &Path,
+        cache_mb: u64,
+    ) -> Result<(sled::Db, sled::Tree, Option<PathBuf>), StoreError> {
+        let config = sled::Config::new()
             .path(dir)
             .cache_capacity(cache_mb.max(1) * 1024 * 1024)
             // Acknowledged writes are flushed explicitly; the timer adds nothing.
-            .flush_every_ms(None)
-            .open()?;
+            .flush_every_ms(None);
+        let (db, set_aside) = sled_files::open(&config, dir)?;
         let tree = disk::open_tree(&db)?;
-        Ok((db, tree))
+        Ok((db, tree, set_aside))
     }
 
     /// Builds the store around open sled handles and `shared` (new, or kept from a store

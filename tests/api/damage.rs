@@ -154,36 +154,113 @@ async fn a_deleted_database_with_its_index_snapshot_left_behind_is_said_at_start
     );
 }
 
-#[actix_web::test]
-async fn a_damaged_sled_snapshot_is_named_as_damage_not_as_another_process() {
-    let dir = tempfile::tempdir().unwrap();
-    built_store(dir.path()).await;
-    let snap = std::fs::read_dir(dir.path().join("db"))
+/// The newest `snap.*` file sled wrote in `db/`.
+fn sled_snapshot(dir: &Path) -> std::path::PathBuf {
+    std::fs::read_dir(dir.join("db"))
         .unwrap()
         .flatten()
         .map(|e| e.path())
-        .find(|p| {
+        .filter(|p| {
             p.file_name()
                 .unwrap()
                 .to_string_lossy()
                 .starts_with("snap.")
         })
-        .expect("sled wrote its snapshot at the clean stop");
+        .max()
+        .expect("sled wrote its snapshot")
+}
+
+#[actix_web::test]
+async fn a_damaged_sled_snapshot_is_set_aside_and_the_database_recovered_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    built_store(dir.path()).await;
+    let snap = sled_snapshot(dir.path());
     let mut bytes = std::fs::read(&snap).unwrap();
     let mid = bytes.len() / 2;
     for b in &mut bytes[mid..mid + 10] {
         *b ^= 0x5A;
     }
     std::fs::write(&snap, bytes).unwrap();
+
+    let mut app = spawn_on(dir.path()).await;
+    let logs = app.logs();
+    assert!(
+        logs.contains("snapshot was damaged") && logs.contains("db.damaged-snap."),
+        "start-up says what was damaged and where it went: {logs}"
+    );
+    assert!(!logs.contains("in use by another process"), "{logs}");
+    let health = eventually(Duration::from_secs(60), "the integrity check", || async {
+        let (_, h) = app.get_json("/api/health").await;
+        (h["checks"]["database"]["damage"]["checked"] == true).then_some(h)
+    })
+    .await;
+    let db = &health["checks"]["database"];
+    assert_eq!(db["stats"]["posts"], POSTS, "nothing lost: {health}");
+    assert_eq!(db["damage"]["damagedRecords"], 0, "{health}");
+    let aside = db["damage"]["sledSnapshotSetAside"].as_str().unwrap();
+    assert!(Path::new(aside).exists(), "{health}");
+    let mut served = 0;
+    for page in 1..=POSTS / 100 {
+        let (status, body) = app
+            .get_json(&format!("/api/feed?page={page}&page_size=100"))
+            .await;
+        assert_eq!(status, 200, "page {page}: {body}");
+        served += body["posts"].as_array().unwrap().len() as u64;
+    }
+    assert_eq!(served, POSTS);
+    // Writes work, and the next start is an ordinary one.
+    let created = app
+        .create_post(
+            &serde_json::json!({"leaderId": 1, "platform": "X", "content": "after the repair"}),
+        )
+        .await;
+    assert!(created["id"].is_string(), "{created}");
+    assert!(app.terminate().success());
+    let app = spawn_on(dir.path()).await;
+    assert!(
+        !app.logs().contains("snapshot was damaged"),
+        "{}",
+        app.logs()
+    );
+    let (_, h) = app.get_json("/api/health").await;
+    assert_eq!(h["checks"]["database"]["stats"]["posts"], POSTS + 1);
+}
+
+/// Damage after an unclean stop: sled must replay the log written since its snapshot,
+/// and sled 0.34 cannot replay a damaged one (it panics inside `open`): opening stops
+/// with that reason, not a panic trace and not "another process". Damage outside the
+/// replayed part opens and is met as damaged records (the export fails naming them).
+#[actix_web::test]
+async fn damage_after_kill_9_is_named_as_damage_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    built_store(dir.path()).await;
+    let mut app = spawn_on(dir.path()).await;
+    for i in 0..300 {
+        let created = app
+            .create_post(&serde_json::json!({
+                "leaderId": 1, "platform": "X", "content": format!("after the snapshot {i}")
+            }))
+            .await;
+        assert!(created["id"].is_string(), "{created}");
+    }
+    app.kill9();
+    damage(dir.path());
+    // `amber export` opens the store as `serve` does and ends by itself: it must fail,
+    // naming the damage (or, were sled to open, the records it had to skip).
     let out = crate::helpers::amber_command(dir.path(), &Default::default())
-        .arg("serve")
+        .arg("export")
         .output()
         .unwrap();
-    assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("are damaged") && err.contains("snap."),
-        "{err}"
+        !out.status.success(),
+        "a damaged log after kill -9 went unnoticed: {err}"
     );
+    // Which of the two depends on where the damage falls: in the part sled replays, or
+    // in pages it reads later. Both are said; neither is a silent success.
+    let refused = err.contains("are damaged") && err.contains("sled could not recover its log");
+    let skipped = err.contains("damaged records could not be read and are not in the backup");
+    assert!(refused || skipped, "{err}");
     assert!(!err.contains("in use by another process"), "{err}");
+    assert!(!err.contains("panicked at"), "no panic trace: {err}");
 }

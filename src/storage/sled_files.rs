@@ -1,0 +1,235 @@
+//! sled's own files when they are damaged (issue 11 item 5): opening sled so that its
+//! failures say what is wrong, and recovering where sled can.
+//!
+//! - **`snap.*`** is sled's page-table snapshot: an index of where each page lies in the
+//!   log (`db`), written so that start-up need not read the whole log. When the newest
+//!   one fails its checksum, sled refuses to open. The log still holds everything, so
+//!   [`open`] moves the damaged snapshot aside (to `DATA_DIR/db.damaged-snap.*`, never
+//!   deleted) and opens again: sled then rebuilds the page table by reading the whole log
+//!   and writes a fresh snapshot. If that fails too, the snapshot is put back, so the
+//!   directory is left as it was found.
+//! - **The log after an unclean stop.** After `kill -9`, a crash or a power cut, sled
+//!   replays the log written since its last snapshot; damage there makes sled 0.34 panic
+//!   inside `open` ("tried to serialize Uninitialized"), with or without a snapshot.
+//!   [`open`] catches that panic and reports it as [`StoreError::LogDamaged`]: the true
+//!   reason, not a panic trace, and never "another process holds it".
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crate::storage::StoreError;
+
+/// Only one sled open at a time swaps the panic hook.
+static OPENING: Mutex<()> = Mutex::new(());
+
+/// Opens sled with `config` (whose path is `dir`). A damaged snapshot is set aside and
+/// the log read whole instead (the returned path says where the snapshot went); a panic
+/// of sled's recovery is [`StoreError::LogDamaged`].
+pub(crate) fn open(
+    config: &sled::Config,
+    dir: &Path,
+) -> Result<(sled::Db, Option<PathBuf>), StoreError> {
+    let first = open_catching(config);
+    let damaged_snapshot = match &first {
+        Err(StoreError::Sled(sled::Error::Corruption { .. })) => newest_snapshot(dir)
+            .filter(|snap| !snapshot_is_whole(snap))
+            .map(|snap| (snap.clone(), set_aside_name(dir, &snap))),
+        _ => None,
+    };
+    let Some((snap, aside)) = damaged_snapshot else {
+        return first.map(|db| (db, None));
+    };
+    if let Err(err) = std::fs::rename(&snap, &aside) {
+        tracing::error!(snapshot = %snap.display(), error = %err, "could not move sled's damaged snapshot aside");
+        return Err(first
+            .err()
+            .unwrap_or(StoreError::LogDamaged(err.to_string())));
+    }
+    match open_catching(config) {
+        Ok(db) => {
+            tracing::error!(
+                snapshot = %snap.display(),
+                set_aside_as = %aside.display(),
+                "sled's page-table snapshot was damaged (it failed its checksum): it was moved aside and the database was recovered by reading sled's whole log; the integrity check that follows reads every record"
+            );
+            Ok((db, Some(aside)))
+        }
+        Err(again) => {
+            // Leave the directory as it was found.
+            if let Err(err) = std::fs::rename(&aside, &snap) {
+                tracing::error!(snapshot = %aside.display(), error = %err, "could not put sled's snapshot back");
+            }
+            tracing::error!(error = %again, "recovering without sled's damaged snapshot failed too");
+            Err(first.err().unwrap_or(again))
+        }
+    }
+}
+
+/// `config.open()`, with a panic of sled's recovery turned into
+/// [`StoreError::LogDamaged`] (and kept out of the log as a panic: the caller says what
+/// it means).
+fn open_catching(config: &sled::Config) -> Result<sled::Db, StoreError> {
+    let _one = OPENING.lock().unwrap_or_else(|e| e.into_inner());
+    let me = std::thread::current().id();
+    let caught: Arc<Mutex<Option<String>>> = Arc::default();
+    let previous: Arc<dyn Fn(&std::panic::PanicHookInfo<'_>) + Send + Sync> =
+        Arc::from(std::panic::take_hook());
+    {
+        let caught = caught.clone();
+        let previous = previous.clone();
+        std::panic::set_hook(Box::new(move |info| {
+            if std::thread::current().id() == me {
+                let at = info
+                    .location()
+                    .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                    .unwrap_or_default();
+                let what = info
+                    .payload()
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".into());
+                *caught.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!("{what}{at}"));
+            } else {
+                previous(info);
+            }
+        }));
+    }
+    let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()));
+    let _ours = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| previous(info)));
+    match opened {
+        Ok(result) => Ok(result?),
+        Err(_) => {
+            let what = caught
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+                .unwrap_or_else(|| "a panic".into());
+            Err(StoreError::LogDamaged(what))
+        }
+    }
+}
+
+/// The snapshot sled reads: the greatest `snap.*` name (sled sorts them the same way),
+/// ignoring one still being written.
+fn newest_snapshot(dir: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .map(|n| n.to_string_lossy())
+                .is_some_and(|n| n.starts_with("snap.") && !n.ends_with(".in___motion"))
+        })
+        .max()
+}
+
+/// True when a sled snapshot file passes sled's own check: its last 4 bytes are the
+/// CRC-32 (little-endian) of everything before the 12-byte trailer (length and CRC).
+fn snapshot_is_whole(path: &Path) -> bool {
+    let mut bytes = Vec::new();
+    let read = std::fs::File::open(path).and_then(|mut f| f.read_to_end(&mut bytes));
+    if read.is_err() || bytes.len() <= 12 {
+        return false;
+    }
+    let (body, trailer) = bytes.split_at(bytes.len() - 12);
+    let expected = u32::from_le_bytes([trailer[8], trailer[9], trailer[10], trailer[11]]);
+    crc32fast::hash(body) == expected
+}
+
+/// `DATA_DIR/db.damaged-snap.<lsn>` (outside `db/`, where sled would read it as a
+/// snapshot), with a number added if one of that name is there already.
+fn set_aside_name(dir: &Path, snap: &Path) -> PathBuf {
+    let parent = dir.parent().unwrap_or(dir);
+    let db_name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "db".into());
+    let snap_name = snap
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let base = parent.join(format!("{db_name}.damaged-{snap_name}"));
+    let mut candidate = base.clone();
+    let mut n = 1;
+    while candidate.exists() {
+        candidate = PathBuf::from(format!("{}.{n}", base.display()));
+        n += 1;
+    }
+    candidate
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &Path) -> sled::Config {
+        sled::Config::new()
+            .path(dir)
+            .cache_capacity(1 << 20)
+            .flush_every_ms(None)
+    }
+
+    /// sled lets go of its lock a moment after the last handle is dropped.
+    fn unlocked<T>(f: impl Fn() -> Result<T, StoreError>) -> T {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            match f() {
+                Err(err) if err.is_locked() && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                other => return other.expect("sled opens"),
+            }
+        }
+    }
+
+    fn fill(dir: &Path) {
+        let db = config(dir).open().unwrap();
+        for i in 0u32..2_000 {
+            db.insert(i.to_be_bytes(), vec![7u8; 200]).unwrap();
+        }
+        db.flush().unwrap();
+    }
+
+    #[test]
+    fn a_damaged_snapshot_is_set_aside_and_the_log_recovers_everything() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("db");
+        fill(&dir);
+        // Reopening writes sled's snapshot.
+        drop(unlocked(|| Ok(config(&dir).open()?)));
+        let snap = newest_snapshot(&dir).expect("sled wrote a snapshot");
+        assert!(snapshot_is_whole(&snap));
+        let mut bytes = std::fs::read(&snap).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x5A;
+        std::fs::write(&snap, bytes).unwrap();
+        assert!(!snapshot_is_whole(&snap));
+
+        let (db, aside) = unlocked(|| open(&config(&dir), &dir));
+        let aside = aside.expect("the snapshot was set aside");
+        // sled wrote a fresh snapshot when it recovered from the log.
+        assert!(aside.exists());
+        assert!(newest_snapshot(&dir).is_some_and(|s| snapshot_is_whole(&s)));
+        assert!(aside.starts_with(tmp.path()) && !aside.starts_with(&dir));
+        assert_eq!(db.len(), 2_000);
+        assert_eq!(db.get(1999u32.to_be_bytes()).unwrap().unwrap().len(), 200);
+    }
+
+    #[test]
+    fn a_set_aside_name_never_overwrites() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("db");
+        let snap = dir.join("snap.00AB");
+        let first = set_aside_name(&dir, &snap);
+        assert_eq!(first, tmp.path().join("db.damaged-snap.00AB"));
+        std::fs::write(&first, b"x").unwrap();
+        assert_eq!(
+            set_aside_name(&dir, &snap),
+            tmp.path().join("db.damaged-snap.00AB.1")
+        );
+    }
+}

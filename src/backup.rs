@@ -5,7 +5,7 @@
 //! Import refuses a backup without it, or whose count disagrees (a truncated copy).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Read, Write};
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -497,49 +497,121 @@ fn trailer_of(line_no: usize, text: &str) -> Result<Option<Trailer>, BackupError
         })
 }
 
-/// Reads every record of a backup and checks its trailer; blank lines are skipped, any
-/// bad line is an error naming its number (nothing is imported from a file with a bad
-/// line), and so is a missing trailer (under [`TrailerRule::Required`]), a trailer whose
-/// count disagrees, or a line after it. Returns the records and the trailer, if any.
+/// Longest line a backup may hold: a post with the largest `metrics` restored
+/// ([`MAX_METRICS_BYTES`]) and room for its content. A longer line is refused rather
+/// than read into memory.
+pub const MAX_LINE_BYTES: usize = 4 << 20;
+
+/// What one pass over a backup found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scanned {
+    /// Record lines (not counting the trailer).
+    pub records: u64,
+    /// The trailer, if the backup has one.
+    pub trailer: Option<Trailer>,
+}
+
+/// Reads a backup in one pass, holding one line at a time: each record goes to `each`
+/// with the length of its line in bytes, as soon as it is read. Blank lines are skipped;
+/// a bad line (not UTF-8, longer than [`MAX_LINE_BYTES`], or not a record) is an error
+/// naming its number, and so is a missing trailer (under [`TrailerRule::Required`]), a
+/// trailer whose count disagrees, or a line after it — reported once the pass reaches
+/// them, so a caller that must write nothing from a bad file makes one pass with an
+/// `each` that keeps nothing, then a second that imports.
+pub fn scan<E: From<BackupError>>(
+    mut input: impl BufRead,
+    rule: TrailerRule,
+    mut each: impl FnMut(Imported, usize) -> Result<(), E>,
+) -> Result<Scanned, E> {
+    let mut records = 0u64;
+    let mut trailer: Option<(usize, Trailer)> = None;
+    let mut buf = Vec::new();
+    let mut line_no = 0;
+    loop {
+        buf.clear();
+        line_no += 1;
+        let read = (&mut input)
+            .take(MAX_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut buf)
+            .map_err(BackupError::Io)?;
+        if read == 0 {
+            break;
+        }
+        let bytes = buf.len();
+        if buf.last() == Some(&b'\n') {
+            buf.pop();
+            if buf.last() == Some(&b'\r') {
+                buf.pop();
+            }
+        } else if bytes > MAX_LINE_BYTES {
+            return Err(BackupError::Line {
+                line: line_no,
+                message: format!("longer than {MAX_LINE_BYTES} bytes: not a backup line"),
+            }
+            .into());
+        }
+        let text = std::str::from_utf8(&buf).map_err(|e| BackupError::Line {
+            line: line_no,
+            message: format!("not UTF-8 text ({e})"),
+        })?;
+        if text.trim().is_empty() {
+            continue;
+        }
+        if let Some((at, _)) = trailer {
+            return Err(BackupError::Line {
+                line: line_no,
+                message: format!(
+                    "a line after the trailer (line {at}): two backups joined, or a damaged file"
+                ),
+            }
+            .into());
+        }
+        match trailer_of(line_no, text)? {
+            Some(t) => trailer = Some((line_no, t)),
+            None => {
+                let record = parse_line(line_no, text)?;
+                records += 1;
+                each(record, bytes)?;
+            }
+        }
+    }
+    match trailer {
+        Some((line, t)) if t.records != records => Err(BackupError::Line {
+            line,
+            message: format!(
+                "the trailer counts {} records but the backup holds {records}: the file is damaged or cut short",
+                t.records,
+            ),
+        }
+        .into()),
+        Some((_, t)) => Ok(Scanned {
+            records,
+            trailer: Some(t),
+        }),
+        None if rule == TrailerRule::Optional => Ok(Scanned {
+            records,
+            trailer: None,
+        }),
+        None => Err(BackupError::NoTrailer {
+            records: records as usize,
+        }
+        .into()),
+    }
+}
+
+/// Reads every record of a backup into memory and checks its trailer, as [`scan`] does
+/// (for small backups and tests; `amber import` streams). Returns the records and the
+/// trailer, if any.
 pub fn read_all(
     input: impl BufRead,
     rule: TrailerRule,
 ) -> Result<(Vec<Imported>, Option<Trailer>), BackupError> {
     let mut records = Vec::new();
-    let mut trailer: Option<(usize, Trailer)> = None;
-    for (i, line) in input.lines().enumerate() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        if let Some((at, _)) = trailer {
-            return Err(BackupError::Line {
-                line: i + 1,
-                message: format!(
-                    "a line after the trailer (line {at}): two backups joined, or a damaged file"
-                ),
-            });
-        }
-        match trailer_of(i + 1, &line)? {
-            Some(t) => trailer = Some((i + 1, t)),
-            None => records.push(parse_line(i + 1, &line)?),
-        }
-    }
-    match trailer {
-        Some((line, t)) if t.records != records.len() as u64 => Err(BackupError::Line {
-            line,
-            message: format!(
-                "the trailer counts {} records but the backup holds {}: the file is damaged or cut short",
-                t.records,
-                records.len()
-            ),
-        }),
-        Some((_, t)) => Ok((records, Some(t))),
-        None if rule == TrailerRule::Optional => Ok((records, None)),
-        None => Err(BackupError::NoTrailer {
-            records: records.len(),
-        }),
-    }
+    let scanned = scan(input, rule, |r, _| {
+        records.push(r);
+        Ok::<_, BackupError>(())
+    })?;
+    Ok((records, scanned.trailer))
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The command line (clap): `serve` (default), `token`, `export`, `import`,
 //! `rate-limit reset`, `ingest`, `demo`, `healthcheck`.
 
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read, Write};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -166,15 +166,10 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             } else {
                 backup::TrailerRule::Required
             };
-            let (records, trailer) = backup::read_all(std::io::stdin().lock(), rule)?;
-            if let Some(t) = trailer.filter(|t| t.damaged_skipped > 0) {
-                eprintln!(
-                    "warning: this backup was exported from a damaged database: {} damaged records were skipped and are not in it",
-                    t.damaged_skipped
-                );
-            }
-            let report = store.import(records)?;
-            store.close()?;
+            let imported = import_stdin(&mut store, &settings, rule);
+            let closed = store.close();
+            let report = imported?;
+            closed?;
             eprintln!(
                 "imported {} leaders, {} posts, {} review items; skipped {} (already present or orphaned)",
                 report.leaders, report.posts, report.reviews, report.skipped
@@ -199,6 +194,252 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             reset_rate_limit(&settings, &key)
         }
         Command::Healthcheck { strict } => crate::healthcheck::run(&settings, strict),
+    }
+}
+
+/// Records an import batch holds at most: one change, bounded in memory whatever the
+/// size of the backup.
+const IMPORT_BATCH_RECORDS: usize = 2_000;
+/// Bytes of backup lines an import batch holds at most (posts with large `metrics`).
+const IMPORT_BATCH_BYTES: usize = 4 << 20;
+
+/// A reader that counts the bytes read through it.
+struct Counting<R> {
+    inner: R,
+    read: std::rc::Rc<std::cell::Cell<u64>>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.set(self.read.get() + n as u64);
+        Ok(n)
+    }
+}
+
+/// A reader that copies what it reads into a file (stdin that is a pipe, kept for the
+/// second pass).
+struct Tee<R> {
+    inner: R,
+    copy: BufWriter<std::fs::File>,
+}
+
+impl<R: Read> Read for Tee<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.copy.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}
+
+/// The copy of a piped backup in `DATA_DIR`, removed when the import ends.
+struct Spool(std::path::PathBuf);
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Progress of a long import on stderr: on a terminal one line rewritten every second,
+/// otherwise a line every five seconds. Nothing for an import that ends sooner.
+struct Progress {
+    what: &'static str,
+    started: std::time::Instant,
+    last: std::time::Instant,
+    terminal: bool,
+    shown: bool,
+}
+
+impl Progress {
+    fn new(what: &'static str) -> Progress {
+        use std::io::IsTerminal;
+        let now = std::time::Instant::now();
+        Progress {
+            what,
+            started: now,
+            last: now,
+            terminal: std::io::stderr().is_terminal(),
+            shown: false,
+        }
+    }
+
+    /// Shows `records` done and `bytes` of `total` read, when it is time to.
+    fn tick(&mut self, records: u64, bytes: u64, total: Option<u64>) {
+        let every = Duration::from_secs(if self.terminal { 1 } else { 5 });
+        if self.last.elapsed() < every {
+            return;
+        }
+        self.last = std::time::Instant::now();
+        let secs = self.started.elapsed().as_secs_f64();
+        let rate = records as f64 / secs.max(0.001);
+        let mb = bytes as f64 / 1e6;
+        let line = match total.filter(|t| *t > 0) {
+            Some(total) => {
+                let left = secs * (total.saturating_sub(bytes) as f64) / (bytes.max(1) as f64);
+                format!(
+                    "{}: {:.0}% ({mb:.0} of {:.0} MB), {records} records, {rate:.0} records/s, about {left:.0} s left",
+                    self.what,
+                    100.0 * bytes as f64 / total as f64,
+                    total as f64 / 1e6
+                )
+            }
+            None => format!(
+                "{}: {mb:.0} MB, {records} records, {rate:.0} records/s",
+                self.what
+            ),
+        };
+        if self.terminal {
+            eprint!("\r\x1b[K{line}");
+        } else {
+            eprintln!("{line}");
+        }
+        self.shown = true;
+    }
+
+    /// Ends a progress line left open on a terminal.
+    fn done(&self) {
+        if self.terminal && self.shown {
+            eprintln!();
+        }
+    }
+}
+
+/// `amber import`: reads the backup on stdin twice. The first pass checks every line and
+/// the trailer and writes nothing (a bad line names its number); the second imports it in
+/// batches of [`IMPORT_BATCH_RECORDS`] records (each one change, durable before the next
+/// is read), so memory stays bounded whatever the size of the backup. A file on stdin is
+/// read again from where it started; a pipe is copied to `DATA_DIR` during the first pass
+/// and the copy read in the second. A run that stops part-way leaves whole batches; the
+/// same import run again skips what is stored and completes it.
+fn import_stdin(
+    store: &mut crate::storage::Store,
+    settings: &Settings,
+    rule: backup::TrailerRule,
+) -> anyhow::Result<crate::storage::ImportReport> {
+    use std::io::{BufReader, Seek, SeekFrom};
+    use std::os::fd::AsFd;
+
+    let stdin = std::fs::File::from(
+        std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .context("reading stdin")?,
+    );
+    let mut stdin = stdin;
+    let start = match stdin.metadata() {
+        Ok(m) if m.is_file() => stdin.stream_position().ok().map(|at| (at, m.len())),
+        _ => None,
+    };
+    let counted = std::rc::Rc::new(std::cell::Cell::new(0u64));
+    let mut check = Progress::new("checking the backup");
+    let checked_records = std::cell::Cell::new(0u64);
+    let tick = |progress: &mut Progress, total: Option<u64>| {
+        checked_records.set(checked_records.get() + 1);
+        if checked_records.get().is_multiple_of(1024) {
+            progress.tick(checked_records.get(), counted.get(), total);
+        }
+    };
+    let (mut second, total, _spool): (Box<dyn Read>, u64, Option<Spool>) = match start {
+        Some((at, len)) => {
+            let total = len.saturating_sub(at);
+            let reader = BufReader::with_capacity(
+                1 << 16,
+                Counting {
+                    inner: &stdin,
+                    read: counted.clone(),
+                },
+            );
+            let scanned = backup::scan(reader, rule, |_, _| {
+                tick(&mut check, Some(total));
+                Ok::<_, anyhow::Error>(())
+            });
+            check.done();
+            warn_damaged(scanned?);
+            stdin.seek(SeekFrom::Start(at)).context("rereading stdin")?;
+            (Box::new(stdin), total, None)
+        }
+        None => {
+            let path = settings.data_dir.join("import-spool.jsonl");
+            let spool = Spool(path.clone());
+            let copy = std::fs::File::create(&path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            let mut tee = Tee {
+                inner: Counting {
+                    inner: &stdin,
+                    read: counted.clone(),
+                },
+                copy: BufWriter::with_capacity(1 << 16, copy),
+            };
+            let scanned =
+                backup::scan(BufReader::with_capacity(1 << 16, &mut tee), rule, |_, _| {
+                    tick(&mut check, None);
+                    Ok::<_, anyhow::Error>(())
+                });
+            check.done();
+            let scanned = scanned.with_context(|| {
+                format!(
+                    "reading the backup from stdin, and copying it to {} for the second pass",
+                    path.display()
+                )
+            })?;
+            warn_damaged(scanned);
+            tee.copy
+                .flush()
+                .with_context(|| format!("writing {}", path.display()))?;
+            let file = std::fs::File::open(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            (Box::new(file), counted.get(), Some(spool))
+        }
+    };
+    counted.set(0);
+
+    let mut run = store.import_begin()?;
+    let mut progress = Progress::new("importing");
+    let mut batch = Vec::with_capacity(IMPORT_BATCH_RECORDS);
+    let mut batch_bytes = 0;
+    let mut done = 0u64;
+    let reader = BufReader::with_capacity(
+        1 << 16,
+        Counting {
+            inner: &mut second,
+            read: counted.clone(),
+        },
+    );
+    let imported = backup::scan(reader, rule, |record, bytes| {
+        batch.push(record);
+        batch_bytes += bytes;
+        if batch.len() >= IMPORT_BATCH_RECORDS || batch_bytes >= IMPORT_BATCH_BYTES {
+            done += batch.len() as u64;
+            batch_bytes = 0;
+            store.import_batch(&mut run, batch.drain(..))?;
+            progress.tick(done, counted.get(), Some(total));
+        }
+        Ok::<_, anyhow::Error>(())
+    })
+    .and_then(|_| {
+        done += batch.len() as u64;
+        store.import_batch(&mut run, batch.drain(..))?;
+        Ok(())
+    });
+    progress.done();
+    if let Err(err) = imported {
+        let so_far = run.report();
+        return Err(err.context(format!(
+            "the import stopped after {} leaders, {} posts and {} review items were stored (whole batches, on disk); once the cause is fixed, run the same import again: it skips what is stored and completes the rest",
+            so_far.leaders, so_far.posts, so_far.reviews
+        )));
+    }
+    Ok(store.import_finish(run)?)
+}
+
+/// Warns when the backup's trailer says the export skipped damaged records.
+fn warn_damaged(scanned: backup::Scanned) {
+    if let Some(t) = scanned.trailer.filter(|t| t.damaged_skipped > 0) {
+        eprintln!(
+            "warning: this backup was exported from a damaged database: {} damaged records were skipped and are not in it",
+            t.damaged_skipped
+        );
     }
 }
 

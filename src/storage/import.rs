@@ -1,9 +1,22 @@
-//! Restoring a backup: records merged into the store with dedup, in one change.
+//! Restoring a backup: records merged into the store with dedup, in bounded batches.
+//!
+//! An import is an [`ImportRun`]: [`Store::import_begin`], then [`Store::import_batch`]
+//! for each batch of records in file order (each batch is one change, durable when the
+//! call returns), then [`Store::import_finish`]. A run that stops part-way (a crash, a
+//! full disk) leaves whole batches behind, and running the same file again completes it:
+//! every record already stored is recognised and skipped.
 //!
 //! A record may carry *foreign* ids (the original system's UUIDs, or any id that is not
 //! Amber's): such a record gets a fresh id, every reference to its foreign id is remapped,
-//! and the foreign id is remembered in an `F` key written in the same change, so the
-//! record still answers at its old id and a second import of the same file adds nothing.
+//! and the foreign id is remembered in an `F` key written in the same change as the
+//! record, so the record still answers at its old id, later batches (and later runs) find
+//! it, and a second import of the same file adds nothing.
+//!
+//! A review naming its post by Amber id names the post *as the backup numbered it*; the
+//! run remembers what each backup post id became (the same id, a fresh one when the id
+//! was taken, or the stored copy of the same X post) across batches without holding a
+//! map of every post: a bitset for the posts that kept their ids, and a scratch sled tree
+//! ([`SCRATCH_TREE`], emptied at the start and dropped at the end of a run) for the rest.
 
 use std::collections::{HashMap, HashSet};
 
@@ -14,6 +27,14 @@ use crate::storage::change::ChangeSet;
 use crate::storage::feed_index::{MAX_LEADER_ID, MAX_POST_ID};
 use crate::storage::posts::note_newest;
 use crate::storage::{codec, keys, Entity, Store, StoreError};
+
+/// The scratch tree of a run: backup post id → the id it became, for posts that did not
+/// keep their ids (8 bytes, big-endian). Rebuilt by every run, so not part of the data.
+pub const SCRATCH_TREE: &str = "import-scratch";
+
+/// Backup post ids below this that keep their ids are remembered in a bitset (at most
+/// 2 MiB); larger ones go to the scratch tree.
+const DENSE_IDS: u64 = 1 << 24;
 
 /// A record read from or written to a backup.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,8 +66,8 @@ impl From<Record> for Imported {
     }
 }
 
-/// Foreign ids seen so far in one import: those already stored (`F` keys) and those
-/// staged in this change.
+/// Foreign ids seen so far in one import: those already stored (`F` keys, including
+/// earlier batches') and those staged in this change.
 struct ForeignIds<'a> {
     tree: &'a sled::Tree,
     staged: HashMap<(u8, String), u64>,
@@ -82,14 +103,107 @@ pub struct ImportReport {
     pub skipped: usize,
 }
 
+/// What each backup post id of a run became (see the module's note).
+struct PostIds {
+    /// Bit `n`: backup post `n` (below [`DENSE_IDS`]) is stored as `n`.
+    kept: Vec<u64>,
+    /// Every other backup post id that was stored, and its id in the store.
+    scratch: sled::Tree,
+    /// True once `scratch` holds something (a kept id must then clear its entry).
+    scratch_used: bool,
+}
+
+impl PostIds {
+    /// Backup post `from` is stored as `to`.
+    fn note(&mut self, from: u64, to: u64) -> Result<(), StoreError> {
+        if from == to && from < DENSE_IDS {
+            let (word, bit) = ((from / 64) as usize, from % 64);
+            if self.kept.len() <= word {
+                self.kept.resize(word + 1, 0);
+            }
+            self.kept[word] |= 1 << bit;
+            if self.scratch_used {
+                self.scratch.remove(from.to_be_bytes())?;
+            }
+        } else {
+            self.scratch
+                .insert(from.to_be_bytes(), &to.to_be_bytes()[..])?;
+            self.scratch_used = true;
+        }
+        Ok(())
+    }
+
+    /// The stored id of backup post `from`, if a line of this run stored it.
+    fn get(&self, from: u64) -> Result<Option<u64>, StoreError> {
+        if self.scratch_used {
+            if let Some(v) = self.scratch.get(from.to_be_bytes())? {
+                return Ok(<[u8; 8]>::try_from(v.as_ref()).ok().map(u64::from_be_bytes));
+            }
+        }
+        let (word, bit) = ((from / 64) as usize, from % 64);
+        let kept = from < DENSE_IDS && self.kept.get(word).is_some_and(|w| w & (1 << bit) != 0);
+        Ok(kept.then_some(from))
+    }
+}
+
+/// One import in progress: what it did so far, and what its backup's post ids became.
+pub struct ImportRun {
+    report: ImportReport,
+    posts: PostIds,
+}
+
+impl ImportRun {
+    /// What the run did so far.
+    pub fn report(&self) -> &ImportReport {
+        &self.report
+    }
+}
+
 impl Store {
-    /// Merges backup records into the store. Leaders and reviews keep their ids when
-    /// free; posts dedup on (platform, external id) and keep their ids when free.
-    /// Records with foreign ids get fresh ids (see the module's note).
+    /// Merges backup records into the store in one batch (one change): see
+    /// [`Store::import_batch`].
     pub fn import<R: Into<Imported>>(
         &mut self,
         records: impl IntoIterator<Item = R>,
     ) -> Result<ImportReport, StoreError> {
+        let mut run = self.import_begin()?;
+        self.import_batch(&mut run, records)?;
+        self.import_finish(run)
+    }
+
+    /// Starts an import: empties the scratch tree a run that stopped part-way left.
+    pub fn import_begin(&mut self) -> Result<ImportRun, StoreError> {
+        let scratch = self.db.open_tree(SCRATCH_TREE)?;
+        scratch.clear()?;
+        Ok(ImportRun {
+            report: ImportReport::default(),
+            posts: PostIds {
+                kept: Vec::new(),
+                scratch,
+                scratch_used: false,
+            },
+        })
+    }
+
+    /// Ends an import: drops the scratch tree and returns what the run did.
+    pub fn import_finish(&mut self, run: ImportRun) -> Result<ImportReport, StoreError> {
+        let ImportRun { report, posts } = run;
+        drop(posts);
+        self.db.drop_tree(SCRATCH_TREE)?;
+        Ok(report)
+    }
+
+    /// Merges one batch of backup records (in file order, after the run's earlier
+    /// batches) into the store as one change, durable when this returns. Leaders and
+    /// reviews keep their ids when free; posts dedup on (platform, external id) and keep
+    /// their ids when free. Records with foreign ids get fresh ids (see the module's
+    /// note). A record already stored, or whose leader or post is in neither the store
+    /// nor the run, is skipped.
+    pub fn import_batch<R: Into<Imported>>(
+        &mut self,
+        run: &mut ImportRun,
+        records: impl IntoIterator<Item = R>,
+    ) -> Result<(), StoreError> {
         let mut report = ImportReport::default();
         let mut change = ChangeSet::default();
         let mut ids = self.ids;
@@ -101,6 +215,7 @@ impl Store {
         let mut staged_dedup: HashMap<(Platform, String), u64> = HashMap::new();
         let mut new_leaders: HashSet<u64> = HashSet::new();
         let mut newest_updates: HashMap<u64, String> = HashMap::new();
+        // Backup post ids this batch stored: noted in the run once the change is durable.
         let mut post_id_map: HashMap<u64, u64> = HashMap::new();
         let mut reviewed_posts: HashSet<u64> = HashSet::new();
         for imported in records {
@@ -172,9 +287,13 @@ impl Store {
                         continue;
                     }
                     if let Some(existing) = dup {
-                        // The same X post, stored already: its foreign id now names it.
-                        if let Some(old) = &foreign_id {
-                            foreign.remember(&mut change, Entity::Post, old, existing);
+                        // The same X post, stored already: its foreign id (or the id the
+                        // backup gave it, for its review) now names it.
+                        match &foreign_id {
+                            Some(old) => foreign.remember(&mut change, Entity::Post, old, existing),
+                            None => {
+                                post_id_map.insert(post.id, existing);
+                            }
                         }
                         report.skipped += 1;
                         continue;
@@ -188,10 +307,12 @@ impl Store {
                     {
                         if post.platform_post_id.is_none() {
                             // Same id and no external id: the same post, already here.
+                            post_id_map.insert(post.id, post.id);
                             report.skipped += 1;
                             continue;
                         }
-                        post.id = ids.post.max(staged_posts.iter().max().map_or(0, |m| m + 1));
+                        // `ids.post` is past every id staged so far.
+                        post.id = ids.post;
                     }
                     if foreign_id.is_none() {
                         post_id_map.insert(original_id, post.id);
@@ -216,7 +337,10 @@ impl Store {
                     }
                     let post_id = match &foreign_parent {
                         Some(old) => foreign.get(Entity::Post, old)?,
-                        None => post_id_map.get(&item.post_id).copied(),
+                        None => match post_id_map.get(&item.post_id) {
+                            Some(id) => Some(*id),
+                            None => run.posts.get(item.post_id)?,
+                        },
                     };
                     let Some(post_id) = post_id else {
                         report.skipped += 1;
@@ -234,10 +358,13 @@ impl Store {
                         }
                         item.id = ids.review;
                         foreign.remember(&mut change, Entity::Review, old, item.id);
-                    } else if post_has_review
-                        || self
-                            .tree
-                            .contains_key(keys::id_key(keys::REVIEW, item.id))?
+                    } else if post_has_review {
+                        // The post has its review item (this one, imported before).
+                        report.skipped += 1;
+                        continue;
+                    } else if self
+                        .tree
+                        .contains_key(keys::id_key(keys::REVIEW, item.id))?
                     {
                         item.id = ids.review;
                     }
@@ -264,6 +391,14 @@ impl Store {
         change.put(keys::named_key(keys::META, "seeded"), &[1u8][..]);
         change.set_ids(ids);
         self.apply(change)?;
-        Ok(report)
+        for (from, to) in post_id_map {
+            run.posts.note(from, to)?;
+        }
+        let total = &mut run.report;
+        total.leaders += report.leaders;
+        total.posts += report.posts;
+        total.reviews += report.reviews;
+        total.skipped += report.skipped;
+        Ok(())
     }
 }

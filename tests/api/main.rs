@@ -26,4 +26,5 @@ mod posts;
 mod rate_limit;
 mod review;
 mod schemathesis;
+mod stream;
 mod web;

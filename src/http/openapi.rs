@@ -67,7 +67,7 @@ use crate::http;
         http::ingestion::start,
         http::ingestion::refresh,
     ),
-    modifiers(&BearerAuth, &StrictBodies, &IpKeys),
+    modifiers(&BearerAuth, &StrictBodies, &IpKeys, &FeedEvents),
     tags(
         (name = "page", description = "The web page and its assets"),
         (name = "health", description = "Health, liveness, readiness and metrics"),
@@ -187,6 +187,51 @@ impl Modify for IpKeys {
                         );
                     }
                 }
+            }
+        }
+    }
+}
+
+/// `GET /api/feed/events`: `Last-Event-ID` is a plain string when sent (utoipa makes an
+/// optional header nullable), and the 200's schema is one event as an SSE parser reads
+/// it (`id`, `event`, `data`, `retry`), not the whole body.
+struct FeedEvents;
+
+impl Modify for FeedEvents {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        use utoipa::openapi::RefOr;
+        let Some(op) = openapi
+            .paths
+            .paths
+            .get_mut("/api/feed/events")
+            .and_then(|item| item.get.as_mut())
+        else {
+            return;
+        };
+        for param in op.parameters.iter_mut().flatten() {
+            if param.name == "Last-Event-ID" {
+                param.schema = Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .pattern(Some(r"^[0-9]{1,19}\.[0-9]{1,19}$"))
+                        .into(),
+                );
+            }
+        }
+        let string = || ObjectBuilder::new().schema_type(Type::String);
+        let event = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property("id", string())
+            .property(
+                "event",
+                string().enum_values(Some(["new", "deleted", "reset"])),
+            )
+            .property("data", string())
+            .property("retry", ObjectBuilder::new().schema_type(Type::Integer));
+        if let Some(RefOr::T(ok)) = op.responses.responses.get_mut("200") {
+            if let Some(content) = ok.content.get_mut("text/event-stream") {
+                content.schema = Some(event.into());
             }
         }
     }

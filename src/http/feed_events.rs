@@ -113,27 +113,19 @@ pub struct EventsQuery {
     kinds: Option<String>,
 }
 
-/// Parses `Last-Event-ID`: `<sequence>.<high-water post id>`, as the stream writes it.
-fn parse_last_event_id(req: &HttpRequest) -> Result<Option<(u64, u64)>, AppError> {
-    let Some(raw) = req.headers().get("last-event-id") else {
-        return Ok(None);
-    };
-    let bad = || {
-        AppError::bad_request(
-            "invalid_last_event_id",
-            "Last-Event-ID must be an id this stream sent: <sequence>.<post id>, 1 to 19 digits each",
-        )
-    };
-    let text = raw.to_str().map_err(|_| bad())?;
+/// Reads `Last-Event-ID`: `None` without one; `Some(None)` for an id this stream never
+/// writes (the client is told to reload: a `reset` event, so nothing is lost and no
+/// client is refused for an opaque value it echoed); else `<sequence>.<high-water post id>`.
+fn parse_last_event_id(req: &HttpRequest) -> Option<Option<(u64, u64)>> {
+    let raw = req.headers().get("last-event-id")?;
     let digits = |s: &str| !s.is_empty() && s.len() <= 19 && s.bytes().all(|b| b.is_ascii_digit());
-    let (seq, high) = text.split_once('.').ok_or_else(bad)?;
-    if !digits(seq) || !digits(high) {
-        return Err(bad());
-    }
-    Ok(Some((
-        seq.parse().map_err(|_| bad())?,
-        high.parse().map_err(|_| bad())?,
-    )))
+    Some(
+        raw.to_str()
+            .ok()
+            .and_then(|text| text.split_once('.'))
+            .filter(|(seq, high)| digits(seq) && digits(high))
+            .and_then(|(seq, high)| Some((seq.parse().ok()?, high.parse().ok()?))),
+    )
 }
 
 /// One SSE event: `id`, `event` and one `data` line of JSON.
@@ -272,7 +264,7 @@ impl Subscription {
     tag = "feed",
     params(
         EventsQuery,
-        ("Last-Event-ID" = Option<String>, Header, description = "The `id` of the last event received: the events (or, from another run of the server, the posts) missed since are sent first", pattern = r"^[0-9]{1,19}\.[0-9]{1,19}$"),
+        ("Last-Event-ID" = Option<String>, Header, description = "The `id` of the last event received: the events (or, from another run of the server, the posts) missed since are sent first; an id this server never sent gets a `reset` event first (reload the feed)"),
     ),
     responses(
         (status = 200, description = "Server-Sent Events: `new` and `deleted` (data: the post's `id`, `leaderId`, `platform`, `kind`, `timestamp`) and `reset` (reload the feed), each with an `id`; `: keep-alive` comments in between. The stream ends after `SSE_MAX_STREAM_SECONDS` or at shutdown; reconnect with `Last-Event-ID`.", content_type = "text/event-stream", body = String),
@@ -292,7 +284,7 @@ pub async fn events(
         q.source.as_deref(),
         q.kinds.as_deref(),
     )?;
-    let last = parse_last_event_id(&req)?;
+    let last = parse_last_event_id(&req);
     let streams = &state.live;
     let hub = streams.hub.clone();
     if hub.is_closed() {
@@ -314,8 +306,13 @@ pub async fn events(
     queue.push_back(Bytes::from(format!("retry: {RETRY_MS}\n: connected\n\n")));
     let mut replayed_up_to = 0;
     let cursor = match last {
-        Some((seq, _)) if hub.covers(seq) => seq,
-        Some((_, high)) => {
+        Some(None) => {
+            let (seq, now_high) = hub.position();
+            queue.push_back(frame((seq, now_high), Change::Reset, None));
+            seq
+        }
+        Some(Some((seq, _))) if hub.covers(seq) => seq,
+        Some(Some((_, high))) => {
             let (seq, now_high) = hub.position();
             let reader = state.reader.clone();
             match web::block(move || reader.posts_after(high, REPLAY_MAX)).await?? {

@@ -100,6 +100,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// The query of the event stream: the feed's filters.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct EventsQuery {
     /// Comma list of 1 to 100 leader ids.
     #[param(value_type = Option<String>, pattern = "^[0-9]{1,19}(,[0-9]{1,19}){0,99}$")]

@@ -192,7 +192,7 @@ impl Modify for IpKeys {
     }
 }
 
-/// `GET /api/feed/events`: `Last-Event-ID` is a plain string when sent (utoipa makes an
+/// `GET /api/feed/events`: `Last-Event-ID` is any string when sent (utoipa makes an
 /// optional header nullable), and the 200's schema is one event as an SSE parser reads
 /// it (`id`, `event`, `data`, `retry`), not the whole body.
 struct FeedEvents;
@@ -211,12 +211,8 @@ impl Modify for FeedEvents {
         };
         for param in op.parameters.iter_mut().flatten() {
             if param.name == "Last-Event-ID" {
-                param.schema = Some(
-                    ObjectBuilder::new()
-                        .schema_type(Type::String)
-                        .pattern(Some(r"^[0-9]{1,19}\.[0-9]{1,19}$"))
-                        .into(),
-                );
+                // Any string: one this server never sent opens the stream with `reset`.
+                param.schema = Some(ObjectBuilder::new().schema_type(Type::String).into());
             }
         }
         let string = || ObjectBuilder::new().schema_type(Type::String);

@@ -286,6 +286,14 @@ impl Store {
                         report.skipped += 1;
                         continue;
                     }
+                    // Deleted at its source (X's `post.delete`) since the backup was made:
+                    // it stays out, as it does for polls.
+                    if let Some(ext) = &post.platform_post_id {
+                        if dup.is_none() && self.is_tombstoned(post.platform, ext, &[])? {
+                            report.skipped += 1;
+                            continue;
+                        }
+                    }
                     if let Some(existing) = dup {
                         // The same X post, stored already: its foreign id (or the id the
                         // backup gave it, for its review) now names it.

@@ -458,6 +458,12 @@ impl Store {
                     new.platform.as_str()
                 )));
             }
+            if self.is_tombstoned(new.platform, ext, &new.edit_history)? {
+                return Err(StoreError::Conflict(format!(
+                    "the {} post {ext} was deleted at its source, so it is kept out",
+                    new.platform.as_str()
+                )));
+            }
         }
         let mut ids = self.ids;
         let mut post = new.into_post(ids.take_post());
@@ -561,7 +567,7 @@ impl Store {
     }
 
     /// Whether `ext`, or an earlier version of it (`history`), was deleted at its source.
-    fn is_tombstoned(
+    pub(super) fn is_tombstoned(
         &self,
         platform: Platform,
         ext: &str,
@@ -929,6 +935,18 @@ pub(crate) mod tests {
             .unwrap();
         assert_eq!(again.tombstoned, 5);
         assert_eq!(again.inserted.len(), 1);
+        assert_eq!(store.reader().stats().posts, 1);
+        // Nor does the admin API or an old backup that still holds one.
+        assert!(matches!(
+            store.create_post(x_post(leader, "700", 5, &[]), false, 20),
+            Err(StoreError::Conflict(_))
+        ));
+        let mut old_copy = x_post(leader, "701", 6, &[]).into_post(900);
+        old_copy.leader_id = leader;
+        let report = store
+            .import([crate::storage::import::Record::Post(Box::new(old_copy))])
+            .unwrap();
+        assert_eq!(report.skipped, 1, "{report:?}");
         assert_eq!(store.reader().stats().posts, 1);
     }
 

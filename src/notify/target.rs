@@ -164,14 +164,14 @@ impl TargetDraft {
 
 /// The URLs a target may have, as one regular expression that the OpenAPI document states
 /// and [`check_url`] enforces, so the two never disagree: `http` or `https`; a host name
-/// (dot-separated labels of letters and digits with single inner hyphens, the last one
-/// starting with a letter, so it is never read as a number), a dotted IPv4 address or
-/// `[::1]`; an optional port; an optional path and query; no user name, password or
+/// (dot-separated labels of letters, digits and underscores — compose service names —
+/// with single inner hyphens, the last one starting with a letter, so it is never read as
+/// a number), a dotted IPv4 address or `[::1]`; an optional port; an optional path and query; no user name, password or
 /// fragment; spaces, tabs and line breaks around it are ignored. Everything it matches is
 /// a URL reqwest can parse, and the test below holds the document to the same text.
 pub const URL_PATTERN: &str = concat!(
     r"^[ \t\n\r]*[hH][tT][tT][pP][sS]?://",
-    r"(([a-zA-Z0-9]+(-[a-zA-Z0-9]+)*\.)*[a-zA-Z][a-zA-Z0-9]*(-[a-zA-Z0-9]+)*",
+    r"(([a-zA-Z0-9_]+(-[a-zA-Z0-9_]+)*\.)*[a-zA-Z][a-zA-Z0-9_]*(-[a-zA-Z0-9_]+)*",
     r"|((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])",
     r"|\[::1\])",
     r"(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?",
@@ -319,6 +319,7 @@ mod tests {
         assert!(check_url("   HTTPS://").is_err());
         for good in [
             "http://localhost:2586/amber",
+            "http://ntfy_server:80/amber",
             "HTTP://[::1]:80/x?y=z",
             "https://a-b.c1.example/p%zz\\q@r",
             "http://0.a/",

@@ -11,9 +11,9 @@ use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
 
-use amber::x_api::fake::{username, FakeScript, FakeX};
+use amber::x_api::fake::username;
 
-use crate::helpers::{id_of, run_ingestion, spawn_app_with, TestApp};
+use crate::helpers::{id_of, run_ingestion, spawn_app_with, spawn_on_fake_x, TestApp};
 
 const FORMATS: [&str; 3] = ["rss", "atom", "json"];
 
@@ -561,19 +561,7 @@ async fn newsboat_imports_the_opml_and_shows_every_feeds_items_once() {
 
 #[actix_web::test]
 async fn an_edited_post_keeps_its_guid_across_edits_and_restarts() {
-    let fake = FakeX::start(FakeScript {
-        users: 1,
-        posts_per_user: 3,
-        ..FakeScript::default()
-    })
-    .expect("fake X API");
-    let token = fake.token();
-    let app = spawn_app_with(&[
-        ("X_API_BASE_URL", fake.base_url()),
-        ("TWITTER_BEARER_TOKEN", token.as_str()),
-        ("SEED_LEADERS", "false"),
-    ])
-    .await;
+    let (fake, app) = spawn_on_fake_x(1, 3, &[("SEED_LEADERS", "false")]).await;
     add_leader(&app, "Leader Zero", &format!("@{}", username(0))).await;
     run_ingestion(&app).await;
     let first = fake.post_ids(&username(0))[0].clone();

@@ -129,6 +129,31 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(&[]).await
 }
 
+/// A fake X API with `users` accounts of `posts` posts each, and a server pointed at it
+/// with its token (plus `extra` environment).
+pub async fn spawn_on_fake_x(
+    users: u32,
+    posts: u32,
+    extra: &[(&str, &str)],
+) -> (amber::x_api::fake::FakeX, TestApp) {
+    use amber::x_api::fake::{FakeScript, FakeX};
+    let fake = FakeX::start(FakeScript {
+        users,
+        posts_per_user: posts,
+        ..FakeScript::default()
+    })
+    .expect("fake X API");
+    let token = fake.token();
+    let mut env = vec![
+        ("X_API_BASE_URL", fake.base_url()),
+        ("TWITTER_BEARER_TOKEN", token.as_str()),
+    ];
+    env.extend_from_slice(extra);
+    let app = spawn_app_with(&env).await;
+    drop(env);
+    (fake, app)
+}
+
 /// Spawns a server with extra environment variables.
 pub async fn spawn_app_with(env: &[(&str, &str)]) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -5,10 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use amber::x_api::fake::{username, FakeScript, FakeX};
+use amber::x_api::fake::username;
 use serde_json::{json, Value};
 
-use crate::helpers::{eventually, id_of, spawn_app, spawn_app_with, TestApp};
+use crate::helpers::{eventually, id_of, spawn_app, spawn_app_with, spawn_on_fake_x, TestApp};
 
 /// How long an expected event may take on a loaded machine (the ≤ 1 s figure is a
 /// benchmark, see BENCHMARKS.md; these tests print what they saw).
@@ -151,19 +151,7 @@ async fn a_created_post_and_its_deletion_reach_an_open_stream() {
 
 #[actix_web::test]
 async fn a_refresh_against_the_fake_x_api_reaches_an_open_stream() {
-    let fake = FakeX::start(FakeScript {
-        users: 1,
-        posts_per_user: 3,
-        ..FakeScript::default()
-    })
-    .expect("fake X API");
-    let token = fake.token();
-    let app = spawn_app_with(&[
-        ("X_API_BASE_URL", fake.base_url()),
-        ("TWITTER_BEARER_TOKEN", token.as_str()),
-        ("SEED_LEADERS", "false"),
-    ])
-    .await;
+    let (_fake, app) = spawn_on_fake_x(1, 3, &[("SEED_LEADERS", "false")]).await;
     let res = app
         .admin_post(
             "/api/leaders",

@@ -380,20 +380,15 @@ fn by_x_id<'a>(posts: &'a [Value], id: &str) -> &'a Value {
 #[actix_web::test]
 async fn post_metrics_carry_the_originals_fields_and_a_post_named_by_its_x_id_dedups_against_ingestion(
 ) {
-    use amber::x_api::fake::{username, CountsUpdate, FakeScript, FakeX};
-    let fake = FakeX::start(FakeScript {
-        users: 1,
-        posts_per_user: 3,
-        ..FakeScript::default()
-    })
-    .expect("fake X API");
-    let token = fake.token();
-    let app = crate::helpers::spawn_app_with(&[
-        ("X_API_BASE_URL", fake.base_url()),
-        ("TWITTER_BEARER_TOKEN", token.as_str()),
-        ("SEED_LEADERS", "false"),
-        ("X_REFRESH_COOLDOWN_SECONDS", "0"),
-    ])
+    use amber::x_api::fake::{username, CountsUpdate};
+    let (fake, app) = crate::helpers::spawn_on_fake_x(
+        1,
+        3,
+        &[
+            ("SEED_LEADERS", "false"),
+            ("X_REFRESH_COOLDOWN_SECONDS", "0"),
+        ],
+    )
     .await;
     let handle = username(0);
     let res = app

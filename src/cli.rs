@@ -50,6 +50,10 @@ pub enum Command {
         /// Accept a backup without a trailer line (written before trailers existed).
         #[arg(long)]
         no_trailer: bool,
+        /// Seconds between progress lines on stderr (default 5; 1 on a terminal; 0 after
+        /// every batch).
+        #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(0..=86_400))]
+        progress_every: Option<u64>,
     },
     /// Exit 0 when the local server (HOST/PORT) answers /api/health with ok or degraded.
     Healthcheck {
@@ -155,7 +159,10 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Import { no_trailer } => {
+        Command::Import {
+            no_trailer,
+            progress_every,
+        } => {
             let mut store = open_store(&settings).map_err(|err| {
                 server_running(err, &settings, |_| {
                     "import needs the database to itself: stop the server (e.g. systemctl stop amber), run amber import, then start it again".to_string()
@@ -166,7 +173,7 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             } else {
                 backup::TrailerRule::Required
             };
-            let imported = import_stdin(&mut store, &settings, rule);
+            let imported = import_stdin(&mut store, &settings, rule, progress_every);
             let closed = store.close();
             let report = imported?;
             closed?;
@@ -242,32 +249,35 @@ impl Drop for Spool {
 }
 
 /// Progress of a long import on stderr: on a terminal one line rewritten every second,
-/// otherwise a line every five seconds. Nothing for an import that ends sooner.
+/// otherwise a line every five seconds (or every `--progress-every` seconds). Nothing for
+/// an import that ends sooner.
 struct Progress {
     what: &'static str,
     started: std::time::Instant,
     last: std::time::Instant,
+    every: Duration,
     terminal: bool,
     shown: bool,
 }
 
 impl Progress {
-    fn new(what: &'static str) -> Progress {
+    fn new(what: &'static str, every_secs: Option<u64>) -> Progress {
         use std::io::IsTerminal;
         let now = std::time::Instant::now();
+        let terminal = std::io::stderr().is_terminal();
         Progress {
             what,
             started: now,
             last: now,
-            terminal: std::io::stderr().is_terminal(),
+            every: Duration::from_secs(every_secs.unwrap_or(if terminal { 1 } else { 5 })),
+            terminal,
             shown: false,
         }
     }
 
     /// Shows `records` done and `bytes` of `total` read, when it is time to.
     fn tick(&mut self, records: u64, bytes: u64, total: Option<u64>) {
-        let every = Duration::from_secs(if self.terminal { 1 } else { 5 });
-        if self.last.elapsed() < every {
+        if self.last.elapsed() < self.every {
             return;
         }
         self.last = std::time::Instant::now();
@@ -316,6 +326,7 @@ fn import_stdin(
     store: &mut crate::storage::Store,
     settings: &Settings,
     rule: backup::TrailerRule,
+    progress_every: Option<u64>,
 ) -> anyhow::Result<crate::storage::ImportReport> {
     use std::io::{BufReader, Seek, SeekFrom};
     use std::os::fd::AsFd;
@@ -332,7 +343,7 @@ fn import_stdin(
         _ => None,
     };
     let counted = std::rc::Rc::new(std::cell::Cell::new(0u64));
-    let mut check = Progress::new("checking the backup");
+    let mut check = Progress::new("checking the backup", progress_every);
     let checked_records = std::cell::Cell::new(0u64);
     let tick = |progress: &mut Progress, total: Option<u64>| {
         checked_records.set(checked_records.get() + 1);
@@ -395,7 +406,7 @@ fn import_stdin(
     counted.set(0);
 
     let mut run = store.import_begin()?;
-    let mut progress = Progress::new("importing");
+    let mut progress = Progress::new("importing", progress_every);
     let mut batch = Vec::with_capacity(IMPORT_BATCH_RECORDS);
     let mut batch_bytes = 0;
     let mut done = 0u64;

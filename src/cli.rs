@@ -163,6 +163,12 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             no_trailer,
             progress_every,
         } => {
+            // The import reads each page once or twice: a large page cache only holds
+            // memory (at 100 k posts, 163 MB peak with 64 MiB against 93 MB with 16).
+            let settings = Settings {
+                sled_cache_mb: settings.sled_cache_mb.min(IMPORT_CACHE_MB),
+                ..settings
+            };
             let mut store = open_store(&settings).map_err(|err| {
                 server_running(err, &settings, |_| {
                     "import needs the database to itself: stop the server (e.g. systemctl stop amber), run amber import, then start it again".to_string()
@@ -203,6 +209,11 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         Command::Healthcheck { strict } => crate::healthcheck::run(&settings, strict),
     }
 }
+
+/// Largest sled page cache `amber import` opens the database with, in MiB (below it,
+/// `SLED_CACHE_MB` still applies): sled holds much more than its nominal cache during a
+/// bulk load, and smaller caches did not lower the peak further (BENCHMARKS.md).
+const IMPORT_CACHE_MB: u64 = 16;
 
 /// Records an import batch holds at most: one change, bounded in memory whatever the
 /// size of the backup.

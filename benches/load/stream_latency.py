@@ -52,6 +52,22 @@ def pct(xs, p):
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
+def thread_cpu(pid):
+    """CPU seconds (user + system) per thread of `pid`, by thread id and name."""
+    hz = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        out[tid] = (name, (int(fields[11]) + int(fields[12])) / hz)
+    return out
+
+
 def sse_reader(host, port, arrivals, ready):
     """Records the monotonic time of every `new` event on one event stream."""
     s = socket.create_connection((host, port))
@@ -138,6 +154,7 @@ def run(demo):
 
     before = get(status)["stream"]["events"]["post.create"]
     total_before = get(f"{address}/api/feed?source=x&page_size=1")["total"]
+    cpu0 = thread_cpu(demo.pid)
     t0 = time.monotonic()
     burst = post(f"{control}/_fake/activity/burst", {"username": user, "count": COUNT})
     t_sent = time.monotonic() - t0
@@ -150,6 +167,15 @@ def run(demo):
         assert time.monotonic() - t0 < 600, "the burst is not all in the feed after 600 s"
         time.sleep(0.01)
     t_feed = time.monotonic() - t0
+    cpu1 = thread_cpu(demo.pid)
+    used = {}
+    for tid, (name, secs) in cpu1.items():
+        label = "main (actix System: stream driver, actors)" if tid == str(demo.pid) else name
+        used[label] = used.get(label, 0) + secs - cpu0.get(tid, (name, 0))[1]
+    total = sum(used.values())
+    print(f"CPU during the burst: {total:.2f} s = {total / COUNT * 1e6:.0f} us an event "
+          f"(the fake's rendering included); by thread: " + ", ".join(
+              f"{k} {v:.2f} s" for k, v in sorted(used.items(), key=lambda kv: -kv[1]) if v >= 0.05))
     print(f"burst of {COUNT} post.create: the fake wrote them in {burst['emit_ms']} ms "
           f"(its answer after {t_sent:.2f} s); stored and counted by the stream after "
           f"{t_read:.2f} s = {COUNT / t_read:,.0f} events/s; all in /api/feed after "

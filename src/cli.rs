@@ -77,7 +77,8 @@ pub enum Command {
         /// Posts each simulated leader starts with.
         #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(0..=10000))]
         posts: u32,
-        /// Seconds between new simulated posts (0: none).
+        /// Seconds between new simulated posts, pushed live over the simulated Activity
+        /// stream; every fifth tick one is deleted again (0: none).
         #[arg(long, default_value_t = 10)]
         new_post_every: u64,
     },
@@ -657,7 +658,8 @@ impl Drop for DemoDir {
 }
 
 /// `amber demo`: the fake X API on loopback, generated leaders, a one-minute schedule,
-/// new posts appearing every few seconds, and the real server pointed at all of it.
+/// new posts appearing every few seconds (live, over the simulated Activity stream, which
+/// the demo turns on), and the real server pointed at all of it.
 fn demo(settings: Settings, leaders: u32, posts: u32, new_post_every: u64) -> anyhow::Result<()> {
     let fake = std::sync::Arc::new(
         FakeX::start(FakeScript {
@@ -693,15 +695,10 @@ fn demo(settings: Settings, leaders: u32, posts: u32, new_post_every: u64) -> an
     settings.x.cron = None;
     settings.x.circuit_fail_max = 3;
     settings.x.circuit_reset_seconds = 30;
+    settings.x.activity_stream = true;
     if new_post_every > 0 {
         let fake = fake.clone();
-        std::thread::spawn(move || {
-            for tick in 0u64.. {
-                std::thread::sleep(std::time::Duration::from_secs(new_post_every));
-                let user = (tick % u64::from(leaders)) as u32;
-                fake.add_posts(&fake_username(user), 1 + (tick % 3) as u32);
-            }
-        });
+        std::thread::spawn(move || demo_script(&fake, leaders, new_post_every));
     }
     let control = fake.control_url().to_string();
     let result = actix_web::rt::System::new().block_on(async move {
@@ -709,6 +706,7 @@ fn demo(settings: Settings, leaders: u32, posts: u32, new_post_every: u64) -> an
         println!("amber listening on {}", app.address());
         println!("amber demo: simulated X API at {control}/2 ({leaders} leaders), data in {} (deleted when the demo stops)", dir.display());
         println!("  watch:   curl {}/api/ingestion/status   and   curl '{}/api/feed?source=x'", app.address(), app.address());
+        println!("  live:    curl -N {}/api/feed/events   (new posts arrive over X's Activity stream every {new_post_every} s; the page shows \"N new posts\")", app.address());
         println!("  break X: curl -X POST {control}/_fake/faults -H 'Content-Type: application/json' -d '{{\"kind\":\"server_error\",\"count\":0}}'");
         println!("  heal X:  curl -X DELETE {control}/_fake/faults      (stats: curl {control}/_fake/stats)");
         let result = app.run_until_stopped().await;
@@ -717,6 +715,30 @@ fn demo(settings: Settings, leaders: u32, posts: u32, new_post_every: u64) -> an
     });
     drop(demo_dir);
     result
+}
+
+/// The demo's X: every `every` seconds one leader publishes one to three posts, sent at
+/// once as `post.create` on the Activity stream (polling finds those no subscription
+/// matched yet); every fifth tick the oldest post the stream carried is deleted on X
+/// (`post.delete`), so the page shows posts arriving and leaving without a reload.
+fn demo_script(fake: &FakeX, leaders: u32, every: u64) {
+    let mut made = std::collections::VecDeque::new();
+    for tick in 0u64.. {
+        std::thread::sleep(std::time::Duration::from_secs(every));
+        let user = (tick % u64::from(leaders)) as u32;
+        for id in fake.add_posts(&fake_username(user), 1 + (tick % 3) as u32) {
+            // Only posts the stream carried are deleted again (before Amber subscribed,
+            // nobody hears of them until the next poll).
+            if fake.emit_post_create(&id).is_some_and(|e| e.delivered > 0) {
+                made.push_back(id);
+            }
+        }
+        if tick % 5 == 4 {
+            if let Some(id) = made.pop_front() {
+                fake.emit_post_delete(&id);
+            }
+        }
+    }
 }
 
 fn serve(settings: Settings) -> anyhow::Result<()> {

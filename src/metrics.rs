@@ -60,6 +60,8 @@ pub struct Metrics {
     pub connections_open: Gauge,
     /// Connections refused at accept (per-address or global cap), never read.
     pub connections_refused: Counter,
+    /// `GET /api/feed/events` streams open now, refreshed when metrics are read.
+    pub feed_event_streams_open: Gauge,
     requests: AtomicU64,
     notifications: Family<NotifyResult, Counter>,
     stream: StreamGauges,
@@ -82,6 +84,12 @@ impl Default for Metrics {
         let redis_up = Gauge::default();
         let connections_open = Gauge::default();
         let connections_refused = Counter::default();
+        let feed_event_streams_open = Gauge::default();
+        registry.register(
+            "feed_event_streams_open",
+            "Live feed event streams (GET /api/feed/events) open now",
+            feed_event_streams_open.clone(),
+        );
         registry.register(
             "http_connections_open",
             "Client connections open now",
@@ -183,6 +191,7 @@ impl Default for Metrics {
             redis_up,
             connections_open,
             connections_refused,
+            feed_event_streams_open,
             requests: AtomicU64::new(0),
         }
     }

@@ -94,6 +94,9 @@ async def main():
     open_rss = rss_kib(server.pid)
     print(f"{len(ready)} open SSE clients RSS: {open_rss / 1024:.1f} MiB "
           f"(+{(open_rss - idle) / 1024:.1f} MiB, {(open_rss - idle) / max(1, len(ready)):.1f} KiB a client)")
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+    gauge = re.search(r"^amber_feed_event_streams_open (\d+)", metrics, re.M)
+    print(f"amber_feed_event_streams_open: {gauge.group(1) if gauge else 'missing'}")
     body = json.dumps({"leaderId": 1, "platform": "news", "content": "to everyone"}).encode()
     req = urllib.request.Request(
         f"http://127.0.0.1:{port}/api/posts", data=body, method="POST",

@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
+use futures_util::FutureExt;
 use rand::Rng;
 use tokio::sync::{watch, Notify};
 
@@ -56,6 +57,8 @@ pub const RECONCILE_EVERY: Duration = Duration::from_secs(300);
 const MAX_BACKFILL_MINUTES: u32 = 5;
 /// A line longer than this is not X's: the connection is dropped.
 const MAX_LINE_BYTES: usize = 8 * 1024 * 1024;
+/// Bytes already received that one read takes together (one store batch).
+const COALESCE_BYTES: usize = 1024 * 1024;
 
 /// X's reconnect guidance (`fundamentals--handling-disconnections.mdx`).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -705,6 +708,17 @@ impl Driver {
                     };
                     last_data = Instant::now();
                     buf.extend_from_slice(&chunk);
+                    // Under a burst more is already there: take it too (never waiting), so
+                    // one store batch, one flush, covers many events.
+                    let mut ended = None;
+                    while buf.len() < COALESCE_BYTES && ended.is_none() {
+                        match resp.chunk().now_or_never() {
+                            Some(Ok(Some(more))) => buf.extend_from_slice(&more),
+                            Some(Ok(None)) => ended = Some("X closed the stream".to_string()),
+                            Some(Err(e)) => ended = Some(format!("stream cut: {}", e.without_url())),
+                            None => break,
+                        }
+                    }
                     let mut items = Vec::new();
                     let mut start = 0;
                     while let Some(pos) = buf[start..].iter().position(|b| *b == b'\n') {
@@ -720,6 +734,9 @@ impl Driver {
                     }
                     if buf.is_empty() {
                         self.processed_at = Some(Instant::now());
+                    }
+                    if let Some(why) = ended {
+                        return End::Failed(Failure::Dropped, why);
                     }
                 }
                 _ = renew.tick(), if lease.is_some() => {

@@ -70,6 +70,11 @@ impl Streams {
         self.open.load(Ordering::Relaxed)
     }
 
+    /// The most streams open at once (`SSE_MAX_CONNECTIONS`).
+    pub fn max(&self) -> usize {
+        self.settings.max_streams
+    }
+
     /// A slot for one more stream, if the cap allows.
     fn take_slot(&self) -> Option<Slot> {
         self.open

@@ -24,6 +24,10 @@ fn refresh_store_gauges(state: &AppState) {
         *state.status.redis.borrow() == crate::status::RedisHealth::Ok,
     ));
     state.metrics.observe_stream(&state.status.stream.borrow());
+    state
+        .metrics
+        .feed_event_streams_open
+        .set(state.live.open() as i64);
 }
 
 /// `GET /api/metrics`: today's counters plus the original system's `ingest` object.
@@ -35,6 +39,17 @@ pub struct MetricsJson {
     ingest: IngestMetrics,
     requests: RequestMetrics,
     store: StoreMetrics,
+    live: LiveMetrics,
+}
+
+/// The live feed's event streams (`GET /api/feed/events`).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveMetrics {
+    /// Streams open now.
+    open_streams: u64,
+    /// The most that may be open at once (`SSE_MAX_CONNECTIONS`).
+    max_streams: u64,
 }
 
 /// Ingestion as the original's `/api/metrics` showed it (`totalIngests`, `lastIngestMs`,
@@ -125,6 +140,10 @@ pub async fn json(state: web::Data<AppState>) -> HttpResponse {
                 .collect(),
             review_items: stats.review_items,
             pending_reviews: stats.pending_reviews,
+        },
+        live: LiveMetrics {
+            open_streams: state.live.open() as u64,
+            max_streams: state.live.max() as u64,
         },
     })
 }

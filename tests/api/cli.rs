@@ -390,3 +390,99 @@ async fn the_demo_runs_on_a_random_port_and_removes_its_data_when_stopped() {
         "{data_dir} left behind"
     );
 }
+
+#[actix_web::test]
+async fn the_demo_pushes_posts_from_its_activity_stream_to_an_open_page() {
+    use std::io::BufRead;
+    use std::time::Duration;
+    let tmp = tempfile::tempdir().unwrap();
+    let env: HashMap<String, String> =
+        [("TMPDIR".to_string(), tmp.path().display().to_string())].into();
+    let mut child = amber_command(tmp.path(), &env)
+        .args([
+            "demo",
+            "--leaders",
+            "2",
+            "--posts",
+            "3",
+            "--new-post-every",
+            "1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let address = first
+        .strip_prefix("amber listening on ")
+        .unwrap_or_else(|| panic!("{first}"))
+        .to_string();
+    std::thread::spawn(move || for _ in lines {});
+    // A page's event stream, opened at once.
+    let mut sse = reqwest::Client::new()
+        .get(format!("{address}/api/feed/events"))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sse.status(), 200);
+    let client = reqwest::Client::new();
+    let status = |client: reqwest::Client, address: String| async move {
+        let s: Value = client
+            .get(format!("{address}/api/ingestion/status"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        Some(s["stream"].clone())
+    };
+    // The demo turned the stream on; it subscribes and connects.
+    crate::helpers::eventually(
+        Duration::from_secs(60),
+        "the demo's stream connected",
+        || async {
+            let s = status(client.clone(), address.clone()).await?;
+            (s["connected"] == true && s["subscriptions"]["held"] == 4).then_some(())
+        },
+    )
+    .await;
+    // Its script publishes every second and deletes every fifth: the stream stores posts
+    // polling has not read (a poll runs once a minute), deletes one, and the open page
+    // hears of both.
+    let mut buf = String::new();
+    let (mut new, mut deleted) = (0, 0);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while new == 0 || deleted == 0 {
+        let chunk = tokio::time::timeout_at(deadline, sse.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("{new} new and {deleted} deleted events in 90 s: {buf}"))
+            .unwrap()
+            .expect("the event stream stays open");
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(at) = buf.find("\n\n") {
+            let block: String = buf.drain(..at + 2).collect();
+            new += usize::from(block.contains("event: new\n"));
+            deleted += usize::from(block.contains("event: deleted\n"));
+        }
+    }
+    let s =
+        crate::helpers::eventually(Duration::from_secs(30), "the stream's counters", || async {
+            let s = status(client.clone(), address.clone()).await?;
+            (s["posts_stored"].as_u64()? >= 1 && s["deletions"].as_u64()? >= 1).then_some(s)
+        })
+        .await;
+    assert!(s["events"]["post.create"].as_u64().unwrap() >= 1, "{s}");
+    assert!(s["events"]["post.delete"].as_u64().unwrap() >= 1, "{s}");
+    drop(sse);
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(exit.success(), "{exit}");
+}

@@ -479,3 +479,25 @@ pub async fn run_ingestion(app: &TestApp) {
     })
     .await;
 }
+
+/// Starts a throw-away redis-server on a free port, if one is installed.
+pub fn redis_server() -> Option<(std::process::Child, String)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
+    let child = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    Some((child, format!("redis://127.0.0.1:{port}")))
+}

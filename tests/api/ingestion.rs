@@ -6,7 +6,7 @@ use std::time::Duration;
 use amber::x_api::fake::{username, CountsUpdate, FakeScript, FakeX, Fault, MediaSpec, PostSpec};
 use serde_json::{json, Value};
 
-use crate::helpers::{eventually, id_of, spawn_app_with, TestApp};
+use crate::helpers::{eventually, id_of, redis_server, spawn_app_with, TestApp};
 
 /// How long a run may take in these tests.
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -1001,28 +1001,6 @@ async fn amber_ingest_runs_once_from_the_command_line() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("TWITTER_BEARER_TOKEN"));
-}
-
-/// Starts a throw-away redis-server on a free port, if one is installed.
-fn redis_server() -> Option<(std::process::Child, String)> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .ok()?
-        .local_addr()
-        .ok()?
-        .port();
-    let child = std::process::Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .ok()?;
-    Some((child, format!("redis://127.0.0.1:{port}")))
 }
 
 #[actix_web::test]

@@ -337,3 +337,38 @@ async fn sigterm_ends_open_streams_and_the_server_stops_at_once() {
     assert!(took < Duration::from_secs(20), "stop took {took:?}");
     assert!(app.logs().contains("store flushed"), "{}", app.logs());
 }
+
+/// `amber_feed_event_streams_open` in `/metrics`, `live` in `/api/metrics`.
+async fn open_streams(app: &TestApp) -> (i64, Value) {
+    let text = app.get("/metrics").await.text().await.unwrap();
+    let gauge = text
+        .lines()
+        .find_map(|l| l.strip_prefix("amber_feed_event_streams_open "))
+        .unwrap_or_else(|| panic!("no open-streams gauge in {text}"))
+        .trim()
+        .parse()
+        .unwrap();
+    let (code, json) = app.get_json("/api/metrics").await;
+    assert_eq!(code, 200);
+    (gauge, json["live"].clone())
+}
+
+#[actix_web::test]
+async fn metrics_count_the_open_streams() {
+    let app = spawn_app_with(&[("SSE_MAX_CONNECTIONS", "5"), ("SSE_KEEPALIVE_SECONDS", "1")]).await;
+    let (gauge, live) = open_streams(&app).await;
+    assert_eq!(gauge, 0);
+    assert_eq!(live, json!({"openStreams": 0, "maxStreams": 5}));
+    let first = Sse::open(&app, "", None).await;
+    let _second = Sse::open(&app, "?source=x", None).await;
+    let (gauge, live) = open_streams(&app).await;
+    assert_eq!(gauge, 2);
+    assert_eq!(live["openStreams"], 2);
+    drop(first);
+    // Freed when the server notices the closed socket (a keep-alive at the latest).
+    eventually(Duration::from_secs(40), "one stream counted", || async {
+        let (gauge, live) = open_streams(&app).await;
+        (gauge == 1 && live["openStreams"] == 1).then_some(())
+    })
+    .await;
+}

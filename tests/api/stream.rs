@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use amber::x_api::fake::{username, FakeScript, FakeX, StreamFault};
 use serde_json::{json, Value};
 
-use crate::helpers::{eventually, id_of, spawn_app_with, TestApp};
+use crate::helpers::{eventually, id_of, redis_server, spawn_app_with, TestApp};
 
 /// Set-up waits (spawn, reconcile, connect) on a loaded machine.
 const SETUP: Duration = Duration::from_secs(60);
@@ -22,23 +22,33 @@ fn fake() -> FakeX {
 }
 
 async fn server(fake: &FakeX) -> TestApp {
+    server_with(fake, &[]).await
+}
+
+async fn server_with(fake: &FakeX, extra: &[(&str, &str)]) -> TestApp {
     let token = fake.token();
-    spawn_app_with(&[
+    let mut env = vec![
         ("X_API_BASE_URL", fake.base_url()),
         ("TWITTER_BEARER_TOKEN", token.as_str()),
         ("SEED_LEADERS", "false"),
         ("X_ACTIVITY_STREAM", "true"),
         ("X_ACTIVITY_STALL_SECONDS", "2"),
         ("X_CIRCUIT_RESET_SECONDS", "2"),
-    ])
-    .await
+    ];
+    env.extend_from_slice(extra);
+    spawn_app_with(&env).await
 }
 
 async fn add_leader(app: &TestApp) -> u64 {
+    add_leader_of(app, 0).await
+}
+
+/// Adds a leader for the fake's user `n`.
+async fn add_leader_of(app: &TestApp, n: u32) -> u64 {
     let res = app
         .admin_post(
             "/api/leaders",
-            &json!({"name": "Leader 0", "handles": {"x": format!("@{}", username(0))}}),
+            &json!({"name": format!("Leader {n}"), "handles": {"x": format!("@{}", username(n))}}),
         )
         .await;
     assert_eq!(res.status(), 201);
@@ -226,4 +236,145 @@ async fn leaders_added_and_removed_move_subscriptions_and_a_kill_leaves_no_orpha
         (fake.subscriptions().len() == 2).then_some(())
     })
     .await;
+}
+
+#[actix_rt::test]
+async fn x_s_subscription_cap_is_respected_and_reported() {
+    let fake = FakeX::start(FakeScript {
+        users: 2,
+        posts_per_user: 1,
+        ..FakeScript::default()
+    })
+    .expect("fake X API");
+    fake.set_keepalive(Duration::from_millis(200));
+    // Two leaders want four subscriptions; the app may hold three.
+    fake.set_subscription_cap(3);
+    let app = server(&fake).await;
+    add_leader_of(&app, 0).await;
+    add_leader_of(&app, 1).await;
+    let s = eventually(SETUP, "the cap reported", || async {
+        let s = stream_status(&app).await;
+        (s["subscriptions"]["cap_reached"] == true
+            && s["subscriptions"]["wanted"] == 4
+            && s["connected"] == true)
+            .then_some(s)
+    })
+    .await;
+    // X refused the fourth: Amber holds exactly what X holds and asked for no more.
+    assert_eq!(fake.subscriptions().len(), 3, "{s}");
+    assert_eq!(s["subscriptions"]["held"], 3, "{s}");
+    assert_eq!(s["subscriptions"]["missing"], 1, "{s}");
+    let (_, health) = app.get_json("/api/health").await;
+    assert_eq!(
+        health["checks"]["activity_stream"]["subscriptionCapReached"], true,
+        "{health}"
+    );
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("amber_activity_subscriptions 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("amber_activity_subscriptions_missing 1"),
+        "{metrics}"
+    );
+    // Room at X again (the app's tier raised, others' subscriptions deleted): the next
+    // reconcile (any leader change) creates the missing one, and the report clears.
+    fake.set_subscription_cap(4);
+    let res = app
+        .admin_post(
+            "/api/leaders",
+            &json!({"name": "Nobody on X", "handles": {"x": "@nobody_at_all"}}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let s = eventually(SETUP, "the missing subscription created", || async {
+        let s = stream_status(&app).await;
+        (s["subscriptions"]["cap_reached"] == false && s["subscriptions"]["held"] == 4).then_some(s)
+    })
+    .await;
+    assert_eq!(fake.subscriptions().len(), 4, "{s}");
+    assert_eq!(s["subscriptions"]["missing"], 0, "{s}");
+}
+
+#[actix_rt::test]
+async fn with_redis_only_the_lease_holder_streams_and_the_other_takes_over_after_a_kill() {
+    // A redis-server of its own: no other test's keys, and the lease key is fixed.
+    let Some((mut redis, url)) = redis_server() else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "redis-server is needed for the stream lease test under CI"
+        );
+        eprintln!("redis-server not installed: skipping the stream lease test");
+        return;
+    };
+    eventually(Duration::from_secs(10), "redis up", || async {
+        std::net::TcpStream::connect(url.trim_start_matches("redis://"))
+            .ok()
+            .map(|_| ())
+    })
+    .await;
+    let fake = fake();
+    let redis_env = [("REDIS_URL", url.as_str())];
+    let mut a = server_with(&fake, &redis_env).await;
+    add_leader(&a).await;
+    until_streaming(&fake, &a).await;
+    let b = server_with(&fake, &redis_env).await;
+    add_leader(&b).await;
+    eventually(SETUP, "b standing by", || async {
+        (stream_status(&b).await["state"] == "standby").then_some(())
+    })
+    .await;
+    // b holds no stream: one connection ever, a's.
+    assert_eq!(fake.activity_stats().stream_connects, 1);
+    assert_eq!(fake.activity_stats().open_streams, 1);
+    assert_eq!(stream_status(&a).await["connected"], true);
+    let id = fake.add_text_post(&username(0), "heard by a");
+    assert_eq!(fake.emit_post_create(&id).unwrap().delivered, 1);
+    eventually(Duration::from_secs(10), "the post in a's feed", || async {
+        feed_ids(&a).await.contains(&id).then_some(())
+    })
+    .await;
+
+    // a dies without releasing the lease: b takes the stream once the lease expires
+    // (60 s) and replays what it missed in the meantime.
+    let killed = Instant::now();
+    a.kill9();
+    let missed = fake.add_text_post(&username(0), "while nobody held the stream");
+    fake.emit_post_create(&missed);
+    eventually(
+        SETUP + Duration::from_secs(90),
+        "b holding the stream",
+        || async {
+            (stream_status(&b).await["connected"] == true
+                && fake.activity_stats().open_streams == 1)
+                .then_some(())
+        },
+    )
+    .await;
+    eprintln!("b took over {:?} after the kill", killed.elapsed());
+    assert!(
+        killed.elapsed() >= Duration::from_secs(30),
+        "b took the stream before a's lease could expire"
+    );
+    assert_eq!(
+        fake.subscriptions().len(),
+        2,
+        "no duplicates after the takeover"
+    );
+    eventually(
+        Duration::from_secs(10),
+        "b replayed what it missed",
+        || async { feed_ids(&b).await.contains(&missed).then_some(()) },
+    )
+    .await;
+    let live = fake.add_text_post(&username(0), "heard by b");
+    eventually(Duration::from_secs(10), "b's feed has it", || async {
+        fake.emit_post_create(&live);
+        feed_ids(&b).await.contains(&live).then_some(())
+    })
+    .await;
+    drop(b);
+    let _ = redis.kill();
+    let _ = redis.wait();
 }

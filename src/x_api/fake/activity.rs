@@ -24,6 +24,10 @@
 //! POST   /_fake/activity/events       {"event_type":"post.create"|"post.delete","post_id":"ID"}
 //!        post.create sends a live post as a timeline would render it for Amber's client;
 //!        post.delete deletes the post in the fake too -> {"matched":true,"delivered":N}
+//! POST   /_fake/activity/burst        {"username":"NAME","count":N} adds N posts (at most
+//!                                      50,000) to NAME and sends a post.create for each as
+//!                                      fast as it can -> {"first","last","emitted","matched",
+//!                                      "delivered","emit_ms"} (throughput benches)
 //! POST   /_fake/activity/disconnect   {"mid_event":true} closes every open stream (after
 //!                                      half an event line when mid_event)
 //! POST   /_fake/activity/stall        open streams go silent (no keep-alive, no events)
@@ -380,6 +384,12 @@ impl FakeX {
         self.shared.activity.inner.lock().create_shape = shape;
     }
 
+    /// Adds `count` posts (at most [`MAX_BURST`]) to `username` and sends a `post.create`
+    /// for each, as fast as the fake can.
+    pub fn emit_burst(&self, username: &str, count: u32) -> Burst {
+        burst(&self.shared, username, count)
+    }
+
     /// The Activity API's counters.
     pub fn activity_stats(&self) -> ActivityStats {
         activity_stats(&self.shared)
@@ -417,6 +427,65 @@ fn emit_post_create(shared: &Shared, id: &str) -> Option<Emitted> {
         matched: delivered.is_some(),
         delivered: delivered.unwrap_or(0),
     })
+}
+
+/// The most posts one burst adds.
+pub const MAX_BURST: u32 = 50_000;
+
+/// What a burst did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Burst {
+    /// The first and last post ids added (empty when `count` was 0).
+    pub first: String,
+    pub last: String,
+    /// Events scripted.
+    pub emitted: u64,
+    /// Of which a subscription matched.
+    pub matched: u64,
+    /// Event lines written to open streams.
+    pub delivered: u64,
+    /// Milliseconds spent rendering and writing the events.
+    pub emit_ms: u64,
+}
+
+fn burst(shared: &Shared, username: &str, count: u32) -> Burst {
+    let started = std::time::Instant::now();
+    let count = count.min(MAX_BURST);
+    let (author, rendered, ids) = {
+        let mut state = shared.state.lock();
+        let pos = state.add_user(username, username);
+        let ids = state.add_posts(pos, count);
+        let author = state.users[pos].user.id.clone();
+        let ask = Ask::amber_client();
+        let rendered: Vec<_> = ids
+            .iter()
+            .filter_map(|id| id.parse::<u64>().ok())
+            .filter_map(|id| state.visible(id))
+            .map(|post| state.render_posts(&[post], &ask))
+            .collect();
+        (author, rendered, ids)
+    };
+    let mut done = Burst {
+        first: ids.first().cloned().unwrap_or_default(),
+        last: ids.last().cloned().unwrap_or_default(),
+        emitted: 0,
+        matched: 0,
+        delivered: 0,
+        emit_ms: 0,
+    };
+    let mut inner = shared.activity.inner.lock();
+    for r in rendered {
+        let Some(payload) = r.data.into_iter().next() else {
+            continue;
+        };
+        done.emitted += 1;
+        if let Some(n) = inner.emit("post.create", &author, payload, r.includes) {
+            done.matched += 1;
+            done.delivered += n as u64;
+        }
+    }
+    done.emit_ms = started.elapsed().as_millis() as u64;
+    done
 }
 
 fn emit_post_delete(shared: &Shared, id: &str) -> Option<Emitted> {
@@ -465,6 +534,7 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
             web::post().to(control_disconnect),
         )
         .route("/_fake/activity/stall", web::post().to(control_stall))
+        .route("/_fake/activity/burst", web::post().to(control_burst))
         .route("/_fake/activity/faults", web::post().to(control_fault));
 }
 
@@ -873,6 +943,28 @@ async fn control_event(shared: web::Data<Shared>, body: web::Json<EventRequest>)
     }
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BurstRequest {
+    username: String,
+    count: u32,
+}
+
+async fn control_burst(shared: web::Data<Shared>, body: web::Json<BurstRequest>) -> HttpResponse {
+    if body.count > MAX_BURST || body.username.is_empty() {
+        return control_error(format!(
+            "username must be named and count at most {MAX_BURST}"
+        ));
+    }
+    let shared = shared.into_inner();
+    let body = body.into_inner();
+    match web::block(move || burst(&shared, &body.username, body.count)).await {
+        Ok(done) => HttpResponse::Ok().json(done),
+        Err(e) => HttpResponse::InternalServerError()
+            .json(json!({"error": "internal", "message": e.to_string()})),
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 struct DisconnectRequest {
     #[serde(default)]
@@ -1262,5 +1354,51 @@ mod tests {
         let stats = fake.activity_stats();
         assert_eq!(stats.stream_faults_served, 1);
         assert!(stats.keepalives_sent >= 1);
+    }
+
+    #[actix_rt::test]
+    async fn a_burst_adds_posts_and_sends_every_one_on_the_stream() {
+        let fake = fake();
+        let user = leader_id(&fake);
+        let (status, _) = call(
+            &fake,
+            reqwest::Method::POST,
+            "/2/activity/subscriptions",
+            Some(sub_body("post.create", &user)),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let mut resp = open_stream(&fake, "").await;
+        let name = crate::x_api::fake::username(0);
+        let before = fake.post_ids(&name).len();
+        let (status, done) = call(
+            &fake,
+            reqwest::Method::POST,
+            "/_fake/activity/burst",
+            Some(json!({"username": name, "count": 300})),
+        )
+        .await;
+        assert_eq!(status, 200, "{done}");
+        assert_eq!(done["emitted"], 300);
+        assert_eq!(done["matched"], 300);
+        assert_eq!(done["delivered"], 300);
+        assert_eq!(fake.post_ids(&name).len(), before + 300);
+        let mut buf = Vec::new();
+        let mut ids = Vec::new();
+        while ids.len() < 300 {
+            let event = next_event(&mut resp, &mut buf).await.expect("an event");
+            assert_eq!(event["data"]["event_type"], "post.create");
+            ids.push(event["data"]["payload"]["id"].as_str().unwrap().to_string());
+        }
+        assert_eq!(ids[0], done["first"].as_str().unwrap());
+        assert_eq!(ids[299], done["last"].as_str().unwrap());
+        let (status, _) = call(
+            &fake,
+            reqwest::Method::POST,
+            "/_fake/activity/burst",
+            Some(json!({"username": name, "count": MAX_BURST + 1})),
+        )
+        .await;
+        assert_eq!(status, 400);
     }
 }

@@ -55,7 +55,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 
 pub use crate::x_api::fake::activity::{
-    ActivityStats, CreateShape, Emitted, FakeSubscription, StreamFault,
+    ActivityStats, Burst, CreateShape, Emitted, FakeSubscription, StreamFault, MAX_BURST,
 };
 use crate::x_api::fake::control::{
     clear_faults, get_stats, post_counts, post_delete, post_edit, post_fault, post_posts,

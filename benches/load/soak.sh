@@ -22,7 +22,7 @@ SEED=${SEED:-target/release/examples/seed_store}
 [ -x "$BIN" ] || cargo build --release --bin amber
 [ -x "$SEED" ] || cargo build --example seed_store
 WORK=$(mktemp -d)
-trap 'kill $(cat "$WORK/pid" 2>/dev/null) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+trap 'kill $(cat "$WORK/pid" 2>/dev/null) 2>/dev/null || true; wait 2>/dev/null; rm -rf "$WORK"' EXIT
 "$SEED" "$WORK/store" "$N" 2>/dev/null
 SECRET=soak-secret-soak-secret-soak-secret
 echo "$(date -u +%FT%TZ) load: $(uptime | sed 's/.*load/load/')  SLED_CACHE_MB=$CACHE_MB  N=$N  DURATION=${DURATION}s  DISTINCT=${DISTINCT:-all new}"

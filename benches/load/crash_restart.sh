@@ -50,7 +50,9 @@ for round in $(seq "$ROUNDS"); do
   kill -9 "$(cat "$WORK/pid")"
   kill -INT "$wrk_pid"   # wrk stops and reports what it counted
   wait "$wrk_pid" || true
-  acked=$(awk '/acknowledged/ {print $2}' "$WORK/wrk")
+  acked=$(awk '/^acknowledged [0-9]+$/ {print $2}' "$WORK/wrk")
+  # No count, no verdict: a missing line must not read as "nothing was acknowledged".
+  [ -n "$acked" ] || { echo "round $round: wrk printed no 'acknowledged N' line:"; cat "$WORK/wrk"; exit 1; }
   start "round $round: after kill -9 with writes in flight"
   now=$(total)
   verdict=ok; [ "$now" -ge $((before + acked)) ] || verdict="LOST $((before + acked - now))"

@@ -4,6 +4,10 @@
 local token = os.getenv("TOKEN")
 local leader = os.getenv("LEADER") or "1"
 local prefix = os.getenv("PREFIX") or tostring(os.time())
+-- DISTINCT=k: each thread cycles through k platformPostIds, so after k creates every
+-- request is a duplicate (409, nothing stored): a store that stops growing, as a poller's
+-- does when most of what it fetches is already stored (benches/load/soak.sh).
+local distinct = tonumber(os.getenv("DISTINCT") or "")
 local threads = {}
 local n = 0
 -- A global, not a local: `thread:get` in `done` reads each thread's globals (a local of
@@ -17,9 +21,11 @@ end
 
 request = function()
   n = n + 1
+  local id = n
+  if distinct then id = (n - 1) % distinct + 1 end
   local body = string.format(
     '{"leaderId":%s,"platform":"X","content":"crash test post %s","platformPostId":"9%s%d%07d"}',
-    leader, n, prefix, tid, n)
+    leader, n, prefix, tid, id)
   return wrk.format("POST", "/api/posts", {
     ["Authorization"] = "Bearer " .. token,
     ["Content-Type"] = "application/json",

@@ -5,6 +5,8 @@
 # sampled every 10 s. Kept out of `cargo test`; run it by hand:
 #   benches/load/soak.sh                      # 10 minutes, 20k seeded posts
 #   DURATION=120 N=5000 benches/load/soak.sh  # a short look
+#   DISTINCT=2000 benches/load/soak.sh        # writes stop growing the store after 2,000
+#                                             # posts: every later create is a duplicate (409)
 # Prints `t_s rss_mb` rows, then the figures of the last half (min, max, drift).
 # Needs wrk. BIN (default target/release/amber) and SEED (the seed_store example,
 # default target/release/examples/seed_store, else target/debug's) can be given.
@@ -20,10 +22,10 @@ SEED=${SEED:-target/release/examples/seed_store}
 [ -x "$BIN" ] || cargo build --release --bin amber
 [ -x "$SEED" ] || cargo build --example seed_store
 WORK=$(mktemp -d)
-trap 'kill $(cat "$WORK/pid" 2>/dev/null) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+trap 'kill $(cat "$WORK/pid" 2>/dev/null) 2>/dev/null || true; wait 2>/dev/null; rm -rf "$WORK"' EXIT
 "$SEED" "$WORK/store" "$N" 2>/dev/null
 SECRET=soak-secret-soak-secret-soak-secret
-echo "$(date -u +%FT%TZ) load: $(uptime | sed 's/.*load/load/')  SLED_CACHE_MB=$CACHE_MB  N=$N  DURATION=${DURATION}s"
+echo "$(date -u +%FT%TZ) load: $(uptime | sed 's/.*load/load/')  SLED_CACHE_MB=$CACHE_MB  N=$N  DURATION=${DURATION}s  DISTINCT=${DISTINCT:-all new}"
 DATA_DIR=$WORK/store PORT=$PORT SLED_CACHE_MB=$CACHE_MB RATE_LIMITING_ENABLED=false \
   ADMIN_JWT_SECRET=$SECRET RUST_LOG=warn "$BIN" >"$WORK/out" 2>"$WORK/err" &
 echo $! >"$WORK/pid"

@@ -175,3 +175,24 @@ fn the_check_catches_a_stray_fence_and_an_unclosed_one() {
         "{found:?}"
     );
 }
+
+/// Issue 11 point 1: systemd's default of 1,024 open files let a slow-body attack deny
+/// service; the shipped unit raises it so the derived connection cap (an eighth below the
+/// file limit, at most 4,096) is the full 4,096.
+#[test]
+fn the_shipped_unit_raises_the_open_file_limit_above_the_connection_cap() {
+    let unit =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/amber.service"))
+            .expect("docs/amber.service");
+    let limit: u64 = unit
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("LimitNOFILE="))
+        .expect("the unit sets LimitNOFILE")
+        .trim()
+        .parse()
+        .expect("a number");
+    assert!(
+        limit - limit / 8 >= 4096,
+        "LimitNOFILE={limit} leaves the cap below 4,096"
+    );
+}

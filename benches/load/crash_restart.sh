@@ -48,6 +48,7 @@ for round in $(seq "$ROUNDS"); do
   wrk_pid=$!
   sleep "$WRITE_FOR"
   kill -9 "$(cat "$WORK/pid")"
+  wait "$(cat "$WORK/pid")" 2>/dev/null || true   # gone, its port free, before the restart
   kill -INT "$wrk_pid"   # wrk stops and reports what it counted
   wait "$wrk_pid" || true
   acked=$(awk '/^acknowledged [0-9]+$/ {print $2}' "$WORK/wrk")

@@ -306,7 +306,8 @@ pub fn spawn_sweeper(limits: &Arc<RateLimits>) -> tokio::task::JoinHandle<()> {
                     let before = limits.tracked_keys();
                     limits.sweep();
                     if before.saturating_sub(limits.tracked_keys()) >= TRIM_AFTER_DROPPED_KEYS {
-                        release_freed_memory();
+                        // Hands the freed pages back: RSS would stay at the flood's peak.
+                        crate::startup::trim_malloc();
                     }
                 })
                 .await;
@@ -316,22 +317,6 @@ pub fn spawn_sweeper(limits: &Arc<RateLimits>) -> tokio::task::JoinHandle<()> {
             }
         }
     })
-}
-
-/// Hands the heap pages freed by a large sweep back to the OS. glibc keeps freed memory
-/// in its arenas otherwise, and RSS would stay at the flood's peak long after it ended.
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        extern "C" {
-            fn malloc_trim(pad: usize) -> std::os::raw::c_int;
-        }
-        // SAFETY: malloc_trim takes no pointers; it only returns free pages of glibc's
-        // own heaps to the kernel and is safe to call from any thread at any time.
-        unsafe {
-            malloc_trim(0);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -24,6 +24,14 @@ fn refresh_store_gauges(state: &AppState) {
         *state.status.redis.borrow() == crate::status::RedisHealth::Ok,
     ));
     state.metrics.observe_stream(&state.status.stream.borrow());
+    if let Some(repl) = state.writes.replicator() {
+        let s = repl.state();
+        let g = &state.metrics.replication;
+        g.up.set(i64::from(s.connected));
+        g.applied.set(s.applied as i64);
+        g.lag_entries.set(s.lag_entries as i64);
+        g.lag_seconds.set(s.lag_seconds);
+    }
 }
 
 /// `GET /api/metrics`: today's counters plus the original system's `ingest` object.
@@ -35,6 +43,9 @@ pub struct MetricsJson {
     ingest: IngestMetrics,
     requests: RequestMetrics,
     store: StoreMetrics,
+    /// Replication state (`REPLICATION=redis`); null when off.
+    #[schema(value_type = Option<Object>)]
+    replication: Option<crate::replication::ReplState>,
 }
 
 /// Ingestion as the original's `/api/metrics` showed it (`totalIngests`, `lastIngestMs`,
@@ -126,6 +137,7 @@ pub async fn json(state: web::Data<AppState>) -> HttpResponse {
             review_items: stats.review_items,
             pending_reviews: stats.pending_reviews,
         },
+        replication: state.writes.replicator().map(|r| r.state()),
     })
 }
 

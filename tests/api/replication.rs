@@ -336,3 +336,62 @@ async fn with_redis_stopped_writes_get_503_reads_work_and_nothing_applies_twice(
     let _ = redis.kill();
     let _ = redis.wait();
 }
+
+async fn xlen(stream: &str) -> u64 {
+    let client = redis::Client::open(REDIS_URL).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("XLEN")
+        .arg(stream)
+        .query_async(&mut conn)
+        .await
+        .unwrap()
+}
+
+#[actix_web::test]
+async fn a_late_instance_catches_up_then_trimming_stops_one_that_comes_after_it() {
+    if !redis_or_skip("a_late_instance_catches_up_then_trimming_stops_one_that_comes_after_it")
+        .await
+    {
+        return;
+    }
+    let cluster = cluster();
+    let stream = format!("amber:repl:{{{cluster}}}");
+    let a = instance(REDIS_URL, &cluster).await;
+    for i in 0..20 {
+        a.create_post(&json!({"leaderId": 1, "platform": "news", "content": format!("early {i}")}))
+            .await;
+    }
+    // Started after 21 entries: it reads them all from the stream.
+    let late = instance(REDIS_URL, &cluster).await;
+    converged(&[&a, &late], 22).await;
+    assert_eq!(export(&a).await, export(&late).await);
+    // Both reported their position: the stream is trimmed to what the slowest needs.
+    eventually(CONVERGE, "the stream trimmed", || async {
+        (xlen(&stream).await <= 1).then_some(())
+    })
+    .await;
+    // One with no position now would miss the trimmed entries: it stops, says why, and
+    // keeps serving what it has (nothing), instead of applying from the middle.
+    let fresh = spawn_app_with(&[
+        ("REDIS_URL", REDIS_URL),
+        ("REPLICATION", "redis"),
+        ("REPLICATION_CLUSTER", &cluster),
+        ("RATE_LIMITING_ENABLED", "false"),
+        ("X_INGEST_ENABLED", "false"),
+        ("SEED_LEADERS", "false"),
+    ])
+    .await;
+    let err = eventually(CONVERGE, "the gap reported", || async {
+        let r = repl(&fresh).await;
+        r["lastError"]
+            .as_str()
+            .filter(|e| e.contains("trimmed"))
+            .map(str::to_string)
+    })
+    .await;
+    assert!(err.contains("bootstrap"), "{err}");
+    assert_eq!(repl(&fresh).await["applied"], 0);
+    let (status, page) = fresh.get_json("/api/posts/paginated?limit=5").await;
+    assert_eq!(status, 200);
+    assert!(!page.to_string().contains("early"));
+}

@@ -604,6 +604,9 @@ fn ingest_once(settings: Settings, backfill: bool) -> anyhow::Result<()> {
                 .await
                 .context("store actor")??;
         }
+        if settings.replication.is_some() {
+            anyhow::bail!("amber ingest writes this instance's database only; with REPLICATION=redis ask a running server for a run (POST /api/ingestion/trigger)");
+        }
         let ingestion = IngestScheduler::launch(&settings, store.clone(), reader, false)?;
         ingestion
             .scheduler

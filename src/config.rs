@@ -179,6 +179,9 @@ pub struct Settings {
     pub bench_routes: bool,
     /// `SSE_*`: the feed's event streams.
     pub live: LiveSettings,
+    /// `REPLICATION=redis`: the cluster name (`REPLICATION_CLUSTER`) whose stream every
+    /// write goes through (`crate::replication`); `None`: off.
+    pub replication: Option<String>,
 }
 
 /// Notifications (`NOTIFY_*`).
@@ -357,6 +360,28 @@ impl Settings {
                 return Err(bad("REDIS_URL", "is not a valid Redis URL"));
             }
         }
+
+        let replication = match v.string("REPLICATION", "off").as_str() {
+            "off" => None,
+            "redis" if redis_url.is_none() => {
+                return Err(bad("REPLICATION", "redis needs REDIS_URL"));
+            }
+            "redis" => {
+                let cluster = v.string("REPLICATION_CLUSTER", "default");
+                if cluster.len() > 64
+                    || !cluster
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+                {
+                    return Err(bad(
+                        "REPLICATION_CLUSTER",
+                        "must be 1 to 64 letters, digits or - _ . :",
+                    ));
+                }
+                Some(cluster)
+            }
+            other => return Err(bad("REPLICATION", format!("{other:?} is not off or redis"))),
+        };
 
         let requests_per_minute = v.positive("REQUESTS_PER_MINUTE", 60)?;
         let burst_size = v.positive("BURST_SIZE", requests_per_minute)?;
@@ -550,6 +575,7 @@ impl Settings {
                 keepalive_seconds: u64::from(v.positive("SSE_KEEPALIVE_SECONDS", 15)?),
                 max_stream_seconds: u64::from(v.positive("SSE_MAX_STREAM_SECONDS", 3600)?),
             },
+            replication,
         })
     }
 
@@ -639,6 +665,8 @@ mod tests {
             ("X_ACTIVITY_STREAM", "sometimes"),
             ("X_ACTIVITY_STALL_SECONDS", "1"),
             ("X_ACTIVITY_STALL_SECONDS", "forever"),
+            ("REPLICATION", "redis"),
+            ("REPLICATION", "raft"),
         ];
         for (var, value) in cases {
             let err = settings(&[(var, value)]).unwrap_err();

@@ -119,6 +119,10 @@ impl From<StoreError> for AppError {
                 code: "database_unavailable",
                 message,
             },
+            StoreError::Replication(message) => AppError::Unavailable {
+                code: "replication_unavailable",
+                message,
+            },
             other => AppError::Internal(anyhow::Error::new(other).context("store")),
         }
     }

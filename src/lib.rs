@@ -16,6 +16,7 @@ pub mod live;
 pub mod metrics;
 pub mod notify;
 pub mod rate_limit;
+pub mod replication;
 pub mod shape;
 pub mod shutdown;
 pub mod startup;

@@ -65,6 +65,17 @@ pub struct Metrics {
     requests: AtomicU64,
     notifications: Family<NotifyResult, Counter>,
     stream: StreamGauges,
+    /// Replication (`REPLICATION=redis`), refreshed when metrics are read.
+    pub replication: ReplGauges,
+}
+
+/// Replication as `/metrics` shows it; all 0 with replication off.
+#[derive(Default)]
+pub struct ReplGauges {
+    pub up: Gauge,
+    pub applied: Gauge,
+    pub lag_entries: Gauge,
+    pub lag_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -175,7 +186,33 @@ impl Default for Metrics {
             "Activity API subscriptions the leaders call for but X does not hold (cap, errors)",
             stream.subscriptions_missing.clone(),
         );
+        let replication = ReplGauges::default();
+        for (name, help, gauge) in [
+            (
+                "replication_up",
+                "1 while the replication stream answers",
+                &replication.up,
+            ),
+            (
+                "replication_applied_entries",
+                "Replication entries applied (the stream number of the last)",
+                &replication.applied,
+            ),
+            (
+                "replication_lag_entries",
+                "Replication entries appended but not applied here",
+                &replication.lag_entries,
+            ),
+        ] {
+            registry.register(name, help, gauge.clone());
+        }
+        registry.register(
+            "replication_lag_seconds",
+            "Time the replication entries not applied here span",
+            replication.lag_seconds.clone(),
+        );
         Metrics {
+            replication,
             stream,
             notifications,
             registry,

@@ -49,7 +49,7 @@ pub struct Application {
 fn launch_stream(
     settings: &Settings,
     ingestion: &crate::actors::scheduler::Ingestion,
-    store: &Addr<PostStore>,
+    store: &crate::replication::Writes,
     reader: &crate::storage::StoreReader,
 ) -> anyhow::Result<(
     Option<Addr<ActivityStream>>,
@@ -83,6 +83,24 @@ fn launch_stream(
         },
     );
     Ok((Some(addr), rx))
+}
+
+/// With `REPLICATION=redis`: the replicator, its reader loop started from the position
+/// the store last applied. Without: writes go straight to the store.
+fn start_replication(
+    settings: &Settings,
+    store: &Addr<PostStore>,
+    reader: &crate::storage::StoreReader,
+) -> anyhow::Result<crate::replication::Writes> {
+    let (Some(cluster), Some(url)) = (&settings.replication, &settings.redis_url) else {
+        return Ok(store.clone().into());
+    };
+    let position = reader.repl_position()?;
+    let repl = crate::replication::Replicator::new(url, cluster, store.clone(), position)
+        .map_err(|e| anyhow::anyhow!("REPLICATION: {e}"))?;
+    repl.spawn();
+    tracing::info!(stream = %repl.state().stream, position = %repl.state().position, "replication on");
+    Ok(crate::replication::Writes::new(store.clone(), Some(repl)))
 }
 
 /// Another process, normally the running server, holds the database of `DATA_DIR`.
@@ -289,14 +307,22 @@ impl Application {
         let store = PostStore::start(store);
         spawn_recovery(store.clone(), reader.clone());
         spawn_integrity_check(reader.clone());
+        let writes = start_replication(&settings, &store, &reader)?;
         if settings.seed_leaders {
             let drafts = read_seed(&settings.seed_file)?;
-            let added = store
+            match writes
                 .send(SeedLeaders(drafts))
                 .await
-                .context("store actor")??;
-            if added > 0 {
-                tracing::info!(added, "seeded leaders");
+                .context("store actor")?
+            {
+                Ok(added) if added > 0 => tracing::info!(added, "seeded leaders"),
+                Ok(_) => {}
+                // Through the stream: an instance that starts while Redis is away does
+                // not seed; the next one to start (or an admin) does.
+                Err(StoreError::Replication(err)) => {
+                    tracing::warn!(error = %err, "seed leaders not written")
+                }
+                Err(err) => return Err(err.into()),
             }
         }
         let metrics = Arc::new(Metrics::default());
@@ -333,8 +359,8 @@ impl Application {
             settings.redis_url.as_deref(),
             redis_health,
         )?;
-        let ingestion = IngestScheduler::launch(&settings, store.clone(), reader.clone(), true)?;
-        let (activity, stream_status) = launch_stream(&settings, &ingestion, &store, &reader)?;
+        let ingestion = IngestScheduler::launch(&settings, writes.clone(), reader.clone(), true)?;
+        let (activity, stream_status) = launch_stream(&settings, &ingestion, &writes, &reader)?;
         let status = StatusBoard {
             redis: redis_status,
             ingest: ingestion.snapshot.clone(),
@@ -350,6 +376,7 @@ impl Application {
             )),
             reader,
             store: store.clone(),
+            writes,
             jwt,
             metrics,
             status,

@@ -28,6 +28,7 @@ use crate::actors::usage::Resource;
 use crate::domain::cursor::Cursor;
 use crate::domain::leader::Leader;
 use crate::domain::post::{Counts, NewPost, Platform, Post};
+use crate::replication::Writes;
 use crate::storage::query::{PageStart, PostQuery};
 use crate::storage::{x_id_newer, IngestMode, StoreReader};
 use crate::x_api::client::{FetchError, RetryPolicy, Step, XClient, MAX_PAGE, MIN_PAGE};
@@ -196,7 +197,7 @@ pub(crate) fn author_cache_writes(
 pub struct XFetcher {
     client: XClient,
     breaker: Addr<CircuitBreaker>,
-    store: Addr<PostStore>,
+    store: Writes,
     reader: StoreReader,
 }
 
@@ -205,13 +206,13 @@ impl XFetcher {
     pub fn new(
         client: XClient,
         breaker: Addr<CircuitBreaker>,
-        store: Addr<PostStore>,
+        store: impl Into<Writes>,
         reader: StoreReader,
     ) -> XFetcher {
         XFetcher {
             client,
             breaker,
-            store,
+            store: store.into(),
             reader,
         }
     }
@@ -262,7 +263,7 @@ impl Handler<FetchLeader> for XFetcher {
 struct Job {
     client: XClient,
     breaker: Addr<CircuitBreaker>,
-    store: Addr<PostStore>,
+    store: Writes,
     reader: StoreReader,
     reads: Reads,
     resources: Vec<Resource>,
@@ -390,7 +391,7 @@ impl Job {
         M: Message<Result = Result<(), crate::storage::StoreError>> + Send + 'static,
         PostStore: Handler<M>,
     {
-        match self.store.send(msg).await {
+        match self.store.local().send(msg).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(LeaderError::Store(e.to_string())),
             Err(e) => Err(LeaderError::Internal(format!("post store: {e}"))),

@@ -41,7 +41,7 @@ use crate::actors::policy::budget::{first_of_next_month, usage_meta_name, Budget
 use crate::actors::policy::cooldown::Cooldown;
 use crate::actors::policy::run_book::{self, After, BackoffChange, RunBook};
 use crate::actors::signal::StopSwitch;
-use crate::actors::store::{PostStore, SetMeta};
+use crate::actors::store::SetMeta;
 use crate::actors::usage::{day_start_ms, DailyReads, Resource};
 use crate::config::{Settings, XSettings};
 use crate::domain::crontab::{self, CrontabError};
@@ -1226,10 +1226,12 @@ impl IngestScheduler {
     /// `X_INGEST_ENABLED` says (for `amber ingest`, which runs once).
     pub fn launch(
         settings: &Settings,
-        store: Addr<PostStore>,
+        writes: impl Into<crate::replication::Writes>,
         reader: StoreReader,
         schedule: bool,
     ) -> Result<Ingestion, LaunchError> {
+        let writes = writes.into();
+        let store = writes.local().clone();
         let mut config = SchedulerConfig::from_settings(&settings.x, settings.redis_url.clone())?;
         config.enabled &= schedule;
         let (breaker, breaker_rx) = CircuitBreaker::new(BreakerConfig {
@@ -1244,7 +1246,7 @@ impl IngestScheduler {
                     token.clone(),
                     RetryPolicy::default(),
                 )?;
-                let fetcher = XFetcher::new(client, breaker.clone(), store.clone(), reader.clone());
+                let fetcher = XFetcher::new(client, breaker.clone(), writes, reader.clone());
                 Some(fetcher.start().recipient())
             }
             None => None,

@@ -360,3 +360,34 @@ impl Handler<OutboxDone> for PostStore {
         self.write(|s| s.outbox_done(msg.target_id, &msg.post_ids))
     }
 }
+
+impl Handler<crate::replication::ApplyEntry> for PostStore {
+    type Result = Result<Result<crate::replication::Outcome, StoreError>, StoreError>;
+    fn handle(
+        &mut self,
+        msg: crate::replication::ApplyEntry,
+        _: &mut Self::Context,
+    ) -> Self::Result {
+        let mut writer = self.store.lock();
+        let out = (|| {
+            let store = writer.open()?;
+            store.stamp = Some(crate::replication::stamp(&msg.position, msg.n));
+            let result = msg.command.run(store);
+            // The command's commit carried the stamp; when it wrote nothing (a refusal
+            // every instance meets alike, a no-op), the position is stored on its own.
+            let unused = store.stamp.take();
+            match result {
+                Err(err) if !crate::replication::is_deterministic(&err) => Err(err),
+                result => {
+                    if unused.is_some() {
+                        store.stamp = unused;
+                        store.apply(crate::storage::change::ChangeSet::default())?;
+                    }
+                    Ok(result)
+                }
+            }
+        })();
+        writer.recover();
+        out
+    }
+}

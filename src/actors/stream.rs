@@ -41,7 +41,7 @@ use crate::actors::breaker::{AskPermit, CircuitBreaker, TryOutcome};
 use crate::actors::fetcher::{author_cache_writes, cached_author, map_pages};
 use crate::actors::lease::{Lease, LEASE_TTL, STREAM_LEASE_KEY};
 use crate::actors::scheduler::{IngestScheduler, StreamReads};
-use crate::actors::store::{DeleteAtSource, PostStore, StoreTimeline};
+use crate::actors::store::{DeleteAtSource, StoreTimeline};
 use crate::actors::usage::Resource;
 use crate::domain::leader::Leader;
 use crate::domain::post::Platform;
@@ -204,7 +204,7 @@ pub struct StreamConfig {
 pub struct StreamDeps {
     pub client: XClient,
     pub breaker: Addr<CircuitBreaker>,
-    pub store: Addr<PostStore>,
+    pub store: crate::replication::Writes,
     pub reader: StoreReader,
     /// Bills what the stream delivered (UTC-day rule, month's usage).
     pub scheduler: Addr<IngestScheduler>,
@@ -547,8 +547,8 @@ impl Driver {
             resources: vec![Resource::user(user.id.clone())],
         });
         let (meta, cache) = author_cache_writes(leader.id, handle, &user);
-        let stored = match self.deps.store.send(meta).await {
-            Ok(Ok(())) => match self.deps.store.send(cache).await {
+        let stored = match self.deps.store.local().send(meta).await {
+            Ok(Ok(())) => match self.deps.store.local().send(cache).await {
                 Ok(r) => r.map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             },

@@ -19,7 +19,7 @@ pub struct Leader {
 }
 
 /// The fields a client may set on a leader; validated by [`LeaderDraft::parse`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
 pub struct LeaderDraft {
     pub name: String,
     pub handles: BTreeMap<String, String>,

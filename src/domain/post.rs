@@ -356,7 +356,7 @@ pub struct Post {
 }
 
 /// A post about to be stored: everything but the id.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
 pub struct NewPost {
     pub leader_id: u64,
     pub platform: Platform,

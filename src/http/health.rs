@@ -65,7 +65,9 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
         ),
     };
     let disk_low = database["status"] == "degraded";
+    let repl = state.writes.replicator().map(|r| r.state());
     let degraded = disk_low
+        || repl.as_ref().is_some_and(|r| !r.connected)
         || redis == crate::status::RedisHealth::Unavailable
         || ingest.breaker == crate::status::BreakerHealth::Open;
     let status = if !db_ok {
@@ -81,6 +83,15 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
         "checks": {
             "database": database,
             "redis": {"status": redis.as_str()},
+            // Off: `{"status": "disabled"}`; on: position, lag, last error.
+            "replication": match &repl {
+                None => json!({"status": "disabled"}),
+                Some(r) => {
+                    let mut v = serde_json::to_value(r).unwrap_or_default();
+                    v["status"] = json!(if r.connected { "ok" } else { "unavailable" });
+                    v
+                }
+            },
             "ingestion_scheduler": {
                 "status": ingest.scheduler.as_str(),
                 "enabled": ingest.enabled,

@@ -208,7 +208,7 @@ pub async fn create(
     body: crate::http::form::JsonOrForm<NewLeaderBody>,
 ) -> Result<HttpResponse, AppError> {
     let draft = draft(body.0.into(), None)?;
-    let leader = state.store.send(CreateLeader(draft)).await??;
+    let leader = state.writes.send(CreateLeader(draft)).await??;
     state.leaders_changed();
     Ok(HttpResponse::Created().json(LeaderJson::from(&leader)))
 }
@@ -227,7 +227,7 @@ pub async fn update(
         .leader(id)
         .ok_or_else(|| AppError::NotFound(format!("leader {id}")))?;
     let draft = draft(body.0, Some(&current))?;
-    let leader = state.store.send(UpdateLeader { id, draft }).await??;
+    let leader = state.writes.send(UpdateLeader { id, draft }).await??;
     state.leaders_changed();
     Ok(HttpResponse::Ok().json(LeaderJson::from(&leader)))
 }
@@ -240,7 +240,7 @@ pub async fn delete(
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
     let id = path_id(&state.reader, &path, Entity::Leader)?;
-    state.store.send(DeleteLeader(id)).await??;
+    state.writes.send(DeleteLeader(id)).await??;
     state.leaders_changed();
     Ok(HttpResponse::Ok().json(Success { success: true }))
 }

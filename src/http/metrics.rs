@@ -28,6 +28,14 @@ fn refresh_store_gauges(state: &AppState) {
         .metrics
         .feed_event_streams_open
         .set(state.live.open() as i64);
+    if let Some(repl) = state.writes.replicator() {
+        let s = repl.state();
+        let g = &state.metrics.replication;
+        g.up.set(i64::from(s.connected));
+        g.applied.set(s.applied as i64);
+        g.lag_entries.set(s.lag_entries as i64);
+        g.lag_seconds.set(s.lag_seconds);
+    }
 }
 
 /// `GET /api/metrics`: today's counters plus the original system's `ingest` object.
@@ -40,6 +48,9 @@ pub struct MetricsJson {
     requests: RequestMetrics,
     store: StoreMetrics,
     live: LiveMetrics,
+    /// Replication state (`REPLICATION=redis`); null when off.
+    #[schema(value_type = Option<Object>)]
+    replication: Option<crate::replication::ReplState>,
 }
 
 /// The live feed's event streams (`GET /api/feed/events`).
@@ -145,6 +156,7 @@ pub async fn json(state: web::Data<AppState>) -> HttpResponse {
             open_streams: state.live.open() as u64,
             max_streams: state.live.max() as u64,
         },
+        replication: state.writes.replicator().map(|r| r.state()),
     })
 }
 

@@ -50,6 +50,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub reader: StoreReader,
     pub store: Addr<PostStore>,
+    /// Where replicated writes go (the stream with `REPLICATION=redis`, else the store).
+    pub writes: crate::replication::Writes,
     pub jwt: Arc<JwtKeys>,
     pub metrics: Arc<Metrics>,
     pub status: StatusBoard,

@@ -67,7 +67,7 @@ use crate::http;
         http::ingestion::start,
         http::ingestion::refresh,
     ),
-    modifiers(&BearerAuth, &StrictBodies, &IpKeys, &FeedEvents),
+    modifiers(&BearerAuth, &StrictBodies, &IpKeys, &FeedEvents, &Replicated),
     tags(
         (name = "page", description = "The web page and its assets"),
         (name = "health", description = "Health, liveness, readiness and metrics"),
@@ -150,6 +150,55 @@ impl Modify for StrictBodies {
                         .entry(status.to_string())
                         .or_insert_with(|| error(description).into());
                 }
+            }
+        }
+    }
+}
+
+/// Operations that go through the replication stream with `REPLICATION=redis`.
+const REPLICATED: [&str; 8] = [
+    "createLeader",
+    "updateLeader",
+    "deleteLeader",
+    "createPost",
+    "updatePost",
+    "deletePost",
+    "approveReview",
+    "rejectReview",
+];
+
+/// The replicated writes answer 503 `replication_unavailable` while the stream is
+/// unreachable (`REPLICATION=redis` only).
+struct Replicated;
+
+impl Modify for Replicated {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::ResponseBuilder;
+        for item in openapi.paths.paths.values_mut() {
+            for op in [&mut item.post, &mut item.put, &mut item.delete]
+                .into_iter()
+                .flatten()
+            {
+                if !op
+                    .operation_id
+                    .as_deref()
+                    .is_some_and(|id| REPLICATED.contains(&id))
+                {
+                    continue;
+                }
+                let response = ResponseBuilder::new()
+                    .description("`replication_unavailable`: with `REPLICATION=redis`, the replication stream (Redis) did not take the write, or it was not applied here in time")
+                    .content(
+                        "application/json",
+                        utoipa::openapi::ContentBuilder::new()
+                            .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")))
+                            .build(),
+                    )
+                    .build();
+                op.responses
+                    .responses
+                    .entry("503".to_string())
+                    .or_insert_with(|| response.into());
             }
         }
     }

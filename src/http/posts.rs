@@ -349,7 +349,7 @@ pub async fn create(
         edit_history: Vec::new(),
     };
     let (post, review) = state
-        .store
+        .writes
         .send(CreatePost {
             post: new,
             requires_review: b.requires_review,
@@ -416,7 +416,7 @@ pub async fn update(
             .map(|l| body_id(&state.reader, l, Entity::Leader))
             .transpose()?,
     };
-    let post = state.store.send(UpdatePost { id, patch }).await??;
+    let post = state.writes.send(UpdatePost { id, patch }).await??;
     let leader = state.reader.leader(post.leader_id);
     Ok(HttpResponse::Ok().json(PostJson::from(&post, leader.as_ref())))
 }
@@ -429,6 +429,6 @@ pub async fn delete(
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
     let id = path_id(&state.reader, &path, Entity::Post)?;
-    state.store.send(DeletePost(id)).await??;
+    state.writes.send(DeletePost(id)).await??;
     Ok(HttpResponse::Ok().json(Success { success: true }))
 }

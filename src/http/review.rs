@@ -129,7 +129,7 @@ async fn decide(
         ));
     }
     let item = state
-        .store
+        .writes
         .send(DecideReview {
             id,
             state: decision,

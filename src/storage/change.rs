@@ -21,6 +21,9 @@ use crate::live::{Change, PostRef};
 use crate::storage::feed_index::{Entry, FeedIndex};
 use crate::storage::{codec, disk, keys, snapshot, Ids, Store, StoreError};
 
+/// Meta name of the replication stream position applied (`crate::replication`).
+pub const REPL_POSITION: &str = "repl:position";
+
 /// How a change moves the review counters. Decrements saturate, so counters that
 /// drifted never underflow.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -220,7 +223,10 @@ impl Store {
     /// Applies one change: commits it (one atomic batch, then a flush), and only once it
     /// is on disk updates the index, leaders, `since_id`s, counters and id sequences
     /// readers see, then bumps the generation. On error the in-memory state is untouched.
-    pub fn apply(&mut self, change: ChangeSet) -> Result<(), StoreError> {
+    pub fn apply(&mut self, mut change: ChangeSet) -> Result<(), StoreError> {
+        if let Some(position) = self.stamp.take() {
+            change.put(keys::named_key(keys::META, REPL_POSITION), position);
+        }
         if change.is_empty() {
             return Ok(());
         }

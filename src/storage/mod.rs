@@ -95,6 +95,9 @@ pub enum StoreError {
     #[error("{0}")]
     Unavailable(String),
     /// sled could not recover its log: it stopped (panicked) while replaying it.
+    /// Replication is on and the write could not go through the shared stream.
+    #[error("{0}")]
+    Replication(String),
     #[error("sled could not recover its log ({0}): the log (db/db) is damaged in the part sled replays at start, the part written since sled's last snapshot, as after an unclean stop (kill -9, a crash, a power cut)")]
     LogDamaged(String),
 }
@@ -207,6 +210,9 @@ pub struct Store {
     journal: snapshot::Journal,
     /// Invariant: what `M:seq:*` holds on disk.
     ids: Ids,
+    /// The replication stream position of the entry being applied: written by the next
+    /// commit, in its batch (`crate::replication`).
+    pub(crate) stamp: Option<Vec<u8>>,
 }
 
 fn get_u64(tree: &sled::Tree, key: &[u8]) -> Result<Option<u64>, StoreError> {
@@ -296,6 +302,7 @@ impl Store {
             failed: None,
             journal: Default::default(),
             ids,
+            stamp: None,
         };
         store.load()?;
         // After a reopen, renderings made before it must not come back.

@@ -38,7 +38,7 @@ pub struct SourceDeletion {
 }
 
 /// Whether an ingestion batch announces its new posts to the notification targets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, bincode::Encode, bincode::Decode)]
 pub enum IngestMode {
     /// Posts newer than what was stored: a scheduled run, a refresh, the live stream.
     /// Each new post is queued for every target that wants it, in the same batch.
@@ -49,7 +49,7 @@ pub enum IngestMode {
 }
 
 /// Changes to a stored post; `None` leaves a field alone.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, bincode::Encode, bincode::Decode)]
 pub struct PostPatch {
     pub content: Option<String>,
     pub timestamp_ms: Option<i64>,

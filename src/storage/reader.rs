@@ -471,6 +471,15 @@ impl StoreReader {
             .map(|v| v.to_vec()))
     }
 
+    /// The replication stream position applied (`<id> <n>`), if any.
+    pub fn repl_position(&self) -> Result<Option<(String, u64)>, StoreError> {
+        let key = keys::named_key(keys::META, crate::storage::change::REPL_POSITION);
+        Ok(self
+            .tree()?
+            .get(key)?
+            .and_then(|v| crate::replication::parse_stamp(&v)))
+    }
+
     /// Every notification target, by id.
     pub fn notify_targets(&self) -> Vec<Target> {
         self.shared

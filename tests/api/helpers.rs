@@ -59,6 +59,8 @@ const SPEC_VARS: &[&str] = &[
     "REQUEST_TIMEOUT_SECONDS",
     "MAX_CONNECTIONS",
     "MAX_CONNECTIONS_PER_IP",
+    "REPLICATION",
+    "REPLICATION_CLUSTER",
 ];
 
 /// The path of the binary under test.

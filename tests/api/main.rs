@@ -26,6 +26,7 @@ mod notify;
 mod original;
 mod posts;
 mod rate_limit;
+mod replication;
 mod review;
 mod schemathesis;
 mod stream;

@@ -1,0 +1,397 @@
+//! Replication (`REPLICATION=redis`): several instances, each its own `DATA_DIR` and
+//! port, one Redis Stream. The tests use the shared Redis on 127.0.0.1:6379 with a
+//! stream of their own (a unique `REPLICATION_CLUSTER`); without it they print SKIP (and
+//! fail under `CI=true`). The Redis-stopped test runs a `redis-server` of its own.
+
+use std::time::Duration;
+
+use amber::rate_limit::redis_sync;
+use serde_json::{json, Value};
+
+use crate::helpers::{eventually, id_of, spawn_app_with, TestApp};
+
+const REDIS_URL: &str = "redis://127.0.0.1:6379";
+/// Deadline for instances to converge (scaled for a loaded machine).
+const CONVERGE: Duration = Duration::from_secs(60);
+
+async fn redis_or_skip(test: &str) -> bool {
+    let up = redis_sync::redis_answers(REDIS_URL, Duration::from_secs(1)).await;
+    if !up {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{test}: no Redis on {REDIS_URL} and CI=true");
+        }
+        println!("SKIP {test}: no Redis on {REDIS_URL}");
+    }
+    up
+}
+
+fn cluster() -> String {
+    format!(
+        "test-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
+
+async fn instance(url: &str, cluster: &str) -> TestApp {
+    spawn_app_with(&[
+        ("REDIS_URL", url),
+        ("REPLICATION", "redis"),
+        ("REPLICATION_CLUSTER", cluster),
+        ("RATE_LIMITING_ENABLED", "false"),
+        ("X_INGEST_ENABLED", "false"),
+    ])
+    .await
+}
+
+/// Replication as health shows it.
+async fn repl(app: &TestApp) -> Value {
+    app.get_json("/api/health").await.1["checks"]["replication"].clone()
+}
+
+async fn export(app: &TestApp) -> String {
+    let res = app.get_auth("/api/admin/export", &app.admin_token()).await;
+    assert_eq!(res.status(), 200);
+    res.text().await.unwrap()
+}
+
+/// Waits until every instance has applied `at_least` entries and all stand at the same
+/// position, then returns the position.
+async fn converged(apps: &[&TestApp], at_least: u64) -> String {
+    eventually(CONVERGE, "instances at one position", || async {
+        let mut seen = Vec::new();
+        for app in apps {
+            let r = repl(app).await;
+            if r["applied"].as_u64().unwrap_or(0) < at_least || r["lagEntries"] != 0 {
+                return None;
+            }
+            seen.push(r["position"].as_str().unwrap_or("").to_string());
+        }
+        seen.windows(2)
+            .all(|w| w[0] == w[1])
+            .then(|| seen[0].clone())
+    })
+    .await
+}
+
+/// The writes one client makes on one instance: a leader, posts (every third needing
+/// review), an edit, a deletion, a review decision. Returns the ids of the posts it
+/// created and kept, and how many entries it appended.
+async fn write_everything(app: &TestApp, tag: usize, posts: usize) -> (Vec<u64>, u64) {
+    let mut entries = 0;
+    let res = app
+        .admin_post(
+            "/api/leaders",
+            &json!({"name": format!("Leader {tag}"), "handles": {"x": format!("leader{tag}")}}),
+        )
+        .await;
+    assert_eq!(res.status(), 201, "create leader");
+    entries += 1;
+    let leader = id_of(&res.json::<Value>().await.unwrap()["id"]);
+    let mut kept = Vec::new();
+    let mut review = None;
+    for i in 0..posts {
+        let mut body = json!({
+            "leaderId": leader,
+            "platform": "news",
+            "content": format!("post {i} of {tag}"),
+            "timestamp": format!("2026-01-01T00:{:02}:{:02}Z", tag, i),
+        });
+        if i % 3 == 0 {
+            body["requiresReview"] = json!(true);
+        }
+        let post = app.create_post(&body).await;
+        entries += 1;
+        if let (None, Some(item)) = (&review, post.get("reviewItem")) {
+            review = Some(id_of(&item["id"]));
+        }
+        kept.push(id_of(&post["id"]));
+    }
+    let edited = kept[1];
+    let res = app
+        .send_json(
+            reqwest::Method::PUT,
+            &format!("/api/posts/{edited}"),
+            &json!({"content": format!("edited by {tag}")}),
+            Some(&app.admin_token()),
+        )
+        .await;
+    assert_eq!(res.status(), 200, "update post");
+    entries += 1;
+    let gone = kept.remove(2);
+    assert_eq!(
+        app.admin_delete(&format!("/api/posts/{gone}"))
+            .await
+            .status(),
+        200
+    );
+    entries += 1;
+    let review = review.expect("a review item");
+    let res = app
+        .send_json(
+            reqwest::Method::POST,
+            &format!("/api/review/{review}/approve"),
+            &json!({"notes": format!("ok {tag}")}),
+            Some(&app.reviewer_token()),
+        )
+        .await;
+    assert_eq!(res.status(), 200, "approve");
+    entries += 1;
+    (kept, entries)
+}
+
+#[actix_web::test]
+async fn three_instances_take_writes_at_once_and_hold_the_same_data() {
+    if !redis_or_skip("three_instances_take_writes_at_once_and_hold_the_same_data").await {
+        return;
+    }
+    let cluster = cluster();
+    let a = instance(REDIS_URL, &cluster).await;
+    let b = instance(REDIS_URL, &cluster).await;
+    let c = instance(REDIS_URL, &cluster).await;
+    let (ra, rb, rc) = tokio::join!(
+        write_everything(&a, 1, 12),
+        write_everything(&b, 2, 12),
+        write_everything(&c, 3, 12),
+    );
+    // The writes' own entries, plus one seed entry per instance (only the first seeds).
+    let entries = ra.1 + rb.1 + rc.1 + 3;
+    converged(&[&a, &b, &c], entries).await;
+    let (ea, eb, ec) = (export(&a).await, export(&b).await, export(&c).await);
+    assert_eq!(ea, eb, "a and b hold the same records");
+    assert_eq!(ea, ec, "a and c hold the same records");
+    // Every acknowledged post is there once; deleted ones are not.
+    let posts: Vec<Value> = ea
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["kind"] == "post")
+        .collect();
+    let mut ids: Vec<u64> = posts.iter().map(|p| id_of(&p["id"])).collect();
+    ids.sort_unstable();
+    let mut want: Vec<u64> = [ra.0, rb.0, rc.0].concat();
+    want.sort_unstable();
+    assert_eq!(
+        ids, want,
+        "each kept post once, with the id its write answered"
+    );
+    let page = "/api/posts/paginated?limit=50";
+    let (pa, pb, pc) = (
+        a.get_json(page).await.1,
+        b.get_json(page).await.1,
+        c.get_json(page).await.1,
+    );
+    assert_eq!(pa, pb);
+    assert_eq!(pa, pc);
+    assert!(ea.contains("edited by 2") && ea.contains("ok 3"));
+}
+
+#[actix_web::test]
+async fn an_instance_killed_mid_stream_catches_up_and_applies_nothing_twice() {
+    if !redis_or_skip("an_instance_killed_mid_stream_catches_up_and_applies_nothing_twice").await {
+        return;
+    }
+    let cluster = cluster();
+    let a = instance(REDIS_URL, &cluster).await;
+    let b = instance(REDIS_URL, &cluster).await;
+    // a keeps writing while b is killed with -9 and started again.
+    let writer = async {
+        let mut created = Vec::new();
+        for i in 0..40 {
+            let post = a
+                .create_post(
+                    &json!({"leaderId": 1, "platform": "news", "content": format!("kill {i}")}),
+                )
+                .await;
+            created.push(id_of(&post["id"]));
+        }
+        created
+    };
+    let killer = async {
+        eventually(CONVERGE, "b applying a's writes", || async {
+            (repl(&b).await["applied"].as_u64().unwrap_or(0) >= 10).then_some(())
+        })
+        .await;
+        b.restart().await
+    };
+    let (created, b) = tokio::join!(writer, killer);
+    converged(&[&a, &b], 42).await;
+    let (ea, eb) = (export(&a).await, export(&b).await);
+    assert_eq!(ea, eb, "the restarted instance holds what the other holds");
+    for id in created {
+        let (status, post) = b.get_json(&format!("/api/posts/{id}")).await;
+        assert_eq!(status, 200, "post {id} on the restarted instance");
+        assert_eq!(id_of(&post["id"]), id);
+    }
+    let (_, page) = b.get_json("/api/posts/paginated?limit=100").await;
+    let kills = page.to_string().matches("kill ").count();
+    assert_eq!(kills, 40, "every write once: {page}");
+}
+
+/// A `redis-server` of the test's own on a free port, with an append-only file in `dir`
+/// (so a restart keeps the stream, as README says to configure it).
+fn own_redis(dir: &std::path::Path, port: u16) -> std::process::Child {
+    std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+        ])
+        .args(["--appendfsync", "always", "--dir"])
+        .arg(dir)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server")
+}
+
+#[actix_web::test]
+async fn with_redis_stopped_writes_get_503_reads_work_and_nothing_applies_twice() {
+    if std::process::Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var("CI").is_err(),
+            "redis-server is needed under CI"
+        );
+        println!("SKIP: redis-server not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let answers = || async {
+        redis_sync::redis_answers(&url, Duration::from_millis(500))
+            .await
+            .then_some(())
+    };
+    let mut redis = own_redis(dir.path(), port);
+    eventually(CONVERGE, "own redis up", answers).await;
+    let cluster = cluster();
+    let a = instance(&url, &cluster).await;
+    let b = instance(&url, &cluster).await;
+    for i in 0..5 {
+        a.create_post(
+            &json!({"leaderId": 1, "platform": "news", "content": format!("before {i}")}),
+        )
+        .await;
+    }
+    redis.kill().unwrap();
+    redis.wait().unwrap();
+    let body = json!({"leaderId": 1, "platform": "news", "content": "while down"});
+    let refused = eventually(CONVERGE, "a 503 while Redis is down", || async {
+        let res = b.admin_post("/api/posts", &body).await;
+        (res.status() == 503).then_some(res)
+    })
+    .await;
+    let err: Value = refused.json().await.unwrap();
+    assert_eq!(err["error"], "replication_unavailable", "{err}");
+    let (status, page) = a.get_json("/api/posts/paginated?limit=50").await;
+    assert_eq!(status, 200, "reads keep working");
+    assert!(!page.to_string().contains("while down"));
+    assert_eq!(
+        repl(&b).await["status"],
+        "unavailable",
+        "health shows replication down"
+    );
+
+    let mut redis = own_redis(dir.path(), port);
+    eventually(CONVERGE, "own redis back", answers).await;
+    let post = eventually(CONVERGE, "writes accepted again", || async {
+        let res = b
+            .admin_post(
+                "/api/posts",
+                &json!({"leaderId": 1, "platform": "news", "content": "after"}),
+            )
+            .await;
+        if res.status() == 201 {
+            res.json::<Value>().await.ok()
+        } else {
+            None
+        }
+    })
+    .await;
+    converged(&[&a, &b], 3).await;
+    assert_eq!(export(&a).await, export(&b).await);
+    for app in [&a, &b] {
+        let (_, page) = app.get_json("/api/posts/paginated?limit=50").await;
+        let text = page.to_string();
+        assert_eq!(text.matches("before ").count(), 5, "{text}");
+        assert_eq!(text.matches("\"after\"").count(), 1, "{text}");
+        assert!(!text.contains("while down"));
+        let (status, _) = app
+            .get_json(&format!("/api/posts/{}", id_of(&post["id"])))
+            .await;
+        assert_eq!(status, 200);
+    }
+    let _ = redis.kill();
+    let _ = redis.wait();
+}
+
+async fn xlen(stream: &str) -> u64 {
+    let client = redis::Client::open(REDIS_URL).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("XLEN")
+        .arg(stream)
+        .query_async(&mut conn)
+        .await
+        .unwrap()
+}
+
+#[actix_web::test]
+async fn a_late_instance_catches_up_then_trimming_stops_one_that_comes_after_it() {
+    if !redis_or_skip("a_late_instance_catches_up_then_trimming_stops_one_that_comes_after_it")
+        .await
+    {
+        return;
+    }
+    let cluster = cluster();
+    let stream = format!("amber:repl:{{{cluster}}}");
+    let a = instance(REDIS_URL, &cluster).await;
+    for i in 0..20 {
+        a.create_post(&json!({"leaderId": 1, "platform": "news", "content": format!("early {i}")}))
+            .await;
+    }
+    // Started after 21 entries: it reads them all from the stream.
+    let late = instance(REDIS_URL, &cluster).await;
+    converged(&[&a, &late], 22).await;
+    assert_eq!(export(&a).await, export(&late).await);
+    // Both reported their position: the stream is trimmed to what the slowest needs.
+    eventually(CONVERGE, "the stream trimmed", || async {
+        (xlen(&stream).await <= 1).then_some(())
+    })
+    .await;
+    // One with no position now would miss the trimmed entries: it stops, says why, and
+    // keeps serving what it has (nothing), instead of applying from the middle.
+    let fresh = spawn_app_with(&[
+        ("REDIS_URL", REDIS_URL),
+        ("REPLICATION", "redis"),
+        ("REPLICATION_CLUSTER", &cluster),
+        ("RATE_LIMITING_ENABLED", "false"),
+        ("X_INGEST_ENABLED", "false"),
+        ("SEED_LEADERS", "false"),
+    ])
+    .await;
+    let err = eventually(CONVERGE, "the gap reported", || async {
+        let r = repl(&fresh).await;
+        r["lastError"]
+            .as_str()
+            .filter(|e| e.contains("trimmed"))
+            .map(str::to_string)
+    })
+    .await;
+    assert!(err.contains("bootstrap"), "{err}");
+    assert_eq!(repl(&fresh).await["applied"], 0);
+    let (status, page) = fresh.get_json("/api/posts/paginated?limit=5").await;
+    assert_eq!(status, 200);
+    assert!(!page.to_string().contains("early"));
+}

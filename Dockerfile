@@ -13,6 +13,8 @@ WORKDIR /src
 # for each [[bench]] Cargo.toml declares), built with the same command; then the stubs'
 # own artefacts are removed, so the real build below cannot mistake them for current.
 COPY Cargo.toml Cargo.lock ./
+# A patched dependency (Cargo.toml, [patch.crates-io]).
+COPY vendor ./vendor
 RUN mkdir -p src benches \
  && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
  && for bench in $(awk '/^\[\[bench\]\]/ { getline; gsub(/name = |"/, ""); print }' Cargo.toml); do \

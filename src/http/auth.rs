@@ -43,6 +43,72 @@ pub struct Claims {
     pub exp: u64,
 }
 
+/// jsonwebtoken's cryptography for the one algorithm Amber signs and accepts, HS256, over
+/// `ring`'s HMAC (ring is in the binary for TLS already). The crate's `rust_crypto`
+/// provider linked RSA, ECDSA and EdDSA as well, reachable from `decode` whatever the
+/// `Validation` allows (BENCHMARKS.md, "Release binary size"). Any other algorithm is
+/// `InvalidAlgorithm`, as `Validation` already made it.
+mod hs256 {
+    use jsonwebtoken::crypto::{CryptoProvider, JwkUtils, JwtSigner, JwtVerifier};
+    use jsonwebtoken::errors::{ErrorKind, Result};
+    use jsonwebtoken::signature::{Error, Signer, Verifier};
+    use jsonwebtoken::Algorithm;
+    use ring::hmac;
+
+    struct Hs256(hmac::Key);
+
+    impl Hs256 {
+        fn new(algorithm: &Algorithm, secret: Result<&[u8]>) -> Result<Hs256> {
+            if *algorithm != Algorithm::HS256 {
+                return Err(ErrorKind::InvalidAlgorithm.into());
+            }
+            Ok(Hs256(hmac::Key::new(hmac::HMAC_SHA256, secret?)))
+        }
+    }
+
+    impl Signer<Vec<u8>> for Hs256 {
+        fn try_sign(&self, msg: &[u8]) -> std::result::Result<Vec<u8>, Error> {
+            Ok(hmac::sign(&self.0, msg).as_ref().to_vec())
+        }
+    }
+
+    impl Verifier<Vec<u8>> for Hs256 {
+        fn verify(&self, msg: &[u8], signature: &Vec<u8>) -> std::result::Result<(), Error> {
+            // Constant time.
+            hmac::verify(&self.0, msg, signature).map_err(|_| Error::new())
+        }
+    }
+
+    impl JwtSigner for Hs256 {
+        fn algorithm(&self) -> Algorithm {
+            Algorithm::HS256
+        }
+    }
+
+    impl JwtVerifier for Hs256 {
+        fn algorithm(&self) -> Algorithm {
+            Algorithm::HS256
+        }
+    }
+
+    static PROVIDER: CryptoProvider = CryptoProvider {
+        signer_factory: |alg, key| Ok(Box::new(Hs256::new(alg, key.try_get_hmac_secret())?)),
+        verifier_factory: |alg, key| Ok(Box::new(Hs256::new(alg, key.try_get_hmac_secret())?)),
+        jwk_utils: JwkUtils::new_unimplemented(),
+    };
+
+    /// Makes this provider jsonwebtoken's for the process (a second call is a no-op).
+    pub fn install() {
+        let _ = PROVIDER.install_default();
+    }
+}
+
+/// Installs Amber's HS256 provider for jsonwebtoken; [`JwtKeys::new`] does, and so must
+/// any other code that calls jsonwebtoken before it (a test signing its own tokens).
+pub fn install_jwt_crypto() {
+    hs256::install();
+}
+
 /// Signing and verification keys, built once from `ADMIN_JWT_SECRET`.
 pub struct JwtKeys {
     encoding: EncodingKey,
@@ -54,6 +120,7 @@ pub struct JwtKeys {
 impl JwtKeys {
     /// Builds the keys from the auth settings.
     pub fn new(auth: &AuthSettings) -> JwtKeys {
+        install_jwt_crypto();
         let secret = auth.jwt_secret.expose().as_bytes();
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = LEEWAY_SECONDS;

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use crate::helpers::{spawn_app, TEST_SECRET};
 
 fn signed(claims: &Claims, secret: &str) -> String {
+    amber::http::auth::install_jwt_crypto();
     encode(
         &Header::default(),
         claims,

@@ -319,21 +319,29 @@ fn serve_and_demo_on_a_taken_port_fail_with_one_clear_line() {
     }
 }
 
-#[actix_web::test]
-async fn the_demo_runs_on_a_random_port_and_removes_its_data_when_stopped() {
+/// Starts `amber demo` (two leaders, `posts` posts each, a new post every `every` s) with
+/// its temporary directory under `tmp`; answers the child, its stdout's remaining lines
+/// and the address its first line names.
+fn spawn_demo(
+    tmp: &std::path::Path,
+    posts: &str,
+    every: &str,
+) -> (
+    std::process::Child,
+    std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+    String,
+) {
     use std::io::BufRead;
-    let tmp = tempfile::tempdir().unwrap();
-    let env: HashMap<String, String> =
-        [("TMPDIR".to_string(), tmp.path().display().to_string())].into();
-    let mut child = amber_command(tmp.path(), &env)
+    let env: HashMap<String, String> = [("TMPDIR".to_string(), tmp.display().to_string())].into();
+    let mut child = amber_command(tmp, &env)
         .args([
             "demo",
             "--leaders",
             "2",
             "--posts",
-            "5",
+            posts,
             "--new-post-every",
-            "0",
+            every,
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -345,6 +353,13 @@ async fn the_demo_runs_on_a_random_port_and_removes_its_data_when_stopped() {
         .strip_prefix("amber listening on ")
         .unwrap_or_else(|| panic!("{first}"))
         .to_string();
+    (child, lines, address)
+}
+
+#[actix_web::test]
+async fn the_demo_runs_on_a_random_port_and_removes_its_data_when_stopped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut child, mut lines, address) = spawn_demo(tmp.path(), "5", "0");
     assert!(!address.ends_with(":5000"), "{address}");
     let second = lines.next().unwrap().unwrap();
     let data_dir = second
@@ -393,31 +408,9 @@ async fn the_demo_runs_on_a_random_port_and_removes_its_data_when_stopped() {
 
 #[actix_web::test]
 async fn the_demo_pushes_posts_from_its_activity_stream_to_an_open_page() {
-    use std::io::BufRead;
     use std::time::Duration;
     let tmp = tempfile::tempdir().unwrap();
-    let env: HashMap<String, String> =
-        [("TMPDIR".to_string(), tmp.path().display().to_string())].into();
-    let mut child = amber_command(tmp.path(), &env)
-        .args([
-            "demo",
-            "--leaders",
-            "2",
-            "--posts",
-            "3",
-            "--new-post-every",
-            "1",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let address = first
-        .strip_prefix("amber listening on ")
-        .unwrap_or_else(|| panic!("{first}"))
-        .to_string();
+    let (mut child, lines, address) = spawn_demo(tmp.path(), "3", "1");
     std::thread::spawn(move || for _ in lines {});
     // A page's event stream, opened at once.
     let mut sse = reqwest::Client::new()

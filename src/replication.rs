@@ -29,12 +29,14 @@ use redis::Value;
 use tokio::sync::oneshot;
 
 use crate::actors::store::{
-    CreateLeader, CreatePost, DecideReview, DeleteAtSource, DeleteLeader, DeletePost, PostStore,
-    SeedLeaders, StoreTimeline, UpdateLeader, UpdatePost,
+    CreateLeader, CreateNotifyTarget, CreatePost, DecideReview, DeleteAtSource, DeleteLeader,
+    DeleteNotifyTarget, DeletePost, OutboxDone, PostStore, SeedLeaders, SetNotifyPaused,
+    StoreTimeline, SyncEnvNotifyTarget, UpdateLeader, UpdatePost,
 };
 use crate::domain::leader::{Leader, LeaderDraft};
 use crate::domain::post::{Counts, NewPost, Platform, Post};
 use crate::domain::review::{ReviewItem, ReviewState};
+use crate::notify::target::{Paused, Target, TargetDraft};
 use crate::storage::{IngestMode, InsertReport, PostPatch, SourceDeletion, Store, StoreError};
 
 /// Version byte in front of every encoded command. An entry of a newer version stops the
@@ -52,6 +54,16 @@ const APPLY_WAIT: Duration = Duration::from_secs(10);
 const REPORT_EVERY: Duration = Duration::from_secs(2);
 /// A member whose report is older than this is gone: trimming no longer waits for it.
 const MEMBER_TTL_MS: i64 = 30_000;
+
+/// How long the turn to deliver notifications lasts unless renewed (every report).
+const DELIVERY_TURN_MS: u64 = 10_000;
+
+/// Takes the turn to deliver notifications when it is free, or renews it when this
+/// instance holds it: 1 when it is this instance's turn.
+const TURN_SCRIPT: &str = r"local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+if not v then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
+return 0";
 
 const APPEND_SCRIPT: &str = r"local n = redis.call('INCR', KEYS[2])
 return {redis.call('XADD', KEYS[1], '*', 'n', n, 'o', ARGV[1], 'k', ARGV[2], 'c', ARGV[3]), n}";
@@ -108,6 +120,34 @@ pub enum Command {
         external_id: String,
         now_ms: i64,
     },
+    // New variants go at the end: an entry's variant index is in the stream.
+    /// `POST /api/ingestion/stop` (`true`) and `/start` (`false`): every instance's
+    /// schedule follows (the persisted switch is written in the entry's batch).
+    IngestionStopped {
+        stopped: bool,
+    },
+    CreateNotifyTarget {
+        draft: TargetDraft,
+        now_ms: i64,
+    },
+    /// The `NOTIFY_URL` target of an instance that has one set.
+    SyncEnvNotifyTarget {
+        draft: Option<TargetDraft>,
+        now_ms: i64,
+    },
+    DeleteNotifyTarget {
+        id: u64,
+    },
+    SetNotifyPaused {
+        id: u64,
+        paused: Option<Paused>,
+    },
+    /// Deliveries made by the instance whose turn it is to deliver: every instance drops
+    /// them from its copy of the outbox.
+    OutboxDone {
+        target_id: u64,
+        post_ids: Vec<u64>,
+    },
 }
 
 /// What applying a command returned (to the write that sent it).
@@ -121,6 +161,8 @@ pub enum Outcome {
     Review(ReviewItem),
     Inserted(InsertReport),
     Deleted(SourceDeletion),
+    Target(Target),
+    MaybeTarget(Option<Target>),
 }
 
 impl Command {
@@ -188,6 +230,31 @@ impl Command {
                 external_id,
                 now_ms,
             } => Outcome::Deleted(s.delete_at_source(platform, &external_id, now_ms)?),
+            Command::IngestionStopped { stopped } => {
+                let value: &[u8] = b"1";
+                s.set_meta(
+                    crate::actors::scheduler::META_STOPPED,
+                    stopped.then_some(value),
+                )?;
+                Outcome::Unit
+            }
+            Command::CreateNotifyTarget { draft, now_ms } => {
+                Outcome::Target(s.create_notify_target(draft, false, now_ms)?)
+            }
+            Command::SyncEnvNotifyTarget { draft, now_ms } => {
+                Outcome::MaybeTarget(s.sync_env_notify_target(draft, now_ms)?)
+            }
+            Command::DeleteNotifyTarget { id } => Outcome::Count(s.delete_notify_target(id)?),
+            Command::SetNotifyPaused { id, paused } => {
+                Outcome::Target(s.set_notify_paused(id, paused)?)
+            }
+            Command::OutboxDone {
+                target_id,
+                post_ids,
+            } => {
+                s.outbox_done(target_id, &post_ids)?;
+                Outcome::Unit
+            }
         })
     }
 }
@@ -234,6 +301,11 @@ replicated!(UpdatePost, Post, |m| Command::UpdatePost { id: m.id, patch: m.patch
 replicated!(DeletePost, (), |m| Command::DeletePost { id: m.0 }, Outcome::Unit => ());
 replicated!(DecideReview, ReviewItem, |m| Command::DecideReview { id: m.id, state: m.state, notes: m.notes, reviewer: m.reviewer, now_ms: now_ms() }, Outcome::Review(r) => r);
 replicated!(StoreTimeline, InsertReport, |m| Command::StoreTimeline { posts: m.posts, counts: m.counts, mode: m.mode }, Outcome::Inserted(r) => r);
+replicated!(CreateNotifyTarget, Target, |m| Command::CreateNotifyTarget { draft: m.0, now_ms: now_ms() }, Outcome::Target(t) => t);
+replicated!(SyncEnvNotifyTarget, Option<Target>, |m| Command::SyncEnvNotifyTarget { draft: m.0, now_ms: now_ms() }, Outcome::MaybeTarget(t) => t);
+replicated!(DeleteNotifyTarget, usize, |m| Command::DeleteNotifyTarget { id: m.0 }, Outcome::Count(n) => n);
+replicated!(SetNotifyPaused, Target, |m| Command::SetNotifyPaused { id: m.id, paused: m.paused }, Outcome::Target(t) => t);
+replicated!(OutboxDone, (), |m| Command::OutboxDone { target_id: m.target_id, post_ids: m.post_ids }, Outcome::Unit => ());
 replicated!(DeleteAtSource, SourceDeletion, |m| Command::DeleteAtSource { platform: m.platform, external_id: m.external_id, now_ms: now_ms() }, Outcome::Deleted(d) => d);
 
 /// Where every write goes: straight to the `PostStore` on a single instance, through the
@@ -345,12 +417,19 @@ impl ReplState {
 
 type Waiter = oneshot::Sender<Result<Outcome, StoreError>>;
 
+/// Called with every command once it is applied here (before its write answers).
+pub type AppliedHook = Arc<dyn Fn(&Command) + Send + Sync>;
+
 struct Inner {
     client: redis::Client,
     stream: String,
     counter: String,
     members: String,
+    /// Key of the turn to deliver notifications (one instance of the cluster at a time).
+    delivery: String,
     instance: String,
+    delivering: tokio::sync::watch::Sender<bool>,
+    hook: std::sync::OnceLock<AppliedHook>,
     conn: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
     waiters: Mutex<HashMap<u64, Waiter>>,
     nonce: AtomicU64,
@@ -466,8 +545,11 @@ impl Replicator {
                 client,
                 counter: format!("{stream}:n"),
                 members: format!("{stream}:members"),
+                delivery: format!("{stream}:delivery"),
                 stream,
                 instance,
+                delivering: tokio::sync::watch::Sender::new(false),
+                hook: std::sync::OnceLock::new(),
                 conn: tokio::sync::Mutex::new(None),
                 waiters: Mutex::new(HashMap::new()),
                 nonce: AtomicU64::new(1),
@@ -483,9 +565,27 @@ impl Replicator {
     }
 
     fn note_error(&self, err: &str) {
-        let mut st = self.inner.state.lock();
-        st.connected = false;
-        st.last_error = Some(err.to_string());
+        {
+            let mut st = self.inner.state.lock();
+            st.connected = false;
+            st.last_error = Some(err.to_string());
+        }
+        // Without Redis a delivery cannot be acknowledged to the others, and another
+        // instance may take the turn once it expires.
+        self.inner
+            .delivering
+            .send_if_modified(|d| std::mem::replace(d, false));
+    }
+
+    /// True while it is this instance's turn to deliver notifications (one instance of
+    /// the cluster at a time; taken over within [`DELIVERY_TURN_MS`] when it stops).
+    pub fn delivery_turn(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.inner.delivering.subscribe()
+    }
+
+    /// Sets what runs after each applied command (once; later calls are ignored).
+    pub fn on_applied(&self, hook: AppliedHook) {
+        let _ = self.inner.hook.set(hook);
     }
 
     /// Runs `f` on the shared connection (made on first use, dropped after an error).
@@ -675,6 +775,9 @@ impl Replicator {
             }
             st.update_lag();
         }
+        if let Some(hook) = self.inner.hook.get() {
+            hook(&command);
+        }
         let mine = entry.field("o") == Some(self.inner.instance.as_bytes());
         if let (true, Some(nonce)) = (mine, entry.number("k")) {
             if let Some(tx) = self.inner.waiters.lock().remove(&nonce) {
@@ -715,6 +818,19 @@ impl Replicator {
                         .query_async(conn),
                 )
                 .await?;
+                let turn: i64 = timed(
+                    REDIS_TIMEOUT,
+                    redis::Script::new(TURN_SCRIPT)
+                        .key(&inner.delivery)
+                        .arg(&instance)
+                        .arg(DELIVERY_TURN_MS)
+                        .invoke_async(conn),
+                )
+                .await?;
+                inner.delivering.send_if_modified(|d| {
+                    let was = std::mem::replace(d, turn == 1);
+                    was != *d
+                });
                 let members: HashMap<String, String> = timed(
                     REDIS_TIMEOUT,
                     redis::pipe()

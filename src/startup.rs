@@ -103,6 +103,29 @@ fn start_replication(
     Ok(crate::replication::Writes::new(store.clone(), Some(repl)))
 }
 
+/// With replication: the schedule follows stops and starts applied from the stream, and
+/// the delivery actor the targets created and deleted on other instances. The first
+/// messages catch what was applied before the hook was set.
+fn follow_replicated_switches(
+    repl: &crate::replication::Replicator,
+    scheduler: &Addr<IngestScheduler>,
+    notifications: &crate::notify::delivery::Notifications,
+) {
+    use crate::actors::scheduler::IngestionSwitched;
+    use crate::replication::Command;
+    let (sched, notes) = (scheduler.clone(), notifications.clone());
+    repl.on_applied(Arc::new(move |command: &Command| match command {
+        Command::IngestionStopped { stopped } => sched.do_send(IngestionSwitched(Some(*stopped))),
+        Command::CreateNotifyTarget { .. }
+        | Command::SyncEnvNotifyTarget { .. }
+        | Command::DeleteNotifyTarget { .. }
+        | Command::SetNotifyPaused { .. } => notes.targets_changed(),
+        _ => {}
+    }));
+    scheduler.do_send(IngestionSwitched(None));
+    notifications.targets_changed();
+}
+
 /// Another process, normally the running server, holds the database of `DATA_DIR`.
 #[derive(Debug, thiserror::Error)]
 #[error("the database in {} is in use by another process: is the amber server running on this DATA_DIR?", .0.display())]
@@ -338,13 +361,30 @@ impl Application {
                 keywords: vec![],
                 approved_only: false,
             });
-        store
-            .send(crate::actors::store::SyncEnvNotifyTarget(env_target))
-            .await
-            .context("store actor")??;
+        if writes.replicator().is_none() {
+            store
+                .send(crate::actors::store::SyncEnvNotifyTarget(env_target))
+                .await
+                .context("store actor")??;
+        } else if let Some(draft) = env_target {
+            // With replication the `NOTIFY_URL` target is the cluster's: set (or changed)
+            // through the stream by an instance that has the variables; an instance
+            // without them leaves it (delete it with the API).
+            match writes
+                .send(crate::actors::store::SyncEnvNotifyTarget(Some(draft)))
+                .await
+                .context("store actor")?
+            {
+                Ok(_) => {}
+                Err(StoreError::Replication(err)) => {
+                    tracing::warn!(error = %err, "NOTIFY_URL target not written")
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
         let notifications = crate::notify::delivery::Notifications::start(
             reader.clone(),
-            store.clone(),
+            writes.clone(),
             metrics.clone(),
             settings.notify.delivery.clone(),
         );
@@ -361,6 +401,9 @@ impl Application {
         )?;
         let ingestion = IngestScheduler::launch(&settings, writes.clone(), reader.clone(), true)?;
         let (activity, stream_status) = launch_stream(&settings, &ingestion, &writes, &reader)?;
+        if let Some(repl) = writes.replicator() {
+            follow_replicated_switches(repl, &ingestion.scheduler, &notifications);
+        }
         let status = StatusBoard {
             redis: redis_status,
             ingest: ingestion.snapshot.clone(),

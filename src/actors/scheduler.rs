@@ -71,7 +71,7 @@ pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(30);
 const USAGE_PERSIST_EVERY: Duration = Duration::from_secs(1);
 
 /// Meta names in the store.
-const META_STOPPED: &str = "ingestion_stopped";
+pub const META_STOPPED: &str = "ingestion_stopped";
 const META_LAST_RUN: &str = "ingestion_last_run";
 
 /// When runs fire.
@@ -1064,6 +1064,36 @@ impl Handler<StartIngestion> for IngestScheduler {
         tracing::info!("ingestion started by an admin");
         self.publish();
         Box::pin(self.persist_meta(META_STOPPED.to_string(), None))
+    }
+}
+
+/// With replication: a stop or start applied from the stream (already persisted in the
+/// entry's batch), or `None` to read the persisted switch again. The schedule follows
+/// without writing anything.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct IngestionSwitched(pub Option<bool>);
+
+impl Handler<IngestionSwitched> for IngestScheduler {
+    type Result = ();
+    fn handle(&mut self, msg: IngestionSwitched, ctx: &mut Context<Self>) {
+        let stopped = msg.0.unwrap_or_else(
+            || matches!(self.deps.reader.meta(META_STOPPED), Ok(Some(v)) if v == b"1"),
+        );
+        if stopped == self.stopped {
+            return;
+        }
+        self.stopped = stopped;
+        if stopped {
+            self.missed = false;
+            self.stop_current("stopped by an admin".to_string());
+            std::mem::take(&mut self.refresh_stop).fire();
+            tracing::warn!("ingestion stopped by an admin (replicated)");
+        } else {
+            self.schedule_from(Utc::now(), ctx);
+            tracing::info!("ingestion started by an admin (replicated)");
+        }
+        self.publish();
     }
 }
 

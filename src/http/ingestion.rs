@@ -178,14 +178,32 @@ pub async fn trigger(
     }
 }
 
+/// With replication, a stop or start is a command in the stream: every instance's
+/// schedule follows once it applies it (this one before the answer). False without
+/// replication (the scheduler persists the switch itself).
+async fn switch_replicated(state: &AppState, stopped: bool) -> Result<bool, AppError> {
+    let Some(repl) = state.writes.replicator() else {
+        return Ok(false);
+    };
+    repl.submit(crate::replication::Command::IngestionStopped { stopped })
+        .await?;
+    Ok(true)
+}
+
 /// `POST /api/ingestion/stop`: emergency off (persisted).
 #[utoipa::path(post, path = "/api/ingestion/stop", operation_id = "ingestionStop", tag = "ingestion", security(("bearer" = [])), responses((status = 200, description = "Scheduled ingestion stopped (persists across restarts)", body = Object), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody), (status = 403, description = "Wrong role", body = crate::error::ErrorBody)))]
-pub async fn stop(_admin: Admin, scheduler: Scheduler) -> Result<HttpResponse, AppError> {
-    scheduler
-        .send(StopIngestion)
-        .await
-        .map_err(unavailable)?
-        .map_err(|e| AppError::Internal(anyhow::anyhow!(e).context("persisting the stop")))?;
+pub async fn stop(
+    _admin: Admin,
+    scheduler: Scheduler,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, AppError> {
+    if !switch_replicated(&state, true).await? {
+        scheduler
+            .send(StopIngestion)
+            .await
+            .map_err(unavailable)?
+            .map_err(|e| AppError::Internal(anyhow::anyhow!(e).context("persisting the stop")))?;
+    }
     let s = scheduler.send(GetStatus).await.map_err(unavailable)?;
     Ok(HttpResponse::Ok().json(json!({
         "status": "stopped",
@@ -196,12 +214,18 @@ pub async fn stop(_admin: Admin, scheduler: Scheduler) -> Result<HttpResponse, A
 
 /// `POST /api/ingestion/start`: back on (persisted).
 #[utoipa::path(post, path = "/api/ingestion/start", operation_id = "ingestionStart", tag = "ingestion", security(("bearer" = [])), responses((status = 200, description = "Scheduled ingestion back on (persists across restarts)", body = Object), (status = 401, description = "No or invalid token", body = crate::error::ErrorBody), (status = 403, description = "Wrong role", body = crate::error::ErrorBody)))]
-pub async fn start(_admin: Admin, scheduler: Scheduler) -> Result<HttpResponse, AppError> {
-    scheduler
-        .send(StartIngestion)
-        .await
-        .map_err(unavailable)?
-        .map_err(|e| AppError::Internal(anyhow::anyhow!(e).context("persisting the start")))?;
+pub async fn start(
+    _admin: Admin,
+    scheduler: Scheduler,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, AppError> {
+    if !switch_replicated(&state, false).await? {
+        scheduler
+            .send(StartIngestion)
+            .await
+            .map_err(unavailable)?
+            .map_err(|e| AppError::Internal(anyhow::anyhow!(e).context("persisting the start")))?;
+    }
     let s = scheduler.send(GetStatus).await.map_err(unavailable)?;
     Ok(HttpResponse::Ok().json(json!({
         "status": "started",

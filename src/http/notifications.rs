@@ -211,7 +211,7 @@ pub async fn create(
     body: web::Json<crate::http::ObjectBody<TargetBody>>,
 ) -> Result<HttpResponse, AppError> {
     let draft = draft_of(&state, body.into_inner().0)?;
-    let target = state.store.send(CreateNotifyTarget(draft)).await??;
+    let target = state.writes.send(CreateNotifyTarget(draft)).await??;
     state.notifications.targets_changed();
     Ok(HttpResponse::Created().json(target_json(&state, &target)?))
 }
@@ -224,7 +224,7 @@ pub async fn delete(
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
     let id = target_id(&state, &path)?;
-    let dropped = state.store.send(DeleteNotifyTarget(id)).await??;
+    let dropped = state.writes.send(DeleteNotifyTarget(id)).await??;
     if dropped > 0 {
         tracing::warn!(
             target_id = id,
@@ -247,7 +247,7 @@ pub async fn resume(
     let id = target_id(&state, &path)?;
     state.notifications.reset_failures(id);
     let target = state
-        .store
+        .writes
         .send(SetNotifyPaused { id, paused: None })
         .await??;
     state.notifications.targets_changed();

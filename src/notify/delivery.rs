@@ -19,10 +19,11 @@ use parking_lot::RwLock;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
-use crate::actors::store::{OutboxDone, PostStore, SetNotifyPaused};
+use crate::actors::store::{OutboxDone, SetNotifyPaused};
 use crate::metrics::Metrics;
 use crate::notify::message::{self, Request};
 use crate::notify::target::{Paused, Target};
+use crate::replication::Writes;
 use crate::storage::StoreReader;
 
 /// How deliveries are tried (`NOTIFY_*` variables).
@@ -80,10 +81,12 @@ pub struct Notifications {
 }
 
 impl Notifications {
-    /// Starts the delivery actor (workers for every stored target).
+    /// Starts the delivery actor (workers for every stored target). With replication
+    /// only the instance whose turn it is delivers (`Replicator::delivery_turn`), and its
+    /// removals and pauses go through the stream, so every instance's outbox follows.
     pub fn start(
         reader: StoreReader,
-        store: Addr<PostStore>,
+        store: Writes,
         metrics: Arc<Metrics>,
         settings: DeliverySettings,
     ) -> Notifications {
@@ -98,6 +101,7 @@ impl Notifications {
             .unwrap_or_default();
         let worker = Worker {
             reader,
+            turn: store.replicator().map(|r| r.delivery_turn()),
             store,
             client,
             metrics,
@@ -185,7 +189,9 @@ impl Handler<SyncTargets> for Notifier {
 #[derive(Clone)]
 struct Worker {
     reader: StoreReader,
-    store: Addr<PostStore>,
+    store: Writes,
+    /// With replication: true while this instance delivers for the cluster.
+    turn: Option<tokio::sync::watch::Receiver<bool>>,
     client: reqwest::Client,
     metrics: Arc<Metrics>,
     status: Statuses,
@@ -214,7 +220,20 @@ impl Worker {
         // store until their removal is written.
         let mut after: Option<u64> = None;
         let mut done: Vec<u64> = Vec::new();
+        let mut turn = self.turn.clone();
         loop {
+            if let Some(turn) = &mut turn {
+                if !*turn.borrow_and_update() {
+                    // Another instance delivers: what it sends is removed from this
+                    // outbox by its acknowledgements; start at the head when it is ours.
+                    self.ack(id, &mut done).await;
+                    after = None;
+                    if turn.changed().await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            }
             wake.borrow_and_update();
             let Some(target) = self.reader.notify_target(id) else {
                 return;

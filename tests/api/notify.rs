@@ -17,7 +17,7 @@ const WAIT: Duration = Duration::from_secs(60);
 
 /// One request the receiver got, and what it answered.
 #[derive(Debug, Clone)]
-struct Got {
+pub(crate) struct Got {
     path: String,
     headers: HashMap<String, String>,
     body: Vec<u8>,
@@ -26,7 +26,7 @@ struct Got {
 }
 
 impl Got {
-    fn key(&self) -> String {
+    pub(crate) fn key(&self) -> String {
         self.headers
             .get("idempotency-key")
             .cloned()
@@ -49,13 +49,13 @@ struct ReceiverState {
 }
 
 #[derive(Clone)]
-struct Receiver {
-    url: String,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
     state: Arc<Mutex<ReceiverState>>,
 }
 
 impl Receiver {
-    fn start() -> Receiver {
+    pub(crate) fn start() -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let state = Arc::new(Mutex::new(ReceiverState {
@@ -73,7 +73,7 @@ impl Receiver {
         Receiver { url, state }
     }
 
-    fn set_default(&self, status: u16) {
+    pub(crate) fn set_default(&self, status: u16) {
         self.state.lock().unwrap().default = status;
     }
 
@@ -81,12 +81,12 @@ impl Receiver {
         self.state.lock().unwrap().script = answers;
     }
 
-    fn got(&self) -> Vec<Got> {
+    pub(crate) fn got(&self) -> Vec<Got> {
         self.state.lock().unwrap().got.clone()
     }
 
     /// The requests answered 2xx.
-    fn delivered(&self) -> Vec<Got> {
+    pub(crate) fn delivered(&self) -> Vec<Got> {
         self.got()
             .into_iter()
             .filter(|g| (200..300).contains(&g.status))

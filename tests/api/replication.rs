@@ -8,7 +8,10 @@ use std::time::Duration;
 use amber::rate_limit::redis_sync;
 use serde_json::{json, Value};
 
-use crate::helpers::{eventually, id_of, spawn_app_with, TestApp};
+use amber::x_api::fake::{username, FakeScript, FakeX};
+
+use crate::helpers::{eventually, id_of, redis_server, spawn_app_with, TestApp};
+use crate::notify::Receiver;
 
 const REDIS_URL: &str = "redis://127.0.0.1:6379";
 /// Deadline for instances to converge (scaled for a loaded machine).
@@ -394,4 +397,375 @@ async fn a_late_instance_catches_up_then_trimming_stops_one_that_comes_after_it(
     let (status, page) = fresh.get_json("/api/posts/paginated?limit=5").await;
     assert_eq!(status, 200);
     assert!(!page.to_string().contains("early"));
+}
+
+/// An instance of `cluster` on `url` pointed at the fake X API; ingestion runs only when
+/// triggered.
+async fn ingesting_instance(url: &str, cluster: &str, fake: &FakeX) -> TestApp {
+    let token = fake.token();
+    spawn_app_with(&[
+        ("REDIS_URL", url),
+        ("REPLICATION", "redis"),
+        ("REPLICATION_CLUSTER", cluster),
+        ("RATE_LIMITING_ENABLED", "false"),
+        ("X_INGEST_ENABLED", "false"),
+        ("SEED_LEADERS", "false"),
+        ("X_API_BASE_URL", fake.base_url()),
+        ("TWITTER_BEARER_TOKEN", token.as_str()),
+    ])
+    .await
+}
+
+async fn ingestion_status(app: &TestApp) -> Value {
+    let (status, body) = app.get_json("/api/ingestion/status").await;
+    assert_eq!(status, 200);
+    body
+}
+
+/// The posts of an export, as (platformPostId, id).
+fn exported_posts(export: &str) -> Vec<(String, u64)> {
+    export
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["kind"] == "post")
+        .map(|p| {
+            (
+                p["platformPostId"].as_str().unwrap_or("").to_string(),
+                id_of(&p["id"]),
+            )
+        })
+        .collect()
+}
+
+/// Waits until `app` has finished a run of its own (its `last_run` set) and returns it.
+async fn own_run(app: &TestApp) -> Option<Value> {
+    let s = ingestion_status(app).await;
+    (s["running"] == false && !s["last_run"].is_null()).then(|| s["last_run"].clone())
+}
+
+#[actix_web::test]
+async fn three_instances_ingest_through_the_lease_holder_and_a_killed_holder_hands_over() {
+    let Some((mut redis, url)) = own_redis_up().await else {
+        return;
+    };
+    let users = 6;
+    let fake = FakeX::start(FakeScript {
+        users,
+        posts_per_user: 5,
+        ..FakeScript::default()
+    })
+    .expect("fake X API");
+    // Every call takes a while: a run lasts long enough for the others to meet its lease.
+    fake.set_latency(Duration::from_millis(300));
+    let cluster = cluster();
+    let mut apps = vec![
+        ingesting_instance(&url, &cluster, &fake).await,
+        ingesting_instance(&url, &cluster, &fake).await,
+        ingesting_instance(&url, &cluster, &fake).await,
+    ];
+    for u in 0..users {
+        let res = apps[(u % 3) as usize]
+            .admin_post(
+                "/api/leaders",
+                &json!({"name": format!("Leader {u}"), "handles": {"x": format!("@{}", username(u))}}),
+            )
+            .await;
+        assert_eq!(res.status(), 201);
+    }
+    converged(&apps.iter().collect::<Vec<_>>(), users as u64).await;
+
+    // All three are asked at once: one takes the lease and fetches, the others skip.
+    let body = json!({"backfill": false});
+    let (ta, tb, tc) = tokio::join!(
+        apps[0].admin_post("/api/ingestion/trigger", &body),
+        apps[1].admin_post("/api/ingestion/trigger", &body),
+        apps[2].admin_post("/api/ingestion/trigger", &body),
+    );
+    for res in [ta, tb, tc] {
+        assert_eq!(res.status(), 202);
+    }
+    let runs = eventually(CONVERGE, "every instance done", || async {
+        let mut runs = Vec::new();
+        for app in &apps {
+            let s = ingestion_status(app).await;
+            if s["running"] != false || (s["last_run"].is_null() && s["skipped_ticks"] == 0) {
+                return None;
+            }
+            runs.push(s);
+        }
+        Some(runs)
+    })
+    .await;
+    let holders: Vec<usize> = (0..3).filter(|i| !runs[*i]["last_run"].is_null()).collect();
+    assert_eq!(holders.len(), 1, "exactly one instance ran: {runs:?}");
+    let holder = holders[0];
+    assert_eq!(runs[holder]["last_run"]["posts_ingested"], 30, "{runs:?}");
+    for (i, s) in runs.iter().enumerate().filter(|(i, _)| *i != holder) {
+        let why = s["last_skipped"]["reason"].as_str().unwrap_or("");
+        assert!(
+            why.contains("lease"),
+            "instance {i} skipped for the lease: {s}"
+        );
+    }
+    converged(&apps.iter().collect::<Vec<_>>(), users as u64 + 1).await;
+    let first = export(&apps[0]).await;
+    for app in &apps[1..] {
+        assert_eq!(
+            export(app).await,
+            first,
+            "every instance holds the holder's batches"
+        );
+    }
+    let posts = exported_posts(&first);
+    assert_eq!(posts.len(), 30, "{first}");
+
+    // The holder is killed in the middle of a run; once its lease expires another
+    // instance runs, and the posts it stores reach the survivors once, at one id each.
+    for u in 0..users {
+        fake.add_posts(&username(u), 2);
+    }
+    fake.set_latency(Duration::from_millis(1500));
+    let before = runs[holder]["last_run"]["started_at"].clone();
+    assert_eq!(
+        apps[holder]
+            .admin_post("/api/ingestion/trigger", &json!({"backfill": false}))
+            .await
+            .status(),
+        202
+    );
+    eventually(CONVERGE, "the holder's second run under way", || async {
+        let s = ingestion_status(&apps[holder]).await;
+        (s["running"] == true && s["last_run"]["started_at"] == before).then_some(())
+    })
+    .await;
+    apps[holder].kill9();
+    let killed = std::time::Instant::now();
+    fake.set_latency(Duration::from_millis(50));
+    let survivors: Vec<usize> = (0..3).filter(|i| *i != holder).collect();
+    // Asked again and again: refused while the dead holder's lease lasts (up to 60 s).
+    let taker = eventually(
+        CONVERGE + Duration::from_secs(60),
+        "a survivor runs",
+        || async {
+            for &i in &survivors {
+                if own_run(&apps[i]).await.is_some() {
+                    return Some(i);
+                }
+                let _ = apps[i]
+                    .admin_post("/api/ingestion/trigger", &json!({"backfill": false}))
+                    .await;
+            }
+            None
+        },
+    )
+    .await;
+    eprintln!(
+        "instance {taker} ran {:?} after the holder was killed",
+        killed.elapsed()
+    );
+    let survivors_ref: Vec<&TestApp> = survivors.iter().map(|i| &apps[*i]).collect();
+    converged(&survivors_ref, users as u64 + 2).await;
+    let after = export(&apps[survivors[0]]).await;
+    assert_eq!(after, export(&apps[survivors[1]]).await);
+    let posts = exported_posts(&after);
+    let mut external: Vec<&String> = posts.iter().map(|(e, _)| e).collect();
+    external.sort();
+    external.dedup();
+    assert_eq!(external.len(), posts.len(), "no post twice: {after}");
+    assert_eq!(posts.len(), 42, "every post once: {after}");
+
+    // The killed instance comes back and catches up: three identical exports.
+    let dead = apps.remove(holder);
+    apps.insert(holder, dead.restart().await);
+    converged(&apps.iter().collect::<Vec<_>>(), users as u64 + 2).await;
+    for app in &apps {
+        assert_eq!(export(app).await, after);
+    }
+    drop(apps);
+    let _ = redis.kill();
+    let _ = redis.wait();
+}
+
+async fn targets(app: &TestApp) -> Value {
+    let res = app
+        .get_auth("/api/admin/notifications", &app.admin_token())
+        .await;
+    assert_eq!(res.status(), 200);
+    res.json::<Value>().await.unwrap()
+}
+
+/// A redis-server of the test's own (the ingestion lease key is fixed and other tests
+/// take it), up and answering; None (SKIP) when none is installed outside CI.
+async fn own_redis_up() -> Option<(std::process::Child, String)> {
+    let Some((redis, url)) = redis_server() else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "redis-server is needed under CI"
+        );
+        println!("SKIP: redis-server not installed");
+        return None;
+    };
+    eventually(CONVERGE, "own redis up", || async {
+        redis_sync::redis_answers(&url, Duration::from_millis(500))
+            .await
+            .then_some(())
+    })
+    .await;
+    Some((redis, url))
+}
+
+/// Triggers a run on `app` and waits until it has a run record newer than before.
+async fn run_on(app: &TestApp) -> Value {
+    let before = ingestion_status(app).await["last_run"]["started_at"].clone();
+    let res = app
+        .admin_post("/api/ingestion/trigger", &json!({"backfill": false}))
+        .await;
+    assert_eq!(res.status(), 202);
+    eventually(CONVERGE, "the run over", || async {
+        let s = ingestion_status(app).await;
+        (s["running"] == false && !s["last_run"].is_null() && s["last_run"]["started_at"] != before)
+            .then(|| s["last_run"].clone())
+    })
+    .await
+}
+
+#[actix_web::test]
+async fn ingestion_stop_start_and_notification_targets_reach_every_instance_and_each_post_is_announced_once(
+) {
+    let Some((mut redis, url)) = own_redis_up().await else {
+        return;
+    };
+    let rx = Receiver::start();
+    let fake = FakeX::start(FakeScript {
+        users: 3,
+        posts_per_user: 3,
+        ..FakeScript::default()
+    })
+    .expect("fake X API");
+    let cluster = cluster();
+    let a = ingesting_instance(&url, &cluster, &fake).await;
+    let b = ingesting_instance(&url, &cluster, &fake).await;
+    let c = ingesting_instance(&url, &cluster, &fake).await;
+    let all = [&a, &b, &c];
+    for u in 0..3 {
+        let res = a
+            .admin_post(
+                "/api/leaders",
+                &json!({"name": format!("Leader {u}"), "handles": {"x": format!("@{}", username(u))}}),
+            )
+            .await;
+        assert_eq!(res.status(), 201);
+    }
+    // Stopped on one: every schedule stops (and says so).
+    assert_eq!(
+        b.admin_post("/api/ingestion/stop", &json!({}))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        ingestion_status(&b).await["stopped"],
+        true,
+        "read your writes"
+    );
+    eventually(CONVERGE, "every instance stopped", || async {
+        for app in all {
+            if ingestion_status(app).await["stopped"] != true {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    // The first run backfills (announces nothing).
+    assert_eq!(run_on(&a).await["posts_ingested"], 9);
+    // A target created on one is every instance's, at one id.
+    let res = c
+        .admin_post(
+            "/api/admin/notifications",
+            &json!({"url": format!("{}/hook", rx.url), "format": "json"}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let target = id_of(&res.json::<Value>().await.unwrap()["id"]);
+    eventually(CONVERGE, "the target on every instance", || async {
+        for app in all {
+            let t = targets(app).await;
+            if t.as_array().map(Vec::len) != Some(1) || id_of(&t[0]["id"]) != target {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    // New posts ingested by another instance: each announced once across the cluster
+    // (by the instance whose turn it is), and every copy of the outbox emptied.
+    for u in 0..3 {
+        fake.add_posts(&username(u), 4);
+    }
+    assert_eq!(run_on(&b).await["posts_ingested"], 12);
+    eventually(
+        CONVERGE,
+        "every post announced and every outbox empty",
+        || async {
+            if rx.delivered().len() < 12 {
+                return None;
+            }
+            for app in all {
+                if targets(app).await[0]["queued"] != 0 {
+                    return None;
+                }
+            }
+            Some(())
+        },
+    )
+    .await;
+    let mut keys: Vec<u64> = rx
+        .delivered()
+        .iter()
+        .map(|g| g.key().parse().unwrap())
+        .collect();
+    keys.sort_unstable();
+    let before = keys.len();
+    keys.dedup();
+    assert_eq!(before, 12, "each post announced once across the cluster");
+    assert_eq!(keys.len(), 12);
+    let stored: Vec<u64> = exported_posts(&export(&a).await)
+        .iter()
+        .map(|p| p.1)
+        .collect();
+    assert!(
+        keys.iter().all(|k| stored.contains(k)),
+        "{keys:?} {stored:?}"
+    );
+    // Started on another: every schedule runs again; the target deleted on a third.
+    assert_eq!(
+        a.admin_post("/api/ingestion/start", &json!({}))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        b.admin_delete(&format!("/api/admin/notifications/{target}"))
+            .await
+            .status(),
+        200
+    );
+    eventually(CONVERGE, "started and no target everywhere", || async {
+        for app in all {
+            if ingestion_status(app).await["stopped"] != false
+                || targets(app).await.as_array().map(Vec::len) != Some(0)
+            {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    converged(&all, 10).await;
+    assert_eq!(export(&a).await, export(&b).await);
+    assert_eq!(export(&a).await, export(&c).await);
+    drop((a, b, c));
+    let _ = redis.kill();
+    let _ = redis.wait();
 }

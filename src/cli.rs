@@ -170,16 +170,19 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
                 sled_cache_mb: settings.sled_cache_mb.min(IMPORT_CACHE_MB),
                 ..settings
             };
-            let mut store = open_store(&settings).map_err(|err| {
-                server_running(err, &settings, |_| {
-                    "import needs the database to itself: stop the server (e.g. systemctl stop amber), run amber import, then start it again".to_string()
-                })
-            })?;
             let rule = if no_trailer {
                 backup::TrailerRule::Optional
             } else {
                 backup::TrailerRule::Required
             };
+            if let (Some(cluster), Some(url)) = (&settings.replication, &settings.redis_url) {
+                return import_replicated(&settings, cluster, url, rule, progress_every);
+            }
+            let mut store = open_store(&settings).map_err(|err| {
+                server_running(err, &settings, |_| {
+                    "import needs the database to itself: stop the server (e.g. systemctl stop amber), run amber import, then start it again".to_string()
+                })
+            })?;
             let imported = import_stdin(&mut store, &settings, rule, progress_every);
             let closed = store.close();
             let report = imported?;
@@ -221,6 +224,126 @@ const IMPORT_CACHE_MB: u64 = 16;
 const IMPORT_BATCH_RECORDS: usize = 2_000;
 /// Bytes of backup lines an import batch holds at most (posts with large `metrics`).
 const IMPORT_BATCH_BYTES: usize = 4 << 20;
+
+/// Records a replicated import batch (one stream entry) holds at most: an instance reads
+/// up to 100 entries at once, so entries stay small.
+const REPL_IMPORT_BATCH_RECORDS: usize = 500;
+/// Bytes of backup lines a replicated import batch holds at most.
+const REPL_IMPORT_BATCH_BYTES: usize = 256 << 10;
+/// How long `amber import` waits for a live instance to apply its last entry.
+const REPL_IMPORT_WAIT: Duration = Duration::from_secs(300);
+
+/// `amber import` with `REPLICATION=redis`: the backup is checked as without replication
+/// (nothing appended on a bad line), then appended to the replication stream in bounded
+/// batches (commands every instance applies in order through `Store::import_batch`, so
+/// all get the same ids), then an end marker. Answers once the entries are appended and
+/// a live instance has applied the last one (so the import is on disk in a `DATA_DIR`);
+/// the other instances follow in stream order. `DATA_DIR` is not opened: the servers keep
+/// running.
+fn import_replicated(
+    settings: &Settings,
+    cluster: &str,
+    url: &str,
+    rule: backup::TrailerRule,
+    progress_every: Option<u64>,
+) -> anyhow::Result<()> {
+    use crate::replication::{Appender, Command};
+    use std::io::BufReader;
+    let Checked {
+        mut second,
+        total,
+        counted,
+        _spool,
+    } = check_stdin(settings, rule, progress_every)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting a runtime")?;
+    let mut appender = runtime
+        .block_on(Appender::connect(url, cluster))
+        .map_err(|e| {
+            anyhow::anyhow!("the replication stream is unreachable ({e}): nothing was imported")
+        })?;
+    let import: u64 = rand::random();
+    let mut progress = Progress::new("appending", progress_every);
+    let mut batch = Vec::with_capacity(REPL_IMPORT_BATCH_RECORDS);
+    let mut batch_bytes = 0;
+    let (appended, batches) = (std::cell::Cell::new(0u64), std::cell::Cell::new(0u64));
+    let mut send = |batch: &mut Vec<crate::storage::Imported>| -> anyhow::Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let command = Command::ImportBatch {
+            import,
+            records: std::mem::take(batch),
+        };
+        let n = match &command {
+            Command::ImportBatch { records, .. } => records.len() as u64,
+            _ => 0,
+        };
+        runtime
+            .block_on(appender.append(&command))
+            .map_err(|e| anyhow::anyhow!("appending to the replication stream: {e}"))?;
+        appended.set(appended.get() + n);
+        batches.set(batches.get() + 1);
+        Ok(())
+    };
+    let reader = BufReader::with_capacity(
+        1 << 16,
+        Counting {
+            inner: &mut second,
+            read: counted.clone(),
+        },
+    );
+    let scanned = backup::scan(reader, rule, |record, bytes| {
+        batch.push(record);
+        batch_bytes += bytes;
+        if batch.len() >= REPL_IMPORT_BATCH_RECORDS || batch_bytes >= REPL_IMPORT_BATCH_BYTES {
+            batch_bytes = 0;
+            send(&mut batch)?;
+            progress.tick(appended.get(), counted.get(), Some(total));
+        }
+        Ok::<_, anyhow::Error>(())
+    })
+    .and_then(|_| send(&mut batch));
+    progress.done();
+    drop(send);
+    let (appended, batches) = (appended.get(), batches.get());
+    if let Err(err) = scanned {
+        return Err(err.context(format!(
+            "the import stopped after {appended} records were appended in {batches} batches (every instance applies them in order); once the cause is fixed, run the same import again: it skips what is stored and completes the rest"
+        )));
+    }
+    let last = runtime
+        .block_on(appender.append(&Command::ImportFinish { import }))
+        .map_err(|e| anyhow::anyhow!("appending the end of the import: {e}"))?;
+    eprintln!(
+        "appended {appended} records in {batches} batches to {}; waiting for an instance to apply them",
+        appender.stream()
+    );
+    let started = std::time::Instant::now();
+    loop {
+        let members = runtime
+            .block_on(appender.members(&last))
+            .map_err(|e| anyhow::anyhow!("reading the instances' positions: {e}"))?;
+        let applied = members.iter().filter(|(_, done)| *done).count();
+        if applied > 0 {
+            eprintln!(
+                "imported: applied by {applied} of {} live instances (the others follow in stream order)",
+                members.len()
+            );
+            return Ok(());
+        }
+        if started.elapsed() > REPL_IMPORT_WAIT {
+            anyhow::bail!(
+                "the import is in the replication stream but no live instance applied it within {} s ({} reported lately); the instances apply it in stream order when they run",
+                REPL_IMPORT_WAIT.as_secs(),
+                members.len()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
 
 /// A reader that counts the bytes read through it.
 struct Counting<R> {
@@ -327,19 +450,22 @@ impl Progress {
     }
 }
 
-/// `amber import`: reads the backup on stdin twice. The first pass checks every line and
-/// the trailer and writes nothing (a bad line names its number); the second imports it in
-/// batches of [`IMPORT_BATCH_RECORDS`] records (each one change, durable before the next
-/// is read), so memory stays bounded whatever the size of the backup. A file on stdin is
-/// read again from where it started; a pipe is copied to `DATA_DIR` during the first pass
-/// and the copy read in the second. A run that stops part-way leaves whole batches; the
-/// same import run again skips what is stored and completes it.
-fn import_stdin(
-    store: &mut crate::storage::Store,
+/// The backup on stdin, checked (first pass, nothing written) and ready to be read again.
+struct Checked {
+    second: Box<dyn Read>,
+    total: u64,
+    /// Bytes read so far through `second`.
+    counted: std::rc::Rc<std::cell::Cell<u64>>,
+    _spool: Option<Spool>,
+}
+
+/// The first pass of `amber import`: checks every line and the trailer (a bad line names
+/// its number) and writes nothing; a pipe is copied to `DATA_DIR` for the second pass.
+fn check_stdin(
     settings: &Settings,
     rule: backup::TrailerRule,
     progress_every: Option<u64>,
-) -> anyhow::Result<crate::storage::ImportReport> {
+) -> anyhow::Result<Checked> {
     use std::io::{BufReader, Seek, SeekFrom};
     use std::os::fd::AsFd;
 
@@ -363,7 +489,7 @@ fn import_stdin(
             progress.tick(checked_records.get(), counted.get(), total);
         }
     };
-    let (mut second, total, _spool): (Box<dyn Read>, u64, Option<Spool>) = match start {
+    let (second, total, _spool): (Box<dyn Read>, u64, Option<Spool>) = match start {
         Some((at, len)) => {
             let total = len.saturating_sub(at);
             let reader = BufReader::with_capacity(
@@ -416,6 +542,34 @@ fn import_stdin(
         }
     };
     counted.set(0);
+    Ok(Checked {
+        second,
+        total,
+        counted,
+        _spool,
+    })
+}
+
+/// `amber import`: reads the backup on stdin twice. The first pass checks every line and
+/// the trailer and writes nothing (a bad line names its number); the second imports it in
+/// batches of [`IMPORT_BATCH_RECORDS`] records (each one change, durable before the next
+/// is read), so memory stays bounded whatever the size of the backup. A file on stdin is
+/// read again from where it started; a pipe is copied to `DATA_DIR` during the first pass
+/// and the copy read in the second. A run that stops part-way leaves whole batches; the
+/// same import run again skips what is stored and completes it.
+fn import_stdin(
+    store: &mut crate::storage::Store,
+    settings: &Settings,
+    rule: backup::TrailerRule,
+    progress_every: Option<u64>,
+) -> anyhow::Result<crate::storage::ImportReport> {
+    use std::io::BufReader;
+    let Checked {
+        mut second,
+        total,
+        counted,
+        _spool,
+    } = check_stdin(settings, rule, progress_every)?;
 
     let mut run = store.import_begin()?;
     let mut progress = Progress::new("importing", progress_every);

@@ -148,6 +148,15 @@ pub enum Command {
         target_id: u64,
         post_ids: Vec<u64>,
     },
+    /// One bounded batch of `amber import` run `import`, in file order.
+    ImportBatch {
+        import: u64,
+        records: Vec<crate::storage::Imported>,
+    },
+    /// The end of `amber import` run `import` (its post map is dropped).
+    ImportFinish {
+        import: u64,
+    },
 }
 
 /// What applying a command returned (to the write that sent it).
@@ -253,6 +262,15 @@ impl Command {
                 post_ids,
             } => {
                 s.outbox_done(target_id, &post_ids)?;
+                Outcome::Unit
+            }
+            Command::ImportBatch { import, records } => {
+                let mut run = s.import_run_replicated(import);
+                s.import_batch(&mut run, records)?;
+                Outcome::Unit
+            }
+            Command::ImportFinish { import } => {
+                s.import_forget(import)?;
                 Outcome::Unit
             }
         })
@@ -887,6 +905,82 @@ impl Replicator {
         let mut st = self.inner.state.lock();
         st.connected = true;
         Ok(())
+    }
+}
+
+/// Appends commands from outside a server (`amber import`): no reader loop here; the
+/// instances apply what it appends, and report how far they are in the members hash.
+pub struct Appender {
+    conn: redis::aio::MultiplexedConnection,
+    stream: String,
+    counter: String,
+    members: String,
+    origin: String,
+    nonce: u64,
+}
+
+impl Appender {
+    /// Connects to the stream of `cluster` on `url`.
+    pub async fn connect(url: &str, cluster: &str) -> Result<Appender, String> {
+        let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+        let conn = timed(REDIS_TIMEOUT, client.get_multiplexed_async_connection()).await?;
+        let stream = format!("amber:repl:{{{cluster}}}");
+        Ok(Appender {
+            conn,
+            counter: format!("{stream}:n"),
+            members: format!("{stream}:members"),
+            stream,
+            origin: format!("cli-{}", uuid::Uuid::new_v4().simple()),
+            nonce: 0,
+        })
+    }
+
+    /// The stream's key.
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    /// Appends `command`; returns the entry's id.
+    pub async fn append(&mut self, command: &Command) -> Result<String, String> {
+        self.nonce += 1;
+        let answer: Value = timed(
+            REDIS_TIMEOUT,
+            redis::Script::new(APPEND_SCRIPT)
+                .key(&self.stream)
+                .key(&self.counter)
+                .arg(&self.origin)
+                .arg(self.nonce)
+                .arg(command.encode())
+                .invoke_async(&mut self.conn),
+        )
+        .await?;
+        match &answer {
+            Value::Array(parts) => parts.first().and_then(text),
+            _ => None,
+        }
+        .ok_or_else(|| format!("unexpected answer to the append: {answer:?}"))
+    }
+
+    /// The instances that reported lately, each with whether it has applied entry `id`.
+    pub async fn members(&mut self, id: &str) -> Result<Vec<(String, bool)>, String> {
+        let all: HashMap<String, String> = timed(
+            REDIS_TIMEOUT,
+            redis::cmd("HGETALL")
+                .arg(&self.members)
+                .query_async(&mut self.conn),
+        )
+        .await?;
+        let now = now_ms();
+        let mut live: Vec<(String, bool)> = all
+            .into_iter()
+            .filter_map(|(member, value)| {
+                let (at, pos) = value.split_once(' ')?;
+                (now - at.parse::<i64>().ok()? <= MEMBER_TTL_MS)
+                    .then(|| (member, id_key(pos) >= id_key(id)))
+            })
+            .collect();
+        live.sort();
+        Ok(live)
     }
 }
 

@@ -37,7 +37,7 @@ pub const SCRATCH_TREE: &str = "import-scratch";
 const DENSE_IDS: u64 = 1 << 24;
 
 /// A record read from or written to a backup.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, bincode::Encode, bincode::Decode)]
 pub enum Record {
     Leader(Leader),
     Post(Box<Post>),
@@ -46,7 +46,7 @@ pub enum Record {
 
 /// A record as a backup line names it: ids the record itself could not hold because they
 /// are foreign travel beside it (the record's own id field is then a placeholder).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, bincode::Encode, bincode::Decode)]
 pub struct Imported {
     pub record: Record,
     /// The record's own id, when foreign.
@@ -149,8 +149,32 @@ impl PostIds {
 /// One import in progress: what it did so far, and what its backup's post ids became.
 pub struct ImportRun {
     report: ImportReport,
-    posts: PostIds,
+    /// What each backup post id became: in memory and the scratch tree for a local run;
+    /// for a replicated run ([`Store::import_run_replicated`]) `M` keys of the import
+    /// written in each batch's own change, so a batch needs nothing but the store.
+    posts: PostMap,
 }
+
+enum PostMap {
+    Local(PostIds),
+    Durable(u64),
+}
+
+/// Key prefix of a replicated import's post map: `M` + `import-map:` + import id.
+fn import_map_prefix(import: u64) -> Vec<u8> {
+    let mut k = keys::named_key(keys::META, "import-map:");
+    k.extend_from_slice(&import.to_be_bytes());
+    k
+}
+
+fn import_map_key(import: u64, from: u64) -> Vec<u8> {
+    let mut k = import_map_prefix(import);
+    k.extend_from_slice(&from.to_be_bytes());
+    k
+}
+
+/// Map keys removed in one batch when a replicated import ends.
+const FORGET_CHUNK: usize = 10_000;
 
 impl ImportRun {
     /// What the run did so far.
@@ -177,12 +201,48 @@ impl Store {
         scratch.clear()?;
         Ok(ImportRun {
             report: ImportReport::default(),
-            posts: PostIds {
+            posts: PostMap::Local(PostIds {
                 kept: Vec::new(),
                 scratch,
                 scratch_used: false,
-            },
+            }),
         })
+    }
+
+    /// The run of one batch of replicated import `import` (an entry of the replication
+    /// stream): what earlier batches' posts became is read from, and this batch's written
+    /// to, the import's map keys in the store, in the batch's own change; so applying the
+    /// batches in stream order gives the same ids on every instance, across restarts.
+    pub fn import_run_replicated(&self, import: u64) -> ImportRun {
+        ImportRun {
+            report: ImportReport::default(),
+            posts: PostMap::Durable(import),
+        }
+    }
+
+    /// Ends replicated import `import`: removes its map keys (in bounded batches; the
+    /// last change carries the replication stamp, so an interrupted end is done again).
+    pub fn import_forget(&mut self, import: u64) -> Result<(), StoreError> {
+        let stamp = self.stamp.take();
+        loop {
+            let mut change = ChangeSet::default();
+            let mut n = 0;
+            for kv in self
+                .tree
+                .scan_prefix(import_map_prefix(import))
+                .take(FORGET_CHUNK)
+            {
+                let (k, _) = kv?;
+                change.remove(k);
+                n += 1;
+            }
+            if n == 0 {
+                break;
+            }
+            self.apply(change)?;
+        }
+        self.stamp = stamp;
+        Ok(())
     }
 
     /// Ends an import: drops the scratch tree and returns what the run did.
@@ -347,7 +407,14 @@ impl Store {
                         Some(old) => foreign.get(Entity::Post, old)?,
                         None => match post_id_map.get(&item.post_id) {
                             Some(id) => Some(*id),
-                            None => run.posts.get(item.post_id)?,
+                            None => match &run.posts {
+                                PostMap::Local(posts) => posts.get(item.post_id)?,
+                                PostMap::Durable(import) => self
+                                    .tree
+                                    .get(import_map_key(*import, item.post_id))?
+                                    .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+                                    .map(u64::from_be_bytes),
+                            },
                         },
                     };
                     let Some(post_id) = post_id else {
@@ -398,9 +465,16 @@ impl Store {
         // An import is a restore: the seed list must not be added on top of it later.
         change.put(keys::named_key(keys::META, "seeded"), &[1u8][..]);
         change.set_ids(ids);
+        if let PostMap::Durable(import) = &run.posts {
+            for (from, to) in &post_id_map {
+                change.put(import_map_key(*import, *from), &to.to_be_bytes()[..]);
+            }
+        }
         self.apply(change)?;
-        for (from, to) in post_id_map {
-            run.posts.note(from, to)?;
+        if let PostMap::Local(posts) = &mut run.posts {
+            for (from, to) in post_id_map {
+                posts.note(from, to)?;
+            }
         }
         let total = &mut run.report;
         total.leaders += report.leaders;

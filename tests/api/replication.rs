@@ -769,3 +769,140 @@ async fn ingestion_stop_start_and_notification_targets_reach_every_instance_and_
     let _ = redis.kill();
     let _ = redis.wait();
 }
+
+/// A backup with Amber's own ids: a leader, `posts` X posts numbered from 1 (ids the
+/// cluster has taken already), and a review item, at the end, for every hundredth.
+fn amber_id_backup(posts: u64) -> String {
+    let mut lines = vec![
+        r#"{"kind":"leader","id":900,"name":"Imported","handles":{"x":"imported"},"createdAt":"2025-01-01T00:00:00.000Z"}"#.to_string(),
+    ];
+    for i in 1..=posts {
+        lines.push(format!(
+            r#"{{"kind":"post","id":{i},"leaderId":900,"platform":"X","content":"imported post {i}","timestamp":"2025-02-01T00:{:02}:{:02}.000Z","sentiment":"Neutral","metrics":{{"likes":{i}}},"platformPostId":"{}","verificationStatus":"Unverified"}}"#,
+            (i / 60) % 60,
+            i % 60,
+            1_900_000_000_000_000_000u64 + i
+        ));
+    }
+    for i in (1..=posts).step_by(100) {
+        lines.push(format!(
+            r#"{{"kind":"review","id":{i},"postId":{i},"state":"pending","updatedAt":"2025-02-02T00:00:00.000Z"}}"#
+        ));
+    }
+    let mut out: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    out.push_str(&format!(
+        "{{\"kind\":\"trailer\",\"records\":{},\"damagedSkipped\":0}}\n",
+        lines.len()
+    ));
+    out
+}
+
+/// `amber import` of `backup` into `cluster` (its own empty `DATA_DIR`, never opened).
+fn replicated_import(cluster: &str, backup: &str) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("backup.jsonl");
+    std::fs::write(&file, backup).unwrap();
+    let env: std::collections::HashMap<String, String> = [
+        ("REDIS_URL", REDIS_URL),
+        ("REPLICATION", "redis"),
+        ("REPLICATION_CLUSTER", cluster),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    crate::helpers::amber_command(dir.path(), &env)
+        .arg("import")
+        .stdin(std::fs::File::open(&file).unwrap())
+        .output()
+        .unwrap()
+}
+
+async fn appended(cluster: &str) -> u64 {
+    let client = redis::Client::open(REDIS_URL).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let n: Option<u64> = redis::cmd("GET")
+        .arg(format!("amber:repl:{{{cluster}}}:n"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    n.unwrap_or(0)
+}
+
+#[actix_web::test]
+async fn amber_import_reaches_every_instance_at_the_same_ids_and_a_bad_file_appends_nothing() {
+    if !redis_or_skip("amber_import_reaches_every_instance_at_the_same_ids").await {
+        return;
+    }
+    let cluster = cluster();
+    let a = instance(REDIS_URL, &cluster).await;
+    let b = instance(REDIS_URL, &cluster).await;
+    let c = instance(REDIS_URL, &cluster).await;
+    // The cluster holds posts 1-5 already: the backup's posts 1-5 get fresh ids, and the
+    // reviews naming them (in a later batch) must follow them.
+    for i in 0..5 {
+        a.create_post(
+            &json!({"leaderId": 1, "platform": "news", "content": format!("before {i}")}),
+        )
+        .await;
+    }
+    converged(&[&a, &b, &c], 8).await;
+    let at = appended(&cluster).await;
+    let mut bad = amber_id_backup(1200);
+    bad = bad.replacen("imported post 700\"", "imported post 700\",\"id\":", 1);
+    let out = replicated_import(&cluster, &bad);
+    assert!(!out.status.success(), "a bad line is refused");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line"), "{err}");
+    assert_eq!(
+        appended(&cluster).await,
+        at,
+        "nothing appended for a bad file"
+    );
+
+    let out = replicated_import(&cluster, &amber_id_backup(1200));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("applied by"), "{err}");
+    // 1213 records in three batches, and the end.
+    assert_eq!(appended(&cluster).await, at + 4, "{err}");
+    converged(&[&a, &b, &c], at + 4).await;
+    let ea = export(&a).await;
+    assert_eq!(ea, export(&b).await);
+    assert_eq!(ea, export(&c).await);
+    let records: Vec<Value> = ea
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .collect();
+    let content: std::collections::HashMap<u64, String> = records
+        .iter()
+        .filter(|r| r["kind"] == "post")
+        .map(|p| {
+            (
+                id_of(&p["id"]),
+                p["content"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let imported = content
+        .values()
+        .filter(|c| c.starts_with("imported post "))
+        .count();
+    assert_eq!(imported, 1200);
+    let reviews: Vec<&Value> = records
+        .iter()
+        .filter(|r| {
+            r["kind"] == "review" && r["updatedAt"].as_str().unwrap_or("").starts_with("2025")
+        })
+        .collect();
+    assert_eq!(reviews.len(), 12, "{reviews:?}");
+    for r in reviews {
+        let post = &content[&id_of(&r["postId"])];
+        let backup_id: u64 = post.trim_start_matches("imported post ").parse().unwrap();
+        assert_eq!(backup_id % 100, 1, "review {r} follows its post ({post})");
+    }
+    // Imported again: everything is recognised, nothing added.
+    let out = replicated_import(&cluster, &amber_id_backup(1200));
+    assert!(out.status.success());
+    converged(&[&a, &b, &c], at + 8).await;
+    assert_eq!(export(&a).await, ea, "a second import adds nothing");
+}

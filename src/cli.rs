@@ -307,7 +307,6 @@ fn import_replicated(
     })
     .and_then(|_| send(&mut batch));
     progress.done();
-    drop(send);
     let (appended, batches) = (appended.get(), batches.get());
     if let Err(err) = scanned {
         return Err(err.context(format!(

@@ -278,6 +278,7 @@ impl Store {
         // Backup post ids this batch stored: noted in the run once the change is durable.
         let mut post_id_map: HashMap<u64, u64> = HashMap::new();
         let mut reviewed_posts: HashSet<u64> = HashSet::new();
+        let mut staged_reviews: HashSet<u64> = HashSet::new();
         for imported in records {
             let Imported {
                 record,
@@ -437,14 +438,17 @@ impl Store {
                         // The post has its review item (this one, imported before).
                         report.skipped += 1;
                         continue;
-                    } else if self
-                        .tree
-                        .contains_key(keys::id_key(keys::REVIEW, item.id))?
+                    } else if staged_reviews.contains(&item.id)
+                        || self
+                            .tree
+                            .contains_key(keys::id_key(keys::REVIEW, item.id))?
                     {
+                        // Taken, in the store or by a review staged in this batch.
                         item.id = ids.review;
                     }
                     item.post_id = post_id;
                     reviewed_posts.insert(post_id);
+                    staged_reviews.insert(item.id);
                     ids.review = ids.review.max(item.id + 1);
                     change.put(
                         &keys::id_key(keys::REVIEW, item.id)[..],
@@ -482,5 +486,91 @@ impl Store {
         total.reviews += report.reviews;
         total.skipped += report.skipped;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod replicated_tests {
+    use super::*;
+
+    fn parse(lines: &[String]) -> Vec<Imported> {
+        lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| crate::backup::parse_line(i + 1, l).unwrap())
+            .collect()
+    }
+
+    /// A leader, `posts` X posts numbered from 1 and a review item for each, at the end.
+    fn backup(posts: u64, ext_base: u64) -> Vec<Imported> {
+        let mut lines = vec![
+            r#"{"kind":"leader","id":900,"name":"L","createdAt":"2025-01-01T00:00:00.000Z"}"#
+                .to_string(),
+        ];
+        for i in 1..=posts {
+            lines.push(format!(
+                r#"{{"kind":"post","id":{i},"leaderId":900,"platform":"X","content":"post {i}","timestamp":"2025-02-01T00:00:{:02}.000Z","sentiment":"Neutral","metrics":{{}},"platformPostId":"{}","verificationStatus":"Unverified"}}"#,
+                i % 60,
+                ext_base + i
+            ));
+        }
+        for i in 1..=posts {
+            lines.push(format!(
+                r#"{{"kind":"review","id":{i},"postId":{i},"state":"pending","updatedAt":"2025-02-02T00:00:00.000Z"}}"#
+            ));
+        }
+        parse(&lines)
+    }
+
+    #[test]
+    fn a_replicated_import_in_batches_gives_a_local_runs_ids_across_a_reopen_and_leaves_no_map() {
+        let dir = tempfile::tempdir().unwrap();
+        let (pa, pb) = (dir.path().join("a"), dir.path().join("b"));
+        // The same starting state: posts 1-4 taken, so the backup's 1-4 get fresh ids.
+        for path in [&pa, &pb] {
+            let mut s = Store::open(path, 1).unwrap();
+            s.import(backup(4, 5_000)).unwrap();
+        }
+        let records = backup(12, 9_000);
+        let mut b = Store::open(&pb, 1).unwrap();
+        let mut run = b.import_begin().unwrap();
+        for chunk in records.chunks(5) {
+            b.import_batch(&mut run, chunk.to_vec()).unwrap();
+        }
+        b.import_finish(run).unwrap();
+        // Replicated: every batch on its own run, the store reopened in the middle (an
+        // instance restarted mid-import).
+        let mut a = Store::open(&pa, 1).unwrap();
+        for (i, chunk) in records.chunks(5).enumerate() {
+            if i == 3 {
+                drop(a);
+                a = Store::open(&pa, 1).unwrap();
+            }
+            let mut run = a.import_run_replicated(7);
+            a.import_batch(&mut run, chunk.to_vec()).unwrap();
+        }
+        assert!(a.tree.scan_prefix(import_map_prefix(7)).next().is_some());
+        a.import_forget(7).unwrap();
+        assert!(a.tree.scan_prefix(import_map_prefix(7)).next().is_none());
+        let (ra, rb) = (a.reader(), b.reader());
+        for id in 1..=40 {
+            assert_eq!(ra.post(id).unwrap(), rb.post(id).unwrap(), "post {id}");
+            assert_eq!(
+                ra.review(id).unwrap(),
+                rb.review(id).unwrap(),
+                "review {id}"
+            );
+        }
+        // Each imported review names the imported post of its number.
+        let mut reviewed = 0;
+        for id in 1..=40 {
+            if let Some(item) = ra.review(id).unwrap() {
+                let post = ra.post(item.post_id).unwrap().unwrap();
+                if post.content.starts_with("post ") {
+                    reviewed += 1;
+                }
+            }
+        }
+        assert_eq!(reviewed, 16);
     }
 }

@@ -298,6 +298,20 @@ async fn with_redis_stopped_writes_get_503_reads_work_and_nothing_applies_twice(
     .await;
     let err: Value = refused.json().await.unwrap();
     assert_eq!(err["error"], "replication_unavailable", "{err}");
+    // The other replicated writes alike: a stop, a notification target.
+    let res = b.admin_post("/api/ingestion/stop", &json!({})).await;
+    assert_eq!(res.status(), 503);
+    let res = b
+        .admin_post(
+            "/api/admin/notifications",
+            &json!({"url": "http://127.0.0.1:9/hook", "format": "json"}),
+        )
+        .await;
+    assert_eq!(res.status(), 503);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["error"],
+        "replication_unavailable"
+    );
     let (status, page) = a.get_json("/api/posts/paginated?limit=50").await;
     assert_eq!(status, 200, "reads keep working");
     assert!(!page.to_string().contains("while down"));
@@ -325,6 +339,14 @@ async fn with_redis_stopped_writes_get_503_reads_work_and_nothing_applies_twice(
     .await;
     converged(&[&a, &b], 3).await;
     assert_eq!(export(&a).await, export(&b).await);
+    for app in [&a, &b] {
+        let (_, s) = app.get_json("/api/ingestion/status").await;
+        assert_eq!(s["stopped"], false, "the refused stop applied nowhere");
+        let res = app
+            .get_auth("/api/admin/notifications", &app.admin_token())
+            .await;
+        assert_eq!(res.json::<Value>().await.unwrap(), json!([]));
+    }
     for app in [&a, &b] {
         let (_, page) = app.get_json("/api/posts/paginated?limit=50").await;
         let text = page.to_string();

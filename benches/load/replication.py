@@ -25,6 +25,7 @@ import http.client
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -318,6 +319,8 @@ def main():
     print(f"load average after: {os.getloadavg()}", flush=True)
 
 
+# A SIGTERM (e.g. `timeout`) ends through `finally` too: no instance or redis-server left.
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 try:
     main()
 finally:

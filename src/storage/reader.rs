@@ -3,7 +3,7 @@
 //! in-memory feed index is locked.
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -283,11 +283,11 @@ impl StoreReader {
         Ok((posts, info(&page)))
     }
 
-    /// Appends the page's posts, comma-separated, as rendered before, to `out` from
-    /// memory alone: `None` (and `out` as it was) when some post on it was not rendered
-    /// yet or changed since. Takes microseconds and never touches sled, so it can run on
-    /// an async executor.
-    pub fn rendered_page_in_memory(
+    /// Appends the page's posts, comma-separated, as rendered before, to `out` without
+    /// waiting for anything: `None` (and `out` as it was) when some post on it was not
+    /// rendered yet, changed since, or its rendering is not in the OS page cache. Never
+    /// touches sled and never waits for a disk, so it can run on an async executor.
+    pub fn rendered_page_without_waiting(
         &self,
         query: &PostQuery,
         out: &mut Vec<u8>,
@@ -299,11 +299,11 @@ impl StoreReader {
         let page = self.shared.index.read().page(query);
         let ids: Vec<u64> = page.entries.iter().map(|e| e.post_id).collect();
         let start = out.len();
-        let mut not_rendered = |_| Err(());
+        let mut not_at_hand = |_| Err(());
         if self
             .shared
             .rendered
-            .append_page(&ids, out, &mut not_rendered)
+            .append_page(&ids, out, false, &mut not_at_hand)
             .is_err()
         {
             out.truncate(start);
@@ -315,8 +315,8 @@ impl StoreReader {
     /// Appends the page's posts, comma-separated, to `out`, rendering with `render` (from
     /// the post and its leader, if it still exists) every post not rendered yet and
     /// keeping those renderings for later pages. `render` must be the same function every
-    /// time: renderings are shared. Reads sled: call it off the async executor. Posts
-    /// deleted meanwhile are skipped.
+    /// time: renderings are shared. Reads sled and files: call it off the async executor.
+    /// Posts deleted meanwhile are skipped.
     pub fn rendered_page<E: From<StoreError>>(
         &self,
         query: &PostQuery,
@@ -338,20 +338,21 @@ impl StoreReader {
                 None => Ok(None),
             }
         };
-        let mut fresh: HashMap<u64, Vec<u8>> = HashMap::new();
+        // In page order, so the page's posts are kept side by side.
+        let mut fresh: Vec<(u64, Vec<u8>)> = Vec::new();
         for id in rendered.missing(&ids) {
             if let Some(bytes) = fetch(id)? {
-                fresh.insert(id, bytes);
+                fresh.push((id, bytes));
             }
         }
-        rendered.put(read_at, fresh.iter().map(|(id, b)| (*id, b.clone())));
-        // Usually every post is either held or just rendered; one dropped from memory in
-        // between (by another page's insertions) is rendered again.
-        let mut fallback = |id: u64| match fresh.remove(&id) {
-            Some(bytes) => Ok(Some(bytes)),
+        rendered.put(read_at, &fresh, &self.shared.disk);
+        // Usually every post is either held or just rendered; one dropped in between (the
+        // file started over, a change) is rendered again.
+        let mut fallback = |id: u64| match fresh.iter_mut().find(|(i, _)| *i == id) {
+            Some((_, bytes)) => Ok(Some(std::mem::take(bytes))),
             None => fetch(id),
         };
-        rendered.append_page(&ids, out, &mut fallback)?;
+        rendered.append_page(&ids, out, true, &mut fallback)?;
         Ok(info(&page))
     }
 

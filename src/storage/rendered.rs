@@ -9,7 +9,8 @@
 //!
 //! - [`Store::apply`](crate::storage::Store::apply) marks every post whose record it
 //!   writes as *changed at* the generation the change becomes visible at, before it
-//!   bumps the generation, and forgets everything when a leader changes;
+//!   bumps the generation, and every post of a leader it writes or removes the same
+//!   way (a leader's name and handles are in its posts' renderings);
 //! - a reader reads the generation *before* it reads a post, and its rendering is kept
 //!   only if the post has not changed since (checked and stored under the table's lock).
 //!
@@ -344,8 +345,8 @@ impl RenderedPosts {
         }
     }
 
-    /// Forgets every rendering and mark: nothing read before `generation` is kept again.
-    /// For changes that touch renderings in general (a leader's name is in its posts).
+    /// Forgets every rendering and mark, and empties the file: nothing read before
+    /// `generation` is kept again (a failed commit, a reopened database).
     pub fn forget_all(&self, generation: u64) {
         self.inner.write().start_over(generation);
     }
@@ -665,5 +666,73 @@ mod tests {
         assert!(!all
             .split(',')
             .any(|p| p.starts_with(&format!("{}|", ids[28]))));
+    }
+
+    #[test]
+    fn a_leader_change_renders_only_that_leaders_posts_again() {
+        use crate::storage::posts::tests::{draft, x_post};
+        use crate::storage::query::PostQuery;
+        use crate::storage::{Store, StoreError};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("db"), 8).unwrap();
+        let a = store.create_leader(draft("A"), 0).unwrap();
+        let b = store.create_leader(draft("B"), 0).unwrap();
+        let posts = (0..20)
+            .map(|i| {
+                x_post(
+                    if i % 2 == 0 { a.id } else { b.id },
+                    &format!("{}", 500 + i),
+                    i,
+                    &[],
+                )
+            })
+            .collect();
+        store.insert_posts(posts).unwrap();
+        let reader = store.reader();
+        let renders = AtomicUsize::new(0);
+        let render = |p: &crate::domain::post::Post, l: Option<&crate::domain::leader::Leader>| {
+            renders.fetch_add(1, Ordering::Relaxed);
+            Ok::<_, StoreError>(format!("{}|{}", p.id, l.map_or("-", |l| &l.name)).into_bytes())
+        };
+        let page = |q: &PostQuery| {
+            let mut out = Vec::new();
+            reader.rendered_page(q, render, &mut out).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let all = PostQuery::newest(20);
+        page(&all);
+        assert_eq!(renders.load(Ordering::Relaxed), 20);
+        store.update_leader(a.id, draft("A2")).unwrap();
+        let mut out = Vec::new();
+        assert!(
+            reader
+                .rendered_page_without_waiting(&PostQuery::newest(20).leaders(vec![b.id]), &mut out)
+                .is_some(),
+            "B's posts are still rendered"
+        );
+        assert!(
+            reader
+                .rendered_page_without_waiting(&PostQuery::newest(20).leaders(vec![a.id]), &mut out)
+                .is_none(),
+            "A's are not"
+        );
+        let shown = page(&all);
+        assert_eq!(renders.load(Ordering::Relaxed), 30, "A's ten posts again");
+        assert_eq!(shown.matches("|A2").count(), 10);
+        assert_eq!(shown.matches("|B").count(), 10);
+        assert!(!shown.contains("|A,") && !shown.ends_with("|A"));
+        // A deleted leader's posts go with it.
+        store.delete_leader(b.id).unwrap();
+        assert_eq!(page(&all).split(',').count(), 10);
+        // Nothing of the file is left in the data directory.
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .filter(|n| n.to_string_lossy().contains("renderings"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 }

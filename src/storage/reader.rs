@@ -39,6 +39,10 @@ pub struct PageInfo {
     pub next_cursor: Option<Cursor>,
 }
 
+/// How a post is rendered for feed pages: its JSON from the post and its leader (if it
+/// still exists); `None` keeps nothing.
+pub type Render = dyn Fn(&Post, Option<&Leader>) -> Option<Vec<u8>> + Sync;
+
 /// A post and the older external ids of its edit chain.
 pub type PostWithHistory = (Post, Vec<String>);
 
@@ -73,7 +77,7 @@ fn info(page: &PageRef) -> PageInfo {
 /// Read access: cheap to clone, safe to use from any thread.
 #[derive(Debug, Clone)]
 pub struct StoreReader {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
 }
 
 impl StoreReader {
@@ -151,10 +155,15 @@ impl StoreReader {
 
     /// Reads every record once to find damage, and says what it found in the log (and,
     /// from then on, in health): every leader and review item, and every post the feed
-    /// index names (a post named there whose record is gone counts as missing). Run once
-    /// after start-up, off the request path.
-    pub fn check_integrity(&self) -> Result<DamageReport, StoreError> {
+    /// index names (a post named there whose record is gone counts as missing). With
+    /// `render`, each post read is also rendered and kept (see
+    /// [`rendered_page`](Self::rendered_page): the same function), newest first, so
+    /// feed pages are ready without a first reader paying for them. Run once after
+    /// start-up, off the request path.
+    pub fn check_integrity(&self, render: Option<&Render>) -> Result<DamageReport, StoreError> {
         let started = std::time::Instant::now();
+        let mut kept = Vec::new();
+        let mut rendered = 0u64;
         let tree = self.tree()?;
         let damage = &self.shared.damage;
         let mut records = 0u64;
@@ -177,11 +186,35 @@ impl StoreReader {
         // The index in pages of 10,000 (a cursor each), so it is never locked for long.
         let mut query = PostQuery::newest(10_000);
         loop {
+            // Before the reads: renderings of posts that change meanwhile are refused.
+            let read_at = self.generation();
             let page = self.shared.index.read().page(&query);
+            let missing: std::collections::HashSet<u64> = match render {
+                Some(_) => {
+                    let ids: Vec<u64> = page.entries.iter().map(|e| e.post_id).collect();
+                    self.shared.rendered.missing(&ids).into_iter().collect()
+                }
+                None => Default::default(),
+            };
             for e in &page.entries {
                 let key = keys::id_key(keys::POST, e.post_id);
                 match damage.skip(&key, read_post(&tree, e.post_id))? {
-                    Some(Some(_)) => records += 1,
+                    Some(Some(stored)) => {
+                        records += 1;
+                        if let Some(render) = render.filter(|_| missing.contains(&e.post_id)) {
+                            let bytes = self.with_leaders(|leaders| {
+                                render(&stored.post, leaders.get(&stored.post.leader_id))
+                            });
+                            if let Some(bytes) = bytes {
+                                kept.push((e.post_id, bytes));
+                            }
+                        }
+                        if kept.len() >= 256 {
+                            rendered += kept.len() as u64;
+                            self.shared.rendered.put(read_at, &kept, &self.shared.disk);
+                            kept.clear();
+                        }
+                    }
                     // Deleted since the page was read, or missing for good.
                     Some(None)
                         if self
@@ -196,6 +229,11 @@ impl StoreReader {
                     Some(None) | None => {}
                 }
             }
+            if !kept.is_empty() {
+                rendered += kept.len() as u64;
+                self.shared.rendered.put(read_at, &kept, &self.shared.disk);
+                kept.clear();
+            }
             match (page.has_next, page.entries.last()) {
                 (true, Some(last)) => {
                     query = query.starting(crate::storage::query::PageStart::Before(last.cursor()))
@@ -207,7 +245,12 @@ impl StoreReader {
         let report = damage.report();
         let ms = started.elapsed().as_millis() as u64;
         if report.total() == 0 {
-            tracing::info!(records, ms, "integrity check: every record reads back");
+            tracing::info!(
+                records,
+                rendered,
+                ms,
+                "integrity check: every record reads back"
+            );
         } else {
             tracing::error!(
                 records,

@@ -735,4 +735,60 @@ mod tests {
             .collect();
         assert!(left.is_empty(), "{left:?}");
     }
+
+    #[test]
+    fn the_start_up_check_renders_every_post_newest_first_in_one_piece() {
+        use crate::storage::posts::tests::{draft, x_post};
+        use crate::storage::query::{PageStart, PostQuery};
+        use crate::storage::Store;
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("db"), 8).unwrap();
+        let a = store.create_leader(draft("A"), 0).unwrap();
+        let posts = (0..50)
+            .map(|i| x_post(a.id, &format!("{}", 700 + i), i, &[]))
+            .collect();
+        store.insert_posts(posts).unwrap();
+        let reader = store.reader();
+        let mut out = Vec::new();
+        assert!(reader
+            .rendered_page_without_waiting(&PostQuery::newest(20), &mut out)
+            .is_none());
+        let render = |p: &crate::domain::post::Post, _: Option<&crate::domain::leader::Leader>| {
+            Some(format!("<{}>", p.id).into_bytes())
+        };
+        let report = reader.check_integrity(Some(&render)).unwrap();
+        assert_eq!(report.total(), 0);
+        let all = reader.page(&PostQuery::newest(50)).unwrap().posts;
+        let bytes: usize = all.iter().map(|p| format!("<{}>,", p.id).len()).sum();
+        assert_eq!(reader.shared.rendered.held(), bytes as u64);
+        let q = PostQuery::newest(20).starting(PageStart::Offset(20));
+        assert!(reader.rendered_page_without_waiting(&q, &mut out).is_some());
+        let ids: Vec<String> = reader
+            .page(&q)
+            .unwrap()
+            .posts
+            .iter()
+            .map(|p| format!("<{}>", p.id))
+            .collect();
+        assert_eq!(String::from_utf8(out).unwrap(), ids.join(","));
+        // Newest first, side by side: the whole feed is one stretch of the file.
+        let inner = reader.shared.rendered.inner.read();
+        let mut end = None;
+        for id in reader
+            .page(&PostQuery::newest(50))
+            .unwrap()
+            .posts
+            .iter()
+            .map(|p| p.id)
+        {
+            let Slot::Fresh { offset, len } = inner.get(id) else {
+                panic!("{id} not kept")
+            };
+            if let Some(end) = end {
+                assert_eq!(offset, end + 1);
+            }
+            end = Some(offset + len);
+        }
+    }
 }

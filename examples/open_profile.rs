@@ -51,7 +51,7 @@ fn main() -> anyhow::Result<()> {
         trimmed()
     );
     let t = Instant::now();
-    let report = store.reader().check_integrity()?;
+    let report = store.reader().check_integrity(None)?;
     eprintln!(
         "integrity check: {} ms, rss {} MB, {} MB trimmed ({} damaged)",
         t.elapsed().as_millis(),

@@ -231,12 +231,18 @@ pub fn open_store(settings: &Settings) -> anyhow::Result<Store> {
 
 /// While the database is closed after a failed write (a full disk), asks the writer to
 /// reopen it every second, so reads come back without waiting for the next write.
-/// Reads every record once in the background and logs what is damaged (health shows it).
+/// Reads every record once in the background and logs what is damaged (health shows it);
+/// renders every post for feed pages on the way.
 fn spawn_integrity_check(reader: crate::storage::StoreReader) {
     let spawned = std::thread::Builder::new()
         .name("integrity-check".into())
         .spawn(move || {
-            if let Err(err) = reader.check_integrity() {
+            // Renders every post on the way, so feed pages are ready (storage::rendered).
+            let render = |p: &crate::domain::post::Post,
+                          l: Option<&crate::domain::leader::Leader>| {
+                crate::http::feed::render_feed_post(p, l).ok()
+            };
+            if let Err(err) = reader.check_integrity(Some(&render)) {
                 tracing::warn!(error = %err, "integrity check did not finish");
             }
             // Every post was decoded once: give the freed buffers back.

@@ -345,7 +345,7 @@ pub async fn feed(
     body.extend_from_slice(FEED_HEAD);
     let (info, mut body) = match state
         .reader
-        .rendered_page_in_memory(&posts_query, &mut body)
+        .rendered_page_without_waiting(&posts_query, &mut body)
     {
         Some(info) => (info, body),
         None => {

@@ -252,7 +252,12 @@ impl Store {
             .filter_map(|(key, _)| keys::id_from_key(key))
             .filter(|id| *id < self.ids.post)
             .collect();
-        let renders_stale = !leaders_put.is_empty() || !leaders_removed.is_empty();
+        // A leader's name and handles are in its posts' renderings.
+        let leaders_touched: Vec<u64> = leaders_put
+            .iter()
+            .map(|l| l.id)
+            .chain(leaders_removed.iter().copied())
+            .collect();
         let mut batch = sled::Batch::default();
         // Kept to tell, after a failed flush, whether the batch reached the disk.
         let written = writes.clone();
@@ -381,10 +386,15 @@ impl Store {
         if let Some(ids) = ids {
             self.ids = ids;
         }
-        if renders_stale {
-            self.shared.rendered.forget_all(visible_at);
-        } else if !rewritten.is_empty() {
-            self.shared.rendered.changed(rewritten, visible_at);
+        let mut stale = rewritten;
+        if !leaders_touched.is_empty() {
+            let index = self.shared.index.read();
+            for id in leaders_touched {
+                stale.extend(index.leader_entries(id).iter().map(|e| e.post_id));
+            }
+        }
+        if !stale.is_empty() {
+            self.shared.rendered.changed(stale, visible_at);
         }
         self.shared.generation.fetch_add(1, Ordering::Release);
         if outbox {

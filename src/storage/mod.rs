@@ -230,7 +230,7 @@ pub fn x_id_newer(a: &str, b: &str) -> bool {
 impl Store {
     /// Opens (or creates) the database under `dir` with a page cache of `cache_mb` MiB,
     /// checks the schema version and rebuilds the in-memory indexes. Rendered posts are
-    /// held up to `cache_mb` MiB too: one setting (`SLED_CACHE_MB`) bounds both caches.
+    /// kept in an unlinked file beside the database (`storage::rendered`), not in memory.
     pub fn open(dir: &Path, cache_mb: u64) -> Result<Store, StoreError> {
         let (db, tree, set_aside) = Store::open_db(dir, cache_mb)?;
         let shared = Arc::new(Shared {
@@ -240,10 +240,7 @@ impl Store {
         if let Some(path) = set_aside {
             shared.damage.set_snapshot_set_aside(path);
         }
-        let cache_bytes = usize::try_from(cache_mb.max(1).saturating_mul(1 << 20));
-        shared
-            .rendered
-            .set_budget(cache_bytes.unwrap_or(usize::MAX));
+        shared.rendered.attach(dir);
         Store::around(db, tree, dir, cache_mb, shared)
     }
 

@@ -3,7 +3,7 @@
 //! in-memory feed index is locked.
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -39,6 +39,10 @@ pub struct PageInfo {
     pub next_cursor: Option<Cursor>,
 }
 
+/// How a post is rendered for feed pages: its JSON from the post and its leader (if it
+/// still exists); `None` keeps nothing.
+pub type Render = dyn Fn(&Post, Option<&Leader>) -> Option<Vec<u8>> + Sync;
+
 /// A post and the older external ids of its edit chain.
 pub type PostWithHistory = (Post, Vec<String>);
 
@@ -73,7 +77,7 @@ fn info(page: &PageRef) -> PageInfo {
 /// Read access: cheap to clone, safe to use from any thread.
 #[derive(Debug, Clone)]
 pub struct StoreReader {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
 }
 
 impl StoreReader {
@@ -151,10 +155,15 @@ impl StoreReader {
 
     /// Reads every record once to find damage, and says what it found in the log (and,
     /// from then on, in health): every leader and review item, and every post the feed
-    /// index names (a post named there whose record is gone counts as missing). Run once
-    /// after start-up, off the request path.
-    pub fn check_integrity(&self) -> Result<DamageReport, StoreError> {
+    /// index names (a post named there whose record is gone counts as missing). With
+    /// `render`, each post read is also rendered and kept (see
+    /// [`rendered_page`](Self::rendered_page): the same function), newest first, so
+    /// feed pages are ready without a first reader paying for them. Run once after
+    /// start-up, off the request path.
+    pub fn check_integrity(&self, render: Option<&Render>) -> Result<DamageReport, StoreError> {
         let started = std::time::Instant::now();
+        let mut kept = Vec::new();
+        let mut rendered = 0u64;
         let tree = self.tree()?;
         let damage = &self.shared.damage;
         let mut records = 0u64;
@@ -177,11 +186,35 @@ impl StoreReader {
         // The index in pages of 10,000 (a cursor each), so it is never locked for long.
         let mut query = PostQuery::newest(10_000);
         loop {
+            // Before the reads: renderings of posts that change meanwhile are refused.
+            let read_at = self.generation();
             let page = self.shared.index.read().page(&query);
+            let missing: std::collections::HashSet<u64> = match render {
+                Some(_) => {
+                    let ids: Vec<u64> = page.entries.iter().map(|e| e.post_id).collect();
+                    self.shared.rendered.missing(&ids).into_iter().collect()
+                }
+                None => Default::default(),
+            };
             for e in &page.entries {
                 let key = keys::id_key(keys::POST, e.post_id);
                 match damage.skip(&key, read_post(&tree, e.post_id))? {
-                    Some(Some(_)) => records += 1,
+                    Some(Some(stored)) => {
+                        records += 1;
+                        if let Some(render) = render.filter(|_| missing.contains(&e.post_id)) {
+                            let bytes = self.with_leaders(|leaders| {
+                                render(&stored.post, leaders.get(&stored.post.leader_id))
+                            });
+                            if let Some(bytes) = bytes {
+                                kept.push((e.post_id, bytes));
+                            }
+                        }
+                        if kept.len() >= 256 {
+                            rendered += kept.len() as u64;
+                            self.shared.rendered.put(read_at, &kept, &self.shared.disk);
+                            kept.clear();
+                        }
+                    }
                     // Deleted since the page was read, or missing for good.
                     Some(None)
                         if self
@@ -196,6 +229,11 @@ impl StoreReader {
                     Some(None) | None => {}
                 }
             }
+            if !kept.is_empty() {
+                rendered += kept.len() as u64;
+                self.shared.rendered.put(read_at, &kept, &self.shared.disk);
+                kept.clear();
+            }
             match (page.has_next, page.entries.last()) {
                 (true, Some(last)) => {
                     query = query.starting(crate::storage::query::PageStart::Before(last.cursor()))
@@ -207,7 +245,12 @@ impl StoreReader {
         let report = damage.report();
         let ms = started.elapsed().as_millis() as u64;
         if report.total() == 0 {
-            tracing::info!(records, ms, "integrity check: every record reads back");
+            tracing::info!(
+                records,
+                rendered,
+                ms,
+                "integrity check: every record reads back"
+            );
         } else {
             tracing::error!(
                 records,
@@ -283,11 +326,11 @@ impl StoreReader {
         Ok((posts, info(&page)))
     }
 
-    /// Appends the page's posts, comma-separated, as rendered before, to `out` from
-    /// memory alone: `None` (and `out` as it was) when some post on it was not rendered
-    /// yet or changed since. Takes microseconds and never touches sled, so it can run on
-    /// an async executor.
-    pub fn rendered_page_in_memory(
+    /// Appends the page's posts, comma-separated, as rendered before, to `out` without
+    /// waiting for anything: `None` (and `out` as it was) when some post on it was not
+    /// rendered yet, changed since, or its rendering is not in the OS page cache. Never
+    /// touches sled and never waits for a disk, so it can run on an async executor.
+    pub fn rendered_page_without_waiting(
         &self,
         query: &PostQuery,
         out: &mut Vec<u8>,
@@ -299,11 +342,11 @@ impl StoreReader {
         let page = self.shared.index.read().page(query);
         let ids: Vec<u64> = page.entries.iter().map(|e| e.post_id).collect();
         let start = out.len();
-        let mut not_rendered = |_| Err(());
+        let mut not_at_hand = |_| Err(());
         if self
             .shared
             .rendered
-            .append_page(&ids, out, &mut not_rendered)
+            .append_page(&ids, out, false, &mut not_at_hand)
             .is_err()
         {
             out.truncate(start);
@@ -315,8 +358,8 @@ impl StoreReader {
     /// Appends the page's posts, comma-separated, to `out`, rendering with `render` (from
     /// the post and its leader, if it still exists) every post not rendered yet and
     /// keeping those renderings for later pages. `render` must be the same function every
-    /// time: renderings are shared. Reads sled: call it off the async executor. Posts
-    /// deleted meanwhile are skipped.
+    /// time: renderings are shared. Reads sled and files: call it off the async executor.
+    /// Posts deleted meanwhile are skipped.
     pub fn rendered_page<E: From<StoreError>>(
         &self,
         query: &PostQuery,
@@ -338,20 +381,21 @@ impl StoreReader {
                 None => Ok(None),
             }
         };
-        let mut fresh: HashMap<u64, Vec<u8>> = HashMap::new();
+        // In page order, so the page's posts are kept side by side.
+        let mut fresh: Vec<(u64, Vec<u8>)> = Vec::new();
         for id in rendered.missing(&ids) {
             if let Some(bytes) = fetch(id)? {
-                fresh.insert(id, bytes);
+                fresh.push((id, bytes));
             }
         }
-        rendered.put(read_at, fresh.iter().map(|(id, b)| (*id, b.clone())));
-        // Usually every post is either held or just rendered; one dropped from memory in
-        // between (by another page's insertions) is rendered again.
-        let mut fallback = |id: u64| match fresh.remove(&id) {
-            Some(bytes) => Ok(Some(bytes)),
+        rendered.put(read_at, &fresh, &self.shared.disk);
+        // Usually every post is either held or just rendered; one dropped in between (the
+        // file started over, a change) is rendered again.
+        let mut fallback = |id: u64| match fresh.iter_mut().find(|(i, _)| *i == id) {
+            Some((_, bytes)) => Ok(Some(std::mem::take(bytes))),
             None => fetch(id),
         };
-        rendered.append_page(&ids, out, &mut fallback)?;
+        rendered.append_page(&ids, out, true, &mut fallback)?;
         Ok(info(&page))
     }
 

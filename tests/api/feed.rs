@@ -230,3 +230,93 @@ async fn with_a_cursor_the_page_number_is_ignored() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["page"], serde_json::Value::Null);
 }
+
+/// Every shape of page a reader may ask for, so every post has been served (and its
+/// rendering kept) before the changes below.
+const SHAPES: [&str; 5] = [
+    "/api/feed?page_size=100",
+    "/api/feed?page_size=5&page=2",
+    "/api/feed?leaders=1&page_size=100",
+    "/api/feed?leaders=1,2&source=x&page_size=100",
+    "/api/feed?kinds=post&page_size=100",
+];
+
+/// Kept renderings never show a post as it was: an edit, a deletion, a leader's new name
+/// and handle show on every page shape at once, and a restart starts from the data.
+#[actix_web::test]
+async fn kept_renderings_follow_edits_deletions_and_leader_changes() {
+    use reqwest::Method;
+    let mut app = spawn_app().await;
+    seed_posts(&app, 30).await;
+    for _ in 0..2 {
+        for shape in SHAPES {
+            assert_eq!(app.get_json(shape).await.0, 200);
+        }
+    }
+    let (_, all) = app.get_json("/api/feed?page_size=100").await;
+    let posts = all["posts"].as_array().unwrap();
+    let of_leader = |l: u64| -> Vec<&Value> {
+        posts
+            .iter()
+            .filter(|p| id_of(&p["leaderId"]) == l)
+            .collect()
+    };
+    let edited = id_of(&of_leader(2)[0]["id"]);
+    let deleted = id_of(&of_leader(3)[0]["id"]);
+    let res = app
+        .send_json(
+            Method::PUT,
+            &format!("/api/posts/{edited}"),
+            &json!({"content": "edited after it was rendered"}),
+            Some(&app.admin_token()),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        app.admin_delete(&format!("/api/posts/{deleted}"))
+            .await
+            .status(),
+        200
+    );
+    let res = app
+        .send_json(
+            Method::PUT,
+            "/api/leaders/1",
+            &json!({"name": "Renamed Leader", "handles": {"x": "renamed1"}}),
+            Some(&app.admin_token()),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    for round in 0..2 {
+        for shape in SHAPES {
+            let (status, page) = app.get_json(shape).await;
+            assert_eq!(status, 200, "{shape}");
+            for p in page["posts"].as_array().unwrap() {
+                let id = id_of(&p["id"]);
+                assert_ne!(id, deleted, "{shape}: a deleted post");
+                if id == edited {
+                    assert_eq!(p["content"], "edited after it was rendered", "{shape}");
+                }
+                match id_of(&p["leaderId"]) {
+                    1 => {
+                        assert_eq!(p["leaderName"], "Renamed Leader", "{shape}");
+                        if p["platform"] == "x" {
+                            let link = p["permalink"].as_str().unwrap();
+                            assert!(
+                                link.starts_with("https://x.com/renamed1/"),
+                                "{shape}: {link}"
+                            );
+                            assert_eq!(p["author"]["handle"], "renamed1", "{shape}");
+                        }
+                    }
+                    _ => assert_ne!(p["leaderName"], "Renamed Leader", "{shape}"),
+                }
+            }
+        }
+        if round == 0 {
+            app = app.restart().await;
+        }
+    }
+    let (_, after) = app.get_json("/api/feed?page_size=100").await;
+    assert_eq!(after["total"], 29);
+}

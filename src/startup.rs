@@ -98,6 +98,13 @@ fn start_replication(
     let position = reader.repl_position()?;
     let repl = crate::replication::Replicator::new(url, cluster, store.clone(), position)
         .map_err(|e| anyhow::anyhow!("REPLICATION: {e}"))?;
+    repl.set_bootstrap(crate::replication::bootstrap::Config {
+        data_dir: settings.data_dir.clone(),
+        source: settings.replication_snapshot.clone(),
+        advertise: settings.replication_advertise_url.clone(),
+        keys: Arc::new(JwtKeys::new(&settings.auth)),
+        pause_ms: settings.test_bootstrap_pause_ms,
+    });
     repl.spawn();
     tracing::info!(stream = %repl.state().stream, position = %repl.state().position, "replication on");
     Ok(crate::replication::Writes::new(store.clone(), Some(repl)))
@@ -179,6 +186,15 @@ const DAMAGED_DB_ADVICE: &str = "Keep a copy of the directory as it is; restore 
 pub fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating DATA_DIR {}", settings.data_dir.display()))?;
+    // A bootstrap from a replication snapshot that a stop interrupted: completed after
+    // its commit point, removed before it (storage/replica.rs).
+    crate::storage::replica::finish_pending_switch(&settings.data_dir).with_context(|| {
+        format!(
+            "completing a bootstrap switch in DATA_DIR {}",
+            settings.data_dir.display()
+        )
+    })?;
+    crate::storage::replica::remove_replaced(&settings.data_dir);
     warn_if_database_gone(settings);
     let opened = Store::open(&settings.db_path(), settings.sled_cache_mb);
     if let Ok(store) = &opened {

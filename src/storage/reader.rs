@@ -73,7 +73,7 @@ fn info(page: &PageRef) -> PageInfo {
 /// Read access: cheap to clone, safe to use from any thread.
 #[derive(Debug, Clone)]
 pub struct StoreReader {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
 }
 
 impl StoreReader {
@@ -82,7 +82,7 @@ impl StoreReader {
     }
 
     /// The tree to read; an error while the database is closed after a failed write.
-    fn tree(&self) -> Result<sled::Tree, StoreError> {
+    pub(super) fn tree(&self) -> Result<sled::Tree, StoreError> {
         self.shared.tree()
     }
 

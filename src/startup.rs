@@ -91,6 +91,7 @@ fn start_replication(
     settings: &Settings,
     store: &Addr<PostStore>,
     reader: &crate::storage::StoreReader,
+    bound: std::net::SocketAddr,
 ) -> anyhow::Result<crate::replication::Writes> {
     let (Some(cluster), Some(url)) = (&settings.replication, &settings.redis_url) else {
         return Ok(store.clone().into());
@@ -101,7 +102,11 @@ fn start_replication(
     repl.set_bootstrap(crate::replication::bootstrap::Config {
         data_dir: settings.data_dir.clone(),
         source: settings.replication_snapshot.clone(),
-        advertise: settings.replication_advertise_url.clone(),
+        // Without REPLICATION_ADVERTISE_URL, the address bound when it names one host.
+        advertise: settings
+            .replication_advertise_url
+            .clone()
+            .or_else(|| (!bound.ip().is_unspecified()).then(|| format!("http://{bound}"))),
         keys: Arc::new(JwtKeys::new(&settings.auth)),
         pause_ms: settings.test_bootstrap_pause_ms,
     });
@@ -323,7 +328,7 @@ impl Application {
         let store = PostStore::start(store);
         spawn_recovery(store.clone(), reader.clone());
         spawn_integrity_check(reader.clone());
-        let writes = start_replication(&settings, &store, &reader)?;
+        let writes = start_replication(&settings, &store, &reader, listener.local_addr()?)?;
         if settings.seed_leaders {
             let drafts = read_seed(&settings.seed_file)?;
             match writes

@@ -58,8 +58,7 @@ pub async fn replication_snapshot(
                 for kv in reader.snapshot_scan().map_err(|e| e.to_string())? {
                     let (k, v) = kv.map_err(|e| e.to_string())?;
                     enc.put(&k, &v);
-                    if enc.buffered() >= CHUNK && tx.blocking_send(Ok(enc.take().into())).is_err()
-                    {
+                    if enc.buffered() >= CHUNK && tx.blocking_send(Ok(enc.take().into())).is_err() {
                         return Ok(None);
                     }
                 }

@@ -30,7 +30,9 @@ use crate::actors::store::SwitchToLoaded;
 use crate::http::auth::{JwtKeys, Role};
 use crate::storage::replica::{self, LoadProgress, Trailer};
 
-use super::{entries, id_key, now_ms, timed, Replicator, MEMBER_TTL_MS, REDIS_TIMEOUT, REPORT_EVERY};
+use super::{
+    entries, id_key, now_ms, timed, Replicator, MEMBER_TTL_MS, REDIS_TIMEOUT, REPORT_EVERY,
+};
 
 /// The path every instance serves its snapshot on.
 pub const SNAPSHOT_PATH: &str = "/api/admin/replication/snapshot";
@@ -201,8 +203,11 @@ impl Replicator {
             ..Default::default()
         });
         let loading = {
-            let (data_dir, cluster, progress) =
-                (config.data_dir.clone(), self.inner.cluster.clone(), progress.clone());
+            let (data_dir, cluster, progress) = (
+                config.data_dir.clone(),
+                self.inner.cluster.clone(),
+                progress.clone(),
+            );
             tokio::task::spawn_blocking(move || {
                 let input = std::fs::File::open(&file)
                     .map_err(|e| format!("opening {}: {e}", file.display()))?;
@@ -273,8 +278,8 @@ impl Replicator {
             ));
         }
         // Chunks go to the page cache (small writes); the one fsync runs off the executor.
-        let mut file = std::fs::File::create(to)
-            .map_err(|e| format!("creating {}: {e}", to.display()))?;
+        let mut file =
+            std::fs::File::create(to).map_err(|e| format!("creating {}: {e}", to.display()))?;
         while let Some(chunk) = res.chunk().await.map_err(|e| format!("fetching: {e}"))? {
             file.write_all(&chunk)
                 .map_err(|e| format!("writing {}: {e}", to.display()))?;

@@ -146,7 +146,9 @@ impl StoreReader {
 
     /// The scan half of a snapshot: every replicated key and its value, as the tree shows
     /// them while it runs (see the module notes).
-    pub fn snapshot_scan(&self) -> Result<impl Iterator<Item = Result<(IVec, IVec), StoreError>>, StoreError> {
+    pub fn snapshot_scan(
+        &self,
+    ) -> Result<impl Iterator<Item = Result<(IVec, IVec), StoreError>>, StoreError> {
         let tree = self.tree()?;
         Ok(tree.iter().filter_map(|kv| match kv {
             Ok((k, _)) if is_local(&k) => None,
@@ -196,7 +198,10 @@ impl Store {
         }
         let position = self
             .tree
-            .get(keys::named_key(keys::META, crate::storage::change::REPL_POSITION))?
+            .get(keys::named_key(
+                keys::META,
+                crate::storage::change::REPL_POSITION,
+            ))?
             .and_then(|v| crate::replication::parse_stamp(&v))
             .unwrap_or_else(|| ("0-0".to_string(), 0));
         Ok(FixUp { writes, position })
@@ -316,7 +321,9 @@ impl<R: Read> Decoder<R> {
         let len = self.exact(4)?;
         let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]);
         if len > MAX_FRAME {
-            return Err(refused(format!("a frame of {len} bytes: not a snapshot, or damaged")));
+            return Err(refused(format!(
+                "a frame of {len} bytes: not a snapshot, or damaged"
+            )));
         }
         self.exact(len as usize)
     }
@@ -329,7 +336,9 @@ impl<R: Read> Decoder<R> {
         };
         let magic = d.exact(MAGIC.len())?;
         if magic != MAGIC {
-            return Err(refused("it does not start as an Amber snapshot of this version"));
+            return Err(refused(
+                "it does not start as an Amber snapshot of this version",
+            ));
         }
         let header: Header = serde_json::from_slice(&d.len_prefixed()?)
             .map_err(|e| refused(format!("its header does not read ({e})")))?;
@@ -548,7 +557,8 @@ impl Writer {
             let mut batch = sled::Batch::default();
             for kv in store.tree.iter() {
                 let (k, v) = kv?;
-                if is_local(&k) && k.first() != Some(&keys::JOURNAL) && &k[..] != b"Mindex_snapshot" {
+                if is_local(&k) && k.first() != Some(&keys::JOURNAL) && &k[..] != b"Mindex_snapshot"
+                {
                     batch.insert(k, v);
                 }
             }
@@ -641,11 +651,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let bytes = snapshot(
             "c1",
-            &[(b"Pa", Some(b"1")), (b"Pb", Some(b"2")), (b"Pa", Some(b"3")), (b"Pb", None)],
+            &[
+                (b"Pa", Some(b"1")),
+                (b"Pb", Some(b"2")),
+                (b"Pa", Some(b"3")),
+                (b"Pb", None),
+            ],
             ("5-0", 7),
         );
         let trailer = load(dir.path(), &bytes[..], "c1", &LoadProgress::default()).unwrap();
-        assert_eq!((trailer.position.as_str(), trailer.n, trailer.records), ("5-0", 7, 4));
+        assert_eq!(
+            (trailer.position.as_str(), trailer.n, trailer.records),
+            ("5-0", 7, 4)
+        );
         let db = sled::open(dir.path().join(NEW_DIR)).unwrap();
         let tree = db.open_tree(crate::storage::TREE_NAME).unwrap();
         assert_eq!(tree.get(b"Pa").unwrap().as_deref(), Some(&b"3"[..]));

@@ -722,6 +722,81 @@ mod tests {
         assert!(!d.join(OLD_DIR).exists());
     }
 
+    fn replicated(tree: &sled::Tree) -> Vec<(IVec, IVec)> {
+        tree.iter()
+            .map(Result::unwrap)
+            .filter(|(k, _)| !is_local(k) && &k[..] != b"Mrepl:position")
+            .collect()
+    }
+
+    #[test]
+    fn a_snapshot_read_beside_writes_is_the_store_at_its_fix_up_and_a_switch_keeps_local_keys() {
+        use crate::storage::posts::tests::{draft, x_post};
+        let source_dir = tempfile::tempdir().unwrap();
+        let mut source = Store::open(&source_dir.path().join("db"), 8).unwrap();
+        let leader = source.create_leader(draft("A"), 0).unwrap();
+        let posts: Vec<_> = (0..300)
+            .map(|i| x_post(leader.id, &format!("{}", 1000 + i), i, &[]))
+            .collect();
+        source.insert_posts(posts).unwrap();
+        let reader = source.reader();
+        reader.begin_capture().unwrap();
+        let mut enc = Encoder::new("c");
+        let mut scan = reader.snapshot_scan().unwrap();
+        // Half the scan, then writes of every kind under it, then the rest.
+        for _ in 0..400 {
+            let (k, v) = scan.next().unwrap().unwrap();
+            enc.put(&k, &v);
+        }
+        for i in 0..50 {
+            source
+                .create_post(
+                    x_post(leader.id, &format!("{}", 5000 + i), 10_000 + i, &[]),
+                    i % 2 == 0,
+                    0,
+                )
+                .unwrap();
+        }
+        for id in [1, 2, 150, 299] {
+            source.delete_post(id).unwrap();
+        }
+        source.create_leader(draft("B"), 0).unwrap();
+        for kv in scan {
+            let (k, v) = kv.unwrap();
+            enc.put(&k, &v);
+        }
+        let fix = source.finish_capture().unwrap();
+        for (k, v) in &fix.writes {
+            match v {
+                Some(v) => enc.put(k, v),
+                None => enc.remove(k),
+            }
+        }
+        let mut bytes = enc.take();
+        bytes.extend(enc.finish("c", fix.position));
+
+        let target_dir = tempfile::tempdir().unwrap();
+        let mut target = Store::open(&target_dir.path().join("db"), 8).unwrap();
+        target.create_leader(draft("Only here"), 0).unwrap();
+        target.set_meta("mine", Some(b"kept")).unwrap();
+        let target_reader = target.reader();
+        load(target_dir.path(), &bytes[..], "c", &LoadProgress::default()).unwrap();
+        let mut writer = Writer::Open(target);
+        writer.switch_to_loaded().unwrap();
+        let Writer::Open(target) = &writer else {
+            panic!("open after the switch")
+        };
+        assert_eq!(replicated(&target.tree), replicated(&source.tree));
+        assert_eq!(
+            target_reader.meta("mine").unwrap().as_deref(),
+            Some(&b"kept"[..])
+        );
+        assert_eq!(target_reader.stats().posts, source.reader().stats().posts);
+        assert!(target_reader.post(150).unwrap().is_none());
+        assert!(!target_dir.path().join(NEW_DIR).exists());
+        assert!(!target_dir.path().join(READY_MARKER).exists());
+    }
+
     #[test]
     fn local_keys_stay_out() {
         assert!(is_local(b"J\0\0"));

@@ -179,7 +179,7 @@ impl Replicator {
                 (now - at <= MEMBER_TTL_MS).then(|| (n, format!("{url}{SNAPSHOT_PATH}")))
             })
             .collect();
-        found.sort_by(|a, b| b.0.cmp(&a.0));
+        found.sort_by_key(|f| std::cmp::Reverse(f.0));
         Ok(found.into_iter().map(|(_, url)| url).collect())
     }
 

@@ -459,7 +459,7 @@ fn load_into(
         }
         in_batch += 1;
         let loaded = progress.records.fetch_add(1, Ordering::Relaxed) + 1;
-        if progress.pause_ms > 0 && loaded % 10 == 0 {
+        if progress.pause_ms > 0 && loaded.is_multiple_of(10) {
             std::thread::sleep(Duration::from_millis(progress.pause_ms));
         }
         if in_batch >= LOAD_BATCH {

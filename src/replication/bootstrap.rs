@@ -229,8 +229,11 @@ impl Replicator {
         let trailer = loaded.map_err(|e| format!("the load stopped: {e}"))??;
         let records = progress.records.load(Ordering::Relaxed);
         self.progress(|p| p.records = records);
+        // Past the commit point (the marker) the loaded database is the data: never removed.
         let discard = || {
-            let _ = std::fs::remove_dir_all(config.data_dir.join(replica::NEW_DIR));
+            if !config.data_dir.join(replica::READY_MARKER).exists() {
+                let _ = std::fs::remove_dir_all(config.data_dir.join(replica::NEW_DIR));
+            }
         };
         if let Err(err) = self.reaches_the_stream(&trailer).await {
             discard();

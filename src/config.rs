@@ -182,6 +182,15 @@ pub struct Settings {
     /// `REPLICATION=redis`: the cluster name (`REPLICATION_CLUSTER`) whose stream every
     /// write goes through (`crate::replication`); `None`: off.
     pub replication: Option<String>,
+    /// `REPLICATION_SNAPSHOT`: the snapshot file or URL a bootstrap loads (else the
+    /// snapshots other instances advertise), see `replication::bootstrap`.
+    pub replication_snapshot: Option<String>,
+    /// `REPLICATION_ADVERTISE_URL`: this instance's base URL, advertised to the others
+    /// so they can fetch its snapshot.
+    pub replication_advertise_url: Option<String>,
+    /// `AMBER_TEST_BOOTSTRAP_PAUSE_MS` (tests only): a pause every 10 records a bootstrap
+    /// loads, so a test can kill it mid-load.
+    pub test_bootstrap_pause_ms: u64,
 }
 
 /// Notifications (`NOTIFY_*`).
@@ -383,6 +392,16 @@ impl Settings {
             other => return Err(bad("REPLICATION", format!("{other:?} is not off or redis"))),
         };
 
+        let replication_advertise_url = match v.get("REPLICATION_ADVERTISE_URL") {
+            Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+                return Err(bad(
+                    "REPLICATION_ADVERTISE_URL",
+                    "must be this instance's base URL, starting with http:// or https://",
+                ))
+            }
+            other => other.map(|u| u.trim_end_matches('/').to_string()),
+        };
+
         let requests_per_minute = v.positive("REQUESTS_PER_MINUTE", 60)?;
         let burst_size = v.positive("BURST_SIZE", requests_per_minute)?;
         let rate_limit = RateLimitSettings {
@@ -576,6 +595,13 @@ impl Settings {
                 max_stream_seconds: u64::from(v.positive("SSE_MAX_STREAM_SECONDS", 3600)?),
             },
             replication,
+            replication_snapshot: v.get("REPLICATION_SNAPSHOT"),
+            replication_advertise_url,
+            test_bootstrap_pause_ms: v.parse(
+                "AMBER_TEST_BOOTSTRAP_PAUSE_MS",
+                0,
+                "a whole number of milliseconds",
+            )?,
         })
     }
 

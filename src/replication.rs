@@ -17,9 +17,11 @@
 //! seconds; the stream is trimmed (`XTRIM MINID`) to what the slowest instance that
 //! reported lately still needs.
 
+pub mod bootstrap;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -416,6 +418,8 @@ pub struct ReplState {
     pub lag_seconds: f64,
     pub connected: bool,
     pub last_error: Option<String>,
+    /// Set while this instance bootstraps from a snapshot (`bootstrap`).
+    pub bootstrap: Option<bootstrap::Progress>,
     #[serde(skip)]
     applied_ms: i64,
     #[serde(skip)]
@@ -435,11 +439,14 @@ impl ReplState {
 
 type Waiter = oneshot::Sender<Result<Outcome, StoreError>>;
 
-/// Called with every command once it is applied here (before its write answers).
-pub type AppliedHook = Arc<dyn Fn(&Command) + Send + Sync>;
+/// Called with every command once it is applied here (before its write answers), and
+/// with `None` once a bootstrap has replaced the whole store (read everything again).
+pub type AppliedHook = Arc<dyn Fn(Option<&Command>) + Send + Sync>;
 
 struct Inner {
     client: redis::Client,
+    cluster: String,
+    bootstrap: OnceLock<bootstrap::Config>,
     stream: String,
     counter: String,
     members: String,
@@ -561,6 +568,8 @@ impl Replicator {
         Ok(Replicator {
             inner: Arc::new(Inner {
                 client,
+                cluster: cluster.to_string(),
+                bootstrap: OnceLock::new(),
                 counter: format!("{stream}:n"),
                 members: format!("{stream}:members"),
                 delivery: format!("{stream}:delivery"),
@@ -575,6 +584,16 @@ impl Replicator {
                 store,
             }),
         })
+    }
+
+    /// Where a bootstrap fetches snapshots from; without it a gap stops replication.
+    pub fn set_bootstrap(&self, config: bootstrap::Config) {
+        let _ = self.inner.bootstrap.set(config);
+    }
+
+    /// The cluster name (`REPLICATION_CLUSTER`).
+    pub fn cluster(&self) -> &str {
+        &self.inner.cluster
     }
 
     /// What status, health and `/metrics` show.
@@ -633,6 +652,11 @@ impl Replicator {
 
     /// Appends `command` and waits until this instance has applied it.
     pub async fn submit(&self, command: Command) -> Result<Outcome, StoreError> {
+        if self.inner.state.lock().bootstrap.is_some() {
+            return Err(StoreError::Replication(
+                "this instance is bootstrapping from a snapshot; the write was not accepted".into(),
+            ));
+        }
         let nonce = self.inner.nonce.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.inner.waiters.lock().insert(nonce, tx);
@@ -682,6 +706,8 @@ impl Replicator {
         actix_rt::spawn(async move { reader.read_loop().await });
         let reporter = self.clone();
         actix_rt::spawn(async move { reporter.report_loop().await });
+        let advertiser = self.clone();
+        actix_rt::spawn(async move { advertiser.advertise_loop().await });
     }
 
     async fn read_loop(self) {
@@ -724,7 +750,10 @@ impl Replicator {
                         st.connected = true;
                     }
                     for entry in read_entries(&v) {
-                        self.apply(entry).await;
+                        if !self.apply(entry).await {
+                            // Bootstrapped: read on from the snapshot's position.
+                            break;
+                        }
                     }
                 }
                 Err(err) => {
@@ -737,8 +766,10 @@ impl Replicator {
     }
 
     /// Applies one entry, retrying while the failure is this instance's own; stops (for
-    /// good, with the error in status) at an entry that cannot be applied safely.
-    async fn apply(&self, entry: Entry) {
+    /// good, with the error in status) at an entry that cannot be applied safely. After a
+    /// gap it bootstraps from a snapshot and returns false: read again from the new
+    /// position.
+    async fn apply(&self, entry: Entry) -> bool {
         let n = entry.number("n").unwrap_or(0);
         let applied = self.inner.state.lock().applied;
         let fail = |why: String| {
@@ -749,7 +780,9 @@ impl Replicator {
             let why = if n <= applied {
                 format!("the stream restarted (entry {} is number {n}, this instance applied {applied}): Redis lost the log (no AOF?); replication stopped here, bootstrap this instance again", entry.id)
             } else {
-                format!("the stream was trimmed past this instance's position (next entry is number {n}, applied {applied}): bootstrap from a snapshot; replication stopped here")
+                let why = format!("the stream was trimmed past this instance's position (next entry is number {n}, applied {applied}): bootstrapping from a snapshot");
+                self.bootstrap(why).await;
+                return false;
             };
             tracing::error!(error = %why, "replication stopped");
             fail(why);
@@ -794,7 +827,7 @@ impl Replicator {
             st.update_lag();
         }
         if let Some(hook) = self.inner.hook.get() {
-            hook(&command);
+            hook(Some(&command));
         }
         let mine = entry.field("o") == Some(self.inner.instance.as_bytes());
         if let (true, Some(nonce)) = (mine, entry.number("k")) {
@@ -802,6 +835,7 @@ impl Replicator {
                 let _ = tx.send(result);
             }
         }
+        true
     }
 
     /// Every [`REPORT_EVERY`]: reads the newest entry (for the lag), reports this

@@ -91,6 +91,7 @@ fn start_replication(
     settings: &Settings,
     store: &Addr<PostStore>,
     reader: &crate::storage::StoreReader,
+    bound: std::net::SocketAddr,
 ) -> anyhow::Result<crate::replication::Writes> {
     let (Some(cluster), Some(url)) = (&settings.replication, &settings.redis_url) else {
         return Ok(store.clone().into());
@@ -98,6 +99,17 @@ fn start_replication(
     let position = reader.repl_position()?;
     let repl = crate::replication::Replicator::new(url, cluster, store.clone(), position)
         .map_err(|e| anyhow::anyhow!("REPLICATION: {e}"))?;
+    repl.set_bootstrap(crate::replication::bootstrap::Config {
+        data_dir: settings.data_dir.clone(),
+        source: settings.replication_snapshot.clone(),
+        // Without REPLICATION_ADVERTISE_URL, the address bound when it names one host.
+        advertise: settings
+            .replication_advertise_url
+            .clone()
+            .or_else(|| (!bound.ip().is_unspecified()).then(|| format!("http://{bound}"))),
+        keys: Arc::new(JwtKeys::new(&settings.auth)),
+        pause_ms: settings.test_bootstrap_pause_ms,
+    });
     repl.spawn();
     tracing::info!(stream = %repl.state().stream, position = %repl.state().position, "replication on");
     Ok(crate::replication::Writes::new(store.clone(), Some(repl)))
@@ -114,13 +126,22 @@ fn follow_replicated_switches(
     use crate::actors::scheduler::IngestionSwitched;
     use crate::replication::Command;
     let (sched, notes) = (scheduler.clone(), notifications.clone());
-    repl.on_applied(Arc::new(move |command: &Command| match command {
-        Command::IngestionStopped { stopped } => sched.do_send(IngestionSwitched(Some(*stopped))),
-        Command::CreateNotifyTarget { .. }
-        | Command::SyncEnvNotifyTarget { .. }
-        | Command::DeleteNotifyTarget { .. }
-        | Command::SetNotifyPaused { .. } => notes.targets_changed(),
-        _ => {}
+    repl.on_applied(Arc::new(move |command: Option<&Command>| match command {
+        Some(Command::IngestionStopped { stopped }) => {
+            sched.do_send(IngestionSwitched(Some(*stopped)))
+        }
+        Some(
+            Command::CreateNotifyTarget { .. }
+            | Command::SyncEnvNotifyTarget { .. }
+            | Command::DeleteNotifyTarget { .. }
+            | Command::SetNotifyPaused { .. },
+        ) => notes.targets_changed(),
+        // A bootstrap replaced the store: the switch and the targets came with it.
+        None => {
+            sched.do_send(IngestionSwitched(None));
+            notes.targets_changed();
+        }
+        Some(_) => {}
     }));
     scheduler.do_send(IngestionSwitched(None));
     notifications.targets_changed();
@@ -202,6 +223,15 @@ const DAMAGED_DB_ADVICE: &str = "Keep a copy of the directory as it is; restore 
 pub fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating DATA_DIR {}", settings.data_dir.display()))?;
+    // A bootstrap from a replication snapshot that a stop interrupted: completed after
+    // its commit point, removed before it (storage/replica.rs).
+    crate::storage::replica::finish_pending_switch(&settings.data_dir).with_context(|| {
+        format!(
+            "completing a bootstrap switch in DATA_DIR {}",
+            settings.data_dir.display()
+        )
+    })?;
+    crate::storage::replica::remove_replaced(&settings.data_dir);
     warn_if_database_gone(settings);
     let opened = Store::open(&settings.db_path(), settings.sled_cache_mb);
     if let Ok(store) = &opened {
@@ -336,7 +366,7 @@ impl Application {
         let store = PostStore::start(store);
         spawn_recovery(store.clone(), reader.clone());
         spawn_integrity_check(reader.clone());
-        let writes = start_replication(&settings, &store, &reader)?;
+        let writes = start_replication(&settings, &store, &reader, listener.local_addr()?)?;
         if settings.seed_leaders {
             let drafts = read_seed(&settings.seed_file)?;
             match writes

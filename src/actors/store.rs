@@ -391,3 +391,28 @@ impl Handler<crate::replication::ApplyEntry> for PostStore {
         out
     }
 }
+
+/// The end of a replication snapshot's scan: the fix-up read on the writer, so it and the
+/// position it names are of one moment (`storage::replica`).
+#[derive(Message)]
+#[rtype(result = "Result<crate::storage::replica::FixUp, StoreError>")]
+pub struct FinishSnapshot;
+
+impl Handler<FinishSnapshot> for PostStore {
+    type Result = Result<crate::storage::replica::FixUp, StoreError>;
+    fn handle(&mut self, _: FinishSnapshot, _: &mut Self::Context) -> Self::Result {
+        self.write(Store::finish_capture)
+    }
+}
+
+/// Switch to the database a bootstrap loaded into `DATA_DIR/db.bootstrap`.
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct SwitchToLoaded;
+
+impl Handler<SwitchToLoaded> for PostStore {
+    type Result = Result<(), StoreError>;
+    fn handle(&mut self, _: SwitchToLoaded, _: &mut Self::Context) -> Self::Result {
+        self.store.lock().switch_to_loaded()
+    }
+}

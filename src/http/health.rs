@@ -88,7 +88,13 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
                 None => json!({"status": "disabled"}),
                 Some(r) => {
                     let mut v = serde_json::to_value(r).unwrap_or_default();
-                    v["status"] = json!(if r.connected { "ok" } else { "unavailable" });
+                    v["status"] = json!(if r.bootstrap.is_some() {
+                        "bootstrapping"
+                    } else if r.connected {
+                        "ok"
+                    } else {
+                        "unavailable"
+                    });
                     v
                 }
             },

@@ -23,6 +23,7 @@ pub mod posts;
 pub mod rate_limit;
 pub mod review;
 pub mod sentiment;
+pub mod snapshot;
 pub mod text;
 
 use std::sync::Arc;
@@ -194,6 +195,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
                 .configure(posts::configure)
                 .configure(review::configure)
                 .configure(admin::configure)
+                .configure(snapshot::configure)
                 .configure(notifications::configure)
                 .configure(rate_limit::configure)
                 .configure(sentiment::configure)

@@ -51,6 +51,7 @@ use crate::http;
         http::admin::token,
         http::admin::ping,
         http::admin::export,
+        http::snapshot::replication_snapshot,
         http::notifications::list,
         http::notifications::create,
         http::notifications::delete,

@@ -344,6 +344,8 @@ impl Store {
         if journaled > 0 {
             self.journal.next += 1;
         }
+        // A replication snapshot being read must learn which keys moved under it.
+        self.shared.capture.note(&written);
         self.journal.pending += journaled;
         // On disk: what it does to the feed, for the live hub (read before the index moves).
         let live = live_changes(&self.shared.index.read(), &index_removed, &index_added);

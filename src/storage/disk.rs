@@ -198,9 +198,35 @@ impl Store {
 }
 
 impl Closed {
+    /// A store closed by a bootstrap switch that could not open the new database yet:
+    /// the next open tries again (and completes the switch first).
+    pub(super) fn after_switch(
+        dir: PathBuf,
+        cache_mb: u64,
+        shared: Arc<Shared>,
+        last_error: String,
+    ) -> Closed {
+        *shared.tree.write() = None;
+        shared.disk.set_closed(true);
+        Closed {
+            dir,
+            cache_mb,
+            shared,
+            failed: Vec::new(),
+            last_error,
+        }
+    }
+
     /// Opens sled again and reloads the in-memory state from what it recovered. Readers
     /// that still hold the old handle keep its file lock for a moment: a few short waits.
     fn reopen(mut self) -> Result<Store, Closed> {
+        // A bootstrap switch that stopped after its commit point ends first.
+        if let Some(data_dir) = self.dir.parent() {
+            if let Err(err) = crate::storage::replica::finish_pending_switch(data_dir) {
+                self.last_error = format!("the bootstrap switch could not be completed: {err}");
+                return Err(self);
+            }
+        }
         let mut wait = Duration::from_millis(5);
         let opened = loop {
             match Store::open_db(&self.dir, self.cache_mb) {

@@ -22,6 +22,7 @@ pub mod posts;
 pub mod query;
 pub mod reader;
 mod rendered;
+pub mod replica;
 pub mod reviews;
 pub mod runs;
 mod sled_files;
@@ -153,6 +154,8 @@ struct Shared {
     damage: damage::Damage,
     /// New and deleted posts, published by [`Store::apply`] once they are on disk.
     live: Arc<crate::live::Hub>,
+    /// Keys commits write while a replication snapshot is read (`replica`).
+    capture: replica::Capture,
 }
 
 impl Shared {

@@ -86,7 +86,7 @@ impl StoreReader {
     }
 
     /// The tree to read; an error while the database is closed after a failed write.
-    fn tree(&self) -> Result<sled::Tree, StoreError> {
+    pub(super) fn tree(&self) -> Result<sled::Tree, StoreError> {
         self.shared.tree()
     }
 

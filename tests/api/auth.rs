@@ -123,6 +123,7 @@ async fn every_mutating_endpoint_needs_a_token() {
         (Method::GET, "/api/review"),
         (Method::GET, "/api/admin/ping"),
         (Method::GET, "/api/admin/export"),
+        (Method::GET, "/api/admin/replication/snapshot"),
     ];
     for (method, path) in routes {
         let res = app

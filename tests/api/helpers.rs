@@ -61,6 +61,8 @@ const SPEC_VARS: &[&str] = &[
     "MAX_CONNECTIONS_PER_IP",
     "REPLICATION",
     "REPLICATION_CLUSTER",
+    "REPLICATION_SNAPSHOT",
+    "REPLICATION_ADVERTISE_URL",
 ];
 
 /// The path of the binary under test.

@@ -372,10 +372,42 @@ async fn xlen(stream: &str) -> u64 {
         .unwrap()
 }
 
+/// Writes `count` posts on `app`, then waits until the stream is trimmed to one entry
+/// (every live instance reported the last position).
+async fn write_then_trim(app: &TestApp, stream: &str, tag: &str, count: usize) {
+    for i in 0..count {
+        app.create_post(
+            &json!({"leaderId": 1, "platform": "news", "content": format!("{tag} {i}")}),
+        )
+        .await;
+    }
+    eventually(CONVERGE, "the stream trimmed", || async {
+        (xlen(stream).await <= 1).then_some(())
+    })
+    .await;
+}
+
+/// An instance of `cluster` that joins late: no seeding (its own entry would wait for the
+/// bootstrap), plus `extra`.
+async fn late_instance(cluster: &str, extra: &[(&str, &str)]) -> TestApp {
+    let mut env = vec![
+        ("REDIS_URL", REDIS_URL),
+        ("REPLICATION", "redis"),
+        ("REPLICATION_CLUSTER", cluster),
+        ("RATE_LIMITING_ENABLED", "false"),
+        ("X_INGEST_ENABLED", "false"),
+        ("SEED_LEADERS", "false"),
+    ];
+    env.extend_from_slice(extra);
+    spawn_app_with(&env).await
+}
+
 #[actix_web::test]
-async fn a_late_instance_catches_up_then_trimming_stops_one_that_comes_after_it() {
-    if !redis_or_skip("a_late_instance_catches_up_then_trimming_stops_one_that_comes_after_it")
-        .await
+async fn a_late_instance_catches_up_and_one_after_the_trim_bootstraps_from_a_snapshot() {
+    if !redis_or_skip(
+        "a_late_instance_catches_up_and_one_after_the_trim_bootstraps_from_a_snapshot",
+    )
+    .await
     {
         return;
     }
@@ -395,30 +427,124 @@ async fn a_late_instance_catches_up_then_trimming_stops_one_that_comes_after_it(
         (xlen(&stream).await <= 1).then_some(())
     })
     .await;
-    // One with no position now would miss the trimmed entries: it stops, says why, and
-    // keeps serving what it has (nothing), instead of applying from the middle.
-    let fresh = spawn_app_with(&[
-        ("REDIS_URL", REDIS_URL),
-        ("REPLICATION", "redis"),
-        ("REPLICATION_CLUSTER", &cluster),
-        ("RATE_LIMITING_ENABLED", "false"),
-        ("X_INGEST_ENABLED", "false"),
-        ("SEED_LEADERS", "false"),
-    ])
+    // One with no position now would miss the trimmed entries: it fetches the snapshot
+    // another instance advertises, switches to it and follows the stream from there.
+    let fresh = late_instance(&cluster, &[]).await;
+    converged(&[&a, &late, &fresh], 22).await;
+    assert_eq!(export(&a).await, export(&fresh).await);
+    assert!(fresh.logs().contains("bootstrapped from a snapshot"));
+    let r = repl(&fresh).await;
+    assert_eq!(r["status"], "ok", "{r}");
+    assert!(r["lastError"].is_null(), "{r}");
+    // It follows the stream: a write on another instance reaches it, a write on it
+    // reaches the others.
+    let post = a
+        .create_post(&json!({"leaderId": 1, "platform": "news", "content": "after the bootstrap"}))
+        .await;
+    fresh
+        .create_post(&json!({"leaderId": 1, "platform": "news", "content": "from the fresh one"}))
+        .await;
+    converged(&[&a, &late, &fresh], 24).await;
+    let (status, _) = fresh
+        .get_json(&format!("/api/posts/{}", id_of(&post["id"])))
+        .await;
+    assert_eq!(status, 200);
+    let ea = export(&a).await;
+    assert_eq!(ea, export(&fresh).await);
+    assert_eq!(ea, export(&late).await);
+    assert!(ea.contains("from the fresh one"));
+}
+
+#[actix_web::test]
+async fn an_instance_killed_mid_bootstrap_restarts_on_its_old_data_and_completes() {
+    if !redis_or_skip("an_instance_killed_mid_bootstrap_restarts_on_its_old_data_and_completes")
+        .await
+    {
+        return;
+    }
+    let cluster = cluster();
+    let stream = format!("amber:repl:{{{cluster}}}");
+    let a = instance(REDIS_URL, &cluster).await;
+    write_then_trim(&a, &stream, "kept", 20).await;
+    let source = a.url("/api/admin/replication/snapshot");
+    // Pointed at a's snapshot, loading slowly (a pause every 10 records).
+    let mut slow = late_instance(
+        &cluster,
+        &[
+            ("REPLICATION_SNAPSHOT", &source),
+            ("AMBER_TEST_BOOTSTRAP_PAUSE_MS", "400"),
+        ],
+    )
     .await;
-    let err = eventually(CONVERGE, "the gap reported", || async {
+    eventually(CONVERGE, "the load under way", || async {
+        let r = repl(&slow).await;
+        (r["status"] == "bootstrapping"
+            && r["bootstrap"]["phase"] == "loading"
+            && r["bootstrap"]["records"].as_u64().unwrap_or(0) >= 10)
+            .then_some(())
+    })
+    .await;
+    slow.kill9();
+    assert!(
+        slow.data_dir().join("db.bootstrap").exists(),
+        "killed with a half-loaded snapshot"
+    );
+    slow.env.remove("AMBER_TEST_BOOTSTRAP_PAUSE_MS");
+    let slow = slow.restart().await;
+    converged(&[&a, &slow], 21).await;
+    assert_eq!(export(&a).await, export(&slow).await);
+    let logs = slow.logs();
+    assert!(logs.contains("unfinished snapshot load"), "{logs}");
+    assert!(!slow.data_dir().join("db.bootstrap").exists());
+}
+
+#[actix_web::test]
+async fn a_snapshot_of_another_cluster_is_refused() {
+    if !redis_or_skip("a_snapshot_of_another_cluster_is_refused").await {
+        return;
+    }
+    let other = instance(REDIS_URL, &cluster()).await;
+    other
+        .create_post(&json!({"leaderId": 1, "platform": "news", "content": "elsewhere"}))
+        .await;
+    let res = other
+        .get_auth("/api/admin/replication/snapshot", &other.admin_token())
+        .await;
+    assert_eq!(res.status(), 200);
+    let bytes = res.bytes().await.unwrap();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &bytes).unwrap();
+
+    let cluster = cluster();
+    let stream = format!("amber:repl:{{{cluster}}}");
+    let a = instance(REDIS_URL, &cluster).await;
+    write_then_trim(&a, &stream, "here", 3).await;
+    let path = file.path().to_str().unwrap().to_string();
+    let fresh = late_instance(&cluster, &[("REPLICATION_SNAPSHOT", &path)]).await;
+    let r = eventually(CONVERGE, "the snapshot refused", || async {
         let r = repl(&fresh).await;
         r["lastError"]
             .as_str()
-            .filter(|e| e.contains("trimmed"))
-            .map(str::to_string)
+            .is_some_and(|e| e.contains("is of cluster"))
+            .then_some(r)
     })
     .await;
-    assert!(err.contains("bootstrap"), "{err}");
-    assert_eq!(repl(&fresh).await["applied"], 0);
+    assert_eq!(r["status"], "bootstrapping", "{r}");
+    assert_eq!(r["applied"], 0, "{r}");
     let (status, page) = fresh.get_json("/api/posts/paginated?limit=5").await;
     assert_eq!(status, 200);
-    assert!(!page.to_string().contains("early"));
+    assert!(
+        !page.to_string().contains("elsewhere"),
+        "nothing of it loaded"
+    );
+    // Writes are refused while it bootstraps, nothing is appended for it.
+    let res = fresh
+        .admin_post(
+            "/api/leaders",
+            &json!({"name": "Not now", "handles": {"x": "notnow"}}),
+        )
+        .await;
+    assert_eq!(res.status(), 503);
 }
 
 /// An instance of `cluster` on `url` pointed at the fake X API; ingestion runs only when

@@ -891,7 +891,10 @@ fn parse_and_map(
                     followed.leader_id,
                     &followed.author,
                 );
-                if !matches!(steps.last(), Some(Step::Created { .. })) {
+                // A run longer than the live hub's limit a change would reach SSE
+                // clients as one `reset`: such a run is stored in several batches.
+                let room = |p: &Vec<NewPost>| p.len() < crate::live::MAX_EVENTS_PER_CHANGE;
+                if !matches!(steps.last(), Some(Step::Created { posts, .. }) if room(posts)) {
                     steps.push(Step::Created {
                         posts: Vec::new(),
                         counts: Vec::new(),
@@ -1032,8 +1035,189 @@ fn page_of(tweet: Tweet, includes: Option<Includes>) -> TimelineResponse {
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
+    use serde_json::json;
 
     use super::*;
+    use crate::actors::clock::Clock;
+    use crate::actors::fetcher::testkit::{fast_policy, rig};
+    use crate::actors::scheduler::{Schedule, SchedulerConfig, SchedulerDeps};
+    use crate::config::Secret;
+    use crate::status::IngestSnapshot;
+    use crate::storage::query::PostQuery;
+    use crate::storage::Store;
+    use crate::x_api::fake::username;
+
+    fn created(user: &str, id: u64) -> String {
+        json!({"data": {"event_type": "post.create", "filter": {"user_id": user},
+            "payload": {"id": id.to_string(), "text": "a good day", "author_id": user,
+                "created_at": "2026-12-02T12:00:00.000Z", "edit_history_tweet_ids": [id.to_string()]}}})
+        .to_string()
+    }
+
+    fn deleted(user: &str, id: u64) -> String {
+        json!({"data": {"event_type": "post.delete", "filter": {"user_id": user},
+            "payload": {"id": id.to_string(), "author_id": user}}})
+        .to_string()
+    }
+
+    #[test]
+    fn a_read_maps_to_store_steps_in_stream_order_and_long_runs_are_split() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 4).unwrap();
+        let users: HashMap<String, Followed> = [(
+            "42".to_string(),
+            Followed {
+                leader_id: 7,
+                author: AuthorProfile {
+                    user_id: "42".into(),
+                    handle: "someone".into(),
+                    name: None,
+                    avatar_url: None,
+                },
+            },
+        )]
+        .into();
+        let max = crate::live::MAX_EVENTS_PER_CHANGE as u64;
+        let mut lines: Vec<String> = vec![created("42", 1), "\r".into(), created("42", 2)];
+        lines.push(deleted("42", 1));
+        lines.push(created("99", 3)); // no leader has user 99: counted, not stored
+        lines.push("{not json".into());
+        lines.extend((10..10 + max + 5).map(|id| created("42", id)));
+        let text = lines.join("\n") + "\n";
+        let (steps, tally) = parse_and_map(text.as_bytes(), &users, &store.reader());
+        let shape: Vec<String> = steps
+            .iter()
+            .map(|s| match s {
+                Step::Created {
+                    posts,
+                    counts,
+                    resources,
+                } => {
+                    assert!(counts.is_empty());
+                    assert_eq!(resources.len(), posts.len());
+                    assert!(posts.iter().all(|p| p.leader_id == 7));
+                    format!("created {}", posts.len())
+                }
+                Step::Deleted(id) => format!("deleted {id}"),
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                "created 2",
+                "deleted 1",
+                &format!("created {max}"),
+                "created 5"
+            ]
+        );
+        assert_eq!(
+            tally,
+            Tally {
+                created: 3 + max + 5,
+                deleted: 1,
+                malformed: 1,
+                ..Tally::default()
+            }
+        );
+    }
+
+    /// Polls `status` until `done` holds, within a deadline that scales with the load.
+    async fn until(
+        status: &mut watch::Receiver<StreamSnapshot>,
+        what: &str,
+        done: impl Fn(&StreamSnapshot) -> bool,
+    ) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !done(&status.borrow_and_update()) {
+            assert!(Instant::now() < deadline, "{what}: {:?}", *status.borrow());
+            let _ = tokio::time::timeout(Duration::from_millis(200), status.changed()).await;
+        }
+    }
+
+    #[actix::test]
+    async fn a_burst_is_stored_whole_in_few_large_commits_and_a_deletion_after_it() {
+        let rig = rig(1, 2, 5).await;
+        let (snapshot, _) = watch::channel(IngestSnapshot::default());
+        let scheduler = IngestScheduler::new(
+            SchedulerConfig {
+                enabled: false,
+                schedule: Schedule::Interval(Duration::from_secs(3600)),
+                ingest_limit: 10,
+                backfill_count: 10,
+                interval_minutes: 60,
+                cron: None,
+                refresh_cooldown: Duration::from_secs(60),
+                monthly_read_budget: None,
+                concurrency: 1,
+                redis_url: None,
+                clock: Clock::system(),
+            },
+            SchedulerDeps {
+                fetcher: None,
+                store: rig.store.clone().recipient(),
+                reader: rig.reader.clone(),
+                breaker: rig.breaker_rx.clone(),
+                snapshot,
+            },
+        )
+        .start();
+        let client = XClient::new(
+            rig.fake.base_url(),
+            Secret::new(rig.fake.token()),
+            fast_policy(),
+        )
+        .unwrap();
+        let (stream, mut status) = ActivityStream::launch(
+            StreamConfig {
+                stall_timeout: Duration::from_secs(60),
+                rules: BackoffRules::default(),
+                redis_url: None,
+            },
+            StreamDeps {
+                client,
+                breaker: rig.breaker.clone(),
+                store: rig.store.clone().into(),
+                reader: rig.reader.clone(),
+                scheduler,
+            },
+        );
+        until(&mut status, "connected with both subscriptions", |s| {
+            s.state == StreamState::Connected && s.subscriptions.held == 2
+        })
+        .await;
+        let commits_before = rig.reader.generation();
+        const N: u64 = 3_000;
+        let burst = rig.fake.emit_burst(&username(0), N as u32);
+        assert_eq!(burst.delivered, N);
+        until(&mut status, "the burst stored", |s| s.posts_stored == N).await;
+        let commits = rig.reader.generation() - commits_before;
+        // Lines gather while the store commits: however fast the machine, a commit (a
+        // flush) costs far more than reading a line, so batches are large.
+        assert!(
+            commits * 5 <= N,
+            "{commits} commits for {N} events: the burst was not batched"
+        );
+        let s = status.borrow().clone();
+        assert_eq!((s.events_post_create, s.malformed), (N, 0));
+        let feed = rig.reader.page(&PostQuery::newest(1)).unwrap();
+        assert_eq!(
+            feed.total as u64, N,
+            "every post of the burst is in the feed"
+        );
+        assert!(rig.fake.emit_post_delete(&burst.last).is_some());
+        until(&mut status, "the deletion applied", |s| s.deletions == 1).await;
+        assert!(rig
+            .reader
+            .post_by_external_id(Platform::X, &burst.last)
+            .unwrap()
+            .is_none());
+        assert!(rig
+            .reader
+            .post_by_external_id(Platform::X, &burst.first)
+            .unwrap()
+            .is_some());
+        stream.send(StopStream).await.unwrap();
+    }
 
     fn within(d: Duration, lo_ms: u64, hi_ms: u64) -> bool {
         d >= Duration::from_millis(lo_ms) && d <= Duration::from_millis(hi_ms)

@@ -33,9 +33,9 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
-use futures_util::FutureExt;
+use parking_lot::Mutex;
 use rand::Rng;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 
 use crate::actors::breaker::{AskPermit, CircuitBreaker, TryOutcome};
 use crate::actors::fetcher::{author_cache_writes, cached_author, map_pages};
@@ -44,7 +44,7 @@ use crate::actors::scheduler::{IngestScheduler, StreamReads};
 use crate::actors::store::{DeleteAtSource, StoreTimeline};
 use crate::actors::usage::Resource;
 use crate::domain::leader::Leader;
-use crate::domain::post::Platform;
+use crate::domain::post::{Counts, NewPost, Platform};
 use crate::status::{StreamSnapshot, StreamState, SubscriptionStatus};
 use crate::storage::{IngestMode, StoreReader};
 use crate::x_api::activity::{self, parse_line, StreamItem, Subscription};
@@ -57,7 +57,8 @@ pub const RECONCILE_EVERY: Duration = Duration::from_secs(300);
 const MAX_BACKFILL_MINUTES: u32 = 5;
 /// A line longer than this is not X's: the connection is dropped.
 const MAX_LINE_BYTES: usize = 8 * 1024 * 1024;
-/// Bytes already received that one read takes together (one store batch).
+/// Whole lines gathered at most into one store batch (about 700 events: under the live
+/// hub's 1,000 a change, so each post is still announced as `new`).
 const COALESCE_BYTES: usize = 1024 * 1024;
 
 /// X's reconnect guidance (`fundamentals--handling-disconnections.mdx`).
@@ -264,9 +265,9 @@ impl Actor for ActivityStream {
             me: ctx.address(),
             wake: self.wake.clone(),
             instance: uuid::Uuid::new_v4().to_string(),
-            users: HashMap::new(),
+            users: Arc::new(HashMap::new()),
             backoff: Backoff::default(),
-            processed_at: None,
+            processed_at: Arc::new(Mutex::new(None)),
             reconciled_at: None,
         };
         self.driver = Some(actix_rt::spawn(driver.run()));
@@ -401,10 +402,11 @@ struct Driver {
     wake: Arc<Notify>,
     instance: String,
     /// X user id → leader, from the last reconcile.
-    users: HashMap<String, Followed>,
+    users: Arc<HashMap<String, Followed>>,
     backoff: Backoff,
-    /// When the last read was fully stored (what a reconnect must replay from).
-    processed_at: Option<Instant>,
+    /// When the last read was fully stored (what a reconnect must replay from); set by
+    /// the store worker.
+    processed_at: Arc<Mutex<Option<Instant>>>,
     reconciled_at: Option<Instant>,
 }
 
@@ -501,7 +503,7 @@ impl Driver {
             Ok(l) => l,
             Err(e) => {
                 status.error = Some(format!("reading leaders: {e}"));
-                return self.users.clone();
+                return (*self.users).clone();
             }
         };
         let mut users = HashMap::new();
@@ -565,7 +567,7 @@ impl Driver {
     /// followed leader, and none of Amber's for anyone else.
     async fn reconcile(&mut self) {
         let mut status = SubscriptionStatus::default();
-        self.users = self.followed(&mut status).await;
+        self.users = Arc::new(self.followed(&mut status).await);
         self.reconciled_at = Some(Instant::now());
         let wanted: BTreeSet<(String, String)> = self
             .users
@@ -667,7 +669,7 @@ impl Driver {
     /// How many minutes a connect replays: what may have been missed since the last read
     /// was stored (all of X's 5 at start-up: the process may have died mid-event).
     fn backfill_minutes(&self) -> u32 {
-        match self.processed_at {
+        match *self.processed_at.lock() {
             None => MAX_BACKFILL_MINUTES,
             Some(at) => {
                 let minutes = at.elapsed().as_secs().div_ceil(60);
@@ -688,7 +690,52 @@ impl Driver {
         self.backoff.reset();
         self.me.do_send(Note::Connected);
         tracing::info!(backfill_minutes = backfill, "activity stream connected");
+        // Reads are parsed and mapped off this task and stored, in order, by the worker;
+        // at most IN_FLIGHT of them wait for it, then reading waits too.
+        let (queue, mapped) = mpsc::channel(IN_FLIGHT);
+        let mut worker = Worker(actix_rt::spawn(store_in_order(mapped, self.sink())));
+        let stopped = match self.read(&mut resp, lease, &queue, &mut worker).await {
+            Ok(end) => {
+                // What was read is stored before the reconnect (its replay would be
+                // deduplicated anyway): the worker ends once the queue is empty.
+                drop(queue);
+                match worker_outcome((&mut worker.0).await) {
+                    Ok(()) => return end,
+                    Err(e) => e,
+                }
+            }
+            Err(joined) => worker_outcome(joined)
+                .err()
+                .unwrap_or_else(|| "the stream's store worker stopped".to_string()),
+        };
+        End::Failed(Failure::Dropped, stopped)
+    }
+
+    /// The handles the store worker needs.
+    fn sink(&self) -> Sink {
+        Sink {
+            store: self.deps.store.clone(),
+            scheduler: self.deps.scheduler.clone(),
+            me: self.me.clone(),
+            processed_at: self.processed_at.clone(),
+        }
+    }
+
+    /// Reads the connection until it ends (`Ok`) or the store worker stops (`Err`, with
+    /// what it returned). Lines gather in `buf` while the worker is busy; whenever the
+    /// queue has room, every whole line gathered becomes one mapping task (one store
+    /// batch), so the batches grow exactly as far as the store falls behind. With the
+    /// queue full and [`COALESCE_BYTES`] gathered, reading waits (backpressure).
+    async fn read(
+        &mut self,
+        resp: &mut reqwest::Response,
+        lease: Option<&Lease>,
+        queue: &mpsc::Sender<tokio::task::JoinHandle<Mapped>>,
+        worker: &mut Worker,
+    ) -> Result<End, Joined> {
         let mut buf: Vec<u8> = Vec::new();
+        // `buf[..whole]` is whole lines (up to the last line end).
+        let mut whole = 0;
         let mut renew = tokio::time::interval(LEASE_TTL / 3);
         renew.tick().await;
         let stall = self.config.stall_timeout;
@@ -698,51 +745,44 @@ impl Driver {
             let reconcile_due = self.reconciled_at.map_or(Duration::ZERO, |at| {
                 RECONCILE_EVERY.saturating_sub(at.elapsed())
             });
+            let room = whole == 0 || buf.len() < COALESCE_BYTES;
             tokio::select! {
-                chunk = tokio::time::timeout(stall.saturating_sub(last_data.elapsed()), resp.chunk()) => {
-                    let chunk = match chunk {
-                        Err(_) => return End::Failed(Failure::Dropped, format!("stalled: nothing for {} s", stall.as_secs())),
-                        Ok(Err(e)) => return End::Failed(Failure::Dropped, format!("stream cut: {}", e.without_url())),
-                        Ok(Ok(None)) => return End::Failed(Failure::Dropped, "X closed the stream".into()),
-                        Ok(Ok(Some(chunk))) => chunk,
-                    };
-                    last_data = Instant::now();
-                    buf.extend_from_slice(&chunk);
-                    // Under a burst more is already there: take it too (never waiting), so
-                    // one store batch, one flush, covers many events.
-                    let mut ended = None;
-                    while buf.len() < COALESCE_BYTES && ended.is_none() {
-                        match resp.chunk().now_or_never() {
-                            Some(Ok(Some(more))) => buf.extend_from_slice(&more),
-                            Some(Ok(None)) => ended = Some("X closed the stream".to_string()),
-                            Some(Err(e)) => ended = Some(format!("stream cut: {}", e.without_url())),
-                            None => break,
+                chunk = tokio::time::timeout(stall.saturating_sub(last_data.elapsed()), resp.chunk()), if room => {
+                    let ended = match chunk {
+                        Err(_) => format!("stalled: nothing for {} s", stall.as_secs()),
+                        Ok(Err(e)) => format!("stream cut: {}", e.without_url()),
+                        Ok(Ok(None)) => "X closed the stream".into(),
+                        Ok(Ok(Some(chunk))) => {
+                            last_data = Instant::now();
+                            if let Some(end) = chunk.iter().rposition(|b| *b == b'\n') {
+                                whole = buf.len() + end + 1;
+                            }
+                            buf.extend_from_slice(&chunk);
+                            if buf.len() - whole > MAX_LINE_BYTES {
+                                return Ok(End::Failed(Failure::Dropped, "a line longer than 8 MiB".into()));
+                            }
+                            continue;
                         }
+                    };
+                    // What was read whole is stored before the reconnect.
+                    if whole > 0 && queue.send(self.map_lines(&mut buf, whole)).await.is_err() {
+                        return Err((&mut worker.0).await);
                     }
-                    let mut items = Vec::new();
-                    let mut start = 0;
-                    while let Some(pos) = buf[start..].iter().position(|b| *b == b'\n') {
-                        items.push(parse_line(&buf[start..start + pos]));
-                        start += pos + 1;
-                    }
-                    buf.drain(..start);
-                    if buf.len() > MAX_LINE_BYTES {
-                        return End::Failed(Failure::Dropped, "a line longer than 8 MiB".into());
-                    }
-                    if let Err(e) = self.absorb(items).await {
-                        return End::Failed(Failure::Dropped, e);
-                    }
-                    if buf.is_empty() {
-                        self.processed_at = Some(Instant::now());
-                    }
-                    if let Some(why) = ended {
-                        return End::Failed(Failure::Dropped, why);
-                    }
+                    return Ok(End::Failed(Failure::Dropped, ended));
                 }
+                permit = queue.reserve(), if whole > 0 => {
+                    let Ok(permit) = permit else {
+                        return Err((&mut worker.0).await);
+                    };
+                    permit.send(self.map_lines(&mut buf, whole));
+                    whole = 0;
+                    last_data = Instant::now();
+                }
+                joined = &mut worker.0 => return Err(joined),
                 _ = renew.tick(), if lease.is_some() => {
                     if let Some(lease) = lease {
                         if let Err(e) = lease.renew().await {
-                            return End::LeaseLost(e);
+                            return Ok(End::LeaseLost(e));
                         }
                     }
                 }
@@ -758,138 +798,227 @@ impl Driver {
         }
     }
 
-    /// Stores what a batch of lines says, in order: runs of `post.create` are one
-    /// `StoreTimeline` batch, each `post.delete` a `DeleteAtSource`. An error (the store
-    /// refused) ends the connection; the reconnect replays what was not stored.
-    async fn absorb(&mut self, items: Vec<StreamItem>) -> Result<(), String> {
-        let mut tally = Tally::default();
-        let mut pending: Vec<(Followed, TimelineResponse)> = Vec::new();
-        let mut result = Ok(());
-        for item in items {
-            match item {
-                StreamItem::KeepAlive => {}
-                StreamItem::Created {
-                    user_id,
-                    tweet,
-                    includes,
+    /// Takes the first `upto` bytes of `buf` (whole lines) into a mapping task on the
+    /// blocking pool.
+    fn map_lines(&self, buf: &mut Vec<u8>, upto: usize) -> tokio::task::JoinHandle<Mapped> {
+        let rest = buf.split_off(upto);
+        let lines = std::mem::replace(buf, rest);
+        let whole = buf.is_empty();
+        let (users, reader) = (self.users.clone(), self.deps.reader.clone());
+        tokio::task::spawn_blocking(move || {
+            let (steps, tally) = parse_and_map(&lines, &users, &reader);
+            Mapped {
+                steps,
+                tally,
+                whole,
+            }
+        })
+    }
+}
+
+/// Mapped reads queued for the store worker beside the one it is storing: while it
+/// stores one, the next is parsed and mapped and a third gathers in the reader, so at
+/// most about three times [`COALESCE_BYTES`] of a burst is held at once.
+const IN_FLIGHT: usize = 1;
+
+/// What the store worker returned, as its task ended.
+type Joined = Result<Result<(), String>, tokio::task::JoinError>;
+
+fn worker_outcome(joined: Joined) -> Result<(), String> {
+    joined.unwrap_or_else(|e| Err(format!("the stream's store worker failed: {e}")))
+}
+
+/// The store worker's task; aborted when the connection's reader goes (shutdown).
+struct Worker(tokio::task::JoinHandle<Result<(), String>>);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// One thing to store, in stream order.
+#[derive(Debug)]
+enum Step {
+    /// A run of `post.create`: the mapped new posts, the counts of posts already stored,
+    /// and what X returned (billed).
+    Created {
+        posts: Vec<NewPost>,
+        counts: Vec<(String, Counts)>,
+        resources: Vec<Resource>,
+    },
+    /// A `post.delete` of this X id.
+    Deleted(String),
+}
+
+/// One read of whole lines, parsed and mapped.
+#[derive(Debug)]
+struct Mapped {
+    steps: Vec<Step>,
+    /// What the lines were (`stored` and `removed` are the worker's to count).
+    tally: Tally,
+    /// Nothing received is left over after it: once it is stored, a reconnect need not
+    /// replay anything before now.
+    whole: bool,
+}
+
+/// Parses one read's lines and maps its `post.create` posts (the polling mapping,
+/// sentiment included); runs on the blocking pool, several reads at once.
+fn parse_and_map(
+    lines: &[u8],
+    users: &HashMap<String, Followed>,
+    reader: &StoreReader,
+) -> (Vec<Step>, Tally) {
+    let mut tally = Tally::default();
+    let mut steps = Vec::new();
+    for line in lines.split(|b| *b == b'\n') {
+        match parse_line(line) {
+            StreamItem::KeepAlive => {}
+            StreamItem::Created {
+                user_id,
+                tweet,
+                includes,
+            } => {
+                tally.created += 1;
+                let Some(followed) = users.get(&user_id) else {
+                    tracing::debug!(user_id = %user_id, "post.create for a user no leader has");
+                    continue;
+                };
+                let page = page_of(*tweet, includes);
+                let (p, c, _) = map_pages(
+                    std::slice::from_ref(&page),
+                    reader,
+                    followed.leader_id,
+                    &followed.author,
+                );
+                // A run longer than the live hub's limit a change would reach SSE
+                // clients as one `reset`: such a run is stored in several batches.
+                let room = |p: &Vec<NewPost>| p.len() < crate::live::MAX_EVENTS_PER_CHANGE;
+                if !matches!(steps.last(), Some(Step::Created { posts, .. }) if room(posts)) {
+                    steps.push(Step::Created {
+                        posts: Vec::new(),
+                        counts: Vec::new(),
+                        resources: Vec::new(),
+                    });
+                }
+                if let Some(Step::Created {
+                    posts,
+                    counts,
+                    resources,
+                }) = steps.last_mut()
+                {
+                    posts.extend(p);
+                    counts.extend(c);
+                    resources.extend(page.data.iter().map(|t| Resource::post(t.id.clone())));
+                }
+            }
+            StreamItem::Deleted { post_id, .. } => {
+                tally.deleted += 1;
+                steps.push(Step::Deleted(post_id));
+            }
+            StreamItem::Other(kind) => {
+                tally.other += 1;
+                tracing::debug!(event_type = %kind, "activity event Amber does not use");
+            }
+            StreamItem::Errors(text) => {
+                tracing::warn!(errors = %text, "X wrote an error on the activity stream");
+            }
+            StreamItem::Malformed(why) => {
+                tally.malformed += 1;
+                tracing::warn!(error = %why, "unreadable activity stream line skipped");
+            }
+        }
+    }
+    (steps, tally)
+}
+
+/// What the store worker writes with and reports to.
+struct Sink {
+    store: crate::replication::Writes,
+    scheduler: Addr<IngestScheduler>,
+    me: Addr<ActivityStream>,
+    processed_at: Arc<Mutex<Option<Instant>>>,
+}
+
+/// The store worker: takes the mapped reads in the order they were read and stores each
+/// (one `StoreTimeline` per run of `post.create`, each `post.delete` a `DeleteAtSource`),
+/// one at a time, so the `PostStore` sees the stream's order while the next reads are
+/// parsed and mapped. The first error stops it (the connection is dropped and the
+/// reconnect replays what was not stored).
+async fn store_in_order(
+    mut queue: mpsc::Receiver<tokio::task::JoinHandle<Mapped>>,
+    sink: Sink,
+) -> Result<(), String> {
+    while let Some(mapping) = queue.recv().await {
+        let Mapped {
+            steps,
+            mut tally,
+            whole,
+        } = mapping.await.map_err(|e| format!("mapping posts: {e}"))?;
+        let stored = sink.store(steps, &mut tally).await;
+        if tally == Tally::default() {
+            sink.me.do_send(Note::Data);
+        } else {
+            sink.me.do_send(Note::Events(tally));
+        }
+        stored?;
+        if whole {
+            *sink.processed_at.lock() = Some(Instant::now());
+        }
+    }
+    Ok(())
+}
+
+impl Sink {
+    /// Stores one read's steps in order, billing what X returned.
+    async fn store(&self, steps: Vec<Step>, tally: &mut Tally) -> Result<(), String> {
+        for step in steps {
+            match step {
+                Step::Created {
+                    posts,
+                    counts,
+                    resources,
                 } => {
-                    tally.created += 1;
-                    match self.users.get(&user_id) {
-                        Some(f) => pending.push((f.clone(), page_of(*tweet, includes))),
-                        None => {
-                            tracing::debug!(user_id = %user_id, "post.create for a user no leader has")
-                        }
+                    self.scheduler.do_send(StreamReads { resources });
+                    if posts.is_empty() && counts.is_empty() {
+                        continue;
+                    }
+                    let sent = self
+                        .store
+                        .send(StoreTimeline {
+                            posts,
+                            counts,
+                            mode: IngestMode::New,
+                        })
+                        .await;
+                    match sent {
+                        Ok(Ok(report)) => tally.stored += report.inserted.len() as u64,
+                        Ok(Err(e)) => return Err(format!("storing posts: {e}")),
+                        Err(e) => return Err(format!("post store: {e}")),
                     }
                 }
-                StreamItem::Deleted { post_id, .. } => {
-                    tally.deleted += 1;
-                    if let Err(e) = self.store_created(&mut pending, &mut tally).await {
-                        result = Err(e);
-                        break;
-                    }
-                    match self
-                        .deps
+                Step::Deleted(post_id) => {
+                    let sent = self
                         .store
                         .send(DeleteAtSource {
                             platform: Platform::X,
                             external_id: post_id.clone(),
                         })
-                        .await
-                    {
+                        .await;
+                    match sent {
                         Ok(Ok(done)) => {
                             if done.removed.is_some() {
                                 tally.removed += 1;
                                 tracing::info!(event = "post_deleted_at_source", post = %post_id, "a post deleted on X was removed");
                             }
                         }
-                        Ok(Err(e)) => {
-                            result = Err(format!("storing a deletion: {e}"));
-                            break;
-                        }
-                        Err(e) => {
-                            result = Err(format!("post store: {e}"));
-                            break;
-                        }
+                        Ok(Err(e)) => return Err(format!("storing a deletion: {e}")),
+                        Err(e) => return Err(format!("post store: {e}")),
                     }
                 }
-                StreamItem::Other(kind) => {
-                    tally.other += 1;
-                    tracing::debug!(event_type = %kind, "activity event Amber does not use");
-                }
-                StreamItem::Errors(text) => {
-                    tracing::warn!(errors = %text, "X wrote an error on the activity stream");
-                }
-                StreamItem::Malformed(why) => {
-                    tally.malformed += 1;
-                    tracing::warn!(error = %why, "unreadable activity stream line skipped");
-                }
             }
         }
-        if result.is_ok() {
-            result = self.store_created(&mut pending, &mut tally).await;
-        }
-        if tally == Tally::default() {
-            self.me.do_send(Note::Data);
-        } else {
-            self.me.do_send(Note::Events(tally));
-        }
-        result
-    }
-
-    /// Stores the pending `post.create` posts through the polling path: the same mapping
-    /// (posts already stored give count updates), then one `StoreTimeline`; bills them.
-    async fn store_created(
-        &self,
-        pending: &mut Vec<(Followed, TimelineResponse)>,
-        tally: &mut Tally,
-    ) -> Result<(), String> {
-        if pending.is_empty() {
-            return Ok(());
-        }
-        let batch = std::mem::take(pending);
-        let resources: Vec<Resource> = batch
-            .iter()
-            .flat_map(|(_, page)| page.data.iter().map(|t| Resource::post(t.id.clone())))
-            .collect();
-        let reader = self.deps.reader.clone();
-        let (posts, counts) = tokio::task::spawn_blocking(move || {
-            let mut posts = Vec::new();
-            let mut counts = Vec::new();
-            for (followed, page) in &batch {
-                let (p, c, _) = map_pages(
-                    std::slice::from_ref(page),
-                    &reader,
-                    followed.leader_id,
-                    &followed.author,
-                );
-                posts.extend(p);
-                counts.extend(c);
-            }
-            (posts, counts)
-        })
-        .await
-        .map_err(|e| format!("mapping posts: {e}"))?;
-        self.deps.scheduler.do_send(StreamReads { resources });
-        if posts.is_empty() && counts.is_empty() {
-            return Ok(());
-        }
-        match self
-            .deps
-            .store
-            .send(StoreTimeline {
-                posts,
-                counts,
-                mode: IngestMode::New,
-            })
-            .await
-        {
-            Ok(Ok(report)) => {
-                tally.stored += report.inserted.len() as u64;
-                Ok(())
-            }
-            Ok(Err(e)) => Err(format!("storing posts: {e}")),
-            Err(e) => Err(format!("post store: {e}")),
-        }
+        Ok(())
     }
 }
 
@@ -906,8 +1035,189 @@ fn page_of(tweet: Tweet, includes: Option<Includes>) -> TimelineResponse {
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
+    use serde_json::json;
 
     use super::*;
+    use crate::actors::clock::Clock;
+    use crate::actors::fetcher::testkit::{fast_policy, rig};
+    use crate::actors::scheduler::{Schedule, SchedulerConfig, SchedulerDeps};
+    use crate::config::Secret;
+    use crate::status::IngestSnapshot;
+    use crate::storage::query::PostQuery;
+    use crate::storage::Store;
+    use crate::x_api::fake::username;
+
+    fn created(user: &str, id: u64) -> String {
+        json!({"data": {"event_type": "post.create", "filter": {"user_id": user},
+            "payload": {"id": id.to_string(), "text": "a good day", "author_id": user,
+                "created_at": "2026-12-02T12:00:00.000Z", "edit_history_tweet_ids": [id.to_string()]}}})
+        .to_string()
+    }
+
+    fn deleted(user: &str, id: u64) -> String {
+        json!({"data": {"event_type": "post.delete", "filter": {"user_id": user},
+            "payload": {"id": id.to_string(), "author_id": user}}})
+        .to_string()
+    }
+
+    #[test]
+    fn a_read_maps_to_store_steps_in_stream_order_and_long_runs_are_split() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 4).unwrap();
+        let users: HashMap<String, Followed> = [(
+            "42".to_string(),
+            Followed {
+                leader_id: 7,
+                author: AuthorProfile {
+                    user_id: "42".into(),
+                    handle: "someone".into(),
+                    name: None,
+                    avatar_url: None,
+                },
+            },
+        )]
+        .into();
+        let max = crate::live::MAX_EVENTS_PER_CHANGE as u64;
+        let mut lines: Vec<String> = vec![created("42", 1), "\r".into(), created("42", 2)];
+        lines.push(deleted("42", 1));
+        lines.push(created("99", 3)); // no leader has user 99: counted, not stored
+        lines.push("{not json".into());
+        lines.extend((10..10 + max + 5).map(|id| created("42", id)));
+        let text = lines.join("\n") + "\n";
+        let (steps, tally) = parse_and_map(text.as_bytes(), &users, &store.reader());
+        let shape: Vec<String> = steps
+            .iter()
+            .map(|s| match s {
+                Step::Created {
+                    posts,
+                    counts,
+                    resources,
+                } => {
+                    assert!(counts.is_empty());
+                    assert_eq!(resources.len(), posts.len());
+                    assert!(posts.iter().all(|p| p.leader_id == 7));
+                    format!("created {}", posts.len())
+                }
+                Step::Deleted(id) => format!("deleted {id}"),
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                "created 2",
+                "deleted 1",
+                &format!("created {max}"),
+                "created 5"
+            ]
+        );
+        assert_eq!(
+            tally,
+            Tally {
+                created: 3 + max + 5,
+                deleted: 1,
+                malformed: 1,
+                ..Tally::default()
+            }
+        );
+    }
+
+    /// Polls `status` until `done` holds, within a deadline that scales with the load.
+    async fn until(
+        status: &mut watch::Receiver<StreamSnapshot>,
+        what: &str,
+        done: impl Fn(&StreamSnapshot) -> bool,
+    ) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !done(&status.borrow_and_update()) {
+            assert!(Instant::now() < deadline, "{what}: {:?}", *status.borrow());
+            let _ = tokio::time::timeout(Duration::from_millis(200), status.changed()).await;
+        }
+    }
+
+    #[actix::test]
+    async fn a_burst_is_stored_whole_in_few_large_commits_and_a_deletion_after_it() {
+        let rig = rig(1, 2, 5).await;
+        let (snapshot, _) = watch::channel(IngestSnapshot::default());
+        let scheduler = IngestScheduler::new(
+            SchedulerConfig {
+                enabled: false,
+                schedule: Schedule::Interval(Duration::from_secs(3600)),
+                ingest_limit: 10,
+                backfill_count: 10,
+                interval_minutes: 60,
+                cron: None,
+                refresh_cooldown: Duration::from_secs(60),
+                monthly_read_budget: None,
+                concurrency: 1,
+                redis_url: None,
+                clock: Clock::system(),
+            },
+            SchedulerDeps {
+                fetcher: None,
+                store: rig.store.clone().recipient(),
+                reader: rig.reader.clone(),
+                breaker: rig.breaker_rx.clone(),
+                snapshot,
+            },
+        )
+        .start();
+        let client = XClient::new(
+            rig.fake.base_url(),
+            Secret::new(rig.fake.token()),
+            fast_policy(),
+        )
+        .unwrap();
+        let (stream, mut status) = ActivityStream::launch(
+            StreamConfig {
+                stall_timeout: Duration::from_secs(60),
+                rules: BackoffRules::default(),
+                redis_url: None,
+            },
+            StreamDeps {
+                client,
+                breaker: rig.breaker.clone(),
+                store: rig.store.clone().into(),
+                reader: rig.reader.clone(),
+                scheduler,
+            },
+        );
+        until(&mut status, "connected with both subscriptions", |s| {
+            s.state == StreamState::Connected && s.subscriptions.held == 2
+        })
+        .await;
+        let commits_before = rig.reader.generation();
+        const N: u64 = 3_000;
+        let burst = rig.fake.emit_burst(&username(0), N as u32);
+        assert_eq!(burst.delivered, N);
+        until(&mut status, "the burst stored", |s| s.posts_stored == N).await;
+        let commits = rig.reader.generation() - commits_before;
+        // Lines gather while the store commits: however fast the machine, a commit (a
+        // flush) costs far more than reading a line, so batches are large.
+        assert!(
+            commits * 5 <= N,
+            "{commits} commits for {N} events: the burst was not batched"
+        );
+        let s = status.borrow().clone();
+        assert_eq!((s.events_post_create, s.malformed), (N, 0));
+        let feed = rig.reader.page(&PostQuery::newest(1)).unwrap();
+        assert_eq!(
+            feed.total as u64, N,
+            "every post of the burst is in the feed"
+        );
+        assert!(rig.fake.emit_post_delete(&burst.last).is_some());
+        until(&mut status, "the deletion applied", |s| s.deletions == 1).await;
+        assert!(rig
+            .reader
+            .post_by_external_id(Platform::X, &burst.last)
+            .unwrap()
+            .is_none());
+        assert!(rig
+            .reader
+            .post_by_external_id(Platform::X, &burst.first)
+            .unwrap()
+            .is_some());
+        stream.send(StopStream).await.unwrap();
+    }
 
     fn within(d: Duration, lo_ms: u64, hi_ms: u64) -> bool {
         d >= Duration::from_millis(lo_ms) && d <= Duration::from_millis(hi_ms)

@@ -80,6 +80,17 @@ fn main() -> anyhow::Result<()> {
             e.1 += k.len() as u64;
             e.2 += v.len() as u64;
         }
+        eprintln!(
+            "after that scan: rss {} MB, {} MB trimmed",
+            rss_mb(),
+            trimmed()
+        );
+        db.page_out_cache()?;
+        eprintln!(
+            "after page_out_cache: rss {} MB, {} MB trimmed",
+            rss_mb(),
+            trimmed()
+        );
         for (space, (n, kb, vb)) in spaces {
             eprintln!(
                 "key space {:?}: {n} keys, {kb} key bytes, {vb} value bytes ({} bytes a value)",

@@ -254,12 +254,14 @@ mod tests {
         let dir = tmp.path().join("db");
         let db = config(&dir).open().unwrap();
         for i in 0u32..5_000 {
-            db.insert(i.to_be_bytes(), vec![(i % 251) as u8; 100]).unwrap();
+            db.insert(i.to_be_bytes(), vec![(i % 251) as u8; 100])
+                .unwrap();
         }
         db.flush().unwrap();
         // Not flushed yet: still only in sled's write buffer when the nodes go.
         for i in 5_000u32..6_000 {
-            db.insert(i.to_be_bytes(), vec![(i % 251) as u8; 100]).unwrap();
+            db.insert(i.to_be_bytes(), vec![(i % 251) as u8; 100])
+                .unwrap();
         }
         db.remove(7u32.to_be_bytes()).unwrap();
         db.page_out_cache().unwrap();
@@ -268,7 +270,11 @@ mod tests {
             if i == 7 {
                 assert!(got.is_none());
             } else {
-                assert_eq!(got.unwrap().as_ref(), &vec![(i % 251) as u8; 100][..], "key {i}");
+                assert_eq!(
+                    got.unwrap().as_ref(),
+                    &vec![(i % 251) as u8; 100][..],
+                    "key {i}"
+                );
             }
         }
         db.open_tree("amber").unwrap().page_out_cache().unwrap();
@@ -277,7 +283,10 @@ mod tests {
         drop(db);
         let db = unlocked(|| Ok(config(&dir).open()?));
         assert_eq!(db.len(), 5_999);
-        assert_eq!(db.get(5_999u32.to_be_bytes()).unwrap().unwrap()[0], (5_999 % 251) as u8);
+        assert_eq!(
+            db.get(5_999u32.to_be_bytes()).unwrap().unwrap()[0],
+            (5_999 % 251) as u8
+        );
     }
 
     #[test]

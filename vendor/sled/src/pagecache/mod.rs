@@ -1941,9 +1941,49 @@ impl PageCache {
         // The nodes paged out are freed through the epoch collector, a bag of 64 at a
         // time and at most 8 bags a collection; an idle process pins nothing more, so
         // collect here until all of them can have gone.
-        for _ in 0..(paged_out / 8 + 256) {
-            pin().flush();
+        let collect = |n: usize| {
+            for _ in 0..(n / 8 + 256) {
+                pin().flush();
+            }
+        };
+        collect(paged_out);
+        // Every page read since start-up got a new `Page` allocation, scattered among
+        // the nodes just freed, so the allocator could give none of that memory back.
+        // Now that the nodes are gone, move each paged-out `Page` to a fresh allocation
+        // (packed together out of the freed space) and free the scattered ones.
+        let guard = pin();
+        let mut moved = 0;
+        for pid in 0..bound {
+            if pid == COUNTER_PID || pid == META_PID || pid == BATCH_MANIFEST_PID {
+                continue;
+            }
+            loop {
+                let view = match self.inner.get(pid, &guard) {
+                    Some(view) => view,
+                    None => break,
+                };
+                if view.cache_infos.is_empty() || view.update.is_some() {
+                    break;
+                }
+                let fresh = Owned::new(Page {
+                    update: None,
+                    cache_infos: view.cache_infos.clone(),
+                });
+                if view
+                    .entry
+                    .compare_and_set(view.read, fresh, SeqCst, &guard)
+                    .is_ok()
+                {
+                    unsafe {
+                        guard.defer_destroy(view.read);
+                    }
+                    moved += 1;
+                    break;
+                }
+            }
         }
+        drop(guard);
+        collect(moved);
         Ok(())
     }
 

@@ -812,7 +812,7 @@ pub(crate) mod tests {
             )
             .unwrap();
         drop(store);
-        let store = Store::open(dir.path(), 8).unwrap();
+        let store = crate::storage::reopen_for_test(dir.path(), 8);
         assert_eq!(read(&store).revision, 4);
         assert_eq!(store.reader().stats().posts, 1);
     }

@@ -242,6 +242,13 @@ impl StoreReader {
             }
         }
         damage.set_checked();
+        // The scan read every node once, so sled's cache is now full of the oldest posts'
+        // nodes (up to `SLED_CACHE_MB`, and more in memory than sled counts): no reader
+        // asked for them. Empty it; requests fill it with what they read (issue 14, idle
+        // memory). Nothing is lost: a node paged out is read from the log again.
+        if let Err(err) = tree.page_out_cache() {
+            tracing::warn!(error = %err, "emptying sled's cache after the integrity check failed");
+        }
         let report = damage.report();
         let ms = started.elapsed().as_millis() as u64;
         if report.total() == 0 {

@@ -219,6 +219,76 @@ mod tests {
         assert_eq!(db.get(1999u32.to_be_bytes()).unwrap().unwrap().len(), 200);
     }
 
+    /// The vendored sled (vendor/sled/VENDORED) splits a leaf of small entries by bytes:
+    /// 20,000 time-index-sized entries (17-byte key, 10-byte value) take a page per ~128
+    /// keys instead of upstream's one per 8-16 (more than 1,250 pages here).
+    #[test]
+    fn small_records_share_pages() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = config(&tmp.path().join("db")).open().unwrap();
+        let tree = db.open_tree("t").unwrap();
+        let before = db.page_table_len();
+        for i in 0u64..20_000 {
+            let mut key = [b'T'; 17];
+            key[9..].copy_from_slice(&i.to_be_bytes());
+            tree.insert(key, &[1u8; 10][..]).unwrap();
+        }
+        let pages = db.page_table_len() - before;
+        assert!(pages < 400, "{pages} pages for 20,000 small entries");
+        // Large records still split at 16-34 entries (8 KiB): 2,000 of 1 KB each.
+        let big = db.open_tree("b").unwrap();
+        let before = db.page_table_len();
+        for i in 0u64..2_000 {
+            big.insert(i.to_be_bytes(), vec![2u8; 1_000]).unwrap();
+        }
+        let pages = db.page_table_len() - before;
+        assert!(pages >= 2_000 / 17, "{pages} pages for 2,000 1 KB records");
+        assert_eq!(tree.len(), 20_000);
+    }
+
+    /// `page_out_cache` (the vendored sled's, used after the integrity check) drops the
+    /// cached nodes; every value reads back afterwards, flushed or not yet flushed.
+    #[test]
+    fn paging_the_cache_out_loses_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("db");
+        let db = config(&dir).open().unwrap();
+        for i in 0u32..5_000 {
+            db.insert(i.to_be_bytes(), vec![(i % 251) as u8; 100])
+                .unwrap();
+        }
+        db.flush().unwrap();
+        // Not flushed yet: still only in sled's write buffer when the nodes go.
+        for i in 5_000u32..6_000 {
+            db.insert(i.to_be_bytes(), vec![(i % 251) as u8; 100])
+                .unwrap();
+        }
+        db.remove(7u32.to_be_bytes()).unwrap();
+        db.page_out_cache().unwrap();
+        for i in 0u32..6_000 {
+            let got = db.get(i.to_be_bytes()).unwrap();
+            if i == 7 {
+                assert!(got.is_none());
+            } else {
+                assert_eq!(
+                    got.unwrap().as_ref(),
+                    &vec![(i % 251) as u8; 100][..],
+                    "key {i}"
+                );
+            }
+        }
+        db.open_tree("amber").unwrap().page_out_cache().unwrap();
+        assert_eq!(db.len(), 5_999);
+        db.flush().unwrap();
+        drop(db);
+        let db = unlocked(|| Ok(config(&dir).open()?));
+        assert_eq!(db.len(), 5_999);
+        assert_eq!(
+            db.get(5_999u32.to_be_bytes()).unwrap().unwrap()[0],
+            (5_999 % 251) as u8
+        );
+    }
+
     #[test]
     fn a_set_aside_name_never_overwrites() {
         let tmp = tempfile::tempdir().unwrap();

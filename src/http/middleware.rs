@@ -42,7 +42,9 @@ fn request_id_from(req: &ServiceRequest) -> String {
 }
 
 /// The client's request id when it is short and plain (so it is safe to echo and to
-/// log), else a new UUID.
+/// log), else a new (version 4) UUID. Its random bits come from the thread's generator,
+/// not `Uuid::new_v4`'s `getrandom` call: a system call on every request was 3–4 % of
+/// the always-refused 429 path (BENCHMARKS.md, issue 14).
 pub fn request_id_or_new(sent: Option<&str>) -> String {
     sent.filter(|v| {
         !v.is_empty()
@@ -51,7 +53,11 @@ pub fn request_id_or_new(sent: Option<&str>) -> String {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
     })
     .map(str::to_string)
-    .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+    .unwrap_or_else(|| {
+        uuid::Builder::from_random_bytes(rand::random())
+            .into_uuid()
+            .to_string()
+    })
 }
 
 /// The snake_case error code of a status that carries no code of its own.

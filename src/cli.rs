@@ -363,6 +363,7 @@ fn import_stdin(
             progress.tick(checked_records.get(), counted.get(), total);
         }
     };
+    let records;
     let (mut second, total, _spool): (Box<dyn Read>, u64, Option<Spool>) = match start {
         Some((at, len)) => {
             let total = len.saturating_sub(at);
@@ -378,7 +379,7 @@ fn import_stdin(
                 Ok::<_, anyhow::Error>(())
             });
             check.done();
-            warn_damaged(scanned?);
+            records = warn_damaged(scanned?);
             stdin.seek(SeekFrom::Start(at)).context("rereading stdin")?;
             (Box::new(stdin), total, None)
         }
@@ -406,7 +407,7 @@ fn import_stdin(
                     path.display()
                 )
             })?;
-            warn_damaged(scanned);
+            records = warn_damaged(scanned);
             tee.copy
                 .flush()
                 .with_context(|| format!("writing {}", path.display()))?;
@@ -417,7 +418,13 @@ fn import_stdin(
     };
     counted.set(0);
 
-    let mut run = store.import_begin()?;
+    // `amber import` has the database to itself: the posts stay out of the in-memory
+    // feed index, which the next start rebuilds (memory does not grow with the backup).
+    let mut run = store.import_begin_offline(records)?;
+    let batch_records = std::env::var("AMBER_IMPORT_BATCH_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(IMPORT_BATCH_RECORDS);
     let mut progress = Progress::new("importing", progress_every);
     let mut batch = Vec::with_capacity(IMPORT_BATCH_RECORDS);
     let mut batch_bytes = 0;
@@ -432,7 +439,7 @@ fn import_stdin(
     let imported = backup::scan(reader, rule, |record, bytes| {
         batch.push(record);
         batch_bytes += bytes;
-        if batch.len() >= IMPORT_BATCH_RECORDS || batch_bytes >= IMPORT_BATCH_BYTES {
+        if batch.len() >= batch_records || batch_bytes >= IMPORT_BATCH_BYTES {
             done += batch.len() as u64;
             batch_bytes = 0;
             store.import_batch(&mut run, batch.drain(..))?;
@@ -457,13 +464,14 @@ fn import_stdin(
 }
 
 /// Warns when the backup's trailer says the export skipped damaged records.
-fn warn_damaged(scanned: backup::Scanned) {
+fn warn_damaged(scanned: backup::Scanned) -> u64 {
     if let Some(t) = scanned.trailer.filter(|t| t.damaged_skipped > 0) {
         eprintln!(
             "warning: this backup was exported from a damaged database: {} damaged records were skipped and are not in it",
             t.damaged_skipped
         );
     }
+    scanned.records
 }
 
 /// Turns "the database is in use" into one plain line: the server is running on this

@@ -146,10 +146,101 @@ impl PostIds {
     }
 }
 
+/// A set of keys that may give false positives, never false negatives: the `D` keys a
+/// run wrote, so a dedup check of a key it never wrote needs no sled read.
+struct Bloom {
+    bits: Vec<u64>,
+    mask: u64,
+}
+
+impl Bloom {
+    /// Hashes per key.
+    const HASHES: u64 = 7;
+
+    /// About 10 bits a key for `expected` keys (under 1 % false positives), at most 8 MiB.
+    fn new(expected: u64) -> Bloom {
+        let bits = (expected.saturating_mul(10))
+            .clamp(1 << 16, 1 << 26)
+            .next_power_of_two();
+        Bloom {
+            bits: vec![0; (bits / 64) as usize],
+            mask: bits - 1,
+        }
+    }
+
+    /// The bits of `key` (double hashing of one 64-bit hash).
+    fn probes(&self, key: &[u8]) -> [u64; Self::HASHES as usize] {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut h);
+        let h = h.finish();
+        let (a, b) = (h, (h >> 32) | 1);
+        std::array::from_fn(|i| a.wrapping_add((i as u64).wrapping_mul(b)) & self.mask)
+    }
+
+    fn insert(&mut self, key: &[u8]) {
+        for bit in self.probes(key) {
+            self.bits[(bit / 64) as usize] |= 1 << (bit % 64);
+        }
+    }
+
+    fn may_contain(&self, key: &[u8]) -> bool {
+        self.probes(key)
+            .into_iter()
+            .all(|bit| self.bits[(bit / 64) as usize] & (1 << (bit % 64)) != 0)
+    }
+}
+
+/// What a run knows about the keys it checks, so that most checks need no sled read:
+/// the store has the database to itself for the run (the CLI's import is offline; the
+/// writer actor's is one batch), so a key it found absent at the start is present later
+/// only if the run wrote it.
+struct Known {
+    /// No tombstone (`Z` key) was stored when the run began; an import writes none.
+    no_tombstones: bool,
+    /// No dedup key (`D`) was stored when the run began: a `D` key is stored only if
+    /// `dedup` (the ones this run wrote) may contain it.
+    no_dedup_keys: bool,
+    dedup: Bloom,
+    /// Every stored post id was below this when the run began (the post sequence, checked
+    /// against the last `P` key); `None` when that did not hold.
+    new_posts_from: Option<u64>,
+    /// Bit `n`: post `new_posts_from + n` was written by this run (below [`DENSE_IDS`]).
+    written: Vec<u64>,
+}
+
+impl Known {
+    fn note_written(&mut self, id: u64) {
+        if let Some(n) = self.new_posts_from.and_then(|from| id.checked_sub(from)) {
+            if n < DENSE_IDS {
+                let (word, bit) = ((n / 64) as usize, n % 64);
+                if self.written.len() <= word {
+                    self.written.resize(word + 1, 0);
+                }
+                self.written[word] |= 1 << bit;
+            }
+        }
+    }
+
+    /// Whether post `id` is stored, when that is known without a read.
+    fn post_stored(&self, id: u64) -> Option<bool> {
+        let n = id.checked_sub(self.new_posts_from?)?;
+        if n >= DENSE_IDS {
+            return None;
+        }
+        let (word, bit) = ((n / 64) as usize, n % 64);
+        Some(self.written.get(word).is_some_and(|w| w & (1 << bit) != 0))
+    }
+}
+
 /// One import in progress: what it did so far, and what its backup's post ids became.
 pub struct ImportRun {
     report: ImportReport,
     posts: PostIds,
+    known: Known,
+    /// New posts stay out of the in-memory feed index (an offline import, see
+    /// [`Store::import_begin_offline`]).
+    unindexed: bool,
 }
 
 impl ImportRun {
@@ -172,9 +263,43 @@ impl Store {
     }
 
     /// Starts an import: empties the scratch tree a run that stopped part-way left.
+    /// The posts it stores join the in-memory feed index as each batch commits.
     pub fn import_begin(&mut self) -> Result<ImportRun, StoreError> {
+        self.begin_run(0, false)
+    }
+
+    /// Starts an import of about `expected_posts` posts by a process that has the
+    /// database to itself (`amber import`): the posts it stores stay out of the
+    /// in-memory feed index, so memory does not grow with the backup, and the next open
+    /// rebuilds the index from the time index (see `ChangeSet::leave_unindexed`). Readers
+    /// of this store do not see the imported posts in pages; nothing should read it.
+    pub fn import_begin_offline(&mut self, expected_posts: u64) -> Result<ImportRun, StoreError> {
+        self.begin_run(expected_posts, true)
+    }
+
+    fn begin_run(&mut self, expected_posts: u64, unindexed: bool) -> Result<ImportRun, StoreError> {
         let scratch = self.db.open_tree(SCRATCH_TREE)?;
         scratch.clear()?;
+        let none_under = |space: u8| -> Result<bool, StoreError> {
+            Ok(self.tree.scan_prefix([space]).keys().next().transpose()?.is_none())
+        };
+        let last_post = self
+            .tree
+            .scan_prefix([keys::POST])
+            .keys()
+            .next_back()
+            .transpose()?
+            .and_then(|k| keys::id_from_key(&k));
+        let known = Known {
+            no_tombstones: none_under(keys::TOMBSTONE)?,
+            no_dedup_keys: none_under(keys::DEDUP)?,
+            dedup: Bloom::new(expected_posts),
+            new_posts_from: match last_post {
+                Some(last) if last >= self.ids.post => None,
+                _ => Some(self.ids.post),
+            },
+            written: Vec::new(),
+        };
         Ok(ImportRun {
             report: ImportReport::default(),
             posts: PostIds {
@@ -182,12 +307,14 @@ impl Store {
                 scratch,
                 scratch_used: false,
             },
+            known,
+            unindexed,
         })
     }
 
     /// Ends an import: drops the scratch tree and returns what the run did.
     pub fn import_finish(&mut self, run: ImportRun) -> Result<ImportReport, StoreError> {
-        let ImportRun { report, posts } = run;
+        let ImportRun { report, posts, .. } = run;
         drop(posts);
         self.db.drop_tree(SCRATCH_TREE)?;
         Ok(report)
@@ -274,11 +401,18 @@ impl Store {
                     let dup = match &post.platform_post_id {
                         Some(ext) => match staged_dedup.get(&(post.platform, ext.clone())) {
                             Some(id) => Some(*id),
-                            None => self
-                                .tree
-                                .get(keys::dedup_key(post.platform, ext))?
-                                .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-                                .map(u64::from_be_bytes),
+                            None => {
+                                let key = keys::dedup_key(post.platform, ext);
+                                if run.known.no_dedup_keys && !run.known.dedup.may_contain(&key)
+                                {
+                                    None
+                                } else {
+                                    self.tree
+                                        .get(key)?
+                                        .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+                                        .map(u64::from_be_bytes)
+                                }
+                            }
                         },
                         None => None,
                     };
@@ -289,7 +423,10 @@ impl Store {
                     // Deleted at its source (X's `post.delete`) since the backup was made:
                     // it stays out, as it does for polls.
                     if let Some(ext) = &post.platform_post_id {
-                        if dup.is_none() && self.is_tombstoned(post.platform, ext, &[])? {
+                        if dup.is_none()
+                            && !run.known.no_tombstones
+                            && self.is_tombstoned(post.platform, ext, &[])?
+                        {
                             report.skipped += 1;
                             continue;
                         }
@@ -311,7 +448,10 @@ impl Store {
                         post.id = ids.post;
                         foreign.remember(&mut change, Entity::Post, old, post.id);
                     } else if staged_posts.contains(&post.id)
-                        || self.tree.contains_key(keys::id_key(keys::POST, post.id))?
+                        || match run.known.post_stored(post.id) {
+                            Some(stored) => stored,
+                            None => self.tree.contains_key(keys::id_key(keys::POST, post.id))?,
+                        }
                     {
                         if post.platform_post_id.is_none() {
                             // Same id and no external id: the same post, already here.
@@ -398,9 +538,19 @@ impl Store {
         // An import is a restore: the seed list must not be added on top of it later.
         change.put(keys::named_key(keys::META, "seeded"), &[1u8][..]);
         change.set_ids(ids);
+        if run.unindexed {
+            change.leave_unindexed();
+        }
         self.apply(change)?;
         for (from, to) in post_id_map {
             run.posts.note(from, to)?;
+        }
+        // On disk now: later batches need not read these keys.
+        for id in staged_posts {
+            run.known.note_written(id);
+        }
+        for (platform, ext) in staged_dedup.keys() {
+            run.known.dedup.insert(&keys::dedup_key(*platform, ext));
         }
         let total = &mut run.report;
         total.leaders += report.leaders;

@@ -217,8 +217,10 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
 const IMPORT_CACHE_MB: u64 = 16;
 
 /// Records an import batch holds at most: one change, bounded in memory whatever the
-/// size of the backup.
-const IMPORT_BATCH_RECORDS: usize = 2_000;
+/// size of the backup. sled holds a copy of a leaf for every write of a batch until the
+/// batch ends: at 100 k posts, batches of 500 peaked at 46 MB, 2,000 at 101 MB and
+/// 8,000 at 151 MB, with no gain in speed (BENCHMARKS.md).
+const IMPORT_BATCH_RECORDS: usize = 500;
 /// Bytes of backup lines an import batch holds at most (posts with large `metrics`).
 const IMPORT_BATCH_BYTES: usize = 4 << 20;
 
@@ -421,10 +423,6 @@ fn import_stdin(
     // `amber import` has the database to itself: the posts stay out of the in-memory
     // feed index, which the next start rebuilds (memory does not grow with the backup).
     let mut run = store.import_begin_offline(records)?;
-    let batch_records = std::env::var("AMBER_IMPORT_BATCH_RECORDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(IMPORT_BATCH_RECORDS);
     let mut progress = Progress::new("importing", progress_every);
     let mut batch = Vec::with_capacity(IMPORT_BATCH_RECORDS);
     let mut batch_bytes = 0;
@@ -439,7 +437,7 @@ fn import_stdin(
     let imported = backup::scan(reader, rule, |record, bytes| {
         batch.push(record);
         batch_bytes += bytes;
-        if batch.len() >= batch_records || batch_bytes >= IMPORT_BATCH_BYTES {
+        if batch.len() >= IMPORT_BATCH_RECORDS || batch_bytes >= IMPORT_BATCH_BYTES {
             done += batch.len() as u64;
             batch_bytes = 0;
             store.import_batch(&mut run, batch.drain(..))?;

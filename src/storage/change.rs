@@ -151,6 +151,11 @@ impl ChangeSet {
         self.ids = Some(ids);
     }
 
+    /// How many raw key writes the change holds.
+    pub(crate) fn write_count(&self) -> usize {
+        self.writes.len()
+    }
+
     /// True when applying would change nothing.
     pub fn is_empty(&self) -> bool {
         self.writes.is_empty()

@@ -13,7 +13,11 @@ fn main() -> anyhow::Result<()> {
         .next()
         .ok_or_else(|| anyhow::anyhow!("usage: sled_floor DIR [POSTS] [BATCH] [VALUE]"))?;
     let mut next = |default: u64| -> anyhow::Result<u64> {
-        Ok(args.next().map(|a| a.parse()).transpose()?.unwrap_or(default))
+        Ok(args
+            .next()
+            .map(|a| a.parse())
+            .transpose()?
+            .unwrap_or(default))
     };
     let (posts, batch, value) = (next(100_000)?, next(500)?, next(900)?);
     let db = sled::Config::new()

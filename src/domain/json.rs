@@ -40,10 +40,7 @@ impl JsonObject {
 
     /// [`JsonObject::parse`], with what [`JsonObject::platform_post_id`] and
     /// [`JsonObject::revision`] would read, from the one parse (a backup's post line).
-    pub fn parse_read(
-        text: &str,
-        max_bytes: usize,
-    ) -> Result<(JsonObject, ObjectIds), JsonError> {
+    pub fn parse_read(text: &str, max_bytes: usize) -> Result<(JsonObject, ObjectIds), JsonError> {
         let (object, value) = JsonObject::parse_value(text, max_bytes)?;
         let ids = ObjectIds {
             platform_post_id: platform_post_id_of(&value),

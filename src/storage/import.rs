@@ -293,7 +293,13 @@ impl Store {
         let scratch = self.db.open_tree(SCRATCH_TREE)?;
         scratch.clear()?;
         let none_under = |space: u8| -> Result<bool, StoreError> {
-            Ok(self.tree.scan_prefix([space]).keys().next().transpose()?.is_none())
+            Ok(self
+                .tree
+                .scan_prefix([space])
+                .keys()
+                .next()
+                .transpose()?
+                .is_none())
         };
         let last_post = self
             .tree
@@ -415,8 +421,7 @@ impl Store {
                             Some(id) => Some(*id),
                             None => {
                                 let key = keys::dedup_key(post.platform, ext);
-                                if run.known.no_dedup_keys && !run.known.dedup.may_contain(&key)
-                                {
+                                if run.known.no_dedup_keys && !run.known.dedup.may_contain(&key) {
                                     None
                                 } else {
                                     self.tree
@@ -612,7 +617,8 @@ mod tests {
             assert_eq!(snapshot_files(dir.path()), 1, "a snapshot names one post");
             let mut run = store.import_begin_offline(40).unwrap();
             for batch in 0..4 {
-                let posts = (0..10).map(|i| post(leader, 1000 + batch * 10 + i, 100 + batch * 10 + i));
+                let posts =
+                    (0..10).map(|i| post(leader, 1000 + batch * 10 + i, 100 + batch * 10 + i));
                 store.import_batch(&mut run, posts).unwrap();
             }
             // The same lines again, as a rerun would send them: all known already.
@@ -621,21 +627,41 @@ mod tests {
                 .unwrap();
             let report = store.import_finish(run).unwrap();
             assert_eq!((report.posts, report.skipped), (40, 40), "{report:?}");
-            assert_eq!(all(&store.reader()).len(), 1, "the index in memory is left alone");
+            assert_eq!(
+                all(&store.reader()).len(),
+                1,
+                "the index in memory is left alone"
+            );
             let counted = get_u64(&store.tree, &keys::named_key(keys::COUNTER, "posts"));
             assert_eq!(counted.unwrap(), Some(41), "the counters count every post");
-            assert_eq!(snapshot_files(dir.path()), 0, "sled names no snapshot, the file is gone");
+            assert_eq!(
+                snapshot_files(dir.path()),
+                0,
+                "sled names no snapshot, the file is gone"
+            );
             store.close().unwrap();
-            assert_eq!(snapshot_files(dir.path()), 0, "no snapshot of an index that misses posts");
+            assert_eq!(
+                snapshot_files(dir.path()),
+                0,
+                "no snapshot of an index that misses posts"
+            );
         }
         let store = reopen_for_test(&path, 8);
-        assert_eq!(all(&store.reader()).len(), 41, "rebuilt from the time index");
+        assert_eq!(
+            all(&store.reader()).len(),
+            41,
+            "rebuilt from the time index"
+        );
         assert_eq!(store.reader().stats().posts, 41);
         assert_eq!(snapshot_files(dir.path()), 1, "and saved at once");
         drop(store);
         let store = reopen_for_test(&path, 8);
         assert_eq!(store.journal.pending, 0);
-        assert_eq!(all(&store.reader()).len(), 41, "the next start loads the snapshot");
+        assert_eq!(
+            all(&store.reader()).len(),
+            41,
+            "the next start loads the snapshot"
+        );
     }
 
     #[test]
@@ -663,7 +689,10 @@ mod tests {
         }
         let store = reopen_for_test(&path, 8);
         let reader = store.reader();
-        let posts = reader.page(&crate::storage::query::PostQuery::newest(1000)).unwrap().posts;
+        let posts = reader
+            .page(&crate::storage::query::PostQuery::newest(1000))
+            .unwrap()
+            .posts;
         assert_eq!(posts.len(), 600);
         let ids: HashSet<u64> = posts.iter().map(|p| p.id).collect();
         assert_eq!(ids.len(), 600, "no post overwrote another");

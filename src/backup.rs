@@ -368,11 +368,19 @@ fn split(id: IdRef) -> (u64, Option<String>) {
 /// Parses one backup line. Its ids may be foreign (the original system's UUIDs): they
 /// travel beside the record, which the import gives fresh ids.
 pub fn parse_line(line_no: usize, text: &str) -> Result<Imported, BackupError> {
+    let kind: KindIn = serde_json::from_str(text).map_err(|e| BackupError::Line {
+        line: line_no,
+        message: e.to_string(),
+    })?;
+    parse_record(line_no, text, kind)
+}
+
+/// [`parse_line`] once the line's `kind` is read.
+fn parse_record(line_no: usize, text: &str, kind: KindIn) -> Result<Imported, BackupError> {
     let err = |message: String| BackupError::Line {
         line: line_no,
         message,
     };
-    let kind: KindIn = serde_json::from_str(text).map_err(|e| err(e.to_string()))?;
     let foreign_id;
     let mut foreign_parent = None;
     let record = match kind.kind.as_str() {
@@ -399,10 +407,15 @@ pub fn parse_line(line_no: usize, text: &str) -> Result<Imported, BackupError> {
             };
             let raw_metrics = p.metrics.take();
             let details = x_details(raw_metrics.as_deref(), kind, &mut p).map_err(err)?;
-            let metrics = raw_metrics
-                .map(|m| JsonObject::parse(m.get(), MAX_METRICS_BYTES))
-                .transpose()
-                .map_err(|e| err(format!("metrics {e}")))?;
+            // One parse of `metrics`: the canonical text and the ids it names.
+            let (metrics, metrics_ids) = match raw_metrics {
+                Some(m) => {
+                    let (object, ids) = JsonObject::parse_read(m.get(), MAX_METRICS_BYTES)
+                        .map_err(|e| err(format!("metrics {e}")))?;
+                    (Some(object), ids)
+                }
+                None => (None, Default::default()),
+            };
             let (id, leader_id);
             (id, foreign_id) = split(p.id);
             (leader_id, foreign_parent) = split(p.leader_id);
@@ -418,10 +431,8 @@ pub fn parse_line(line_no: usize, text: &str) -> Result<Imported, BackupError> {
                 sentiment_score: p.sentiment_score,
                 // The revision it had where it was exported; the original's rows name
                 // their X id only in `metrics`.
-                revision: metrics.as_ref().and_then(JsonObject::revision).unwrap_or(0),
-                platform_post_id: p
-                    .platform_post_id
-                    .or_else(|| metrics.as_ref().and_then(JsonObject::platform_post_id)),
+                revision: metrics_ids.revision.unwrap_or(0),
+                platform_post_id: p.platform_post_id.or(metrics_ids.platform_post_id),
                 client_metrics: metrics.map(JsonObject::into_string),
                 details,
                 verification: Verification::parse(&p.verification_status).ok_or_else(|| {
@@ -480,17 +491,17 @@ pub enum TrailerRule {
     Optional,
 }
 
-/// The trailer of `line`, if it is one.
-fn trailer_of(line_no: usize, text: &str) -> Result<Option<Trailer>, BackupError> {
+/// The trailer of `line`, if it is one; else the `kind` it names.
+fn trailer_of(line_no: usize, text: &str) -> Result<Result<Trailer, KindIn>, BackupError> {
     let kind: KindIn = serde_json::from_str(text).map_err(|e| BackupError::Line {
         line: line_no,
         message: e.to_string(),
     })?;
     if kind.kind != "trailer" {
-        return Ok(None);
+        return Ok(Err(kind));
     }
     serde_json::from_str(text)
-        .map(Some)
+        .map(Ok)
         .map_err(|e| BackupError::Line {
             line: line_no,
             message: format!("trailer: {e}"),
@@ -567,9 +578,9 @@ pub fn scan<E: From<BackupError>>(
             .into());
         }
         match trailer_of(line_no, text)? {
-            Some(t) => trailer = Some((line_no, t)),
-            None => {
-                let record = parse_line(line_no, text)?;
+            Ok(t) => trailer = Some((line_no, t)),
+            Err(kind) => {
+                let record = parse_record(line_no, text, kind)?;
                 records += 1;
                 each(record, bytes)?;
             }

@@ -220,8 +220,10 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
 const IMPORT_CACHE_MB: u64 = 16;
 
 /// Records an import batch holds at most: one change, bounded in memory whatever the
-/// size of the backup.
-const IMPORT_BATCH_RECORDS: usize = 2_000;
+/// size of the backup. sled holds a copy of a leaf for every write of a batch until the
+/// batch ends: at 100 k posts, batches of 500 peaked at 46 MB, 2,000 at 101 MB and
+/// 8,000 at 151 MB, with no gain in speed (BENCHMARKS.md).
+const IMPORT_BATCH_RECORDS: usize = 500;
 /// Bytes of backup lines an import batch holds at most (posts with large `metrics`).
 const IMPORT_BATCH_BYTES: usize = 4 << 20;
 
@@ -254,6 +256,7 @@ fn import_replicated(
         total,
         counted,
         _spool,
+        ..
     } = check_stdin(settings, rule, progress_every)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -455,6 +458,8 @@ struct Checked {
     total: u64,
     /// Bytes read so far through `second`.
     counted: std::rc::Rc<std::cell::Cell<u64>>,
+    /// Records the first pass counted.
+    records: u64,
     _spool: Option<Spool>,
 }
 
@@ -488,6 +493,7 @@ fn check_stdin(
             progress.tick(checked_records.get(), counted.get(), total);
         }
     };
+    let records;
     let (second, total, _spool): (Box<dyn Read>, u64, Option<Spool>) = match start {
         Some((at, len)) => {
             let total = len.saturating_sub(at);
@@ -503,7 +509,7 @@ fn check_stdin(
                 Ok::<_, anyhow::Error>(())
             });
             check.done();
-            warn_damaged(scanned?);
+            records = warn_damaged(scanned?);
             stdin.seek(SeekFrom::Start(at)).context("rereading stdin")?;
             (Box::new(stdin), total, None)
         }
@@ -531,7 +537,7 @@ fn check_stdin(
                     path.display()
                 )
             })?;
-            warn_damaged(scanned);
+            records = warn_damaged(scanned);
             tee.copy
                 .flush()
                 .with_context(|| format!("writing {}", path.display()))?;
@@ -545,6 +551,7 @@ fn check_stdin(
         second,
         total,
         counted,
+        records,
         _spool,
     })
 }
@@ -567,10 +574,13 @@ fn import_stdin(
         mut second,
         total,
         counted,
+        records,
         _spool,
     } = check_stdin(settings, rule, progress_every)?;
 
-    let mut run = store.import_begin()?;
+    // `amber import` has the database to itself: the posts stay out of the in-memory
+    // feed index, which the next start rebuilds (memory does not grow with the backup).
+    let mut run = store.import_begin_offline(records)?;
     let mut progress = Progress::new("importing", progress_every);
     let mut batch = Vec::with_capacity(IMPORT_BATCH_RECORDS);
     let mut batch_bytes = 0;
@@ -610,13 +620,14 @@ fn import_stdin(
 }
 
 /// Warns when the backup's trailer says the export skipped damaged records.
-fn warn_damaged(scanned: backup::Scanned) {
+fn warn_damaged(scanned: backup::Scanned) -> u64 {
     if let Some(t) = scanned.trailer.filter(|t| t.damaged_skipped > 0) {
         eprintln!(
             "warning: this backup was exported from a damaged database: {} damaged records were skipped and are not in it",
             t.damaged_skipped
         );
     }
+    scanned.records
 }
 
 /// Turns "the database is in use" into one plain line: the server is running on this

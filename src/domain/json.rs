@@ -35,6 +35,21 @@ pub struct JsonObject(String);
 impl JsonObject {
     /// Parses `text` as a JSON object of at most `max_bytes` bytes and [`MAX_DEPTH`] levels.
     pub fn parse(text: &str, max_bytes: usize) -> Result<JsonObject, JsonError> {
+        JsonObject::parse_read(text, max_bytes).map(|(object, _)| object)
+    }
+
+    /// [`JsonObject::parse`], with what [`JsonObject::platform_post_id`] and
+    /// [`JsonObject::revision`] would read, from the one parse (a backup's post line).
+    pub fn parse_read(text: &str, max_bytes: usize) -> Result<(JsonObject, ObjectIds), JsonError> {
+        let (object, value) = JsonObject::parse_value(text, max_bytes)?;
+        let ids = ObjectIds {
+            platform_post_id: platform_post_id_of(&value),
+            revision: revision_of(&value),
+        };
+        Ok((object, ids))
+    }
+
+    fn parse_value(text: &str, max_bytes: usize) -> Result<(JsonObject, Value), JsonError> {
         if text.len() > max_bytes {
             return Err(JsonError::TooLarge { limit: max_bytes });
         }
@@ -50,7 +65,7 @@ impl JsonObject {
         }
         // A parsed Value always serialises: its numbers are finite and its strings UTF-8.
         serde_json::to_string(&value)
-            .map(JsonObject)
+            .map(|text| (JsonObject(text), value))
             .map_err(|e| JsonError::Invalid(e.to_string()))
     }
 
@@ -68,22 +83,37 @@ impl JsonObject {
     /// it: `platformPostId`, else `externalId`; a non-blank string (trimmed) or a whole
     /// number (X ids do not fit a double, so a number is read only when exact).
     pub fn platform_post_id(&self) -> Option<String> {
-        let value: Value = serde_json::from_str(&self.0).ok()?;
-        ["platformPostId", "externalId"]
-            .iter()
-            .find_map(|k| match value.get(k)? {
-                Value::String(s) => Some(s.trim().to_string()).filter(|s| !s.is_empty()),
-                Value::Number(n) => n.as_u64().map(|n| n.to_string()),
-                _ => None,
-            })
+        platform_post_id_of(&serde_json::from_str(&self.0).ok()?)
     }
 
     /// The object's `revision`, when it is a whole number (a backup's post: the
     /// revision it had where it was exported).
     pub fn revision(&self) -> Option<u64> {
-        let value: Value = serde_json::from_str(&self.0).ok()?;
-        value.get("revision")?.as_u64()
+        revision_of(&serde_json::from_str(&self.0).ok()?)
     }
+}
+
+/// What [`JsonObject::parse_read`] reads besides the object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObjectIds {
+    /// [`JsonObject::platform_post_id`].
+    pub platform_post_id: Option<String>,
+    /// [`JsonObject::revision`].
+    pub revision: Option<u64>,
+}
+
+fn platform_post_id_of(value: &Value) -> Option<String> {
+    ["platformPostId", "externalId"]
+        .iter()
+        .find_map(|k| match value.get(k)? {
+            Value::String(s) => Some(s.trim().to_string()).filter(|s| !s.is_empty()),
+            Value::Number(n) => n.as_u64().map(|n| n.to_string()),
+            _ => None,
+        })
+}
+
+fn revision_of(value: &Value) -> Option<u64> {
+    value.get("revision")?.as_u64()
 }
 
 /// Nesting depth: scalars are 0, `{}` and `[]` are 1.

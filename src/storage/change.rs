@@ -50,6 +50,9 @@ pub struct ChangeSet {
     ids: Option<Ids>,
     /// True once the change adds notification outbox entries: delivery is woken.
     outbox: bool,
+    /// The posts it adds stay out of the in-memory feed index (an offline bulk import,
+    /// see [`ChangeSet::leave_unindexed`]).
+    unindexed: bool,
 }
 
 impl ChangeSet {
@@ -133,9 +136,24 @@ impl ChangeSet {
         self.counted = true;
     }
 
+    /// The posts this change adds get their `T` keys but stay out of the in-memory feed
+    /// index, unjournaled and unannounced: for `amber import`, which has the database to
+    /// itself, so the index (16 bytes a post, and more in its journal) does not grow
+    /// with the backup. The commit removes `M:index_snapshot`, so whichever process opens
+    /// the database next rebuilds the index from the `T` keys; the post counters still
+    /// count them ([`Store::unindexed`]). Removals still apply to the index as usual.
+    pub(crate) fn leave_unindexed(&mut self) {
+        self.unindexed = true;
+    }
+
     /// The id sequences after this change (persisted with it).
     pub(crate) fn set_ids(&mut self, ids: Ids) {
         self.ids = Some(ids);
+    }
+
+    /// How many raw key writes the change holds.
+    pub(crate) fn write_count(&self) -> usize {
+        self.writes.len()
     }
 
     /// True when applying would change nothing.
@@ -243,7 +261,18 @@ impl Store {
             counted,
             ids,
             outbox,
+            unindexed,
         } = change;
+        // Posts left out of the index (see `leave_unindexed`), per platform slot.
+        let mut unindexed_added = [0u64; 3];
+        let index_added = if unindexed {
+            for e in &index_added {
+                unindexed_added[usize::from(e.platform.code() - 1)] += 1;
+            }
+            Vec::new()
+        } else {
+            index_added
+        };
         // Posts that existed before this change and whose record it writes: their
         // renderings go stale when it becomes visible (new posts have none yet).
         let rewritten: Vec<u64> = writes
@@ -280,7 +309,11 @@ impl Store {
             .saturating_sub(reviews.pending_removed)
             + reviews.pending_added;
         if counted {
-            let counts = platform_counts(&self.shared.index.read(), &index_removed, &index_added);
+            let mut counts =
+                platform_counts(&self.shared.index.read(), &index_removed, &index_added);
+            for (slot, n) in counts.iter_mut().enumerate() {
+                *n += self.unindexed[slot] + unindexed_added[slot];
+            }
             for (p, n) in Platform::ALL.iter().zip(counts) {
                 let name = format!("posts:{}", p.as_str());
                 batch.insert(keys::named_key(keys::COUNTER, &name), &n.to_be_bytes());
@@ -307,6 +340,10 @@ impl Store {
             ] {
                 batch.insert(keys::named_key(keys::META, name), &next.to_be_bytes());
             }
+        }
+        if unindexed {
+            // The index on disk no longer covers every post: the next open rebuilds it.
+            batch.remove(keys::named_key(keys::META, "index_snapshot"));
         }
         let journaled = index_removed.len() + index_added.len();
         if journaled > 0 {
@@ -347,6 +384,16 @@ impl Store {
         // A replication snapshot being read must learn which keys moved under it.
         self.shared.capture.note(&written);
         self.journal.pending += journaled;
+        if unindexed {
+            for (slot, n) in unindexed_added.iter().enumerate() {
+                self.unindexed[slot] += n;
+            }
+            self.index_stale = true;
+            // sled names no snapshot now: the file it named is dead.
+            if let Some((tag, _)) = self.journal.snapshot.take() {
+                let _ = std::fs::remove_file(self.snapshot_file(tag));
+            }
+        }
         // On disk: what it does to the feed, for the live hub (read before the index moves).
         let live = live_changes(&self.shared.index.read(), &index_removed, &index_added);
         // On disk: now show it.

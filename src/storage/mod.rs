@@ -213,6 +213,13 @@ pub struct Store {
     journal: snapshot::Journal,
     /// Invariant: what `M:seq:*` holds on disk.
     ids: Ids,
+    /// Posts on disk that the in-memory index leaves out, per platform slot (an offline
+    /// import's, see [`ChangeSet::leave_unindexed`](change::ChangeSet)); counted in the
+    /// post counters every commit writes.
+    unindexed: [u64; 3],
+    /// True once a commit left posts out of the index: no snapshot of it is saved, and
+    /// sled names none, so the next open rebuilds it from the `T` keys.
+    index_stale: bool,
     /// The replication stream position of the entry being applied: written by the next
     /// commit, in its batch (`crate::replication`).
     pub(crate) stamp: Option<Vec<u8>>,
@@ -302,6 +309,8 @@ impl Store {
             failed: None,
             journal: Default::default(),
             ids,
+            unindexed: [0; 3],
+            index_stale: false,
             stamp: None,
         };
         store.load()?;

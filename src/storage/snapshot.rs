@@ -82,7 +82,7 @@ fn replay(index: &mut FeedIndex, record: &[u8]) -> bool {
 }
 
 impl Store {
-    fn snapshot_file(&self, tag: u64) -> PathBuf {
+    pub(super) fn snapshot_file(&self, tag: u64) -> PathBuf {
         self.dir.with_extension(format!("index-{tag:016x}"))
     }
 
@@ -275,7 +275,8 @@ impl Store {
     /// Saves a snapshot when enough of the journal has built up since the last one.
     /// Failing is not an error (the journal keeps growing; the next change tries again).
     pub(crate) fn maybe_snapshot(&mut self) {
-        if self.journal.pending < SNAPSHOT_EVERY {
+        // An index that misses posts is never saved (the next open rebuilds it).
+        if self.journal.pending < SNAPSHOT_EVERY || self.index_stale {
             return;
         }
         let shared = self.shared.clone();
@@ -287,8 +288,14 @@ impl Store {
 
     /// Flushes and saves a snapshot of the index so the next start replays nothing.
     /// Call at shutdown.
+    /// After an offline import that left posts out of the index
+    /// ([`ChangeSet::leave_unindexed`](crate::storage::change::ChangeSet)) no snapshot
+    /// is saved: sled names none, and the next open rebuilds the index from the `T` keys.
     pub fn close(&mut self) -> Result<(), StoreError> {
         self.db.flush()?;
+        if self.index_stale {
+            return Ok(());
+        }
         if self.journal.pending > 0 || self.journal.snapshot.is_none() {
             let shared = self.shared.clone();
             let index = shared.index.read();

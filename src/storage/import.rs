@@ -152,7 +152,7 @@ impl PostIds {
 /// import that reads little between batches piled garbage up across them (630 MB peak
 /// at 100 k posts in batches of 2,000, against 49 MB when each batch is followed by
 /// enough pins to collect it). Each pin is a few nanoseconds.
-fn collect_garbage(writes: usize) {
+pub(crate) fn collect_garbage(writes: usize) {
     for _ in 0..(writes / 2 + 256) {
         drop(sled::pin());
     }
@@ -763,17 +763,8 @@ mod replicated_tests {
 mod tests {
     use super::*;
     use crate::storage::posts::tests::{all, draft, x_post};
+    use crate::storage::snapshot::tests::snapshot_files;
     use crate::storage::{get_u64, reopen_for_test};
-
-    fn snapshot_files(dir: &std::path::Path) -> usize {
-        std::fs::read_dir(dir)
-            .unwrap()
-            .filter(|e| {
-                let name = e.as_ref().unwrap().file_name();
-                name.to_string_lossy().starts_with("db.index-")
-            })
-            .count()
-    }
 
     /// Backup post `id` of leader `leader`, X id `ext`.
     fn post(leader: u64, id: u64, ext: u64) -> Record {

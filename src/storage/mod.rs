@@ -124,10 +124,16 @@ impl StoreError {
     /// (sled allows one process per database). sled reports that only in the text of an
     /// `ErrorKind::Other` I/O error, so this is the one place that reads it.
     pub fn is_locked(&self) -> bool {
-        matches!(self, StoreError::Sled(sled::Error::Io(io))
-            if io.kind() == std::io::ErrorKind::WouldBlock
-                || io.to_string().starts_with("could not acquire lock"))
+        matches!(self, StoreError::Sled(err) if sled_is_locked(err))
     }
+}
+
+/// [`StoreError::is_locked`] of a sled error, without the clone (sled's `Clone` of an I/O
+/// error rewrites its text as the `Debug` form, which no longer reads as the lock error).
+pub(crate) fn sled_is_locked(err: &sled::Error) -> bool {
+    matches!(err, sled::Error::Io(io)
+        if io.kind() == std::io::ErrorKind::WouldBlock
+            || io.to_string().starts_with("could not acquire lock"))
 }
 
 /// State shared by the writer and every reader. Only [`Store::apply`] changes it, and

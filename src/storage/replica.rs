@@ -400,7 +400,7 @@ pub struct LoadProgress {
 }
 
 fn open_sled_waiting(dir: &Path) -> Result<sled::Db, String> {
-    let mut wait = Duration::from_millis(5);
+    let mut waiting = LockWait::new();
     loop {
         let opened = sled::Config::new()
             .path(dir)
@@ -408,14 +408,43 @@ fn open_sled_waiting(dir: &Path) -> Result<sled::Db, String> {
             .flush_every_ms(None)
             .open();
         match opened {
-            Err(err)
-                if StoreError::Sled(err.clone()).is_locked() && wait < Duration::from_secs(2) =>
-            {
-                std::thread::sleep(wait);
-                wait *= 2;
-            }
+            Err(err) if crate::storage::sled_is_locked(&err) && waiting.again() => {}
             other => return other.map_err(|e| format!("opening {}: {e}", dir.display())),
         }
+    }
+}
+
+/// Waiting for sled to let go of a database this process closed: sled releases its file
+/// lock only when its last background job, and the last deferred drop of its epoch
+/// garbage, lets go of the file, which may be after the handle is dropped. This process holds
+/// nothing else of the directory, so it waits up to [`LOCK_WAIT`].
+struct LockWait {
+    deadline: std::time::Instant,
+    step: Duration,
+}
+
+/// How long a switch waits for its own closed handles to let go of a database.
+const LOCK_WAIT: Duration = Duration::from_secs(30);
+
+impl LockWait {
+    fn new() -> LockWait {
+        LockWait {
+            deadline: std::time::Instant::now() + LOCK_WAIT,
+            step: Duration::from_millis(5),
+        }
+    }
+
+    /// Sleeps a little and says whether to try again (false past the deadline).
+    fn again(&mut self) -> bool {
+        if std::time::Instant::now() >= self.deadline {
+            return false;
+        }
+        // What holds the lock may be garbage crossbeam-epoch has not collected yet (a
+        // closed database's file handle in a deferred drop): pins let it go.
+        crate::storage::import::collect_garbage(0);
+        std::thread::sleep(self.step);
+        self.step = (self.step * 2).min(Duration::from_millis(100));
+        true
     }
 }
 
@@ -594,13 +623,10 @@ impl Writer {
         let reopened = finish_pending_switch(&data_dir)
             .map_err(|e| fail(e.to_string()))
             .and_then(|()| {
-                let mut wait = Duration::from_millis(5);
+                let mut waiting = LockWait::new();
                 loop {
                     match Store::open_db(&dir, cache_mb) {
-                        Err(err) if err.is_locked() && wait < Duration::from_secs(2) => {
-                            std::thread::sleep(wait);
-                            wait *= 2;
-                        }
+                        Err(err) if err.is_locked() && waiting.again() => {}
                         other => break other,
                     }
                 }

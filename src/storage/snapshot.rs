@@ -306,13 +306,14 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::storage::posts::tests::{all, draft, x_post};
     use crate::storage::query::PostQuery;
     use crate::storage::PostPatch;
 
-    fn snapshot_files(dir: &std::path::Path) -> usize {
+    /// How many feed index snapshot files `dir` holds.
+    pub(crate) fn snapshot_files(dir: &std::path::Path) -> usize {
         std::fs::read_dir(dir)
             .unwrap()
             .filter(|e| {

@@ -50,6 +50,15 @@ async fn instance(url: &str, cluster: &str) -> TestApp {
 }
 
 /// Replication as health shows it.
+/// Three instances of `cluster` on the shared Redis.
+async fn three_instances(cluster: &str) -> (TestApp, TestApp, TestApp) {
+    (
+        instance(REDIS_URL, cluster).await,
+        instance(REDIS_URL, cluster).await,
+        instance(REDIS_URL, cluster).await,
+    )
+}
+
 async fn repl(app: &TestApp) -> Value {
     app.get_json("/api/health").await.1["checks"]["replication"].clone()
 }
@@ -151,9 +160,7 @@ async fn three_instances_take_writes_at_once_and_hold_the_same_data() {
         return;
     }
     let cluster = cluster();
-    let a = instance(REDIS_URL, &cluster).await;
-    let b = instance(REDIS_URL, &cluster).await;
-    let c = instance(REDIS_URL, &cluster).await;
+    let (a, b, c) = three_instances(&cluster).await;
     let (ra, rb, rc) = tokio::join!(
         write_everything(&a, 1, 12),
         write_everything(&b, 2, 12),
@@ -982,9 +989,7 @@ async fn amber_import_reaches_every_instance_at_the_same_ids_and_a_bad_file_appe
         return;
     }
     let cluster = cluster();
-    let a = instance(REDIS_URL, &cluster).await;
-    let b = instance(REDIS_URL, &cluster).await;
-    let c = instance(REDIS_URL, &cluster).await;
+    let (a, b, c) = three_instances(&cluster).await;
     // The cluster holds posts 1-5 already: the backup's posts 1-5 get fresh ids, and the
     // reviews naming them (in a later batch) must follow them.
     for i in 0..5 {

@@ -152,7 +152,7 @@ impl PostIds {
 /// import that reads little between batches piled garbage up across them (630 MB peak
 /// at 100 k posts in batches of 2,000, against 49 MB when each batch is followed by
 /// enough pins to collect it). Each pin is a few nanoseconds.
-pub(crate) fn collect_garbage(writes: usize) {
+fn collect_garbage(writes: usize) {
     for _ in 0..(writes / 2 + 256) {
         drop(sled::pin());
     }

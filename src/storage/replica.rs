@@ -415,9 +415,9 @@ fn open_sled_waiting(dir: &Path) -> Result<sled::Db, String> {
 }
 
 /// Waiting for sled to let go of a database this process closed: sled releases its file
-/// lock only when its last background job, and the last deferred drop of its epoch
-/// garbage, lets go of the file, which may be after the handle is dropped. This process holds
-/// nothing else of the directory, so it waits up to [`LOCK_WAIT`].
+/// lock only when its last background job drops its handle, a moment after the handle
+/// itself is dropped. This process holds nothing else of the directory, so it waits up
+/// to [`LOCK_WAIT`].
 struct LockWait {
     deadline: std::time::Instant,
     step: Duration,
@@ -439,9 +439,6 @@ impl LockWait {
         if std::time::Instant::now() >= self.deadline {
             return false;
         }
-        // What holds the lock may be garbage crossbeam-epoch has not collected yet (a
-        // closed database's file handle in a deferred drop): pins let it go.
-        crate::storage::import::collect_garbage(0);
         std::thread::sleep(self.step);
         self.step = (self.step * 2).min(Duration::from_millis(100));
         true

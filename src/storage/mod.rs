@@ -266,12 +266,14 @@ impl Store {
         dir: &Path,
         cache_mb: u64,
     ) -> Result<(sled::Db, sled::Tree, Option<PathBuf>), StoreError> {
-        let config = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_mb.max(1) * 1024 * 1024)
-            // Acknowledged writes are flushed explicitly; the timer adds nothing.
-            .flush_every_ms(None);
-        let (db, set_aside) = sled_files::open(&config, dir)?;
+        let config = || {
+            sled::Config::new()
+                .path(dir)
+                .cache_capacity(cache_mb.max(1) * 1024 * 1024)
+                // Acknowledged writes are flushed explicitly; the timer adds nothing.
+                .flush_every_ms(None)
+        };
+        let (db, set_aside) = sled_files::open(config, dir)?;
         let tree = disk::open_tree(&db)?;
         Ok((db, tree, set_aside))
     }

@@ -241,7 +241,6 @@ impl StoreReader {
                 _ => break,
             }
         }
-        damage.set_checked();
         // The scan read every node once, so sled's cache is now full of the oldest posts'
         // nodes (up to `SLED_CACHE_MB`, and more in memory than sled counts): no reader
         // asked for them. Empty it; requests fill it with what they read (issue 14, idle
@@ -269,7 +268,9 @@ impl StoreReader {
                 "integrity check: damaged records found; they are skipped, the rest is served. Restore them from a backup (amber import) or export what is intact"
             );
         }
-        Ok(report)
+        // Health says "checked" only once the log says what was found.
+        damage.set_checked();
+        Ok(damage.report())
     }
 
     /// The stored post for (platform, external id), if any.

@@ -6,13 +6,18 @@
 //!   one fails its checksum, sled refuses to open. The log still holds everything, so
 //!   [`open`] moves the damaged snapshot aside (to `DATA_DIR/db.damaged-snap.*`, never
 //!   deleted) and opens again: sled then rebuilds the page table by reading the whole log
-//!   and writes a fresh snapshot. If that fails too, the snapshot is put back, so the
-//!   directory is left as it was found.
+//!   and writes a fresh snapshot. If that fails too, the snapshot is put back.
+//!   The whole-log read is told where the log was stable (the damaged snapshot's stable
+//!   LSN, from its name): sled 0.34 guessed it from segment headers, which can lag, and
+//!   then took a segment freed above the guess for a torn write and cut the log there
+//!   (vendor/sled/VENDORED, patch 5).
 //! - **The log after an unclean stop.** After `kill -9`, a crash or a power cut, sled
-//!   replays the log written since its last snapshot; damage there makes sled 0.34 panic
-//!   inside `open` ("tried to serialize Uninitialized"), with or without a snapshot.
-//!   [`open`] catches that panic and reports it as [`StoreError::LogDamaged`]: the true
-//!   reason, not a panic trace, and never "another process holds it".
+//!   replays the log written since its last snapshot; damage there left sled 0.34 without
+//!   a record of some page, and it panicked inside `open` ("tried to serialize
+//!   Uninitialized"). The vendored sled returns that as an error before writing anything,
+//!   and [`open`] reports it (and any other panic of sled's recovery) as
+//!   [`StoreError::LogDamaged`]: the true reason, not a panic trace, and never "another
+//!   process holds it".
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -27,26 +32,29 @@ static OPENING: Mutex<()> = Mutex::new(());
 /// the log read whole instead (the returned path says where the snapshot went); a panic
 /// of sled's recovery is [`StoreError::LogDamaged`].
 pub(crate) fn open(
-    config: &sled::Config,
+    config: impl Fn() -> sled::Config,
     dir: &Path,
 ) -> Result<(sled::Db, Option<PathBuf>), StoreError> {
-    let first = open_catching(config);
+    let first = open_catching(&config());
     let damaged_snapshot = match &first {
         Err(StoreError::Sled(sled::Error::Corruption { .. })) => newest_snapshot(dir)
             .filter(|snap| !snapshot_is_whole(snap))
-            .map(|snap| (snap.clone(), set_aside_name(dir, &snap))),
+            .and_then(|snap| Some((stable_lsn_of(&snap)?, snap))),
         _ => None,
     };
-    let Some((snap, aside)) = damaged_snapshot else {
+    let Some((stable_lsn, snap)) = damaged_snapshot else {
         return first.map(|db| (db, None));
     };
+    let aside = set_aside_name(dir, &snap);
     if let Err(err) = std::fs::rename(&snap, &aside) {
         tracing::error!(snapshot = %snap.display(), error = %err, "could not move sled's damaged snapshot aside");
         return Err(first
             .err()
             .unwrap_or(StoreError::LogDamaged(err.to_string())));
     }
-    match open_catching(config) {
+    // Everything below the snapshot's stable LSN (its name) was durable when it was
+    // written: sled reads the whole log but looks for a torn tail only above it.
+    match open_catching(&config().recovery_tail_floor(Some(stable_lsn))) {
         Ok(db) => {
             tracing::error!(
                 snapshot = %snap.display(),
@@ -100,6 +108,8 @@ fn open_catching(config: &sled::Config) -> Result<sled::Db, StoreError> {
     let _ours = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| previous(info)));
     match opened {
+        // The vendored sled's refusal where upstream panicked (vendor/sled/VENDORED 5).
+        Ok(Err(sled::Error::ReportableBug(what))) => Err(StoreError::LogDamaged(what)),
         Ok(result) => Ok(result?),
         Err(_) => {
             let what = caught
@@ -125,6 +135,12 @@ fn newest_snapshot(dir: &Path) -> Option<PathBuf> {
                 .is_some_and(|n| n.starts_with("snap.") && !n.ends_with(".in___motion"))
         })
         .max()
+}
+
+/// The stable LSN a sled snapshot's name records (`snap.<16 hex digits>`).
+fn stable_lsn_of(snap: &Path) -> Option<i64> {
+    let name = snap.file_name()?.to_str()?;
+    i64::from_str_radix(name.strip_prefix("snap.")?, 16).ok()
 }
 
 /// True when a sled snapshot file passes sled's own check: its last 4 bytes are the
@@ -209,7 +225,7 @@ mod tests {
         std::fs::write(&snap, bytes).unwrap();
         assert!(!snapshot_is_whole(&snap));
 
-        let (db, aside) = unlocked(|| open(&config(&dir), &dir));
+        let (db, aside) = unlocked(|| open(|| config(&dir), &dir));
         let aside = aside.expect("the snapshot was set aside");
         // sled wrote a fresh snapshot when it recovered from the log.
         assert!(aside.exists());
@@ -287,6 +303,97 @@ mod tests {
             db.get(5_999u32.to_be_bytes()).unwrap().unwrap()[0],
             (5_999 % 251) as u8
         );
+    }
+
+    const SEGMENT: usize = 512 * 1024;
+
+    /// `(lid, lsn, max_stable_lsn)` of every segment of `dir/db` whose header passes its
+    /// CRC (sled's segment header: CRC-32 xor !0, then the two LSNs xor i64::MAX).
+    fn segment_headers(dir: &Path) -> Vec<(usize, i64, i64)> {
+        let bytes = std::fs::read(dir.join("db")).unwrap();
+        let word = |b: &[u8]| i64::from_le_bytes(b.try_into().unwrap()) ^ i64::MAX;
+        bytes
+            .chunks(SEGMENT)
+            .enumerate()
+            .filter(|(_, c)| c.len() >= 20)
+            .filter(|(_, c)| {
+                let crc = u32::from_le_bytes(c[0..4].try_into().unwrap()) ^ u32::MAX;
+                crc32fast::hash(&c[4..20]) == crc
+            })
+            .map(|(i, c)| (i * SEGMENT, word(&c[4..12]), word(&c[12..20])))
+            .collect()
+    }
+
+    /// Rewrites every segment header's `max_stable_lsn` to `lsn` (and its CRC), as
+    /// sled leaves them when it allocates segments while the stable LSN lags.
+    fn lag_headers(dir: &Path, lsn: i64) {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("db"))
+            .unwrap();
+        for (lid, segment_lsn, _) in segment_headers(dir) {
+            let mut header = [0u8; 20];
+            header[4..12].copy_from_slice(&(segment_lsn ^ i64::MAX).to_le_bytes());
+            header[12..20].copy_from_slice(&(lsn ^ i64::MAX).to_le_bytes());
+            let crc = crc32fast::hash(&header[4..20]) ^ u32::MAX;
+            header[0..4].copy_from_slice(&crc.to_le_bytes());
+            file.write_all_at(&header, lid as u64).unwrap();
+        }
+        file.sync_all().unwrap();
+    }
+
+    /// The CI failure of 2026-12-03: sled records in each segment header the stable LSN
+    /// at the time the segment was allocated, so the headers of the last segments can
+    /// lag behind the end of the log. Recovering without a snapshot, sled looked for a
+    /// torn write only above the greatest of them, took a segment freed and reused up
+    /// there for a tear, cut the log at it (zeroing the rest of the segment it stopped
+    /// in) and then panicked or kept older pages. With the damaged snapshot's stable LSN
+    /// as the floor, the whole log is read. Here every header lags to the oldest
+    /// segment, so each segment sled freed while writing lies in the guessed tail.
+    #[test]
+    fn segments_freed_above_lagging_headers_are_not_taken_for_a_tear() {
+        const KEYS: u32 = 3_000;
+        const PASSES: u32 = 4;
+        // Where sled frees segments depends on its flusher's timing: build stores
+        // until one has a freed segment between others (most do).
+        let (tmp, dir, lsns) = (0..10)
+            .find_map(|_| {
+                let tmp = tempfile::tempdir().unwrap();
+                let dir = tmp.path().join("db");
+                {
+                    let db = config(&dir).open().unwrap();
+                    for pass in 0..PASSES {
+                        let mut batch = sled::Batch::default();
+                        for i in 0..KEYS {
+                            batch.insert(&i.to_be_bytes(), vec![(pass + i) as u8; 900]);
+                        }
+                        db.apply_batch(batch).unwrap();
+                    }
+                    db.flush().unwrap();
+                }
+                drop(unlocked(|| Ok(config(&dir).open()?)));
+                let mut lsns: Vec<i64> = segment_headers(&dir).iter().map(|h| h.1).collect();
+                lsns.sort();
+                let gap = lsns.windows(2).any(|w| w[1] - w[0] > SEGMENT as i64);
+                gap.then_some((tmp, dir, lsns))
+            })
+            .expect("sled freed a segment between others in one of 10 stores");
+        let _keep = tmp;
+        lag_headers(&dir, lsns[0]);
+        let snap = newest_snapshot(&dir).unwrap();
+        let mut bytes = std::fs::read(&snap).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x5A;
+        std::fs::write(&snap, bytes).unwrap();
+
+        let (db, aside) = unlocked(|| open(|| config(&dir), &dir));
+        assert!(aside.is_some());
+        let last = |i: u32| (PASSES - 1 + i) as u8;
+        for i in 0..KEYS {
+            let value = db.get(i.to_be_bytes()).unwrap().expect("every key");
+            assert_eq!((value.len(), value[0]), (900, last(i)), "key {i}");
+        }
     }
 
     #[test]

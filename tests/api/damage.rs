@@ -26,10 +26,30 @@ async fn built_store(dir: &Path) {
         synth::fill(&mut store, POSTS, 1_000);
         store.close().unwrap();
     }
+    released(&db.join("db"));
     let mut app = spawn_on(dir).await;
     let (_, health) = app.get_json("/api/health").await;
     assert_eq!(health["checks"]["database"]["stats"]["posts"], POSTS);
     assert!(app.terminate().success());
+}
+
+/// Waits (up to 30 s) until no handle of this process locks sled's log `file`: sled lets
+/// go of its lock a moment after the store is dropped, when its last background job
+/// drops its handle, and a server started before that finds the database in use.
+fn released(file: &Path) {
+    use fs2::FileExt;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let probe = std::fs::File::open(file).unwrap();
+        if probe.try_lock_exclusive().is_ok() {
+            return; // Dropping the probe lets go of its lock.
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sled still locks {file:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Zeroes 4 KiB at 85 % of `db/db` and flips ten bytes between 70 % and 80 %: inside the

@@ -209,6 +209,9 @@ pub struct Inner {
     pub print_profile_on_drop: bool,
     #[doc(hidden)]
     pub idgen_persist_interval: u64,
+    /// Amber's patch: see `Config::recovery_tail_floor`.
+    #[doc(hidden)]
+    pub recovery_tail_floor: Option<Lsn>,
     #[doc(hidden)]
     pub version: (usize, usize),
     tmp_path: PathBuf,
@@ -237,6 +240,7 @@ impl Default for Inner {
             print_profile_on_drop: false,
             flush_every_ms: Some(500),
             idgen_persist_interval: 1_000_000,
+            recovery_tail_floor: None,
             global_error: Arc::new(Atomic::default()),
             #[cfg(feature = "event_log")]
             event_log: Arc::new(crate::event_log::EventLog::default()),
@@ -401,6 +405,25 @@ impl Config {
         }
         let m = Arc::make_mut(&mut self.0);
         m.flush_every_ms = every_ms;
+        self
+    }
+
+    /// Amber's patch: the log position below which everything was stable, for recovery
+    /// without a snapshot (the stable LSN a damaged snapshot's name records). Recovery
+    /// reads the whole log either way; the floor only tells it where the unstable tail
+    /// begins, which it otherwise guesses from segment headers. A guess that is too low
+    /// takes a segment freed after the guess for a torn write and cuts the log there.
+    #[doc(hidden)]
+    pub fn recovery_tail_floor(mut self, floor: Option<Lsn>) -> Self {
+        if Arc::strong_count(&self.0) != 1 {
+            error!(
+                "config has already been used to start \
+                 the system and probably should not be \
+                 mutated",
+            );
+        }
+        let m = Arc::make_mut(&mut self.0);
+        m.recovery_tail_floor = floor;
         self
     }
 

@@ -383,6 +383,27 @@ fn scan_segment_headers_and_tail(
         ordering, max_header_stable_lsn
     );
 
+    // Amber's patch: without a snapshot, a floor given by the caller (the stable LSN of
+    // the damaged snapshot that was set aside) bounds the unstable tail from below. The
+    // segment headers' own `max_stable_lsn` can lag far behind it (it is recorded when a
+    // segment is allocated), and a segment freed and reused above that lagging value
+    // leaves a gap that the contiguity check below would take for a tear. A floor past
+    // the end of the log (the newest segment plus one) is not believable: refuse.
+    if let Some(floor) = config.recovery_tail_floor {
+        let end = ordering
+            .keys()
+            .next_back()
+            .map_or(0, |lsn| lsn + config.segment_size as Lsn);
+        if floor > end {
+            error!(
+                "recovery floor {} lies past the end of the log ({})",
+                floor, end
+            );
+            return Err(Error::corruption(None));
+        }
+        max_header_stable_lsn = std::cmp::max(max_header_stable_lsn, floor);
+    }
+
     // Check that the segments above max_header_stable_lsn
     // properly link their previous segment pointers.
     let end_of_last_contiguous_message_in_unstable_tail =

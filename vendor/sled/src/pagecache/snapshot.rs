@@ -6,7 +6,7 @@ use crate::*;
 use super::{
     arr_to_u32, gc_blobs, pwrite_all, raw_segment_iter_from, u32_to_arr,
     u64_to_arr, BasedBuf, DiskPtr, LogIter, LogKind, LogOffset, Lsn,
-    MessageKind,
+    MessageKind, COUNTER_PID,
 };
 
 /// A snapshot of the state required to quickly restart
@@ -133,6 +133,7 @@ impl Snapshot {
         );
         let _measure = Measure::new(&M.snapshot_apply);
 
+        let len_before = self.pt.len();
         let pushed = if self.pt.len() <= usize::try_from(pid).unwrap() {
             self.pt.resize(
                 usize::try_from(pid + 1).unwrap(),
@@ -182,8 +183,11 @@ impl Snapshot {
                         lsn,
                     );
                     if pushed {
-                        let old = self.pt.pop().unwrap();
-                        if old != PageState::Uninitialized {
+                        // Amber's patch: drop every slot the resize above added
+                        // (upstream popped one, leaving the rest as Uninitialized
+                        // holes when `pid` lay more than one past the end).
+                        let added = self.pt.split_off(len_before);
+                        if added.iter().any(|s| *s != PageState::Uninitialized) {
                             error!("expected previous page state to be uninitialized");
                             return Err(Error::corruption(None));
                         }
@@ -219,6 +223,7 @@ fn advance_snapshot(
 
     let old_stable_lsn = snapshot.stable_lsn;
 
+    let mut last_read = None;
     while let Some((log_kind, pid, lsn, ptr, sz)) = iter.next() {
         trace!(
             "in advance_snapshot looking at item with pid {} lsn {} ptr {}",
@@ -245,6 +250,35 @@ fn advance_snapshot(
         }
 
         snapshot.apply(log_kind, pid, lsn, ptr, sz)?;
+        last_read = Some((lsn, ptr));
+    }
+
+    // Amber's patch: page ids below the highest one that no record mentions.
+    // - Reading the whole log (no snapshot, the caller gave a floor): such a page was
+    //   freed and the segment holding its Free record reused since (a live page always
+    //   has its base in a live segment), so it is free. It is recorded as freed at the
+    //   last record read, whose segment is live, so the segment accounting stays whole.
+    // - Otherwise (replaying the tail on top of a snapshot), the log did not hold what
+    //   the page table needs: refuse (as a `ReportableBug`, the error upstream's panic
+    //   stood for), before anything is written (upstream panicked later, serialising
+    //   the snapshot, after zeroing the tail of the last segment read).
+    let whole_log = old_stable_lsn.is_none() && config.recovery_tail_floor.is_some();
+    for (pid, state) in snapshot.pt.iter_mut().enumerate() {
+        if *state != PageState::Uninitialized {
+            continue;
+        }
+        match last_read {
+            Some((lsn, ptr)) if whole_log && pid as PageId > COUNTER_PID => {
+                *state = PageState::Free(lsn, ptr);
+            }
+            _ => {
+                return Err(Error::ReportableBug(format!(
+                    "the log holds no record of page {} of {}",
+                    pid,
+                    snapshot.pt.len()
+                )));
+            }
+        }
     }
 
     // `snapshot.tip_lid` can be set based on 4 possibilities for the tip of the

@@ -19,8 +19,10 @@ use crate::storage::query::{PageStart, PostQuery};
 
 /// First bytes of an index snapshot (format version in the last byte).
 const SNAPSHOT_MAGIC: &[u8; 8] = b"AMBRIDX3";
-/// Largest block before it splits in two.
-const MAX_BLOCK: usize = 1024;
+/// Largest block before it splits in two (small in tests, so they span many blocks).
+const MAX_BLOCK: usize = if cfg!(test) { 16 } else { 1024 };
+/// Blocks a group (see [`BlockList::groups`]) spans.
+const GROUP: usize = if cfg!(test) { 4 } else { 32 };
 /// Post ids must stay below this to fit an index slot (40 bits: a trillion posts).
 pub const MAX_POST_ID: u64 = 1 << 40;
 /// Leader ids must stay below this to fit an index slot (20 bits: a million leaders).
@@ -193,8 +195,9 @@ fn cursor_key(c: &Cursor) -> OrderKey {
 }
 
 /// A block's tally of one (leader, class): `(leader << 4 | class) << TALLY_BITS | count`.
-/// A block holds at most `MAX_BLOCK + 1` entries, so a count fits [`TALLY_BITS`].
-const TALLY_BITS: u32 = 16;
+/// A group of blocks holds at most `(GROUP + 1) * (MAX_BLOCK + 1)` entries, so a count
+/// fits [`TALLY_BITS`].
+const TALLY_BITS: u32 = 20;
 
 fn tally_key(slot: &Slot) -> u64 {
     slot.leader() << 4 | slot.class() as u64
@@ -244,24 +247,12 @@ impl Block {
 
     fn add(&mut self, slot: &Slot) {
         self.counts[slot.class()] += 1;
-        let key = tally_key(slot);
-        let at = self.tallies.partition_point(|t| *t >> TALLY_BITS < key);
-        match self.tallies.get_mut(at) {
-            Some(t) if *t >> TALLY_BITS == key => *t += 1,
-            _ => self.tallies.insert(at, key << TALLY_BITS | 1),
-        }
+        tally_add(&mut self.tallies, slot);
     }
 
     fn sub(&mut self, slot: &Slot) {
         self.counts[slot.class()] -= 1;
-        let key = tally_key(slot);
-        let at = self.tallies.partition_point(|t| *t >> TALLY_BITS < key);
-        if let Some(t) = self.tallies.get_mut(at).filter(|t| **t >> TALLY_BITS == key) {
-            *t -= 1;
-            if *t & ((1 << TALLY_BITS) - 1) == 0 {
-                self.tallies.remove(at);
-            }
-        }
+        tally_sub(&mut self.tallies, slot);
     }
 
     /// How many of the block's entries the filter takes, from the counts alone.
@@ -273,34 +264,68 @@ impl Block {
                 f.mask.count(&self.counts)
             };
         }
-        let count = |t: &u64| {
-            let class = ((t >> TALLY_BITS) & 0xf) as usize;
-            if f.mask.has(class) {
-                (t & ((1 << TALLY_BITS) - 1)) as usize
+        tallies_matching(&self.tallies, f)
+    }
+}
+
+fn tally_add(tallies: &mut Vec<u64>, slot: &Slot) {
+    tally_merge(tallies, tally_key(slot) << TALLY_BITS | 1, true);
+}
+
+fn tally_sub(tallies: &mut Vec<u64>, slot: &Slot) {
+    tally_merge(tallies, tally_key(slot) << TALLY_BITS | 1, false);
+}
+
+/// Adds (or takes away) one tally's count in a sorted tally list.
+fn tally_merge(tallies: &mut Vec<u64>, tally: u64, add: bool) {
+    const COUNT: u64 = (1 << TALLY_BITS) - 1;
+    let (key, n) = (tally >> TALLY_BITS, tally & COUNT);
+    let at = tallies.partition_point(|t| *t >> TALLY_BITS < key);
+    match tallies.get_mut(at) {
+        Some(t) if *t >> TALLY_BITS == key => {
+            if add {
+                *t += n;
             } else {
-                0
+                *t -= n;
+                if *t & COUNT == 0 {
+                    tallies.remove(at);
+                }
             }
-        };
-        if f.leaders.len() * 8 < self.tallies.len() {
-            // A few leaders among many: look each one up.
-            f.leaders
-                .iter()
-                .map(|l| {
-                    let from = self.tallies.partition_point(|t| *t >> (TALLY_BITS + 4) < *l);
-                    self.tallies[from..]
-                        .iter()
-                        .take_while(|t| *t >> (TALLY_BITS + 4) == *l)
-                        .map(count)
-                        .sum::<usize>()
-                })
-                .sum()
-        } else {
-            self.tallies
-                .iter()
-                .filter(|t| f.leaders.binary_search(&(*t >> (TALLY_BITS + 4))).is_ok())
-                .map(count)
-                .sum()
         }
+        _ if add => tallies.insert(at, tally),
+        _ => {}
+    }
+}
+
+/// How many entries of a tally list a filter with leaders takes.
+fn tallies_matching(tallies: &[u64], f: &Filter<'_>) -> usize {
+    let count = |t: &u64| {
+        let class = ((t >> TALLY_BITS) & 0xf) as usize;
+        if f.mask.has(class) {
+            (t & ((1 << TALLY_BITS) - 1)) as usize
+        } else {
+            0
+        }
+    };
+    if f.leaders.len() * 8 < tallies.len() {
+        // A few leaders among many: look each one up.
+        f.leaders
+            .iter()
+            .map(|l| {
+                let from = tallies.partition_point(|t| *t >> (TALLY_BITS + 4) < *l);
+                tallies[from..]
+                    .iter()
+                    .take_while(|t| *t >> (TALLY_BITS + 4) == *l)
+                    .map(count)
+                    .sum::<usize>()
+            })
+            .sum()
+    } else {
+        tallies
+            .iter()
+            .filter(|t| f.leaders.binary_search(&(*t >> (TALLY_BITS + 4))).is_ok())
+            .map(count)
+            .sum()
     }
 }
 
@@ -309,6 +334,9 @@ impl Block {
 #[derive(Debug, Default, Clone)]
 struct BlockList {
     blocks: Vec<Block>,
+    /// The tallies of blocks `GROUP * g .. GROUP * (g + 1)`, summed: a leader filter
+    /// skips a group without the leader in one look, not `GROUP`.
+    groups: Vec<Vec<u64>>,
     len: usize,
     counts: [u32; CLASSES],
 }
@@ -344,12 +372,18 @@ impl BlockList {
             block.add(&slot);
             self.counts[slot.class()] += 1;
             block.slots[pos] = slot;
+            tally_sub(&mut self.groups[b / GROUP], &old);
+            tally_add(&mut self.groups[b / GROUP], &slot);
             return Some(old);
         }
         block.slots.insert(pos, slot);
         block.add(&slot);
         self.counts[slot.class()] += 1;
         self.len += 1;
+        if self.groups.is_empty() {
+            self.groups.push(Vec::new());
+        }
+        tally_add(&mut self.groups[b / GROUP], &slot);
         if block.slots.len() > MAX_BLOCK {
             let tail = block.slots.split_off(block.slots.len() / 2);
             block.recount();
@@ -359,8 +393,39 @@ impl BlockList {
             };
             tail.recount();
             self.blocks.insert(b + 1, tail);
+            self.shifted_right(b / GROUP);
         }
         None
+    }
+
+    /// After a block was inserted into group `g` (every later block moved one place
+    /// on): each group from `g` on hands its last block to the next.
+    fn shifted_right(&mut self, mut g: usize) {
+        while GROUP * (g + 1) < self.blocks.len() {
+            if g + 1 == self.groups.len() {
+                self.groups.push(Vec::new());
+            }
+            let moved = &self.blocks[GROUP * (g + 1)].tallies;
+            for t in moved {
+                tally_merge(&mut self.groups[g], *t, false);
+                tally_merge(&mut self.groups[g + 1], *t, true);
+            }
+            g += 1;
+        }
+    }
+
+    /// After an empty block was removed from group `g` (every later block moved one
+    /// place back): each group from `g` on takes the first block of the next.
+    fn shifted_left(&mut self, mut g: usize) {
+        while GROUP * (g + 1) - 1 < self.blocks.len() {
+            let moved = &self.blocks[GROUP * (g + 1) - 1].tallies;
+            for t in moved {
+                tally_merge(&mut self.groups[g + 1], *t, false);
+                tally_merge(&mut self.groups[g], *t, true);
+            }
+            g += 1;
+        }
+        self.groups.truncate(self.blocks.len().div_ceil(GROUP));
     }
 
     /// Appends a slot that sorts after every slot already present (bulk loading).
@@ -378,8 +443,12 @@ impl BlockList {
                 block.slots.push(slot);
                 block.add(&slot);
                 self.blocks.push(block);
+                if self.groups.len() * GROUP < self.blocks.len() {
+                    self.groups.push(Vec::new());
+                }
             }
         }
+        tally_add(&mut self.groups[(self.blocks.len() - 1) / GROUP], &slot);
         self.counts[slot.class()] += 1;
         self.len += 1;
     }
@@ -391,6 +460,10 @@ impl BlockList {
             b.tallies.shrink_to_fit();
         }
         self.blocks.shrink_to_fit();
+        for g in &mut self.groups {
+            g.shrink_to_fit();
+        }
+        self.groups.shrink_to_fit();
     }
 
     /// Removes the entry at `e`'s (timestamp, id); returns it, if there was one.
@@ -409,8 +482,10 @@ impl BlockList {
         block.sub(&old);
         self.counts[old.class()] -= 1;
         self.len -= 1;
+        tally_sub(&mut self.groups[b / GROUP], &old);
         if block.slots.is_empty() {
             self.blocks.remove(b);
+            self.shifted_left(b / GROUP);
         }
         Some(old)
     }
@@ -439,7 +514,19 @@ impl BlockList {
     /// Position of the `n`th entry (from 0) the filter takes, as (block, index in block).
     fn seek_matching(&self, mut n: usize, f: &Filter<'_>) -> (usize, usize) {
         let all = f.leaders.is_empty() && f.mask == ClassMask::ALL;
-        for (b, block) in self.blocks.iter().enumerate() {
+        let mut first = 0;
+        if !f.leaders.is_empty() {
+            // Whole groups first.
+            for tallies in &self.groups {
+                let here = tallies_matching(tallies, f);
+                if n < here {
+                    break;
+                }
+                n -= here;
+                first += GROUP;
+            }
+        }
+        for (b, block) in self.blocks.iter().enumerate().skip(first) {
             let here = block.matching(f);
             if n >= here {
                 n -= here;
@@ -493,6 +580,13 @@ impl Iterator for Walk<'_> {
     fn next(&mut self) -> Option<Entry> {
         loop {
             let block = self.list.blocks.get(self.block)?;
+            if self.index == 0 && !self.filter.leaders.is_empty() && self.block % GROUP == 0 {
+                let group = &self.list.groups[self.block / GROUP];
+                if tallies_matching(group, &self.filter) == 0 {
+                    self.block += GROUP;
+                    continue;
+                }
+            }
             if self.index == 0 && block.matching(&self.filter) == 0 {
                 self.block += 1;
                 continue;
@@ -829,6 +923,67 @@ mod tests {
                 prop_assert_eq!(got.has_next, has_next);
                 prop_assert_eq!(got.total, total);
             }
+        }
+    }
+
+    /// Every block's counts and tallies, and every group's tallies, recomputed from the
+    /// slots.
+    fn assert_counts_hold(index: &FeedIndex) {
+        let list = &index.all;
+        assert_eq!(list.groups.len(), list.blocks.len().div_ceil(GROUP));
+        for (g, group) in list.groups.iter().enumerate() {
+            let mut want = Block {
+                slots: list.blocks[g * GROUP..list.blocks.len().min((g + 1) * GROUP)]
+                    .iter()
+                    .flat_map(|b| b.slots.iter().copied())
+                    .collect(),
+                ..Block::default()
+            };
+            want.recount();
+            assert_eq!(group, &want.tallies, "group {g}");
+        }
+        for block in &list.blocks {
+            let mut want = block.clone();
+            want.recount();
+            assert_eq!((block.counts, &block.tallies), (want.counts, &want.tallies));
+        }
+        let mut leaders: HashMap<u64, [u32; CLASSES]> = HashMap::new();
+        for s in list.blocks.iter().flat_map(|b| b.slots.iter()) {
+            leaders.entry(s.leader()).or_insert([0; CLASSES])[s.class()] += 1;
+        }
+        assert_eq!(leaders, index.by_leader);
+    }
+
+    proptest! {
+        #[test]
+        fn counts_hold_through_inserts_and_removals(
+            raw in proptest::collection::vec((0i64..40, 0u64..5, 0u8..3, 0u8..4), 0..1500),
+            removals in proptest::collection::vec(0usize..1500, 0..1500),
+            bulk in any::<bool>(),
+        ) {
+            let mut index = FeedIndex::default();
+            let entries: Vec<Entry> = raw
+                .into_iter()
+                .enumerate()
+                .map(|(id, (ts, leader, p, kind))| Entry {
+                    kind: PostKind::from_code(kind),
+                    ..entry(ts, id as u64, leader, Platform::ALL[p as usize])
+                })
+                .collect();
+            if bulk {
+                let mut sorted = entries.clone();
+                sorted.sort_by_key(entry_key);
+                sorted.into_iter().for_each(|e| index.push_oldest(e));
+            } else {
+                entries.iter().for_each(|e| index.insert(*e));
+            }
+            assert_counts_hold(&index);
+            for r in removals {
+                if let Some(e) = entries.get(r) {
+                    index.remove(e);
+                }
+            }
+            assert_counts_hold(&index);
         }
     }
 

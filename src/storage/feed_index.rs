@@ -580,7 +580,10 @@ impl Iterator for Walk<'_> {
     fn next(&mut self) -> Option<Entry> {
         loop {
             let block = self.list.blocks.get(self.block)?;
-            if self.index == 0 && !self.filter.leaders.is_empty() && self.block % GROUP == 0 {
+            if self.index == 0
+                && !self.filter.leaders.is_empty()
+                && self.block.is_multiple_of(GROUP)
+            {
                 let group = &self.list.groups[self.block / GROUP];
                 if tallies_matching(group, &self.filter) == 0 {
                     self.block += GROUP;

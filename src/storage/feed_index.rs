@@ -3,11 +3,13 @@
 //!
 //! sled keeps the durable time index (`T` keys); this is a read model rebuilt from it (or
 //! from a snapshot and the index journal, see `snapshot.rs`) at start-up and updated by
-//! the store's single writer after each committed batch. There is one list of every post
-//! and one per leader; each is split into blocks of at most [`MAX_BLOCK`] entries, and
-//! every block counts its entries per *class* (platform × kind). So inserting costs one
-//! block's memmove, finding offset `k` walks block lengths, not entries, and a platform
-//! (or kind) filter walks block counts instead of keeping a list of its own.
+//! the store's single writer after each committed batch. There is one list of every post,
+//! split into blocks of at most [`MAX_BLOCK`] entries; every block counts its entries per
+//! *class* (platform × kind) and per leader and class (a few tallies per leader present).
+//! So inserting costs one block's memmove, finding offset `k` walks block counts, not
+//! entries, and a leader, platform or kind filter walks (and skips) blocks on their counts
+//! instead of keeping a list of its own: 16 bytes per post in all (issue 14: the per-leader
+//! lists it had before doubled that).
 
 use std::collections::HashMap;
 
@@ -17,8 +19,10 @@ use crate::storage::query::{PageStart, PostQuery};
 
 /// First bytes of an index snapshot (format version in the last byte).
 const SNAPSHOT_MAGIC: &[u8; 8] = b"AMBRIDX3";
-/// Largest block before it splits in two.
-const MAX_BLOCK: usize = 1024;
+/// Largest block before it splits in two (small in tests, so they span many blocks).
+const MAX_BLOCK: usize = if cfg!(test) { 16 } else { 1024 };
+/// Blocks a group (see [`BlockList::groups`]) spans.
+const GROUP: usize = if cfg!(test) { 4 } else { 32 };
 /// Post ids must stay below this to fit an index slot (40 bits: a trillion posts).
 pub const MAX_POST_ID: u64 = 1 << 40;
 /// Leader ids must stay below this to fit an index slot (20 bits: a million leaders).
@@ -148,6 +152,10 @@ impl Slot {
         self.packed & (MAX_POST_ID - 1)
     }
 
+    fn leader(&self) -> u64 {
+        (self.packed >> ID_BITS) & (MAX_LEADER_ID - 1)
+    }
+
     fn class(&self) -> usize {
         (self.packed >> PLATFORM_SHIFT) as usize
     }
@@ -156,7 +164,7 @@ impl Slot {
         Entry {
             timestamp_ms: self.timestamp_ms,
             post_id: self.post_id(),
-            leader_id: (self.packed >> ID_BITS) & (MAX_LEADER_ID - 1),
+            leader_id: self.leader(),
             // Codes 1..=3 round-trip through two bits; 0 never occurs.
             platform: Platform::from_code(((self.packed >> PLATFORM_SHIFT) & 3) as u8)
                 .unwrap_or(Platform::X),
@@ -186,11 +194,38 @@ fn cursor_key(c: &Cursor) -> OrderKey {
     )
 }
 
-/// Up to [`MAX_BLOCK`] slots in order, with how many fall in each class.
+/// A block's tally of one (leader, class): `(leader << 4 | class) << TALLY_BITS | count`.
+/// A group of blocks holds at most `(GROUP + 1) * (MAX_BLOCK + 1)` entries, so a count
+/// fits [`TALLY_BITS`].
+const TALLY_BITS: u32 = 20;
+
+fn tally_key(slot: &Slot) -> u64 {
+    slot.leader() << 4 | slot.class() as u64
+}
+
+/// Which entries a page takes: a set of classes and, unless empty, a set of leaders
+/// (sorted, no duplicates).
+#[derive(Debug, Clone, Copy)]
+struct Filter<'a> {
+    leaders: &'a [u64],
+    mask: ClassMask,
+}
+
+impl Filter<'_> {
+    fn accepts(&self, s: &Slot) -> bool {
+        self.mask.has(s.class())
+            && (self.leaders.is_empty() || self.leaders.binary_search(&s.leader()).is_ok())
+    }
+}
+
+/// Up to [`MAX_BLOCK`] slots in order, with how many fall in each class and how many
+/// each leader has in each class.
 #[derive(Debug, Default, Clone)]
 struct Block {
     slots: Vec<Slot>,
     counts: [u32; CLASSES],
+    /// Sorted tallies (see [`TALLY_BITS`]): a few per leader present in the block.
+    tallies: Vec<u64>,
 }
 
 impl Block {
@@ -199,24 +234,109 @@ impl Block {
         for s in &self.slots {
             self.counts[s.class()] += 1;
         }
+        let mut keys: Vec<u64> = self.slots.iter().map(tally_key).collect();
+        keys.sort_unstable();
+        self.tallies.clear();
+        for key in keys {
+            match self.tallies.last_mut() {
+                Some(t) if *t >> TALLY_BITS == key => *t += 1,
+                _ => self.tallies.push(key << TALLY_BITS | 1),
+            }
+        }
     }
 
-    /// Matching slots among the first `n`.
-    fn matching_in(&self, n: usize, mask: ClassMask) -> usize {
-        if n == self.slots.len() {
-            return mask.count(&self.counts);
+    fn add(&mut self, slot: &Slot) {
+        self.counts[slot.class()] += 1;
+        tally_add(&mut self.tallies, slot);
+    }
+
+    fn sub(&mut self, slot: &Slot) {
+        self.counts[slot.class()] -= 1;
+        tally_sub(&mut self.tallies, slot);
+    }
+
+    /// How many of the block's entries the filter takes, from the counts alone.
+    fn matching(&self, f: &Filter<'_>) -> usize {
+        if f.leaders.is_empty() {
+            return if f.mask == ClassMask::ALL {
+                self.slots.len()
+            } else {
+                f.mask.count(&self.counts)
+            };
         }
-        self.slots[..n]
-            .iter()
-            .filter(|s| mask.has(s.class()))
-            .count()
+        tallies_matching(&self.tallies, f)
     }
 }
 
-/// A sorted list kept as blocks, with offset access in O(blocks) and insert in O(block).
+fn tally_add(tallies: &mut Vec<u64>, slot: &Slot) {
+    tally_merge(tallies, tally_key(slot) << TALLY_BITS | 1, true);
+}
+
+fn tally_sub(tallies: &mut Vec<u64>, slot: &Slot) {
+    tally_merge(tallies, tally_key(slot) << TALLY_BITS | 1, false);
+}
+
+/// Adds (or takes away) one tally's count in a sorted tally list.
+fn tally_merge(tallies: &mut Vec<u64>, tally: u64, add: bool) {
+    const COUNT: u64 = (1 << TALLY_BITS) - 1;
+    let (key, n) = (tally >> TALLY_BITS, tally & COUNT);
+    let at = tallies.partition_point(|t| *t >> TALLY_BITS < key);
+    match tallies.get_mut(at) {
+        Some(t) if *t >> TALLY_BITS == key => {
+            if add {
+                *t += n;
+            } else {
+                *t -= n;
+                if *t & COUNT == 0 {
+                    tallies.remove(at);
+                }
+            }
+        }
+        _ if add => tallies.insert(at, tally),
+        _ => {}
+    }
+}
+
+/// How many entries of a tally list a filter with leaders takes.
+fn tallies_matching(tallies: &[u64], f: &Filter<'_>) -> usize {
+    let count = |t: &u64| {
+        let class = ((t >> TALLY_BITS) & 0xf) as usize;
+        if f.mask.has(class) {
+            (t & ((1 << TALLY_BITS) - 1)) as usize
+        } else {
+            0
+        }
+    };
+    if f.leaders.len() * 8 < tallies.len() {
+        // A few leaders among many: look each one up.
+        f.leaders
+            .iter()
+            .map(|l| {
+                let from = tallies.partition_point(|t| *t >> (TALLY_BITS + 4) < *l);
+                tallies[from..]
+                    .iter()
+                    .take_while(|t| *t >> (TALLY_BITS + 4) == *l)
+                    .map(count)
+                    .sum::<usize>()
+            })
+            .sum()
+    } else {
+        tallies
+            .iter()
+            .filter(|t| f.leaders.binary_search(&(*t >> (TALLY_BITS + 4))).is_ok())
+            .map(count)
+            .sum()
+    }
+}
+
+/// The sorted list of every entry, kept as blocks, with offset access in O(blocks) and
+/// insert in O(block).
 #[derive(Debug, Default, Clone)]
 struct BlockList {
     blocks: Vec<Block>,
+    /// The tallies of blocks `GROUP * g .. GROUP * (g + 1)`, summed: a leader filter
+    /// skips a group without the leader in one look, not `GROUP`.
+    groups: Vec<Vec<u64>>,
     len: usize,
     counts: [u32; CLASSES],
 }
@@ -230,7 +350,9 @@ impl BlockList {
         idx.min(self.blocks.len().saturating_sub(1))
     }
 
-    fn insert(&mut self, e: &Entry) -> bool {
+    /// Inserts `e`, or replaces the entry at its (timestamp, id); returns the replaced
+    /// slot, if any.
+    fn insert(&mut self, e: &Entry) -> Option<Slot> {
         if self.blocks.is_empty() {
             self.blocks.push(Block::default());
         }
@@ -245,28 +367,65 @@ impl BlockList {
             .filter(|x| x.order_key() == key)
             .copied()
         {
-            block.counts[old.class()] -= 1;
+            block.sub(&old);
             self.counts[old.class()] -= 1;
-            block.counts[slot.class()] += 1;
+            block.add(&slot);
             self.counts[slot.class()] += 1;
             block.slots[pos] = slot;
-            return false;
+            tally_sub(&mut self.groups[b / GROUP], &old);
+            tally_add(&mut self.groups[b / GROUP], &slot);
+            return Some(old);
         }
         block.slots.insert(pos, slot);
-        block.counts[slot.class()] += 1;
+        block.add(&slot);
         self.counts[slot.class()] += 1;
         self.len += 1;
+        if self.groups.is_empty() {
+            self.groups.push(Vec::new());
+        }
+        tally_add(&mut self.groups[b / GROUP], &slot);
         if block.slots.len() > MAX_BLOCK {
             let tail = block.slots.split_off(block.slots.len() / 2);
             block.recount();
             let mut tail = Block {
                 slots: tail,
-                counts: [0; CLASSES],
+                ..Block::default()
             };
             tail.recount();
             self.blocks.insert(b + 1, tail);
+            self.shifted_right(b / GROUP);
         }
-        true
+        None
+    }
+
+    /// After a block was inserted into group `g` (every later block moved one place
+    /// on): each group from `g` on hands its last block to the next.
+    fn shifted_right(&mut self, mut g: usize) {
+        while GROUP * (g + 1) < self.blocks.len() {
+            if g + 1 == self.groups.len() {
+                self.groups.push(Vec::new());
+            }
+            let moved = &self.blocks[GROUP * (g + 1)].tallies;
+            for t in moved {
+                tally_merge(&mut self.groups[g], *t, false);
+                tally_merge(&mut self.groups[g + 1], *t, true);
+            }
+            g += 1;
+        }
+    }
+
+    /// After an empty block was removed from group `g` (every later block moved one
+    /// place back): each group from `g` on takes the first block of the next.
+    fn shifted_left(&mut self, mut g: usize) {
+        while GROUP * (g + 1) - 1 < self.blocks.len() {
+            let moved = &self.blocks[GROUP * (g + 1) - 1].tallies;
+            for t in moved {
+                tally_merge(&mut self.groups[g + 1], *t, false);
+                tally_merge(&mut self.groups[g], *t, true);
+            }
+            g += 1;
+        }
+        self.groups.truncate(self.blocks.len().div_ceil(GROUP));
     }
 
     /// Appends a slot that sorts after every slot already present (bulk loading).
@@ -274,18 +433,22 @@ impl BlockList {
         match self.blocks.last_mut() {
             Some(block) if block.slots.len() < MAX_BLOCK => {
                 block.slots.push(slot);
-                block.counts[slot.class()] += 1;
+                block.add(&slot);
             }
             _ => {
                 let mut block = Block {
                     slots: Vec::with_capacity(MAX_BLOCK),
-                    counts: [0; CLASSES],
+                    ..Block::default()
                 };
                 block.slots.push(slot);
-                block.counts[slot.class()] += 1;
+                block.add(&slot);
                 self.blocks.push(block);
+                if self.groups.len() * GROUP < self.blocks.len() {
+                    self.groups.push(Vec::new());
+                }
             }
         }
+        tally_add(&mut self.groups[(self.blocks.len() - 1) / GROUP], &slot);
         self.counts[slot.class()] += 1;
         self.len += 1;
     }
@@ -294,29 +457,37 @@ impl BlockList {
     fn shrink(&mut self) {
         for b in &mut self.blocks {
             b.slots.shrink_to_fit();
+            b.tallies.shrink_to_fit();
         }
         self.blocks.shrink_to_fit();
+        for g in &mut self.groups {
+            g.shrink_to_fit();
+        }
+        self.groups.shrink_to_fit();
     }
 
-    fn remove(&mut self, e: &Entry) -> bool {
+    /// Removes the entry at `e`'s (timestamp, id); returns it, if there was one.
+    fn remove(&mut self, e: &Entry) -> Option<Slot> {
         if self.blocks.is_empty() {
-            return false;
+            return None;
         }
         let key = entry_key(e);
         let b = self.block_for(key);
         let block = &mut self.blocks[b];
         let pos = block.slots.partition_point(|x| x.order_key() < key);
         if block.slots.get(pos).map(|x| x.order_key() == key) != Some(true) {
-            return false;
+            return None;
         }
         let old = block.slots.remove(pos);
-        block.counts[old.class()] -= 1;
+        block.sub(&old);
         self.counts[old.class()] -= 1;
         self.len -= 1;
+        tally_sub(&mut self.groups[b / GROUP], &old);
         if block.slots.is_empty() {
             self.blocks.remove(b);
+            self.shifted_left(b / GROUP);
         }
-        true
+        Some(old)
     }
 
     /// How many entries match `mask`.
@@ -328,39 +499,35 @@ impl BlockList {
         }
     }
 
-    /// Position of the first entry that sorts strictly after `key`: as (block, index in
-    /// block), plus how many entries before it match `mask`.
-    fn seek_key(&self, key: OrderKey, mask: ClassMask) -> (usize, usize, usize) {
-        let all = self.count(mask) == self.len;
-        let mut matching = 0;
-        for (b, block) in self.blocks.iter().enumerate() {
-            match block.slots.last() {
-                Some(last) if last.order_key() <= key => {
-                    matching += if all {
-                        block.slots.len()
-                    } else {
-                        mask.count(&block.counts)
-                    };
-                }
-                _ => {
-                    let i = block.slots.partition_point(|x| x.order_key() <= key);
-                    matching += if all { i } else { block.matching_in(i, mask) };
-                    return (b, i, matching);
-                }
-            }
+    /// Position of the first entry that sorts strictly after `key`, as (block, index in
+    /// block): a binary search.
+    fn seek_key(&self, key: OrderKey) -> (usize, usize) {
+        let b = self
+            .blocks
+            .partition_point(|b| b.slots.last().is_some_and(|l| l.order_key() <= key));
+        match self.blocks.get(b) {
+            Some(block) => (b, block.slots.partition_point(|x| x.order_key() <= key)),
+            None => (b, 0),
         }
-        (self.blocks.len(), 0, matching)
     }
 
-    /// Position of the `n`th entry (from 0) matching `mask`, as (block, index in block).
-    fn seek_matching(&self, mut n: usize, mask: ClassMask) -> (usize, usize) {
-        let all = self.count(mask) == self.len;
-        for (b, block) in self.blocks.iter().enumerate() {
-            let here = if all {
-                block.slots.len()
-            } else {
-                mask.count(&block.counts)
-            };
+    /// Position of the `n`th entry (from 0) the filter takes, as (block, index in block).
+    fn seek_matching(&self, mut n: usize, f: &Filter<'_>) -> (usize, usize) {
+        let all = f.leaders.is_empty() && f.mask == ClassMask::ALL;
+        let mut first = 0;
+        if !f.leaders.is_empty() {
+            // Whole groups first.
+            for tallies in &self.groups {
+                let here = tallies_matching(tallies, f);
+                if n < here {
+                    break;
+                }
+                n -= here;
+                first += GROUP;
+            }
+        }
+        for (b, block) in self.blocks.iter().enumerate().skip(first) {
+            let here = block.matching(f);
             if n >= here {
                 n -= here;
                 continue;
@@ -369,7 +536,7 @@ impl BlockList {
                 return (b, n);
             }
             for (i, s) in block.slots.iter().enumerate() {
-                if mask.has(s.class()) {
+                if f.accepts(s) {
                     if n == 0 {
                         return (b, i);
                     }
@@ -380,13 +547,13 @@ impl BlockList {
         (self.blocks.len(), 0)
     }
 
-    /// The entries matching `mask` from position (block, index) on.
-    fn iter_at(&self, (block, index): (usize, usize), mask: ClassMask) -> Walk<'_> {
+    /// The entries the filter takes from position (block, index) on.
+    fn iter_at<'a>(&'a self, (block, index): (usize, usize), filter: Filter<'a>) -> Walk<'a> {
         Walk {
             list: self,
             block,
             index,
-            mask,
+            filter,
         }
     }
 
@@ -398,12 +565,13 @@ impl BlockList {
     }
 }
 
-/// Entries of one list from a position on, only those of the mask's classes.
+/// Entries of the list from a position on, only those the filter takes; blocks with
+/// none are skipped on their counts.
 struct Walk<'a> {
     list: &'a BlockList,
     block: usize,
     index: usize,
-    mask: ClassMask,
+    filter: Filter<'a>,
 }
 
 impl Iterator for Walk<'_> {
@@ -412,10 +580,24 @@ impl Iterator for Walk<'_> {
     fn next(&mut self) -> Option<Entry> {
         loop {
             let block = self.list.blocks.get(self.block)?;
+            if self.index == 0
+                && !self.filter.leaders.is_empty()
+                && self.block.is_multiple_of(GROUP)
+            {
+                let group = &self.list.groups[self.block / GROUP];
+                if tallies_matching(group, &self.filter) == 0 {
+                    self.block += GROUP;
+                    continue;
+                }
+            }
+            if self.index == 0 && block.matching(&self.filter) == 0 {
+                self.block += 1;
+                continue;
+            }
             match block.slots.get(self.index) {
                 Some(s) => {
                     self.index += 1;
-                    if self.mask.has(s.class()) {
+                    if self.filter.accepts(s) {
                         return Some(s.unpack());
                     }
                 }
@@ -437,66 +619,49 @@ pub struct PageRef {
     pub has_next: bool,
 }
 
-/// The index itself: one list of everything and one per leader. Platform (and kind)
-/// filters use the blocks' class counts.
+/// The index itself: one list of every entry, newest first. Leader filters use the
+/// blocks' tallies (a block without the leader is skipped whole) and platform (and
+/// kind) filters their class counts; the totals per leader are kept here.
 #[derive(Debug, Default)]
 pub struct FeedIndex {
     all: BlockList,
-    by_leader: HashMap<u64, BlockList>,
-}
-
-/// Takes `limit` entries in order from several walks, after skipping `skip`.
-fn merge(
-    mut walks: Vec<std::iter::Peekable<Walk<'_>>>,
-    mut skip: usize,
-    limit: usize,
-) -> Vec<Entry> {
-    let mut entries = Vec::with_capacity(limit);
-    while entries.len() < limit {
-        let best = walks
-            .iter_mut()
-            .enumerate()
-            .filter_map(|(i, w)| w.peek().map(|e| (entry_key(e), i)))
-            .min()
-            .map(|(_, i)| i);
-        let Some(e) = best.and_then(|i| walks[i].next()) else {
-            break;
-        };
-        if skip > 0 {
-            skip -= 1;
-        } else {
-            entries.push(e);
-        }
-    }
-    entries
+    by_leader: HashMap<u64, [u32; CLASSES]>,
 }
 
 impl FeedIndex {
+    fn counted(&mut self, slot: &Slot) {
+        self.by_leader.entry(slot.leader()).or_insert([0; CLASSES])[slot.class()] += 1;
+    }
+
+    fn uncounted(&mut self, slot: &Slot) {
+        if let Some(counts) = self.by_leader.get_mut(&slot.leader()) {
+            counts[slot.class()] -= 1;
+            if counts.iter().all(|c| *c == 0) {
+                self.by_leader.remove(&slot.leader());
+            }
+        }
+    }
+
     /// Adds one post's entry, replacing the entry at the same (timestamp, id) if any.
     pub fn insert(&mut self, e: Entry) {
-        if let Some(old) = self.get(e.timestamp_ms, e.post_id) {
-            if old == e {
-                return;
-            }
-            self.remove(&old);
+        let slot = Slot::pack(&e);
+        match self.all.insert(&e) {
+            Some(old) if old == slot => return,
+            Some(old) => self.uncounted(&old),
+            None => {}
         }
-        self.all.insert(&e);
-        self.by_leader.entry(e.leader_id).or_default().insert(&e);
+        self.counted(&slot);
     }
 
     /// Removes the entry at `e`'s (timestamp, id); false when there was none.
     pub fn remove(&mut self, e: &Entry) -> bool {
-        let Some(old) = self.get(e.timestamp_ms, e.post_id) else {
-            return false;
-        };
-        self.all.remove(&old);
-        if let Some(list) = self.by_leader.get_mut(&old.leader_id) {
-            list.remove(&old);
-            if list.len == 0 {
-                self.by_leader.remove(&old.leader_id);
+        match self.all.remove(e) {
+            Some(old) => {
+                self.uncounted(&old);
+                true
             }
+            None => false,
         }
-        true
     }
 
     /// Writes the index for a fast restart: a magic string, the caller's `tag`, the
@@ -562,11 +727,7 @@ impl FeedIndex {
             }
             previous = Some(slot.order_key());
             index.all.push_back(slot);
-            index
-                .by_leader
-                .entry(slot.unpack().leader_id)
-                .or_default()
-                .push_back(slot);
+            index.counted(&slot);
         }
         index.shrink();
         Some(index)
@@ -575,9 +736,6 @@ impl FeedIndex {
     /// Gives back the spare capacity bulk loading left.
     pub fn shrink(&mut self) {
         self.all.shrink();
-        for list in self.by_leader.values_mut() {
-            list.shrink();
-        }
         self.by_leader.shrink_to_fit();
     }
 
@@ -595,10 +753,7 @@ impl FeedIndex {
         }
         let slot = Slot::pack(&e);
         self.all.push_back(slot);
-        self.by_leader
-            .entry(e.leader_id)
-            .or_default()
-            .push_back(slot);
+        self.counted(&slot);
     }
 
     /// The entry of the post at (timestamp, id), if indexed.
@@ -619,10 +774,15 @@ impl FeedIndex {
 
     /// Every entry of one leader, newest first.
     pub fn leader_entries(&self, leader_id: u64) -> Vec<Entry> {
-        self.by_leader
-            .get(&leader_id)
-            .map(|l| l.iter().collect())
-            .unwrap_or_default()
+        if !self.by_leader.contains_key(&leader_id) {
+            return Vec::new();
+        }
+        let leaders = [leader_id];
+        let filter = Filter {
+            leaders: &leaders,
+            mask: ClassMask::ALL,
+        };
+        self.all.iter_at((0, 0), filter).collect()
     }
 
     /// Number of posts in all.
@@ -649,7 +809,7 @@ impl FeedIndex {
         leaders
             .iter()
             .filter_map(|l| self.by_leader.get(l))
-            .map(|list| list.count(mask))
+            .map(|counts| mask.count(counts))
             .sum()
     }
 
@@ -663,95 +823,34 @@ impl FeedIndex {
         )
     }
 
+    /// `leaders` sorted, without duplicates (as [`PostQuery`] keeps them).
     fn page_of(&self, leaders: &[u64], mask: ClassMask, start: PageStart, limit: usize) -> PageRef {
+        debug_assert!(leaders.windows(2).all(|w| w[0] < w[1]));
         let total = self.count(leaders, mask);
-        let lists: Vec<&BlockList> = if leaders.is_empty() {
-            vec![&self.all]
-        } else {
-            leaders
-                .iter()
-                .filter_map(|l| self.by_leader.get(l))
-                .collect()
-        };
-        let (entries, before) = match start {
+        let filter = Filter { leaders, mask };
+        let (entries, has_next) = match start {
+            _ if total == 0 => (Vec::new(), false),
             PageStart::Before(c) => {
-                // Every list starts right after the cursor, found by binary search.
-                let mut before = 0;
-                let walks = lists
-                    .iter()
-                    .map(|list| {
-                        let (b, i, matching) = list.seek_key(cursor_key(&c), mask);
-                        before += matching;
-                        list.iter_at((b, i), mask).peekable()
-                    })
-                    .collect();
-                (merge(walks, 0, limit), before)
+                // Right after the cursor, found by binary search; one entry more says
+                // whether a next page exists.
+                let mut walk = self.all.iter_at(self.all.seek_key(cursor_key(&c)), filter);
+                let entries: Vec<Entry> = walk.by_ref().take(limit).collect();
+                let has_next = entries.len() == limit && walk.next().is_some();
+                (entries, has_next)
             }
-            PageStart::Offset(n) if n >= total => (Vec::new(), n),
-            PageStart::Offset(n) if lists.len() == 1 => {
-                let at = lists[0].seek_matching(n, mask);
-                (lists[0].iter_at(at, mask).take(limit).collect(), n)
+            PageStart::Offset(n) if n >= total => (Vec::new(), false),
+            PageStart::Offset(n) => {
+                let at = self.all.seek_matching(n, &filter);
+                let entries: Vec<Entry> = self.all.iter_at(at, filter).take(limit).collect();
+                let has_next = n + entries.len() < total;
+                (entries, has_next)
             }
-            PageStart::Offset(n) => (self.merged_offset(&lists, mask, n, limit), n),
         };
-        let has_next = before + entries.len() < total;
         PageRef {
             entries,
             total,
             has_next,
         }
-    }
-
-    /// Entries `n..n + limit` of several lists merged, without walking the `n` before:
-    /// a binary search finds the newest timestamp `t` with more than `n` matching entries
-    /// at or after it, every list starts after `t`, and only the few entries at exactly
-    /// `t` are skipped one by one. Needs `n` < the matching total.
-    fn merged_offset(
-        &self,
-        lists: &[&BlockList],
-        mask: ClassMask,
-        n: usize,
-        limit: usize,
-    ) -> Vec<Entry> {
-        // Entries at or after timestamp `t` (key ≤ (t, id 0)), or strictly after it.
-        let at_or_after = |t: i64| (std::cmp::Reverse(t), std::cmp::Reverse(0));
-        let after = |t: i64| (std::cmp::Reverse(t), std::cmp::Reverse(u64::MAX));
-        let matching =
-            |key: OrderKey| -> usize { lists.iter().map(|l| l.seek_key(key, mask).2).sum() };
-        let newest = lists
-            .iter()
-            .filter_map(|l| l.blocks.first().and_then(|b| b.slots.first()))
-            .map(|s| s.timestamp_ms)
-            .max();
-        let oldest = lists
-            .iter()
-            .filter_map(|l| l.blocks.last().and_then(|b| b.slots.last()))
-            .map(|s| s.timestamp_ms)
-            .min();
-        let (Some(newest), Some(oldest)) = (newest, oldest) else {
-            return Vec::new();
-        };
-        // Invariant: more than n at or after `lo`; at most n at or after `hi`.
-        let (mut lo, mut hi) = (i128::from(oldest), i128::from(newest) + 1);
-        while hi - lo > 1 {
-            let mid = lo + (hi - lo) / 2;
-            if matching(at_or_after(mid as i64)) > n {
-                lo = mid;
-            } else {
-                hi = mid;
-            }
-        }
-        let t = lo as i64;
-        let mut skipped = 0;
-        let walks = lists
-            .iter()
-            .map(|list| {
-                let (b, i, m) = list.seek_key(after(t), mask);
-                skipped += m;
-                list.iter_at((b, i), mask).peekable()
-            })
-            .collect();
-        merge(walks, n - skipped, limit)
     }
 }
 
@@ -827,6 +926,67 @@ mod tests {
                 prop_assert_eq!(got.has_next, has_next);
                 prop_assert_eq!(got.total, total);
             }
+        }
+    }
+
+    /// Every block's counts and tallies, and every group's tallies, recomputed from the
+    /// slots.
+    fn assert_counts_hold(index: &FeedIndex) {
+        let list = &index.all;
+        assert_eq!(list.groups.len(), list.blocks.len().div_ceil(GROUP));
+        for (g, group) in list.groups.iter().enumerate() {
+            let mut want = Block {
+                slots: list.blocks[g * GROUP..list.blocks.len().min((g + 1) * GROUP)]
+                    .iter()
+                    .flat_map(|b| b.slots.iter().copied())
+                    .collect(),
+                ..Block::default()
+            };
+            want.recount();
+            assert_eq!(group, &want.tallies, "group {g}");
+        }
+        for block in &list.blocks {
+            let mut want = block.clone();
+            want.recount();
+            assert_eq!((block.counts, &block.tallies), (want.counts, &want.tallies));
+        }
+        let mut leaders: HashMap<u64, [u32; CLASSES]> = HashMap::new();
+        for s in list.blocks.iter().flat_map(|b| b.slots.iter()) {
+            leaders.entry(s.leader()).or_insert([0; CLASSES])[s.class()] += 1;
+        }
+        assert_eq!(leaders, index.by_leader);
+    }
+
+    proptest! {
+        #[test]
+        fn counts_hold_through_inserts_and_removals(
+            raw in proptest::collection::vec((0i64..40, 0u64..5, 0u8..3, 0u8..4), 0..1500),
+            removals in proptest::collection::vec(0usize..1500, 0..1500),
+            bulk in any::<bool>(),
+        ) {
+            let mut index = FeedIndex::default();
+            let entries: Vec<Entry> = raw
+                .into_iter()
+                .enumerate()
+                .map(|(id, (ts, leader, p, kind))| Entry {
+                    kind: PostKind::from_code(kind),
+                    ..entry(ts, id as u64, leader, Platform::ALL[p as usize])
+                })
+                .collect();
+            if bulk {
+                let mut sorted = entries.clone();
+                sorted.sort_by_key(entry_key);
+                sorted.into_iter().for_each(|e| index.push_oldest(e));
+            } else {
+                entries.iter().for_each(|e| index.insert(*e));
+            }
+            assert_counts_hold(&index);
+            for r in removals {
+                if let Some(e) = entries.get(r) {
+                    index.remove(e);
+                }
+            }
+            assert_counts_hold(&index);
         }
     }
 

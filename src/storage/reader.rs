@@ -80,6 +80,31 @@ pub struct StoreReader {
     pub(super) shared: Arc<Shared>,
 }
 
+/// sled's cache capacity while the integrity check scans (4 MiB, or the configured one
+/// if smaller); the configured capacity comes back when this is dropped.
+struct ScanCache<'a> {
+    tree: &'a sled::Tree,
+    configured: u64,
+}
+
+impl<'a> ScanCache<'a> {
+    const BYTES: u64 = 4 << 20;
+
+    fn lower(tree: &'a sled::Tree) -> ScanCache<'a> {
+        let configured = tree.set_cache_capacity(Self::BYTES);
+        if configured < Self::BYTES {
+            tree.set_cache_capacity(configured);
+        }
+        ScanCache { tree, configured }
+    }
+}
+
+impl Drop for ScanCache<'_> {
+    fn drop(&mut self) {
+        self.tree.set_cache_capacity(self.configured);
+    }
+}
+
 impl StoreReader {
     pub(super) fn new(shared: Arc<Shared>) -> StoreReader {
         StoreReader { shared }
@@ -165,6 +190,11 @@ impl StoreReader {
         let mut kept = Vec::new();
         let mut rendered = 0u64;
         let tree = self.tree()?;
+        // sled's cache is small for the scan (restored when this returns, however it
+        // returns): every node is read once, so a large cache only fills with nodes no
+        // reader asked for, and the allocator cannot give back what that churn leaves
+        // scattered (issue 14, idle memory).
+        let _small_cache = ScanCache::lower(&tree);
         let damage = &self.shared.damage;
         let mut records = 0u64;
         for prefix in [keys::LEADER, keys::REVIEW] {

@@ -429,6 +429,13 @@ impl Db {
         self.context.pagecache.page_out_all()
     }
 
+    /// Amber's patch (vendor/sled/VENDORED): sets the capacity of the cache
+    /// (shared by every tree) in bytes and returns the one it had. Lowered, the
+    /// cache evicts down to it as nodes are next read; no data is touched.
+    pub fn set_cache_capacity(&self, bytes: u64) -> u64 {
+        self.context.pagecache.set_cache_capacity(bytes)
+    }
+
     /// Amber's patch: how many page ids sled's page table holds (every
     /// tree's nodes, live or free); each costs resident memory whether
     /// cached or not.

@@ -246,6 +246,25 @@ impl Lru {
         }
     }
 
+    /// Amber's patch (vendor/sled/VENDORED): sets the capacity of the whole
+    /// cache (split over the shards as in `new`) and returns the one it had. A
+    /// shard over its new capacity evicts down to it at its next access.
+    pub(crate) fn set_capacity(&self, cache_capacity: u64) -> u64 {
+        let shard_capacity = (cache_capacity / N_SHARDS as u64).max(1);
+        let mut previous = 0;
+        for (_, shard_mu) in &self.shards {
+            loop {
+                if let Some(mut shard) = shard_mu.try_lock() {
+                    previous += shard.capacity;
+                    shard.capacity = shard_capacity;
+                    break;
+                }
+                std::thread::yield_now();
+            }
+        }
+        previous
+    }
+
     /// Called when an item is accessed. Returns a Vec of items to be
     /// evicted. Uses flat-combining to avoid blocking on what can
     /// be an asynchronous operation.

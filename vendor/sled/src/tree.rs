@@ -1397,6 +1397,12 @@ impl Tree {
         self.context.pagecache.page_out_all()
     }
 
+    /// Amber's patch (vendor/sled/VENDORED): sets the capacity of the cache
+    /// every tree shares, like [`Db::set_cache_capacity`](crate::Db::set_cache_capacity).
+    pub fn set_cache_capacity(&self, bytes: u64) -> u64 {
+        self.context.pagecache.set_cache_capacity(bytes)
+    }
+
     /// Returns the number of elements in this tree.
     ///
     /// Beware: performs a full O(n) scan under the hood.

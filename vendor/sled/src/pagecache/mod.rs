@@ -1987,6 +1987,12 @@ impl PageCache {
         Ok(())
     }
 
+    /// Amber's patch (vendor/sled/VENDORED): sets the cache's capacity in
+    /// bytes, returning the one it had (see `Lru::set_capacity`).
+    pub(crate) fn set_cache_capacity(&self, bytes: u64) -> u64 {
+        self.lru.set_capacity(bytes)
+    }
+
     /// Amber's patch: how many page ids the page table holds (live and free).
     pub(crate) fn page_table_len(&self) -> u64 {
         *self.next_pid_to_allocate.lock()

@@ -166,6 +166,10 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         } => {
             // The import reads each page once or twice: a large page cache only holds
             // memory (at 100 k posts, 163 MB peak with 64 MiB against 93 MB with 16).
+            // Its threads (sled's, the spool reader) share two malloc arenas, as the
+            // server's do: at 1 M posts, 11 s of system time with one arena a thread
+            // against 5 s (BENCHMARKS.md).
+            crate::startup::bound_malloc_arenas();
             let settings = Settings {
                 sled_cache_mb: settings.sled_cache_mb.min(IMPORT_CACHE_MB),
                 ..settings
@@ -217,7 +221,7 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
 /// Largest sled page cache `amber import` opens the database with, in MiB (below it,
 /// `SLED_CACHE_MB` still applies): sled holds much more than its nominal cache during a
 /// bulk load, and smaller caches did not lower the peak further (BENCHMARKS.md).
-const IMPORT_CACHE_MB: u64 = 16;
+const IMPORT_CACHE_MB: u64 = 8;
 
 /// Records an import batch holds at most: one change, bounded in memory whatever the
 /// size of the backup. sled holds a copy of a leaf for every write of a batch until the

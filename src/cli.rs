@@ -219,14 +219,15 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
 }
 
 /// Largest sled page cache `amber import` opens the database with, in MiB (below it,
-/// `SLED_CACHE_MB` still applies): sled holds much more than its nominal cache during a
-/// bulk load, and smaller caches did not lower the peak further (BENCHMARKS.md).
+/// `SLED_CACHE_MB` still applies): the import appends, so it reads back little beyond
+/// the leaves it is filling; at 1 M posts 16 MiB peaked at 74.6 MB and 8 at 62.6 MB,
+/// no slower (BENCHMARKS.md).
 const IMPORT_CACHE_MB: u64 = 8;
 
 /// Records an import batch holds at most: one change, bounded in memory whatever the
-/// size of the backup. sled holds a copy of a leaf for every write of a batch until the
-/// batch ends: at 100 k posts, batches of 500 peaked at 46 MB, 2,000 at 101 MB and
-/// 8,000 at 151 MB, with no gain in speed (BENCHMARKS.md).
+/// size of the backup. Before the vendored sled applied a batch's writes leaf by leaf,
+/// it held a copy of a leaf for every write until the batch ended: at 100 k posts,
+/// batches of 500 peaked at 46 MB, 2,000 at 101 MB and 8,000 at 151 MB (BENCHMARKS.md).
 const IMPORT_BATCH_RECORDS: usize = 500;
 /// Bytes of backup lines an import batch holds at most (posts with large `metrics`).
 const IMPORT_BATCH_BYTES: usize = 4 << 20;

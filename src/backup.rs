@@ -492,10 +492,14 @@ pub enum TrailerRule {
 }
 
 /// The `kind` of a line as Amber's export writes it, `{"kind":"post",…` first, read
-/// without parsing the line; `None` for any other line (which is then parsed for it). A
-/// record line is parsed whole as its kind right after, so what this skips is one of two
-/// JSON passes over every line of the first pass.
+/// without parsing the line; `None` for any other line, or one cut short (which is then
+/// parsed for it). A record line is parsed whole as its kind right after, so what this
+/// skips is one of two JSON passes over every line of the first pass.
 fn leading_kind(text: &str) -> Option<&str> {
+    // A line cut short is parsed whole, so its error says where it ends.
+    if !text.ends_with('}') {
+        return None;
+    }
     let rest = text.strip_prefix("{\"kind\":\"")?;
     let kind = &rest[..rest.find('"')?];
     (!kind.contains('\\') && rest[kind.len() + 1..].starts_with(',')).then_some(kind)
@@ -828,6 +832,7 @@ mod tests {
         assert_eq!(leading_kind(r#"{"kind":"post","id":1}"#), Some("post"));
         assert_eq!(leading_kind(r#"{"id":1,"kind":"post"}"#), None);
         assert_eq!(leading_kind(r#"{"kind":"post"}"#), None);
+        assert_eq!(leading_kind(r#"{"kind":"post","id":"#), None);
         assert_eq!(leading_kind(r#"{"kind":"po\"st","id":1}"#), None);
         // A line whose kind is not first still reads as that kind, or names what is wrong.
         let moved = r#"{"id":1,"name":"A","createdAt":"2026-01-01T00:00:00.000Z","kind":"leader"}"#;

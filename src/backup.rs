@@ -491,12 +491,33 @@ pub enum TrailerRule {
     Optional,
 }
 
+/// The `kind` of a line as Amber's export writes it, `{"kind":"post",…` first, read
+/// without parsing the line; `None` for any other line, or one cut short (which is then
+/// parsed for it). A record line is parsed whole as its kind right after, so what this
+/// skips is one of two JSON passes over every line of the first pass.
+fn leading_kind(text: &str) -> Option<&str> {
+    // A line cut short is parsed whole, so its error says where it ends.
+    if !text.ends_with('}') {
+        return None;
+    }
+    let rest = text.strip_prefix("{\"kind\":\"")?;
+    let kind = &rest[..rest.find('"')?];
+    (!kind.contains('\\') && rest[kind.len() + 1..].starts_with(',')).then_some(kind)
+}
+
 /// The trailer of `line`, if it is one; else the `kind` it names.
 fn trailer_of(line_no: usize, text: &str) -> Result<Result<Trailer, KindIn>, BackupError> {
-    let kind: KindIn = serde_json::from_str(text).map_err(|e| BackupError::Line {
-        line: line_no,
-        message: e.to_string(),
-    })?;
+    let kind: KindIn = match leading_kind(text) {
+        Some(kind) if kind != "trailer" => {
+            return Ok(Err(KindIn {
+                kind: kind.to_string(),
+            }))
+        }
+        _ => serde_json::from_str(text).map_err(|e| BackupError::Line {
+            line: line_no,
+            message: e.to_string(),
+        })?,
+    };
     if kind.kind != "trailer" {
         return Ok(Err(kind));
     }
@@ -804,6 +825,33 @@ mod tests {
         // A backup from before trailers, when asked for.
         let (records, t) = read_all(&cut[..], TrailerRule::Optional).unwrap();
         assert_eq!((records.len(), t), (2, None));
+    }
+
+    #[test]
+    fn the_kind_an_export_writes_first_is_read_without_a_parse_and_any_other_line_is_parsed() {
+        assert_eq!(leading_kind(r#"{"kind":"post","id":1}"#), Some("post"));
+        assert_eq!(leading_kind(r#"{"id":1,"kind":"post"}"#), None);
+        assert_eq!(leading_kind(r#"{"kind":"post"}"#), None);
+        assert_eq!(leading_kind(r#"{"kind":"post","id":"#), None);
+        assert_eq!(leading_kind(r#"{"kind":"po\"st","id":1}"#), None);
+        // A line whose kind is not first still reads as that kind, or names what is wrong.
+        let moved = r#"{"id":1,"name":"A","createdAt":"2026-01-01T00:00:00.000Z","kind":"leader"}"#;
+        assert!(matches!(
+            parse_line(1, moved).unwrap().record,
+            Record::Leader(_)
+        ));
+        let (_, t) = read_all(
+            &backup(&[LEADER, r#"{"records":1,"kind":"trailer"}"#])[..],
+            TrailerRule::Required,
+        )
+        .unwrap();
+        assert_eq!(t.map(|t| t.records), Some(1));
+        let err = read_all(
+            &backup(&[r#"{"kind":"post","id":}"#])[..],
+            TrailerRule::Optional,
+        )
+        .unwrap_err();
+        assert!(err.to_string().starts_with("line 1: "), "{err}");
     }
 
     #[test]

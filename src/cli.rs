@@ -166,6 +166,10 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         } => {
             // The import reads each page once or twice: a large page cache only holds
             // memory (at 100 k posts, 163 MB peak with 64 MiB against 93 MB with 16).
+            // Its threads (sled's, the spool reader) share two malloc arenas, as the
+            // server's do: at 1 M posts, 11 s of system time with one arena a thread
+            // against 5 s (BENCHMARKS.md).
+            crate::startup::bound_malloc_arenas();
             let settings = Settings {
                 sled_cache_mb: settings.sled_cache_mb.min(IMPORT_CACHE_MB),
                 ..settings
@@ -215,14 +219,15 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
 }
 
 /// Largest sled page cache `amber import` opens the database with, in MiB (below it,
-/// `SLED_CACHE_MB` still applies): sled holds much more than its nominal cache during a
-/// bulk load, and smaller caches did not lower the peak further (BENCHMARKS.md).
-const IMPORT_CACHE_MB: u64 = 16;
+/// `SLED_CACHE_MB` still applies): the import appends, so it reads back little beyond
+/// the leaves it is filling; at 1 M posts 16 MiB peaked at 74.6 MB and 8 at 62.6 MB,
+/// no slower (BENCHMARKS.md).
+const IMPORT_CACHE_MB: u64 = 8;
 
 /// Records an import batch holds at most: one change, bounded in memory whatever the
-/// size of the backup. sled holds a copy of a leaf for every write of a batch until the
-/// batch ends: at 100 k posts, batches of 500 peaked at 46 MB, 2,000 at 101 MB and
-/// 8,000 at 151 MB, with no gain in speed (BENCHMARKS.md).
+/// size of the backup. Before the vendored sled applied a batch's writes leaf by leaf,
+/// it held a copy of a leaf for every write until the batch ended: at 100 k posts,
+/// batches of 500 peaked at 46 MB, 2,000 at 101 MB and 8,000 at 151 MB (BENCHMARKS.md).
 const IMPORT_BATCH_RECORDS: usize = 500;
 /// Bytes of backup lines an import batch holds at most (posts with large `metrics`).
 const IMPORT_BATCH_BYTES: usize = 4 << 20;
@@ -458,13 +463,12 @@ struct Checked {
     total: u64,
     /// Bytes read so far through `second`.
     counted: std::rc::Rc<std::cell::Cell<u64>>,
-    /// Records the first pass counted.
-    records: u64,
     _spool: Option<Spool>,
 }
 
-/// The first pass of `amber import`: checks every line and the trailer (a bad line names
-/// its number) and writes nothing; a pipe is copied to `DATA_DIR` for the second pass.
+/// The first pass of `amber import` with `REPLICATION=redis`: checks every line and the
+/// trailer (a bad line names its number) and writes nothing; a pipe is copied to
+/// `DATA_DIR` for the second pass.
 fn check_stdin(
     settings: &Settings,
     rule: backup::TrailerRule,
@@ -493,7 +497,6 @@ fn check_stdin(
             progress.tick(checked_records.get(), counted.get(), total);
         }
     };
-    let records;
     let (second, total, _spool): (Box<dyn Read>, u64, Option<Spool>) = match start {
         Some((at, len)) => {
             let total = len.saturating_sub(at);
@@ -509,7 +512,7 @@ fn check_stdin(
                 Ok::<_, anyhow::Error>(())
             });
             check.done();
-            records = warn_damaged(scanned?);
+            warn_damaged(scanned?);
             stdin.seek(SeekFrom::Start(at)).context("rereading stdin")?;
             (Box::new(stdin), total, None)
         }
@@ -537,7 +540,7 @@ fn check_stdin(
                     path.display()
                 )
             })?;
-            records = warn_damaged(scanned);
+            warn_damaged(scanned);
             tee.copy
                 .flush()
                 .with_context(|| format!("writing {}", path.display()))?;
@@ -551,62 +554,173 @@ fn check_stdin(
         second,
         total,
         counted,
-        records,
         _spool,
     })
 }
 
-/// `amber import`: reads the backup on stdin twice. The first pass checks every line and
-/// the trailer and writes nothing (a bad line names its number); the second imports it in
-/// batches of [`IMPORT_BATCH_RECORDS`] records (each one change, durable before the next
-/// is read), so memory stays bounded whatever the size of the backup. A file on stdin is
-/// read again from where it started; a pipe is copied to `DATA_DIR` during the first pass
-/// and the copy read in the second. A run that stops part-way leaves whole batches; the
-/// same import run again skips what is stored and completes it.
+/// The file of the first pass's records in `DATA_DIR`, for the second pass: each record
+/// a little-endian `u32` length, then the record in bincode (the `Imported` the line
+/// parsed to). Removed when the import ends, and replaced by the next import's.
+const PARSED_SPOOL: &str = "import-spool.bin";
+
+/// The backup on stdin, checked and parsed by the first pass into [`PARSED_SPOOL`].
+struct Parsed {
+    spool: Spool,
+    /// Bytes of the spool.
+    bytes: u64,
+    /// Records in it.
+    records: u64,
+}
+
+/// The first pass of a local `amber import`: checks every line and the trailer (a bad
+/// line names its number) and writes nothing to the database; each record, as parsed,
+/// goes to [`PARSED_SPOOL`], so the second pass decodes it instead of parsing its JSON
+/// again (a second parse was half the import's CPU).
+fn parse_stdin(
+    settings: &Settings,
+    rule: backup::TrailerRule,
+    progress_every: Option<u64>,
+) -> anyhow::Result<Parsed> {
+    use std::io::{BufReader, Seek};
+    use std::os::fd::AsFd;
+
+    let mut stdin = std::fs::File::from(
+        std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .context("reading stdin")?,
+    );
+    let total = match stdin.metadata() {
+        Ok(m) if m.is_file() => stdin
+            .stream_position()
+            .ok()
+            .map(|at| m.len().saturating_sub(at)),
+        _ => None,
+    };
+    let path = settings.data_dir.join(PARSED_SPOOL);
+    let spool = Spool(path.clone());
+    let file =
+        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    let mut out = BufWriter::with_capacity(1 << 16, file);
+    let counted = std::rc::Rc::new(std::cell::Cell::new(0u64));
+    let reader = BufReader::with_capacity(
+        1 << 16,
+        Counting {
+            inner: &stdin,
+            read: counted.clone(),
+        },
+    );
+    let mut progress = Progress::new("checking the backup", progress_every);
+    let (mut frame, mut records, mut bytes) = (Vec::new(), 0u64, 0u64);
+    let scanned = backup::scan(reader, rule, |record, _| {
+        frame.clear();
+        bincode::encode_into_std_write(&record, &mut frame, bincode::config::standard())
+            .context("encoding a record for the second pass")?;
+        let len = u32::try_from(frame.len()).context("a record too large to spool")?;
+        out.write_all(&len.to_le_bytes())
+            .and_then(|()| out.write_all(&frame))
+            .with_context(|| format!("writing {} for the second pass", path.display()))?;
+        bytes += 4 + u64::from(len);
+        records += 1;
+        if records.is_multiple_of(1024) {
+            progress.tick(records, counted.get(), total);
+        }
+        Ok::<_, anyhow::Error>(())
+    });
+    progress.done();
+    warn_damaged(scanned?);
+    out.flush()
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(Parsed {
+        spool,
+        bytes,
+        records,
+    })
+}
+
+/// A batch of the second pass, and the spool's bytes read once it was read.
+type SpoolBatch = anyhow::Result<(Vec<crate::storage::Imported>, u64)>;
+
+/// Reads [`PARSED_SPOOL`] into batches of at most [`IMPORT_BATCH_RECORDS`] records (or
+/// [`IMPORT_BATCH_BYTES`]) and sends them in order; stops at the end, at an error (sent),
+/// or when nobody receives any more.
+fn read_spool(file: std::fs::File, batches: std::sync::mpsc::SyncSender<SpoolBatch>) {
+    use std::io::BufReader;
+    let mut input = BufReader::with_capacity(1 << 16, file);
+    let mut read = 0u64;
+    let mut frame = Vec::new();
+    let mut next = || -> anyhow::Result<Option<(Vec<crate::storage::Imported>, u64)>> {
+        let mut batch = Vec::with_capacity(IMPORT_BATCH_RECORDS);
+        let mut batch_bytes = 0;
+        while batch.len() < IMPORT_BATCH_RECORDS && batch_bytes < IMPORT_BATCH_BYTES {
+            let mut len = [0u8; 4];
+            match input.read(&mut len[..1])? {
+                0 => break,
+                _ => input.read_exact(&mut len[1..])?,
+            }
+            let len = u32::from_le_bytes(len) as usize;
+            frame.resize(len, 0);
+            input.read_exact(&mut frame)?;
+            let (record, _) = bincode::decode_from_slice(&frame, bincode::config::standard())
+                .context("the spooled record does not decode")?;
+            batch.push(record);
+            batch_bytes += len;
+            read += 4 + len as u64;
+        }
+        Ok((!batch.is_empty()).then_some((batch, read)))
+    };
+    loop {
+        let sent = match next() {
+            Ok(None) => return,
+            Ok(Some(batch)) => batches.send(Ok(batch)),
+            Err(err) => {
+                let _ = batches.send(Err(err));
+                return;
+            }
+        };
+        if sent.is_err() {
+            return;
+        }
+    }
+}
+
+/// `amber import`: reads the backup on stdin once, checking every line and the trailer
+/// and writing nothing to the database (a bad line names its number), each record as
+/// parsed to [`PARSED_SPOOL`]; then imports the spool in batches of
+/// [`IMPORT_BATCH_RECORDS`] records (each one change, durable before the next is
+/// imported), the next batch decoded on a second thread while the current one is
+/// written. At most three batches are in memory (one decoding, one queued, one being
+/// written), so memory stays bounded whatever the size of the backup. A run that stops
+/// part-way leaves whole batches; the same import run again skips what is stored and
+/// completes it.
 fn import_stdin(
     store: &mut crate::storage::Store,
     settings: &Settings,
     rule: backup::TrailerRule,
     progress_every: Option<u64>,
 ) -> anyhow::Result<crate::storage::ImportReport> {
-    use std::io::BufReader;
-    let Checked {
-        mut second,
-        total,
-        counted,
-        records,
-        _spool,
-    } = check_stdin(settings, rule, progress_every)?;
+    let parsed = parse_stdin(settings, rule, progress_every)?;
+    let file = std::fs::File::open(&parsed.spool.0)
+        .with_context(|| format!("reading {}", parsed.spool.0.display()))?;
 
     // `amber import` has the database to itself: the posts stay out of the in-memory
     // feed index, which the next start rebuilds (memory does not grow with the backup).
-    let mut run = store.import_begin_offline(records)?;
+    let mut run = store.import_begin_offline(parsed.records)?;
     let mut progress = Progress::new("importing", progress_every);
-    let mut batch = Vec::with_capacity(IMPORT_BATCH_RECORDS);
-    let mut batch_bytes = 0;
-    let mut done = 0u64;
-    let reader = BufReader::with_capacity(
-        1 << 16,
-        Counting {
-            inner: &mut second,
-            read: counted.clone(),
-        },
-    );
-    let imported = backup::scan(reader, rule, |record, bytes| {
-        batch.push(record);
-        batch_bytes += bytes;
-        if batch.len() >= IMPORT_BATCH_RECORDS || batch_bytes >= IMPORT_BATCH_BYTES {
+    let (sender, batches) = std::sync::mpsc::sync_channel(1);
+    let imported = std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("import-read".into())
+            .spawn_scoped(scope, move || read_spool(file, sender))
+            .context("starting the import's reader")?;
+        let mut done = 0u64;
+        for batch in batches {
+            let (batch, read) = batch?;
             done += batch.len() as u64;
-            batch_bytes = 0;
-            store.import_batch(&mut run, batch.drain(..))?;
-            progress.tick(done, counted.get(), Some(total));
+            store.import_batch(&mut run, batch)?;
+            progress.tick(done, read, Some(parsed.bytes));
         }
         Ok::<_, anyhow::Error>(())
-    })
-    .and_then(|_| {
-        done += batch.len() as u64;
-        store.import_batch(&mut run, batch.drain(..))?;
-        Ok(())
     });
     progress.done();
     if let Err(err) = imported {
@@ -620,14 +734,13 @@ fn import_stdin(
 }
 
 /// Warns when the backup's trailer says the export skipped damaged records.
-fn warn_damaged(scanned: backup::Scanned) -> u64 {
+fn warn_damaged(scanned: backup::Scanned) {
     if let Some(t) = scanned.trailer.filter(|t| t.damaged_skipped > 0) {
         eprintln!(
             "warning: this backup was exported from a damaged database: {} damaged records were skipped and are not in it",
             t.damaged_skipped
         );
     }
-    scanned.records
 }
 
 /// Turns "the database is in use" into one plain line: the server is running on this

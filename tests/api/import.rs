@@ -161,8 +161,8 @@ async fn a_long_import_prints_progress_lines_on_stderr() {
         .filter(|l| l.starts_with("importing: "))
         .map(|l| records_in(l).unwrap_or_else(|| panic!("{l}")))
         .collect();
-    // 6,063 records: a line after each full batch of 500.
-    let batches: Vec<u64> = (1..=12).map(|n| n * 500).collect();
+    // 6,063 records: a line after each batch of 500, and after the last one.
+    let batches: Vec<u64> = (1..=12).map(|n| n * 500).chain([6_063]).collect();
     assert_eq!(importing, batches, "{stderr}");
     assert!(
         stderr
@@ -243,7 +243,9 @@ async fn kill_9_part_way_through_an_import_then_the_same_import_completes_it_onc
     assert_eq!(kinds["leader"], 3, "{kinds:?}");
     assert_eq!(kinds["post"], posts, "{kinds:?}");
     assert_eq!(kinds["review"], reviews, "{kinds:?}");
-    assert!(!data.path().join("import-spool.jsonl").exists());
+    for spool in ["import-spool.jsonl", "import-spool.bin"] {
+        assert!(!data.path().join(spool).exists(), "{spool} left behind");
+    }
 
     let app = spawn_on(data.path()).await;
     for i in [0, posts / 2, posts - 1] {

@@ -68,7 +68,10 @@ impl Queue {
         // with the notify below.
         drop(queue);
 
-        self.cv.notify_all();
+        // Amber's patch: one waiting thread for one task (upstream woke all of them,
+        // seven at least, for every log buffer written: a flush after each batch of a
+        // bulk load woke the whole pool each time).
+        self.cv.notify_one();
 
         len
     }

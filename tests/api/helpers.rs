@@ -246,6 +246,10 @@ async fn start_limited(
         address,
         client: reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
+            // Below the server's keep-alive (5 s), so a pooled connection is never one
+            // the server is closing as it is reused (hyper's IncompleteMessage, seen
+            // once under load in a replication test).
+            .pool_idle_timeout(Duration::from_secs(2))
             .build()
             .expect("client"),
         env,

@@ -5,11 +5,13 @@
 //! from a snapshot and the index journal, see `snapshot.rs`) at start-up and updated by
 //! the store's single writer after each committed batch. There is one list of every post,
 //! split into blocks of at most [`MAX_BLOCK`] entries; every block counts its entries per
-//! *class* (platform × kind) and per leader and class (a few tallies per leader present).
-//! So inserting costs one block's memmove, finding offset `k` walks block counts, not
-//! entries, and a leader, platform or kind filter walks (and skips) blocks on their counts
-//! instead of keeping a list of its own: 16 bytes per post in all (issue 14: the per-leader
-//! lists it had before doubled that).
+//! *class* (platform × kind) and per leader and class (a few tallies per leader present),
+//! and per class the entries of every block before it. So inserting costs one block's
+//! memmove (plus a count bump in each later block), finding offset `k` without a leader
+//! filter or a cursor is a binary search over the blocks and one within a block, and a
+//! leader filter walks (and skips) groups and blocks on their tallies instead of keeping
+//! a list of its own: 16 bytes per post in all (issue 14: the per-leader lists it had
+//! before doubled that).
 
 use std::collections::HashMap;
 
@@ -340,8 +342,9 @@ fn tallies_matching(tallies: &[u64], f: &Filter<'_>) -> usize {
     }
 }
 
-/// The sorted list of every entry, kept as blocks, with offset access in O(blocks) and
-/// insert in O(block).
+/// The sorted list of every entry, kept as blocks: a cursor, or an offset without
+/// leaders, in O(log blocks + block); an offset with leaders in O(groups + GROUP); insert
+/// in O(block + blocks).
 #[derive(Debug, Default, Clone)]
 struct BlockList {
     blocks: Vec<Block>,

@@ -44,6 +44,10 @@ echo $! >"$WORK/pid"
 "$BARE" "$BARE_PORT" &
 echo $! >"$WORK/bare"
 until curl -s -o /dev/null "http://127.0.0.1:$PORT/livez" && curl -s -o /dev/null "http://127.0.0.1:$BARE_PORT/hello"; do sleep 0.01; done
+# The start-up integrity check renders every post into the renderings file (ARCHITECTURE
+# "Rendered posts and pages"); a server in service has long finished it, so wait for it
+# (health says `"checked":true`; up to 10 minutes) rather than measure the fill.
+for _ in $(seq 6000); do curl -s "http://127.0.0.1:$PORT/api/health" | grep -q '"checked":true' && break; sleep 0.1; done
 echo "idle RSS: $(awk '/VmRSS/ {print $2 / 1024 " MB"}' /proc/"$(cat "$WORK/pid")"/status)"
 BYTES=$(curl -s "http://127.0.0.1:$PORT/api/feed?page_size=20&page=2" | wc -c)
 echo "feed page of 20 = $BYTES bytes; static body the same size from bare_server"

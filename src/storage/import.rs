@@ -720,7 +720,8 @@ mod replicated_tests {
             s.import(backup(4, 5_000)).unwrap();
         }
         let records = backup(12, 9_000);
-        let mut b = Store::open(&pb, 1).unwrap();
+        // Reopened: sled lets go of the first handle's lock a moment after it is dropped.
+        let mut b = crate::storage::reopen_for_test(&pb, 1);
         let mut run = b.import_begin().unwrap();
         for chunk in records.chunks(5) {
             b.import_batch(&mut run, chunk.to_vec()).unwrap();
@@ -728,11 +729,11 @@ mod replicated_tests {
         b.import_finish(run).unwrap();
         // Replicated: every batch on its own run, the store reopened in the middle (an
         // instance restarted mid-import).
-        let mut a = Store::open(&pa, 1).unwrap();
+        let mut a = crate::storage::reopen_for_test(&pa, 1);
         for (i, chunk) in records.chunks(5).enumerate() {
             if i == 3 {
                 drop(a);
-                a = Store::open(&pa, 1).unwrap();
+                a = crate::storage::reopen_for_test(&pa, 1);
             }
             let mut run = a.import_run_replicated(7);
             a.import_batch(&mut run, chunk.to_vec()).unwrap();

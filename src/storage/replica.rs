@@ -694,7 +694,8 @@ mod tests {
             (trailer.position.as_str(), trailer.n, trailer.records),
             ("5-0", 7, 4)
         );
-        let db = sled::open(dir.path().join(NEW_DIR)).unwrap();
+        // `load` dropped its handle; sled lets go of the lock a moment later.
+        let db = open_sled_waiting(&dir.path().join(NEW_DIR)).unwrap();
         let tree = db.open_tree(crate::storage::TREE_NAME).unwrap();
         assert_eq!(tree.get(b"Pa").unwrap().as_deref(), Some(&b"3"[..]));
         assert_eq!(tree.get(b"Pb").unwrap(), None);

@@ -250,14 +250,18 @@ fn advance_snapshot(
         }
 
         snapshot.apply(log_kind, pid, lsn, ptr, sz)?;
-        last_read = Some((lsn, ptr));
+        if let DiskPtr::Inline(_) = ptr {
+            last_read = Some((lsn, ptr));
+        }
     }
 
     // Amber's patch: page ids below the highest one that no record mentions.
     // - Reading the whole log (no snapshot, the caller gave a floor): such a page was
     //   freed and the segment holding its Free record reused since (a live page always
     //   has its base in a live segment), so it is free. It is recorded as freed at the
-    //   last record read, whose segment is live, so the segment accounting stays whole.
+    //   last inline record read, whose segment is live, so the segment accounting stays
+    //   whole (never at a blob's pointer: replacing a freed page removes the blob its
+    //   old location names).
     // - Otherwise (replaying the tail on top of a snapshot), the log did not hold what
     //   the page table needs: refuse (as a `ReportableBug`, the error upstream's panic
     //   stood for), before anything is written (upstream panicked later, serialising

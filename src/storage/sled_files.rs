@@ -28,9 +28,10 @@ use crate::storage::StoreError;
 /// Only one sled open at a time swaps the panic hook.
 static OPENING: Mutex<()> = Mutex::new(());
 
-/// Opens sled with `config` (whose path is `dir`). A damaged snapshot is set aside and
-/// the log read whole instead (the returned path says where the snapshot went); a panic
-/// of sled's recovery is [`StoreError::LogDamaged`].
+/// Opens sled with the configuration `config` builds (whose path is `dir`). A damaged
+/// snapshot is set aside and the log read whole instead, with the snapshot's stable LSN
+/// as the floor of its unstable tail (the returned path says where the snapshot went);
+/// sled's refusal or panic in log recovery is [`StoreError::LogDamaged`].
 pub(crate) fn open(
     config: impl Fn() -> sled::Config,
     dir: &Path,
@@ -64,7 +65,7 @@ pub(crate) fn open(
             Ok((db, Some(aside)))
         }
         Err(again) => {
-            // Leave the directory as it was found.
+            // Put the snapshot back where it was.
             if let Err(err) = std::fs::rename(&aside, &snap) {
                 tracing::error!(snapshot = %aside.display(), error = %err, "could not put sled's snapshot back");
             }

@@ -44,7 +44,7 @@ echo $! >"$WORK/pid"
 "$BARE" "$BARE_PORT" &
 echo $! >"$WORK/bare"
 until curl -s -o /dev/null "http://127.0.0.1:$PORT/livez" && curl -s -o /dev/null "http://127.0.0.1:$BARE_PORT/hello"; do sleep 0.01; done
-# The start-up integrity check renders every post into the renderings file (ARCHITECTURE
+# The start-up integrity check renders every post into the renderings file (docs/storage.md
 # "Rendered posts and pages"); a server in service has long finished it, so wait for it
 # (health says `"checked":true`; up to 10 minutes) rather than measure the fill.
 for _ in $(seq 6000); do curl -s "http://127.0.0.1:$PORT/api/health" | grep -q '"checked":true' && break; sleep 0.1; done

@@ -763,8 +763,17 @@ impl SegmentAccountant {
         // Not if we just moved the pointer without changing
         // the underlying blob, as is the case with a single Blob
         // with nothing else.
+        //
+        // Amber's patch (vendor/sled/VENDORED 10): only when the new pointer
+        // names that same blob. Upstream skipped the removal for any page that
+        // was one blob, so a real replacement of such a page (a split's left
+        // half, a consolidation of a lone base, `apply_run`'s rewrite of a
+        // leaf) orphaned the old blob file for ever.
         let schedule_rm_blob = !(old_cache_infos.len() == 1
-            && old_cache_infos[0].pointer.is_blob());
+            && old_cache_infos[0].pointer.is_blob()
+            && new_cache_info.pointer.is_blob()
+            && old_cache_infos[0].pointer.blob().1
+                == new_cache_info.pointer.blob().1);
 
         let mut removals = FastMap8::default();
 

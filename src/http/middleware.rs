@@ -206,15 +206,28 @@ const CORS_VARY: &str = "Origin, Access-Control-Request-Method, Access-Control-R
 /// request id: the route's `RateLimited` answer with what the `/api` scope's CORS (for a
 /// request without `Origin`) and this middleware add to it.
 pub fn early_refusal(decision: &Decision, sent_request_id: Option<&str>) -> (HttpResponse, String) {
+    thread_local! {
+        /// The headers every early refusal has in common, built once per worker.
+        static SHARED: header::HeaderMap = {
+            let mut headers = header::HeaderMap::with_capacity(16);
+            headers.insert(
+                header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                HeaderValue::from_static(EXPOSED_VALUE),
+            );
+            headers.insert(header::VARY, HeaderValue::from_static(CORS_VARY));
+            for (name, value) in SECURITY_HEADER_VALUES {
+                headers.insert(name, value);
+            }
+            headers
+        };
+    }
     let request_id = request_id_or_new(sent_request_id);
-    let mut resp = rate_limit::too_many_requests(decision, SystemTime::now());
-    let headers = resp.headers_mut();
-    headers.insert(
-        header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static(EXPOSED_VALUE),
-    );
-    headers.insert(header::VARY, HeaderValue::from_static(CORS_VARY));
-    decorate(headers, &request_id);
+    let shared = SHARED.with(Clone::clone);
+    let mut resp = rate_limit::too_many_requests_with(decision, SystemTime::now(), shared);
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut()
+            .insert(HeaderName::from_static("x-request-id"), v);
+    }
     (resp, request_id)
 }
 
@@ -237,7 +250,12 @@ fn refuse_early(
         resp.head_mut().set_connection_type(ConnectionType::Close);
     }
     if conn.is_some_and(ConnHandle::is_cut) {
-        tracing::debug!(method = "GET", path = req.path(), request_id, "answer discarded: connection already closed");
+        tracing::debug!(
+            method = "GET",
+            path = req.path(),
+            request_id,
+            "answer discarded: connection already closed"
+        );
     } else {
         let state = req.app_data::<web::Data<AppState>>();
         log_request(
@@ -280,7 +298,10 @@ fn normalize_allow(headers: &mut header::HeaderMap) {
 /// [`SECURITY_HEADERS`] as header values, checked once at compile time (`from_static`
 /// at run time re-checks every byte of the CSP on each response).
 const SECURITY_HEADER_VALUES: [(HeaderName, HeaderValue); 4] = [
-    (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)),
+    (
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    ),
     (
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -399,5 +420,41 @@ pub fn cors(settings: &Settings) -> Cors {
     match &settings.cors_allowed_origins {
         CorsOrigins::Any => cors.allow_any_origin(),
         CorsOrigins::List(list) => list.iter().fold(cors, |c, origin| c.allowed_origin(origin)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_precomputed_header_values_say_what_their_sources_say() {
+        for ((name, text), (value_name, value)) in
+            SECURITY_HEADERS.iter().zip(SECURITY_HEADER_VALUES)
+        {
+            assert_eq!(*name, value_name);
+            assert_eq!(value.to_str().unwrap(), *text);
+        }
+        let names = EXPOSED_HEADERS;
+        let exposed: Vec<&str> = names.iter().map(HeaderName::as_str).collect();
+        assert_eq!(EXPOSED_VALUE, exposed.join(", "));
+    }
+
+    #[test]
+    fn an_early_refusal_carries_the_spec_and_cors_headers() {
+        let decision = Decision::refuse(10, std::time::Duration::from_millis(5500));
+        let (resp, id) = early_refusal(&decision, Some("abc-1"));
+        assert_eq!(id, "abc-1");
+        assert_eq!(resp.status(), 429);
+        let h = resp.headers();
+        assert_eq!(h.get("x-request-id").unwrap(), "abc-1");
+        assert_eq!(h.get(header::RETRY_AFTER).unwrap(), "6");
+        assert_eq!(h.get(header::VARY).unwrap(), CORS_VARY);
+        assert_eq!(h.get(header::CONTENT_TYPE).unwrap(), "application/json");
+        for (name, value) in SECURITY_HEADERS {
+            assert_eq!(h.get(name).unwrap(), value);
+        }
+        let (_, fresh) = early_refusal(&decision, Some("not ok"));
+        assert_eq!(fresh.len(), 36, "a new UUID: {fresh}");
     }
 }

@@ -16,7 +16,6 @@ use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Tr
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, Error, HttpMessage, HttpRequest, HttpResponse};
-use serde::Serialize;
 use serde_json::json;
 
 use crate::error::AppError;
@@ -333,30 +332,44 @@ fn set_allowed_headers(headers: &mut HeaderMap, decision: &Decision) {
     headers.insert(REMAINING_HEADER, number(u64::from(decision.remaining)));
 }
 
-#[derive(Serialize)]
+#[cfg(test)]
+#[derive(serde::Serialize)]
 struct TooManyBody {
     error: &'static str,
     message: &'static str,
     retry_after: u64,
 }
 
+/// The 429's JSON body up to its `retry_after` number ([`TOO_MANY_MESSAGE`] inside; a
+/// test holds it to what serde writes for the same fields).
+const TOO_MANY_BODY_HEAD: &str = r#"{"error":"rate_limit_exceeded","message":"Too many requests. Please try again later.","retry_after":"#;
+
+/// The JSON body of a 429: `{"error", "message", "retry_after"}`, written directly.
+fn too_many_body(retry_after: u64) -> Vec<u8> {
+    use std::io::Write;
+    let mut body = Vec::with_capacity(TOO_MANY_BODY_HEAD.len() + 21);
+    body.extend_from_slice(TOO_MANY_BODY_HEAD.as_bytes());
+    let _ = write!(body, "{retry_after}}}");
+    body
+}
+
 /// The 429 of SPEC: `Retry-After`, `X-RateLimit-Limit`, `X-RateLimit-Remaining: 0`,
 /// `X-RateLimit-Reset` and the JSON body.
 pub fn too_many_requests(decision: &Decision, now: SystemTime) -> HttpResponse {
+    too_many_requests_with(decision, now, HeaderMap::with_capacity(16))
+}
+
+/// [`too_many_requests`] on top of `headers` (the caller's shared ones).
+pub fn too_many_requests_with(
+    decision: &Decision,
+    now: SystemTime,
+    mut headers: HeaderMap,
+) -> HttpResponse {
     let retry_after = decision.retry_after_secs();
     let now_secs = now
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)
         .as_secs();
-    // The body serialized as `HttpResponseBuilder::json` would, without the builder.
-    let body = serde_json::to_vec(&TooManyBody {
-        error: "rate_limit_exceeded",
-        message: TOO_MANY_MESSAGE,
-        retry_after,
-    })
-    .unwrap_or_default();
-    let mut res = HttpResponse::with_body(StatusCode::TOO_MANY_REQUESTS, body);
-    let headers = res.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -365,6 +378,9 @@ pub fn too_many_requests(decision: &Decision, now: SystemTime) -> HttpResponse {
     headers.insert(LIMIT_HEADER, number(u64::from(decision.limit)));
     headers.insert(REMAINING_HEADER, number(0));
     headers.insert(RESET_HEADER, number(now_secs + retry_after));
+    let mut res =
+        HttpResponse::with_body(StatusCode::TOO_MANY_REQUESTS, too_many_body(retry_after));
+    *res.headers_mut() = headers;
     res.map_into_boxed_body()
 }
 
@@ -526,6 +542,19 @@ mod tests {
         assert_eq!(h.get(LIMIT_HEADER).unwrap(), "10");
         assert_eq!(h.get(REMAINING_HEADER).unwrap(), "0");
         assert_eq!(h.get(RESET_HEADER).unwrap(), "1006");
+    }
+
+    #[test]
+    fn the_written_body_is_what_serde_writes() {
+        for retry_after in [0, 1, 6, 60, u64::MAX] {
+            let serde = serde_json::to_vec(&TooManyBody {
+                error: "rate_limit_exceeded",
+                message: TOO_MANY_MESSAGE,
+                retry_after,
+            })
+            .unwrap();
+            assert_eq!(too_many_body(retry_after), serde, "{retry_after}");
+        }
     }
 
     fn settings(per_minute: u32, burst: u32, enabled: bool) -> crate::config::RateLimitSettings {

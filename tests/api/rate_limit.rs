@@ -122,19 +122,17 @@ fn as_set(list: &str) -> Vec<String> {
     items
 }
 
-#[actix_web::test]
-async fn a_refusal_before_routing_is_the_answer_the_route_gives() {
-    let app = spawn(&limits("1", "1")).await;
-    assert_eq!(app.get("/api/feed").await.status(), 200);
-    let id = [("x-request-id", "same-id-1")];
-    let early = feed_with(&app, &id).await;
-    let routed = app
-        .client
-        .get(app.url(ROUTED_FEED))
-        .header("x-request-id", "same-id-1")
-        .send()
-        .await
-        .expect("request");
+/// Asserts that `GET /api/feed` (refused before routing) and `GET ROUTED_FEED` (refused by
+/// the route's middleware) get the same answer, both sent with `headers`.
+async fn assert_same_refusal(app: &TestApp, headers: &[(&str, &str)]) {
+    let mut headers = headers.to_vec();
+    headers.push(("x-request-id", "same-id-1"));
+    let early = feed_with(app, &headers).await;
+    let mut routed = app.client.get(app.url(ROUTED_FEED));
+    for (name, value) in &headers {
+        routed = routed.header(*name, *value);
+    }
+    let routed = routed.send().await.expect("request");
     assert_eq!(early.status(), 429);
     assert_eq!(routed.status(), 429);
     let (mut early_h, mut routed_h) = (header_map(&early), header_map(&routed));
@@ -145,7 +143,10 @@ async fn a_refusal_before_routing_is_the_answer_the_route_gives() {
     );
     // The clock may tick between the two answers: these may differ by a second.
     for name in ["date", "retry-after", "x-ratelimit-reset"] {
-        let (a, b) = (early_h.remove(name).unwrap(), routed_h.remove(name).unwrap());
+        let (a, b) = (
+            early_h.remove(name).unwrap(),
+            routed_h.remove(name).unwrap(),
+        );
         if name == "date" {
             continue;
         }
@@ -170,6 +171,23 @@ async fn a_refusal_before_routing_is_the_answer_the_route_gives() {
 }
 
 #[actix_web::test]
+async fn a_refusal_before_routing_is_the_answer_the_route_gives() {
+    let app = spawn(&limits("1", "1")).await;
+    // Anonymous: refused in the connection layer, before the app.
+    assert_eq!(app.get("/api/feed").await.status(), 200);
+    assert_same_refusal(&app, &[]).await;
+    // A token holder (`user:` bucket): refused first thing in the outer middleware.
+    let alice = format!("Bearer {}", app.token("alice", Role::Reviewer));
+    let auth = [("Authorization", alice.as_str())];
+    let mut admitted = 0;
+    while feed_status(&app, &auth).await == 200 {
+        admitted += 1;
+        assert!(admitted < 100, "the user bucket never ran dry");
+    }
+    assert_same_refusal(&app, &auth).await;
+}
+
+#[actix_web::test]
 async fn a_request_charged_before_routing_is_charged_once_and_refusals_are_counted() {
     let app = spawn(&limits("6", "6")).await;
     let before: Value = app.get("/api/metrics").await.json().await.unwrap();
@@ -188,11 +206,37 @@ async fn a_request_charged_before_routing_is_charged_once_and_refusals_are_count
     for path in ["/api/feed", ROUTED_FEED, "/api/feed"] {
         assert_eq!(app.get(path).await.status(), 429, "{path}");
     }
+    // A token holder's requests are charged in the outer middleware: once each too.
+    let alice = format!("Bearer {}", app.token("alice", Role::Reviewer));
+    let mut last = None;
+    for n in 0..4u32 {
+        let path = if n % 2 == 0 { "/api/feed" } else { ROUTED_FEED };
+        let res = app
+            .client
+            .get(app.url(path))
+            .header("Authorization", alice.as_str())
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(res.status(), 200, "token request {n} ({path})");
+        let remaining: u32 = header(&res, "x-ratelimit-remaining")
+            .unwrap()
+            .parse()
+            .unwrap();
+        if let Some(last) = last {
+            assert_eq!(remaining + 1, last, "token request {n} ({path})");
+        }
+        last = Some(remaining);
+    }
     let after: Value = app.get("/api/metrics").await.json().await.unwrap();
     let count = |v: &Value, what: &str| v["requests"][what].as_u64().unwrap();
-    assert_eq!(count(&after, "rateLimited") - count(&before, "rateLimited"), 3);
-    // The six admitted, the three refused and the first metrics request.
-    assert_eq!(count(&after, "total") - count(&before, "total"), 10);
+    assert_eq!(
+        count(&after, "rateLimited") - count(&before, "rateLimited"),
+        3
+    );
+    // The six admitted, the three refused, four with a token and the first metrics
+    // request.
+    assert_eq!(count(&after, "total") - count(&before, "total"), 14);
 }
 
 #[actix_web::test]

@@ -36,7 +36,12 @@ pub struct EarlyRefusals {
 
 impl EarlyRefusals {
     /// Answers a refused request: the app's 429, counted and logged as the app would.
-    fn answer<B>(&self, req: &Request, decision: &crate::rate_limit::limiter::Decision, started: Instant) -> Response<EitherBody<B>> {
+    fn answer<B>(
+        &self,
+        req: &Request,
+        decision: &crate::rate_limit::limiter::Decision,
+        started: Instant,
+    ) -> Response<EitherBody<B>> {
         let sent_id = req
             .headers()
             .get("x-request-id")
@@ -48,7 +53,12 @@ impl EarlyRefusals {
             resp.head_mut().set_connection_type(ConnectionType::Close);
         }
         if conn.is_some_and(ConnHandle::is_cut) {
-            tracing::debug!(method = "GET", path = req.path(), request_id, "answer discarded: connection already closed");
+            tracing::debug!(
+                method = "GET",
+                path = req.path(),
+                request_id,
+                "answer discarded: connection already closed"
+            );
         } else {
             log_request(
                 Some(&self.metrics),

@@ -344,6 +344,7 @@ fn conn_settings(settings: &Settings) -> http::conn::EdgeSettings {
     http::conn::EdgeSettings {
         limits,
         request_timeout: std::time::Duration::from_secs(settings.conn.request_timeout_seconds),
+        rate_limits: None,
     }
 }
 
@@ -468,7 +469,10 @@ impl Application {
 
         let addr = listener.local_addr()?;
         let route_settings = settings.clone();
-        let edge = conn_settings(&settings);
+        let edge = http::conn::EdgeSettings {
+            rate_limits: Some(rate_limits.clone()),
+            ..conn_settings(&settings)
+        };
         let server = http::conn::server(
             listener,
             move || {

@@ -45,23 +45,30 @@ evalsha_calls() { redis-cli info commandstats | tr -d '\r' | awk -F'[=,]' '/^cmd
 
 if [[ $SECTIONS == *1* ]]; then
 echo "== 1. refusing is nearly free (REQUESTS_PER_MINUTE=1 BURST_SIZE=1: every feed request after the first is a 429)"
-start REQUESTS_PER_MINUTE=1 BURST_SIZE=1
+# AMBER_B=<another amber binary>: it is measured too, in the same rounds (bare, AMBER,
+# AMBER_B, alternating), for an A/B against the same bare_server.
+BINARIES=("$AMBER")
+if [ -n "${AMBER_B:-}" ]; then BINARIES+=("$AMBER_B"); fi
 "$BARE" "$BARE_PORT" &
 echo $! >"$DIR/bare"
 until curl -s -o /dev/null "http://127.0.0.1:$BARE_PORT/hello"; do sleep 0.01; done
-curl -s -o /dev/null "$URL/api/feed"
-BYTES=$(curl -s "$URL/api/feed" | wc -c)
-echo "the 429 body is $BYTES bytes; bare_server's /hello answers 12"
 rps() { wrk -t2 -c32 -d"$DURATION" "$1" |
   awk '/Requests\/sec/ {rps=$2} /Non-2xx/ {non=$5} /requests in/ {n=$1} END {printf "%s %s %s\n", rps, non+0, n}'; }
 for round in $(seq "$ROUNDS"); do
   read -r hello _ _ < <(rps "http://127.0.0.1:$BARE_PORT/hello")
-  read -r refused non n < <(rps "$URL/api/feed")
-  printf 'round %s  bare /hello %s req/s  amber 429 %s req/s (%s of %s not 2xx)  %.0f%%\n' \
-    "$round" "$hello" "$refused" "$non" "$n" "$(echo "100 * $refused / $hello" | bc -l)"
+  for binary in "${BINARIES[@]}"; do
+    AMBER=$binary start REQUESTS_PER_MINUTE=1 BURST_SIZE=1
+    curl -s -o /dev/null "$URL/api/feed"
+    if [ "$round" = 1 ]; then
+      echo "$binary: the 429 is $(curl -s -D - "$URL/api/feed" | wc -c) bytes with its head; bare_server's /hello answers 12"
+    fi
+    read -r refused non n < <(rps "$URL/api/feed")
+    printf 'round %s  bare /hello %s req/s  %s 429 %s req/s (%s of %s not 2xx)  %.0f%%\n' \
+      "$round" "$hello" "$binary" "$refused" "$non" "$n" "$(echo "100 * $refused / $hello" | bc -l)"
+    stop
+  done
 done
 kill "$(cat "$DIR/bare")"
-stop
 fi
 
 if [[ $SECTIONS == *2* ]]; then

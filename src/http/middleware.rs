@@ -3,7 +3,7 @@
 //! method rules: `HEAD` is answered wherever `GET` is, a 405 carries a true `Allow`,
 //! and `OPTIONS` lists a path's methods.
 
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use actix_cors::Cors;
 use actix_web::body::{BoxBody, EitherBody, MessageBody};
@@ -15,8 +15,10 @@ use actix_web::{web, HttpMessage, HttpResponse};
 use crate::config::{CorsOrigins, Settings};
 use crate::error::ErrorBody;
 use crate::http::conn::guard::ConnHandle;
+use crate::http::rate_limit;
 use crate::http::AppState;
 use crate::metrics::Metrics;
+use crate::rate_limit::limiter::Decision;
 
 /// The Content-Security-Policy of SPEC, on every response.
 pub const CSP: &str = "default-src 'self'; script-src 'self' https://platform.twitter.com; frame-src https://platform.twitter.com; img-src 'self' data: https://pbs.twimg.com";
@@ -54,8 +56,12 @@ pub fn request_id_or_new(sent: Option<&str>) -> String {
     })
     .map(str::to_string)
     .unwrap_or_else(|| {
+        // Encoded straight into a buffer: `to_string` goes through the formatter.
+        let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
         uuid::Builder::from_random_bytes(rand::random())
             .into_uuid()
+            .hyphenated()
+            .encode_lower(&mut buf)
             .to_string()
     })
 }
@@ -93,6 +99,9 @@ pub async fn around(
     next: actix_web::middleware::Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<BoxBody>>, actix_web::Error> {
     let started = Instant::now();
+    if let Some(decision) = rate_limit::charge_early(&req).await {
+        return Ok(refuse_early(req, &decision, started));
+    }
     let request_id = request_id_from(&req);
     req.extensions_mut().insert(RequestId(request_id.clone()));
     let method = req.method().clone();
@@ -187,6 +196,80 @@ pub async fn around(
     Ok(res)
 }
 
+/// What actix-cors adds to the answer of a request without `Origin` (not a CORS request):
+/// the exposed headers and `Vary`.
+const EXPOSED_VALUE: &str =
+    "x-request-id, x-ratelimit-limit, x-ratelimit-remaining, x-ratelimit-reset, retry-after";
+const CORS_VARY: &str = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers";
+
+/// The 429 of a request refused before routing (here or in `http::conn`), with its
+/// request id: the route's `RateLimited` answer with what the `/api` scope's CORS (for a
+/// request without `Origin`) and this middleware add to it.
+pub fn early_refusal(decision: &Decision, sent_request_id: Option<&str>) -> (HttpResponse, String) {
+    thread_local! {
+        /// The headers every early refusal has in common, built once per worker.
+        static SHARED: header::HeaderMap = {
+            let mut headers = header::HeaderMap::with_capacity(16);
+            headers.insert(
+                header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                HeaderValue::from_static(EXPOSED_VALUE),
+            );
+            headers.insert(header::VARY, HeaderValue::from_static(CORS_VARY));
+            for (name, value) in SECURITY_HEADER_VALUES {
+                headers.insert(name, value);
+            }
+            headers
+        };
+    }
+    let request_id = request_id_or_new(sent_request_id);
+    let shared = SHARED.with(Clone::clone);
+    let mut resp = rate_limit::too_many_requests_with(decision, SystemTime::now(), shared);
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut()
+            .insert(HeaderName::from_static("x-request-id"), v);
+    }
+    (resp, request_id)
+}
+
+/// The answer to a request [`rate_limit::charge_early`] refused before routing: the one
+/// the route's `RateLimited`, the `/api` scope's CORS and this middleware give it, every
+/// header and the body alike (tests compare the two), counted and logged the same way.
+fn refuse_early(
+    req: ServiceRequest,
+    decision: &Decision,
+    started: Instant,
+) -> ServiceResponse<EitherBody<BoxBody>> {
+    let (mut resp, request_id) = early_refusal(
+        decision,
+        req.headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+    );
+    let conn = req.conn_data::<ConnHandle>();
+    if conn.is_some_and(ConnHandle::health_only) {
+        resp.head_mut().set_connection_type(ConnectionType::Close);
+    }
+    if conn.is_some_and(ConnHandle::is_cut) {
+        tracing::debug!(
+            method = "GET",
+            path = req.path(),
+            request_id,
+            "answer discarded: connection already closed"
+        );
+    } else {
+        let state = req.app_data::<web::Data<AppState>>();
+        log_request(
+            state.map(|s| s.metrics.as_ref()),
+            req.method().as_str(),
+            req.path(),
+            resp.status().as_u16(),
+            started,
+            &request_id,
+        );
+    }
+    req.into_response(resp).map_into_left_body()
+}
+
 /// Rewrites a 405's `Allow` (actix lists the methods of the matched resource's routes)
 /// into the methods really answered: each once, `HEAD` wherever `GET` is, and `OPTIONS`.
 fn normalize_allow(headers: &mut header::HeaderMap) {
@@ -212,13 +295,31 @@ fn normalize_allow(headers: &mut header::HeaderMap) {
     }
 }
 
+/// [`SECURITY_HEADERS`] as header values, checked once at compile time (`from_static`
+/// at run time re-checks every byte of the CSP on each response).
+const SECURITY_HEADER_VALUES: [(HeaderName, HeaderValue); 4] = [
+    (
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    ),
+    (
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    ),
+    (
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("strict-origin-when-cross-origin"),
+    ),
+    (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+];
+
 /// Adds the request id and the security headers.
 fn decorate(headers: &mut header::HeaderMap, request_id: &str) {
     if let Ok(v) = HeaderValue::from_str(request_id) {
         headers.insert(HeaderName::from_static("x-request-id"), v);
     }
-    for (name, value) in SECURITY_HEADERS {
-        headers.insert(name, HeaderValue::from_static(value));
+    for (name, value) in SECURITY_HEADER_VALUES {
+        headers.insert(name, value);
     }
 }
 
@@ -300,21 +401,60 @@ fn is_json(headers: &header::HeaderMap) -> bool {
         .unwrap_or(false)
 }
 
+/// The response headers `/api` exposes to cross-origin scripts (CORS).
+pub const EXPOSED_HEADERS: [HeaderName; 5] = [
+    HeaderName::from_static("x-request-id"),
+    HeaderName::from_static("x-ratelimit-limit"),
+    HeaderName::from_static("x-ratelimit-remaining"),
+    HeaderName::from_static("x-ratelimit-reset"),
+    header::RETRY_AFTER,
+];
+
 /// CORS for `/api/*` from `CORS_ALLOWED_ORIGINS`.
 pub fn cors(settings: &Settings) -> Cors {
     let cors = Cors::default()
         .allowed_methods(vec!["GET", "POST", "PUT", "DELETE"])
         .allowed_headers(vec![header::CONTENT_TYPE, header::AUTHORIZATION])
-        .expose_headers(vec![
-            HeaderName::from_static("x-request-id"),
-            HeaderName::from_static("x-ratelimit-limit"),
-            HeaderName::from_static("x-ratelimit-remaining"),
-            HeaderName::from_static("x-ratelimit-reset"),
-            header::RETRY_AFTER,
-        ])
+        .expose_headers(EXPOSED_HEADERS)
         .max_age(3600);
     match &settings.cors_allowed_origins {
         CorsOrigins::Any => cors.allow_any_origin(),
         CorsOrigins::List(list) => list.iter().fold(cors, |c, origin| c.allowed_origin(origin)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_precomputed_header_values_say_what_their_sources_say() {
+        for ((name, text), (value_name, value)) in
+            SECURITY_HEADERS.iter().zip(SECURITY_HEADER_VALUES)
+        {
+            assert_eq!(*name, value_name);
+            assert_eq!(value.to_str().unwrap(), *text);
+        }
+        let names = EXPOSED_HEADERS;
+        let exposed: Vec<&str> = names.iter().map(HeaderName::as_str).collect();
+        assert_eq!(EXPOSED_VALUE, exposed.join(", "));
+    }
+
+    #[test]
+    fn an_early_refusal_carries_the_spec_and_cors_headers() {
+        let decision = Decision::refuse(10, std::time::Duration::from_millis(5500));
+        let (resp, id) = early_refusal(&decision, Some("abc-1"));
+        assert_eq!(id, "abc-1");
+        assert_eq!(resp.status(), 429);
+        let h = resp.headers();
+        assert_eq!(h.get("x-request-id").unwrap(), "abc-1");
+        assert_eq!(h.get(header::RETRY_AFTER).unwrap(), "6");
+        assert_eq!(h.get(header::VARY).unwrap(), CORS_VARY);
+        assert_eq!(h.get(header::CONTENT_TYPE).unwrap(), "application/json");
+        for (name, value) in SECURITY_HEADERS {
+            assert_eq!(h.get(name).unwrap(), value);
+        }
+        let (_, fresh) = early_refusal(&decision, Some("not ok"));
+        assert_eq!(fresh.len(), 36, "a new UUID: {fresh}");
     }
 }

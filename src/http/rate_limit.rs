@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 use std::future::{ready, Future, Ready};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -14,8 +14,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use actix_web::{web, Error, HttpRequest, HttpResponse};
-use serde::Serialize;
+use actix_web::http::{Method, StatusCode};
+use actix_web::{web, Error, HttpMessage, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use crate::error::AppError;
@@ -139,12 +139,15 @@ where
                 _ => return service.call(req).await.map(|res| res.map_into_left_body()),
             };
             let mut conditional_key = None;
-            let decision = match policy {
-                Policy::Api { cost } => {
+            let early = req.extensions_mut().remove::<ChargedEarly>();
+            let decision = match (early, policy) {
+                // Charged by the outer middleware before routing, for this very policy.
+                (Some(early), _) if early.policy == policy => early.decision,
+                (_, Policy::Api { cost }) => {
                     let key = client_key(req.request(), &limits);
                     limits.check(&key, cost).await
                 }
-                Policy::Conditional => {
+                (_, Policy::Conditional) => {
                     let key = client_key(req.request(), &limits);
                     let headers = req.headers();
                     let has_validator = headers.contains_key(header::IF_NONE_MATCH)
@@ -158,7 +161,7 @@ where
                     }
                     decision
                 }
-                Policy::TokenEndpoint => {
+                (_, Policy::TokenEndpoint) => {
                     limits.check_token_attempt(client_ip(req.request(), &limits))
                 }
             };
@@ -187,11 +190,102 @@ where
     }
 }
 
+/// The route whose requests the outer middleware (`middleware::around`) charges before
+/// routing: `GET /api/feed` with `RateLimited::default()` (`http::feed`), the route an
+/// always-refused client hammers. Its refusals are answered right there, without routing,
+/// the `/api` scope's CORS or this middleware (BENCHMARKS.md, issue 14).
+const EARLY_PATH: &str = "/api/feed";
+/// The policy `EARLY_PATH` wears (see `http::feed::configure`).
+const EARLY_POLICY: Policy = Policy::Api {
+    cost: NonZeroU32::MIN,
+};
+
+/// An admission [`charge_early`] already spent, for the route's [`RateLimited`]: it uses
+/// this decision instead of spending again.
+#[derive(Debug, Clone, Copy)]
+struct ChargedEarly {
+    policy: Policy,
+    decision: Decision,
+}
+
+/// Spends from the client's bucket before routing, as the route's [`RateLimited`] would,
+/// for the one request kind whose route and cost the head decides: `GET` of exactly
+/// `EARLY_PATH`, without `Origin` (CORS may refuse a cross-origin request before its route
+/// is charged). Returns the refusal for the caller to answer; an admission is recorded
+/// on the request so the route spends nothing more. `None` for every other request (and
+/// with limiting off): it is charged by its route as usual.
+pub async fn charge_early(req: &ServiceRequest) -> Option<Decision> {
+    if req.method() != Method::GET
+        || req.path() != EARLY_PATH
+        || req.headers().contains_key(header::ORIGIN)
+        || req.extensions().contains::<ChargedEarly>()
+    {
+        return None;
+    }
+    let limits = req
+        .app_data::<web::Data<RateLimits>>()
+        .filter(|limits| limits.enabled())?;
+    let Policy::Api { cost } = EARLY_POLICY else {
+        return None;
+    };
+    let key = client_key(req.request(), limits);
+    let decision = limits.check(&key, cost).await;
+    if decision.allowed {
+        req.extensions_mut().insert(ChargedEarly {
+            policy: EARLY_POLICY,
+            decision,
+        });
+        return None;
+    }
+    Some(decision)
+}
+
+/// [`charge_early`] in the connection layer, before actix-web builds its request: for an
+/// anonymous `GET` of exactly `EARLY_PATH` (no `Origin`, no `Authorization`: its key is
+/// `ip:`) while Redis sync is not configured (so the decision is this instance's bucket,
+/// taken without waiting). The same spend and the same record on the request (actix-web
+/// hands the request's extensions on to its `HttpRequest`); `Some` is a refusal, which
+/// the caller answers with [`crate::http::middleware::early_refusal`].
+pub fn charge_before_app(req: &actix_http::Request, limits: &RateLimits) -> Option<Decision> {
+    if req.method() != Method::GET
+        || req.path() != EARLY_PATH
+        || !limits.enabled()
+        || limits.redis_configured()
+    {
+        return None;
+    }
+    let headers = req.headers();
+    if headers.contains_key(header::ORIGIN) || headers.contains_key(header::AUTHORIZATION) {
+        return None;
+    }
+    let Policy::Api { cost } = EARLY_POLICY else {
+        return None;
+    };
+    let key = ClientKey::Ip(IpKey::from_addr(client_ip_of(
+        req.peer_addr(),
+        headers,
+        limits,
+    )));
+    let decision = limits.check_local(&key, cost);
+    if decision.allowed {
+        req.extensions_mut().insert(ChargedEarly {
+            policy: EARLY_POLICY,
+            decision,
+        });
+        return None;
+    }
+    Some(decision)
+}
+
 /// The address a request is limited by: the socket peer, or the forwarded client when
 /// the peer is a trusted proxy.
 pub fn client_ip(req: &HttpRequest, limits: &RateLimits) -> IpAddr {
-    let peer = req
-        .peer_addr()
+    client_ip_of(req.peer_addr(), req.headers(), limits)
+}
+
+/// [`client_ip`] from the socket peer and the request's headers.
+fn client_ip_of(peer: Option<SocketAddr>, headers: &HeaderMap, limits: &RateLimits) -> IpAddr {
+    let peer = peer
         .map(|addr| addr.ip())
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     if !limits.trusts(peer) {
@@ -199,7 +293,7 @@ pub fn client_ip(req: &HttpRequest, limits: &RateLimits) -> IpAddr {
     }
     // Lossy, so one line with stray bytes cannot hide the hops a proxy appended to it.
     let lines = |name: &str| -> Vec<Cow<'_, str>> {
-        req.headers()
+        headers
             .get_all(name)
             .map(|value| String::from_utf8_lossy(value.as_bytes()))
             .collect()
@@ -225,7 +319,11 @@ pub fn client_key(req: &HttpRequest, limits: &RateLimits) -> ClientKey {
 }
 
 fn number(n: u64) -> HeaderValue {
-    HeaderValue::from(n)
+    match n {
+        0 => HeaderValue::from_static("0"),
+        1 => HeaderValue::from_static("1"),
+        _ => HeaderValue::from(n),
+    }
 }
 
 /// `X-RateLimit-Limit` and `X-RateLimit-Remaining` on an allowed response.
@@ -234,31 +332,56 @@ fn set_allowed_headers(headers: &mut HeaderMap, decision: &Decision) {
     headers.insert(REMAINING_HEADER, number(u64::from(decision.remaining)));
 }
 
-#[derive(Serialize)]
+#[cfg(test)]
+#[derive(serde::Serialize)]
 struct TooManyBody {
     error: &'static str,
     message: &'static str,
     retry_after: u64,
 }
 
+/// The 429's JSON body up to its `retry_after` number ([`TOO_MANY_MESSAGE`] inside; a
+/// test holds it to what serde writes for the same fields).
+const TOO_MANY_BODY_HEAD: &str = r#"{"error":"rate_limit_exceeded","message":"Too many requests. Please try again later.","retry_after":"#;
+
+/// The JSON body of a 429: `{"error", "message", "retry_after"}`, written directly.
+fn too_many_body(retry_after: u64) -> Vec<u8> {
+    use std::io::Write;
+    let mut body = Vec::with_capacity(TOO_MANY_BODY_HEAD.len() + 21);
+    body.extend_from_slice(TOO_MANY_BODY_HEAD.as_bytes());
+    let _ = write!(body, "{retry_after}}}");
+    body
+}
+
 /// The 429 of SPEC: `Retry-After`, `X-RateLimit-Limit`, `X-RateLimit-Remaining: 0`,
 /// `X-RateLimit-Reset` and the JSON body.
 pub fn too_many_requests(decision: &Decision, now: SystemTime) -> HttpResponse {
+    too_many_requests_with(decision, now, HeaderMap::with_capacity(16))
+}
+
+/// [`too_many_requests`] on top of `headers` (the caller's shared ones).
+pub fn too_many_requests_with(
+    decision: &Decision,
+    now: SystemTime,
+    mut headers: HeaderMap,
+) -> HttpResponse {
     let retry_after = decision.retry_after_secs();
     let now_secs = now
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)
         .as_secs();
-    HttpResponse::TooManyRequests()
-        .insert_header((header::RETRY_AFTER, number(retry_after)))
-        .insert_header((LIMIT_HEADER, number(u64::from(decision.limit))))
-        .insert_header((REMAINING_HEADER, number(0)))
-        .insert_header((RESET_HEADER, number(now_secs + retry_after)))
-        .json(TooManyBody {
-            error: "rate_limit_exceeded",
-            message: TOO_MANY_MESSAGE,
-            retry_after,
-        })
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::RETRY_AFTER, number(retry_after));
+    headers.insert(LIMIT_HEADER, number(u64::from(decision.limit)));
+    headers.insert(REMAINING_HEADER, number(0));
+    headers.insert(RESET_HEADER, number(now_secs + retry_after));
+    let mut res =
+        HttpResponse::with_body(StatusCode::TOO_MANY_REQUESTS, too_many_body(retry_after));
+    *res.headers_mut() = headers;
+    res.map_into_boxed_body()
 }
 
 /// Longest token subject accepted in an admin path (JWT subjects Amber issues are shorter).
@@ -419,6 +542,19 @@ mod tests {
         assert_eq!(h.get(LIMIT_HEADER).unwrap(), "10");
         assert_eq!(h.get(REMAINING_HEADER).unwrap(), "0");
         assert_eq!(h.get(RESET_HEADER).unwrap(), "1006");
+    }
+
+    #[test]
+    fn the_written_body_is_what_serde_writes() {
+        for retry_after in [0, 1, 6, 60, u64::MAX] {
+            let serde = serde_json::to_vec(&TooManyBody {
+                error: "rate_limit_exceeded",
+                message: TOO_MANY_MESSAGE,
+                retry_after,
+            })
+            .unwrap();
+            assert_eq!(too_many_body(retry_after), serde, "{retry_after}");
+        }
     }
 
     fn settings(per_minute: u32, burst: u32, enabled: bool) -> crate::config::RateLimitSettings {

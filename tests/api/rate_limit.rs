@@ -95,6 +95,150 @@ async fn the_eleventh_rapid_request_is_refused_with_the_spec_headers_and_body() 
     );
 }
 
+/// `/api/%66eed` is `/api/feed` to the router, but not to the outer middleware's early
+/// charge (it takes the exact path only): the route's own `RateLimited` answers it.
+const ROUTED_FEED: &str = "/api/%66eed";
+
+/// A response's headers by name, each name's values joined in order.
+fn header_map(res: &reqwest::Response) -> std::collections::BTreeMap<String, String> {
+    let mut map = std::collections::BTreeMap::new();
+    for name in res.headers().keys() {
+        let values: Vec<&str> = res
+            .headers()
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().expect("text header"))
+            .collect();
+        map.insert(name.as_str().to_string(), values.join(", "));
+    }
+    map
+}
+
+/// A comma-separated list as a sorted list (actix-cors bakes its list from a hash set,
+/// so each worker may order it differently).
+fn as_set(list: &str) -> Vec<String> {
+    let mut items: Vec<String> = list.split(',').map(|s| s.trim().to_string()).collect();
+    items.sort();
+    items
+}
+
+/// Asserts that `GET /api/feed` (refused before routing) and `GET ROUTED_FEED` (refused by
+/// the route's middleware) get the same answer, both sent with `headers`.
+async fn assert_same_refusal(app: &TestApp, headers: &[(&str, &str)]) {
+    let mut headers = headers.to_vec();
+    headers.push(("x-request-id", "same-id-1"));
+    let early = feed_with(app, &headers).await;
+    let mut routed = app.client.get(app.url(ROUTED_FEED));
+    for (name, value) in &headers {
+        routed = routed.header(*name, *value);
+    }
+    let routed = routed.send().await.expect("request");
+    assert_eq!(early.status(), 429);
+    assert_eq!(routed.status(), 429);
+    let (mut early_h, mut routed_h) = (header_map(&early), header_map(&routed));
+    assert_eq!(
+        early_h.keys().collect::<Vec<_>>(),
+        routed_h.keys().collect::<Vec<_>>(),
+        "the same header names"
+    );
+    // The clock may tick between the two answers: these may differ by a second.
+    for name in ["date", "retry-after", "x-ratelimit-reset"] {
+        let (a, b) = (
+            early_h.remove(name).unwrap(),
+            routed_h.remove(name).unwrap(),
+        );
+        if name == "date" {
+            continue;
+        }
+        let (a, b): (i64, i64) = (a.parse().unwrap(), b.parse().unwrap());
+        assert!((a - b).abs() <= 1, "{name}: {a} vs {b}");
+    }
+    let expose = "access-control-expose-headers";
+    assert_eq!(
+        as_set(&early_h.remove(expose).unwrap()),
+        as_set(&routed_h.remove(expose).unwrap())
+    );
+    assert_eq!(early_h, routed_h, "every other header, value for value");
+    let (early_body, routed_body): (Value, Value) =
+        (early.json().await.unwrap(), routed.json().await.unwrap());
+    let retry = |v: &Value| v["retry_after"].as_i64().unwrap();
+    assert!((retry(&early_body) - retry(&routed_body)).abs() <= 1);
+    let strip = |mut v: Value| {
+        v.as_object_mut().unwrap().remove("retry_after");
+        v
+    };
+    assert_eq!(strip(early_body), strip(routed_body));
+}
+
+#[actix_web::test]
+async fn a_refusal_before_routing_is_the_answer_the_route_gives() {
+    let app = spawn(&limits("1", "1")).await;
+    // Anonymous: refused in the connection layer, before the app.
+    assert_eq!(app.get("/api/feed").await.status(), 200);
+    assert_same_refusal(&app, &[]).await;
+    // A token holder (`user:` bucket): refused first thing in the outer middleware.
+    let alice = format!("Bearer {}", app.token("alice", Role::Reviewer));
+    let auth = [("Authorization", alice.as_str())];
+    let mut admitted = 0;
+    while feed_status(&app, &auth).await == 200 {
+        admitted += 1;
+        assert!(admitted < 100, "the user bucket never ran dry");
+    }
+    assert_same_refusal(&app, &auth).await;
+}
+
+#[actix_web::test]
+async fn a_request_charged_before_routing_is_charged_once_and_refusals_are_counted() {
+    let app = spawn(&limits("6", "6")).await;
+    let before: Value = app.get("/api/metrics").await.json().await.unwrap();
+    // Early-charged and routed requests alternate: each spends exactly one token.
+    for n in 0..6u32 {
+        let path = if n % 2 == 0 { "/api/feed" } else { ROUTED_FEED };
+        let res = app.get(path).await;
+        assert_eq!(res.status(), 200, "request {n} ({path})");
+        let remaining = (5 - n).to_string();
+        assert_eq!(
+            header(&res, "x-ratelimit-remaining"),
+            Some(remaining.as_str()),
+            "request {n} ({path})"
+        );
+    }
+    for path in ["/api/feed", ROUTED_FEED, "/api/feed"] {
+        assert_eq!(app.get(path).await.status(), 429, "{path}");
+    }
+    // A token holder's requests are charged in the outer middleware: once each too.
+    let alice = format!("Bearer {}", app.token("alice", Role::Reviewer));
+    let mut last = None;
+    for n in 0..4u32 {
+        let path = if n % 2 == 0 { "/api/feed" } else { ROUTED_FEED };
+        let res = app
+            .client
+            .get(app.url(path))
+            .header("Authorization", alice.as_str())
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(res.status(), 200, "token request {n} ({path})");
+        let remaining: u32 = header(&res, "x-ratelimit-remaining")
+            .unwrap()
+            .parse()
+            .unwrap();
+        if let Some(last) = last {
+            assert_eq!(remaining + 1, last, "token request {n} ({path})");
+        }
+        last = Some(remaining);
+    }
+    let after: Value = app.get("/api/metrics").await.json().await.unwrap();
+    let count = |v: &Value, what: &str| v["requests"][what].as_u64().unwrap();
+    assert_eq!(
+        count(&after, "rateLimited") - count(&before, "rateLimited"),
+        3
+    );
+    // The six admitted, the three refused, four with a token and the first metrics
+    // request.
+    assert_eq!(count(&after, "total") - count(&before, "total"), 14);
+}
+
 #[actix_web::test]
 async fn refill_follows_requests_per_window() {
     // 10 per 1-second window: a token every 100 ms.

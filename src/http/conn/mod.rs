@@ -17,6 +17,7 @@
 //! `TcpStream`s and so cannot put a wrapper between the socket and actix-http.
 
 pub mod admission;
+pub mod early;
 pub mod framing;
 pub mod guard;
 pub mod reply;
@@ -37,6 +38,7 @@ use actix_web::dev::AppConfig;
 use tokio::net::TcpStream;
 
 use crate::http::conn::admission::{Admission, ConnLimits, Refusal};
+use crate::http::conn::early::{EarlyFactory, EarlyRefusals};
 use crate::http::conn::guard::{Deadlines, GuardedStream};
 use crate::http::conn::reply::RawReply;
 use crate::metrics::Metrics;
@@ -50,11 +52,23 @@ pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What the connection layer is configured with.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EdgeSettings {
     pub limits: ConnLimits,
     /// `REQUEST_TIMEOUT_SECONDS`: a whole request must arrive within this.
     pub request_timeout: Duration,
+    /// The limiters, for the refusals answered before the app ([`early`]); `None`: none.
+    pub rate_limits: Option<Arc<crate::rate_limit::RateLimits>>,
+}
+
+impl fmt::Debug for EdgeSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EdgeSettings")
+            .field("limits", &self.limits)
+            .field("request_timeout", &self.request_timeout)
+            .field("rate_limits", &self.rate_limits.is_some())
+            .finish()
+    }
 }
 
 impl EdgeSettings {
@@ -96,6 +110,10 @@ where
         metrics.connections_refused.clone(),
     );
     let deadlines = edge.deadlines();
+    let early = edge.rate_limits.clone().map(|limits| EarlyRefusals {
+        limits,
+        metrics: metrics.clone(),
+    });
     tracing::info!(
         max_connections = edge.limits.max,
         health_reserve = edge.limits.health_reserve,
@@ -107,9 +125,12 @@ where
         let shutdown = shutdown.clone();
         let admission = admission.clone();
         let metrics = metrics.clone();
-        let app = factory()
-            .into_factory()
-            .map_err(|err| err.into().error_response());
+        let app = EarlyFactory::new(
+            factory()
+                .into_factory()
+                .map_err(|err| err.into().error_response()),
+            early.clone(),
+        );
         let h1 = HttpService::<GuardedStream, _, _>::build()
             .graceful_shutdown_signal(move || {
                 let signal = shutdown.clone();

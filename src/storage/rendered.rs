@@ -318,7 +318,7 @@ impl RenderedPosts {
         }
         if stretches(&places) == spans.len() {
             read_in_order(file, &places, ids, out, wait, fallback)?;
-        } else {
+        } else if !read_scattered(file, &places, &spans, out, wait) {
             read_spans(file, &places, &spans, ids, out, wait, fallback)?;
         }
         Ok(PageReads {
@@ -492,10 +492,10 @@ impl RenderedPosts {
 type Place = Option<(u64, u64)>;
 
 /// Renderings this close in the file are read in one piece, the bytes between skipped.
-const GAP: u64 = 4 << 10;
+const GAP: u64 = 1 << 10;
 /// What one read costs beyond its bytes, counted in bytes copied (the syscall, the file
 /// and page-cache lookups): a layout of fewer reads wins even if it copies a little more.
-const READ_COST: u64 = 8 << 10;
+const READ_COST: u64 = 2 << 10;
 
 /// The spans (start, end) of the file covering `places`, in file order, renderings
 /// closer than [`GAP`] in one span.
@@ -658,19 +658,30 @@ fn read_at(file: &File, buf: &mut [u8], offset: u64, wait: bool) -> io::Result<(
 }
 
 #[cfg(target_os = "linux")]
+#[repr(C)]
+struct IoVec {
+    base: *mut std::os::raw::c_void,
+    len: usize,
+}
+
+#[cfg(target_os = "linux")]
+extern "C" {
+    fn preadv2(
+        fd: std::os::raw::c_int,
+        iov: *const IoVec,
+        iovcnt: std::os::raw::c_int,
+        offset: i64,
+        flags: std::os::raw::c_int,
+    ) -> isize;
+}
+
+/// `preadv2` without waiting for the disk (`RWF_NOWAIT`: only what the page cache holds).
+#[cfg(target_os = "linux")]
+const RWF_NOWAIT: std::os::raw::c_int = 0x8;
+
+#[cfg(target_os = "linux")]
 fn read_now(file: &File, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
     use std::os::fd::AsRawFd;
-    use std::os::raw::{c_int, c_void};
-    #[repr(C)]
-    struct IoVec {
-        base: *mut c_void,
-        len: usize,
-    }
-    extern "C" {
-        fn preadv2(fd: c_int, iov: *const IoVec, iovcnt: c_int, offset: i64, flags: c_int)
-            -> isize;
-    }
-    const RWF_NOWAIT: c_int = 0x8;
     while !buf.is_empty() {
         let iov = IoVec {
             base: buf.as_mut_ptr().cast(),
@@ -697,6 +708,101 @@ fn read_now(file: &File, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> 
         }
     }
     Ok(())
+}
+
+/// Reads a page whose renderings all have places, none overlapping, span by span
+/// straight into their places in `out` (page order, commas between): one `preadv2` per
+/// span with an iovec per rendering (the commas and gaps between go to a scratch
+/// buffer), so the bytes are copied once. False (and `out` as it was) when a read fails
+/// or comes back short, or the page does not qualify: `read_spans` does it then.
+#[cfg(target_os = "linux")]
+fn read_scattered(
+    file: &File,
+    places: &[Place],
+    spans: &[(u64, u64)],
+    out: &mut Vec<u8>,
+    wait: bool,
+) -> bool {
+    use std::os::fd::AsRawFd;
+    let Some(places) = places.iter().copied().collect::<Option<Vec<(u64, u64)>>>() else {
+        return false;
+    };
+    let base = out.len();
+    let mut pos = Vec::with_capacity(places.len());
+    let mut at = base;
+    for (i, (_, len)) in places.iter().enumerate() {
+        if i > 0 {
+            at += 1;
+        }
+        pos.push(at);
+        at += *len as usize;
+    }
+    let mut order: Vec<usize> = (0..places.len()).collect();
+    order.sort_unstable_by_key(|&i| places[i].0);
+    // The commas between renderings are in place already; the reads fill the rest.
+    out.resize(at, b',');
+    let mut sink = vec![0u8; GAP as usize + 1];
+    let sink_ptr = sink.as_mut_ptr();
+    let out_ptr = out.as_mut_ptr();
+    let mut k = 0;
+    let mut iov: Vec<IoVec> = Vec::with_capacity(2 * places.len());
+    for &(start, end) in spans {
+        iov.clear();
+        let mut cursor = start;
+        while k < order.len() && places[order[k]].0 < end {
+            let i = order[k];
+            let (offset, len) = places[i];
+            let gap = offset.wrapping_sub(cursor);
+            if offset < cursor || gap > sink.len() as u64 {
+                out.truncate(base);
+                return false;
+            }
+            if gap > 0 {
+                iov.push(IoVec {
+                    base: sink_ptr.cast(),
+                    len: gap as usize,
+                });
+            }
+            iov.push(IoVec {
+                // SAFETY (of the add): pos[i] + len <= out.len(), inside the allocation.
+                base: unsafe { out_ptr.add(pos[i]) }.cast(),
+                len: len as usize,
+            });
+            cursor = offset + len;
+            k += 1;
+        }
+        let Ok(at) = i64::try_from(start) else {
+            out.truncate(base);
+            return false;
+        };
+        if cursor != end || iov.len() > 1024 {
+            out.truncate(base);
+            return false;
+        }
+        let flags = if wait { 0 } else { RWF_NOWAIT };
+        let read = loop {
+            // SAFETY: every iovec names memory valid for writes of its length for the
+            // whole call: disjoint ranges of `out` (not reallocated after the resize
+            // above) or the scratch `sink` (several may name it: its bytes are thrown
+            // away); the fd is open (borrowed from `file`).
+            let n = unsafe { preadv2(file.as_raw_fd(), iov.as_ptr(), iov.len() as i32, at, flags) };
+            if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            break n;
+        };
+        if read != (end - start) as isize {
+            out.truncate(base);
+            return false;
+        }
+    }
+    drop(sink);
+    true
+}
+
+#[cfg(not(target_os = "linux"))]
+fn read_scattered(_: &File, _: &[Place], _: &[(u64, u64)], _: &mut Vec<u8>, _: bool) -> bool {
+    false
 }
 
 #[cfg(not(target_os = "linux"))]

@@ -84,10 +84,11 @@ impl Slot {
 #[derive(Debug, Default)]
 struct Inner {
     chunks: HashMap<u64, Box<[u64]>, foldhash::fast::RandomState>,
-    /// Second places (offset + 1; 0: none), in chunks like `chunks`: a copy of a fresh
-    /// rendering in its leader's order, made by [`RenderedPosts::put_second`]. Only ever
-    /// set while the post's slot is fresh and names the same bytes; cleared with it.
-    seconds: HashMap<u64, Box<[u64]>, foldhash::fast::RandomState>,
+    /// Second places (offset + 1; 0: none; 4 bytes a slot, so copies past 4 GiB into
+    /// the file are not kept), in chunks like `chunks`: a copy of a fresh rendering in
+    /// its leader's order, made by [`RenderedPosts::put_second`]. Only ever set while the
+    /// post's slot is fresh and names the same bytes; cleared with it.
+    seconds: HashMap<u64, Box<[u32]>, foldhash::fast::RandomState>,
     file: Option<File>,
     /// Where the next rendering goes; reserved under the read lock (`fetch_add`).
     end: AtomicU64,
@@ -121,7 +122,7 @@ impl Inner {
     fn second(&self, id: u64) -> Option<u64> {
         self.seconds
             .get(&(id >> CHUNK_BITS))
-            .map_or(0, |c| c[(id as usize) & (CHUNK - 1)])
+            .map_or(0, |c| u64::from(c[(id as usize) & (CHUNK - 1)]))
             .checked_sub(1)
     }
 
@@ -136,11 +137,16 @@ impl Inner {
         }
     }
 
-    fn set_second(&mut self, id: u64, offset: u64) {
+    /// Remembers a second place; false (nothing kept) past what a slot holds.
+    fn set_second(&mut self, id: u64, offset: u64) -> bool {
+        let Ok(raw) = u32::try_from(offset + 1) else {
+            return false;
+        };
         self.seconds
             .entry(id >> CHUNK_BITS)
             .or_insert_with(|| vec![0; CHUNK].into_boxed_slice())[(id as usize) & (CHUNK - 1)] =
-            offset + 1;
+            raw;
+        true
     }
 
     /// Reserves `total` bytes at the end of the file, unless free space is short (see
@@ -396,8 +402,10 @@ impl RenderedPosts {
         let mut kept = 0;
         let mut at = start;
         for (id, offset, len) in wanted {
-            if inner.get(id) == (Slot::Fresh { offset, len }) && inner.second(id).is_none() {
-                inner.set_second(id, at);
+            if inner.get(id) == (Slot::Fresh { offset, len })
+                && inner.second(id).is_none()
+                && inner.set_second(id, at)
+            {
                 inner.live += len + 1;
                 kept += 1;
             }

@@ -18,7 +18,13 @@ use crate::storage::feed_index::{Entry, PageRef};
 use crate::storage::import::Record;
 use crate::storage::posts::{decode_post, read_post};
 use crate::storage::query::PostQuery;
+use crate::storage::rendered::PageReads;
 use crate::storage::{codec, get_u64, keys, Entity, Shared, StoreError};
+
+/// How many of a leader's posts one layout request copies side by side (about 0.5 MB).
+const LAYOUT_RUN: usize = 512;
+/// Layout requests waiting for the thread at most; more are dropped.
+const LAYOUT_QUEUE: usize = 64;
 
 /// One page of posts, newest first.
 #[derive(Debug, Clone)]
@@ -381,16 +387,89 @@ impl StoreReader {
         let ids: Vec<u64> = page.entries.iter().map(|e| e.post_id).collect();
         let start = out.len();
         let mut not_at_hand = |_| Err(());
-        if self
+        match self
             .shared
             .rendered
             .append_page(&ids, out, false, &mut not_at_hand)
-            .is_err()
         {
-            out.truncate(start);
-            return None;
+            Ok(reads) => self.lay_out_later(query, &page, &ids, reads),
+            Err(()) => {
+                out.truncate(start);
+                return None;
+            }
         }
         Some(info(&page))
+    }
+
+    /// After a page of a leader filter that took more reads than two per leader on it,
+    /// or read more than twice the bytes it used: asks the layout thread to copy each such leader's posts from its first one
+    /// on the page without a second place on (see [`lay_out`](Self::lay_out)), so the
+    /// next pages of that leader are a read or two. Never waits: when the thread is busy
+    /// with as many requests as its queue holds, the request is dropped (a later page
+    /// asks again).
+    fn lay_out_later(&self, query: &PostQuery, page: &PageRef, ids: &[u64], read: PageReads) {
+        let scattered = |leaders: usize| read.reads > 2 * leaders || read.bytes > 2 * read.wanted;
+        if query.leader_ids().is_empty() || read.reads == 0 {
+            return;
+        }
+        let mut leaders: Vec<u64> = page.entries.iter().map(|e| e.leader_id).collect();
+        leaders.sort_unstable();
+        leaders.dedup();
+        if !scattered(leaders.len()) {
+            return;
+        }
+        let rendered = &self.shared.rendered;
+        let queue = rendered.layouts.get_or_init(|| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, Entry)>(LAYOUT_QUEUE);
+            let shared = Arc::downgrade(&self.shared);
+            let spawned = std::thread::Builder::new()
+                .name("renderings-layout".into())
+                .spawn(move || {
+                    while let Ok((leader, from)) = rx.recv() {
+                        let Some(shared) = shared.upgrade() else {
+                            break;
+                        };
+                        StoreReader::new(shared).lay_out(leader, &from);
+                    }
+                });
+            if let Err(err) = spawned {
+                tracing::warn!(error = %err, "cannot start the renderings layout thread; leader pages read each post apart");
+            }
+            tx
+        });
+        let unlaid = rendered.unlaid(ids);
+        for leader in leaders {
+            if let Some(&i) = unlaid
+                .iter()
+                .find(|&&i| page.entries[i].leader_id == leader)
+            {
+                let _ = queue.try_send((leader, page.entries[i]));
+            }
+        }
+    }
+
+    /// Copies up to [`LAYOUT_RUN`] of `leader`'s renderings, newest first from `from`
+    /// (included), side by side in the renderings file, up to the first that already has
+    /// such a copy (`RenderedPosts::put_second`): a later page of that leader (or of
+    /// several, one span each) is then one or two reads instead of one per post. Returns
+    /// how many it copied.
+    pub(crate) fn lay_out(&self, leader: u64, from: &Entry) -> usize {
+        let query = PostQuery::newest(LAYOUT_RUN).leaders([leader]).starting(
+            crate::storage::query::PageStart::Before(Cursor {
+                timestamp_ms: from.timestamp_ms,
+                post_id: from.post_id + 1,
+            }),
+        );
+        let ids: Vec<u64> = self
+            .shared
+            .index
+            .read()
+            .page(&query)
+            .entries
+            .iter()
+            .map(|e| e.post_id)
+            .collect();
+        self.shared.rendered.put_second(&ids, &self.shared.disk)
     }
 
     /// Appends the page's posts, comma-separated, to `out`, rendering with `render` (from
@@ -433,7 +512,8 @@ impl StoreReader {
             Some((_, bytes)) => Ok(Some(std::mem::take(bytes))),
             None => fetch(id),
         };
-        rendered.append_page(&ids, out, true, &mut fallback)?;
+        let reads = rendered.append_page(&ids, out, true, &mut fallback)?;
+        self.lay_out_later(query, &page, &ids, reads);
         Ok(info(&page))
     }
 

@@ -16,7 +16,10 @@
 //!
 //! So a rendering made from a record that a later commit replaced is refused or
 //! overwritten, whichever comes second. Renderings are appended, each followed by a
-//! comma, so the posts of a page rendered together are one read. Replaced renderings are
+//! comma, so the posts of a page rendered together are one read. A rendering can have a
+//! second place, a copy laid out in its leader's order ([`RenderedPosts::put_second`]), so
+//! a page of one leader is one read too; the copy is only ever of the valid bytes and is
+//! dropped with them. Replaced renderings are
 //! dead bytes; when they outweigh the live ones the file starts over (empty). It never
 //! grows into `DISK_RESERVE_MB` (free space is measured every few MB of growth).
 
@@ -26,10 +29,13 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::SyncSender;
+use std::sync::OnceLock;
 
 use parking_lot::RwLock;
 
 use crate::storage::disk::DiskWatch;
+use crate::storage::feed_index::Entry;
 
 /// Table slots per chunk: the table is a map of chunks of consecutive post ids, so its
 /// size follows the ids in use (imported ids may be sparse), 8 bytes a slot.
@@ -78,6 +84,11 @@ impl Slot {
 #[derive(Debug, Default)]
 struct Inner {
     chunks: HashMap<u64, Box<[u64]>, foldhash::fast::RandomState>,
+    /// Second places (offset + 1; 0: none; 4 bytes a slot, so copies past 4 GiB into
+    /// the file are not kept), in chunks like `chunks`: a copy of a fresh rendering in
+    /// its leader's order, made by [`RenderedPosts::put_second`]. Only ever set while the
+    /// post's slot is fresh and names the same bytes; cleared with it.
+    seconds: HashMap<u64, Box<[u32]>, foldhash::fast::RandomState>,
     file: Option<File>,
     /// Where the next rendering goes; reserved under the read lock (`fetch_add`).
     end: AtomicU64,
@@ -107,12 +118,70 @@ impl Inner {
             raw;
     }
 
+    /// Where the second copy of a fresh rendering starts, if it has one.
+    fn second(&self, id: u64) -> Option<u64> {
+        self.seconds
+            .get(&(id >> CHUNK_BITS))
+            .map_or(0, |c| u64::from(c[(id as usize) & (CHUNK - 1)]))
+            .checked_sub(1)
+    }
+
+    /// Drops the second copy of `id` (its bytes become dead): `len` is the rendering's.
+    fn drop_second(&mut self, id: u64, len: u64) {
+        if let Some(c) = self.seconds.get_mut(&(id >> CHUNK_BITS)) {
+            let slot = &mut c[(id as usize) & (CHUNK - 1)];
+            if *slot != 0 {
+                *slot = 0;
+                self.live -= len + 1;
+            }
+        }
+    }
+
+    /// Remembers a second place; false (nothing kept) past what a slot holds.
+    fn set_second(&mut self, id: u64, offset: u64) -> bool {
+        let Ok(raw) = u32::try_from(offset + 1) else {
+            return false;
+        };
+        self.seconds
+            .entry(id >> CHUNK_BITS)
+            .or_insert_with(|| vec![0; CHUNK].into_boxed_slice())[(id as usize) & (CHUNK - 1)] =
+            raw;
+        true
+    }
+
+    /// Reserves `total` bytes at the end of the file, unless free space is short (see
+    /// [`ROOM_MARGIN`]) or the offsets would not fit a slot.
+    fn reserve(&self, total: u64, disk: &DiskWatch) -> Option<u64> {
+        let grown = self.end.load(Ordering::Relaxed) + total;
+        if grown > self.room_until.load(Ordering::Relaxed) {
+            match disk.space() {
+                Some(s) if s.available > s.reserve.saturating_add(ROOM_MARGIN) => {
+                    self.room_until
+                        .fetch_max(grown + ROOM_STEP, Ordering::Relaxed);
+                }
+                _ => return None,
+            }
+        }
+        let start = self.end.fetch_add(total, Ordering::Relaxed);
+        (start + total <= MAX_OFFSET).then_some(start)
+    }
+
+    /// Starts the file over when dead bytes outweigh the live ones (plus the slack).
+    fn collect(&mut self) {
+        let dead = self.end.load(Ordering::Relaxed).saturating_sub(self.live);
+        if dead > self.live.max(DEAD_SLACK) {
+            let floor = self.last_mark;
+            self.start_over(floor);
+        }
+    }
+
     /// Forgets every rendering and mark, and empties the file: nothing read before
     /// `floor` is kept again.
     fn start_over(&mut self, floor: u64) {
         self.floor = self.floor.max(floor);
         self.last_mark = self.last_mark.max(floor);
         self.chunks = HashMap::default();
+        self.seconds = HashMap::default();
         self.live = 0;
         self.epoch += 1;
         *self.end.get_mut() = 0;
@@ -131,12 +200,27 @@ impl Inner {
 #[derive(Debug, Default)]
 pub(crate) struct RenderedPosts {
     inner: RwLock<Inner>,
+    /// Leaders' posts to copy into their own order (see [`put_second`](Self::put_second)),
+    /// for the thread that does it off the request path (started by the reader at the
+    /// first page that asks, `storage::reader`): the leader and its first post to copy.
+    pub(crate) layouts: OnceLock<SyncSender<(u64, Entry)>>,
 }
 
 /// What [`RenderedPosts::append_page`] does for a post it does not hold (or cannot read
 /// without waiting): fetch and render it (`Ok(None)`: the post is gone, skip it), or give
 /// up.
 pub(crate) type Fallback<'a, E> = dyn FnMut(u64) -> Result<Option<Vec<u8>>, E> + 'a;
+
+/// What [`RenderedPosts::append_page`] read from the file for a page.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub(crate) struct PageReads {
+    /// Reads (one span of the file each).
+    pub reads: usize,
+    /// Bytes those reads covered.
+    pub bytes: u64,
+    /// Bytes of the renderings on the page that were in the file (with their commas).
+    pub wanted: u64,
+}
 
 /// A stretch of a page: consecutive renderings in the file, or one post to fetch.
 enum Stretch {
@@ -192,63 +276,20 @@ impl RenderedPosts {
     /// Appends the renderings of `ids`, comma-separated, to `out`, asking `fallback` for
     /// any it does not hold. Without `wait`, a read that would wait for the disk (the
     /// bytes are not in the OS page cache) is left to `fallback` too, so this can run on
-    /// an async executor.
+    /// an async executor. Each rendering is read from its first place or, where it has
+    /// one, its second (see [`put_second`](Self::put_second)): whichever layout costs
+    /// fewer and smaller reads. Returns what it read from the file.
     pub fn append_page<E>(
         &self,
         ids: &[u64],
         out: &mut Vec<u8>,
         wait: bool,
         fallback: &mut Fallback<'_, E>,
-    ) -> Result<(), E> {
+    ) -> Result<PageReads, E> {
         let inner = self.inner.read();
-        let mut stretches: Vec<Stretch> = Vec::with_capacity(ids.len());
-        for &id in ids {
-            let file = inner.file.is_some();
-            match (inner.get(id), stretches.last_mut()) {
-                (Slot::Fresh { offset, len }, Some(Stretch::File { end, ids, .. }))
-                    if file && offset == *end + 1 =>
-                {
-                    *end = offset + len;
-                    *ids += 1;
-                }
-                (Slot::Fresh { offset, len }, _) if file => stretches.push(Stretch::File {
-                    start: offset,
-                    end: offset + len,
-                    ids: 1,
-                }),
-                _ => stretches.push(Stretch::Fetch),
-            }
-        }
-        let mut first = true;
-        let mut next = 0;
-        for stretch in stretches {
-            let (from, count) = match stretch {
-                Stretch::File { start, end, ids: n } => {
-                    let at = out.len();
-                    if !first {
-                        out.push(b',');
-                    }
-                    let body = out.len();
-                    out.resize(body + (end - start) as usize, 0);
-                    let read = match &inner.file {
-                        Some(f) => read_at(f, &mut out[body..], start, wait),
-                        None => Err(io::ErrorKind::NotFound.into()),
-                    };
-                    next += n;
-                    if read.is_ok() {
-                        first = false;
-                        continue;
-                    }
-                    // Not in memory (or unreadable): these posts the slow way.
-                    out.truncate(at);
-                    (next - n, n)
-                }
-                Stretch::Fetch => {
-                    next += 1;
-                    (next - 1, 1)
-                }
-            };
-            for &id in &ids[from..from + count] {
+        let Some(file) = inner.file.as_ref() else {
+            let mut first = true;
+            for &id in ids {
                 if let Some(bytes) = fallback(id)? {
                     if !first {
                         out.push(b',');
@@ -257,8 +298,121 @@ impl RenderedPosts {
                     out.extend_from_slice(&bytes);
                 }
             }
+            return Ok(PageReads::default());
+        };
+        let mut places: Vec<Place> = ids
+            .iter()
+            .map(|&id| match inner.get(id) {
+                Slot::Fresh { offset, len } => Some((offset, len)),
+                _ => None,
+            })
+            .collect();
+        let mut spans = spans_of(&places);
+        if !inner.seconds.is_empty() {
+            let seconds: Vec<Place> = ids
+                .iter()
+                .zip(&places)
+                .map(|(&id, p)| p.map(|(o, l)| (inner.second(id).unwrap_or(o), l)))
+                .collect();
+            if seconds != places {
+                let other = spans_of(&seconds);
+                if cost(&other) < cost(&spans) {
+                    places = seconds;
+                    spans = other;
+                }
+            }
         }
-        Ok(())
+        if stretches(&places) == spans.len() {
+            read_in_order(file, &places, ids, out, wait, fallback)?;
+        } else if !read_scattered(file, &places, &spans, out, wait) {
+            read_spans(file, &places, &spans, ids, out, wait, fallback)?;
+        }
+        Ok(PageReads {
+            reads: spans.len(),
+            bytes: spans.iter().map(|(s, e)| e - s).sum(),
+            wanted: places.iter().flatten().map(|(_, l)| l + 1).sum(),
+        })
+    }
+
+    /// The positions in `ids` of posts with a fresh rendering but no second place.
+    pub fn unlaid(&self, ids: &[u64]) -> Vec<usize> {
+        let inner = self.inner.read();
+        (0..ids.len())
+            .filter(|&i| {
+                matches!(inner.get(ids[i]), Slot::Fresh { .. }) && inner.second(ids[i]).is_none()
+            })
+            .collect()
+    }
+
+    /// Copies the fresh renderings of `ids` (in this order, from the first up to the
+    /// first one that already has a second place; posts not rendered are passed over)
+    /// side by side to the end of the file, and remembers each copy as the post's second
+    /// place, so a page of them is one read. The copy is of bytes already valid, and is
+    /// kept only for posts whose rendering is still the one copied (a change or a start
+    /// over in between drops it). Returns how many copies it kept.
+    pub fn put_second(&self, ids: &[u64], disk: &DiskWatch) -> usize {
+        let (epoch, file, wanted, start) = {
+            let inner = self.inner.read();
+            let Some(file) = inner.file.as_ref() else {
+                return 0;
+            };
+            let mut wanted = Vec::new();
+            for &id in ids {
+                if inner.second(id).is_some() {
+                    break;
+                }
+                if let Slot::Fresh { offset, len } = inner.get(id) {
+                    wanted.push((id, offset, len));
+                }
+            }
+            if wanted.is_empty() {
+                return 0;
+            }
+            let total = wanted.iter().map(|(_, _, len)| len + 1).sum();
+            let Some(start) = inner.reserve(total, disk) else {
+                return 0;
+            };
+            let Ok(file) = file.try_clone() else {
+                return 0;
+            };
+            (inner.epoch, file, wanted, start)
+        };
+        // Off the lock: the places read are checked again before anything is kept.
+        let mut blob = Vec::new();
+        for &(_, offset, len) in &wanted {
+            let at = blob.len();
+            blob.resize(at + len as usize, 0);
+            if file.read_exact_at(&mut blob[at..], offset).is_err() {
+                return 0;
+            }
+            blob.push(b',');
+        }
+        {
+            // Under the lock, as in `put`: a start over (which needs the write lock) must
+            // not let this land on renderings written after it.
+            let inner = self.inner.read();
+            if inner.epoch != epoch || file.write_all_at(&blob, start).is_err() {
+                return 0;
+            }
+        }
+        let mut inner = self.inner.write();
+        if inner.epoch != epoch {
+            return 0;
+        }
+        let mut kept = 0;
+        let mut at = start;
+        for (id, offset, len) in wanted {
+            if inner.get(id) == (Slot::Fresh { offset, len })
+                && inner.second(id).is_none()
+                && inner.set_second(id, at)
+            {
+                inner.live += len + 1;
+                kept += 1;
+            }
+            at += len + 1;
+        }
+        inner.collect();
+        kept
     }
 
     /// Keeps renderings made from records read at generation `read_at` (or later),
@@ -288,22 +442,9 @@ impl RenderedPosts {
             if placed.is_empty() {
                 return;
             }
-            let total = blob.len() as u64;
-            let grown = inner.end.load(Ordering::Relaxed) + total;
-            if grown > inner.room_until.load(Ordering::Relaxed) {
-                match disk.space() {
-                    Some(s) if s.available > s.reserve.saturating_add(ROOM_MARGIN) => {
-                        inner
-                            .room_until
-                            .fetch_max(grown + ROOM_STEP, Ordering::Relaxed);
-                    }
-                    _ => return,
-                }
-            }
-            let start = inner.end.fetch_add(total, Ordering::Relaxed);
-            if start + total > MAX_OFFSET {
+            let Some(start) = inner.reserve(blob.len() as u64, disk) else {
                 return;
-            }
+            };
             if file.write_all_at(&blob, start).is_err() {
                 return;
             }
@@ -325,11 +466,7 @@ impl RenderedPosts {
             inner.set(id, offset << LEN_BITS | len);
             inner.live += len + 1;
         }
-        let dead = inner.end.load(Ordering::Relaxed).saturating_sub(inner.live);
-        if dead > inner.live.max(DEAD_SLACK) {
-            let floor = inner.last_mark;
-            inner.start_over(floor);
-        }
+        inner.collect();
     }
 
     /// Marks posts as changed by the change that becomes visible at `generation` (the
@@ -340,6 +477,7 @@ impl RenderedPosts {
         for id in post_ids {
             if let Slot::Fresh { len, .. } = inner.get(id) {
                 inner.live -= len + 1;
+                inner.drop_second(id, len);
             }
             inner.set(id, CHANGED | generation);
         }
@@ -358,6 +496,166 @@ impl RenderedPosts {
     }
 }
 
+/// A post's place in the file (offset, length), if it has a fresh rendering.
+type Place = Option<(u64, u64)>;
+
+/// Renderings this close in the file are read in one piece, the bytes between skipped.
+const GAP: u64 = 1 << 10;
+/// What one read costs beyond its bytes, counted in bytes copied (the syscall, the file
+/// and page-cache lookups): a layout of fewer reads wins even if it copies a little more.
+const READ_COST: u64 = 2 << 10;
+
+/// The spans (start, end) of the file covering `places`, in file order, renderings
+/// closer than [`GAP`] in one span.
+fn spans_of(places: &[Place]) -> Vec<(u64, u64)> {
+    let mut at: Vec<(u64, u64)> = places.iter().flatten().copied().collect();
+    at.sort_unstable();
+    let mut spans: Vec<(u64, u64)> = Vec::with_capacity(at.len());
+    for (offset, len) in at {
+        match spans.last_mut() {
+            Some((_, end)) if offset <= *end + GAP => *end = (*end).max(offset + len),
+            _ => spans.push((offset, offset + len)),
+        }
+    }
+    spans
+}
+
+fn cost(spans: &[(u64, u64)]) -> u64 {
+    spans.iter().map(|(s, e)| READ_COST + e - s).sum()
+}
+
+/// How many stretches of renderings side by side (commas between) `places` make in
+/// page order.
+fn stretches(places: &[Place]) -> usize {
+    let mut count = 0;
+    let mut end = None;
+    for p in places {
+        match (p, end) {
+            (Some((o, l)), Some(e)) if *o == e + 1 => end = Some(o + l),
+            (Some((o, l)), _) => {
+                count += 1;
+                end = Some(o + l);
+            }
+            (None, _) => end = None,
+        }
+    }
+    count
+}
+
+/// Reads a page whose renderings lie in page order, stretch after stretch, straight
+/// into `out` (the usual case of a page without a leader filter).
+fn read_in_order<E>(
+    file: &File,
+    places: &[Place],
+    ids: &[u64],
+    out: &mut Vec<u8>,
+    wait: bool,
+    fallback: &mut Fallback<'_, E>,
+) -> Result<(), E> {
+    let mut stretches: Vec<Stretch> = Vec::with_capacity(ids.len());
+    for p in places {
+        match (p, stretches.last_mut()) {
+            (Some((offset, len)), Some(Stretch::File { end, ids, .. })) if *offset == *end + 1 => {
+                *end = offset + len;
+                *ids += 1;
+            }
+            (Some((offset, len)), _) => stretches.push(Stretch::File {
+                start: *offset,
+                end: offset + len,
+                ids: 1,
+            }),
+            (None, _) => stretches.push(Stretch::Fetch),
+        }
+    }
+    let mut first = true;
+    let mut next = 0;
+    for stretch in stretches {
+        let (from, count) = match stretch {
+            Stretch::File { start, end, ids: n } => {
+                let at = out.len();
+                if !first {
+                    out.push(b',');
+                }
+                let body = out.len();
+                out.resize(body + (end - start) as usize, 0);
+                next += n;
+                if read_at(file, &mut out[body..], start, wait).is_ok() {
+                    first = false;
+                    continue;
+                }
+                // Not in memory (or unreadable): these posts the slow way.
+                out.truncate(at);
+                (next - n, n)
+            }
+            Stretch::Fetch => {
+                next += 1;
+                (next - 1, 1)
+            }
+        };
+        for &id in &ids[from..from + count] {
+            if let Some(bytes) = fallback(id)? {
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                out.extend_from_slice(&bytes);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads each span once (in file order) and then writes the renderings out in page
+/// order: a page whose posts lie in several places out of page order (several
+/// leaders' second places, or a subset of one leader's with small gaps).
+fn read_spans<E>(
+    file: &File,
+    places: &[Place],
+    spans: &[(u64, u64)],
+    ids: &[u64],
+    out: &mut Vec<u8>,
+    wait: bool,
+    fallback: &mut Fallback<'_, E>,
+) -> Result<(), E> {
+    let mut buf = Vec::with_capacity(spans.iter().map(|(s, e)| (e - s) as usize).sum());
+    let mut bases = Vec::with_capacity(spans.len());
+    for &(start, end) in spans {
+        let at = buf.len();
+        buf.resize(at + (end - start) as usize, 0);
+        if read_at(file, &mut buf[at..], start, wait).is_ok() {
+            bases.push(Some(at));
+        } else {
+            buf.truncate(at);
+            bases.push(None);
+        }
+    }
+    let mut first = true;
+    for (place, &id) in places.iter().zip(ids) {
+        let held = place.and_then(|(offset, len)| {
+            let k = spans.partition_point(|&(s, _)| s <= offset) - 1;
+            let base = bases[k]? + (offset - spans[k].0) as usize;
+            Some(&buf[base..base + len as usize])
+        });
+        let fetched;
+        let bytes = match held {
+            Some(bytes) => bytes,
+            None => match fallback(id)? {
+                Some(bytes) => {
+                    fetched = bytes;
+                    &fetched[..]
+                }
+                None => continue,
+            },
+        };
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        out.extend_from_slice(bytes);
+    }
+    Ok(())
+}
+
 /// Reads `buf.len()` bytes at `offset`; without `wait`, fails with `WouldBlock` rather
 /// than wait for the disk (`preadv2` with `RWF_NOWAIT`: only what the page cache holds).
 fn read_at(file: &File, buf: &mut [u8], offset: u64, wait: bool) -> io::Result<()> {
@@ -368,19 +666,30 @@ fn read_at(file: &File, buf: &mut [u8], offset: u64, wait: bool) -> io::Result<(
 }
 
 #[cfg(target_os = "linux")]
+#[repr(C)]
+struct IoVec {
+    base: *mut std::os::raw::c_void,
+    len: usize,
+}
+
+#[cfg(target_os = "linux")]
+extern "C" {
+    fn preadv2(
+        fd: std::os::raw::c_int,
+        iov: *const IoVec,
+        iovcnt: std::os::raw::c_int,
+        offset: i64,
+        flags: std::os::raw::c_int,
+    ) -> isize;
+}
+
+/// `preadv2` without waiting for the disk (`RWF_NOWAIT`: only what the page cache holds).
+#[cfg(target_os = "linux")]
+const RWF_NOWAIT: std::os::raw::c_int = 0x8;
+
+#[cfg(target_os = "linux")]
 fn read_now(file: &File, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
     use std::os::fd::AsRawFd;
-    use std::os::raw::{c_int, c_void};
-    #[repr(C)]
-    struct IoVec {
-        base: *mut c_void,
-        len: usize,
-    }
-    extern "C" {
-        fn preadv2(fd: c_int, iov: *const IoVec, iovcnt: c_int, offset: i64, flags: c_int)
-            -> isize;
-    }
-    const RWF_NOWAIT: c_int = 0x8;
     while !buf.is_empty() {
         let iov = IoVec {
             base: buf.as_mut_ptr().cast(),
@@ -407,6 +716,101 @@ fn read_now(file: &File, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> 
         }
     }
     Ok(())
+}
+
+/// Reads a page whose renderings all have places, none overlapping, span by span
+/// straight into their places in `out` (page order, commas between): one `preadv2` per
+/// span with an iovec per rendering (the commas and gaps between go to a scratch
+/// buffer), so the bytes are copied once. False (and `out` as it was) when a read fails
+/// or comes back short, or the page does not qualify: `read_spans` does it then.
+#[cfg(target_os = "linux")]
+fn read_scattered(
+    file: &File,
+    places: &[Place],
+    spans: &[(u64, u64)],
+    out: &mut Vec<u8>,
+    wait: bool,
+) -> bool {
+    use std::os::fd::AsRawFd;
+    let Some(places) = places.iter().copied().collect::<Option<Vec<(u64, u64)>>>() else {
+        return false;
+    };
+    let base = out.len();
+    let mut pos = Vec::with_capacity(places.len());
+    let mut at = base;
+    for (i, (_, len)) in places.iter().enumerate() {
+        if i > 0 {
+            at += 1;
+        }
+        pos.push(at);
+        at += *len as usize;
+    }
+    let mut order: Vec<usize> = (0..places.len()).collect();
+    order.sort_unstable_by_key(|&i| places[i].0);
+    // The commas between renderings are in place already; the reads fill the rest.
+    out.resize(at, b',');
+    let mut sink = vec![0u8; GAP as usize + 1];
+    let sink_ptr = sink.as_mut_ptr();
+    let out_ptr = out.as_mut_ptr();
+    let mut k = 0;
+    let mut iov: Vec<IoVec> = Vec::with_capacity(2 * places.len());
+    for &(start, end) in spans {
+        iov.clear();
+        let mut cursor = start;
+        while k < order.len() && places[order[k]].0 < end {
+            let i = order[k];
+            let (offset, len) = places[i];
+            let gap = offset.wrapping_sub(cursor);
+            if offset < cursor || gap > sink.len() as u64 {
+                out.truncate(base);
+                return false;
+            }
+            if gap > 0 {
+                iov.push(IoVec {
+                    base: sink_ptr.cast(),
+                    len: gap as usize,
+                });
+            }
+            iov.push(IoVec {
+                // SAFETY (of the add): pos[i] + len <= out.len(), inside the allocation.
+                base: unsafe { out_ptr.add(pos[i]) }.cast(),
+                len: len as usize,
+            });
+            cursor = offset + len;
+            k += 1;
+        }
+        let Ok(at) = i64::try_from(start) else {
+            out.truncate(base);
+            return false;
+        };
+        if cursor != end || iov.len() > 1024 {
+            out.truncate(base);
+            return false;
+        }
+        let flags = if wait { 0 } else { RWF_NOWAIT };
+        let read = loop {
+            // SAFETY: every iovec names memory valid for writes of its length for the
+            // whole call: disjoint ranges of `out` (not reallocated after the resize
+            // above) or the scratch `sink` (several may name it: its bytes are thrown
+            // away); the fd is open (borrowed from `file`).
+            let n = unsafe { preadv2(file.as_raw_fd(), iov.as_ptr(), iov.len() as i32, at, flags) };
+            if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            break n;
+        };
+        if read != (end - start) as isize {
+            out.truncate(base);
+            return false;
+        }
+    }
+    drop(sink);
+    true
+}
+
+#[cfg(not(target_os = "linux"))]
+fn read_scattered(_: &File, _: &[Place], _: &[(u64, u64)], _: &mut Vec<u8>, _: bool) -> bool {
+    false
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -436,7 +840,7 @@ mod tests {
             let mut miss = |_| Err(());
             self.append_page(&[id], &mut out, true, &mut miss)
                 .ok()
-                .map(|()| out)
+                .map(|_| out)
         }
 
         fn file_len(&self) -> u64 {
@@ -552,6 +956,203 @@ mod tests {
             .append_page(&[14, 10, 12], &mut out, true, &mut miss)
             .unwrap();
         assert_eq!(out, b"{14},{10},{12}");
+    }
+
+    /// The reads a page of `ids` takes and its bytes (misses shown as `<id>`).
+    fn page_of(cache: &RenderedPosts, ids: &[u64], wait: bool) -> (PageReads, String) {
+        let mut out = Vec::new();
+        let mut miss = |id: u64| Ok::<_, ()>(Some(format!("<{id}>").into_bytes()));
+        let reads = cache.append_page(ids, &mut out, wait, &mut miss).unwrap();
+        (reads, String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn a_leaders_posts_copied_side_by_side_are_one_read() {
+        let (cache, disk, _dir) = cache();
+        // Newest first over the whole store: 40 posts of 4 leaders in turn, ~1.5 KB each
+        // (so one leader's are further apart than a gap read through).
+        let all: Vec<(u64, Vec<u8>)> = (0..40)
+            .map(|i| {
+                (
+                    i,
+                    format!("{{{i}:{}}}", "x".repeat(1500 + i as usize % 7)).into_bytes(),
+                )
+            })
+            .collect();
+        cache.put(0, &all, &disk);
+        let text = |ids: &[u64]| {
+            ids.iter()
+                .map(|&i| String::from_utf8(all[i as usize].1.clone()).unwrap())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let leader = |l: u64| (0..40).filter(move |i| i % 4 == l).collect::<Vec<u64>>();
+        let a = leader(0);
+        let (reads, shown) = page_of(&cache, &a[2..8], false);
+        assert_eq!((reads.reads, shown.as_str()), (6, text(&a[2..8]).as_str()));
+        // Copied from its third post on: that page, and any later one, is one read.
+        assert_eq!(cache.put_second(&a[2..], &disk), 8);
+        assert_eq!(cache.put_second(&a[2..], &disk), 0, "already copied");
+        for wait in [false, true] {
+            let (reads, shown) = page_of(&cache, &a[2..8], wait);
+            assert_eq!((reads.reads, shown.as_str()), (1, text(&a[2..8]).as_str()));
+        }
+        // Half before the copy: the first places (one read each) or the copy, fewer reads.
+        let (reads, shown) = page_of(&cache, &a[0..5], false);
+        assert_eq!((reads.reads, shown.as_str()), (3, text(&a[0..5]).as_str()));
+        // Unfiltered pages keep reading the first places: one read.
+        let (reads, shown) = page_of(&cache, &(10..30).collect::<Vec<_>>(), false);
+        assert_eq!(reads.reads, 1);
+        assert_eq!(shown, text(&(10..30).collect::<Vec<_>>()));
+        // Two leaders interleaved: one span per leader, page order kept.
+        let b = leader(1);
+        cache.put_second(&b, &disk);
+        let mixed: Vec<u64> = (8..32).filter(|i| i % 4 < 2).collect();
+        let (reads, shown) = page_of(&cache, &mixed, false);
+        assert_eq!((reads.reads, shown.as_str()), (2, text(&mixed).as_str()));
+        // A missing post in between is fetched in its place.
+        let with_miss = [a[3], 99, a[4], b[2]];
+        let (_, shown) = page_of(&cache, &with_miss, true);
+        assert_eq!(
+            shown,
+            format!(
+                "{},<99>,{},{}",
+                text(&a[3..4]),
+                text(&a[4..5]),
+                text(&b[2..3])
+            )
+        );
+        // A change drops both places; the post is rendered again and copied again.
+        let live = cache.held();
+        cache.changed([a[4]], 1);
+        assert_eq!(
+            cache.held(),
+            live - 2 * (all[a[4] as usize].1.len() as u64 + 1)
+        );
+        let (_, shown) = page_of(&cache, &a[3..6], false);
+        assert_eq!(
+            shown,
+            format!("{},<{}>,{}", text(&a[3..4]), a[4], text(&a[5..6]))
+        );
+        cache.put(1, &one(a[4], b"{new}"), &disk);
+        assert_eq!(cache.unlaid(&a[3..6]), vec![1]);
+        assert_eq!(
+            cache.put_second(&a[4..], &disk),
+            1,
+            "up to the next copied post"
+        );
+        let (_, shown) = page_of(&cache, &a[3..6], false);
+        assert_eq!(
+            shown,
+            format!("{},{{new}},{}", text(&a[3..4]), text(&a[5..6]))
+        );
+        // Forgetting everything forgets the copies too.
+        cache.forget_all(2);
+        assert_eq!(cache.inner.read().seconds.len(), 0);
+        assert_eq!(cache.put_second(&a, &disk), 0);
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Render these posts (read at the current generation) and keep them.
+        Put(Vec<u64>),
+        /// Keep a rendering read before the post's last change (must be refused).
+        StalePut(u64),
+        Changed(Vec<u64>),
+        /// Copy these posts side by side, in this order.
+        Second(Vec<u64>),
+        Page(Vec<u64>, bool),
+        ForgetAll,
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        let ids = || proptest::collection::vec(0u64..48, 1..24);
+        prop_oneof![
+            3 => ids().prop_map(Op::Put),
+            1 => (0u64..48).prop_map(Op::StalePut),
+            2 => proptest::collection::vec(0u64..48, 1..4).prop_map(Op::Changed),
+            3 => ids().prop_map(Op::Second),
+            4 => (ids(), any::<bool>()).prop_map(|(ids, wait)| Op::Page(ids, wait)),
+            1 => Just(Op::ForgetAll),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever was kept, copied, changed or forgotten, a page shows each post's
+        /// rendering of its current version or asks for it: never an older one.
+        #[test]
+        fn pages_show_only_current_renderings(ops in proptest::collection::vec(op(), 1..60)) {
+            let (cache, disk, _dir) = cache();
+            let mut version = [0u64; 48];
+            let mut changed_at = [0u64; 48];
+            let mut generation = 1u64;
+            let bytes = |id: u64, v: u64| {
+                format!("{{{id}v{v}{}}}", "y".repeat(((id * 7 + v * 13) % 300 * 17) as usize)).into_bytes()
+            };
+            for op in ops {
+                match op {
+                    Op::Put(ids) => {
+                        let r: Vec<_> = ids.iter().map(|&id| (id, bytes(id, version[id as usize]))).collect();
+                        cache.put(generation, &r, &disk);
+                    }
+                    Op::StalePut(id) => {
+                        let at = changed_at[id as usize];
+                        if at > 0 {
+                            cache.put(at - 1, &[(id, bytes(id, version[id as usize] - 1))], &disk);
+                        }
+                    }
+                    Op::Changed(ids) => {
+                        generation += 1;
+                        for &id in &ids {
+                            version[id as usize] += 1;
+                            changed_at[id as usize] = generation;
+                        }
+                        cache.changed(ids, generation);
+                    }
+                    Op::Second(ids) => {
+                        cache.put_second(&ids, &disk);
+                    }
+                    Op::Page(ids, wait) => {
+                        let (_, shown) = page_of(&cache, &ids, wait);
+                        let parts: Vec<&str> = shown.split(',').collect();
+                        proptest::prop_assert_eq!(parts.len(), ids.len());
+                        for (part, &id) in parts.iter().zip(&ids) {
+                            let current = String::from_utf8(bytes(id, version[id as usize])).unwrap();
+                            let miss = format!("<{id}>");
+                            proptest::prop_assert!(*part == current || *part == miss,
+                                "post {} shown as {:?}", id, part);
+                            proptest::prop_assert_eq!(cache.missing(&[id]).is_empty(), *part == current);
+                        }
+                    }
+                    Op::ForgetAll => {
+                        generation += 1;
+                        cache.forget_all(generation);
+                    }
+                }
+                let inner = cache.inner.read();
+                // Every second place belongs to a fresh rendering, and `live` counts both.
+                let mut live = 0;
+                for (&chunk, slots) in &inner.chunks {
+                    for (i, &raw) in slots.iter().enumerate() {
+                        if let Slot::Fresh { len, .. } = Slot::of(raw) {
+                            live += len + 1;
+                            if inner.second(chunk << CHUNK_BITS | i as u64).is_some() {
+                                live += len + 1;
+                            }
+                        }
+                    }
+                }
+                for (&chunk, slots) in &inner.seconds {
+                    for (i, &raw) in slots.iter().enumerate() {
+                        let id = chunk << CHUNK_BITS | i as u64;
+                        let fresh = matches!(inner.get(id), Slot::Fresh { .. });
+                        proptest::prop_assert!(raw == 0 || fresh, "a copy of {} without a rendering", id);
+                    }
+                }
+                proptest::prop_assert_eq!(live, inner.live);
+            }
+        }
     }
 
     #[test]
@@ -790,5 +1391,92 @@ mod tests {
             }
             end = Some(offset + len);
         }
+    }
+
+    #[test]
+    fn a_leaders_scattered_page_has_its_posts_copied_in_its_order() {
+        use crate::storage::posts::tests::{draft, x_post};
+        use crate::storage::query::{PageStart, PostQuery};
+        use crate::storage::Store;
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("db"), 8).unwrap();
+        let leaders: Vec<u64> = (0..4)
+            .map(|i| store.create_leader(draft(&format!("L{i}")), 0).unwrap().id)
+            .collect();
+        let posts = (0..200)
+            .map(|i| x_post(leaders[i % 4], &format!("{}", 1000 + i), i as i64, &[]))
+            .collect();
+        store.insert_posts(posts).unwrap();
+        let reader = store.reader();
+        let render = |p: &crate::domain::post::Post, _: Option<&crate::domain::leader::Leader>| {
+            Some(format!("<{}>", p.id).into_bytes())
+        };
+        reader.check_integrity(Some(&render)).unwrap();
+        let expected = |q: &PostQuery| {
+            let ids: Vec<String> = reader
+                .page(q)
+                .unwrap()
+                .posts
+                .iter()
+                .map(|p| format!("<{}>", p.id))
+                .collect();
+            ids.join(",")
+        };
+        let reads = |q: &PostQuery| {
+            let ids: Vec<u64> = reader.page(q).unwrap().posts.iter().map(|p| p.id).collect();
+            let mut out = Vec::new();
+            let mut miss = |_| Err(());
+            let reads = reader
+                .shared
+                .rendered
+                .append_page(&ids, &mut out, false, &mut miss)
+                .unwrap();
+            assert_eq!(String::from_utf8(out).unwrap(), expected(q));
+            (reads, ids)
+        };
+        let q = PostQuery::newest(10)
+            .leaders([leaders[1]])
+            .starting(PageStart::Offset(10));
+        // One span covering four leaders' posts: four times the bytes the page needs.
+        let (before, ids) = reads(&q);
+        assert!(before.bytes > 2 * before.wanted, "{before:?}");
+        // Served from memory, the page asks the layout thread to copy the leader's posts.
+        let mut out = Vec::new();
+        assert!(reader.rendered_page_without_waiting(&q, &mut out).is_some());
+        assert_eq!(String::from_utf8(out).unwrap(), expected(&q));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !reader.shared.rendered.unlaid(&ids).is_empty() {
+            assert!(std::time::Instant::now() < deadline, "never copied");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let (after, _) = reads(&q);
+        assert_eq!((after.reads, after.bytes + 1), (1, after.wanted));
+        // Later pages of the leader too, and two leaders: one span each.
+        let later = q.clone().starting(PageStart::Offset(25));
+        assert_eq!(reads(&later).0.reads, 1);
+        let two = PostQuery::newest(12)
+            .leaders([leaders[1], leaders[2]])
+            .starting(PageStart::Offset(50));
+        let shown = reader.page(&two).unwrap().posts;
+        let of_2 = shown.iter().find(|p| p.leader_id == leaders[2]).unwrap();
+        let entry = reader.shared.index.read().get(of_2.timestamp_ms, of_2.id);
+        assert!(reader.lay_out(leaders[2], &entry.unwrap()) > 0);
+        let (two_reads, _) = reads(&two);
+        assert!(two_reads.reads <= 2, "{two_reads:?}");
+        // An edit drops the copy of that post only; the page still shows the new bytes.
+        let edited = reader.page(&later).unwrap().posts[3].id;
+        store
+            .update_post(
+                edited,
+                crate::storage::PostPatch {
+                    content: Some("edited".into()),
+                    ..crate::storage::PostPatch::default()
+                },
+            )
+            .unwrap();
+        assert!(reader
+            .rendered_page_without_waiting(&later, &mut Vec::new())
+            .is_none());
     }
 }

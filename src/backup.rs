@@ -551,140 +551,9 @@ pub struct Scanned {
 /// them, so a caller that must write nothing from a bad file makes one pass with an
 /// `each` that keeps nothing, then a second that imports.
 pub fn scan<E: From<BackupError>>(
-    input: impl BufRead,
-    rule: TrailerRule,
-    mut each: impl FnMut(Imported, usize) -> Result<(), E>,
-) -> Result<Scanned, E> {
-    scan_lines(input, rule, |line_no, text, kind, bytes| {
-        each(parse_record(line_no, text, kind)?, bytes)
-    })
-}
-
-/// Lines of a backup that [`scan_parallel`] hands a parser at once, at most.
-const CHUNK_LINES: usize = 256;
-/// Bytes of lines a chunk holds at most (a longer line is a chunk of its own).
-const CHUNK_BYTES: usize = 1 << 20;
-
-/// Record lines of a backup, in order, for a parser thread of [`scan_parallel`].
-#[derive(Default)]
-struct Chunk {
-    text: String,
-    /// Each line: its number, where it ends in `text`, its length in the backup, its kind.
-    lines: Vec<(usize, usize, usize, KindIn)>,
-}
-
-/// A chunk parsed: its records with their lines' lengths, up to its first bad line.
-type ParsedChunk = (Vec<(Imported, usize)>, Option<BackupError>);
-
-fn parse_chunk(chunk: Chunk) -> ParsedChunk {
-    let mut parsed = Vec::with_capacity(chunk.lines.len());
-    let mut start = 0;
-    for (line_no, end, bytes, kind) in chunk.lines {
-        match parse_record(line_no, &chunk.text[start..end], kind) {
-            Ok(record) => parsed.push((record, bytes)),
-            Err(err) => return (parsed, Some(err)),
-        }
-        start = end;
-    }
-    (parsed, None)
-}
-
-/// [`scan`] with the records parsed on two threads of their own while this one reads the
-/// lines and hands `each` the records, still one at a time and in the backup's order.
-/// The errors are [`scan`]'s: the first bad line of the file is the one reported.
-pub fn scan_parallel<E: From<BackupError>>(
-    input: impl BufRead,
-    rule: TrailerRule,
-    mut each: impl FnMut(Imported, usize) -> Result<(), E>,
-) -> Result<Scanned, E> {
-    use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-    const PARSERS: usize = 2;
-    std::thread::scope(|scope| {
-        let mut to_parser: Vec<SyncSender<Chunk>> = Vec::new();
-        let mut from_parser: Vec<Receiver<ParsedChunk>> = Vec::new();
-        for i in 0..PARSERS {
-            let (chunks, input) = sync_channel::<Chunk>(2);
-            let (output, parsed) = sync_channel::<ParsedChunk>(2);
-            std::thread::Builder::new()
-                .name(format!("import-parse-{i}"))
-                .spawn_scoped(scope, move || {
-                    for chunk in input {
-                        if output.send(parse_chunk(chunk)).is_err() {
-                            return;
-                        }
-                    }
-                })
-                .map_err(BackupError::Io)?;
-            to_parser.push(chunks);
-            from_parser.push(parsed);
-        }
-        // Chunks handed out and not yet given to `each`, oldest first: at most two a
-        // parser, so neither side of a channel waits on the other for long.
-        let mut pending = std::collections::VecDeque::new();
-        let mut sent = 0usize;
-        let mut take = |pending: &mut std::collections::VecDeque<usize>| -> Result<(), E> {
-            let Some(n) = pending.pop_front() else {
-                return Ok(());
-            };
-            let (records, failed) = from_parser[n % PARSERS].recv().map_err(|_| {
-                BackupError::Io(std::io::Error::other("a backup parser thread stopped"))
-            })?;
-            for (record, bytes) in records {
-                each(record, bytes)?;
-            }
-            match failed {
-                Some(err) => Err(err.into()),
-                None => Ok(()),
-            }
-        };
-        let mut chunk = Chunk::default();
-        let mut hand_out = |chunk: Chunk, pending: &mut std::collections::VecDeque<usize>| {
-            let n = sent;
-            sent += 1;
-            pending.push_back(n);
-            to_parser[n % PARSERS].send(chunk).map_err(|_| {
-                BackupError::Io(std::io::Error::other("a backup parser thread stopped"))
-            })
-        };
-        let mut failed: Option<E> = None;
-        let scanned = scan_lines::<BackupError>(input, rule, |line_no, text, kind, bytes| {
-            chunk.text.push_str(text);
-            chunk.lines.push((line_no, chunk.text.len(), bytes, kind));
-            if chunk.lines.len() >= CHUNK_LINES || chunk.text.len() >= CHUNK_BYTES {
-                hand_out(std::mem::take(&mut chunk), &mut pending)?;
-                while pending.len() > PARSERS * 2 - 1 {
-                    if let Err(err) = take(&mut pending) {
-                        failed = Some(err);
-                        return Err(BackupError::Line {
-                            line: line_no,
-                            message: String::new(),
-                        });
-                    }
-                }
-            }
-            Ok(())
-        });
-        if let Some(err) = failed {
-            return Err(err);
-        }
-        // The lines read before a bad one (or the end) are checked first: an error they
-        // hold is on an earlier line.
-        if !chunk.lines.is_empty() {
-            hand_out(chunk, &mut pending)?;
-        }
-        while !pending.is_empty() {
-            take(&mut pending)?;
-        }
-        scanned.map_err(E::from)
-    })
-}
-
-/// [`scan`]'s reading: every line checked and its kind read, the trailer checked; each
-/// record line goes to `each` (number, text, kind, length in bytes) to be parsed.
-fn scan_lines<E: From<BackupError>>(
     mut input: impl BufRead,
     rule: TrailerRule,
-    mut each: impl FnMut(usize, &str, KindIn, usize) -> Result<(), E>,
+    mut each: impl FnMut(Imported, usize) -> Result<(), E>,
 ) -> Result<Scanned, E> {
     let mut records = 0u64;
     let mut trailer: Option<(usize, Trailer)> = None;
@@ -732,8 +601,9 @@ fn scan_lines<E: From<BackupError>>(
         match trailer_of(line_no, text)? {
             Ok(t) => trailer = Some((line_no, t)),
             Err(kind) => {
+                let record = parse_record(line_no, text, kind)?;
                 records += 1;
-                each(line_no, text, kind, bytes)?;
+                each(record, bytes)?;
             }
         }
     }
@@ -908,56 +778,6 @@ mod tests {
             .iter()
             .flat_map(|l| format!("{l}\n").into_bytes())
             .collect()
-    }
-
-    /// The parallel scan hands over the records a one-thread scan reads, in order, across
-    /// many chunks; of two bad lines in different chunks it names the first, and a bad
-    /// line the reader finds (not UTF-8) after a bad line a parser finds is not the one named.
-    #[test]
-    fn the_parallel_scan_reads_what_the_scan_reads_and_names_the_first_bad_line() {
-        let lines: Vec<String> = std::iter::once(LEADER.to_string())
-            .chain((1..=3_000).map(|id| post_line("{}").replace(r#""id":7"#, &format!(r#""id":{id}"#))))
-            .collect();
-        let mut with_trailer = lines.clone();
-        with_trailer.push(r#"{"kind":"trailer","records":3001,"damagedSkipped":0}"#.to_string());
-        let refs: Vec<&str> = with_trailer.iter().map(String::as_str).collect();
-        let whole = backup(&refs);
-        let mut one = Vec::new();
-        let a = scan(&whole[..], TrailerRule::Required, |r, n| {
-            one.push((format!("{r:?}"), n));
-            Ok::<_, BackupError>(())
-        })
-        .unwrap();
-        let mut two = Vec::new();
-        let b = scan_parallel(&whole[..], TrailerRule::Required, |r, n| {
-            two.push((format!("{r:?}"), n));
-            Ok::<_, BackupError>(())
-        })
-        .unwrap();
-        assert_eq!((a, one.len()), (b, 3_001));
-        assert!(one == two, "the parallel scan's records differ");
-
-        let mut bad = with_trailer.clone();
-        bad[1_999] = r#"{"kind":"post","id":"x"}"#.to_string();
-        bad[2_599] = r#"{"kind":"post","id":"y"}"#.to_string();
-        let refs: Vec<&str> = bad.iter().map(String::as_str).collect();
-        let mut input = backup(&refs);
-        let err = scan_parallel(&input[..], TrailerRule::Required, |_, _| Ok::<_, BackupError>(()))
-            .unwrap_err();
-        assert!(err.to_string().starts_with("line 2000:"), "{err}");
-        // Line 2,700 not UTF-8: found by the reader, after line 2,000 went to a parser.
-        let at = input
-            .split(|b| *b == b'\n')
-            .take(2_699)
-            .map(|l| l.len() + 1)
-            .sum::<usize>();
-        input[at + 3] = 0xff;
-        let err = scan_parallel(&input[..], TrailerRule::Required, |_, _| Ok::<_, BackupError>(()))
-            .unwrap_err();
-        assert!(err.to_string().starts_with("line 2000:"), "{err}");
-        let err = scan(&input[..], TrailerRule::Required, |_, _| Ok::<_, BackupError>(()))
-            .unwrap_err();
-        assert!(err.to_string().starts_with("line 2000:"), "{err}");
     }
 
     #[test]

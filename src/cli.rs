@@ -612,7 +612,7 @@ fn parse_stdin(
     );
     let mut progress = Progress::new("checking the backup", progress_every);
     let (mut frame, mut records, mut bytes) = (Vec::new(), 0u64, 0u64);
-    let scanned = backup::scan_parallel(reader, rule, |record, _| {
+    let scanned = backup::scan(reader, rule, |record, _| {
         frame.clear();
         bincode::encode_into_std_write(&record, &mut frame, bincode::config::standard())
             .context("encoding a record for the second pass")?;

@@ -253,7 +253,7 @@ mod tests {
         let pages = db.page_table_len() - before;
         assert!(pages < 400, "{pages} pages for 20,000 small entries");
         // Large records split once a leaf holds more than 32 KiB (33 entries of 1 KB,
-        // vendored sled's patch 10): 2,000 of them appended take a page per 16-33.
+        // vendored sled's patch 11): 2,000 of them appended take a page per 16-33.
         let big = db.open_tree("b").unwrap();
         let before = db.page_table_len();
         for i in 0u64..2_000 {

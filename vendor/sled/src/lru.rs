@@ -22,8 +22,13 @@ const MAX_QUEUE_ITEMS: usize = 64;
 #[cfg(any(test, feature = "lock_free_delays"))]
 const N_SHARDS: usize = 2;
 
+/// Amber's patch 12 (vendor/sled/VENDORED): 16 shards (upstream 256). A shard
+/// never evicts the last node it holds and counts accesses only once 64 of them
+/// are queued, so with 256 shards of an 8 MiB cache (32 KiB each) at least 256
+/// nodes stayed cached whatever their size, plus those not yet counted: during a
+/// bulk load of 32 KiB leaves, three to four times the cache's capacity.
 #[cfg(not(any(test, feature = "lock_free_delays")))]
-const N_SHARDS: usize = 256;
+const N_SHARDS: usize = 16;
 
 struct AccessBlock {
     len: AtomicUsize,

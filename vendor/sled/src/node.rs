@@ -647,8 +647,12 @@ const LEAF_MIN_SPLIT: usize = 16;
 /// Amber's patch: the most entries a leaf holds, however small.
 const LEAF_MAX: usize = 256;
 /// Amber's patch: the key and value bytes past which a leaf of more than
-/// `LEAF_MIN_SPLIT` entries splits.
-const LEAF_BYTES: usize = 8 * 1024;
+/// `LEAF_MIN_SPLIT` entries splits. Amber's patch 11 (vendor/sled/VENDORED): 32 KiB
+/// (was 8 KiB), so a leaf of ~720-byte post records holds up to ~45 of them, not 17:
+/// every page costs resident memory whether cached or not (at 1 M posts 127,611
+/// pages with 8 KiB, 55,944 with 32 KiB). Leaves of small entries are bounded by
+/// `LEAF_MAX` first and do not change.
+const LEAF_BYTES: usize = 32 * 1024;
 
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Data {

@@ -421,7 +421,9 @@ async fn health_answers_throughout_a_1100_connection_slow_body_attack_under_1024
     let mut probes = 0;
     let mut attack = Some(attack);
     let mut streams = Vec::new();
-    while started.elapsed() < Duration::from_secs(8) || attack.is_some() {
+    // At least 8 s and 20 probes, and until the attack is fully open: a loaded machine
+    // makes each probe slower, never the test shorter (each probe must still answer).
+    while started.elapsed() < Duration::from_secs(8) || attack.is_some() || probes < 20 {
         let res = tokio::time::timeout(HANG, prober.get(app.url("/api/health")).send())
             .await
             .unwrap_or_else(|_| panic!("health probe {probes} hung"))
@@ -438,7 +440,6 @@ async fn health_answers_throughout_a_1100_connection_slow_body_attack_under_1024
         ADDRESSES as usize * PER_ADDRESS,
         "every attack connection opened"
     );
-    assert!(probes >= 20, "only {probes} probes");
 
     // Every attack connection ends with a JSON answer: 429 (over its address's cap) at
     // once, or 408 at the deadline. None is left hanging, none is dropped unanswered.

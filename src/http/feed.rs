@@ -12,7 +12,7 @@ use crate::domain::cursor::Cursor;
 use crate::domain::leader::Leader;
 use crate::domain::post::{KindSet, Platform, Post, PostKind};
 use crate::error::AppError;
-use crate::http::rate_limit::RateLimited;
+use crate::http::rate_limit::FEED_LIMIT;
 use crate::http::AppState;
 use crate::shape::leader::LeaderJson;
 use crate::shape::post::{FeedPostJson, KindName, PostJson};
@@ -84,7 +84,7 @@ async fn cached(
 
 /// Registers the routes of this module. The feed is rate limited (SPEC).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/feed").route(web::get().to(feed).wrap(RateLimited::default())))
+    cfg.service(web::resource("/feed").route(web::get().to(feed).wrap(FEED_LIMIT)))
         .service(web::resource("/dashboard").route(web::get().to(dashboard)));
 }
 

@@ -36,7 +36,7 @@ use crate::config::LiveSettings;
 use crate::domain::post::Post;
 use crate::error::AppError;
 use crate::http::feed::FeedFilter;
-use crate::http::rate_limit::RateLimited;
+use crate::http::rate_limit::FEED_EVENTS_LIMIT;
 use crate::http::AppState;
 use crate::live::{Change, Hub, Lagged, LiveEvent};
 use crate::shape::time::rfc3339;
@@ -97,9 +97,7 @@ impl Drop for Slot {
 
 /// Registers the route (rate limited like the feed).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/feed/events").route(web::get().to(events).wrap(RateLimited::default())),
-    );
+    cfg.service(web::resource("/feed/events").route(web::get().to(events).wrap(FEED_EVENTS_LIMIT)));
 }
 
 /// The query of the event stream: the feed's filters.

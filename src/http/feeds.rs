@@ -16,7 +16,7 @@ use crate::feeds::validators::{not_modified, unix_now, Rendered};
 use crate::feeds::{self, Feed};
 use crate::http::feed::{parse_bounded, parse_kinds, parse_leader_ids};
 use crate::http::ids;
-use crate::http::rate_limit::RateLimited;
+use crate::http::rate_limit::{RateLimited, OPML_LIMIT};
 use crate::http::AppState;
 use crate::rate_limit::RateLimits;
 use crate::storage::query::{PageStart, PostQuery};
@@ -44,7 +44,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::resource("/feeds/leaders/{id}.{format}")
             .route(web::get().to(leader).wrap(RateLimited::conditional())),
     )
-    .service(web::resource("/feeds/opml").route(web::get().to(opml).wrap(RateLimited::default())));
+    .service(web::resource("/feeds/opml").route(web::get().to(opml).wrap(OPML_LIMIT)));
 }
 
 /// The query of a feed; every field is checked by hand for a clear 400.

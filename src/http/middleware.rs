@@ -99,8 +99,8 @@ pub async fn around(
     next: actix_web::middleware::Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<BoxBody>>, actix_web::Error> {
     let started = Instant::now();
-    if let Some(decision) = rate_limit::charge_early(&req).await {
-        return Ok(refuse_early(req, &decision, started));
+    if let Some(refused) = rate_limit::charge_early(&req).await {
+        return Ok(refuse_early(req, &refused, started));
     }
     let request_id = request_id_from(&req);
     req.extensions_mut().insert(RequestId(request_id.clone()));
@@ -203,26 +203,35 @@ const EXPOSED_VALUE: &str =
 const CORS_VARY: &str = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers";
 
 /// The 429 of a request refused before routing (here or in `http::conn`), with its
-/// request id: the route's `RateLimited` answer with what the `/api` scope's CORS (for a
-/// request without `Origin`) and this middleware add to it.
-pub fn early_refusal(decision: &Decision, sent_request_id: Option<&str>) -> (HttpResponse, String) {
-    thread_local! {
-        /// The headers every early refusal has in common, built once per worker.
-        static SHARED: header::HeaderMap = {
-            let mut headers = header::HeaderMap::with_capacity(16);
+/// request id: the route's `RateLimited` answer with what this middleware adds to it,
+/// and, for a route of the `/api` scope (`cors`), what its CORS adds to a request
+/// without `Origin`.
+pub fn early_refusal(
+    decision: &Decision,
+    sent_request_id: Option<&str>,
+    cors: bool,
+) -> (HttpResponse, String) {
+    fn shared(cors: bool) -> header::HeaderMap {
+        let mut headers = header::HeaderMap::with_capacity(16);
+        if cors {
             headers.insert(
                 header::ACCESS_CONTROL_EXPOSE_HEADERS,
                 HeaderValue::from_static(EXPOSED_VALUE),
             );
             headers.insert(header::VARY, HeaderValue::from_static(CORS_VARY));
-            for (name, value) in SECURITY_HEADER_VALUES {
-                headers.insert(name, value);
-            }
-            headers
-        };
+        }
+        for (name, value) in SECURITY_HEADER_VALUES {
+            headers.insert(name, value);
+        }
+        headers
+    }
+    thread_local! {
+        /// The headers every early refusal has in common, built once per worker: of an
+        /// `/api` route, of another.
+        static SHARED: [header::HeaderMap; 2] = [shared(true), shared(false)];
     }
     let request_id = request_id_or_new(sent_request_id);
-    let shared = SHARED.with(Clone::clone);
+    let shared = SHARED.with(|both| both[usize::from(!cors)].clone());
     let mut resp = rate_limit::too_many_requests_with(decision, SystemTime::now(), shared);
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         resp.headers_mut()
@@ -236,14 +245,15 @@ pub fn early_refusal(decision: &Decision, sent_request_id: Option<&str>) -> (Htt
 /// header and the body alike (tests compare the two), counted and logged the same way.
 fn refuse_early(
     req: ServiceRequest,
-    decision: &Decision,
+    refused: &rate_limit::RefusedEarly,
     started: Instant,
 ) -> ServiceResponse<EitherBody<BoxBody>> {
     let (mut resp, request_id) = early_refusal(
-        decision,
+        &refused.decision,
         req.headers()
             .get("x-request-id")
             .and_then(|v| v.to_str().ok()),
+        refused.route.cors,
     );
     let conn = req.conn_data::<ConnHandle>();
     if conn.is_some_and(ConnHandle::health_only) {
@@ -443,7 +453,7 @@ mod tests {
     #[test]
     fn an_early_refusal_carries_the_spec_and_cors_headers() {
         let decision = Decision::refuse(10, std::time::Duration::from_millis(5500));
-        let (resp, id) = early_refusal(&decision, Some("abc-1"));
+        let (resp, id) = early_refusal(&decision, Some("abc-1"), true);
         assert_eq!(id, "abc-1");
         assert_eq!(resp.status(), 429);
         let h = resp.headers();
@@ -454,7 +464,17 @@ mod tests {
         for (name, value) in SECURITY_HEADERS {
             assert_eq!(h.get(name).unwrap(), value);
         }
-        let (_, fresh) = early_refusal(&decision, Some("not ok"));
+        let (plain, _) = early_refusal(&decision, Some("abc-2"), false);
+        assert!(plain.headers().get(header::VARY).is_none());
+        assert!(plain
+            .headers()
+            .get(header::ACCESS_CONTROL_EXPOSE_HEADERS)
+            .is_none());
+        assert_eq!(plain.headers().get(header::RETRY_AFTER).unwrap(), "6");
+        for (name, value) in SECURITY_HEADERS {
+            assert_eq!(plain.headers().get(name).unwrap(), value);
+        }
+        let (_, fresh) = early_refusal(&decision, Some("not ok"), true);
         assert_eq!(fresh.len(), 36, "a new UUID: {fresh}");
     }
 }

@@ -190,15 +190,79 @@ where
     }
 }
 
-/// The route whose requests the outer middleware (`middleware::around`) charges before
-/// routing: `GET /api/feed` with `RateLimited::default()` (`http::feed`), the route an
-/// always-refused client hammers. Its refusals are answered right there, without routing,
-/// the `/api` scope's CORS or this middleware (BENCHMARKS.md, issue 14).
-const EARLY_PATH: &str = "/api/feed";
-/// The policy `EARLY_PATH` wears (see `http::feed::configure`).
-const EARLY_POLICY: Policy = Policy::Api {
-    cost: NonZeroU32::MIN,
+/// The limit of `GET /api/feed` (`http::feed`): one token.
+pub const FEED_LIMIT: RateLimited = RateLimited {
+    policy: Policy::Api {
+        cost: NonZeroU32::MIN,
+    },
 };
+/// The limit of `GET /api/feed/events` (`http::feed_events`): one token per stream opened.
+pub const FEED_EVENTS_LIMIT: RateLimited = RateLimited {
+    policy: Policy::Api {
+        cost: NonZeroU32::MIN,
+    },
+};
+/// The limit of `GET /feeds/opml` (`http::feeds`): one token.
+pub const OPML_LIMIT: RateLimited = RateLimited {
+    policy: Policy::Api {
+        cost: NonZeroU32::MIN,
+    },
+};
+
+/// A route charged before routing: its exact path, the limit its registration wears
+/// (the same const, so the two cannot disagree) and whether it sits in the `/api` scope
+/// (whose CORS adds `Vary` and `Access-Control-Expose-Headers` to every answer).
+#[derive(Debug, Clone, Copy)]
+pub struct EarlyRoute {
+    pub path: &'static str,
+    limit: RateLimited,
+    pub cors: bool,
+}
+
+/// The routes the outer middleware (`middleware::around`) and the connection layer
+/// (`http::conn::early`) charge before routing: every rate-limited `GET` whose path is
+/// static and whose cost is fixed, so the request's head alone decides its route, its
+/// price and its key. Their refusals are answered right there, without routing, CORS or
+/// the route's middleware (BENCHMARKS.md, issue 14). Not here: the conditional feeds
+/// (`/feeds/all.{format}`, `/feeds/leaders/{id}.{format}`: dynamic paths, and a price that
+/// depends on the answer being a `304`) and the `POST` routes (`/api/sentiment/batch`,
+/// `/api/ingestion/refresh`, the token endpoint: their bodies, auth extractors and, for
+/// the token endpoint, a bucket of its own stay the route's business). A new route of
+/// that kind belongs here, wearing its const; the unit test below checks every entry is
+/// a static `GET` with a fixed cost, the black-box tests (`tests/api/rate_limit.rs`) that
+/// each one's early answers are its routed ones.
+pub const EARLY_ROUTES: [EarlyRoute; 3] = [
+    EarlyRoute {
+        path: "/api/feed",
+        limit: FEED_LIMIT,
+        cors: true,
+    },
+    EarlyRoute {
+        path: "/api/feed/events",
+        limit: FEED_EVENTS_LIMIT,
+        cors: true,
+    },
+    EarlyRoute {
+        path: "/feeds/opml",
+        limit: OPML_LIMIT,
+        cors: false,
+    },
+];
+
+/// The entry of [`EARLY_ROUTES`] a request of `method` on `path` is charged by, if any.
+fn early_route(method: &Method, path: &str) -> Option<&'static EarlyRoute> {
+    if method != Method::GET {
+        return None;
+    }
+    EARLY_ROUTES.iter().find(|route| route.path == path)
+}
+
+/// A request refused before routing: its decision, and the route it was for.
+#[derive(Debug, Clone, Copy)]
+pub struct RefusedEarly {
+    pub decision: Decision,
+    pub route: &'static EarlyRoute,
+}
 
 /// An admission [`charge_early`] already spent, for the route's [`RateLimited`]: it uses
 /// this decision instead of spending again.
@@ -209,56 +273,50 @@ struct ChargedEarly {
 }
 
 /// Spends from the client's bucket before routing, as the route's [`RateLimited`] would,
-/// for the one request kind whose route and cost the head decides: `GET` of exactly
-/// `EARLY_PATH`, without `Origin` (CORS may refuse a cross-origin request before its route
-/// is charged). Returns the refusal for the caller to answer; an admission is recorded
-/// on the request so the route spends nothing more. `None` for every other request (and
-/// with limiting off): it is charged by its route as usual.
-pub async fn charge_early(req: &ServiceRequest) -> Option<Decision> {
-    if req.method() != Method::GET
-        || req.path() != EARLY_PATH
-        || req.headers().contains_key(header::ORIGIN)
-        || req.extensions().contains::<ChargedEarly>()
-    {
+/// for the request kinds whose route and cost the head decides: `GET` of exactly one
+/// of [`EARLY_ROUTES`], without `Origin` (CORS may refuse a cross-origin request before
+/// its route is charged). Returns the refusal for the caller to answer; an admission is
+/// recorded on the request so the route spends nothing more. `None` for every other
+/// request (and with limiting off): it is charged by its route as usual.
+pub async fn charge_early(req: &ServiceRequest) -> Option<RefusedEarly> {
+    let route = early_route(req.method(), req.path())?;
+    if req.headers().contains_key(header::ORIGIN) || req.extensions().contains::<ChargedEarly>() {
         return None;
     }
     let limits = req
         .app_data::<web::Data<RateLimits>>()
         .filter(|limits| limits.enabled())?;
-    let Policy::Api { cost } = EARLY_POLICY else {
+    let Policy::Api { cost } = route.limit.policy else {
         return None;
     };
     let key = client_key(req.request(), limits);
     let decision = limits.check(&key, cost).await;
     if decision.allowed {
         req.extensions_mut().insert(ChargedEarly {
-            policy: EARLY_POLICY,
+            policy: route.limit.policy,
             decision,
         });
         return None;
     }
-    Some(decision)
+    Some(RefusedEarly { decision, route })
 }
 
 /// [`charge_early`] in the connection layer, before actix-web builds its request: for an
-/// anonymous `GET` of exactly `EARLY_PATH` (no `Origin`, no `Authorization`: its key is
-/// `ip:`) while Redis sync is not configured (so the decision is this instance's bucket,
-/// taken without waiting). The same spend and the same record on the request (actix-web
-/// hands the request's extensions on to its `HttpRequest`); `Some` is a refusal, which
-/// the caller answers with [`crate::http::middleware::early_refusal`].
-pub fn charge_before_app(req: &actix_http::Request, limits: &RateLimits) -> Option<Decision> {
-    if req.method() != Method::GET
-        || req.path() != EARLY_PATH
-        || !limits.enabled()
-        || limits.redis_configured()
-    {
+/// anonymous `GET` of exactly one of [`EARLY_ROUTES`] (no `Origin`, no `Authorization`:
+/// its key is `ip:`) while Redis sync is not configured (so the decision is this
+/// instance's bucket, taken without waiting). The same spend and the same record on the
+/// request (actix-web hands the request's extensions on to its `HttpRequest`); `Some` is
+/// a refusal, which the caller answers with [`crate::http::middleware::early_refusal`].
+pub fn charge_before_app(req: &actix_http::Request, limits: &RateLimits) -> Option<RefusedEarly> {
+    let route = early_route(req.method(), req.path())?;
+    if !limits.enabled() || limits.redis_configured() {
         return None;
     }
     let headers = req.headers();
     if headers.contains_key(header::ORIGIN) || headers.contains_key(header::AUTHORIZATION) {
         return None;
     }
-    let Policy::Api { cost } = EARLY_POLICY else {
+    let Policy::Api { cost } = route.limit.policy else {
         return None;
     };
     let key = ClientKey::Ip(IpKey::from_addr(client_ip_of(
@@ -269,12 +327,12 @@ pub fn charge_before_app(req: &actix_http::Request, limits: &RateLimits) -> Opti
     let decision = limits.check_local(&key, cost);
     if decision.allowed {
         req.extensions_mut().insert(ChargedEarly {
-            policy: EARLY_POLICY,
+            policy: route.limit.policy,
             decision,
         });
         return None;
     }
-    Some(decision)
+    Some(RefusedEarly { decision, route })
 }
 
 /// The address a request is limited by: the socket peer, or the forwarded client when
@@ -622,5 +680,29 @@ mod tests {
     fn a_zero_cost_counts_as_one() {
         assert_eq!(RateLimited::cost(0), RateLimited::default());
         assert_ne!(RateLimited::cost(2), RateLimited::default());
+    }
+
+    #[test]
+    fn the_early_routes_are_static_gets_with_a_fixed_cost() {
+        for route in EARLY_ROUTES {
+            assert!(route.path.starts_with('/'), "{route:?}");
+            assert!(
+                !route.path.contains(['{', '}', '*', '%']),
+                "a static path: {route:?}"
+            );
+            assert!(
+                matches!(route.limit.policy, Policy::Api { .. }),
+                "a fixed cost: {route:?}"
+            );
+            assert_eq!(route.cors, route.path.starts_with("/api/"), "{route:?}");
+            assert_eq!(
+                early_route(&Method::GET, route.path).map(|r| r.path),
+                Some(route.path)
+            );
+            assert!(early_route(&Method::HEAD, route.path).is_none());
+            assert!(early_route(&Method::POST, route.path).is_none());
+        }
+        assert!(early_route(&Method::GET, "/api/feed/").is_none());
+        assert!(early_route(&Method::GET, "/feeds/all.rss").is_none());
     }
 }

@@ -122,19 +122,69 @@ fn as_set(list: &str) -> Vec<String> {
     items
 }
 
+/// Every route charged before routing (`rate_limit::EARLY_ROUTES`), each with a path the
+/// router maps to the same route but the early charge does not take (a `%66` for an
+/// `f`), so that the route's own `RateLimited` answers it.
+const EARLY_AND_ROUTED: [(&str, &str); 3] = [
+    ("/api/feed", ROUTED_FEED),
+    ("/api/feed/events", "/api/%66eed/events"),
+    ("/feeds/opml", "/%66eeds/opml"),
+];
+
+/// GET `path` with `headers` (and, for the event stream, `Accept: text/event-stream`).
+async fn get_with(app: &TestApp, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut req = app.client.get(app.url(path));
+    if path.ends_with("/events") {
+        req = req.header("accept", "text/event-stream");
+    }
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    req.send().await.expect("request")
+}
+
+/// GET `path`, which must be admitted: its `X-RateLimit-Remaining`. An event stream is
+/// opened, its first bytes read (within a deadline), then dropped.
+async fn admitted_remaining(app: &TestApp, path: &str, headers: &[(&str, &str)]) -> u32 {
+    let mut res = get_with(app, path, headers).await;
+    assert_eq!(res.status(), 200, "{path}");
+    let remaining = header(&res, "x-ratelimit-remaining")
+        .unwrap_or_else(|| panic!("{path}: no x-ratelimit-remaining"))
+        .parse()
+        .unwrap();
+    if path.ends_with("/events") {
+        assert_eq!(header(&res, "content-type"), Some("text/event-stream"));
+        let first = tokio::time::timeout(Duration::from_secs(20), res.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("{path}: no first block within 20 s"))
+            .expect("stream")
+            .expect("a first block");
+        assert!(!first.is_empty());
+    }
+    remaining
+}
+
 /// Asserts that `GET /api/feed` (refused before routing) and `GET ROUTED_FEED` (refused by
 /// the route's middleware) get the same answer, both sent with `headers`.
 async fn assert_same_refusal(app: &TestApp, headers: &[(&str, &str)]) {
+    assert_same_refusal_of(app, "/api/feed", ROUTED_FEED, headers).await;
+}
+
+/// Asserts that `GET early` (refused before routing) and `GET routed` (the same route,
+/// refused by its middleware) get the same answer, both sent with `headers`.
+async fn assert_same_refusal_of(
+    app: &TestApp,
+    early: &str,
+    routed: &str,
+    headers: &[(&str, &str)],
+) {
     let mut headers = headers.to_vec();
     headers.push(("x-request-id", "same-id-1"));
-    let early = feed_with(app, &headers).await;
-    let mut routed = app.client.get(app.url(ROUTED_FEED));
-    for (name, value) in &headers {
-        routed = routed.header(*name, *value);
-    }
-    let routed = routed.send().await.expect("request");
-    assert_eq!(early.status(), 429);
-    assert_eq!(routed.status(), 429);
+    let (early_path, routed_path) = (early, routed);
+    let early = get_with(app, early_path, &headers).await;
+    let routed = get_with(app, routed_path, &headers).await;
+    assert_eq!(early.status(), 429, "{early_path}");
+    assert_eq!(routed.status(), 429, "{routed_path}");
     let (mut early_h, mut routed_h) = (header_map(&early), header_map(&routed));
     assert_eq!(
         early_h.keys().collect::<Vec<_>>(),
@@ -155,10 +205,14 @@ async fn assert_same_refusal(app: &TestApp, headers: &[(&str, &str)]) {
     }
     let expose = "access-control-expose-headers";
     assert_eq!(
-        as_set(&early_h.remove(expose).unwrap()),
-        as_set(&routed_h.remove(expose).unwrap())
+        early_h.remove(expose).map(|l| as_set(&l)),
+        routed_h.remove(expose).map(|l| as_set(&l)),
+        "{early_path}"
     );
-    assert_eq!(early_h, routed_h, "every other header, value for value");
+    assert_eq!(
+        early_h, routed_h,
+        "{early_path}: every other header, value for value"
+    );
     let (early_body, routed_body): (Value, Value) =
         (early.json().await.unwrap(), routed.json().await.unwrap());
     let retry = |v: &Value| v["retry_after"].as_i64().unwrap();
@@ -185,6 +239,60 @@ async fn a_refusal_before_routing_is_the_answer_the_route_gives() {
         assert!(admitted < 100, "the user bucket never ran dry");
     }
     assert_same_refusal(&app, &auth).await;
+}
+
+#[actix_web::test]
+async fn every_route_refused_before_routing_answers_as_the_route_does() {
+    let app = spawn(&limits("1", "1")).await;
+    // Anonymous: refused in the connection layer, before the app.
+    assert_eq!(admitted_remaining(&app, "/feeds/opml", &[]).await, 0);
+    for (early, routed) in EARLY_AND_ROUTED {
+        assert_same_refusal_of(&app, early, routed, &[]).await;
+    }
+    // A token holder (`user:` bucket, shared by the routes): refused in the middleware.
+    let alice = format!("Bearer {}", app.token("alice", Role::Reviewer));
+    let auth = [("Authorization", alice.as_str())];
+    let mut admitted = 0;
+    while get_with(&app, "/feeds/opml", &auth).await.status() == 200 {
+        admitted += 1;
+        assert!(admitted < 100, "the user bucket never ran dry");
+    }
+    for (early, routed) in EARLY_AND_ROUTED {
+        assert_same_refusal_of(&app, early, routed, &auth).await;
+    }
+}
+
+#[actix_web::test]
+async fn every_route_charged_before_routing_is_charged_once() {
+    let app = spawn(&limits("8", "8")).await;
+    // Each route, early-charged then routed: every admission spends exactly one token.
+    let mut last = 8;
+    for (early, routed) in EARLY_AND_ROUTED {
+        for path in [early, routed] {
+            let remaining = admitted_remaining(&app, path, &[]).await;
+            assert_eq!(remaining + 1, last, "{path}");
+            last = remaining;
+        }
+    }
+    while get_with(&app, "/api/feed", &[]).await.status() == 200 {}
+    for (early, routed) in EARLY_AND_ROUTED {
+        for path in [early, routed] {
+            assert_eq!(get_with(&app, path, &[]).await.status(), 429, "{path}");
+        }
+    }
+    // A token holder's requests are charged in the outer middleware: once each too.
+    let alice = format!("Bearer {}", app.token("alice", Role::Reviewer));
+    let auth = [("Authorization", alice.as_str())];
+    let mut last = None;
+    for (early, routed) in EARLY_AND_ROUTED {
+        for path in [early, routed] {
+            let remaining = admitted_remaining(&app, path, &auth).await;
+            if let Some(last) = last {
+                assert_eq!(remaining + 1, last, "token: {path}");
+            }
+            last = Some(remaining);
+        }
+    }
 }
 
 #[actix_web::test]

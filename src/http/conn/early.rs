@@ -3,9 +3,10 @@
 //! A client whose bucket is empty is answered by the route's `RateLimited` only after
 //! actix-web built its request, ran the outer middleware, routed it through the `/api`
 //! scope and its CORS: most of the always-refused 429's cost (BENCHMARKS.md, issue 14).
-//! For the one request kind whose route, cost and key its head decides
-//! (`rate_limit::charge_before_app`: an anonymous `GET /api/feed`, per-instance limits),
-//! this service spends from the bucket first. A refusal is answered here with the same
+//! For the request kinds whose route, cost and key their head decides
+//! (`rate_limit::charge_before_app`: an anonymous `GET` of one of
+//! `rate_limit::EARLY_ROUTES`, per-instance limits), this service spends from the bucket
+//! first. A refusal is answered here with the same
 //! 429 (`middleware::early_refusal`), counted and logged as the app would; an admission
 //! goes on to the app with its decision recorded, so the route spends nothing more.
 //! Every other request goes straight on.
@@ -23,7 +24,7 @@ use futures_util::TryFutureExt;
 
 use crate::http::conn::guard::ConnHandle;
 use crate::http::middleware::{early_refusal, log_request};
-use crate::http::rate_limit::charge_before_app;
+use crate::http::rate_limit::{charge_before_app, RefusedEarly};
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimits;
 
@@ -39,14 +40,14 @@ impl EarlyRefusals {
     fn answer<B>(
         &self,
         req: &Request,
-        decision: &crate::rate_limit::limiter::Decision,
+        refused: &RefusedEarly,
         started: Instant,
     ) -> Response<EitherBody<B>> {
         let sent_id = req
             .headers()
             .get("x-request-id")
             .and_then(|v| v.to_str().ok());
-        let (resp, request_id) = early_refusal(decision, sent_id);
+        let (resp, request_id) = early_refusal(&refused.decision, sent_id, refused.route.cors);
         let mut resp: Response<_> = resp.into();
         let conn = req.conn_data::<ConnHandle>();
         if conn.is_some_and(ConnHandle::health_only) {
@@ -149,8 +150,8 @@ where
     fn call(&self, req: Request) -> Self::Future {
         if let Some(early) = &self.early {
             let started = Instant::now();
-            if let Some(decision) = charge_before_app(&req, &early.limits) {
-                return Either::Right(ready(Ok(early.answer(&req, &decision, started))));
+            if let Some(refused) = charge_before_app(&req, &early.limits) {
+                return Either::Right(ready(Ok(early.answer(&req, &refused, started))));
             }
         }
         Either::Left(

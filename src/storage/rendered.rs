@@ -371,9 +371,7 @@ impl RenderedPosts {
     fn copy_side_by_side(&self, ids: &[u64], whole: bool, disk: &DiskWatch) -> Option<usize> {
         let (epoch, file, wanted, start) = {
             let inner = self.inner.read();
-            let Some(file) = inner.file.as_ref() else {
-                return None;
-            };
+            let file = inner.file.as_ref()?;
             let mut wanted = Vec::new();
             // Whether the fresh renderings met so far lie side by side in second places,
             // and where the next one would then start.
@@ -396,9 +394,7 @@ impl RenderedPosts {
                 return Some(0);
             }
             let total = wanted.iter().map(|(_, _, len)| len + 1).sum();
-            let Some(start) = inner.reserve(total, disk) else {
-                return None;
-            };
+            let start = inner.reserve(total, disk)?;
             let Ok(file) = file.try_clone() else {
                 return None;
             };

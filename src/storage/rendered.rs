@@ -17,8 +17,8 @@
 //! So a rendering made from a record that a later commit replaced is refused or
 //! overwritten, whichever comes second. Renderings are appended, each followed by a
 //! comma, so the posts of a page rendered together are one read. A rendering can have a
-//! second place, a copy laid out in its leader's order ([`RenderedPosts::put_second`]), so
-//! a page of one leader is one read too; the copy is only ever of the valid bytes and is
+//! second place, a copy laid out in its leader's order (a leader's whole list, in
+//! batches: [`RenderedPosts::put_second_whole`]), so a page of one leader is one read too; the copy is only ever of the valid bytes and is
 //! dropped with them. Replaced renderings are
 //! dead bytes; when they outweigh the live ones the file starts over (empty). It never
 //! grows into `DISK_RESERVE_MB` (free space is measured every few MB of growth).
@@ -85,7 +85,7 @@ struct Inner {
     chunks: HashMap<u64, Box<[u64]>, foldhash::fast::RandomState>,
     /// Second places (offset + 1; 0: none; 4 bytes a slot, so copies past 4 GiB into
     /// the file are not kept), in chunks like `chunks`: a copy of a fresh rendering in
-    /// its leader's order, made by [`RenderedPosts::put_second`]. Only ever set while the
+    /// its leader's order, made by [`RenderedPosts::put_second_whole`]. Only ever set while the
     /// post's slot is fresh and names the same bytes; cleared with it.
     seconds: HashMap<u64, Box<[u32]>, foldhash::fast::RandomState>,
     file: Option<File>,
@@ -280,7 +280,7 @@ impl RenderedPosts {
     /// any it does not hold. Without `wait`, a read that would wait for the disk (the
     /// bytes are not in the OS page cache) is left to `fallback` too, so this can run on
     /// an async executor. Each rendering is read from its first place or, where it has
-    /// one, its second (see [`put_second`](Self::put_second)): whichever layout costs
+    /// one, its second (see [`put_second_whole`](Self::put_second_whole)): whichever layout costs
     /// fewer and smaller reads. Returns what it read from the file.
     pub fn append_page<E>(
         &self,
@@ -358,7 +358,7 @@ impl RenderedPosts {
         self.copy_side_by_side(ids, false, disk).unwrap_or(0)
     }
 
-    /// Like [`put_second`](Self::put_second), but copies every fresh rendering of `ids`
+    /// Like `put_second` (tests only), but copies every fresh rendering of `ids`
     /// (a batch of a leader's whole list), moving the copies it already has, so the batch
     /// is one piece; nothing when it already is (every fresh rendering has a second place
     /// right after the previous one's). A moved copy's old bytes turn dead (start-over

@@ -21,7 +21,8 @@ use crate::storage::query::PostQuery;
 use crate::storage::rendered::PageReads;
 use crate::storage::{codec, get_u64, keys, Entity, Shared, StoreError};
 
-/// How many of a leader's posts one layout request copies side by side (about 0.5 MB).
+/// How many of a leader's posts the layout thread copies side by side at a time (about
+/// 0.5 MB: what it holds in memory, and a write lock over as many slots).
 const LAYOUT_RUN: usize = 512;
 /// Layout requests waiting for the thread at most; more are dropped.
 const LAYOUT_QUEUE: usize = 64;
@@ -402,11 +403,12 @@ impl StoreReader {
     }
 
     /// After a page of a leader filter that took more reads than two per leader on it,
-    /// or read more than twice the bytes it used: asks the layout thread to copy each such leader's posts from its first one
-    /// on the page without a second place on (see [`lay_out`](Self::lay_out)), so the
-    /// next pages of that leader are a read or two. Never waits: when the thread is busy
-    /// with as many requests as its queue holds, the request is dropped (a later page
-    /// asks again).
+    /// or read more than twice the bytes it used: asks the layout thread to lay out each
+    /// such leader whose posts on the page are not all copied yet (see
+    /// [`lay_out`](Self::lay_out)), so every later page of that leader is one read, and
+    /// each leader's part of a page of several. Never waits: a leader already queued or
+    /// being laid out is not queued again, and when the queue is full the request is
+    /// dropped (a later page asks again).
     fn lay_out_later(&self, query: &PostQuery, page: &PageRef, ids: &[u64], read: PageReads) {
         let scattered = |leaders: usize| read.reads > 2 * leaders || read.bytes > 2 * read.wanted;
         if query.leader_ids().is_empty() || read.reads == 0 {
@@ -420,16 +422,17 @@ impl StoreReader {
         }
         let rendered = &self.shared.rendered;
         let queue = rendered.layouts.get_or_init(|| {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, Entry)>(LAYOUT_QUEUE);
+            let (tx, rx) = std::sync::mpsc::sync_channel::<u64>(LAYOUT_QUEUE);
             let shared = Arc::downgrade(&self.shared);
             let spawned = std::thread::Builder::new()
                 .name("renderings-layout".into())
                 .spawn(move || {
-                    while let Ok((leader, from)) = rx.recv() {
+                    while let Ok(leader) = rx.recv() {
                         let Some(shared) = shared.upgrade() else {
                             break;
                         };
-                        StoreReader::new(shared).lay_out(leader, &from);
+                        StoreReader::new(shared.clone()).lay_out(leader);
+                        shared.rendered.laying_out.lock().retain(|&l| l != leader);
                     }
                 });
             if let Err(err) = spawned {
@@ -439,37 +442,56 @@ impl StoreReader {
         });
         let unlaid = rendered.unlaid(ids);
         for leader in leaders {
-            if let Some(&i) = unlaid
-                .iter()
-                .find(|&&i| page.entries[i].leader_id == leader)
-            {
-                let _ = queue.try_send((leader, page.entries[i]));
+            if !unlaid.iter().any(|&i| page.entries[i].leader_id == leader) {
+                // Its posts here are all copied: scattered only with the others'.
+                continue;
+            }
+            let mut laying_out = rendered.laying_out.lock();
+            if laying_out.contains(&leader) {
+                continue;
+            }
+            if queue.try_send(leader).is_ok() {
+                laying_out.push(leader);
             }
         }
     }
 
-    /// Copies up to [`LAYOUT_RUN`] of `leader`'s renderings, newest first from `from`
-    /// (included), side by side in the renderings file, up to the first that already has
-    /// such a copy (`RenderedPosts::put_second`): a later page of that leader (or of
-    /// several, one span each) is then one or two reads instead of one per post. Returns
-    /// how many it copied.
-    pub(crate) fn lay_out(&self, leader: u64, from: &Entry) -> usize {
-        let query = PostQuery::newest(LAYOUT_RUN).leaders([leader]).starting(
-            crate::storage::query::PageStart::Before(Cursor {
-                timestamp_ms: from.timestamp_ms,
-                post_id: from.post_id + 1,
-            }),
-        );
-        let ids: Vec<u64> = self
-            .shared
-            .index
-            .read()
-            .page(&query)
-            .entries
-            .iter()
-            .map(|e| e.post_id)
-            .collect();
-        self.shared.rendered.put_second(&ids, &self.shared.disk)
+    /// Copies `leader`'s renderings side by side in the renderings file in its list's
+    /// order, newest first, [`LAYOUT_RUN`] posts at a time
+    /// (`RenderedPosts::put_second_whole`; a batch already in one piece is left as it
+    /// is): a later page of that leader (or that leader's part of a page of several) is
+    /// then one read instead of one per post (two where it spans batches not written
+    /// one after the other). Stops where a batch cannot be copied (free space short, a
+    /// start over). Returns how many it copied.
+    pub(crate) fn lay_out(&self, leader: u64) -> usize {
+        let mut copied = 0;
+        let mut start = crate::storage::query::PageStart::Offset(0);
+        loop {
+            let query = PostQuery::newest(LAYOUT_RUN)
+                .leaders([leader])
+                .starting(start);
+            let page = self.shared.index.read().page(&query);
+            let ids: Vec<u64> = page.entries.iter().map(|e| e.post_id).collect();
+            let Some(last) = page.entries.last() else {
+                break;
+            };
+            let Some(n) = self
+                .shared
+                .rendered
+                .put_second_whole(&ids, &self.shared.disk)
+            else {
+                break;
+            };
+            copied += n;
+            if !page.has_next {
+                break;
+            }
+            start = crate::storage::query::PageStart::Before(Cursor {
+                timestamp_ms: last.timestamp_ms,
+                post_id: last.post_id,
+            });
+        }
+        copied
     }
 
     /// Appends the page's posts, comma-separated, to `out`, rendering with `render` (from

@@ -17,8 +17,8 @@
 //! So a rendering made from a record that a later commit replaced is refused or
 //! overwritten, whichever comes second. Renderings are appended, each followed by a
 //! comma, so the posts of a page rendered together are one read. A rendering can have a
-//! second place, a copy laid out in its leader's order ([`RenderedPosts::put_second`]), so
-//! a page of one leader is one read too; the copy is only ever of the valid bytes and is
+//! second place, a copy laid out in its leader's order (a leader's whole list, in
+//! batches: [`RenderedPosts::put_second_whole`]), so a page of one leader is one read too; the copy is only ever of the valid bytes and is
 //! dropped with them. Replaced renderings are
 //! dead bytes; when they outweigh the live ones the file starts over (empty). It never
 //! grows into `DISK_RESERVE_MB` (free space is measured every few MB of growth).
@@ -32,10 +32,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::OnceLock;
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use crate::storage::disk::DiskWatch;
-use crate::storage::feed_index::Entry;
 
 /// Table slots per chunk: the table is a map of chunks of consecutive post ids, so its
 /// size follows the ids in use (imported ids may be sparse), 8 bytes a slot.
@@ -86,7 +85,7 @@ struct Inner {
     chunks: HashMap<u64, Box<[u64]>, foldhash::fast::RandomState>,
     /// Second places (offset + 1; 0: none; 4 bytes a slot, so copies past 4 GiB into
     /// the file are not kept), in chunks like `chunks`: a copy of a fresh rendering in
-    /// its leader's order, made by [`RenderedPosts::put_second`]. Only ever set while the
+    /// its leader's order, made by [`RenderedPosts::put_second_whole`]. Only ever set while the
     /// post's slot is fresh and names the same bytes; cleared with it.
     seconds: HashMap<u64, Box<[u32]>, foldhash::fast::RandomState>,
     file: Option<File>,
@@ -200,10 +199,14 @@ impl Inner {
 #[derive(Debug, Default)]
 pub(crate) struct RenderedPosts {
     inner: RwLock<Inner>,
-    /// Leaders' posts to copy into their own order (see [`put_second`](Self::put_second)),
-    /// for the thread that does it off the request path (started by the reader at the
-    /// first page that asks, `storage::reader`): the leader and its first post to copy.
-    pub(crate) layouts: OnceLock<SyncSender<(u64, Entry)>>,
+    /// Leaders whose whole list to copy into its own order (see
+    /// [`put_second_whole`](Self::put_second_whole)), for the thread that does it off
+    /// the request path (started by the reader at the first page that asks,
+    /// `storage::reader`).
+    pub(crate) layouts: OnceLock<SyncSender<u64>>,
+    /// The leaders queued for that thread or being laid out by it: one is not queued
+    /// twice.
+    pub(crate) laying_out: Mutex<Vec<u64>>,
 }
 
 /// What [`RenderedPosts::append_page`] does for a post it does not hold (or cannot read
@@ -277,7 +280,7 @@ impl RenderedPosts {
     /// any it does not hold. Without `wait`, a read that would wait for the disk (the
     /// bytes are not in the OS page cache) is left to `fallback` too, so this can run on
     /// an async executor. Each rendering is read from its first place or, where it has
-    /// one, its second (see [`put_second`](Self::put_second)): whichever layout costs
+    /// one, its second (see [`put_second_whole`](Self::put_second_whole)): whichever layout costs
     /// fewer and smaller reads. Returns what it read from the file.
     pub fn append_page<E>(
         &self,
@@ -350,30 +353,50 @@ impl RenderedPosts {
     /// place, so a page of them is one read. The copy is of bytes already valid, and is
     /// kept only for posts whose rendering is still the one copied (a change or a start
     /// over in between drops it). Returns how many copies it kept.
+    #[cfg(test)]
     pub fn put_second(&self, ids: &[u64], disk: &DiskWatch) -> usize {
+        self.copy_side_by_side(ids, false, disk).unwrap_or(0)
+    }
+
+    /// Like `put_second` (tests only), but copies every fresh rendering of `ids`
+    /// (a batch of a leader's whole list), moving the copies it already has, so the batch
+    /// is one piece; nothing when it already is (every fresh rendering has a second place
+    /// right after the previous one's). A moved copy's old bytes turn dead (start-over
+    /// rule). Returns how many copies it kept, `None` when it could not copy (free space
+    /// short, a start over, a failed read or write).
+    pub fn put_second_whole(&self, ids: &[u64], disk: &DiskWatch) -> Option<usize> {
+        self.copy_side_by_side(ids, true, disk)
+    }
+
+    fn copy_side_by_side(&self, ids: &[u64], whole: bool, disk: &DiskWatch) -> Option<usize> {
         let (epoch, file, wanted, start) = {
             let inner = self.inner.read();
-            let Some(file) = inner.file.as_ref() else {
-                return 0;
-            };
+            let file = inner.file.as_ref()?;
             let mut wanted = Vec::new();
+            // Whether the fresh renderings met so far lie side by side in second places,
+            // and where the next one would then start.
+            let mut in_one_piece = (true, None);
             for &id in ids {
-                if inner.second(id).is_some() {
+                let second = inner.second(id);
+                if second.is_some() && !whole {
                     break;
                 }
                 if let Slot::Fresh { offset, len } = inner.get(id) {
+                    in_one_piece = match (in_one_piece, second) {
+                        ((true, None), Some(at)) => (true, Some(at + len + 1)),
+                        ((true, Some(next)), Some(at)) if at == next => (true, Some(at + len + 1)),
+                        _ => (false, None),
+                    };
                     wanted.push((id, offset, len));
                 }
             }
-            if wanted.is_empty() {
-                return 0;
+            if wanted.is_empty() || (whole && in_one_piece.0) {
+                return Some(0);
             }
             let total = wanted.iter().map(|(_, _, len)| len + 1).sum();
-            let Some(start) = inner.reserve(total, disk) else {
-                return 0;
-            };
+            let start = inner.reserve(total, disk)?;
             let Ok(file) = file.try_clone() else {
-                return 0;
+                return None;
             };
             (inner.epoch, file, wanted, start)
         };
@@ -383,7 +406,7 @@ impl RenderedPosts {
             let at = blob.len();
             blob.resize(at + len as usize, 0);
             if file.read_exact_at(&mut blob[at..], offset).is_err() {
-                return 0;
+                return None;
             }
             blob.push(b',');
         }
@@ -392,27 +415,31 @@ impl RenderedPosts {
             // not let this land on renderings written after it.
             let inner = self.inner.read();
             if inner.epoch != epoch || file.write_all_at(&blob, start).is_err() {
-                return 0;
+                return None;
             }
         }
         let mut inner = self.inner.write();
         if inner.epoch != epoch {
-            return 0;
+            return None;
         }
         let mut kept = 0;
         let mut at = start;
         for (id, offset, len) in wanted {
+            let had = inner.second(id).is_some();
             if inner.get(id) == (Slot::Fresh { offset, len })
-                && inner.second(id).is_none()
+                && (whole || !had)
                 && inner.set_second(id, at)
             {
-                inner.live += len + 1;
+                // A moved copy: its old bytes are dead, the new ones live.
+                if !had {
+                    inner.live += len + 1;
+                }
                 kept += 1;
             }
             at += len + 1;
         }
         inner.collect();
-        kept
+        Some(kept)
     }
 
     /// Keeps renderings made from records read at generation `read_at` (or later),
@@ -1112,6 +1139,10 @@ mod tests {
                     }
                     Op::Second(ids) => {
                         cache.put_second(&ids, &disk);
+                        if ids.len() % 2 == 0 {
+                            // Moves the copies just made (and older ones) into one piece.
+                            cache.put_second_whole(&ids, &disk);
+                        }
                     }
                     Op::Page(ids, wait) => {
                         let (_, shown) = page_of(&cache, &ids, wait);
@@ -1461,9 +1492,30 @@ mod tests {
         let shown = reader.page(&two).unwrap().posts;
         let of_2 = shown.iter().find(|p| p.leader_id == leaders[2]).unwrap();
         let entry = reader.shared.index.read().get(of_2.timestamp_ms, of_2.id);
-        assert!(reader.lay_out(leaders[2], &entry.unwrap()) > 0);
+        let _ = entry.unwrap();
+        assert!(reader.lay_out(leaders[2]) > 0);
         let (two_reads, _) = reads(&two);
         assert!(two_reads.reads <= 2, "{two_reads:?}");
+        // Laid out whole: any window of a leader's list is one read, and a page of three
+        // leaders one read per leader at most; laying out again copies nothing.
+        assert!(reader.lay_out(leaders[0]) > 0);
+        assert_eq!(reader.lay_out(leaders[1]), 0, "already in one piece");
+        for leader in [leaders[0], leaders[1], leaders[2]] {
+            for offset in 0..45 {
+                let window = PostQuery::newest(1 + offset % 9)
+                    .leaders([leader])
+                    .starting(PageStart::Offset(offset));
+                let (r, _) = reads(&window);
+                assert_eq!((r.reads, r.bytes + 1), (1, r.wanted), "{offset}");
+            }
+        }
+        for offset in [0, 7, 40, 100] {
+            let three = PostQuery::newest(20)
+                .leaders([leaders[0], leaders[1], leaders[2]])
+                .starting(PageStart::Offset(offset));
+            let (r, _) = reads(&three);
+            assert!(r.reads <= 3, "{offset}: {r:?}");
+        }
         // An edit drops the copy of that post only; the page still shows the new bytes.
         let edited = reader.page(&later).unwrap().posts[3].id;
         store

@@ -248,36 +248,54 @@ fn refuse_early(
     refused: &rate_limit::RefusedEarly,
     started: Instant,
 ) -> ServiceResponse<EitherBody<BoxBody>> {
-    let (mut resp, request_id) = early_refusal(
-        &refused.decision,
-        req.headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok()),
-        refused.route.cors,
+    let state = req.app_data::<web::Data<AppState>>();
+    let resp = answer_refused_early(
+        req.headers(),
+        req.conn_data::<ConnHandle>(),
+        req.method().as_str(),
+        req.path(),
+        refused,
+        started,
+        state.map(|s| s.metrics.as_ref()),
     );
-    let conn = req.conn_data::<ConnHandle>();
+    req.into_response(resp).map_into_left_body()
+}
+
+/// An early refusal's answer, for this middleware and for the connection layer's
+/// `EarlyService` alike: [`early_refusal`], closed after it on a health-only connection,
+/// logged and counted like any answer (not when the connection was already cut).
+pub fn answer_refused_early(
+    headers: &header::HeaderMap,
+    conn: Option<&ConnHandle>,
+    method: &str,
+    path: &str,
+    refused: &rate_limit::RefusedEarly,
+    started: Instant,
+    metrics: Option<&Metrics>,
+) -> HttpResponse {
+    let sent_id = headers.get("x-request-id").and_then(|v| v.to_str().ok());
+    let (mut resp, request_id) = early_refusal(&refused.decision, sent_id, refused.route.cors);
     if conn.is_some_and(ConnHandle::health_only) {
         resp.head_mut().set_connection_type(ConnectionType::Close);
     }
     if conn.is_some_and(ConnHandle::is_cut) {
         tracing::debug!(
-            method = "GET",
-            path = req.path(),
+            method,
+            path,
             request_id,
             "answer discarded: connection already closed"
         );
     } else {
-        let state = req.app_data::<web::Data<AppState>>();
         log_request(
-            state.map(|s| s.metrics.as_ref()),
-            req.method().as_str(),
-            req.path(),
+            metrics,
+            method,
+            path,
             resp.status().as_u16(),
             started,
             &request_id,
         );
     }
-    req.into_response(resp).map_into_left_body()
+    resp
 }
 
 /// Rewrites a 405's `Allow` (actix lists the methods of the matched resource's routes)

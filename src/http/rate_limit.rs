@@ -291,14 +291,7 @@ pub async fn charge_early(req: &ServiceRequest) -> Option<RefusedEarly> {
     };
     let key = client_key(req.request(), limits);
     let decision = limits.check(&key, cost).await;
-    if decision.allowed {
-        req.extensions_mut().insert(ChargedEarly {
-            policy: route.limit.policy,
-            decision,
-        });
-        return None;
-    }
-    Some(RefusedEarly { decision, route })
+    settle_early(&mut req.extensions_mut(), route, decision)
 }
 
 /// [`charge_early`] in the connection layer, before actix-web builds its request: for an
@@ -306,7 +299,8 @@ pub async fn charge_early(req: &ServiceRequest) -> Option<RefusedEarly> {
 /// its key is `ip:`) while Redis sync is not configured (so the decision is this
 /// instance's bucket, taken without waiting). The same spend and the same record on the
 /// request (actix-web hands the request's extensions on to its `HttpRequest`); `Some` is
-/// a refusal, which the caller answers with [`crate::http::middleware::early_refusal`].
+/// a refusal, which the caller answers with
+/// [`crate::http::middleware::answer_refused_early`].
 pub fn charge_before_app(req: &actix_http::Request, limits: &RateLimits) -> Option<RefusedEarly> {
     let route = early_route(req.method(), req.path())?;
     if !limits.enabled() || limits.redis_configured() {
@@ -325,8 +319,18 @@ pub fn charge_before_app(req: &actix_http::Request, limits: &RateLimits) -> Opti
         limits,
     )));
     let decision = limits.check_local(&key, cost);
+    settle_early(&mut req.extensions_mut(), route, decision)
+}
+
+/// An early charge's outcome: an admission is recorded on the request (the route then
+/// spends nothing more), a refusal is returned for the caller to answer.
+fn settle_early(
+    extensions: &mut actix_web::dev::Extensions,
+    route: &'static EarlyRoute,
+    decision: Decision,
+) -> Option<RefusedEarly> {
     if decision.allowed {
-        req.extensions_mut().insert(ChargedEarly {
+        extensions.insert(ChargedEarly {
             policy: route.limit.policy,
             decision,
         });

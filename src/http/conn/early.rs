@@ -17,13 +17,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix_http::body::{EitherBody, MessageBody};
-use actix_http::{ConnectionType, HttpMessage, Request, Response};
+use actix_http::{HttpMessage, Request, Response};
 use actix_service::{Service, ServiceFactory};
 use futures_util::future::{Either, LocalBoxFuture, MapOk};
 use futures_util::TryFutureExt;
 
 use crate::http::conn::guard::ConnHandle;
-use crate::http::middleware::{early_refusal, log_request};
+use crate::http::middleware::answer_refused_early;
 use crate::http::rate_limit::{charge_before_app, RefusedEarly};
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimits;
@@ -43,33 +43,16 @@ impl EarlyRefusals {
         refused: &RefusedEarly,
         started: Instant,
     ) -> Response<EitherBody<B>> {
-        let sent_id = req
-            .headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok());
-        let (resp, request_id) = early_refusal(&refused.decision, sent_id, refused.route.cors);
-        let mut resp: Response<_> = resp.into();
-        let conn = req.conn_data::<ConnHandle>();
-        if conn.is_some_and(ConnHandle::health_only) {
-            resp.head_mut().set_connection_type(ConnectionType::Close);
-        }
-        if conn.is_some_and(ConnHandle::is_cut) {
-            tracing::debug!(
-                method = "GET",
-                path = req.path(),
-                request_id,
-                "answer discarded: connection already closed"
-            );
-        } else {
-            log_request(
-                Some(&self.metrics),
-                req.method().as_str(),
-                req.path(),
-                resp.status().as_u16(),
-                started,
-                &request_id,
-            );
-        }
+        let resp: Response<_> = answer_refused_early(
+            req.headers(),
+            req.conn_data::<ConnHandle>(),
+            req.method().as_str(),
+            req.path(),
+            refused,
+            started,
+            Some(&self.metrics),
+        )
+        .into();
         resp.map_body(|_, body| EitherBody::right(body))
     }
 }

@@ -405,7 +405,7 @@ impl StoreReader {
     /// After a page of a leader filter that took more reads than two per leader on it,
     /// or read more than twice the bytes it used: asks the layout thread to lay out each
     /// such leader whose posts on the page are not all copied yet (see
-    /// [`lay_out`](Self::lay_out)), so every later page of that leader is one read, and
+    /// [`lay_out_batches`]), so every later page of that leader is one read, and
     /// each leader's part of a page of several. Never waits: a leader already queued or
     /// being laid out is not queued again, and when the queue is full the request is
     /// dropped (a later page asks again).
@@ -428,10 +428,12 @@ impl StoreReader {
                 .name("renderings-layout".into())
                 .spawn(move || {
                     while let Ok(leader) = rx.recv() {
+                        // The store is held one batch at a time, so a store dropped
+                        // meanwhile (its sled handle with it) is let go of at once.
+                        lay_out_batches(|| shared.upgrade(), leader);
                         let Some(shared) = shared.upgrade() else {
                             break;
                         };
-                        StoreReader::new(shared.clone()).lay_out(leader);
                         shared.rendered.laying_out.lock().retain(|&l| l != leader);
                     }
                 });
@@ -456,42 +458,10 @@ impl StoreReader {
         }
     }
 
-    /// Copies `leader`'s renderings side by side in the renderings file in its list's
-    /// order, newest first, [`LAYOUT_RUN`] posts at a time
-    /// (`RenderedPosts::put_second_whole`; a batch already in one piece is left as it
-    /// is): a later page of that leader (or that leader's part of a page of several) is
-    /// then one read instead of one per post (two where it spans batches not written
-    /// one after the other). Stops where a batch cannot be copied (free space short, a
-    /// start over). Returns how many it copied.
+    /// [`lay_out_batches`] of `leader` on this store, at once (for tests).
+    #[cfg(test)]
     pub(crate) fn lay_out(&self, leader: u64) -> usize {
-        let mut copied = 0;
-        let mut start = crate::storage::query::PageStart::Offset(0);
-        loop {
-            let query = PostQuery::newest(LAYOUT_RUN)
-                .leaders([leader])
-                .starting(start);
-            let page = self.shared.index.read().page(&query);
-            let ids: Vec<u64> = page.entries.iter().map(|e| e.post_id).collect();
-            let Some(last) = page.entries.last() else {
-                break;
-            };
-            let Some(n) = self
-                .shared
-                .rendered
-                .put_second_whole(&ids, &self.shared.disk)
-            else {
-                break;
-            };
-            copied += n;
-            if !page.has_next {
-                break;
-            }
-            start = crate::storage::query::PageStart::Before(Cursor {
-                timestamp_ms: last.timestamp_ms,
-                post_id: last.post_id,
-            });
-        }
-        copied
+        lay_out_batches(|| Some(self.shared.clone()), leader)
     }
 
     /// Appends the page's posts, comma-separated, to `out`, rendering with `render` (from
@@ -782,4 +752,36 @@ impl StoreReader {
             .chain(reviews)
             .filter_map(Result::transpose)
     }
+}
+
+/// Copies `leader`'s renderings side by side in the renderings file in its list's order,
+/// newest first, [`LAYOUT_RUN`] posts at a time (`RenderedPosts::put_second_whole`; a batch
+/// already in one piece is left as it is), taking the store from `store` for each batch
+/// (`None`: it is gone, stop), so a later page of that leader is one read. Stops where a
+/// batch cannot be copied (free space short, a start over). Returns how many it copied.
+fn lay_out_batches(store: impl Fn() -> Option<Arc<Shared>>, leader: u64) -> usize {
+    let mut copied = 0;
+    let mut start = crate::storage::query::PageStart::Offset(0);
+    while let Some(shared) = store() {
+        let query = PostQuery::newest(LAYOUT_RUN)
+            .leaders([leader])
+            .starting(start);
+        let page = shared.index.read().page(&query);
+        let ids: Vec<u64> = page.entries.iter().map(|e| e.post_id).collect();
+        let Some(last) = page.entries.last() else {
+            break;
+        };
+        let Some(n) = shared.rendered.put_second_whole(&ids, &shared.disk) else {
+            break;
+        };
+        copied += n;
+        if !page.has_next {
+            break;
+        }
+        start = crate::storage::query::PageStart::Before(Cursor {
+            timestamp_ms: last.timestamp_ms,
+            post_id: last.post_id,
+        });
+    }
+    copied
 }

@@ -6,8 +6,8 @@
 #   STORE=target/p-data/s1000000 N=1000000 benches/load/feed.sh   # reuse a seeded store
 # Every feed row is random pages of one shape (benches/load/feed_pages.lua: page numbers,
 # cursors, one leader, three leaders, source, leader + source, three leaders + cursor, a
-# mix), so no rendered answer is reused as is. ROUNDS rounds, alternating with the static
-# body; each row prints req/s, its share of that round's static figure, p50 and p99.
+# mix), so no rendered answer is reused as is. ROUNDS rounds; every shape's row runs between
+# two rows of the static body and prints req/s, its share of their mean, p50 and p99.
 # Needs wrk. PROFILE (default bench: release settings with thin LTO and symbols, which
 # builds faster; release gives the shipped binary) picks the cargo profile; binaries come
 # from $CARGO_TARGET_DIR (default target). AMBER and BARE name prebuilt binaries instead
@@ -61,13 +61,24 @@ wrk_row() { # label url [wrk args...]
 }
 echo "warm-up: every shape once (fills the rendered-post cache as readers would)"
 for m in $MODES; do MODE=$m POSTS=$N SPAN=$SPAN wrk -t2 -c32 -d3s -s benches/load/feed_pages.lua "http://127.0.0.1:$PORT" >/dev/null; done
+# Each shape's row runs between two static rows, and its share is of their mean: the
+# static body's own rate drifts by a third within a minute on a shared machine, so a
+# share against one static row taken 40 s earlier measured the drift as much as the page.
+static_row() { # prints the static row; leaves its req/s in $base
+  local p50 p99 bad
+  read -r _ base p50 p99 bad < <(wrk_row static "http://127.0.0.1:$BARE_PORT/static/$BYTES")
+  printf '%-6s %-16s %10s %8s %9s %9s %s\n' "$round" static "$base" - "$p50" "$p99" "$bad"
+}
 printf '%-6s %-16s %10s %8s %9s %9s %s\n' round route req/s share p50 p99 non-2xx
 for round in $(seq "$ROUNDS"); do
-  read -r _ base p50 p99 bad < <(wrk_row static "http://127.0.0.1:$BARE_PORT/static/$BYTES")
-  printf '%-6s %-16s %10s %8s %9s %9s %s\n' "$round" static "$base" 100% "$p50" "$p99" "$bad"
+  static_row
   for m in $MODES; do
+    before=$base
     read -r _ rps p50 p99 bad < <(MODE=$m POSTS=$N SPAN=$SPAN wrk_row "$m" "http://127.0.0.1:$PORT" -s benches/load/feed_pages.lua)
-    printf '%-6s %-16s %10s %7.0f%% %9s %9s %s\n' "$round" "$m" "$rps" "$(echo "100 * $rps / $base" | bc -l)" "$p50" "$p99" "$bad"
+    next=$(static_row)
+    base=$(awk '{print $3}' <<<"$next")
+    printf '%-6s %-16s %10s %7.0f%% %9s %9s %s\n' "$round" "$m" "$rps" "$(echo "200 * $rps / ($before + $base)" | bc -l)" "$p50" "$p99" "$bad"
+    echo "$next"
   done
 done
 echo "RSS after load: $(awk '/VmRSS/ {print $2 / 1024 " MB"}' /proc/"$(cat "$WORK/pid")"/status)"

@@ -206,38 +206,106 @@ const CORS_VARY: &str = "Origin, Access-Control-Request-Method, Access-Control-R
 /// request id: the route's `RateLimited` answer with what this middleware adds to it,
 /// and, for a route of the `/api` scope (`cors`), what its CORS adds to a request
 /// without `Origin`.
+///
+/// Everything but the request id is the same for every refusal of one limit in one
+/// second (`Retry-After` and `X-RateLimit-Reset` are whole seconds), so each worker keeps
+/// the last one it built, per `cors`, and copies it: a hit costs one header-map clone and
+/// the request id; the body is shared, not rebuilt (BENCHMARKS.md, issue 14, hR).
 pub fn early_refusal(
     decision: &Decision,
     sent_request_id: Option<&str>,
     cors: bool,
 ) -> (HttpResponse, String) {
-    fn shared(cors: bool) -> header::HeaderMap {
-        let mut headers = header::HeaderMap::with_capacity(16);
-        if cors {
-            headers.insert(
-                header::ACCESS_CONTROL_EXPOSE_HEADERS,
-                HeaderValue::from_static(EXPOSED_VALUE),
-            );
-            headers.insert(header::VARY, HeaderValue::from_static(CORS_VARY));
-        }
-        for (name, value) in SECURITY_HEADER_VALUES {
-            headers.insert(name, value);
-        }
-        headers
-    }
-    thread_local! {
-        /// The headers every early refusal has in common, built once per worker: of an
-        /// `/api` route, of another.
-        static SHARED: [header::HeaderMap; 2] = [shared(true), shared(false)];
-    }
     let request_id = request_id_or_new(sent_request_id);
-    let shared = SHARED.with(|both| both[usize::from(!cors)].clone());
-    let mut resp = rate_limit::too_many_requests_with(decision, SystemTime::now(), shared);
+    let mut resp =
+        HttpResponse::with_body(StatusCode::TOO_MANY_REQUESTS, actix_web::web::Bytes::new());
+    let body = REFUSALS.with(|cache| {
+        cache.borrow_mut()[usize::from(!cors)].fill(
+            decision,
+            SystemTime::now(),
+            cors,
+            resp.headers_mut(),
+        )
+    });
+    let mut resp = resp.set_body(body);
+    // The id is plain ASCII by construction (`request_id_or_new`); the check stays.
     if let Ok(v) = HeaderValue::from_str(&request_id) {
-        resp.headers_mut()
-            .insert(HeaderName::from_static("x-request-id"), v);
+        resp.headers_mut().insert(REQUEST_ID, v);
     }
-    (resp, request_id)
+    (resp.map_into_boxed_body(), request_id)
+}
+
+/// `X-Request-Id`.
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+thread_local! {
+    /// The last early refusal each worker built: of an `/api` route, of another.
+    static REFUSALS: std::cell::RefCell<[RefusalCache; 2]> =
+        const { std::cell::RefCell::new([RefusalCache::EMPTY, RefusalCache::EMPTY]) };
+}
+
+/// One refusal's headers (all but the request id) and body, and what they were built for.
+struct RefusalCache {
+    built: Option<RefusalKey>,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    body: actix_web::web::Bytes,
+}
+
+/// What a refusal's headers and body depend on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RefusalKey {
+    limit: u32,
+    retry_after: u64,
+    now_secs: u64,
+}
+
+impl RefusalCache {
+    const EMPTY: RefusalCache = RefusalCache {
+        built: None,
+        headers: Vec::new(),
+        body: actix_web::web::Bytes::new(),
+    };
+
+    /// Puts the headers of a refusal of `decision` at `now` into `into` (a response's
+    /// own map: actix-http's pooled response heads keep their capacity, so this
+    /// allocates nothing, where a clone of a whole map would) and returns its body
+    /// (shared, not copied); both built only when the key changed.
+    fn fill(
+        &mut self,
+        decision: &Decision,
+        now: SystemTime,
+        cors: bool,
+        into: &mut header::HeaderMap,
+    ) -> actix_web::web::Bytes {
+        let key = RefusalKey {
+            limit: decision.limit,
+            retry_after: decision.retry_after_secs(),
+            now_secs: rate_limit::unix_secs(now),
+        };
+        if self.built != Some(key) {
+            let mut headers = header::HeaderMap::with_capacity(16);
+            if cors {
+                headers.insert(
+                    header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                    HeaderValue::from_static(EXPOSED_VALUE),
+                );
+                headers.insert(header::VARY, HeaderValue::from_static(CORS_VARY));
+            }
+            for (name, value) in SECURITY_HEADER_VALUES {
+                headers.insert(name, value);
+            }
+            self.body = rate_limit::refusal_parts(decision, now, &mut headers);
+            self.headers = headers
+                .iter()
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect();
+            self.built = Some(key);
+        }
+        for (name, value) in &self.headers {
+            into.insert(name.clone(), value.clone());
+        }
+        self.body.clone()
+    }
 }
 
 /// The answer to a request [`rate_limit::charge_early`] refused before routing: the one
@@ -273,7 +341,7 @@ pub fn answer_refused_early(
     started: Instant,
     metrics: Option<&Metrics>,
 ) -> HttpResponse {
-    let sent_id = headers.get("x-request-id").and_then(|v| v.to_str().ok());
+    let sent_id = headers.get(REQUEST_ID).and_then(|v| v.to_str().ok());
     let (mut resp, request_id) = early_refusal(&refused.decision, sent_id, refused.route.cors);
     if conn.is_some_and(ConnHandle::health_only) {
         resp.head_mut().set_connection_type(ConnectionType::Close);
@@ -344,7 +412,7 @@ const SECURITY_HEADER_VALUES: [(HeaderName, HeaderValue); 4] = [
 /// Adds the request id and the security headers.
 fn decorate(headers: &mut header::HeaderMap, request_id: &str) {
     if let Ok(v) = HeaderValue::from_str(request_id) {
-        headers.insert(HeaderName::from_static("x-request-id"), v);
+        headers.insert(REQUEST_ID, v);
     }
     for (name, value) in SECURITY_HEADER_VALUES {
         headers.insert(name, value);

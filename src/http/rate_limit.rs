@@ -16,6 +16,7 @@ use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Tr
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, Error, HttpMessage, HttpRequest, HttpResponse};
+use bytes::Bytes;
 use serde_json::json;
 
 use crate::error::AppError;
@@ -380,14 +381,6 @@ pub fn client_key(req: &HttpRequest, limits: &RateLimits) -> ClientKey {
     ClientKey::Ip(IpKey::from_addr(client_ip(req, limits)))
 }
 
-fn number(n: u64) -> HeaderValue {
-    match n {
-        0 => HeaderValue::from_static("0"),
-        1 => HeaderValue::from_static("1"),
-        _ => HeaderValue::from(n),
-    }
-}
-
 /// `X-RateLimit-Limit` and `X-RateLimit-Remaining` on an allowed response.
 fn set_allowed_headers(headers: &mut HeaderMap, decision: &Decision) {
     headers.insert(LIMIT_HEADER, number(u64::from(decision.limit)));
@@ -408,30 +401,55 @@ const TOO_MANY_BODY_HEAD: &str = r#"{"error":"rate_limit_exceeded","message":"To
 
 /// The JSON body of a 429: `{"error", "message", "retry_after"}`, written directly.
 fn too_many_body(retry_after: u64) -> Vec<u8> {
-    use std::io::Write;
-    let mut body = Vec::with_capacity(TOO_MANY_BODY_HEAD.len() + 21);
+    let mut digits = itoa_buf();
+    let digits = format_u64(retry_after, &mut digits);
+    let mut body = Vec::with_capacity(TOO_MANY_BODY_HEAD.len() + digits.len() + 1);
     body.extend_from_slice(TOO_MANY_BODY_HEAD.as_bytes());
-    let _ = write!(body, "{retry_after}}}");
+    body.extend_from_slice(digits);
+    body.push(b'}');
     body
 }
 
-/// The 429 of SPEC: `Retry-After`, `X-RateLimit-Limit`, `X-RateLimit-Remaining: 0`,
-/// `X-RateLimit-Reset` and the JSON body.
-pub fn too_many_requests(decision: &Decision, now: SystemTime) -> HttpResponse {
-    too_many_requests_with(decision, now, HeaderMap::with_capacity(16))
+/// A buffer [`format_u64`] writes into (`u64::MAX` has 20 digits).
+fn itoa_buf() -> [u8; 20] {
+    [0; 20]
 }
 
-/// [`too_many_requests`] on top of `headers` (the caller's shared ones).
-pub fn too_many_requests_with(
-    decision: &Decision,
-    now: SystemTime,
-    mut headers: HeaderMap,
-) -> HttpResponse {
+/// `n` in decimal, written into `buf` without the formatter: the digits' slice.
+fn format_u64(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &buf[at..]
+}
+
+/// `n` as a header value, formatted without the formatter or a heap allocation
+/// (`HeaderValue::from(u64)` goes through `fmt::Write` into a `BytesMut`).
+fn number(n: u64) -> HeaderValue {
+    match n {
+        0 => HeaderValue::from_static("0"),
+        1 => HeaderValue::from_static("1"),
+        _ => {
+            let mut buf = itoa_buf();
+            let digits = format_u64(n, &mut buf);
+            // Digits are always a valid header value.
+            HeaderValue::from_bytes(digits).unwrap_or_else(|_| HeaderValue::from(n))
+        }
+    }
+}
+
+/// The parts of SPEC's 429 that depend on the decision and the clock: `Retry-After`,
+/// `X-RateLimit-Limit`, `X-RateLimit-Remaining: 0`, `X-RateLimit-Reset`, the JSON
+/// `Content-Type`, added to `headers`; and the JSON body.
+pub fn refusal_parts(decision: &Decision, now: SystemTime, headers: &mut HeaderMap) -> Bytes {
     let retry_after = decision.retry_after_secs();
-    let now_secs = now
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_secs();
+    let now_secs = unix_secs(now);
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -440,8 +458,27 @@ pub fn too_many_requests_with(
     headers.insert(LIMIT_HEADER, number(u64::from(decision.limit)));
     headers.insert(REMAINING_HEADER, number(0));
     headers.insert(RESET_HEADER, number(now_secs + retry_after));
-    let mut res =
-        HttpResponse::with_body(StatusCode::TOO_MANY_REQUESTS, too_many_body(retry_after));
+    Bytes::from(too_many_body(retry_after))
+}
+
+/// Whole seconds since the unix epoch (0 before it).
+pub fn unix_secs(now: SystemTime) -> u64 {
+    now.duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs()
+}
+
+/// The 429 of SPEC: `Retry-After`, `X-RateLimit-Limit`, `X-RateLimit-Remaining: 0`,
+/// `X-RateLimit-Reset` and the JSON body.
+pub fn too_many_requests(decision: &Decision, now: SystemTime) -> HttpResponse {
+    let mut headers = HeaderMap::with_capacity(16);
+    let body = refusal_parts(decision, now, &mut headers);
+    too_many_requests_from(headers, body)
+}
+
+/// A 429 with these headers (every one of SPEC's, see [`refusal_parts`]) and this body.
+pub fn too_many_requests_from(headers: HeaderMap, body: Bytes) -> HttpResponse {
+    let mut res = HttpResponse::with_body(StatusCode::TOO_MANY_REQUESTS, body);
     *res.headers_mut() = headers;
     res.map_into_boxed_body()
 }
@@ -616,6 +653,13 @@ mod tests {
             })
             .unwrap();
             assert_eq!(too_many_body(retry_after), serde, "{retry_after}");
+        }
+    }
+
+    #[test]
+    fn numbers_are_written_as_the_formatter_writes_them() {
+        for n in [0, 1, 2, 9, 10, 59, 60, 999, 1_000, 1_764_806_400, u64::MAX] {
+            assert_eq!(number(n), HeaderValue::from(n), "{n}");
         }
     }
 

@@ -274,27 +274,29 @@ impl Framer {
     }
 
     /// Parses `held[..end]` as a head. `Ok(None)`: not a head yet (only empty lines).
+    ///
+    /// A head that passes allocates nothing here: its method, target and request id are
+    /// copied into the buffers of the last head, which every head of the connection
+    /// reuses (BENCHMARKS.md, issue 14, hR). Only a refusal builds a [`HeadInfo`] of its
+    /// own.
     fn parse_head(&mut self, end: usize) -> Result<Option<State>, Rejection> {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut headers);
-        let parsed = req.parse(&self.held[..end]);
-        let info = HeadInfo {
-            method: req.method.unwrap_or("").chars().take(16).collect(),
-            path: req
-                .path
-                .map(|p| p.chars().take(LOGGED_PATH).collect())
-                .unwrap_or_default(),
-            request_id: None,
-        };
         let held = &self.held[..end];
-        let with_head = |mut r: Rejection, info: &HeadInfo| {
-            let mut info = info.clone();
+        let parsed = req.parse(held);
+        let method = req.method.unwrap_or("");
+        let path = req.path.unwrap_or("");
+        let refused = |r: Rejection, request_id: Option<&str>| {
+            let mut info = HeadInfo::default();
+            fill_head(&mut info, method, path, request_id);
             // httparse gives no headers for a head it refused; the id is looked up raw.
             info.request_id = info
                 .request_id
                 .or_else(|| raw_header(held, b"x-request-id"));
-            r.head = Some(info);
-            r
+            Rejection {
+                head: Some(info),
+                ..r
+            }
         };
         match parsed {
             Ok(httparse::Status::Partial) => {
@@ -302,45 +304,72 @@ impl Framer {
                 return Ok(None);
             }
             Err(httparse::Error::TooManyHeaders) => {
-                return Err(with_head(
+                return Err(refused(
                     Rejection::new(
                         431,
                         "headers_too_large",
                         format!("a request may have at most {MAX_HEADERS} header fields"),
                     ),
-                    &info,
+                    None,
                 ))
             }
             Err(e) => {
-                return Err(with_head(
+                return Err(refused(
                     Rejection::bad(format!("malformed request head: {e}")),
-                    &info,
+                    None,
                 ))
             }
             Ok(httparse::Status::Complete(_)) => {}
         }
-        let mut info = info;
-        info.request_id = req
+        let request_id = req
             .headers
             .iter()
             .find(|h| h.name.eq_ignore_ascii_case("x-request-id"))
-            .and_then(|h| std::str::from_utf8(h.value).ok())
-            .map(str::to_string);
-        self.last_head = Some(info.clone());
-        let method = req.method.unwrap_or("");
+            .and_then(|h| std::str::from_utf8(h.value).ok());
+        fill_head(
+            self.last_head.get_or_insert_with(HeadInfo::default),
+            method,
+            path,
+            request_id,
+        );
         if Method::from_bytes(method.as_bytes()).is_err() {
-            return Err(with_head(Rejection::bad("invalid method"), &info));
+            return Err(refused(Rejection::bad("invalid method"), request_id));
         }
-        if Uri::try_from(req.path.unwrap_or("")).is_err() {
-            return Err(with_head(
+        if Uri::try_from(path).is_err() {
+            return Err(refused(
                 Rejection::bad("the request target is not a valid URI"),
-                &info,
+                request_id,
             ));
         }
         let http11 = req.version == Some(1);
         body_of(method, http11, req.headers)
             .map(Some)
-            .map_err(|message| with_head(Rejection::bad(message), &info))
+            .map_err(|message| refused(Rejection::bad(message), request_id))
+    }
+}
+
+/// Overwrites `info` with a head's method and target (cut to loggable lengths) and
+/// request id, reusing its buffers.
+fn fill_head(info: &mut HeadInfo, method: &str, path: &str, request_id: Option<&str>) {
+    info.method.clear();
+    info.method.push_str(first_chars(method, 16));
+    info.path.clear();
+    info.path.push_str(first_chars(path, LOGGED_PATH));
+    match (request_id, &mut info.request_id) {
+        (Some(sent), Some(id)) => {
+            id.clear();
+            id.push_str(sent);
+        }
+        (Some(sent), none) => *none = Some(sent.to_string()),
+        (None, id) => *id = None,
+    }
+}
+
+/// The first `n` characters of `s`.
+fn first_chars(s: &str, n: usize) -> &str {
+    match s.char_indices().nth(n) {
+        Some((at, _)) => &s[..at],
+        None => s,
     }
 }
 
@@ -732,6 +761,23 @@ mod tests {
             1000,
         );
         assert!(f.in_request());
+    }
+
+    #[test]
+    fn the_last_head_is_cut_to_loggable_lengths_and_forgets_an_earlier_id() {
+        let long = format!("/{}", "a".repeat(300));
+        let req = format!(
+            "GET /x HTTP/1.1\r\nHost: a\r\nX-Request-Id: first\r\n\r\nGET {long} HTTP/1.1\r\nHost: a\r\n\r\n"
+        );
+        let (p, _, f) = run(req.as_bytes(), 1000);
+        assert_eq!(p.unwrap().completed, 2);
+        let head = f.last_head().unwrap();
+        assert_eq!(head.method, "GET");
+        assert_eq!(head.path.chars().count(), LOGGED_PATH);
+        assert!(long.starts_with(&head.path));
+        assert_eq!(head.request_id, None, "the second head sent no id");
+        assert_eq!(first_chars("abc", 5), "abc");
+        assert_eq!(first_chars("aéc", 2), "aé");
     }
 
     #[test]

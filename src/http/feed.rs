@@ -341,7 +341,9 @@ pub async fn feed(
     // Every post on the page rendered already (the usual case): assembled right here,
     // in microseconds. Otherwise the page is read and its missing posts rendered on the
     // blocking pool, and kept for the next pages that show them.
-    let mut body = Vec::with_capacity(page_size * 1024 + 128);
+    // Small: storage reserves the page's exact size once it knows it (a larger guess
+    // here would be copied whole by that reserve).
+    let mut body = Vec::with_capacity(FEED_HEAD.len());
     body.extend_from_slice(FEED_HEAD);
     let (info, mut body) = match state
         .reader

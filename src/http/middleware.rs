@@ -209,8 +209,8 @@ const CORS_VARY: &str = "Origin, Access-Control-Request-Method, Access-Control-R
 ///
 /// Everything but the request id is the same for every refusal of one limit in one
 /// second (`Retry-After` and `X-RateLimit-Reset` are whole seconds), so each worker keeps
-/// the last one it built, per `cors`, and copies it: a hit costs one header-map clone and
-/// the request id; the body is shared, not rebuilt (BENCHMARKS.md, issue 14, hR).
+/// the last one it built, per `cors`, and copies its headers into the response's pooled
+/// map; the body is shared, not rebuilt (BENCHMARKS.md, issue 14, hR).
 pub fn early_refusal(
     decision: &Decision,
     sent_request_id: Option<&str>,

@@ -401,32 +401,13 @@ const TOO_MANY_BODY_HEAD: &str = r#"{"error":"rate_limit_exceeded","message":"To
 
 /// The JSON body of a 429: `{"error", "message", "retry_after"}`, written directly.
 fn too_many_body(retry_after: u64) -> Vec<u8> {
-    let mut digits = itoa_buf();
-    let digits = format_u64(retry_after, &mut digits);
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(retry_after);
     let mut body = Vec::with_capacity(TOO_MANY_BODY_HEAD.len() + digits.len() + 1);
     body.extend_from_slice(TOO_MANY_BODY_HEAD.as_bytes());
-    body.extend_from_slice(digits);
+    body.extend_from_slice(digits.as_bytes());
     body.push(b'}');
     body
-}
-
-/// A buffer [`format_u64`] writes into (`u64::MAX` has 20 digits).
-fn itoa_buf() -> [u8; 20] {
-    [0; 20]
-}
-
-/// `n` in decimal, written into `buf` without the formatter: the digits' slice.
-fn format_u64(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    &buf[at..]
 }
 
 /// `n` as a header value, formatted without the formatter or a heap allocation
@@ -436,10 +417,9 @@ fn number(n: u64) -> HeaderValue {
         0 => HeaderValue::from_static("0"),
         1 => HeaderValue::from_static("1"),
         _ => {
-            let mut buf = itoa_buf();
-            let digits = format_u64(n, &mut buf);
+            let mut buf = itoa::Buffer::new();
             // Digits are always a valid header value.
-            HeaderValue::from_bytes(digits).unwrap_or_else(|_| HeaderValue::from(n))
+            HeaderValue::from_str(buf.format(n)).unwrap_or_else(|_| HeaderValue::from(n))
         }
     }
 }
@@ -473,11 +453,6 @@ pub fn unix_secs(now: SystemTime) -> u64 {
 pub fn too_many_requests(decision: &Decision, now: SystemTime) -> HttpResponse {
     let mut headers = HeaderMap::with_capacity(16);
     let body = refusal_parts(decision, now, &mut headers);
-    too_many_requests_from(headers, body)
-}
-
-/// A 429 with these headers (every one of SPEC's, see [`refusal_parts`]) and this body.
-pub fn too_many_requests_from(headers: HeaderMap, body: Bytes) -> HttpResponse {
     let mut res = HttpResponse::with_body(StatusCode::TOO_MANY_REQUESTS, body);
     *res.headers_mut() = headers;
     res.map_into_boxed_body()

@@ -56,13 +56,15 @@ pub fn request_id_or_new(sent: Option<&str>) -> String {
     })
     .map(str::to_string)
     .unwrap_or_else(|| {
-        // Encoded straight into a buffer: `to_string` goes through the formatter.
+        // Encoded straight into a buffer and copied (`to_string`, on the uuid or on
+        // the encoded `&mut str`, goes through the formatter: ~580 instructions).
         let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        uuid::Builder::from_random_bytes(rand::random())
-            .into_uuid()
-            .hyphenated()
-            .encode_lower(&mut buf)
-            .to_string()
+        String::from(
+            &*uuid::Builder::from_random_bytes(rand::random())
+                .into_uuid()
+                .hyphenated()
+                .encode_lower(&mut buf),
+        )
     })
 }
 
@@ -209,30 +211,52 @@ const CORS_VARY: &str = "Origin, Access-Control-Request-Method, Access-Control-R
 ///
 /// Everything but the request id is the same for every refusal of one limit in one
 /// second (`Retry-After` and `X-RateLimit-Reset` are whole seconds), so each worker keeps
-/// the last one it built, per `cors`, and copies its headers into the response's pooled
-/// map; the body is shared, not rebuilt (BENCHMARKS.md, issue 14, hR).
+/// the last one it built, per `cors`, and clones its header map (a clone is cheaper than
+/// inserting its thirteen headers one by one into the response's pooled map: BENCHMARKS.md,
+/// issue 14, hR and hT); the body is shared, not rebuilt.
 pub fn early_refusal(
     decision: &Decision,
     sent_request_id: Option<&str>,
     cors: bool,
 ) -> (HttpResponse, String) {
     let request_id = request_id_or_new(sent_request_id);
-    let mut resp =
-        HttpResponse::with_body(StatusCode::TOO_MANY_REQUESTS, actix_web::web::Bytes::new());
-    let body = REFUSALS.with(|cache| {
-        cache.borrow_mut()[usize::from(!cors)].fill(
-            decision,
-            SystemTime::now(),
-            cors,
-            resp.headers_mut(),
-        )
+    let (headers, body) = REFUSALS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        let cache = cache[usize::from(!cors)].fill(decision, SystemTime::now(), cors);
+        (cache.headers.clone(), cache.body.clone())
     });
-    let mut resp = resp.set_body(body);
+    let mut resp = HttpResponse::with_body(StatusCode::TOO_MANY_REQUESTS, body);
+    *resp.headers_mut() = headers;
     // The id is plain ASCII by construction (`request_id_or_new`); the check stays.
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert(REQUEST_ID, v);
     }
     (resp.map_into_boxed_body(), request_id)
+}
+
+/// [`early_refusal`] as the bytes actix-http would write for it, appended to `out`, for
+/// the connection layer to write itself (`http::conn::guard`): the status line, the
+/// `Content-Length` actix-http's encoder adds, the same headers, its `Date`, the body.
+/// Only for an HTTP/1.1 request that does not ask to close (no `Connection` header):
+/// actix-http then adds no `Connection` header either. Returns the request id.
+pub fn early_refusal_bytes(
+    decision: &Decision,
+    sent_request_id: Option<&str>,
+    cors: bool,
+    out: &mut Vec<u8>,
+) -> String {
+    let request_id = request_id_or_new(sent_request_id);
+    REFUSALS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        let cache = cache[usize::from(!cors)].fill(decision, SystemTime::now(), cors);
+        out.reserve(cache.raw_head.len() + request_id.len() + 20 + cache.body.len());
+        out.extend_from_slice(&cache.raw_head);
+        out.extend_from_slice(b"x-request-id: ");
+        out.extend_from_slice(request_id.as_bytes());
+        out.extend_from_slice(b"\r\n\r\n");
+        out.extend_from_slice(&cache.body);
+    });
+    request_id
 }
 
 /// `X-Request-Id`.
@@ -241,14 +265,19 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 thread_local! {
     /// The last early refusal each worker built: of an `/api` route, of another.
     static REFUSALS: std::cell::RefCell<[RefusalCache; 2]> =
-        const { std::cell::RefCell::new([RefusalCache::EMPTY, RefusalCache::EMPTY]) };
+        std::cell::RefCell::new([RefusalCache::default(), RefusalCache::default()]);
 }
 
-/// One refusal's headers (all but the request id) and body, and what they were built for.
+/// One refusal's headers (all but the request id), body and raw head, and what they
+/// were built for.
+#[derive(Default)]
 struct RefusalCache {
     built: Option<RefusalKey>,
-    headers: Vec<(HeaderName, HeaderValue)>,
+    headers: header::HeaderMap,
     body: actix_web::web::Bytes,
+    /// The response as actix-http writes it, up to the request id: status line,
+    /// `content-length`, every header of `headers`, `date` ([`early_refusal_bytes`]).
+    raw_head: Vec<u8>,
 }
 
 /// What a refusal's headers and body depend on.
@@ -260,23 +289,9 @@ struct RefusalKey {
 }
 
 impl RefusalCache {
-    const EMPTY: RefusalCache = RefusalCache {
-        built: None,
-        headers: Vec::new(),
-        body: actix_web::web::Bytes::new(),
-    };
-
-    /// Puts the headers of a refusal of `decision` at `now` into `into` (a response's
-    /// own map: actix-http's pooled response heads keep their capacity, so this
-    /// allocates nothing, where a clone of a whole map would) and returns its body
-    /// (shared, not copied); both built only when the key changed.
-    fn fill(
-        &mut self,
-        decision: &Decision,
-        now: SystemTime,
-        cors: bool,
-        into: &mut header::HeaderMap,
-    ) -> actix_web::web::Bytes {
+    /// The headers, body and raw head of a refusal of `decision` at `now`, built only
+    /// when the key changed (at most once a second).
+    fn fill(&mut self, decision: &Decision, now: SystemTime, cors: bool) -> &RefusalCache {
         let key = RefusalKey {
             limit: decision.limit,
             retry_after: decision.retry_after_secs(),
@@ -295,16 +310,25 @@ impl RefusalCache {
                 headers.insert(name, value);
             }
             self.body = rate_limit::refusal_parts(decision, now, &mut headers);
-            self.headers = headers
-                .iter()
-                .map(|(name, value)| (name.clone(), value.clone()))
-                .collect();
+            let mut raw = format!(
+                "HTTP/1.1 429 Too Many Requests\r\ncontent-length: {}\r\n",
+                self.body.len()
+            )
+            .into_bytes();
+            for (name, value) in headers.iter() {
+                raw.extend_from_slice(name.as_str().as_bytes());
+                raw.extend_from_slice(b": ");
+                raw.extend_from_slice(value.as_bytes());
+                raw.extend_from_slice(b"\r\n");
+            }
+            raw.extend_from_slice(b"date: ");
+            raw.extend_from_slice(header::HttpDate::from(now).to_string().as_bytes());
+            raw.extend_from_slice(b"\r\n");
+            self.raw_head = raw;
+            self.headers = headers;
             self.built = Some(key);
         }
-        for (name, value) in &self.headers {
-            into.insert(name.clone(), value.clone());
-        }
-        self.body.clone()
+        self
     }
 }
 

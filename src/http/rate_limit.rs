@@ -323,6 +323,66 @@ pub fn charge_before_app(req: &actix_http::Request, limits: &RateLimits) -> Opti
     settle_early(&mut req.extensions_mut(), route, decision)
 }
 
+/// An admission the connection layer charged for a request head before actix-http read
+/// it ([`charge_simple_get`]), for `http::conn::early::EarlyService` to record on that
+/// request instead of charging it again.
+#[derive(Debug, Clone, Copy)]
+pub struct Precharged {
+    route: &'static EarlyRoute,
+    decision: Decision,
+}
+
+impl Precharged {
+    /// Records the admission on `req` (the route then spends nothing more); false, and
+    /// nothing recorded, when `req` is not a request of the route it was charged for.
+    pub fn apply(self, req: &actix_http::Request) -> bool {
+        if req.method() != Method::GET || req.path() != self.route.path {
+            return false;
+        }
+        settle_early(&mut req.extensions_mut(), self.route, self.decision).is_none()
+    }
+}
+
+/// What [`charge_simple_get`] decided.
+#[derive(Debug, Clone, Copy)]
+pub enum SimpleCharge {
+    /// Refused: to be answered with the route's 429.
+    Refused(RefusedEarly),
+    /// Admitted and spent: the request goes on, carrying this.
+    Admitted(Precharged),
+}
+
+/// [`charge_before_app`] from a request head the connection layer read itself, before
+/// actix-http: `path` is the target's path of a `GET` without `Origin` and
+/// `Authorization` (`http::conn::framing::SimpleGet`), `peer` the socket's. The same
+/// spend from the same bucket, for the same requests, except that a peer that is a
+/// trusted proxy is left to [`charge_before_app`] (its key comes from forwarded
+/// headers). `None`: not charged here.
+pub fn charge_simple_get(
+    path: &str,
+    peer: Option<SocketAddr>,
+    limits: &RateLimits,
+) -> Option<SimpleCharge> {
+    let route = early_route(&Method::GET, path)?;
+    if !limits.enabled() || limits.redis_configured() {
+        return None;
+    }
+    let peer = peer?.ip();
+    if limits.trusts(peer) {
+        return None;
+    }
+    let Policy::Api { cost } = route.limit.policy else {
+        return None;
+    };
+    let key = ClientKey::Ip(IpKey::from_addr(peer.to_canonical()));
+    let decision = limits.check_local(&key, cost);
+    Some(if decision.allowed {
+        SimpleCharge::Admitted(Precharged { route, decision })
+    } else {
+        SimpleCharge::Refused(RefusedEarly { decision, route })
+    })
+}
+
 /// An early charge's outcome: an admission is recorded on the request (the route then
 /// spends nothing more), a refusal is returned for the caller to answer.
 fn settle_early(

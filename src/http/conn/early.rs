@@ -10,6 +10,13 @@
 //! 429 (`middleware::early_refusal`), counted and logged as the app would; an admission
 //! goes on to the app with its decision recorded, so the route spends nothing more.
 //! Every other request goes straight on.
+//!
+//! Cheaper still, `GuardedStream` asks [`EarlyRefusals::answer_simple`] about each
+//! complete simple `GET` head (`framing::SimpleGet`) of a connection on which nothing has
+//! been passed to actix-http yet: a refusal is then written as bytes (the same status,
+//! headers and body actix-http would write for this service's answer) without actix-http
+//! decoding, dispatching or encoding anything; an admission is spent there and carried
+//! to this service on the connection's handle (`ConnHandle::take_precharged`).
 
 use std::future::{ready, Ready};
 use std::marker::PhantomData;
@@ -22,9 +29,10 @@ use actix_service::{Service, ServiceFactory};
 use futures_util::future::{Either, LocalBoxFuture, MapOk};
 use futures_util::TryFutureExt;
 
+use crate::http::conn::framing::SimpleGet;
 use crate::http::conn::guard::ConnHandle;
-use crate::http::middleware::answer_refused_early;
-use crate::http::rate_limit::{charge_before_app, RefusedEarly};
+use crate::http::middleware::{answer_refused_early, early_refusal_bytes, log_request};
+use crate::http::rate_limit::{charge_before_app, charge_simple_get, RefusedEarly, SimpleCharge};
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimits;
 
@@ -54,6 +62,46 @@ impl EarlyRefusals {
         )
         .into();
         resp.map_body(|_, body| EitherBody::right(body))
+    }
+
+    /// For the connection layer: charges a simple `GET` head of a connection on which
+    /// actix-http has been handed nothing yet, as [`charge_before_app`] would. A refusal
+    /// is appended to `out` as the bytes actix-http would write for [`Self::answer`]'s
+    /// response, counted and logged the same way (true: answered). An admission is left
+    /// on `conn` for [`EarlyService`] (false: pass the head on); so is every request not
+    /// charged here.
+    pub fn answer_simple(
+        &self,
+        head: &SimpleGet<'_>,
+        peer: Option<std::net::SocketAddr>,
+        conn: &ConnHandle,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        let started = Instant::now();
+        match charge_simple_get(head.path, peer, &self.limits) {
+            None => false,
+            Some(SimpleCharge::Admitted(pre)) => {
+                conn.set_precharged(pre);
+                false
+            }
+            Some(SimpleCharge::Refused(refused)) => {
+                let request_id = early_refusal_bytes(
+                    &refused.decision,
+                    head.request_id,
+                    refused.route.cors,
+                    out,
+                );
+                log_request(
+                    Some(&self.metrics),
+                    "GET",
+                    head.path,
+                    429,
+                    started,
+                    &request_id,
+                );
+                true
+            }
+        }
     }
 }
 
@@ -133,7 +181,13 @@ where
     fn call(&self, req: Request) -> Self::Future {
         if let Some(early) = &self.early {
             let started = Instant::now();
-            if let Some(refused) = charge_before_app(&req, &early.limits) {
+            let precharged = req
+                .conn_data::<ConnHandle>()
+                .and_then(ConnHandle::take_precharged)
+                .is_some_and(|pre| pre.apply(&req));
+            if precharged {
+                // Spent by the connection layer for this very head: nothing more here.
+            } else if let Some(refused) = charge_before_app(&req, &early.limits) {
                 return Either::Right(ready(Ok(early.answer(&req, &refused, started))));
             }
         }

@@ -72,8 +72,28 @@ impl Rejection {
 pub struct Progress {
     /// Requests whose first byte arrived in this push.
     pub started: u32,
-    /// Requests that arrived completely in this push.
+    /// Requests that arrived completely in this push (`answered` included).
     pub completed: u32,
+    /// Of `completed`, those the caller answered itself ([`Framer::push_with`]): never
+    /// passed on.
+    pub answered: u32,
+}
+
+/// A complete request head that the connection layer may answer itself instead of
+/// passing it on ([`Framer::push_with`]): `GET` in HTTP/1.1, no body (no
+/// `Transfer-Encoding`, no `Content-Length` but `0`), and none of the headers that would
+/// change how actix-http answers or who answers it (`Connection`, `Expect`, `Upgrade`)
+/// or how the request is charged (`Origin`, `Authorization`); and nothing of the
+/// connection has been passed on yet, so actix-http owes no answer that ours could
+/// overtake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SimpleGet<'a> {
+    /// The request target's path (before any `?`), exactly as sent.
+    pub path: &'a str,
+    /// The whole request target, cut to a loggable length.
+    pub target: &'a str,
+    /// The client's `X-Request-Id`, as sent.
+    pub request_id: Option<&'a str>,
 }
 
 /// Where the reader is in the byte stream.
@@ -120,6 +140,8 @@ pub struct Framer {
     /// Checked bytes, in order, for actix-http.
     ready: BytesMut,
     last_head: Option<HeadInfo>,
+    /// Something of this connection has been passed on (a head, body bytes).
+    passed: bool,
 }
 
 impl Default for Framer {
@@ -130,6 +152,7 @@ impl Default for Framer {
             scanned: 0,
             ready: BytesMut::new(),
             last_head: None,
+            passed: false,
         }
     }
 }
@@ -138,7 +161,18 @@ impl Framer {
     /// Takes bytes read from the client. Checked bytes are appended to [`Framer::ready`];
     /// a head that breaks a rule is a [`Rejection`] (the connection must then be closed:
     /// nothing after it can be framed).
-    pub fn push(&mut self, mut data: &[u8]) -> Result<Progress, Rejection> {
+    pub fn push(&mut self, data: &[u8]) -> Result<Progress, Rejection> {
+        self.push_with(data, &mut |_| false)
+    }
+
+    /// [`Framer::push`], offering every [`SimpleGet`] head to `answer` first, while
+    /// nothing of the connection has been passed on: `true` means the caller answered
+    /// it, and its bytes are dropped instead of passed on (see [`Progress::answered`]).
+    pub fn push_with(
+        &mut self,
+        mut data: &[u8],
+        answer: &mut dyn FnMut(&SimpleGet<'_>) -> bool,
+    ) -> Result<Progress, Rejection> {
         let mut progress = Progress::default();
         while !data.is_empty() {
             match self.state {
@@ -147,12 +181,13 @@ impl Framer {
                     self.state = State::Head;
                 }
                 State::Head => {
-                    let taken = self.push_head(data).inspect_err(|_| {
+                    let (taken, answered) = self.push_head(data, answer).inspect_err(|_| {
                         self.held.clear();
                     })?;
                     data = &data[taken..];
                     if self.state == State::Idle {
                         progress.completed += 1;
+                        progress.answered += u32::from(answered);
                     }
                 }
                 State::Length(remaining) => {
@@ -205,13 +240,24 @@ impl Framer {
         !matches!(self.state, State::Idle | State::Head)
     }
 
+    /// True once something of the connection has been passed on: from then on no head
+    /// is offered to [`Framer::push_with`]'s caller.
+    pub fn passed(&self) -> bool {
+        self.passed
+    }
+
     /// The most recent head that was read far enough to say what it asks for.
     pub fn last_head(&self) -> Option<&HeadInfo> {
         self.last_head.as_ref()
     }
 
-    /// Holds head bytes until the blank line; returns how many bytes of `data` it took.
-    fn push_head(&mut self, data: &[u8]) -> Result<usize, Rejection> {
+    /// Holds head bytes until the blank line; returns how many bytes of `data` it took,
+    /// and whether `answer` took the head (see [`Framer::push_with`]).
+    fn push_head(
+        &mut self,
+        data: &[u8],
+        answer: &mut dyn FnMut(&SimpleGet<'_>) -> bool,
+    ) -> Result<(usize, bool), Rejection> {
         let start = self.held.len();
         // Take at most what could still belong to an allowed head, plus the overflow
         // byte that proves the head too large.
@@ -222,25 +268,41 @@ impl Framer {
             let Some(end) = find_head_end(&self.held, self.scanned) else {
                 self.scanned = self.held.len().saturating_sub(2);
                 self.check_partial()?;
-                return Ok(chunk.len());
+                return Ok((chunk.len(), false));
             };
             match self.parse_head(end)? {
-                Some(body) => {
+                Some((body, simple)) => {
                     // The head ends inside this chunk: what follows is the body (or the
                     // next request), not head bytes.
                     let head_len = end;
                     let taken = head_len - start;
-                    self.ready.extend_from_slice(&self.held[..head_len]);
+                    let answered = simple && !self.passed && self.offer(answer);
+                    if !answered {
+                        self.ready.extend_from_slice(&self.held[..head_len]);
+                        self.passed = true;
+                    }
                     self.held.clear();
                     self.scanned = 0;
                     self.state = body;
-                    return Ok(taken);
+                    return Ok((taken, answered));
                 }
                 // A blank line before the request line (leading empty lines, which
                 // httparse skips): keep looking.
                 None => self.scanned = end,
             }
         }
+    }
+
+    /// Offers the last head, a [`SimpleGet`], to `answer`.
+    fn offer(&self, answer: &mut dyn FnMut(&SimpleGet<'_>) -> bool) -> bool {
+        let Some(head) = &self.last_head else {
+            return false;
+        };
+        answer(&SimpleGet {
+            path: head.path.split('?').next().unwrap_or(""),
+            target: &head.path,
+            request_id: head.request_id.as_deref(),
+        })
     }
 
     /// Limits that can be enforced before the head is complete.
@@ -273,13 +335,15 @@ impl Framer {
         Ok(())
     }
 
-    /// Parses `held[..end]` as a head. `Ok(None)`: not a head yet (only empty lines).
+    /// Parses `held[..end]` as a head: the body that follows it, and whether it is a
+    /// [`SimpleGet`] (not counting whether something was passed on already). `Ok(None)`:
+    /// not a head yet (only empty lines).
     ///
     /// A head that passes allocates nothing here: its method, target and request id are
     /// copied into the buffers of the last head, which every head of the connection
     /// reuses (BENCHMARKS.md, issue 14, hR). Only a refusal builds a [`HeadInfo`] of its
     /// own.
-    fn parse_head(&mut self, end: usize) -> Result<Option<State>, Rejection> {
+    fn parse_head(&mut self, end: usize) -> Result<Option<(State, bool)>, Rejection> {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut headers);
         let held = &self.held[..end];
@@ -342,9 +406,24 @@ impl Framer {
             ));
         }
         let http11 = req.version == Some(1);
-        body_of(method, http11, req.headers)
-            .map(Some)
-            .map_err(|message| refused(Rejection::bad(message), request_id))
+        let body = body_of(method, http11, req.headers)
+            .map_err(|message| refused(Rejection::bad(message), request_id))?;
+        let simple = http11
+            && method == "GET"
+            && body == State::Idle
+            && !req.headers.iter().any(|h| {
+                [
+                    "connection",
+                    "expect",
+                    "upgrade",
+                    "transfer-encoding",
+                    "origin",
+                    "authorization",
+                ]
+                .iter()
+                .any(|name| h.name.eq_ignore_ascii_case(name))
+            });
+        Ok(Some((body, simple)))
     }
 }
 
@@ -794,6 +873,98 @@ mod tests {
         );
         let err = res.unwrap_err();
         assert_eq!(err.head.unwrap().request_id.as_deref(), Some("abc-2"));
+    }
+
+    /// Feeds `data` in pieces of `step` bytes through `push_with`, answering every
+    /// offered head: the targets offered, what was passed on, the totals.
+    fn run_answering(data: &[u8], step: usize) -> (Vec<String>, Vec<u8>, Progress) {
+        let mut f = Framer::default();
+        let mut offered = Vec::new();
+        let mut total = Progress::default();
+        for piece in data.chunks(step.max(1)) {
+            let mut answer = |head: &SimpleGet<'_>| {
+                offered.push(format!("{} {:?}", head.target, head.request_id));
+                assert_eq!(head.path, head.target.split('?').next().unwrap());
+                true
+            };
+            let p = f.push_with(piece, &mut answer).unwrap();
+            total.started += p.started;
+            total.completed += p.completed;
+            total.answered += p.answered;
+        }
+        (offered, f.ready().to_vec(), total)
+    }
+
+    #[test]
+    fn simple_gets_are_offered_until_something_is_passed_on() {
+        let a = b"GET /api/feed?x=1 HTTP/1.1\r\nHost: a\r\nX-Request-Id: r1\r\n\r\n".as_slice();
+        let b = b"GET /api/feed HTTP/1.1\r\nHost: a\r\n\r\n".as_slice();
+        let passed = b"GET /api/feed HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".as_slice();
+        for step in [1, 7, 1000] {
+            // Two simple heads, then one that is passed on, then a simple one again:
+            // the last is passed on too (an answer of ours could overtake actix-http's).
+            let stream = [a, b, passed, b].concat();
+            let (offered, out, p) = run_answering(&stream, step);
+            assert_eq!(
+                offered,
+                ["/api/feed?x=1 Some(\"r1\")", "/api/feed None"],
+                "step {step}"
+            );
+            assert_eq!(out, [passed, b].concat(), "step {step}");
+            assert_eq!((p.started, p.completed, p.answered), (4, 4, 2));
+        }
+    }
+
+    #[test]
+    fn heads_that_are_not_simple_gets_are_never_offered() {
+        let cases: &[&[u8]] = &[
+            b"HEAD /api/feed HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"POST /api/feed HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+            b"GET /api/feed HTTP/1.0\r\n\r\n",
+            b"GET /api/feed HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+            b"GET /api/feed HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+            b"GET /api/feed HTTP/1.1\r\nHost: a\r\nconnection: keep-alive\r\n\r\n",
+            b"GET /api/feed HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc",
+            b"GET /api/feed HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            b"GET /api/feed HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n",
+            b"GET /api/feed HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+            b"GET /api/feed HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\n\r\n",
+            b"GET /api/feed HTTP/1.1\r\nHost: a\r\nOrigin: http://x\r\n\r\n",
+            b"GET /api/feed HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer x\r\n\r\n",
+            b"get /api/feed HTTP/1.1\r\nHost: a\r\n\r\n",
+        ];
+        for req in cases {
+            let (offered, out, p) = run_answering(req, 1000);
+            let what = String::from_utf8_lossy(req);
+            assert!(offered.is_empty(), "{what}");
+            assert_eq!(out, *req, "passed on whole: {what}");
+            assert_eq!(p.answered, 0, "{what}");
+        }
+        // A `Content-Length: 0` GET has no body: it is simple.
+        let (offered, out, _) = run_answering(
+            b"GET /api/feed HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+            1000,
+        );
+        assert_eq!(offered.len(), 1);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_head_the_caller_declines_is_passed_on_and_ends_the_offers() {
+        let b = b"GET /api/feed HTTP/1.1\r\nHost: a\r\n\r\n".as_slice();
+        let mut f = Framer::default();
+        let mut offers = 0;
+        let stream = [b, b].concat();
+        let p = f
+            .push_with(&stream, &mut |_| {
+                offers += 1;
+                false
+            })
+            .unwrap();
+        assert_eq!(offers, 1, "nothing is offered once a head was passed on");
+        assert_eq!((p.completed, p.answered), (2, 0));
+        assert!(f.passed());
+        assert_eq!(f.ready().as_ref(), stream.as_slice());
     }
 
     proptest! {

@@ -13,10 +13,21 @@
 //! When a deadline passes while the request is still arriving and nothing has been
 //! written for it yet, the client gets a JSON 408 and the connection is closed; when a
 //! response has begun (the handler answered early), the connection is simply closed.
+//!
+//! Refusals answered here (BENCHMARKS.md, issue 14, hT): while nothing of a connection
+//! has been passed to actix-http (so it owes no answer and has no response in flight),
+//! each complete simple `GET` head (`framing::SimpleGet`: HTTP/1.1, no body, no
+//! `Connection`, `Expect` or `Upgrade`) is first offered to
+//! `early::EarlyRefusals::answer_simple`; a refusal is written here as the bytes
+//! actix-http would have written for it, and the head is never passed on. Such a
+//! connection's idle time between requests is held to the keep-alive time here (actix-http's
+//! own keep-alive timer only starts after an answer of its own). The first head passed on
+//! ends this for the connection: from then on every request goes to actix-http.
 
 use std::cell::Cell;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -29,9 +40,11 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 use crate::http::conn::admission::{Grant, Permit};
-use crate::http::conn::framing::{Framer, HeadInfo, Progress, Rejection};
+use crate::http::conn::early::EarlyRefusals;
+use crate::http::conn::framing::{Framer, HeadInfo, Progress, Rejection, SimpleGet};
 use crate::http::conn::reply::RawReply;
 use crate::http::middleware::log_request;
+use crate::http::rate_limit::Precharged;
 use crate::metrics::Metrics;
 
 /// How long writing one of our own answers may take before the connection is dropped.
@@ -42,6 +55,8 @@ const REPLY_GRACE: Duration = Duration::from_secs(2);
 pub const LINGER: Duration = Duration::from_secs(1);
 /// Bytes read from the socket at a time.
 const READ_CHUNK: usize = 8 * 1024;
+/// Most bytes of our own answers held unwritten at once (see `GuardedStream::fast_out`).
+const MAX_FAST_OUT: usize = 16 * 1024;
 /// What actix-http writes for `Expect: 100-continue`: not an answer to the request.
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -76,6 +91,8 @@ pub struct ConnHandle(Rc<ConnState>);
 struct ConnState {
     cut: Cell<bool>,
     health_only: bool,
+    /// An admission this layer spent for the head it passed on last (see `early`).
+    precharged: Cell<Option<Precharged>>,
 }
 
 impl ConnHandle {
@@ -89,12 +106,25 @@ impl ConnHandle {
     pub fn health_only(&self) -> bool {
         self.0.health_only
     }
+
+    /// Leaves an admission spent for the head about to be passed on, for the service
+    /// that receives its request.
+    pub fn set_precharged(&self, pre: Precharged) {
+        self.0.precharged.set(Some(pre));
+    }
+
+    /// The admission spent for this request's head, if this layer spent one.
+    pub fn take_precharged(&self) -> Option<Precharged> {
+        self.0.precharged.take()
+    }
 }
 
 /// Which deadline passed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Expired {
     FirstByte,
+    /// A connection whose every answer this layer wrote sat idle for the keep-alive time.
+    Idle,
     Head,
     Request,
     WriteStall,
@@ -144,6 +174,15 @@ pub struct GuardedStream {
     stall_since: Option<Instant>,
     timer: Pin<Box<Sleep>>,
     timer_at: Option<Instant>,
+    /// The refusals answered here (`None`: none are).
+    early: Option<EarlyRefusals>,
+    peer: Option<SocketAddr>,
+    /// Answers written here, in order, not yet all on the socket; `fast_written` of them
+    /// are. Flushed before anything else is read or written.
+    fast_out: Vec<u8>,
+    fast_written: usize,
+    /// Since when a connection with only answers of ours has been idle.
+    idle_since: Option<Instant>,
     // Invariant: dropped with the stream, which frees the connection's slot.
     _permit: Permit,
 }
@@ -156,6 +195,8 @@ impl GuardedStream {
         grant: Grant,
         deadlines: Deadlines,
         metrics: Arc<Metrics>,
+        early: Option<EarlyRefusals>,
+        peer: Option<SocketAddr>,
     ) -> GuardedStream {
         let now = Instant::now();
         let deadlines = deadlines.for_grant(grant);
@@ -167,6 +208,7 @@ impl GuardedStream {
             handle: ConnHandle(Rc::new(ConnState {
                 cut: Cell::new(false),
                 health_only: grant == Grant::HealthOnly,
+                precharged: Cell::new(None),
             })),
             metrics,
             opened: now,
@@ -179,6 +221,11 @@ impl GuardedStream {
             stall_since: None,
             timer: Box::pin(tokio::time::sleep_until(now + deadlines.first_byte)),
             timer_at: None,
+            early: early.filter(|_| grant == Grant::Full),
+            peer,
+            fast_out: Vec::new(),
+            fast_written: 0,
+            idle_since: None,
             _permit: permit,
         }
     }
@@ -211,7 +258,11 @@ impl GuardedStream {
                     None if self.requests_seen == 0 => {
                         consider(self.opened + self.deadlines.first_byte, Expired::FirstByte)
                     }
-                    None => {}
+                    None => {
+                        if let Some(since) = self.idle_since {
+                            consider(since + self.deadlines.first_byte, Expired::Idle)
+                        }
+                    }
                 }
                 if let Some(since) = self.stall_since {
                     consider(since + self.deadlines.write_stall, Expired::WriteStall);
@@ -247,6 +298,10 @@ impl GuardedStream {
         match what {
             Expired::FirstByte => {
                 tracing::debug!("closing a connection that sent nothing");
+                self.cut(Phase::Closed);
+            }
+            Expired::Idle => {
+                tracing::debug!("closing an idle connection");
                 self.cut(Phase::Closed);
             }
             Expired::Head | Expired::Request => {
@@ -305,7 +360,7 @@ impl GuardedStream {
             request_id: None,
         });
         let retry_after = (rejection.status == 503).then_some(1);
-        let reply = RawReply::new(
+        let mut reply = RawReply::new(
             rejection.status,
             rejection.code,
             &rejection.message,
@@ -326,6 +381,14 @@ impl GuardedStream {
         let sock = socket2::SockRef::from(&self.io);
         let mut sink = [0u8; READ_CHUNK];
         while matches!(std::io::Read::read(&mut &*sock, &mut sink), Ok(n) if n > 0) {}
+        if self.fast_written < self.fast_out.len() {
+            // Our earlier answers, still partly unwritten, go first.
+            let mut bytes = self.fast_out.split_off(self.fast_written);
+            bytes.extend_from_slice(&reply.bytes);
+            reply.bytes = bytes;
+        }
+        self.fast_out = Vec::new();
+        self.fast_written = 0;
         self.handle.0.cut.set(true);
         self.phase = Phase::Replying {
             reply,
@@ -388,10 +451,62 @@ impl GuardedStream {
         }
     }
 
+    /// Writes the answers written here that are not on the socket yet; `Ready(Ok)` once
+    /// none is left.
+    fn poll_fast_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.fast_out.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        while self.fast_written < self.fast_out.len() {
+            match Pin::new(&mut self.io).poll_write(cx, &self.fast_out[self.fast_written..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => {
+                    self.fast_written += n;
+                    self.stall_since = None;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {
+                    if self.stall_since.is_none() {
+                        self.stall_since = Some(Instant::now());
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+        self.fast_out.clear();
+        self.fast_written = 0;
+        if !self.framer.passed() {
+            self.idle_since = Some(Instant::now());
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// [`Self::poll_fast_out`] for a caller about to read or write: `None` once nothing
+    /// of ours is left to write (go on), else what to return (with the stall deadline
+    /// armed while the client does not read).
+    fn flush_fast<T>(&mut self, cx: &mut Context<'_>) -> Option<Poll<io::Result<T>>> {
+        match self.poll_fast_out(cx) {
+            Poll::Ready(Ok(())) => None,
+            Poll::Ready(Err(e)) => {
+                self.cut(Phase::Failed);
+                Some(Poll::Ready(Err(e)))
+            }
+            Poll::Pending => {
+                if let Some(what) = self.poll_deadlines(cx) {
+                    self.expire(what);
+                }
+                Some(Poll::Pending)
+            }
+        }
+    }
+
     /// Book-keeping after the framer took a read.
     fn on_progress(&mut self, progress: Progress) {
         self.requests_seen += u64::from(progress.started);
-        self.owed += progress.completed;
+        self.owed += progress.completed - progress.answered;
+        if self.framer.passed() {
+            self.idle_since = None;
+        }
         if self.framer.in_request() {
             if progress.started > 0 || self.request_started.is_none() {
                 self.request_started = Some(Instant::now());
@@ -446,6 +561,10 @@ impl GuardedStream {
             self.expire(what);
             return None;
         }
+        if let Some(poll) = self.flush_fast(cx) {
+            // An expired stall deadline changed the phase: go round again.
+            return matches!(self.phase, Phase::Open).then_some(poll);
+        }
         let mut chunk = [std::mem::MaybeUninit::<u8>::uninit(); READ_CHUNK];
         let mut read = ReadBuf::uninit(&mut chunk);
         match Pin::new(&mut self.io).poll_read(cx, &mut read) {
@@ -454,8 +573,29 @@ impl GuardedStream {
             // The client closed its side: actix-http sees the end too.
             Poll::Ready(Ok(())) if read.filled().is_empty() => Some(Poll::Ready(Ok(()))),
             Poll::Ready(Ok(())) => {
-                match self.framer.push(read.filled()) {
-                    Ok(progress) => self.on_progress(progress),
+                let pushed = match &self.early {
+                    Some(early) if !self.framer.passed() => {
+                        let (peer, handle, out) = (self.peer, &self.handle, &mut self.fast_out);
+                        // Bounded: past `MAX_FAST_OUT` unwritten bytes (a client that
+                        // pipelines without reading), heads go to actix-http, whose
+                        // pipelining limit then applies.
+                        let mut answer = |head: &SimpleGet<'_>| {
+                            out.len() < MAX_FAST_OUT && early.answer_simple(head, peer, handle, out)
+                        };
+                        self.framer.push_with(read.filled(), &mut answer)
+                    }
+                    _ => self.framer.push(read.filled()),
+                };
+                match pushed {
+                    Ok(progress) => {
+                        self.on_progress(progress);
+                        if progress.answered > 0 && matches!(self.phase, Phase::Open) {
+                            // Out at once: one write per read, as actix-http does.
+                            if let Some(Poll::Ready(Err(e))) = self.flush_fast::<()>(cx) {
+                                return Some(Poll::Ready(Err(e)));
+                            }
+                        }
+                    }
                     Err(rejection) => {
                         self.framer.ready().clear();
                         self.answer(rejection);
@@ -521,6 +661,12 @@ impl AsyncWrite for GuardedStream {
                 this.expire(what);
                 continue;
             }
+            if let Some(poll) = this.flush_fast(cx) {
+                if matches!(this.phase, Phase::Open) {
+                    return poll;
+                }
+                continue;
+            }
             return match Pin::new(&mut this.io).poll_write(cx, data) {
                 Poll::Ready(Ok(n)) => {
                     this.stall_since = None;
@@ -568,12 +714,26 @@ impl AsyncWrite for GuardedStream {
                 this.expire(what);
                 continue;
             }
+            if let Some(poll) = this.flush_fast(cx) {
+                if matches!(this.phase, Phase::Open) {
+                    return poll;
+                }
+                continue;
+            }
             return Pin::new(&mut this.io).poll_flush(cx);
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if matches!(this.phase, Phase::Open) {
+            // Our own answers are out before the end.
+            if let Some(poll) = this.flush_fast(cx) {
+                if matches!(this.phase, Phase::Open) {
+                    return poll;
+                }
+            }
+        }
         match Pin::new(&mut this.io).poll_shutdown(cx) {
             // Already shut down after our own answer, or the peer is gone: nothing to do.
             Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::NotConnected => Poll::Ready(Ok(())),

@@ -125,6 +125,7 @@ where
         let shutdown = shutdown.clone();
         let admission = admission.clone();
         let metrics = metrics.clone();
+        let guard_early = early.clone();
         let app = EarlyFactory::new(
             factory()
                 .into_factory()
@@ -153,11 +154,14 @@ where
             let peer = stream.peer_addr().ok();
             let admitted = admission.admit(peer.map(|p| crate::http::canonical_ip(p.ip())));
             let metrics = metrics.clone();
+            let early = guard_early.clone();
             async move {
                 match admitted {
                     Ok((permit, grant)) => {
                         let _ = stream.set_nodelay(true);
-                        let io = GuardedStream::new(stream, permit, grant, deadlines, metrics);
+                        let io = GuardedStream::new(
+                            stream, permit, grant, deadlines, metrics, early, peer,
+                        );
                         Ok::<_, DispatchError>((io, peer))
                     }
                     Err(refusal) => {

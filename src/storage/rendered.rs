@@ -346,7 +346,12 @@ impl RenderedPosts {
                 + TAIL_ROOM,
         );
         let mut spans = spans_of(&places);
-        if !inner.seconds.is_empty() {
+        let mut runs = stretches(&places);
+        // A page in one stretch of the file (the usual page without a leader filter) is
+        // read at the least cost already: every rendering is followed by its comma in
+        // the file, so no other layout's span is shorter. Its second places are not
+        // looked at.
+        if runs > 1 && !inner.seconds.is_empty() {
             let seconds: Vec<Place> = slots(&inner.seconds, ids)
                 .zip(&places)
                 .map(|(raw, p)| p.map(|(o, l)| (u64::from(raw).checked_sub(1).unwrap_or(o), l)))
@@ -356,10 +361,11 @@ impl RenderedPosts {
                 if cost(&other) < cost(&spans) {
                     places = seconds;
                     spans = other;
+                    runs = stretches(&places);
                 }
             }
         }
-        if stretches(&places) == spans.len() {
+        if runs == spans.len() {
             read_in_order(file, &places, ids, out, wait, fallback)?;
         } else if !read_scattered(file, &places, &spans, out, wait) {
             read_spans(file, &places, &spans, ids, out, wait, fallback)?;
@@ -573,7 +579,8 @@ const READ_COST: u64 = 2 << 10;
 /// The spans (start, end) of the file covering `places`, in file order, renderings
 /// closer than [`GAP`] in one span.
 fn spans_of(places: &[Place]) -> Vec<(u64, u64)> {
-    let mut at: Vec<(u64, u64)> = places.iter().flatten().copied().collect();
+    let mut at: Vec<(u64, u64)> = Vec::with_capacity(places.len());
+    at.extend(places.iter().flatten());
     // Mostly in file order already (a page's renderings side by side, a leader's in its
     // second places): one pass says so.
     if !at.is_sorted() {

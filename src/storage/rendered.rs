@@ -1153,9 +1153,10 @@ mod tests {
             .map(|i| (i, format!("{{{i}}}").into_bytes()))
             .collect();
         cache.put(0, &page[..2], &disk);
-        cache.put(0, &one(9, b"{9}"), &disk);
+        // Further apart than a gap read through: two spans.
+        cache.put(0, &one(9, &[b'x'; 2 * GAP as usize]), &disk);
         cache.put(0, &page[2..], &disk);
-        // The second stretch (3 and 4, apart from 1 and 2) loses its last bytes.
+        // The second span (3 and 4) loses its last bytes.
         let len = cache.file_len();
         cache
             .inner
@@ -1169,9 +1170,9 @@ mod tests {
             // In page order: the first stretch read, the second (short) fetched instead.
             let (_, shown) = page_of(&cache, &[1, 2, 3, 4], wait);
             assert_eq!(shown, "{1},{2},<3>,<4>");
-            // Out of order: one span (a scattered read, then span by span), short.
+            // Out of order: a scattered read (short), then span by span.
             let (_, shown) = page_of(&cache, &[4, 1, 3, 2], wait);
-            assert_eq!(shown, "<4>,<1>,<3>,<2>");
+            assert_eq!(shown, "<4>,{1},<3>,{2}");
             // Without a fallback the page fails (the caller drops what it appended).
             let mut out = Vec::new();
             let mut miss = |_| Err(());

@@ -345,8 +345,16 @@ impl RenderedPosts {
                 .sum::<usize>()
                 + TAIL_ROOM,
         );
-        let mut spans = spans_of(&places);
         let mut runs = stretches(&places);
+        let mut spans = match (
+            places.iter().flatten().next(),
+            places.iter().flatten().next_back(),
+        ) {
+            // Side by side in page order: one span from the first to the last.
+            (Some((start, _)), Some((offset, len))) if runs == 1 => vec![(*start, offset + len)],
+            _ => spans_of(&places),
+        };
+        debug_assert_eq!(spans, spans_of(&places));
         // A page in one stretch of the file (the usual page without a leader filter) is
         // read at the least cost already: every rendering is followed by its comma in
         // the file, so no other layout's span is shorter. Its second places are not

@@ -287,22 +287,33 @@ pub fn finish_feed_body(
     page_number: Option<usize>,
     page_size: usize,
 ) {
-    use std::io::Write;
+    // By hand with `itoa` rather than `write!` (its formatting machinery was ~1.8k
+    // instructions a page, issue 14). A cursor is digits and dashes: nothing to escape.
+    let mut digits = itoa::Buffer::new();
     body.extend_from_slice(b"],\"page\":");
-    // Writing into a Vec cannot fail. A cursor is digits and dashes: nothing to escape.
-    let _ = match page_number {
-        Some(n) => write!(body, "{n}"),
-        None => body.write_all(b"null"),
-    };
-    let _ = write!(
-        body,
-        ",\"page_size\":{page_size},\"total\":{},\"has_next\":{},\"next_cursor\":",
-        info.total, info.has_next
-    );
-    let _ = match info.next_cursor {
-        Some(c) => write!(body, "\"{c}\"}}"),
-        None => body.write_all(b"null}"),
-    };
+    match page_number {
+        Some(n) => body.extend_from_slice(digits.format(n).as_bytes()),
+        None => body.extend_from_slice(b"null"),
+    }
+    body.extend_from_slice(b",\"page_size\":");
+    body.extend_from_slice(digits.format(page_size).as_bytes());
+    body.extend_from_slice(b",\"total\":");
+    body.extend_from_slice(digits.format(info.total).as_bytes());
+    body.extend_from_slice(if info.has_next {
+        &b",\"has_next\":true,\"next_cursor\":"[..]
+    } else {
+        &b",\"has_next\":false,\"next_cursor\":"[..]
+    });
+    match info.next_cursor {
+        Some(c) => {
+            body.push(b'"');
+            body.extend_from_slice(digits.format(c.timestamp_ms).as_bytes());
+            body.push(b'-');
+            body.extend_from_slice(digits.format(c.post_id).as_bytes());
+            body.extend_from_slice(b"\"}");
+        }
+        None => body.extend_from_slice(b"null}"),
+    }
 }
 
 /// `GET /api/feed`.

@@ -194,6 +194,28 @@ impl Inner {
     }
 }
 
+/// The slots of `ids` in turn in a map of chunks (`Inner::chunks` or `Inner::seconds`),
+/// 0 where none: one hash lookup per run of ids in the same chunk, not one per id (a
+/// page's ids mostly share one).
+fn slots<'a, T: Copy + Default>(
+    map: &'a HashMap<u64, Box<[T]>, foldhash::fast::RandomState>,
+    ids: &'a [u64],
+) -> impl Iterator<Item = T> + 'a {
+    let mut last: Option<(u64, Option<&'a [T]>)> = None;
+    ids.iter().map(move |&id| {
+        let key = id >> CHUNK_BITS;
+        let chunk = match last {
+            Some((k, chunk)) if k == key => chunk,
+            _ => {
+                let chunk = map.get(&key).map(|c| &c[..]);
+                last = Some((key, chunk));
+                chunk
+            }
+        };
+        chunk.map_or(T::default(), |c| c[(id as usize) & (CHUNK - 1)])
+    })
+}
+
 /// Renderings by post id, with their validity rules (see the module comment). One lock:
 /// a page takes it once for all its posts.
 #[derive(Debug, Default)]
@@ -304,9 +326,8 @@ impl RenderedPosts {
             }
             return Ok(PageReads::default());
         };
-        let mut places: Vec<Place> = ids
-            .iter()
-            .map(|&id| match inner.get(id) {
+        let mut places: Vec<Place> = slots(&inner.chunks, ids)
+            .map(|raw| match Slot::of(raw) {
                 Slot::Fresh { offset, len } => Some((offset, len)),
                 _ => None,
             })
@@ -324,22 +345,35 @@ impl RenderedPosts {
                 .sum::<usize>()
                 + TAIL_ROOM,
         );
-        let mut spans = spans_of(&places);
-        if !inner.seconds.is_empty() {
-            let seconds: Vec<Place> = ids
-                .iter()
+        let mut runs = stretches(&places);
+        let mut spans = match (
+            places.iter().flatten().next(),
+            places.iter().flatten().next_back(),
+        ) {
+            // Side by side in page order: one span from the first to the last.
+            (Some((start, _)), Some((offset, len))) if runs == 1 => vec![(*start, offset + len)],
+            _ => spans_of(&places),
+        };
+        debug_assert_eq!(spans, spans_of(&places));
+        // A page in one stretch of the file (the usual page without a leader filter) is
+        // read at the least cost already: every rendering is followed by its comma in
+        // the file, so no other layout's span is shorter. Its second places are not
+        // looked at.
+        if runs > 1 && !inner.seconds.is_empty() {
+            let seconds: Vec<Place> = slots(&inner.seconds, ids)
                 .zip(&places)
-                .map(|(&id, p)| p.map(|(o, l)| (inner.second(id).unwrap_or(o), l)))
+                .map(|(raw, p)| p.map(|(o, l)| (u64::from(raw).checked_sub(1).unwrap_or(o), l)))
                 .collect();
             if seconds != places {
                 let other = spans_of(&seconds);
                 if cost(&other) < cost(&spans) {
                     places = seconds;
                     spans = other;
+                    runs = stretches(&places);
                 }
             }
         }
-        if stretches(&places) == spans.len() {
+        if runs == spans.len() {
             read_in_order(file, &places, ids, out, wait, fallback)?;
         } else if !read_scattered(file, &places, &spans, out, wait) {
             read_spans(file, &places, &spans, ids, out, wait, fallback)?;
@@ -553,8 +587,13 @@ const READ_COST: u64 = 2 << 10;
 /// The spans (start, end) of the file covering `places`, in file order, renderings
 /// closer than [`GAP`] in one span.
 fn spans_of(places: &[Place]) -> Vec<(u64, u64)> {
-    let mut at: Vec<(u64, u64)> = places.iter().flatten().copied().collect();
-    at.sort_unstable();
+    let mut at: Vec<(u64, u64)> = Vec::with_capacity(places.len());
+    at.extend(places.iter().flatten());
+    // Mostly in file order already (a page's renderings side by side, a leader's in its
+    // second places): one pass says so.
+    if !at.is_sorted() {
+        at.sort_unstable();
+    }
     let mut spans: Vec<(u64, u64)> = Vec::with_capacity(at.len());
     for (offset, len) in at {
         match spans.last_mut() {
@@ -621,10 +660,8 @@ fn read_in_order<E>(
                 if !first {
                     out.push(b',');
                 }
-                let body = out.len();
-                out.resize(body + (end - start) as usize, 0);
                 next += n;
-                if read_at(file, &mut out[body..], start, wait).is_ok() {
+                if read_onto(file, out, (end - start) as usize, start, wait).is_ok() {
                     first = false;
                     continue;
                 }
@@ -666,13 +703,8 @@ fn read_spans<E>(
     let mut bases = Vec::with_capacity(spans.len());
     for &(start, end) in spans {
         let at = buf.len();
-        buf.resize(at + (end - start) as usize, 0);
-        if read_at(file, &mut buf[at..], start, wait).is_ok() {
-            bases.push(Some(at));
-        } else {
-            buf.truncate(at);
-            bases.push(None);
-        }
+        let read = read_onto(file, &mut buf, (end - start) as usize, start, wait);
+        bases.push(read.ok().map(|()| at));
     }
     let mut first = true;
     for (place, &id) in places.iter().zip(ids) {
@@ -701,15 +733,6 @@ fn read_spans<E>(
     Ok(())
 }
 
-/// Reads `buf.len()` bytes at `offset`; without `wait`, fails with `WouldBlock` rather
-/// than wait for the disk (`preadv2` with `RWF_NOWAIT`: only what the page cache holds).
-fn read_at(file: &File, buf: &mut [u8], offset: u64, wait: bool) -> io::Result<()> {
-    if wait {
-        return file.read_exact_at(buf, offset);
-    }
-    read_now(file, buf, offset)
-}
-
 #[cfg(target_os = "linux")]
 #[repr(C)]
 struct IoVec {
@@ -732,42 +755,63 @@ extern "C" {
 #[cfg(target_os = "linux")]
 const RWF_NOWAIT: std::os::raw::c_int = 0x8;
 
+/// Appends `len` bytes of the file at `offset` to `out`, read straight into its spare
+/// capacity (nothing is written there first): `out` grows only once every byte has been
+/// read, so a failed or short read leaves it as it was. Without `wait`, fails with
+/// `WouldBlock` rather than wait for the disk (`preadv2` with `RWF_NOWAIT`: only what the
+/// page cache holds).
 #[cfg(target_os = "linux")]
-fn read_now(file: &File, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
+fn read_onto(
+    file: &File,
+    out: &mut Vec<u8>,
+    len: usize,
+    offset: u64,
+    wait: bool,
+) -> io::Result<()> {
     use std::os::fd::AsRawFd;
-    while !buf.is_empty() {
+    out.reserve(len);
+    let flags = if wait { 0 } else { RWF_NOWAIT };
+    let mut done = 0;
+    while done < len {
+        let spare = &mut out.spare_capacity_mut()[done..len];
         let iov = IoVec {
-            base: buf.as_mut_ptr().cast(),
-            len: buf.len(),
+            base: spare.as_mut_ptr().cast(),
+            len: spare.len(),
         };
-        let at = i64::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        // SAFETY: one iovec naming `buf`, which is valid for writes of its length for the
-        // whole call; the fd is open (borrowed from `file`).
-        let n = unsafe { preadv2(file.as_raw_fd(), &iov, 1, at, RWF_NOWAIT) };
+        let at = offset
+            .checked_add(done as u64)
+            .and_then(|at| i64::try_from(at).ok())
+            .ok_or(io::ErrorKind::InvalidInput)?;
+        // SAFETY: one iovec naming `spare`, spare capacity of `out` (reserved above, and
+        // `out` is not touched during the call), valid for writes of its length; the
+        // kernel only writes there. The fd is open (borrowed from `file`).
+        let n = unsafe { preadv2(file.as_raw_fd(), &iov, 1, at, flags) };
         match n {
             n if n < 0 => {
                 let err = io::Error::last_os_error();
-                if err.kind() == io::ErrorKind::Interrupted {
-                    continue;
+                if err.kind() != io::ErrorKind::Interrupted {
+                    return Err(err);
                 }
-                return Err(err);
             }
             0 => return Err(io::ErrorKind::UnexpectedEof.into()),
-            n => {
-                let n = n as usize;
-                buf = &mut buf[n..];
-                offset += n as u64;
-            }
+            // Never more than asked for (`spare.len()`).
+            n => done += (n as usize).min(len - done),
         }
     }
+    // SAFETY: `len` <= the spare capacity (reserved above), and the reads initialised
+    // all of `out[out.len()..out.len() + len]`: each read wrote its `n` bytes at `done`,
+    // which only grew by them, until `done` reached `len`.
+    unsafe { out.set_len(out.len() + len) };
     Ok(())
 }
 
 /// Reads a page whose renderings all have places, none overlapping, span by span
 /// straight into their places in `out` (page order, commas between): one `preadv2` per
 /// span with an iovec per rendering (the commas and gaps between go to a scratch
-/// buffer), so the bytes are copied once. False (and `out` as it was) when a read fails
-/// or comes back short, or the page does not qualify: `read_spans` does it then.
+/// buffer), so the bytes are copied once, into `out`'s spare capacity (nothing is
+/// written there first but the commas between renderings). `out` grows only once every
+/// span came back whole. False (and `out` as it was) when a read fails or comes back
+/// short, or the page does not qualify: `read_spans` does it then.
 #[cfg(target_os = "linux")]
 fn read_scattered(
     file: &File,
@@ -776,27 +820,36 @@ fn read_scattered(
     out: &mut Vec<u8>,
     wait: bool,
 ) -> bool {
+    use std::mem::MaybeUninit;
     use std::os::fd::AsRawFd;
     let Some(places) = places.iter().copied().collect::<Option<Vec<(u64, u64)>>>() else {
         return false;
     };
-    let base = out.len();
+    // Where each rendering goes, counted from `out.len()`.
     let mut pos = Vec::with_capacity(places.len());
-    let mut at = base;
+    let mut total = 0;
     for (i, (_, len)) in places.iter().enumerate() {
         if i > 0 {
-            at += 1;
+            total += 1;
         }
-        pos.push(at);
-        at += *len as usize;
+        pos.push(total);
+        total += *len as usize;
     }
     let mut order: Vec<usize> = (0..places.len()).collect();
-    order.sort_unstable_by_key(|&i| places[i].0);
-    // The commas between renderings are in place already; the reads fill the rest.
-    out.resize(at, b',');
-    let mut sink = vec![0u8; GAP as usize + 1];
+    if !order.is_sorted_by_key(|&i| places[i].0) {
+        order.sort_unstable_by_key(|&i| places[i].0);
+    }
+    out.reserve(total);
+    let spare = &mut out.spare_capacity_mut()[..total];
+    // The commas between renderings; the reads fill the rest.
+    for &p in pos.iter().skip(1) {
+        spare[p - 1].write(b',');
+    }
+    let spare_ptr = spare.as_mut_ptr();
+    // Never read: the gaps between renderings in a span are read into it and dropped.
+    const SINK: usize = GAP as usize + 1;
+    let mut sink = [MaybeUninit::<u8>::uninit(); SINK];
     let sink_ptr = sink.as_mut_ptr();
-    let out_ptr = out.as_mut_ptr();
     let mut k = 0;
     let mut iov: Vec<IoVec> = Vec::with_capacity(2 * places.len());
     for &(start, end) in spans {
@@ -806,8 +859,7 @@ fn read_scattered(
             let i = order[k];
             let (offset, len) = places[i];
             let gap = offset.wrapping_sub(cursor);
-            if offset < cursor || gap > sink.len() as u64 {
-                out.truncate(base);
+            if offset < cursor || gap > SINK as u64 {
                 return false;
             }
             if gap > 0 {
@@ -817,27 +869,26 @@ fn read_scattered(
                 });
             }
             iov.push(IoVec {
-                // SAFETY (of the add): pos[i] + len <= out.len(), inside the allocation.
-                base: unsafe { out_ptr.add(pos[i]) }.cast(),
+                // pos[i] + len <= total: inside `spare`.
+                base: spare_ptr.wrapping_add(pos[i]).cast(),
                 len: len as usize,
             });
             cursor = offset + len;
             k += 1;
         }
         let Ok(at) = i64::try_from(start) else {
-            out.truncate(base);
             return false;
         };
         if cursor != end || iov.len() > 1024 {
-            out.truncate(base);
             return false;
         }
         let flags = if wait { 0 } else { RWF_NOWAIT };
         let read = loop {
             // SAFETY: every iovec names memory valid for writes of its length for the
-            // whole call: disjoint ranges of `out` (not reallocated after the resize
-            // above) or the scratch `sink` (several may name it: its bytes are thrown
-            // away); the fd is open (borrowed from `file`).
+            // whole call: disjoint ranges of `out`'s spare capacity (reserved above; `out`
+            // is not touched until the reads are done) or the scratch `sink` (several may
+            // name it: its bytes are never read); the kernel only writes there. The fd is
+            // open (borrowed from `file`).
             let n = unsafe { preadv2(file.as_raw_fd(), iov.as_ptr(), iov.len() as i32, at, flags) };
             if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
                 continue;
@@ -845,11 +896,19 @@ fn read_scattered(
             break n;
         };
         if read != (end - start) as isize {
-            out.truncate(base);
             return false;
         }
     }
-    drop(sink);
+    if k != order.len() {
+        // A rendering outside every span (never, as `spans` are made of `places`).
+        return false;
+    }
+    // SAFETY: `total` <= the spare capacity (reserved above), and every byte of
+    // `out[out.len()..out.len() + total]` was written: the commas above, and each
+    // rendering (pos[i]..pos[i] + len, which with the commas tile 0..total) by a span's
+    // read that came back whole (its iovecs cover exactly the span, `cursor == end`),
+    // every rendering in some span (`k` reached the end of `order`).
+    unsafe { out.set_len(out.len() + total) };
     true
 }
 
@@ -858,9 +917,26 @@ fn read_scattered(_: &File, _: &[Place], _: &[(u64, u64)], _: &mut Vec<u8>, _: b
     false
 }
 
+/// [`read_onto`] where `preadv2` is not at hand: every read waits (so without `wait`
+/// nothing is read), into zeroed bytes.
 #[cfg(not(target_os = "linux"))]
-fn read_now(_: &File, _: &mut [u8], _: u64) -> io::Result<()> {
-    Err(io::ErrorKind::WouldBlock.into())
+fn read_onto(
+    file: &File,
+    out: &mut Vec<u8>,
+    len: usize,
+    offset: u64,
+    wait: bool,
+) -> io::Result<()> {
+    if !wait {
+        return Err(io::ErrorKind::WouldBlock.into());
+    }
+    let at = out.len();
+    out.resize(at + len, 0);
+    let read = file.read_exact_at(&mut out[at..], offset);
+    if read.is_err() {
+        out.truncate(at);
+    }
+    read
 }
 
 #[cfg(test)]
@@ -1001,6 +1077,118 @@ mod tests {
             .append_page(&[14, 10, 12], &mut out, true, &mut miss)
             .unwrap();
         assert_eq!(out, b"{14},{10},{12}");
+    }
+
+    /// A file holding `bytes`, in a temporary directory (kept alive by the guard).
+    fn file_of(bytes: &[u8]) -> (File, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, bytes).unwrap();
+        (File::open(&path).unwrap(), dir)
+    }
+
+    #[test]
+    fn a_read_that_comes_back_short_leaves_the_buffer_as_it_was() {
+        let (file, _dir) = file_of(b"0123456789");
+        for wait in [true, false] {
+            let mut out = b"[".to_vec();
+            read_onto(&file, &mut out, 4, 3, wait).unwrap();
+            assert_eq!(out, b"[3456");
+            // Past the end: the first read is short (6 of 8), the next one finds the end.
+            let err = read_onto(&file, &mut out, 8, 4, wait).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{err}");
+            assert_eq!(out, b"[3456");
+            // Wholly past the end.
+            assert!(read_onto(&file, &mut out, 1, 10, wait).is_err());
+            assert!(read_onto(&file, &mut out, 1, u64::MAX, wait).is_err());
+            assert_eq!(out, b"[3456");
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_scattered_page_with_a_read_failing_midway_leaves_the_buffer_as_it_was() {
+        let (file, _dir) = file_of(b"AAA,BBBB,CC,DDDDD");
+        for wait in [true, false] {
+            // Page order C, A, D, a span each (B is not on the page).
+            let places = [Some((9, 2)), Some((0, 3)), Some((12, 5))];
+            let spans = [(0, 3), (9, 11), (12, 17)];
+            let mut out = b"[".to_vec();
+            assert!(read_scattered(&file, &places, &spans, &mut out, wait));
+            assert_eq!(out, b"[CC,AAA,DDDDD");
+            // One span over all: B and the commas read into the sink.
+            assert!(read_scattered(
+                &file,
+                &places,
+                &spans_of(&places),
+                &mut out,
+                wait
+            ));
+            assert_eq!(out, b"[CC,AAA,DDDDDCC,AAA,DDDDD");
+            // The last span reaches past the end of the file: the first two reads are
+            // whole, the last short.
+            let places = [Some((9, 2)), Some((0, 3)), Some((12, 7))];
+            let spans = [(0, 3), (9, 11), (12, 19)];
+            out.truncate(1);
+            assert!(!read_scattered(&file, &places, &spans, &mut out, wait));
+            assert_eq!(out, b"[");
+            // Through the page: the reads of every span again, into the buffer from where
+            // they started (`read_spans`), the span that failed from the fallback.
+            let mut fetched = Vec::new();
+            let mut fetch = |id: u64| {
+                fetched.push(id);
+                Ok::<_, ()>(Some(format!("<{id}>").into_bytes()))
+            };
+            read_spans(
+                &file,
+                &places,
+                &spans,
+                &[1, 2, 3],
+                &mut out,
+                wait,
+                &mut fetch,
+            )
+            .unwrap();
+            assert_eq!(out, b"[CC,AAA,<3>");
+            assert_eq!(fetched, [3]);
+        }
+    }
+
+    #[test]
+    fn a_page_whose_file_was_cut_short_asks_for_what_it_could_not_read() {
+        let (cache, disk, _dir) = cache();
+        let page: Vec<(u64, Vec<u8>)> = (1..=4)
+            .map(|i| (i, format!("{{{i}}}").into_bytes()))
+            .collect();
+        cache.put(0, &page[..2], &disk);
+        // Further apart than a gap read through: two spans.
+        cache.put(0, &one(9, &[b'x'; 2 * GAP as usize]), &disk);
+        cache.put(0, &page[2..], &disk);
+        // The second span (3 and 4) loses its last bytes.
+        let len = cache.file_len();
+        cache
+            .inner
+            .read()
+            .file
+            .as_ref()
+            .unwrap()
+            .set_len(len - 2)
+            .unwrap();
+        for wait in [true, false] {
+            // In page order: the first stretch read, the second (short) fetched instead.
+            let (_, shown) = page_of(&cache, &[1, 2, 3, 4], wait);
+            assert_eq!(shown, "{1},{2},<3>,<4>");
+            // Out of order: a scattered read (short), then span by span.
+            let (_, shown) = page_of(&cache, &[4, 1, 3, 2], wait);
+            assert_eq!(shown, "<4>,{1},<3>,{2}");
+            // Without a fallback the page fails (the caller drops what it appended).
+            let mut out = Vec::new();
+            let mut miss = |_| Err(());
+            assert!(cache
+                .append_page(&[1, 2, 3, 4], &mut out, wait, &mut miss)
+                .is_err());
+            assert_eq!(out, b"{1},{2}");
+        }
     }
 
     /// The reads a page of `ids` takes and its bytes (misses shown as `<id>`).

@@ -267,6 +267,84 @@ mod tests {
         assert_eq!(tree.len(), 20_000);
     }
 
+    /// Appends fill leaves (vendored sled's patch 13): a leaf that overflows on a key past
+    /// all of its own keeps all but 4 entries on the left, so appended records take a
+    /// page per ~28 of 1 KB (32 KiB), where splitting in the middle left every leaf half
+    /// full (a page per ~16). That holds for appends to the end of one prefix with other
+    /// prefixes after it in the same tree (posts before the time index), key by key and
+    /// through batches, and inserts in random order still split in the middle. All of it
+    /// reads back, in order, after a reopen.
+    #[test]
+    fn appended_records_fill_their_leaves() {
+        const N: u64 = 3_000;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("db");
+        let key = |prefix: u8, i: u64| {
+            let mut key = vec![prefix];
+            key.extend_from_slice(&i.to_be_bytes());
+            key
+        };
+        let pages_for = |db: &sled::Db, f: &dyn Fn(&sled::Tree)| {
+            let before = db.page_table_len();
+            let tree = db.open_tree(format!("t{before}")).unwrap();
+            // Keys of a later prefix, so the appends below are not at the tree's end.
+            for i in 0..300 {
+                tree.insert(key(b'T', i), &[1u8; 10][..]).unwrap();
+            }
+            f(&tree);
+            (tree, db.page_table_len() - before)
+        };
+        let db = config(&dir).open().unwrap();
+        let (one_by_one, pages) = pages_for(&db, &|tree| {
+            for i in 0..N {
+                tree.insert(key(b'P', i), vec![2u8; 1_000]).unwrap();
+            }
+        });
+        assert!(
+            pages <= N / 26,
+            "{pages} pages for {N} appended 1 KB records"
+        );
+        let (batched, pages) = pages_for(&db, &|tree| {
+            for chunk in (0..N).collect::<Vec<_>>().chunks(500) {
+                let mut batch = sled::Batch::default();
+                for &i in chunk {
+                    batch.insert(key(b'P', i), vec![3u8; 1_000]);
+                }
+                tree.apply_batch(batch).unwrap();
+            }
+        });
+        assert!(
+            pages <= N / 26,
+            "{pages} pages for {N} records appended in batches"
+        );
+        // Random order: each leaf overflows on a key inside it, and splits in the middle.
+        let (shuffled, pages) = pages_for(&db, &|tree| {
+            for i in 0..N {
+                let i = (i * 1_231) % N;
+                tree.insert(key(b'P', i), vec![4u8; 1_000]).unwrap();
+            }
+        });
+        assert!(
+            pages > N / 26,
+            "{pages} pages for {N} records in random order"
+        );
+        let names = [one_by_one.name(), batched.name(), shuffled.name()];
+        drop((one_by_one, batched, shuffled));
+        db.flush().unwrap();
+        drop(db);
+        let db = unlocked(|| Ok(config(&dir).open()?));
+        for (name, fill) in names.iter().zip([2u8, 3, 4]) {
+            let tree = db.open_tree(name).unwrap();
+            assert_eq!(tree.len() as u64, N + 300);
+            let posts: Vec<_> = tree.scan_prefix([b'P']).map(|kv| kv.unwrap()).collect();
+            assert_eq!(posts.len() as u64, N);
+            for (i, (k, v)) in posts.iter().enumerate() {
+                assert_eq!(k.as_ref(), key(b'P', i as u64).as_slice());
+                assert!(v.len() == 1_000 && v[0] == fill);
+            }
+        }
+    }
+
     /// A page larger than a quarter segment is stored as a blob file of its own. Replacing
     /// such a page with new content (a batch rewriting the leaf, a split) must remove the
     /// old file: upstream sled kept it whenever the old page was that one blob, taking the

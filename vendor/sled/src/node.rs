@@ -11,7 +11,76 @@ pub struct Node {
     pub(crate) lo: IVec,
     pub(crate) hi: IVec,
     pub(crate) data: Data,
+    /// Amber's patch 13 (vendor/sled/VENDORED): where the last keys inserted into this
+    /// leaf went, so that `split` can tell a leaf filled by ascending inserts. Held in
+    /// memory only (not serialised: a node read back from the log starts without it)
+    /// and ignored by `PartialEq`.
+    pub(crate) inserts: InsertRun,
 }
+
+/// Amber's patch 13: see [`Node::inserts`]. Equal to every other, so nodes compare by
+/// what they hold and what is serialised.
+#[derive(Default, Debug, Clone, Copy)]
+pub(crate) struct InsertRun {
+    /// The index of the key inserted last.
+    last: usize,
+    /// How many keys in a row were each inserted just after the one before (0 after a
+    /// removal, a split or a read from the log).
+    ascending: usize,
+}
+
+impl PartialEq for InsertRun {
+    fn eq(&self, _other: &InsertRun) -> bool {
+        true
+    }
+}
+
+impl InsertRun {
+    fn inserted(&mut self, idx: usize) {
+        self.ascending = if self.ascending > 0 && idx == self.last + 1 {
+            self.ascending + 1
+        } else {
+            1
+        };
+        self.last = idx;
+    }
+
+    /// Where a leaf of `len` entries should split: upstream's middle, unless the last
+    /// `SEQUENTIAL_INSERTS` insertions were each just after the one before. Then the
+    /// left node keeps everything up to the key inserted last (the ascending run goes on
+    /// in the right node, or in the left one when keys of a later prefix follow it in the
+    /// same leaf), and each side keeps at least `MIN_SPLIT_SIDE` entries.
+    fn split_point(&self, len: usize) -> usize {
+        if self.ascending >= SEQUENTIAL_INSERTS && len >= 2 * MIN_SPLIT_SIDE {
+            (self.last + 1).clamp(MIN_SPLIT_SIDE, len - MIN_SPLIT_SIDE)
+        } else {
+            len / 2 + 1
+        }
+    }
+
+    /// The runs of the left and right nodes of a split at `split_point`.
+    fn split_at(self, split_point: usize) -> (InsertRun, InsertRun) {
+        if self.ascending == 0 {
+            (InsertRun::default(), InsertRun::default())
+        } else if self.last < split_point {
+            (self, InsertRun::default())
+        } else {
+            (
+                InsertRun::default(),
+                InsertRun { last: self.last - split_point, ..self },
+            )
+        }
+    }
+}
+
+/// Amber's patch 13: the ascending insertions in a row after which a leaf is split at the
+/// last one rather than in the middle.
+const SEQUENTIAL_INSERTS: usize = 3;
+
+/// Amber's patch 13: the fewest entries either side of a sequential split keeps. A leaf
+/// of fewer than 4 entries is merged into its left sibling when it is next traversed
+/// (`should_merge`), which would undo the split.
+const MIN_SPLIT_SIDE: usize = 4;
 
 impl Node {
     pub(crate) fn new_hoisted_root(
@@ -115,6 +184,8 @@ impl Node {
             match search {
                 Ok(idx) => leaf.values[idx] = val,
                 Err(idx) => {
+                    // Amber's patch 13: where the insertions go, for `split`.
+                    self.inserts.inserted(idx);
                     leaf.keys.insert(idx, key);
                     leaf.values.insert(idx, val);
                 }
@@ -129,6 +200,8 @@ impl Node {
         if let Data::Leaf(ref mut leaf) = self.data {
             let search = leaf.keys.binary_search_by(|k| fastcmp(k, key));
             if let Ok(idx) = search {
+                // Amber's patch 13: the positions moved.
+                self.inserts = InsertRun::default();
                 leaf.keys.remove(idx);
                 leaf.values.remove(idx);
             }
@@ -163,6 +236,13 @@ impl Node {
         true
     }
 
+    /// Splits the node in two. Amber's patch 13 (vendor/sled/VENDORED): a leaf whose
+    /// last insertions were ascending, each just after the one before (`Node::inserts`),
+    /// splits just after the key inserted last ([`InsertRun::split_point`]), as B-trees
+    /// split on sequential inserts: a leaf filled by appends keeps all but a few entries
+    /// on the left and the appends go on filling the right one. Upstream split every
+    /// node in the middle, so a leaf filled by appends left a half-full node behind at
+    /// every split. Any other split (an index, inserts in no order) is upstream's.
     pub(crate) fn split(mut self) -> (Node, Node) {
         fn split_inner<T>(
             keys: &mut Vec<IVec>,
@@ -170,11 +250,11 @@ impl Node {
             old_prefix: &[u8],
             old_hi: &[u8],
             suffix_truncation: bool,
+            split_point: usize,
         ) -> (IVec, u8, Vec<IVec>, Vec<T>)
         where
             T: Clone + Ord,
         {
-            let split_point = keys.len() / 2 + 1;
             let right_keys = keys.split_off(split_point);
             let right_values = values.split_off(split_point);
             let right_min = &right_keys[0];
@@ -241,6 +321,12 @@ impl Node {
             )
         }
 
+        let split_point = match self.data {
+            Data::Index(ref index) => index.keys.len() / 2 + 1,
+            Data::Leaf(ref leaf) => self.inserts.split_point(leaf.keys.len()),
+        };
+        // The ascending run goes on in the side that holds its last key.
+        let (left_inserts, right_inserts) = self.inserts.split_at(split_point);
         let prefixed_lo = &self.lo[..self.prefix_len as usize];
         let prefixed_hi = &self.hi;
         let (split, right_prefix_len, right_data) = match self.data {
@@ -252,6 +338,7 @@ impl Node {
                         prefixed_lo,
                         prefixed_hi,
                         false,
+                        split_point,
                     );
 
                 (
@@ -271,6 +358,7 @@ impl Node {
                         prefixed_lo,
                         prefixed_hi,
                         true,
+                        split_point,
                     );
 
                 (
@@ -289,9 +377,11 @@ impl Node {
             merging_child: None,
             merging: false,
             prefix_len: right_prefix_len,
+            inserts: right_inserts,
         };
 
         self.hi = split;
+        self.inserts = left_inserts;
 
         let new_prefix_len = self
             .hi
@@ -779,6 +869,7 @@ fn merge_uneven_nodes() {
         merging_child: None,
         merging: false,
         prefix_len: 0,
+        inserts: InsertRun::default(),
     };
 
     let right = Node {
@@ -792,6 +883,7 @@ fn merge_uneven_nodes() {
         merging_child: None,
         merging: false,
         prefix_len: 1,
+        inserts: InsertRun::default(),
     };
 
     left.receive_merge(&right);

@@ -459,6 +459,7 @@ impl Serialize for Node {
             lo: IVec::deserialize(buf)?,
             hi: IVec::deserialize(buf)?,
             data: Data::deserialize(buf)?,
+            inserts: Default::default(),
         })
     }
 }
@@ -900,6 +901,7 @@ mod qc {
                 lo: IVec::arbitrary(g),
                 hi: IVec::arbitrary(g),
                 data: Data::arbitrary(g),
+                inserts: Default::default(),
             }
         }
 
@@ -1120,6 +1122,7 @@ mod qc {
             merging: true,
             prefix_len: 0,
             data: Data::Index(Index::default()),
+            inserts: Default::default(),
         };
 
         prop_serialize(&node);

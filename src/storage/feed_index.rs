@@ -1293,3 +1293,91 @@ mod tests {
         assert_eq!(a.leader_entries(1), b.leader_entries(1));
     }
 }
+
+/// Instructions per page, for callgrind (`--toggle-collect=*feed_bench_page*`): a 100k
+/// index shaped like `examples/seed_store`'s (post n: id n + 1, leader n % 10 + 1, one a
+/// minute, all X) and 2,000 pages of the shape `FEED_BENCH_SHAPE` drawn like
+/// `benches/load/feed_pages.lua`. Meaningful only with `MAX_BLOCK` and `GROUP` at their
+/// release values.
+#[cfg(test)]
+mod bench {
+    use super::*;
+
+    #[inline(never)]
+    fn feed_bench_page(index: &FeedIndex, q: &PostQuery) -> PageRef {
+        index.page(q)
+    }
+
+    #[test]
+    #[ignore]
+    fn feed_bench() {
+        const T0: i64 = 1_735_689_600_000;
+        let posts: u64 = std::env::var("FEED_BENCH_POSTS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(100_000);
+        let shape = std::env::var("FEED_BENCH_SHAPE").unwrap_or_else(|_| "page".into());
+        let mut index = FeedIndex::default();
+        for n in (0..posts).rev() {
+            index.push_oldest(Entry {
+                timestamp_ms: T0 + n as i64 * 60_000,
+                post_id: n + 1,
+                leader_id: n % 10 + 1,
+                platform: Platform::X,
+                kind: PostKind::Post,
+            });
+        }
+        index.shrink();
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut rand = move |lo: u64, hi: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            lo + seed % (hi - lo + 1)
+        };
+        let three = |rand: &mut dyn FnMut(u64, u64) -> u64| {
+            let a = rand(1, 10);
+            let b = (a + rand(0, 8)) % 10 + 1;
+            let mut c = b;
+            while c == a || c == b {
+                c = rand(1, 10);
+            }
+            [a, b, c]
+        };
+        let cursor = |rand: &mut dyn FnMut(u64, u64) -> u64| {
+            let n = posts - rand(1, posts);
+            PageStart::Before(Cursor {
+                timestamp_ms: T0 + n as i64 * 60_000,
+                post_id: n + 1,
+            })
+        };
+        let pages = posts / 20;
+        let mut sum = 0usize;
+        for _ in 0..2000 {
+            let q = PostQuery::newest(20);
+            let q = match shape.as_str() {
+                "page" => q.starting(PageStart::Offset((rand(1, pages) as usize - 1) * 20)),
+                "cursor" => q.starting(cursor(&mut rand)),
+                "leader" => q
+                    .leaders([rand(1, 10)])
+                    .starting(PageStart::Offset((rand(1, pages / 10) as usize - 1) * 20)),
+                "leaders" => q
+                    .leaders(three(&mut rand))
+                    .starting(PageStart::Offset((rand(1, pages * 3 / 10) as usize - 1) * 20)),
+                "source" => q
+                    .platform(Some(Platform::X))
+                    .starting(PageStart::Offset((rand(1, pages) as usize - 1) * 20)),
+                "leader_source" => q
+                    .platform(Some(Platform::X))
+                    .leaders([rand(1, 10)])
+                    .starting(PageStart::Offset((rand(1, pages / 10) as usize - 1) * 20)),
+                "leaders_cursor" => q.leaders(three(&mut rand)).starting(cursor(&mut rand)),
+                other => panic!("unknown shape {other}"),
+            };
+            let page = feed_bench_page(&index, &q);
+            sum += page.total + usize::from(page.has_next);
+            sum += page.entries.iter().map(|e| e.post_id as usize).sum::<usize>();
+        }
+        eprintln!("{shape}: checksum {sum}");
+    }
+}

@@ -1146,18 +1146,21 @@ mod tests {
         #[test]
         fn removals_and_replacements_keep_the_counts_before_each_block(
             // Timestamps far apart, unlike the test above.
-            raw in proptest::collection::vec((0i64..100_000, 0u64..4, 0u8..3, 0u8..4), 0..1500),
+            raw in proptest::collection::vec((0i64..100_000, 0usize..5, 0u8..3, 0u8..4), 0..1500),
             gone in proptest::collection::vec(0usize..1500, 0..600),
-            changed in proptest::collection::vec((0usize..1500, 0u8..3), 0..300),
-            leaders in proptest::collection::vec(0u64..4, 0..4),
+            changed in proptest::collection::vec((0usize..1500, 0u8..3, proptest::option::of(0usize..5)), 0..300),
+            leaders in proptest::collection::vec(0usize..6, 0..7),
             mask in proptest::option::of(1u16..),
             offset in 0usize..1600,
             cursor in (0i64..100_000, 0u64..1500),
         ) {
+            // Leader ids near and far apart (a filter of them tests one id, a set within
+            // 64 ids, or searches), and one no post has.
+            const IDS: [u64; 6] = [0, 3, 63, 70, 1000, 64];
             let mut index = FeedIndex::default();
             let mut all: Vec<Option<Entry>> = Vec::new();
             for (id, (ts, leader, p, kind)) in raw.into_iter().enumerate() {
-                let e = Entry { kind: PostKind::from_code(kind), ..entry(ts, id as u64, leader, Platform::ALL[p as usize]) };
+                let e = Entry { kind: PostKind::from_code(kind), ..entry(ts, id as u64, IDS[leader], Platform::ALL[p as usize]) };
                 index.insert(e);
                 all.push(Some(e));
             }
@@ -1166,16 +1169,20 @@ mod tests {
                     prop_assert!(index.remove(&e));
                 }
             }
-            // The same post again with another platform: its entry is replaced in place.
-            for (i, p) in changed {
+            // The same post again with another platform (or leader): its entry is replaced
+            // in place.
+            for (i, p, leader) in changed {
                 if let Some(Some(e)) = all.get_mut(i) {
                     e.platform = Platform::ALL[p as usize];
+                    if let Some(l) = leader {
+                        e.leader_id = IDS[l];
+                    }
                     index.insert(*e);
                 }
             }
             assert_counts_hold(&index);
             let all: Vec<Entry> = all.into_iter().flatten().collect();
-            let mut leaders = leaders;
+            let mut leaders: Vec<u64> = leaders.into_iter().map(|l| IDS[l]).collect();
             leaders.sort_unstable();
             leaders.dedup();
             let mask = mask.map_or(ClassMask::ALL, ClassMask);
@@ -1185,6 +1192,10 @@ mod tests {
                 prop_assert_eq!(&got.entries, &want);
                 prop_assert_eq!(got.has_next, has_next);
                 prop_assert_eq!(got.total, total);
+            }
+            for l in IDS {
+                let (want, _, _) = naive(&all, &[l], ClassMask::ALL, PageStart::Offset(0), usize::MAX);
+                prop_assert_eq!(index.leader_entries(l), want);
             }
         }
     }
@@ -1253,6 +1264,41 @@ mod tests {
                 }
             }
             assert_counts_hold(&index);
+        }
+    }
+
+    #[test]
+    fn a_leader_test_takes_exactly_its_leaders() {
+        for leaders in [
+            vec![],
+            vec![7],
+            vec![0, 63],
+            vec![5, 6, 68],
+            vec![0, 64],
+            vec![3, 1000, MAX_LEADER_ID - 1],
+        ] {
+            let f = Filter::new(&leaders, ClassMask::ALL);
+            for l in [0, 1, 5, 6, 7, 63, 64, 68, 69, 1000, MAX_LEADER_ID - 1] {
+                let slot = Slot::pack(&entry(1, 1, l, Platform::X));
+                struct One(u64);
+                impl SlotJob for One {
+                    type Out = bool;
+                    fn run(self, test: impl Fn(u64) -> bool + Copy) -> bool {
+                        test(self.0)
+                    }
+                }
+                let want = leaders.is_empty() || leaders.contains(&l);
+                assert_eq!(f.with_test(One(slot.packed)), want, "{leaders:?} {l}");
+                if leaders.is_empty() {
+                    continue; // tallies are read for leader filters only
+                }
+                let tallies = [(tally_key(&slot) << TALLY_BITS) | 3];
+                assert_eq!(
+                    tallies_matching(&tallies, &f),
+                    if want { 3 } else { 0 },
+                    "{leaders:?} {l}"
+                );
+            }
         }
     }
 

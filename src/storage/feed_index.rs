@@ -485,6 +485,27 @@ fn tallies_matching(tallies: &[u64], f: &Filter<'_>) -> usize {
             0
         }
     };
+    // One pass, a few instructions a tally and no branch (each test its own loop).
+    #[inline(always)]
+    fn pass(tallies: &[u64], mask: ClassMask, hit: impl Fn(u64) -> u64) -> usize {
+        let mask = u64::from(mask.0);
+        tallies
+            .iter()
+            .map(|t| {
+                let class_ok = (mask >> ((t >> TALLY_BITS) & 0xf)) & 1;
+                (t & COUNT) * (hit(t >> (TALLY_BITS + 4)) & class_ok)
+            })
+            .sum::<u64>() as usize
+    }
+    match f.test {
+        LeaderTest::One(one) if f.leaders.len() * 8 >= tallies.len() => {
+            return pass(tallies, f.mask, |l| u64::from(l == one));
+        }
+        LeaderTest::Span { base, bits } if f.leaders.len() * 8 >= tallies.len() => {
+            return pass(tallies, f.mask, |l| span_bit(l, base, bits));
+        }
+        _ => {}
+    }
     if f.leaders.len() * 8 < tallies.len() {
         // A few leaders among many: look each one up.
         f.leaders
@@ -498,22 +519,6 @@ fn tallies_matching(tallies: &[u64], f: &Filter<'_>) -> usize {
                     .sum::<usize>()
             })
             .sum()
-    } else if f.test != LeaderTest::Search {
-        // One pass, a few instructions a tally and no branch.
-        let (mask, test) = (u64::from(f.mask.0), f.test);
-        tallies
-            .iter()
-            .map(|t| {
-                let l = t >> (TALLY_BITS + 4);
-                let class_ok = (mask >> ((t >> TALLY_BITS) & 0xf)) & 1;
-                let hit = match test {
-                    LeaderTest::One(one) => u64::from(l == one),
-                    LeaderTest::Span { base, bits } => span_bit(l, base, bits),
-                    _ => 1,
-                };
-                (t & COUNT) * (hit & class_ok)
-            })
-            .sum::<u64>() as usize
     } else {
         tallies
             .iter()

@@ -11,7 +11,10 @@
 //! filter or a cursor is a binary search over the blocks and one within a block, and a
 //! leader filter walks (and skips) groups and blocks on their tallies instead of keeping
 //! a list of its own: 16 bytes per post in all (issue 14: the per-leader lists it had
-//! before doubled that).
+//! before doubled that). Inside a block, a filter's test of a slot is picked once per
+//! page (one leader id, a 64-bit set of ids, or a search for leaders far apart; see
+//! [`LeaderTest`]), the `n`th match is counted a chunk of slots at a time from the
+//! block's nearer end, and a page's entries are taken by one loop per block.
 
 use std::collections::HashMap;
 

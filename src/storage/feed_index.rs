@@ -11,7 +11,10 @@
 //! filter or a cursor is a binary search over the blocks and one within a block, and a
 //! leader filter walks (and skips) groups and blocks on their tallies instead of keeping
 //! a list of its own: 16 bytes per post in all (issue 14: the per-leader lists it had
-//! before doubled that).
+//! before doubled that). Inside a block, a filter's test of a slot is picked once per
+//! page (one leader id, a 64-bit set of ids, or a search for leaders far apart; see
+//! [`LeaderTest`]), the `n`th match is counted a chunk of slots at a time from the
+//! block's nearer end, and a page's entries are taken by one loop per block.
 
 use std::collections::HashMap;
 
@@ -214,12 +217,176 @@ fn tally_key(slot: &Slot) -> u64 {
 struct Filter<'a> {
     leaders: &'a [u64],
     mask: ClassMask,
+    /// How a leader is tested: see [`LeaderTest`].
+    test: LeaderTest,
 }
 
-impl Filter<'_> {
-    fn accepts(&self, s: &Slot) -> bool {
-        self.mask.has(s.class())
-            && (self.leaders.is_empty() || self.leaders.binary_search(&s.leader()).is_ok())
+/// A filter's test of a leader id, picked once per page so the loops over slots and
+/// tallies test each with a few instructions, no search and no branch (issue 14, eighth
+/// session).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LeaderTest {
+    /// No leader filter.
+    Any,
+    /// One leader.
+    One(u64),
+    /// Leaders all within 64 ids of the first: bit `leader - base` of `bits`.
+    Span { base: u64, bits: u64 },
+    /// Leaders further apart: a binary search of [`Filter::leaders`].
+    Search,
+}
+
+impl LeaderTest {
+    fn of(leaders: &[u64]) -> LeaderTest {
+        match leaders {
+            [] => LeaderTest::Any,
+            [one] => LeaderTest::One(*one),
+            [base, .., last] if last - base < 64 => LeaderTest::Span {
+                base: *base,
+                bits: leaders.iter().fold(0, |bits, l| bits | 1 << (l - base)),
+            },
+            _ => LeaderTest::Search,
+        }
+    }
+}
+
+/// Bit `leader - base` of `bits`, 0 when `leader` is below `base` or 64 or more above.
+#[inline(always)]
+fn span_bit(leader: u64, base: u64, bits: u64) -> u64 {
+    let d = leader.wrapping_sub(base);
+    u64::from(d < 64) & (bits >> (d & 63))
+}
+
+/// Slots counted at a time when seeking the `n`th match in a block.
+const CHUNK: usize = 32;
+
+impl<'a> Filter<'a> {
+    fn new(leaders: &'a [u64], mask: ClassMask) -> Filter<'a> {
+        Filter {
+            leaders,
+            mask,
+            test: LeaderTest::of(leaders),
+        }
+    }
+
+    /// Runs `job` with this filter's test of a slot (its `packed` half), a closure of its
+    /// own per kind of filter so the loops `job` runs compile without a branch on it.
+    #[inline(always)]
+    fn with_test<R>(&self, job: impl SlotJob<Out = R>) -> R {
+        let mask = self.mask.0;
+        let class_ok = move |p: u64| u64::from(mask >> (p >> PLATFORM_SHIFT)) & 1 != 0;
+        let leader = |p: u64| (p >> ID_BITS) & (MAX_LEADER_ID - 1);
+        let all = self.mask == ClassMask::ALL;
+        match self.test {
+            LeaderTest::Any if all => job.run(|_: u64| true),
+            LeaderTest::Any => job.run(class_ok),
+            LeaderTest::One(l) => {
+                let field = l << ID_BITS;
+                let one = move |p: u64| p & ((MAX_LEADER_ID - 1) << ID_BITS) == field;
+                if all {
+                    job.run(one)
+                } else {
+                    job.run(move |p: u64| one(p) & class_ok(p))
+                }
+            }
+            LeaderTest::Span { base, bits } => {
+                let hit = move |p: u64| span_bit(leader(p), base, bits) != 0;
+                if all {
+                    job.run(hit)
+                } else {
+                    job.run(move |p: u64| hit(p) & class_ok(p))
+                }
+            }
+            LeaderTest::Search => {
+                let leaders = self.leaders;
+                job.run(move |p: u64| class_ok(p) && leaders.binary_search(&leader(p)).is_ok())
+            }
+        }
+    }
+}
+
+/// Work over slots that takes a filter's test (see [`Filter::with_test`]).
+trait SlotJob {
+    type Out;
+    fn run(self, test: impl Fn(u64) -> bool + Copy) -> Self::Out;
+}
+
+/// Where the `n`th (from 0) of a block's `matching` slots the filter takes is: counted
+/// a chunk at a time from whichever end is nearer, then found slot by slot in its chunk.
+struct Nth<'a> {
+    slots: &'a [Slot],
+    n: usize,
+    matching: usize,
+}
+
+impl SlotJob for Nth<'_> {
+    type Out = Option<usize>;
+
+    #[inline(always)]
+    fn run(self, test: impl Fn(u64) -> bool + Copy) -> Option<usize> {
+        let count = |c: &[Slot]| c.iter().map(|s| usize::from(test(s.packed))).sum::<usize>();
+        let Nth { slots, n, matching } = self;
+        if n >= matching {
+            return None;
+        }
+        if n < matching / 2 {
+            let mut left = n;
+            for (c, chunk) in slots.chunks(CHUNK).enumerate() {
+                let here = count(chunk);
+                if left < here {
+                    let i = chunk
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, s)| test(s.packed))
+                        .nth(left)?
+                        .0;
+                    return Some(c * CHUNK + i);
+                }
+                left -= here;
+            }
+            None
+        } else {
+            // The (matching - 1 - n)th from the end.
+            let mut left = matching - 1 - n;
+            for (c, chunk) in slots.rchunks(CHUNK).enumerate() {
+                let here = count(chunk);
+                if left < here {
+                    let i = chunk
+                        .iter()
+                        .enumerate()
+                        .rev()
+                        .filter(|(_, s)| test(s.packed))
+                        .nth(left)?
+                        .0;
+                    return Some(slots.len() - (c * CHUNK + chunk.len()) + i);
+                }
+                left -= here;
+            }
+            None
+        }
+    }
+}
+
+/// Appends the slots the filter takes, in order, until `out` holds `limit`.
+struct Take<'a, 'o> {
+    slots: &'a [Slot],
+    out: &'o mut Vec<Entry>,
+    limit: usize,
+}
+
+impl SlotJob for Take<'_, '_> {
+    type Out = ();
+
+    #[inline(always)]
+    fn run(self, test: impl Fn(u64) -> bool + Copy) {
+        for s in self.slots {
+            if self.out.len() == self.limit {
+                return;
+            }
+            if test(s.packed) {
+                self.out.push(s.unpack());
+            }
+        }
     }
 }
 
@@ -312,14 +479,36 @@ fn tally_merge(tallies: &mut Vec<u64>, tally: u64, add: bool) {
 
 /// How many entries of a tally list a filter with leaders takes.
 fn tallies_matching(tallies: &[u64], f: &Filter<'_>) -> usize {
+    const COUNT: u64 = (1 << TALLY_BITS) - 1;
     let count = |t: &u64| {
         let class = ((t >> TALLY_BITS) & 0xf) as usize;
         if f.mask.has(class) {
-            (t & ((1 << TALLY_BITS) - 1)) as usize
+            (t & COUNT) as usize
         } else {
             0
         }
     };
+    // One pass, a few instructions a tally and no branch (each test its own loop).
+    #[inline(always)]
+    fn pass(tallies: &[u64], mask: ClassMask, hit: impl Fn(u64) -> u64) -> usize {
+        let mask = u64::from(mask.0);
+        tallies
+            .iter()
+            .map(|t| {
+                let class_ok = (mask >> ((t >> TALLY_BITS) & 0xf)) & 1;
+                (t & COUNT) * (hit(t >> (TALLY_BITS + 4)) & class_ok)
+            })
+            .sum::<u64>() as usize
+    }
+    match f.test {
+        LeaderTest::One(one) if f.leaders.len() * 8 >= tallies.len() => {
+            return pass(tallies, f.mask, |l| u64::from(l == one));
+        }
+        LeaderTest::Span { base, bits } if f.leaders.len() * 8 >= tallies.len() => {
+            return pass(tallies, f.mask, |l| span_bit(l, base, bits));
+        }
+        _ => {}
+    }
     if f.leaders.len() * 8 < tallies.len() {
         // A few leaders among many: look each one up.
         f.leaders
@@ -552,28 +741,30 @@ impl BlockList {
 
     /// Position of the `n`th entry (from 0) the filter takes, as (block, index in block).
     /// Without leaders, a binary search over the blocks' counts before them; with
-    /// leaders, a walk over group tallies, then block tallies.
+    /// leaders, a walk over group tallies, then block tallies. Inside the block, a count
+    /// a chunk at a time from its nearer end (see [`Nth`]).
     fn seek_matching(&self, mut n: usize, f: &Filter<'_>) -> (usize, usize) {
+        let end = (self.blocks.len(), 0);
+        let nth = |b: usize, block: &Block, n: usize, matching: usize| {
+            if matching == block.slots.len() {
+                return (b, n);
+            }
+            f.with_test(Nth {
+                slots: &block.slots,
+                n,
+                matching,
+            })
+            .map_or(end, |i| (b, i))
+        };
         if f.leaders.is_empty() {
             let b = self
                 .blocks
                 .partition_point(|b| b.matching_through(f.mask) <= n);
             let Some(block) = self.blocks.get(b) else {
-                return (self.blocks.len(), 0);
+                return end;
             };
-            let mut k = n - f.mask.count(&block.before);
-            if f.mask == ClassMask::ALL || f.mask.count(&block.counts) == block.slots.len() {
-                return (b, k);
-            }
-            for (i, s) in block.slots.iter().enumerate() {
-                if f.mask.has(s.class()) {
-                    if k == 0 {
-                        return (b, i);
-                    }
-                    k -= 1;
-                }
-            }
-            return (self.blocks.len(), 0);
+            let k = n - f.mask.count(&block.before);
+            return nth(b, block, k, block.matching(f));
         }
         // Whole groups first.
         let mut first = 0;
@@ -591,26 +782,46 @@ impl BlockList {
                 n -= here;
                 continue;
             }
-            for (i, s) in block.slots.iter().enumerate() {
-                if f.accepts(s) {
-                    if n == 0 {
-                        return (b, i);
-                    }
-                    n -= 1;
-                }
-            }
+            return nth(b, block, n, here);
         }
-        (self.blocks.len(), 0)
+        end
     }
 
-    /// The entries the filter takes from position (block, index) on.
-    fn iter_at<'a>(&'a self, (block, index): (usize, usize), filter: Filter<'a>) -> Walk<'a> {
-        Walk {
-            list: self,
-            block,
-            index,
-            filter,
+    /// Up to `limit` entries the filter takes from position (block, index) on, in order;
+    /// groups and blocks with none are skipped on their tallies and counts.
+    fn take_from(
+        &self,
+        (mut b, mut index): (usize, usize),
+        f: &Filter<'_>,
+        limit: usize,
+    ) -> Vec<Entry> {
+        let mut out = Vec::with_capacity(limit.min(self.len));
+        while out.len() < limit {
+            let Some(block) = self.blocks.get(b) else {
+                break;
+            };
+            if index == 0 {
+                if !f.leaders.is_empty()
+                    && b.is_multiple_of(GROUP)
+                    && tallies_matching(&self.groups[b / GROUP], f) == 0
+                {
+                    b += GROUP;
+                    continue;
+                }
+                if block.matching(f) == 0 {
+                    b += 1;
+                    continue;
+                }
+            }
+            f.with_test(Take {
+                slots: block.slots.get(index..).unwrap_or_default(),
+                out: &mut out,
+                limit,
+            });
+            b += 1;
+            index = 0;
         }
+        out
     }
 
     fn iter(&self) -> impl Iterator<Item = Entry> + '_ {
@@ -618,51 +829,6 @@ impl BlockList {
             .iter()
             .flat_map(|b| b.slots.iter())
             .map(Slot::unpack)
-    }
-}
-
-/// Entries of the list from a position on, only those the filter takes; blocks with
-/// none are skipped on their counts.
-struct Walk<'a> {
-    list: &'a BlockList,
-    block: usize,
-    index: usize,
-    filter: Filter<'a>,
-}
-
-impl Iterator for Walk<'_> {
-    type Item = Entry;
-
-    fn next(&mut self) -> Option<Entry> {
-        loop {
-            let block = self.list.blocks.get(self.block)?;
-            if self.index == 0
-                && !self.filter.leaders.is_empty()
-                && self.block.is_multiple_of(GROUP)
-            {
-                let group = &self.list.groups[self.block / GROUP];
-                if tallies_matching(group, &self.filter) == 0 {
-                    self.block += GROUP;
-                    continue;
-                }
-            }
-            if self.index == 0 && block.matching(&self.filter) == 0 {
-                self.block += 1;
-                continue;
-            }
-            match block.slots.get(self.index) {
-                Some(s) => {
-                    self.index += 1;
-                    if self.filter.accepts(s) {
-                        return Some(s.unpack());
-                    }
-                }
-                None => {
-                    self.block += 1;
-                    self.index = 0;
-                }
-            }
-        }
     }
 }
 
@@ -681,7 +847,9 @@ pub struct PageRef {
 #[derive(Debug, Default)]
 pub struct FeedIndex {
     all: BlockList,
-    by_leader: HashMap<u64, [u32; CLASSES]>,
+    /// Per leader, its entries per class (`total` of a leader filter); foldhash, as a
+    /// page looks up each of its leaders here.
+    by_leader: HashMap<u64, [u32; CLASSES], foldhash::fast::RandomState>,
 }
 
 impl FeedIndex {
@@ -834,11 +1002,9 @@ impl FeedIndex {
             return Vec::new();
         }
         let leaders = [leader_id];
-        let filter = Filter {
-            leaders: &leaders,
-            mask: ClassMask::ALL,
-        };
-        self.all.iter_at((0, 0), filter).collect()
+        let filter = Filter::new(&leaders, ClassMask::ALL);
+        let n = self.count(&leaders, ClassMask::ALL);
+        self.all.take_from((0, 0), &filter, n)
     }
 
     /// Number of posts in all.
@@ -883,21 +1049,22 @@ impl FeedIndex {
     fn page_of(&self, leaders: &[u64], mask: ClassMask, start: PageStart, limit: usize) -> PageRef {
         debug_assert!(leaders.windows(2).all(|w| w[0] < w[1]));
         let total = self.count(leaders, mask);
-        let filter = Filter { leaders, mask };
+        let filter = Filter::new(leaders, mask);
         let (entries, has_next) = match start {
             _ if total == 0 => (Vec::new(), false),
             PageStart::Before(c) => {
                 // Right after the cursor, found by binary search; one entry more says
                 // whether a next page exists.
-                let mut walk = self.all.iter_at(self.all.seek_key(cursor_key(&c)), filter);
-                let entries: Vec<Entry> = walk.by_ref().take(limit).collect();
-                let has_next = entries.len() == limit && walk.next().is_some();
+                let at = self.all.seek_key(cursor_key(&c));
+                let mut entries = self.all.take_from(at, &filter, limit.saturating_add(1));
+                let has_next = entries.len() > limit;
+                entries.truncate(limit);
                 (entries, has_next)
             }
             PageStart::Offset(n) if n >= total => (Vec::new(), false),
             PageStart::Offset(n) => {
                 let at = self.all.seek_matching(n, &filter);
-                let entries: Vec<Entry> = self.all.iter_at(at, filter).take(limit).collect();
+                let entries = self.all.take_from(at, &filter, limit);
                 let has_next = n + entries.len() < total;
                 (entries, has_next)
             }
@@ -987,18 +1154,21 @@ mod tests {
         #[test]
         fn removals_and_replacements_keep_the_counts_before_each_block(
             // Timestamps far apart, unlike the test above.
-            raw in proptest::collection::vec((0i64..100_000, 0u64..4, 0u8..3, 0u8..4), 0..1500),
+            raw in proptest::collection::vec((0i64..100_000, 0usize..5, 0u8..3, 0u8..4), 0..1500),
             gone in proptest::collection::vec(0usize..1500, 0..600),
-            changed in proptest::collection::vec((0usize..1500, 0u8..3), 0..300),
-            leaders in proptest::collection::vec(0u64..4, 0..4),
+            changed in proptest::collection::vec((0usize..1500, 0u8..3, proptest::option::of(0usize..5)), 0..300),
+            leaders in proptest::collection::vec(0usize..6, 0..7),
             mask in proptest::option::of(1u16..),
             offset in 0usize..1600,
             cursor in (0i64..100_000, 0u64..1500),
         ) {
+            // Leader ids near and far apart (a filter of them tests one id, a set within
+            // 64 ids, or searches), and one no post has.
+            const IDS: [u64; 6] = [0, 3, 63, 70, 1000, 64];
             let mut index = FeedIndex::default();
             let mut all: Vec<Option<Entry>> = Vec::new();
             for (id, (ts, leader, p, kind)) in raw.into_iter().enumerate() {
-                let e = Entry { kind: PostKind::from_code(kind), ..entry(ts, id as u64, leader, Platform::ALL[p as usize]) };
+                let e = Entry { kind: PostKind::from_code(kind), ..entry(ts, id as u64, IDS[leader], Platform::ALL[p as usize]) };
                 index.insert(e);
                 all.push(Some(e));
             }
@@ -1007,16 +1177,20 @@ mod tests {
                     prop_assert!(index.remove(&e));
                 }
             }
-            // The same post again with another platform: its entry is replaced in place.
-            for (i, p) in changed {
+            // The same post again with another platform (or leader): its entry is replaced
+            // in place.
+            for (i, p, leader) in changed {
                 if let Some(Some(e)) = all.get_mut(i) {
                     e.platform = Platform::ALL[p as usize];
+                    if let Some(l) = leader {
+                        e.leader_id = IDS[l];
+                    }
                     index.insert(*e);
                 }
             }
             assert_counts_hold(&index);
             let all: Vec<Entry> = all.into_iter().flatten().collect();
-            let mut leaders = leaders;
+            let mut leaders: Vec<u64> = leaders.into_iter().map(|l| IDS[l]).collect();
             leaders.sort_unstable();
             leaders.dedup();
             let mask = mask.map_or(ClassMask::ALL, ClassMask);
@@ -1026,6 +1200,10 @@ mod tests {
                 prop_assert_eq!(&got.entries, &want);
                 prop_assert_eq!(got.has_next, has_next);
                 prop_assert_eq!(got.total, total);
+            }
+            for l in IDS {
+                let (want, _, _) = naive(&all, &[l], ClassMask::ALL, PageStart::Offset(0), usize::MAX);
+                prop_assert_eq!(index.leader_entries(l), want);
             }
         }
     }
@@ -1057,7 +1235,7 @@ mod tests {
             }
         }
         assert_eq!(seen, list.counts);
-        let mut leaders: HashMap<u64, [u32; CLASSES]> = HashMap::new();
+        let mut leaders: HashMap<u64, [u32; CLASSES], _> = HashMap::default();
         for s in list.blocks.iter().flat_map(|b| b.slots.iter()) {
             leaders.entry(s.leader()).or_insert([0; CLASSES])[s.class()] += 1;
         }
@@ -1094,6 +1272,41 @@ mod tests {
                 }
             }
             assert_counts_hold(&index);
+        }
+    }
+
+    #[test]
+    fn a_leader_test_takes_exactly_its_leaders() {
+        for leaders in [
+            vec![],
+            vec![7],
+            vec![0, 63],
+            vec![5, 6, 68],
+            vec![0, 64],
+            vec![3, 1000, MAX_LEADER_ID - 1],
+        ] {
+            let f = Filter::new(&leaders, ClassMask::ALL);
+            for l in [0, 1, 5, 6, 7, 63, 64, 68, 69, 1000, MAX_LEADER_ID - 1] {
+                let slot = Slot::pack(&entry(1, 1, l, Platform::X));
+                struct One(u64);
+                impl SlotJob for One {
+                    type Out = bool;
+                    fn run(self, test: impl Fn(u64) -> bool + Copy) -> bool {
+                        test(self.0)
+                    }
+                }
+                let want = leaders.is_empty() || leaders.contains(&l);
+                assert_eq!(f.with_test(One(slot.packed)), want, "{leaders:?} {l}");
+                if leaders.is_empty() {
+                    continue; // tallies are read for leader filters only
+                }
+                let tallies = [(tally_key(&slot) << TALLY_BITS) | 3];
+                assert_eq!(
+                    tallies_matching(&tallies, &f),
+                    if want { 3 } else { 0 },
+                    "{leaders:?} {l}"
+                );
+            }
         }
     }
 
@@ -1291,5 +1504,97 @@ mod tests {
             b.page(&PostQuery::newest(5000))
         );
         assert_eq!(a.leader_entries(1), b.leader_entries(1));
+    }
+}
+
+/// Instructions per page, for callgrind (`--toggle-collect=*feed_bench_page*`): a 100k
+/// index shaped like `examples/seed_store`'s (post n: id n + 1, leader n % 10 + 1, one a
+/// minute, all X) and 2,000 pages of the shape `FEED_BENCH_SHAPE` drawn like
+/// `benches/load/feed_pages.lua`. Meaningful only with `MAX_BLOCK` and `GROUP` at their
+/// release values.
+#[cfg(test)]
+mod bench {
+    use super::*;
+
+    #[inline(never)]
+    fn feed_bench_page(index: &FeedIndex, q: &PostQuery) -> PageRef {
+        index.page(q)
+    }
+
+    #[test]
+    #[ignore]
+    fn feed_bench() {
+        const T0: i64 = 1_735_689_600_000;
+        let posts: u64 = std::env::var("FEED_BENCH_POSTS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(100_000);
+        let shape = std::env::var("FEED_BENCH_SHAPE").unwrap_or_else(|_| "page".into());
+        let mut index = FeedIndex::default();
+        for n in (0..posts).rev() {
+            index.push_oldest(Entry {
+                timestamp_ms: T0 + n as i64 * 60_000,
+                post_id: n + 1,
+                leader_id: n % 10 + 1,
+                platform: Platform::X,
+                kind: PostKind::Post,
+            });
+        }
+        index.shrink();
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut rand = move |lo: u64, hi: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            lo + seed % (hi - lo + 1)
+        };
+        let three = |rand: &mut dyn FnMut(u64, u64) -> u64| {
+            let a = rand(1, 10);
+            let b = (a + rand(0, 8)) % 10 + 1;
+            let mut c = b;
+            while c == a || c == b {
+                c = rand(1, 10);
+            }
+            [a, b, c]
+        };
+        let cursor = |rand: &mut dyn FnMut(u64, u64) -> u64| {
+            let n = posts - rand(1, posts);
+            PageStart::Before(Cursor {
+                timestamp_ms: T0 + n as i64 * 60_000,
+                post_id: n + 1,
+            })
+        };
+        let pages = posts / 20;
+        let mut sum = 0usize;
+        for _ in 0..2000 {
+            let q = PostQuery::newest(20);
+            let q = match shape.as_str() {
+                "page" => q.starting(PageStart::Offset((rand(1, pages) as usize - 1) * 20)),
+                "cursor" => q.starting(cursor(&mut rand)),
+                "leader" => q
+                    .leaders([rand(1, 10)])
+                    .starting(PageStart::Offset((rand(1, pages / 10) as usize - 1) * 20)),
+                "leaders" => q.leaders(three(&mut rand)).starting(PageStart::Offset(
+                    (rand(1, pages * 3 / 10) as usize - 1) * 20,
+                )),
+                "source" => q
+                    .platform(Some(Platform::X))
+                    .starting(PageStart::Offset((rand(1, pages) as usize - 1) * 20)),
+                "leader_source" => q
+                    .platform(Some(Platform::X))
+                    .leaders([rand(1, 10)])
+                    .starting(PageStart::Offset((rand(1, pages / 10) as usize - 1) * 20)),
+                "leaders_cursor" => q.leaders(three(&mut rand)).starting(cursor(&mut rand)),
+                other => panic!("unknown shape {other}"),
+            };
+            let page = feed_bench_page(&index, &q);
+            sum += page.total + usize::from(page.has_next);
+            sum += page
+                .entries
+                .iter()
+                .map(|e| e.post_id as usize)
+                .sum::<usize>();
+        }
+        eprintln!("{shape}: checksum {sum}");
     }
 }

@@ -298,7 +298,7 @@ async fn every_route_charged_before_routing_is_charged_once() {
 #[actix_web::test]
 async fn a_request_charged_before_routing_is_charged_once_and_refusals_are_counted() {
     let app = spawn(&limits("6", "6")).await;
-    let before: Value = app.get("/api/metrics").await.json().await.unwrap();
+    let before = request_counts(&app).await;
     // Early-charged and routed requests alternate: each spends exactly one token.
     for n in 0..6u32 {
         let path = if n % 2 == 0 { "/api/feed" } else { ROUTED_FEED };
@@ -336,15 +336,11 @@ async fn a_request_charged_before_routing_is_charged_once_and_refusals_are_count
         }
         last = Some(remaining);
     }
-    let after: Value = app.get("/api/metrics").await.json().await.unwrap();
-    let count = |v: &Value, what: &str| v["requests"][what].as_u64().unwrap();
-    assert_eq!(
-        count(&after, "rateLimited") - count(&before, "rateLimited"),
-        3
-    );
+    let after = request_counts(&app).await;
+    assert_eq!(after.rate_limited - before.rate_limited, 3);
     // The six admitted, the three refused, four with a token and the first metrics
     // request.
-    assert_eq!(count(&after, "total") - count(&before, "total"), 14);
+    assert_eq!(after.total - before.total, 14);
 }
 
 #[actix_web::test]
@@ -1072,7 +1068,7 @@ async fn a_refusal_written_by_the_connection_layer_is_the_answer_actix_http_writ
     // The reqwest-side comparison with the routed answer holds as before.
     assert_same_refusal(&app, &[]).await;
     // Refusals written here are counted as the app counts them.
-    let before: Value = app.get("/api/metrics").await.json().await.unwrap();
+    let before = request_counts(&app).await;
     for n in 0..3 {
         raw_send(&mut fresh, &feed_head(&format!("counted-{n}"))).await;
         let r = read_answer(&mut fresh, &mut fresh_buf, false)
@@ -1080,13 +1076,9 @@ async fn a_refusal_written_by_the_connection_layer_is_the_answer_actix_http_writ
             .unwrap();
         assert_eq!(r.status(), 429);
     }
-    let after: Value = app.get("/api/metrics").await.json().await.unwrap();
-    let count = |v: &Value, what: &str| v["requests"][what].as_u64().unwrap();
-    assert_eq!(
-        count(&after, "rateLimited") - count(&before, "rateLimited"),
-        3
-    );
-    assert_eq!(count(&after, "total") - count(&before, "total"), 4);
+    let after = request_counts(&app).await;
+    assert_eq!(after.rate_limited - before.rate_limited, 3);
+    assert_eq!(after.total - before.total, 4);
 }
 
 /// Pipelined requests are answered in order, whoever answers them: the connection layer
@@ -1243,4 +1235,19 @@ async fn a_connection_of_refusals_answered_early_still_idles_out() {
         idle >= Duration::from_millis(4500) && idle < Duration::from_secs(20),
         "closed after {idle:?}"
     );
+}
+
+/// `GET /api/metrics`'s request counters.
+struct RequestCounts {
+    rate_limited: u64,
+    total: u64,
+}
+
+async fn request_counts(app: &TestApp) -> RequestCounts {
+    let v: Value = app.get("/api/metrics").await.json().await.unwrap();
+    let count = |what: &str| v["requests"][what].as_u64().unwrap();
+    RequestCounts {
+        rate_limited: count("rateLimited"),
+        total: count("total"),
+    }
 }

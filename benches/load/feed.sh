@@ -12,6 +12,7 @@
 # builds faster; release gives the shipped binary) picks the cargo profile; binaries come
 # from $CARGO_TARGET_DIR (default target). AMBER and BARE name prebuilt binaries instead
 # (then nothing is built), e.g. to compare two builds of Amber against one bare_server.
+# REFERENCE=scripted drives the static rows with the shape's own wrk script (below).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 N=${N:-100000}
@@ -64,18 +65,32 @@ for m in $MODES; do MODE=$m POSTS=$N SPAN=$SPAN wrk -t2 -c32 -d3s -s benches/loa
 # Each shape's row runs between two static rows, and its share is of their mean: the
 # static body's own rate drifts by a third within a minute on a shared machine, so a
 # share against one static row taken 40 s earlier measured the drift as much as the page.
-static_row() { # prints the static row; leaves its req/s in $base
-  local p50 p99 bad
-  read -r _ base p50 p99 bad < <(wrk_row static "http://127.0.0.1:$BARE_PORT/static/$BYTES")
-  printf '%-6s %-16s %10s %8s %9s %9s %s\n' "$round" static "$base" - "$p50" "$p99" "$bad"
+# REFERENCE=scripted: the static rows around a shape's row are driven by the same wrk
+# script as the shape (feed_pages.lua with STATIC: the same random URL drawn in Lua per
+# request, sent to the static route, which ignores the query), so both sides of the share
+# cost the client the same. The default (plain: wrk without a script, one fixed URL) is
+# the method of every earlier figure; on 2 cores the client shares the CPU, and drawing a
+# URL in Lua was ~5 us of wrk's ~14 us a request (2026-12-08), so against plain rows a
+# share also measures the script.
+REFERENCE=${REFERENCE:-plain}
+static_row() { # static_row MODE: prints the static row; leaves its req/s in $base
+  local p50 p99 bad label=static
+  if [ "$REFERENCE" = scripted ]; then
+    label=static~$1
+    read -r _ base p50 p99 bad < <(STATIC=/static/$BYTES MODE=$1 POSTS=$N SPAN=$SPAN wrk_row "$label" "http://127.0.0.1:$BARE_PORT" -s benches/load/feed_pages.lua)
+  else
+    read -r _ base p50 p99 bad < <(wrk_row static "http://127.0.0.1:$BARE_PORT/static/$BYTES")
+  fi
+  printf '%-6s %-16s %10s %8s %9s %9s %s\n' "$round" "$label" "$base" - "$p50" "$p99" "$bad"
 }
 printf '%-6s %-16s %10s %8s %9s %9s %s\n' round route req/s share p50 p99 non-2xx
 for round in $(seq "$ROUNDS"); do
-  static_row
+  [ "$REFERENCE" = scripted ] || static_row
   for m in $MODES; do
+    [ "$REFERENCE" = scripted ] && static_row "$m"
     before=$base
     read -r _ rps p50 p99 bad < <(MODE=$m POSTS=$N SPAN=$SPAN wrk_row "$m" "http://127.0.0.1:$PORT" -s benches/load/feed_pages.lua)
-    next=$(static_row)
+    next=$(static_row "$m")
     base=$(awk '{print $3}' <<<"$next")
     printf '%-6s %-16s %10s %7.0f%% %9s %9s %s\n' "$round" "$m" "$rps" "$(echo "200 * $rps / ($before + $base)" | bc -l)" "$p50" "$p99" "$bad"
     echo "$next"

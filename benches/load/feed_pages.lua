@@ -55,6 +55,16 @@ local function path(m)
   return path(modes[math.random(1, #modes)])
 end
 
+-- STATIC (a path such as /static/21397, for examples/bare_server): every request is that
+-- path with the query this script would have sent for MODE, which the bare server ignores:
+-- the static body at the same client-side cost per request as a feed row (drawing a random
+-- URL in Lua), to tell the client's share of a row from the server's.
+local static = os.getenv("STATIC")
+
 request = function()
-  return wrk.format("GET", path(mode))
+  local p = path(mode)
+  if static then
+    p = static .. string.sub(p, string.find(p, "?", 1, true), -1)
+  end
+  return wrk.format("GET", p)
 end

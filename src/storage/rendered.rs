@@ -598,6 +598,8 @@ struct Layout {
     spans: Vec<(u64, u64)>,
     /// Every rendering (offset, length, its position on the page), in file order: what
     /// `read_scattered` walks, so it does not sort them again.
+    // Only `read_scattered` reads it, and it reads only on Linux (`preadv2`).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     order: Vec<(u64, u64, usize)>,
 }
 

@@ -346,15 +346,19 @@ impl RenderedPosts {
                 + TAIL_ROOM,
         );
         let mut runs = stretches(&places);
-        let mut spans = match (
+        let mut layout = match (
             places.iter().flatten().next(),
             places.iter().flatten().next_back(),
         ) {
-            // Side by side in page order: one span from the first to the last.
-            (Some((start, _)), Some((offset, len))) if runs == 1 => vec![(*start, offset + len)],
+            // Side by side in page order: one span from the first to the last (read in
+            // order, so the renderings' file order is not needed).
+            (Some((start, _)), Some((offset, len))) if runs == 1 => Layout {
+                spans: vec![(*start, offset + len)],
+                order: Vec::new(),
+            },
             _ => spans_of(&places),
         };
-        debug_assert_eq!(spans, spans_of(&places));
+        debug_assert_eq!(layout.spans, spans_of(&places).spans);
         // A page in one stretch of the file (the usual page without a leader filter) is
         // read at the least cost already: every rendering is followed by its comma in
         // the file, so no other layout's span is shorter. Its second places are not
@@ -366,17 +370,18 @@ impl RenderedPosts {
                 .collect();
             if seconds != places {
                 let other = spans_of(&seconds);
-                if cost(&other) < cost(&spans) {
+                if cost(&other.spans) < cost(&layout.spans) {
                     places = seconds;
-                    spans = other;
+                    layout = other;
                     runs = stretches(&places);
                 }
             }
         }
+        let spans = &layout.spans;
         if runs == spans.len() {
             read_in_order(file, &places, ids, out, wait, fallback)?;
-        } else if !read_scattered(file, &places, &spans, out, wait) {
-            read_spans(file, &places, &spans, ids, out, wait, fallback)?;
+        } else if !read_scattered(file, &places, &layout, out, wait) {
+            read_spans(file, &places, spans, ids, out, wait, fallback)?;
         }
         Ok(PageReads {
             reads: spans.len(),
@@ -584,24 +589,44 @@ const GAP: u64 = 1 << 10;
 /// and page-cache lookups): a layout of fewer reads wins even if it copies a little more.
 const READ_COST: u64 = 2 << 10;
 
-/// The spans (start, end) of the file covering `places`, in file order, renderings
-/// closer than [`GAP`] in one span.
-fn spans_of(places: &[Place]) -> Vec<(u64, u64)> {
-    let mut at: Vec<(u64, u64)> = Vec::with_capacity(places.len());
-    at.extend(places.iter().flatten());
+/// How a page's renderings lie in the file: the spans to read and the renderings in
+/// file order.
+#[derive(Debug, PartialEq)]
+struct Layout {
+    /// The spans (start, end) of the file covering the renderings, in file order,
+    /// renderings closer than [`GAP`] in one span.
+    spans: Vec<(u64, u64)>,
+    /// Every rendering (offset, length, its position on the page), in file order: what
+    /// `read_scattered` walks, so it does not sort them again.
+    // Only `read_scattered` reads it, and it reads only on Linux (`preadv2`).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    order: Vec<(u64, u64, usize)>,
+}
+
+/// The [`Layout`] of `places`.
+fn spans_of(places: &[Place]) -> Layout {
+    let mut order: Vec<(u64, u64, usize)> = Vec::with_capacity(places.len());
+    order.extend(
+        places
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.map(|(offset, len)| (offset, len, i))),
+    );
     // Mostly in file order already (a page's renderings side by side, a leader's in its
     // second places): one pass says so.
-    if !at.is_sorted() {
-        at.sort_unstable();
+    // By offset alone (two renderings never share one): a cheaper compare than the
+    // whole triple's.
+    if !order.is_sorted_by_key(|&(offset, _, _)| offset) {
+        order.sort_unstable_by_key(|&(offset, _, _)| offset);
     }
-    let mut spans: Vec<(u64, u64)> = Vec::with_capacity(at.len());
-    for (offset, len) in at {
+    let mut spans: Vec<(u64, u64)> = Vec::with_capacity(order.len());
+    for &(offset, len, _) in &order {
         match spans.last_mut() {
             Some((_, end)) if offset <= *end + GAP => *end = (*end).max(offset + len),
             _ => spans.push((offset, offset + len)),
         }
     }
-    spans
+    Layout { spans, order }
 }
 
 fn cost(spans: &[(u64, u64)]) -> u64 {
@@ -807,41 +832,49 @@ fn read_onto(
 
 /// Reads a page whose renderings all have places, none overlapping, span by span
 /// straight into their places in `out` (page order, commas between): one `preadv2` per
-/// span with an iovec per rendering (the commas and gaps between go to a scratch
-/// buffer), so the bytes are copied once, into `out`'s spare capacity (nothing is
-/// written there first but the commas between renderings). `out` grows only once every
+/// span with an iovec per rendering, so the bytes are copied once, into `out`'s spare
+/// capacity (nothing is written there first but the commas between renderings). A
+/// rendering followed in the span by the next one takes its comma from the file with it
+/// (every rendering in the file is followed by a comma), into the comma after it on the
+/// page (unless it is the page's last), and renderings side by side both in the file and
+/// on the page share one iovec; other gaps between renderings go to a scratch buffer.
+/// The commas read are checked once the reads are done. `out` grows only once every
 /// span came back whole. False (and `out` as it was) when a read fails or comes back
-/// short, or the page does not qualify: `read_spans` does it then.
+/// short, a comma read is not one, or the page does not qualify: `read_spans` does it
+/// then.
 #[cfg(target_os = "linux")]
 fn read_scattered(
     file: &File,
     places: &[Place],
-    spans: &[(u64, u64)],
+    layout: &Layout,
     out: &mut Vec<u8>,
     wait: bool,
 ) -> bool {
     use std::mem::MaybeUninit;
     use std::os::fd::AsRawFd;
-    let Some(places) = places.iter().copied().collect::<Option<Vec<(u64, u64)>>>() else {
+    let order = &layout.order;
+    // `order` holds the renderings of `places` only: a post without one is not for here.
+    if order.len() != places.len() {
         return false;
-    };
+    }
     // Where each rendering goes, counted from `out.len()`.
     let mut pos = Vec::with_capacity(places.len());
     let mut total = 0;
-    for (i, (_, len)) in places.iter().enumerate() {
+    for (i, place) in places.iter().enumerate() {
+        let Some((_, len)) = place else {
+            return false;
+        };
         if i > 0 {
             total += 1;
         }
         pos.push(total);
         total += *len as usize;
     }
-    let mut order: Vec<usize> = (0..places.len()).collect();
-    if !order.is_sorted_by_key(|&i| places[i].0) {
-        order.sort_unstable_by_key(|&i| places[i].0);
-    }
+    let base = out.len();
     out.reserve(total);
     let spare = &mut out.spare_capacity_mut()[..total];
-    // The commas between renderings; the reads fill the rest.
+    // The commas between renderings; the reads fill the rest (and overwrite the commas
+    // they read from the file).
     for &p in pos.iter().skip(1) {
         spare[p - 1].write(b',');
     }
@@ -850,16 +883,18 @@ fn read_scattered(
     const SINK: usize = GAP as usize + 1;
     let mut sink = [MaybeUninit::<u8>::uninit(); SINK];
     let sink_ptr = sink.as_mut_ptr();
+    let last = places.len().saturating_sub(1);
     let mut k = 0;
     let mut iov: Vec<IoVec> = Vec::with_capacity(2 * places.len());
-    for &(start, end) in spans {
+    for &(start, end) in &layout.spans {
         iov.clear();
         let mut cursor = start;
-        while k < order.len() && places[order[k]].0 < end {
-            let i = order[k];
-            let (offset, len) = places[i];
+        // Where in `out` (from `base`) the last iovec ends; `None`: it is the sink's.
+        let mut iov_end = None;
+        while k < order.len() && order[k].0 < end {
+            let (offset, len, i) = order[k];
             let gap = offset.wrapping_sub(cursor);
-            if offset < cursor || gap > SINK as u64 {
+            if offset < cursor || gap > SINK as u64 || i >= pos.len() {
                 return false;
             }
             if gap > 0 {
@@ -867,13 +902,29 @@ fn read_scattered(
                     base: sink_ptr.cast(),
                     len: gap as usize,
                 });
+                iov_end = None;
             }
-            iov.push(IoVec {
-                // pos[i] + len <= total: inside `spare`.
-                base: spare_ptr.wrapping_add(pos[i]).cast(),
-                len: len as usize,
-            });
-            cursor = offset + len;
+            // The next rendering of the span right after this one's comma: the comma
+            // is read with this one, in place of a one-byte sink (not after the page's
+            // last rendering, which has no comma after it on the page).
+            let comma = i != last
+                && order
+                    .get(k + 1)
+                    .is_some_and(|&(next, _, _)| next == offset + len + 1 && next < end);
+            let n = len as usize + usize::from(comma);
+            match (iov_end, iov.last_mut()) {
+                // Right after the previous rendering both in the file (no sink between)
+                // and on the page: the same iovec.
+                (Some(at), Some(prev)) if at == pos[i] => prev.len += n,
+                _ => iov.push(IoVec {
+                    // pos[i] + n <= total (with the comma, n ends at pos[i + 1] - 1 + 1):
+                    // inside `spare`.
+                    base: spare_ptr.wrapping_add(pos[i]).cast(),
+                    len: n,
+                }),
+            }
+            iov_end = Some(pos[i] + n);
+            cursor = offset + n as u64;
             k += 1;
         }
         let Ok(at) = i64::try_from(start) else {
@@ -904,16 +955,24 @@ fn read_scattered(
         return false;
     }
     // SAFETY: `total` <= the spare capacity (reserved above), and every byte of
-    // `out[out.len()..out.len() + total]` was written: the commas above, and each
-    // rendering (pos[i]..pos[i] + len, which with the commas tile 0..total) by a span's
-    // read that came back whole (its iovecs cover exactly the span, `cursor == end`),
-    // every rendering in some span (`k` reached the end of `order`).
-    unsafe { out.set_len(out.len() + total) };
+    // `out[base..base + total]` was written: the commas above (some of them again by a
+    // read), and each rendering (pos[i]..pos[i] + len, which with the commas tile
+    // 0..total) by a span's read that came back whole (its iovecs cover exactly the
+    // span, `cursor == end`), every rendering in some span (`k` reached the end of
+    // `order`, which holds one entry per rendering on the page).
+    unsafe { out.set_len(base + total) };
+    // Every comma between renderings, the ones read from the file among them (a pass
+    // over a page's 19 commas costs less than keeping a list of the ones read).
+    if pos.iter().skip(1).any(|&p| out[base + p - 1] != b',') {
+        // Not a comma after a rendering in the file (never, see `put`): not this way.
+        out.truncate(base);
+        return false;
+    }
     true
 }
 
 #[cfg(not(target_os = "linux"))]
-fn read_scattered(_: &File, _: &[Place], _: &[(u64, u64)], _: &mut Vec<u8>, _: bool) -> bool {
+fn read_scattered(_: &File, _: &[Place], _: &Layout, _: &mut Vec<u8>, _: bool) -> bool {
     false
 }
 
@@ -1112,9 +1171,12 @@ mod tests {
         for wait in [true, false] {
             // Page order C, A, D, a span each (B is not on the page).
             let places = [Some((9, 2)), Some((0, 3)), Some((12, 5))];
-            let spans = [(0, 3), (9, 11), (12, 17)];
+            let layout = Layout {
+                spans: vec![(0, 3), (9, 11), (12, 17)],
+                order: vec![(0, 3, 1), (9, 2, 0), (12, 5, 2)],
+            };
             let mut out = b"[".to_vec();
-            assert!(read_scattered(&file, &places, &spans, &mut out, wait));
+            assert!(read_scattered(&file, &places, &layout, &mut out, wait));
             assert_eq!(out, b"[CC,AAA,DDDDD");
             // One span over all: B and the commas read into the sink.
             assert!(read_scattered(
@@ -1129,8 +1191,12 @@ mod tests {
             // whole, the last short.
             let places = [Some((9, 2)), Some((0, 3)), Some((12, 7))];
             let spans = [(0, 3), (9, 11), (12, 19)];
+            let layout = Layout {
+                spans: spans.to_vec(),
+                order: vec![(0, 3, 1), (9, 2, 0), (12, 7, 2)],
+            };
             out.truncate(1);
-            assert!(!read_scattered(&file, &places, &spans, &mut out, wait));
+            assert!(!read_scattered(&file, &places, &layout, &mut out, wait));
             assert_eq!(out, b"[");
             // Through the page: the reads of every span again, into the buffer from where
             // they started (`read_spans`), the span that failed from the fallback.
@@ -1151,6 +1217,101 @@ mod tests {
             .unwrap();
             assert_eq!(out, b"[CC,AAA,<3>");
             assert_eq!(fetched, [3]);
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_scattered_page_takes_the_commas_from_the_file_and_checks_them() {
+        let (file, _dir) = file_of(b"AAA,BBB,CCC,DDD,");
+        for wait in [true, false] {
+            // Page order C, A, B, D: A's comma and B are read in one piece with A, B's
+            // comma with B, C's with C (D is the page's last: none), in one span.
+            let places = [Some((8, 3)), Some((0, 3)), Some((4, 3)), Some((12, 3))];
+            let layout = spans_of(&places);
+            assert_eq!(layout.spans, [(0, 15)]);
+            assert_eq!(layout.order, [(0, 3, 1), (4, 3, 2), (8, 3, 0), (12, 3, 3)]);
+            let mut out = b"[".to_vec();
+            assert!(read_scattered(&file, &places, &layout, &mut out, wait));
+            assert_eq!(out, b"[CCC,AAA,BBB,DDD");
+        }
+        // A rendering followed by something else than a comma (never in the file the
+        // cache writes): refused, and the buffer as it was.
+        let (file, _dir) = file_of(b"AAA;BBB,CCC,");
+        for wait in [true, false] {
+            let places = [Some((4, 3)), Some((0, 3)), Some((8, 3))];
+            let mut out = b"[".to_vec();
+            assert!(!read_scattered(
+                &file,
+                &places,
+                &spans_of(&places),
+                &mut out,
+                wait
+            ));
+            assert_eq!(out, b"[");
+            // Through the page's fallback: the renderings alone, from their places.
+            let layout = spans_of(&places);
+            let mut fetch = |id: u64| Err::<Option<Vec<u8>>, u64>(id);
+            read_spans(
+                &file,
+                &places,
+                &layout.spans,
+                &[1, 2, 3],
+                &mut out,
+                wait,
+                &mut fetch,
+            )
+            .unwrap();
+            assert_eq!(out, b"[BBB,AAA,CCC");
+        }
+    }
+
+    proptest::proptest! {
+        /// However a page's renderings lie in the file (side by side or not, in page
+        /// order or not, with any byte after them), a scattered read gives the page's
+        /// renderings comma-separated, or refuses and leaves the buffer as it was.
+        #[cfg(target_os = "linux")]
+        #[test]
+        fn a_scattered_read_gives_the_page_or_nothing(
+            pieces in proptest::collection::vec((1usize..6, 0usize..3, proptest::bool::weighted(0.9)), 1..16),
+            page in proptest::collection::vec(0usize..16, 1..16),
+            wait in proptest::bool::ANY,
+        ) {
+            // Each piece: a rendering of its length, its separator (a comma, or not),
+            // and a gap after it.
+            let mut bytes = Vec::new();
+            let mut at = Vec::new();
+            for (n, (len, gap, comma)) in pieces.iter().enumerate() {
+                at.push((bytes.len() as u64, *len as u64));
+                bytes.extend(std::iter::repeat_n(b'a' + n as u8, *len));
+                bytes.push(if *comma { b',' } else { b';' });
+                bytes.extend(std::iter::repeat_n(b'-', *gap));
+            }
+            let (file, _dir) = file_of(&bytes);
+            // A page: distinct pieces in any order.
+            let mut seen = vec![false; pieces.len()];
+            let places: Vec<Place> = page
+                .iter()
+                .map(|&k| k % pieces.len())
+                .filter(|&k| !std::mem::replace(&mut seen[k], true))
+                .map(|k| Some(at[k]))
+                .collect();
+            let want = places
+                .iter()
+                .map(|p| {
+                    let (o, l) = p.unwrap();
+                    &bytes[o as usize..(o + l) as usize]
+                })
+                .collect::<Vec<_>>()
+                .join(&b","[..]);
+            let mut out = b"[".to_vec();
+            if read_scattered(&file, &places, &spans_of(&places), &mut out, wait) {
+                proptest::prop_assert_eq!(&out[1..], &want[..]);
+            } else {
+                proptest::prop_assert_eq!(&out[..], b"[");
+                // Only ever for a separator that is not a comma.
+                proptest::prop_assert!(pieces.iter().any(|p| !p.2));
+            }
         }
     }
 

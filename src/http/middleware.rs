@@ -11,7 +11,7 @@ use actix_web::body::{BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::{ConnectionType, Method, StatusCode};
-use actix_web::{web, HttpMessage, HttpResponse};
+use actix_web::{web, HttpResponse};
 use futures_util::future::{Either, LocalBoxFuture};
 use futures_util::FutureExt;
 
@@ -25,10 +25,6 @@ use crate::rate_limit::limiter::Decision;
 
 /// The Content-Security-Policy of SPEC, on every response.
 pub const CSP: &str = "default-src 'self'; script-src 'self' https://platform.twitter.com; frame-src https://platform.twitter.com; img-src 'self' data: https://pbs.twimg.com";
-
-/// The request id of the current request, available to handlers as an extension.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
 
 /// The security headers of SPEC, on every response (also on those `http::conn` writes).
 pub const SECURITY_HEADERS: [(HeaderName, &str); 4] = [
@@ -105,7 +101,6 @@ pub async fn around(
         return Ok(refuse_early(req, &refused, started));
     }
     let request_id = request_id_from(&req);
-    req.extensions_mut().insert(RequestId(request_id.clone()));
     let method = req.method().clone();
     let path = req.path().to_string();
     let conn = req.conn_data::<ConnHandle>().cloned();

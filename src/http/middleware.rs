@@ -102,7 +102,10 @@ pub async fn around(
     }
     let request_id = request_id_from(&req);
     let method = req.method().clone();
-    let path = req.path().to_string();
+    // The path outlives the request, which the inner services take: a clone of the
+    // `Uri` shares its buffer (a copy into a `String` was an allocation a request).
+    let uri = req.uri().clone();
+    let path = uri.path();
     let conn = req.conn_data::<ConnHandle>().cloned();
     if method == Method::HEAD {
         req.head_mut().method = Method::GET;
@@ -122,7 +125,7 @@ pub async fn around(
             log_request(
                 state.as_ref().map(|s| s.metrics.as_ref()),
                 method.as_str(),
-                &path,
+                path,
                 status.as_u16(),
                 started,
                 &request_id,
@@ -185,7 +188,7 @@ pub async fn around(
     log_request(
         state.as_ref().map(|s| s.metrics.as_ref()),
         method.as_str(),
-        &path,
+        path,
         res.status().as_u16(),
         started,
         &request_id,

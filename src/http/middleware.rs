@@ -3,14 +3,17 @@
 //! method rules: `HEAD` is answered wherever `GET` is, a 405 carries a true `Allow`,
 //! and `OPTIONS` lists a path's methods.
 
+use std::rc::Rc;
 use std::time::{Instant, SystemTime};
 
 use actix_cors::Cors;
 use actix_web::body::{BoxBody, EitherBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::{ConnectionType, Method, StatusCode};
-use actix_web::{web, HttpMessage, HttpResponse};
+use actix_web::{web, HttpResponse};
+use futures_util::future::{Either, LocalBoxFuture};
+use futures_util::FutureExt;
 
 use crate::config::{CorsOrigins, Settings};
 use crate::error::ErrorBody;
@@ -23,10 +26,6 @@ use crate::rate_limit::limiter::Decision;
 /// The Content-Security-Policy of SPEC, on every response.
 pub const CSP: &str = "default-src 'self'; script-src 'self' https://platform.twitter.com; frame-src https://platform.twitter.com; img-src 'self' data: https://pbs.twimg.com";
 
-/// The request id of the current request, available to handlers as an extension.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
-
 /// The security headers of SPEC, on every response (also on those `http::conn` writes).
 pub const SECURITY_HEADERS: [(HeaderName, &str); 4] = [
     (header::CONTENT_SECURITY_POLICY, CSP),
@@ -36,11 +35,8 @@ pub const SECURITY_HEADERS: [(HeaderName, &str); 4] = [
 ];
 
 fn request_id_from(req: &ServiceRequest) -> String {
-    request_id_or_new(
-        req.headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok()),
-    )
+    // By the constant name: a `&str` name is parsed into a `HeaderName` on every lookup.
+    request_id_or_new(req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()))
 }
 
 /// The client's request id when it is short and plain (so it is safe to echo and to
@@ -105,9 +101,11 @@ pub async fn around(
         return Ok(refuse_early(req, &refused, started));
     }
     let request_id = request_id_from(&req);
-    req.extensions_mut().insert(RequestId(request_id.clone()));
     let method = req.method().clone();
-    let path = req.path().to_string();
+    // The path outlives the request, which the inner services take: a clone of the
+    // `Uri` shares its buffer (a copy into a `String` was an allocation a request).
+    let uri = req.uri().clone();
+    let path = uri.path();
     let conn = req.conn_data::<ConnHandle>().cloned();
     if method == Method::HEAD {
         req.head_mut().method = Method::GET;
@@ -127,7 +125,7 @@ pub async fn around(
             log_request(
                 state.as_ref().map(|s| s.metrics.as_ref()),
                 method.as_str(),
-                &path,
+                path,
                 status.as_u16(),
                 started,
                 &request_id,
@@ -190,7 +188,7 @@ pub async fn around(
     log_request(
         state.as_ref().map(|s| s.metrics.as_ref()),
         method.as_str(),
-        &path,
+        path,
         res.status().as_u16(),
         started,
         &request_id,
@@ -531,15 +529,137 @@ pub const EXPOSED_HEADERS: [HeaderName; 5] = [
 ];
 
 /// CORS for `/api/*` from `CORS_ALLOWED_ORIGINS`.
-pub fn cors(settings: &Settings) -> Cors {
+pub fn cors(settings: &Settings) -> ApiCors {
+    ApiCors {
+        cors: cors_rules(&settings.cors_allowed_origins),
+    }
+}
+
+/// The actix-cors rules of `/api/*`.
+fn cors_rules(origins: &CorsOrigins) -> Cors {
     let cors = Cors::default()
         .allowed_methods(vec!["GET", "POST", "PUT", "DELETE"])
         .allowed_headers(vec![header::CONTENT_TYPE, header::AUTHORIZATION])
         .expose_headers(EXPOSED_HEADERS)
         .max_age(3600);
-    match &settings.cors_allowed_origins {
+    match origins {
         CorsOrigins::Any => cors.allow_any_origin(),
         CorsOrigins::List(list) => list.iter().fold(cors, |c, origin| c.allowed_origin(origin)),
+    }
+}
+
+/// CORS for `/api/*`: actix-cors ([`cors_rules`]) for every request with an `Origin`
+/// and every `OPTIONS` (a preflight), and for the rest, which are not CORS requests,
+/// exactly what actix-cors does to them without its per-request work (~2k instructions a
+/// feed page, BENCHMARKS.md issue 14): the inner service's answer, or the error it
+/// fails with, gets [`plain_cors_headers`]. A unit test holds the two paths together.
+pub struct ApiCors {
+    cors: Cors,
+}
+
+impl<S, B> Transform<S, ServiceRequest> for ApiCors
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    S::Future: 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Transform = ApiCorsService<S, actix_cors::CorsMiddleware<Rc<S>>>;
+    type InitError = ();
+    type Future = LocalBoxFuture<'static, Result<Self::Transform, ()>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        let service = Rc::new(service);
+        let cors = self.cors.new_transform(Rc::clone(&service));
+        Box::pin(async move {
+            Ok(ApiCorsService {
+                cors: cors.await?,
+                service,
+            })
+        })
+    }
+}
+
+/// The service [`ApiCors`] puts around `/api/*`: `cors` is actix-cors around `service`.
+pub struct ApiCorsService<S, C> {
+    cors: C,
+    service: Rc<S>,
+}
+
+type PlainCors<S, B> = futures_util::future::Map<
+    <S as Service<ServiceRequest>>::Future,
+    fn(
+        Result<ServiceResponse<B>, actix_web::Error>,
+    ) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error>,
+>;
+
+impl<S, B, C> Service<ServiceRequest> for ApiCorsService<S, C>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    C: Service<ServiceRequest, Response = ServiceResponse<EitherBody<B>>, Error = actix_web::Error>,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Future = Either<C::Future, PlainCors<S, B>>;
+
+    actix_web::dev::forward_ready!(cors);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        if req.method() == Method::OPTIONS || req.headers().contains_key(header::ORIGIN) {
+            return Either::Left(self.cors.call(req));
+        }
+        Either::Right(
+            self.service
+                .call(req)
+                .map(not_cross_origin::<B> as fn(_) -> _),
+        )
+    }
+}
+
+/// What actix-cors does to the outcome of a request without `Origin` (not `OPTIONS`):
+/// its headers on the answer, or on the error's answer when it is rendered.
+fn not_cross_origin<B>(
+    outcome: Result<ServiceResponse<B>, actix_web::Error>,
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
+    match outcome {
+        Ok(mut res) => {
+            plain_cors_headers(res.headers_mut());
+            Ok(res.map_into_left_body())
+        }
+        Err(mut err) => {
+            err.add_response_mapper(|mut res| {
+                plain_cors_headers(res.headers_mut());
+                res
+            });
+            Err(err)
+        }
+    }
+}
+
+/// The headers actix-cors 0.7 (`augment_response_headers`, with [`cors_rules`]' settings:
+/// exposed headers, no credentials, `Vary` on) adds to the answer of a request without
+/// `Origin`: `Access-Control-Expose-Headers`, and `Vary` (appended to one the answer has).
+/// actix-cors joins the exposed names in a `HashSet`'s order, which differs from process
+/// to process; this is one fixed order of them, the one early refusals send too.
+fn plain_cors_headers(headers: &mut header::HeaderMap) {
+    headers.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static(EXPOSED_VALUE),
+    );
+    let vary = match headers.get(header::VARY) {
+        Some(sent) => {
+            let mut joined = Vec::with_capacity(sent.len() + 2 + CORS_VARY.len());
+            joined.extend_from_slice(sent.as_bytes());
+            joined.extend_from_slice(b", ");
+            joined.extend_from_slice(CORS_VARY.as_bytes());
+            // A header value and ASCII: always a header value.
+            HeaderValue::from_bytes(&joined).ok()
+        }
+        None => Some(HeaderValue::from_static(CORS_VARY)),
+    };
+    if let Some(vary) = vary {
+        headers.insert(header::VARY, vary);
     }
 }
 
@@ -586,5 +706,130 @@ mod tests {
         }
         let (_, fresh) = early_refusal(&decision, Some("not ok"), true);
         assert_eq!(fresh.len(), 36, "a new UUID: {fresh}");
+    }
+
+    /// A middleware that fails, so the error path of CORS is exercised.
+    async fn fail(
+        _req: ServiceRequest,
+        _next: actix_web::middleware::Next<impl MessageBody>,
+    ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+        Err(actix_web::error::ErrorConflict("failed"))
+    }
+
+    /// Status, headers (the exposed and allowed names as sorted lists: actix-cors joins
+    /// them in a `HashSet`'s order, different in each instance) and body of each request,
+    /// answered through `/api`'s CORS.
+    type Seen = Vec<(u16, Vec<(String, String)>, web::Bytes)>;
+
+    macro_rules! answers_through {
+        ($wrap:expr, $requests:expr) => {{
+            use actix_web::test;
+            let app =
+                test::init_service(
+                    actix_web::App::new().service(
+                        web::scope("/api")
+                            .wrap($wrap)
+                            .service(web::resource("/plain").route(
+                                web::get().to(|| async { HttpResponse::Ok().body("plain") }),
+                            ))
+                            .service(web::resource("/vary").route(web::get().to(|| async {
+                                HttpResponse::Ok()
+                                    .insert_header((header::VARY, "Accept-Encoding"))
+                                    .body("vary")
+                            })))
+                            .service(
+                                web::resource("/fails")
+                                    .wrap(actix_web::middleware::from_fn(fail))
+                                    .route(web::get().to(|| async { HttpResponse::Ok().finish() })),
+                            ),
+                    ),
+                )
+                .await;
+            let mut seen: Seen = Vec::new();
+            for req in $requests {
+                let resp = match app.call(req).await {
+                    Ok(res) => res.into_parts().1.map_into_boxed_body(),
+                    Err(err) => err.error_response(),
+                };
+                let mut headers: Vec<(String, String)> = resp
+                    .headers()
+                    .iter()
+                    .map(|(name, value)| {
+                        let value = value.to_str().unwrap().to_string();
+                        let value = if name == header::ACCESS_CONTROL_EXPOSE_HEADERS
+                            || name == header::ACCESS_CONTROL_ALLOW_HEADERS
+                            || name == header::ACCESS_CONTROL_ALLOW_METHODS
+                        {
+                            let mut names: Vec<&str> = value.split(", ").collect();
+                            names.sort_unstable();
+                            names.join(", ")
+                        } else {
+                            value
+                        };
+                        (name.to_string(), value)
+                    })
+                    .collect();
+                headers.sort();
+                let status = resp.status().as_u16();
+                let body = actix_web::body::to_bytes(resp.into_body()).await.unwrap();
+                seen.push((status, headers, body));
+            }
+            seen
+        }};
+    }
+
+    fn requests() -> Vec<actix_http::Request> {
+        use actix_web::test::TestRequest;
+        let mut requests = Vec::new();
+        for origin in [None, Some("http://a.example"), Some("http://b.example")] {
+            for (method, path) in [
+                (Method::GET, "/api/plain"),
+                (Method::GET, "/api/vary"),
+                (Method::GET, "/api/fails"),
+                (Method::POST, "/api/plain"),
+                (Method::GET, "/api/missing"),
+                (Method::OPTIONS, "/api/plain"),
+            ] {
+                let mut req = TestRequest::default().method(method.clone()).uri(path);
+                if let Some(origin) = origin {
+                    req = req.insert_header((header::ORIGIN, origin));
+                }
+                requests.push(req.to_request());
+                if method == Method::OPTIONS {
+                    let mut req = TestRequest::default()
+                        .method(method)
+                        .uri(path)
+                        .insert_header((header::ACCESS_CONTROL_REQUEST_METHOD, "GET"));
+                    if let Some(origin) = origin {
+                        req = req.insert_header((header::ORIGIN, origin));
+                    }
+                    requests.push(req.to_request());
+                }
+            }
+        }
+        requests
+    }
+
+    #[actix_web::test]
+    async fn the_api_cors_answers_every_request_as_actix_cors_does() {
+        for origins in [
+            CorsOrigins::Any,
+            CorsOrigins::List(vec!["http://a.example".to_string()]),
+        ] {
+            let want = answers_through!(cors_rules(&origins), requests());
+            let got = answers_through!(
+                ApiCors {
+                    cors: cors_rules(&origins)
+                },
+                requests()
+            );
+            assert_eq!(got.len(), want.len());
+            for (got, want) in got.iter().zip(&want) {
+                assert_eq!(got, want, "{origins:?}");
+            }
+            // Not a CORS request: the exposed headers and `Vary`, joined to the answer's.
+            let vary = &got[1].1;
+            assert!(vary.contains(&("vary".to_string(), format!("Accept-Encoding, {CORS_VARY}"))));
+        }
     }
 }

@@ -167,9 +167,6 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
     cfg.app_data(json_config(JSON_LIMIT))
         .app_data(query_config())
         .app_data(path_config())
-        .service(web::resource("/livez").route(web::get().to(health::livez)))
-        .service(web::resource("/readyz").route(web::get().to(health::readyz)))
-        .service(web::resource("/metrics").route(web::get().to(metrics::prometheus)))
         // The document's resource before the `/api` scope, so it is matched first; with
         // the CORS of every `/api` route.
         .service(
@@ -179,13 +176,16 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
         )
         // The `/api` scope before the page, asset and feed resources: those have dynamic
         // segments, each tried by a regex (actix-router matches in registration order), so
-        // every API request paid for three regex runs (4 % of the 429 path).
+        // every API request paid for three regex runs (4 % of the 429 path). Before the
+        // probes' resources too, and the feed first in it: every resource tried is a
+        // match attempt (~250 instructions each, BENCHMARKS.md issue 14), and no path of
+        // one can be a path of another, so their order changes only the cost.
         .service(
             web::scope("/api")
                 .wrap(middleware::cors(settings))
+                .configure(feed::configure)
                 .service(web::resource("/health").route(web::get().to(health::health)))
                 .service(web::resource("/metrics").route(web::get().to(metrics::json)))
-                .configure(feed::configure)
                 .configure(feed_events::configure)
                 .configure(leaders::configure)
                 .configure(posts::configure)
@@ -197,6 +197,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
                 .configure(sentiment::configure)
                 .configure(ingestion::configure),
         )
+        .service(web::resource("/livez").route(web::get().to(health::livez)))
+        .service(web::resource("/readyz").route(web::get().to(health::readyz)))
+        .service(web::resource("/metrics").route(web::get().to(metrics::prometheus)))
         .configure(crate::web::configure)
         .configure(feeds::configure)
         .configure(|cfg| {

@@ -120,6 +120,12 @@ pub struct RateLimitedService<S> {
 type ResponseFuture<B> =
     Pin<Box<dyn Future<Output = Result<ServiceResponse<EitherBody<B>>, Error>>>>;
 
+/// The inner service's answer, passed on untouched (rate limiting off).
+type Untouched<S, B> = futures_util::future::MapOk<
+    <S as Service<ServiceRequest>>::Future,
+    fn(ServiceResponse<B>) -> ServiceResponse<EitherBody<B>>,
+>;
+
 impl<S, B> Service<ServiceRequest> for RateLimitedService<S>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
@@ -127,18 +133,26 @@ where
 {
     type Response = ServiceResponse<EitherBody<B>>;
     type Error = Error;
-    type Future = ResponseFuture<B>;
+    type Future = futures_util::future::Either<Untouched<S, B>, ResponseFuture<B>>;
 
     forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
+        use futures_util::TryFutureExt;
+        // Off (or no limiters): straight through, without boxing a future per request.
+        let limits = match req.app_data::<web::Data<RateLimits>>() {
+            Some(limits) if limits.enabled() => limits.clone(),
+            _ => {
+                return futures_util::future::Either::Left(
+                    self.service
+                        .call(req)
+                        .map_ok(ServiceResponse::map_into_left_body as fn(_) -> _),
+                )
+            }
+        };
         let service = Rc::clone(&self.service);
         let policy = self.policy;
-        Box::pin(async move {
-            let limits = match req.app_data::<web::Data<RateLimits>>() {
-                Some(limits) if limits.enabled() => limits.clone(),
-                _ => return service.call(req).await.map(|res| res.map_into_left_body()),
-            };
+        futures_util::future::Either::Right(Box::pin(async move {
             let mut conditional_key = None;
             let early = req.extensions_mut().remove::<ChargedEarly>();
             let decision = match (early, policy) {
@@ -187,7 +201,7 @@ where
             }
             set_allowed_headers(res.headers_mut(), &decision);
             Ok(res.map_into_left_body())
-        })
+        }))
     }
 }
 

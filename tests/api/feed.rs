@@ -199,6 +199,8 @@ async fn bad_feed_parameters_are_400_with_a_reason() {
         "kinds=post,",
         "kinds=post,,quote",
         "kinds=post%20",
+        "page=1&page=1",
+        "page_size=5&leaders=1&page_size=5",
     ] {
         let (status, body) = app.get_json(&format!("/api/feed?{q}")).await;
         assert_eq!(status, 400, "{q}");

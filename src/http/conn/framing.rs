@@ -344,10 +344,13 @@ impl Framer {
     /// reuses (BENCHMARKS.md, issue 14, hR). Only a refusal builds a [`HeadInfo`] of its
     /// own.
     fn parse_head(&mut self, end: usize) -> Result<Option<(State, bool)>, Rejection> {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut headers);
+        // Uninitialised slots: httparse writes the ones it fills (filling 96 empty
+        // headers first was ~400 instructions a head, BENCHMARKS.md issue 14).
+        let mut headers =
+            [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut []);
         let held = &self.held[..end];
-        let parsed = req.parse(held);
+        let parsed = req.parse_with_uninit_headers(held, &mut headers);
         let method = req.method.unwrap_or("");
         let path = req.path.unwrap_or("");
         let refused = |r: Rejection, request_id: Option<&str>| {
@@ -399,7 +402,7 @@ impl Framer {
         if Method::from_bytes(method.as_bytes()).is_err() {
             return Err(refused(Rejection::bad("invalid method"), request_id));
         }
-        if Uri::try_from(path).is_err() {
+        if !is_uri(path) {
             return Err(refused(
                 Rejection::bad("the request target is not a valid URI"),
                 request_id,
@@ -444,8 +447,29 @@ fn fill_head(info: &mut HeadInfo, method: &str, path: &str, request_id: Option<&
     }
 }
 
+/// True when actix-http's `Uri::try_from` accepts `target`. Without asking it for the
+/// usual target (a path and query of letters, digits and `/?&=,.-_~%` only, which it
+/// always accepts): it copies the target into a fresh allocation to parse it (~900
+/// instructions a request, BENCHMARKS.md issue 14).
+fn is_uri(target: &str) -> bool {
+    let plain = target.starts_with('/')
+        && target.len() <= MAX_REQUEST_LINE
+        && target.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'/' | b'?' | b'&' | b'=' | b',' | b'.' | b'-' | b'_' | b'~' | b'%'
+                )
+        });
+    plain || Uri::try_from(target).is_ok()
+}
+
 /// The first `n` characters of `s`.
 fn first_chars(s: &str, n: usize) -> &str {
+    if s.len() <= n {
+        // No more bytes than `n`, so no more characters.
+        return s;
+    }
     match s.char_indices().nth(n) {
         Some((at, _)) => &s[..at],
         None => s,
@@ -483,17 +507,41 @@ fn head_from_line(line: &[u8]) -> HeadInfo {
 /// The offset just past the first blank line (`\n\n` or `\n\r\n`) at or after `from`.
 fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
     let mut i = from;
-    while i < buf.len() {
-        if buf[i] == b'\n' {
-            match buf.get(i + 1) {
-                Some(b'\n') => return Some(i + 2),
-                Some(b'\r') if buf.get(i + 2) == Some(&b'\n') => return Some(i + 3),
-                _ => {}
-            }
+    while let Some(newline) = next_newline(buf, i) {
+        match buf.get(newline + 1) {
+            Some(b'\n') => return Some(newline + 2),
+            Some(b'\r') if buf.get(newline + 2) == Some(&b'\n') => return Some(newline + 3),
+            _ => {}
         }
-        i += 1;
+        i = newline + 1;
     }
     None
+}
+
+/// The offset of the first `\n` at or after `from`. Eight bytes at a time to the word
+/// that holds one (a head is a few lines of tens of bytes: byte by byte was ~5
+/// instructions a byte, BENCHMARKS.md issue 14), then byte by byte inside it.
+fn next_newline(buf: &[u8], from: usize) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    const NEWLINES: u64 = u64::from_ne_bytes([b'\n'; 8]);
+    let mut at = from;
+    while let Some(word) = buf
+        .get(at..at + 8)
+        .and_then(|chunk| <[u8; 8]>::try_from(chunk).ok())
+    {
+        // A byte of `x` is zero where `word` has a `\n`; the expression is non-zero
+        // exactly when some byte of `x` is zero.
+        let x = u64::from_ne_bytes(word) ^ NEWLINES;
+        if x.wrapping_sub(ONES) & !x & HIGHS != 0 {
+            break;
+        }
+        at += 8;
+    }
+    buf.get(at..)?
+        .iter()
+        .position(|b| *b == b'\n')
+        .map(|offset| at + offset)
 }
 
 /// The body that follows a head, by actix-http's rules (`h1/decoder.rs`): the same
@@ -913,6 +961,93 @@ mod tests {
             assert_eq!(out, [passed, b].concat(), "step {step}");
             assert_eq!((p.started, p.completed, p.answered), (4, 4, 2));
         }
+    }
+
+    /// The byte-by-byte search [`find_head_end`] replaced.
+    fn find_head_end_bytewise(buf: &[u8], from: usize) -> Option<usize> {
+        let mut i = from;
+        while i < buf.len() {
+            if buf[i] == b'\n' {
+                match buf.get(i + 1) {
+                    Some(b'\n') => return Some(i + 2),
+                    Some(b'\r') if buf.get(i + 2) == Some(&b'\n') => return Some(i + 3),
+                    _ => {}
+                }
+            }
+            i += 1;
+        }
+        None
+    }
+
+    #[test]
+    fn the_end_of_a_head_is_found_where_a_byte_by_byte_search_finds_it() {
+        // Every text of up to 11 bytes over `a`, `\r`, `\n` (so every placement of
+        // them around and across an eight-byte word), from every offset.
+        let alphabet = [b'a', b'\r', b'\n'];
+        let mut buf = Vec::new();
+        for len in 0..=11u32 {
+            for mut n in 0..3usize.pow(len) {
+                buf.clear();
+                for _ in 0..len {
+                    buf.push(alphabet[n % 3]);
+                    n /= 3;
+                }
+                for from in 0..=buf.len() + 1 {
+                    assert_eq!(
+                        find_head_end(&buf, from),
+                        find_head_end_bytewise(&buf, from),
+                        "{buf:?} from {from}"
+                    );
+                }
+            }
+        }
+        let head = b"GET /api/feed?page=2 HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\nGET / HTTP/1.1\r\n\r\n";
+        for from in 0..head.len() {
+            assert_eq!(
+                find_head_end(head, from),
+                find_head_end_bytewise(head, from)
+            );
+        }
+        assert_eq!(find_head_end(head, 0), Some(55));
+    }
+
+    #[test]
+    fn a_target_is_a_uri_exactly_when_actix_http_says_so() {
+        let mut targets: Vec<String> = vec![
+            "/".into(),
+            "*".into(),
+            "".into(),
+            "/api/feed?page_size=20&leaders=1,2,3&page=7".into(),
+            "/api/feed?before=1735689600000-42&kinds=post%2Cquote".into(),
+            "http://example.com/a?b".into(),
+            "example.com:80".into(),
+            format!("/{}", "a".repeat(MAX_REQUEST_LINE)),
+            "/caf\u{e9}".into(),
+        ];
+        for c in (0u8..=127).map(char::from).chain(['\u{e9}', '\u{1F600}']) {
+            for template in ["/{c}", "/p{c}q", "/p?{c}", "/p?q{c}r", "{c}/p", "/p#{c}"] {
+                targets.push(template.replace("{c}", &c.to_string()));
+            }
+        }
+        for target in &targets {
+            assert_eq!(
+                is_uri(target),
+                Uri::try_from(target.as_str()).is_ok(),
+                "{target:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_first_characters_of_a_text_are_cut_at_a_character() {
+        assert_eq!(first_chars("abc", 3), "abc");
+        assert_eq!(first_chars("abcd", 3), "abc");
+        assert_eq!(first_chars("\u{e9}\u{e9}", 3), "\u{e9}\u{e9}");
+        assert_eq!(
+            first_chars("\u{e9}\u{e9}\u{e9}\u{e9}", 3),
+            "\u{e9}\u{e9}\u{e9}"
+        );
+        assert_eq!(first_chars("", 0), "");
     }
 
     #[test]

@@ -719,40 +719,75 @@ mod tests {
         "Page=2&PAGE=3&page=4",
     ];
 
+    /// `FeedParams::parse(q)` against `web::Query<FeedQuery>`'s reading of `q`: the same
+    /// values, or the same 400.
+    fn reads_as_web_query(q: &str) -> Result<(), String> {
+        let want = serde_urlencoded::from_str::<FeedQuery>(q);
+        let got = FeedParams::parse(q);
+        match (want, got) {
+            (Ok(want), Ok(got)) => {
+                let owned = |v: &Option<Cow<'_, str>>| v.as_deref().map(str::to_string);
+                let got = [
+                    owned(&got.page),
+                    owned(&got.page_size),
+                    owned(&got.before),
+                    owned(&got.leaders),
+                    owned(&got.source),
+                    owned(&got.kinds),
+                ];
+                let want = [
+                    want.page,
+                    want.page_size,
+                    want.before,
+                    want.leaders,
+                    want.source,
+                    want.kinds,
+                ];
+                if got == want {
+                    Ok(())
+                } else {
+                    Err(format!("{q:?}: {got:?}, want {want:?}"))
+                }
+            }
+            (Err(want), Err(got)) => {
+                let want = actix_web::error::QueryPayloadError::Deserialize(want).to_string();
+                if matches!(&got, AppError::BadRequest { code: "invalid_query", message } if *message == want)
+                {
+                    Ok(())
+                } else {
+                    Err(format!("{q:?}: {got:?}, want {want:?}"))
+                }
+            }
+            (want, got) => Err(format!(
+                "{q:?}: web::Query gives {want:?}, the parser {got:?}"
+            )),
+        }
+    }
+
     #[test]
     fn the_query_reads_as_web_query_reads_it() {
         for q in QUERIES {
-            let want = serde_urlencoded::from_str::<FeedQuery>(q);
-            let got = FeedParams::parse(q);
-            match (want, got) {
-                (Ok(want), Ok(got)) => {
-                    let owned = |v: &Option<Cow<'_, str>>| v.as_deref().map(str::to_string);
-                    let got = [
-                        owned(&got.page),
-                        owned(&got.page_size),
-                        owned(&got.before),
-                        owned(&got.leaders),
-                        owned(&got.source),
-                        owned(&got.kinds),
-                    ];
-                    let want = [
-                        want.page,
-                        want.page_size,
-                        want.before,
-                        want.leaders,
-                        want.source,
-                        want.kinds,
-                    ];
-                    assert_eq!(got, want, "{q}");
-                }
-                (Err(want), Err(got)) => {
-                    let want = actix_web::error::QueryPayloadError::Deserialize(want).to_string();
-                    assert!(
-                        matches!(&got, AppError::BadRequest { code: "invalid_query", message } if *message == want),
-                        "{q}: {got:?}, want {want:?}"
-                    );
-                }
-                (want, got) => panic!("{q}: web::Query gives {want:?}, the parser {got:?}"),
+            reads_as_web_query(q).unwrap();
+        }
+    }
+
+    proptest::proptest! {
+        /// Any query made of the feed's names (and near misses), separators, escapes
+        /// (good, short, non-hex, of invalid UTF-8) and plain characters reads the same.
+        #[test]
+        fn any_query_reads_as_web_query_reads_it(
+            pieces in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "page", "page_size", "before", "leaders", "source", "kinds", "pag", "Page",
+                    "pag%65", "%70age", "=", "&", "+", "%", "%2", "%2B", "%2b", "%20", "%3D",
+                    "%26", "%ff", "%C3", "%A9", "%zz", "1", "20", "x", ",", "-", "a", "%00",
+                ]),
+                0..14,
+            ),
+        ) {
+            let q = pieces.concat();
+            if let Err(e) = reads_as_web_query(&q) {
+                proptest::prop_assert!(false, "{}", e);
             }
         }
     }

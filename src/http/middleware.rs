@@ -298,11 +298,7 @@ impl RefusalCache {
         if self.built != Some(key) {
             let mut headers = header::HeaderMap::with_capacity(16);
             if cors {
-                headers.insert(
-                    header::ACCESS_CONTROL_EXPOSE_HEADERS,
-                    HeaderValue::from_static(EXPOSED_VALUE),
-                );
-                headers.insert(header::VARY, HeaderValue::from_static(CORS_VARY));
+                plain_cors_headers(&mut headers);
             }
             for (name, value) in SECURITY_HEADER_VALUES {
                 headers.insert(name, value);
@@ -641,7 +637,8 @@ fn not_cross_origin<B>(
 /// exposed headers, no credentials, `Vary` on) adds to the answer of a request without
 /// `Origin`: `Access-Control-Expose-Headers`, and `Vary` (appended to one the answer has).
 /// actix-cors joins the exposed names in a `HashSet`'s order, which differs from process
-/// to process; this is one fixed order of them, the one early refusals send too.
+/// to process; this is one fixed order of them. Early refusals of `/api` routes send
+/// these same headers (`RefusalCache::fill`).
 fn plain_cors_headers(headers: &mut header::HeaderMap) {
     headers.insert(
         header::ACCESS_CONTROL_EXPOSE_HEADERS,

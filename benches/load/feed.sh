@@ -71,7 +71,10 @@ for m in $MODES; do MODE=$m POSTS=$N SPAN=$SPAN wrk -t2 -c32 -d3s -s benches/loa
 # cost the client the same. The default (plain: wrk without a script, one fixed URL) is
 # the method of every earlier figure; on 2 cores the client shares the CPU, and drawing a
 # URL in Lua was ~5 us of wrk's ~14 us a request (2026-12-08), so against plain rows a
-# share also measures the script.
+# share also measured the script. feed_pages.lua now draws URLS (default 10000) requests
+# per wrk thread before the row starts and sends them in turn, so a feed row's client
+# costs about what plain wrk's does; URLS=0 draws each request as it is sent (the method
+# of the figures before 2026-12-08's second session).
 REFERENCE=${REFERENCE:-plain}
 static_row() { # static_row MODE: prints the static row; leaves its req/s in $base
   local p50 p99 bad label=static

@@ -169,10 +169,19 @@ impl Bloom {
     /// Hashes per key.
     const HASHES: u64 = 7;
 
-    /// About 10 bits a key for `expected` keys (under 1 % false positives), at most 8 MiB.
+    /// The largest filter, in bits: 1 MiB whatever the backup's size. It was 8 MiB, and
+    /// every bit of it is touched (each key sets 7 at random), so at 10 bits a key
+    /// (rounded up to a power of two) it grew the import's peak RSS by 1.25-2.5 bytes a
+    /// post up to 6.7 M posts. Past ~800 k
+    /// keys the false positives rise (each one a sled read); a backup whose X ids ascend,
+    /// as an export's do, asks the filter nothing (see `Known::dedup_max`).
+    const MAX_BITS: u64 = 1 << 23;
+
+    /// About 10 bits a key for `expected` keys (under 1 % false positives), at most
+    /// [`Bloom::MAX_BITS`].
     fn new(expected: u64) -> Bloom {
         let bits = (expected.saturating_mul(10))
-            .clamp(1 << 16, 1 << 26)
+            .clamp(1 << 16, Self::MAX_BITS)
             .next_power_of_two();
         Bloom {
             bits: vec![0; (bits / 64) as usize],
@@ -215,9 +224,13 @@ struct Known {
     /// No tombstone (`Z` key) was stored when the run began; an import writes none.
     no_tombstones: bool,
     /// No dedup key (`D`) was stored when the run began: a `D` key is stored only if
-    /// `dedup` (the ones this run wrote) may contain it.
+    /// this run wrote it, so only if it is at most `dedup_max` and `dedup` may contain it.
     no_dedup_keys: bool,
     dedup: Bloom,
+    /// The greatest `D` key this run wrote (empty: none). A key above it was not written,
+    /// exactly, in constant memory: an export lists posts by id, and X ids grow with
+    /// time, so nearly every post of a backup asks only this.
+    dedup_max: Vec<u8>,
     /// Every stored post id was below this when the run began (the post sequence, checked
     /// against the last `P` key); `None` when that did not hold.
     new_posts_from: Option<u64>,
@@ -232,6 +245,7 @@ impl Known {
             no_tombstones: false,
             no_dedup_keys: false,
             dedup: Bloom::new(0),
+            dedup_max: Vec::new(),
             new_posts_from: None,
             written: Vec::new(),
         }
@@ -247,6 +261,19 @@ impl Known {
                 self.written[word] |= 1 << bit;
             }
         }
+    }
+
+    /// Dedup key `key` is stored now (this run wrote it).
+    fn wrote_dedup_key(&mut self, key: Vec<u8>) {
+        self.dedup.insert(&key);
+        if key > self.dedup_max {
+            self.dedup_max = key;
+        }
+    }
+
+    /// Whether this run may have written dedup key `key` (false: it did not).
+    fn may_have_written(&self, key: &[u8]) -> bool {
+        key <= &self.dedup_max[..] && self.dedup.may_contain(key)
     }
 
     /// Whether post `id` is stored, when that is known without a read.
@@ -351,6 +378,7 @@ impl Store {
             no_tombstones: none_under(keys::TOMBSTONE)?,
             no_dedup_keys: none_under(keys::DEDUP)?,
             dedup: Bloom::new(expected_posts),
+            dedup_max: Vec::new(),
             new_posts_from: match last_post {
                 Some(last) if last >= self.ids.post => None,
                 _ => Some(self.ids.post),
@@ -501,7 +529,7 @@ impl Store {
                             Some(id) => Some(*id),
                             None => {
                                 let key = keys::dedup_key(post.platform, ext);
-                                if run.known.no_dedup_keys && !run.known.dedup.may_contain(&key) {
+                                if run.known.no_dedup_keys && !run.known.may_have_written(&key) {
                                     None
                                 } else {
                                     self.tree
@@ -666,7 +694,7 @@ impl Store {
             run.known.note_written(id);
         }
         for (platform, ext) in staged_dedup.keys() {
-            run.known.dedup.insert(&keys::dedup_key(*platform, ext));
+            run.known.wrote_dedup_key(keys::dedup_key(*platform, ext));
         }
         let total = &mut run.report;
         total.leaders += report.leaders;
@@ -837,6 +865,36 @@ mod tests {
             41,
             "the next start loads the snapshot"
         );
+    }
+
+    #[test]
+    fn the_dedup_filter_is_bounded_and_keys_above_the_greatest_written_need_no_filter() {
+        for expected in [0, 1_000_000, 100_000_000, u64::MAX] {
+            let bloom = Bloom::new(expected);
+            assert!(
+                bloom.bits.len() as u64 * 64 <= Bloom::MAX_BITS,
+                "{expected}"
+            );
+        }
+        let mut known = Known::nothing();
+        let key = |ext: u64| keys::dedup_key(Platform::X, &ext.to_string());
+        assert!(!known.may_have_written(&key(10)), "nothing written yet");
+        for ext in (1_000..2_000).chain([1_500_000, 999]) {
+            known.wrote_dedup_key(key(ext));
+        }
+        assert_eq!(known.dedup_max, key(999), "the greatest key, bytewise");
+        for ext in (1_000..2_000).chain([1_500_000, 999]) {
+            assert!(
+                known.may_have_written(&key(ext)),
+                "no false negative: {ext}"
+            );
+        }
+        // "9990" > "999": above every key written, so not written, whatever the filter.
+        assert!(!known.may_have_written(&key(9_990)));
+        // A filter that says yes to everything still gives exact answers above the max.
+        known.dedup.bits.iter_mut().for_each(|w| *w = u64::MAX);
+        assert!(!known.may_have_written(&key(9_990)));
+        assert!(known.may_have_written(&key(1_234)));
     }
 
     #[test]

@@ -345,6 +345,90 @@ mod tests {
         }
     }
 
+    /// Leaves of small entries (the time index's and the dedup keys' ~30 bytes) fill to
+    /// 1,024 entries, ~30 KiB, where they stopped at 256 (~7.5 KiB) before vendored patch
+    /// 14: a quarter of the pages, each of which costs resident memory. Appended in
+    /// batches (the running byte count of `apply_run`) and key by key; leaves of large
+    /// records still split past 32 KiB, not at 1,024 entries; overwrites and removals
+    /// inside a batch keep the count right (debug builds assert it); all of it reads back
+    /// after a reopen.
+    #[test]
+    fn leaves_of_small_entries_hold_a_thousand() {
+        const N: u64 = 10_240;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("db");
+        let key = |prefix: u8, i: u64| {
+            let mut key = vec![prefix];
+            key.extend_from_slice(&i.to_be_bytes());
+            key
+        };
+        let db = config(&dir).open().unwrap();
+        let pages_for = |name: &str, f: &dyn Fn(&sled::Tree)| {
+            let before = db.page_table_len();
+            let tree = db.open_tree(name).unwrap();
+            f(&tree);
+            db.page_table_len() - before
+        };
+        let batched = pages_for("batched", &|tree| {
+            for chunk in (0..N).collect::<Vec<_>>().chunks(500) {
+                let mut batch = sled::Batch::default();
+                for &i in chunk {
+                    batch.insert(key(b'T', i), &[1u8; 20][..]);
+                }
+                tree.apply_batch(batch).unwrap();
+            }
+            // Batches that overwrite and remove stored keys of full leaves.
+            for chunk in (0..N).collect::<Vec<_>>().chunks(700) {
+                let mut batch = sled::Batch::default();
+                for &i in chunk {
+                    if i % 7 == 0 {
+                        batch.remove(key(b'T', i));
+                    } else if i % 3 == 0 {
+                        batch.insert(key(b'T', i), &[2u8; 24][..]);
+                    }
+                }
+                tree.apply_batch(batch).unwrap();
+            }
+        });
+        // 10,240 entries: ~10 full leaves (256 entries a leaf made 40), plus the tree's
+        // root and the index.
+        assert!(
+            batched <= 16,
+            "{batched} pages for {N} small entries in batches"
+        );
+        let one_by_one = pages_for("one_by_one", &|tree| {
+            for i in 0..N {
+                tree.insert(key(b'T', i), &[3u8; 20][..]).unwrap();
+            }
+        });
+        assert!(one_by_one <= 16, "{one_by_one} pages for {N} small entries");
+        // 1 KB records: 32 KiB is reached first, at ~32 entries a leaf.
+        let large = pages_for("large", &|tree| {
+            for chunk in (0..1_000).collect::<Vec<_>>().chunks(100) {
+                let mut batch = sled::Batch::default();
+                for &i in chunk {
+                    batch.insert(key(b'P', i), vec![4u8; 1_000]);
+                }
+                tree.apply_batch(batch).unwrap();
+            }
+        });
+        assert!(large >= 1_000 / 33, "{large} pages for 1,000 1 KB records");
+        db.flush().unwrap();
+        drop(db);
+        let db = unlocked(|| Ok(config(&dir).open()?));
+        let tree = db.open_tree("batched").unwrap();
+        let kept: Vec<_> = tree.iter().map(|kv| kv.unwrap()).collect();
+        assert_eq!(kept.len() as u64, N - N.div_ceil(7));
+        for (k, v) in &kept {
+            let i = u64::from_be_bytes(k[1..].try_into().unwrap());
+            assert!(i % 7 != 0, "removed: {i}");
+            let want: &[u8] = if i % 3 == 0 { &[2u8; 24] } else { &[1u8; 20] };
+            assert_eq!(v.as_ref(), want, "{i}");
+        }
+        assert_eq!(db.open_tree("one_by_one").unwrap().len() as u64, N);
+        assert_eq!(db.open_tree("large").unwrap().len(), 1_000);
+    }
+
     /// A page larger than a quarter segment is stored as a blob file of its own. Replacing
     /// such a page with new content (a batch rewriting the leaf, a split) must remove the
     /// old file: upstream sled kept it whenever the old page was that one blob, taking the
@@ -432,6 +516,64 @@ mod tests {
             db.get(5_999u32.to_be_bytes()).unwrap().unwrap()[0],
             (5_999 % 251) as u8
         );
+    }
+
+    /// A page's log fragments (vendored patch 15 holds the first in the page itself, a
+    /// vector once links are appended) survive every way a page changes: writes linked
+    /// one by one onto a leaf (a chain of fragments), the consolidation that rewrites it
+    /// as one base, a batch's replacement, deletes, paging every node out, and a reopen
+    /// that reads the log and one that starts from the snapshot the first left.
+    #[test]
+    fn pages_keep_their_fragments_through_links_consolidation_page_out_and_reopens() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("db");
+        let value = |i: u32, round: u32| vec![(i.wrapping_mul(7) + round) as u8; 40];
+        let check = |db: &sled::Db| {
+            let tree = db.open_tree("t").unwrap();
+            assert_eq!(tree.len(), 1_900);
+            for i in 0u32..2_000 {
+                let got = tree.get(i.to_be_bytes()).unwrap();
+                if i % 20 == 3 {
+                    assert!(got.is_none(), "removed: {i}");
+                } else {
+                    let round = if i % 2 == 0 { 2 } else { 1 };
+                    assert_eq!(got.unwrap().as_ref(), &value(i, round)[..], "key {i}");
+                }
+            }
+        };
+        {
+            let db = config(&dir).open().unwrap();
+            let tree = db.open_tree("t").unwrap();
+            // One by one: each write a link, chains consolidated as they grow.
+            for round in [0, 1] {
+                for i in 0u32..2_000 {
+                    tree.insert(i.to_be_bytes(), value(i, round)).unwrap();
+                    if round == 1 && i % 500 == 0 {
+                        db.page_out_cache().unwrap();
+                    }
+                }
+            }
+            db.flush().unwrap();
+            // A batch rewriting every even key: each leaf replaced as one base.
+            let mut batch = sled::Batch::default();
+            for i in (0u32..2_000).step_by(2) {
+                batch.insert(&i.to_be_bytes(), value(i, 2));
+            }
+            tree.apply_batch(batch).unwrap();
+            // Links on top of those bases, not flushed before the pages go.
+            for i in (3u32..2_000).step_by(20) {
+                tree.remove(i.to_be_bytes()).unwrap();
+            }
+            db.page_out_cache().unwrap();
+            check(&db);
+            db.flush().unwrap();
+        }
+        for _ in 0..2 {
+            let db = unlocked(|| Ok(config(&dir).open()?));
+            check(&db);
+            db.page_out_cache().unwrap();
+            check(&db);
+        }
     }
 
     const SEGMENT: usize = 512 * 1024;

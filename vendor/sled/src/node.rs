@@ -687,12 +687,20 @@ impl Node {
     }
 
     pub(crate) fn should_split(&self) -> bool {
+        self.should_split_with(None)
+    }
+
+    /// Amber's patch 14: `should_split`, with a leaf's key and value bytes (what
+    /// `Data::rss` sums) given by a caller that keeps a running count (`Tree::apply_run`
+    /// asks before each key it adds: summing a leaf of up to `LEAF_MAX` entries each
+    /// time made filling a leaf quadratic), or `None` to sum them here.
+    pub(crate) fn should_split_with(&self, leaf_bytes: Option<usize>) -> bool {
         let size_checks = if cfg!(any(test, feature = "lock_free_delays")) {
             self.data.len() > 2
         } else if self.data.is_index() {
             self.data.len() > 256
         } else {
-            self.data.leaf_is_full()
+            self.data.leaf_is_full_with(leaf_bytes)
         };
         let safety_checks = self.merging_child.is_none() && !self.merging;
 
@@ -734,8 +742,12 @@ impl Node {
 
 /// Amber's patch: see [`Data::leaf_is_full`]. Upstream's fixed count.
 const LEAF_MIN_SPLIT: usize = 16;
-/// Amber's patch: the most entries a leaf holds, however small.
-const LEAF_MAX: usize = 256;
+/// Amber's patch: the most entries a leaf holds, however small. Amber's patch 14
+/// (vendor/sled/VENDORED): 1,024 (was 256), so leaves of Amber's small entries (the
+/// 27-byte time-index and 29-byte dedup entries) fill to ~28-30 KiB like the leaves of
+/// post records reach `LEAF_BYTES`, instead of stopping at ~7 KiB: a page per 1,024 of
+/// them, not 256, and every page costs resident memory whether cached or not.
+const LEAF_MAX: usize = 1024;
 /// Amber's patch: the key and value bytes past which a leaf of more than
 /// `LEAF_MIN_SPLIT` entries splits. Amber's patch 11 (vendor/sled/VENDORED): 32 KiB
 /// (was 8 KiB), so a leaf of ~720-byte post records holds up to ~45 of them, not 17:
@@ -784,6 +796,12 @@ impl Data {
     /// entries, so small records (Amber's 27-byte time-index and dedup entries) cost one
     /// page per 8-16 keys, and every page costs ~150 bytes of resident page table.
     pub(crate) fn leaf_is_full(&self) -> bool {
+        self.leaf_is_full_with(None)
+    }
+
+    /// Amber's patch 14: `leaf_is_full` with the leaf's key and value bytes given
+    /// (see `Node::should_split_with`), or `None` to sum them.
+    pub(crate) fn leaf_is_full_with(&self, leaf_bytes: Option<usize>) -> bool {
         let leaf = match self {
             Data::Leaf(leaf) => leaf,
             Data::Index(_) => return false,
@@ -794,6 +812,9 @@ impl Data {
         }
         if len > LEAF_MAX {
             return true;
+        }
+        if let Some(bytes) = leaf_bytes {
+            return bytes > LEAF_BYTES;
         }
         let mut bytes = 0;
         for (k, v) in leaf.keys.iter().zip(leaf.values.iter()) {

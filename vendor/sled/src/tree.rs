@@ -423,10 +423,13 @@ impl Tree {
             let mut node: Node = view.deref().clone();
             let mut taken = 0;
             let mut changes = Vec::new();
+            // Amber's patch 14: the leaf's key and value bytes, kept as keys are added
+            // (`should_split` would sum the whole leaf for each key).
+            let mut bytes = node.data.rss() as usize;
             for (key, value) in writes {
                 if taken > 0
                     && ((!node.hi.is_empty() && key.as_ref() >= node.hi.as_ref())
-                        || node.should_split())
+                        || node.should_split_with(Some(bytes)))
                 {
                     break;
                 }
@@ -435,12 +438,16 @@ impl Tree {
                 if *value == last_value {
                     continue;
                 }
+                let old_len = last_value.as_ref().map_or(0, |v| encoded_key.len() + v.len());
+                let new_len = value.as_ref().map_or(0, |v| encoded_key.len() + v.len());
+                bytes = (bytes + new_len).saturating_sub(old_len);
                 node.apply(&match value {
                     Some(v) => Link::Set(encoded_key, v.clone()),
                     None => Link::Del(encoded_key),
                 });
                 changes.push((key, value));
             }
+            debug_assert_eq!(bytes as u64, node.data.rss(), "the running count");
             if changes.is_empty() {
                 return Ok(taken);
             }

@@ -438,7 +438,69 @@ impl<'a> RecoveryGuard<'a> {
 #[derive(Debug, Clone)]
 pub struct Page {
     pub(crate) update: Option<Box<Update>>,
-    pub(crate) cache_infos: Vec<CacheInfo>,
+    pub(crate) cache_infos: CacheInfos,
+}
+
+/// Amber's patch 15 (vendor/sled/VENDORED): a page's cache infos (where each of its
+/// fragments is in the log), held in the `Page` itself while there is one, as there is
+/// for every page whose base was written last (a consolidation, a batch's replacement,
+/// a split, every page after recovery from a snapshot of consolidated pages); a page
+/// with links appended has a vector, as upstream. Upstream always allocated a vector:
+/// a page paged out cost a 48-byte `Page` and a separate 64-byte block for its one
+/// `CacheInfo`, resident for every page of the database whether cached or not, and one
+/// more allocation on every change of any page (each makes a new `Page`). Only the
+/// memory layout changes: every reader sees the same slice.
+#[derive(Debug, Clone, Default)]
+pub(crate) enum CacheInfos {
+    #[default]
+    Empty,
+    One(CacheInfo),
+    Many(Vec<CacheInfo>),
+}
+
+impl CacheInfos {
+    pub(crate) fn push(&mut self, cache_info: CacheInfo) {
+        *self = match std::mem::take(self) {
+            CacheInfos::Empty => CacheInfos::One(cache_info),
+            CacheInfos::One(first) => CacheInfos::Many(vec![first, cache_info]),
+            CacheInfos::Many(mut all) => {
+                all.push(cache_info);
+                CacheInfos::Many(all)
+            }
+        };
+    }
+}
+
+impl From<Vec<CacheInfo>> for CacheInfos {
+    fn from(all: Vec<CacheInfo>) -> CacheInfos {
+        match all.len() {
+            0 => CacheInfos::Empty,
+            1 => CacheInfos::One(all[0]),
+            _ => CacheInfos::Many(all),
+        }
+    }
+}
+
+impl Deref for CacheInfos {
+    type Target = [CacheInfo];
+
+    fn deref(&self) -> &[CacheInfo] {
+        match self {
+            CacheInfos::Empty => &[],
+            CacheInfos::One(one) => std::slice::from_ref(one),
+            CacheInfos::Many(all) => all,
+        }
+    }
+}
+
+impl std::ops::DerefMut for CacheInfos {
+    fn deref_mut(&mut self) -> &mut [CacheInfo] {
+        match self {
+            CacheInfos::Empty => &mut [],
+            CacheInfos::One(one) => std::slice::from_mut(one),
+            CacheInfos::Many(all) => all,
+        }
+    }
 }
 
 impl Page {
@@ -820,7 +882,7 @@ impl PageCache {
 
             trace!("allocating pid {} for the first time", pid);
 
-            let new_page = Page { update: None, cache_infos: Vec::default() };
+            let new_page = Page { update: None, cache_infos: CacheInfos::default() };
 
             let page_view = self.inner.insert(pid, new_page, guard);
 
@@ -1043,7 +1105,7 @@ impl PageCache {
 
         let mut new_page = Some(Owned::new(Page {
             update: Some(Box::new(Update::Node(node))),
-            cache_infos: Vec::default(),
+            cache_infos: CacheInfos::default(),
         }));
 
         loop {
@@ -1083,7 +1145,7 @@ impl PageCache {
             new_cache_infos.push(cache_info);
 
             let mut page_ptr = new_page.take().unwrap();
-            page_ptr.cache_infos = new_cache_infos;
+            page_ptr.cache_infos = new_cache_infos.into();
 
             debug_delay();
             let result =
@@ -1273,7 +1335,7 @@ impl PageCache {
 
                 let new_page = Owned::new(Page {
                     update: page_view.update.clone(),
-                    cache_infos: vec![cache_info],
+                    cache_infos: CacheInfos::One(cache_info),
                 });
 
                 debug_delay();
@@ -1465,7 +1527,7 @@ impl PageCache {
 
         let mut new_page = Some(Owned::new(Page {
             update: Some(Box::new(update)),
-            cache_infos: Vec::default(),
+            cache_infos: CacheInfos::default(),
         }));
 
         loop {
@@ -1515,7 +1577,7 @@ impl PageCache {
                     .unwrap(),
             };
 
-            page_ptr.cache_infos = vec![cache_info];
+            page_ptr.cache_infos = CacheInfos::One(cache_info);
 
             debug_delay();
             let result =
@@ -2155,7 +2217,7 @@ impl PageCache {
 
             trace!("load_snapshot pid {} {:?}", pid, state);
 
-            let mut cache_infos = Vec::default();
+            let mut cache_infos = CacheInfos::default();
 
             let guard = pin();
 

@@ -11,7 +11,9 @@
 //! filter or a cursor is a binary search over the blocks and one within a block, and a
 //! leader filter walks (and skips) groups and blocks on their tallies instead of keeping
 //! a list of its own: 16 bytes per post in all (issue 14: the per-leader lists it had
-//! before doubled that). Inside a block, a filter's test of a slot is picked once per
+//! before doubled that). The groups come in [`LEVELS`] levels of [`GROUP`] each (8, 64
+//! and 512 blocks), so the walk to offset `k` looks at a few groups a level and a few
+//! blocks, not up to 31 blocks of one group (issue 14, ninth session). Inside a block, a filter's test of a slot is picked once per
 //! page (one leader id, a 64-bit set of ids, or a search for leaders far apart; see
 //! [`LeaderTest`]), the `n`th match is counted a chunk of slots at a time from the
 //! block's nearer end, and a page's entries are taken by one loop per block.
@@ -25,9 +27,22 @@ use crate::storage::query::{PageStart, PostQuery};
 /// First bytes of an index snapshot (format version in the last byte).
 const SNAPSHOT_MAGIC: &[u8; 8] = b"AMBRIDX3";
 /// Largest block before it splits in two (small in tests, so they span many blocks).
+/// (Blocks of 256 would count a quarter of the slots for a leader filter's `n`th match,
+/// but make an insert's count bump in every later block four times dearer: at 1M posts
+/// ~6 µs an insert, so a journal of 200,000 entries would take over a second to replay
+/// at start-up; issue 14, ninth session.)
 const MAX_BLOCK: usize = if cfg!(test) { 16 } else { 1024 };
-/// Blocks a group (see [`BlockList::groups`]) spans.
-const GROUP: usize = if cfg!(test) { 4 } else { 32 };
+/// Groups of a level of [`BlockList::levels`] (or blocks, at level 0) a group of the
+/// level above spans.
+const GROUP: usize = if cfg!(test) { 4 } else { 8 };
+/// Levels of groups above the blocks (see [`BlockList::levels`]): level `k` sums the
+/// tallies of `GROUP^(k + 1)` blocks a group.
+const LEVELS: usize = 3;
+
+/// Blocks a group of level `k` spans.
+const fn span(k: usize) -> usize {
+    GROUP.pow(k as u32 + 1)
+}
 /// Post ids must stay below this to fit an index slot (40 bits: a trillion posts).
 pub const MAX_POST_ID: u64 = 1 << 40;
 /// Leader ids must stay below this to fit an index slot (20 bits: a million leaders).
@@ -203,9 +218,10 @@ fn cursor_key(c: &Cursor) -> OrderKey {
 }
 
 /// A block's tally of one (leader, class): `(leader << 4 | class) << TALLY_BITS | count`.
-/// A group of blocks holds at most `(GROUP + 1) * (MAX_BLOCK + 1)` entries, so a count
-/// fits [`TALLY_BITS`].
+/// A group of the top level holds at most `span(LEVELS - 1) * (MAX_BLOCK + 1)` entries,
+/// so a count fits [`TALLY_BITS`].
 const TALLY_BITS: u32 = 20;
+const _: () = assert!(span(LEVELS - 1) * (MAX_BLOCK + 1) < 1 << TALLY_BITS);
 
 fn tally_key(slot: &Slot) -> u64 {
     slot.leader() << 4 | slot.class() as u64
@@ -488,15 +504,24 @@ fn tallies_matching(tallies: &[u64], f: &Filter<'_>) -> usize {
             0
         }
     };
-    // One pass, a few instructions a tally and no branch (each test its own loop).
+    // One pass, a few instructions a tally and no branch (each test its own loop). A
+    // count is kept or dropped by a mask, not multiplied by the test's 0 or 1 (LLVM
+    // vectorises the loop, and SSE2 has no 64-bit multiply), and without a class filter
+    // the class is not looked at (issue 14, ninth session).
     #[inline(always)]
     fn pass(tallies: &[u64], mask: ClassMask, hit: impl Fn(u64) -> u64) -> usize {
+        if mask == ClassMask::ALL {
+            return tallies
+                .iter()
+                .map(|t| (t & COUNT) & hit(t >> (TALLY_BITS + 4)).wrapping_neg())
+                .sum::<u64>() as usize;
+        }
         let mask = u64::from(mask.0);
         tallies
             .iter()
             .map(|t| {
                 let class_ok = (mask >> ((t >> TALLY_BITS) & 0xf)) & 1;
-                (t & COUNT) * (hit(t >> (TALLY_BITS + 4)) & class_ok)
+                (t & COUNT) & (hit(t >> (TALLY_BITS + 4)) & class_ok).wrapping_neg()
             })
             .sum::<u64>() as usize
     }
@@ -532,14 +557,16 @@ fn tallies_matching(tallies: &[u64], f: &Filter<'_>) -> usize {
 }
 
 /// The sorted list of every entry, kept as blocks: a cursor, or an offset without
-/// leaders, in O(log blocks + block); an offset with leaders in O(groups + GROUP); insert
-/// in O(block + blocks).
+/// leaders, in O(log blocks + block); an offset with leaders in O(top groups + GROUP *
+/// LEVELS + block); insert in O(block + blocks).
 #[derive(Debug, Default, Clone)]
 struct BlockList {
     blocks: Vec<Block>,
-    /// The tallies of blocks `GROUP * g .. GROUP * (g + 1)`, summed: a leader filter
-    /// skips a group without the leader in one look, not `GROUP`.
-    groups: Vec<Vec<u64>>,
+    /// Per level `k` (0 the lowest), the tallies of blocks `span(k) * g .. span(k) * (g +
+    /// 1)` summed, group `g` after group: a leader filter finds its `n`th entry's block
+    /// by walking at most `GROUP` groups a level down from the top, and skips a span
+    /// without its leaders in one look.
+    levels: [Vec<Vec<u64>>; LEVELS],
     len: usize,
     counts: [u32; CLASSES],
 }
@@ -575,8 +602,8 @@ impl BlockList {
             block.add(&slot);
             self.counts[slot.class()] += 1;
             block.slots[pos] = slot;
-            tally_sub(&mut self.groups[b / GROUP], &old);
-            tally_add(&mut self.groups[b / GROUP], &slot);
+            self.levels_sub(b, &old);
+            self.levels_add(b, &slot);
             if old.class() != slot.class() {
                 self.bump_after(b, old.class(), -1);
                 self.bump_after(b, slot.class(), 1);
@@ -587,11 +614,10 @@ impl BlockList {
         block.add(&slot);
         self.counts[slot.class()] += 1;
         self.len += 1;
-        if self.groups.is_empty() {
-            self.groups.push(Vec::new());
-        }
-        tally_add(&mut self.groups[b / GROUP], &slot);
-        if block.slots.len() > MAX_BLOCK {
+        let split = block.slots.len() > MAX_BLOCK;
+        self.levels_add(b, &slot);
+        let block = &mut self.blocks[b];
+        if split {
             let tail = block.slots.split_off(block.slots.len() / 2);
             block.recount();
             let mut before = block.before;
@@ -608,7 +634,7 @@ impl BlockList {
             // The two halves hold what the one block held: the blocks after them count
             // the same before them but for the new slot.
             self.bump_after(b + 1, slot.class(), 1);
-            self.shifted_right(b / GROUP);
+            self.shifted_right(b);
         } else {
             self.bump_after(b, slot.class(), 1);
         }
@@ -622,34 +648,59 @@ impl BlockList {
         }
     }
 
-    /// After a block was inserted into group `g` (every later block moved one place
-    /// on): each group from `g` on hands its last block to the next.
-    fn shifted_right(&mut self, mut g: usize) {
-        while GROUP * (g + 1) < self.blocks.len() {
-            if g + 1 == self.groups.len() {
-                self.groups.push(Vec::new());
+    /// Counts `slot` in every level's group of block `b` (made when missing).
+    fn levels_add(&mut self, b: usize, slot: &Slot) {
+        for (k, level) in self.levels.iter_mut().enumerate() {
+            let g = b / span(k);
+            if level.len() <= g {
+                level.resize_with(g + 1, Vec::new);
             }
-            let moved = &self.blocks[GROUP * (g + 1)].tallies;
-            for t in moved {
-                tally_merge(&mut self.groups[g], *t, false);
-                tally_merge(&mut self.groups[g + 1], *t, true);
-            }
-            g += 1;
+            tally_add(&mut level[g], slot);
         }
     }
 
-    /// After an empty block was removed from group `g` (every later block moved one
-    /// place back): each group from `g` on takes the first block of the next.
-    fn shifted_left(&mut self, mut g: usize) {
-        while GROUP * (g + 1) - 1 < self.blocks.len() {
-            let moved = &self.blocks[GROUP * (g + 1) - 1].tallies;
-            for t in moved {
-                tally_merge(&mut self.groups[g + 1], *t, false);
-                tally_merge(&mut self.groups[g], *t, true);
-            }
-            g += 1;
+    /// Takes `slot` out of every level's group of block `b`.
+    fn levels_sub(&mut self, b: usize, slot: &Slot) {
+        for (k, level) in self.levels.iter_mut().enumerate() {
+            tally_sub(&mut level[b / span(k)], slot);
         }
-        self.groups.truncate(self.blocks.len().div_ceil(GROUP));
+    }
+
+    /// After a block was inserted right after block `b` (every later block moved one
+    /// place on): at every level, each group from `b`'s on hands its last block to the
+    /// next.
+    fn shifted_right(&mut self, b: usize) {
+        for (k, level) in self.levels.iter_mut().enumerate() {
+            let w = span(k);
+            let mut g = b / w;
+            while w * (g + 1) < self.blocks.len() {
+                if g + 1 == level.len() {
+                    level.push(Vec::new());
+                }
+                for t in &self.blocks[w * (g + 1)].tallies {
+                    tally_merge(&mut level[g], *t, false);
+                    tally_merge(&mut level[g + 1], *t, true);
+                }
+                g += 1;
+            }
+        }
+    }
+
+    /// After an empty block `b` was removed (every later block moved one place back):
+    /// at every level, each group from `b`'s on takes the first block of the next.
+    fn shifted_left(&mut self, b: usize) {
+        for (k, level) in self.levels.iter_mut().enumerate() {
+            let w = span(k);
+            let mut g = b / w;
+            while w * (g + 1) - 1 < self.blocks.len() {
+                for t in &self.blocks[w * (g + 1) - 1].tallies {
+                    tally_merge(&mut level[g + 1], *t, false);
+                    tally_merge(&mut level[g], *t, true);
+                }
+                g += 1;
+            }
+            level.truncate(self.blocks.len().div_ceil(w));
+        }
     }
 
     /// Appends a slot that sorts after every slot already present (bulk loading).
@@ -668,12 +719,9 @@ impl BlockList {
                 block.slots.push(slot);
                 block.add(&slot);
                 self.blocks.push(block);
-                if self.groups.len() * GROUP < self.blocks.len() {
-                    self.groups.push(Vec::new());
-                }
             }
         }
-        tally_add(&mut self.groups[(self.blocks.len() - 1) / GROUP], &slot);
+        self.levels_add(self.blocks.len() - 1, &slot);
         self.counts[slot.class()] += 1;
         self.len += 1;
     }
@@ -685,10 +733,12 @@ impl BlockList {
             b.tallies.shrink_to_fit();
         }
         self.blocks.shrink_to_fit();
-        for g in &mut self.groups {
-            g.shrink_to_fit();
+        for level in &mut self.levels {
+            for g in level.iter_mut() {
+                g.shrink_to_fit();
+            }
+            level.shrink_to_fit();
         }
-        self.groups.shrink_to_fit();
     }
 
     /// Removes the entry at `e`'s (timestamp, id); returns it, if there was one.
@@ -708,12 +758,12 @@ impl BlockList {
         self.counts[old.class()] -= 1;
         self.len -= 1;
         let emptied = block.slots.is_empty();
-        tally_sub(&mut self.groups[b / GROUP], &old);
+        self.levels_sub(b, &old);
         self.bump_after(b, old.class(), -1);
         if emptied {
             // It counts nothing now: the blocks after it count the same without it.
             self.blocks.remove(b);
-            self.shifted_left(b / GROUP);
+            self.shifted_left(b);
         }
         Some(old)
     }
@@ -741,8 +791,9 @@ impl BlockList {
 
     /// Position of the `n`th entry (from 0) the filter takes, as (block, index in block).
     /// Without leaders, a binary search over the blocks' counts before them; with
-    /// leaders, a walk over group tallies, then block tallies. Inside the block, a count
-    /// a chunk at a time from its nearer end (see [`Nth`]).
+    /// leaders, a walk over the top level's group tallies, then at most `GROUP` groups'
+    /// a level down, then block tallies. Inside the block, a count a chunk at a time from
+    /// its nearer end (see [`Nth`]).
     fn seek_matching(&self, mut n: usize, f: &Filter<'_>) -> (usize, usize) {
         let end = (self.blocks.len(), 0);
         let nth = |b: usize, block: &Block, n: usize, matching: usize| {
@@ -766,15 +817,21 @@ impl BlockList {
             let k = n - f.mask.count(&block.before);
             return nth(b, block, k, block.matching(f));
         }
-        // Whole groups first.
+        // Whole groups first, from the top level down: the group holding the `n`th is
+        // one of the `GROUP` a level down from the one found above it.
         let mut first = 0;
-        for tallies in &self.groups {
-            let here = tallies_matching(tallies, f);
-            if n < here {
-                break;
+        for k in (0..LEVELS).rev() {
+            let w = span(k);
+            let mut g = first / w;
+            while let Some(tallies) = self.levels[k].get(g) {
+                let here = tallies_matching(tallies, f);
+                if n < here {
+                    break;
+                }
+                n -= here;
+                g += 1;
             }
-            n -= here;
-            first += GROUP;
+            first = g * w;
         }
         for (b, block) in self.blocks.iter().enumerate().skip(first) {
             let here = block.matching(f);
@@ -801,12 +858,16 @@ impl BlockList {
                 break;
             };
             if index == 0 {
-                if !f.leaders.is_empty()
-                    && b.is_multiple_of(GROUP)
-                    && tallies_matching(&self.groups[b / GROUP], f) == 0
-                {
-                    b += GROUP;
-                    continue;
+                if !f.leaders.is_empty() {
+                    // The largest span starting here without the leaders, if any.
+                    let skip = (0..LEVELS).rev().find(|&k| {
+                        b.is_multiple_of(span(k))
+                            && tallies_matching(&self.levels[k][b / span(k)], f) == 0
+                    });
+                    if let Some(k) = skip {
+                        b += span(k);
+                        continue;
+                    }
                 }
                 if block.matching(f) == 0 {
                     b += 1;
@@ -1212,17 +1273,20 @@ mod tests {
     /// slots.
     fn assert_counts_hold(index: &FeedIndex) {
         let list = &index.all;
-        assert_eq!(list.groups.len(), list.blocks.len().div_ceil(GROUP));
-        for (g, group) in list.groups.iter().enumerate() {
-            let mut want = Block {
-                slots: list.blocks[g * GROUP..list.blocks.len().min((g + 1) * GROUP)]
-                    .iter()
-                    .flat_map(|b| b.slots.iter().copied())
-                    .collect(),
-                ..Block::default()
-            };
-            want.recount();
-            assert_eq!(group, &want.tallies, "group {g}");
+        for (k, level) in list.levels.iter().enumerate() {
+            let w = span(k);
+            assert_eq!(level.len(), list.blocks.len().div_ceil(w), "level {k}");
+            for (g, group) in level.iter().enumerate() {
+                let mut want = Block {
+                    slots: list.blocks[g * w..list.blocks.len().min((g + 1) * w)]
+                        .iter()
+                        .flat_map(|b| b.slots.iter().copied())
+                        .collect(),
+                    ..Block::default()
+                };
+                want.recount();
+                assert_eq!(group, &want.tallies, "level {k} group {g}");
+            }
         }
         let mut seen = [0u32; CLASSES];
         for (b, block) in list.blocks.iter().enumerate() {
@@ -1421,6 +1485,8 @@ mod tests {
         let mut bytes = Vec::new();
         index.write_snapshot(&mut bytes, 42, 9).unwrap();
         let back = FeedIndex::from_snapshot(&bytes, 42, 9).expect("valid snapshot");
+        // Its counts, tallies and every level's groups rebuilt as inserting made them.
+        assert_counts_hold(&back);
         let q = PostQuery::newest(50)
             .leaders([3])
             .platform(Some(Platform::News))
@@ -1596,5 +1662,47 @@ mod bench {
                 .sum::<usize>();
         }
         eprintln!("{shape}: checksum {sum}");
+    }
+
+    /// Wall-clock cost of the write side at `FEED_BENCH_POSTS` posts (default 1M): a
+    /// snapshot read back, then inserts of new posts (newest first, so every block's
+    /// counts before it are bumped) and removals. Indicative only (a shared machine).
+    #[test]
+    #[ignore]
+    fn feed_bench_writes() {
+        let posts: u64 = std::env::var("FEED_BENCH_POSTS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1_000_000);
+        let entry = |n: u64| Entry {
+            timestamp_ms: n as i64 * 60_000,
+            post_id: n + 1,
+            leader_id: n % 10 + 1,
+            platform: Platform::X,
+            kind: PostKind::Post,
+        };
+        let mut index = FeedIndex::default();
+        for n in (0..posts).rev() {
+            index.push_oldest(entry(n));
+        }
+        let mut bytes = Vec::new();
+        index.write_snapshot(&mut bytes, 1, 1).unwrap();
+        let t = std::time::Instant::now();
+        let mut index = FeedIndex::from_snapshot(&bytes, 1, 1).unwrap();
+        let load = t.elapsed();
+        let t = std::time::Instant::now();
+        for n in posts..posts + 10_000 {
+            index.insert(entry(n));
+        }
+        let insert = t.elapsed() / 10_000;
+        let t = std::time::Instant::now();
+        for n in (posts..posts + 10_000).step_by(2) {
+            assert!(index.remove(&entry(n)));
+        }
+        let remove = t.elapsed() / 5_000;
+        eprintln!(
+            "{} blocks: snapshot loaded in {load:?}, insert {insert:?}, removal {remove:?}",
+            index.all.blocks.len()
+        );
     }
 }

@@ -414,12 +414,21 @@ impl StoreReader {
         if query.leader_ids().is_empty() || read.reads == 0 {
             return;
         }
+        // Every post on the page is of a leader of the query's (kept sorted and without
+        // duplicates): the leaders on the page are counted from those, without a list
+        // and a sort, which only a page read scattered needs (issue 14, ninth session).
+        let on_page = query
+            .leader_ids()
+            .iter()
+            .filter(|&&l| page.entries.iter().any(|e| e.leader_id == l))
+            .count();
+        if !scattered(on_page) {
+            return;
+        }
         let mut leaders: Vec<u64> = page.entries.iter().map(|e| e.leader_id).collect();
         leaders.sort_unstable();
         leaders.dedup();
-        if !scattered(leaders.len()) {
-            return;
-        }
+        debug_assert_eq!(leaders.len(), on_page);
         let rendered = &self.shared.rendered;
         let queue = rendered.layouts.get_or_init(|| {
             let (tx, rx) = std::sync::mpsc::sync_channel::<u64>(LAYOUT_QUEUE);

@@ -321,10 +321,21 @@ async fn with_redis_only_the_lease_holder_streams_and_the_other_takes_over_after
     until_streaming(&fake, &a).await;
     let b = server_with(&fake, &redis_env).await;
     add_leader(&b).await;
-    eventually(SETUP, "b standing by", || async {
-        (stream_status(&b).await["state"] == "standby").then_some(())
-    })
-    .await;
+    // Polled by hand so that a timeout says where each instance was.
+    let deadline = std::time::Instant::now() + SETUP;
+    loop {
+        let s = stream_status(&b).await;
+        if s["state"] == "standby" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for b standing by: b {s}, a {}, X's stream {:?}",
+            stream_status(&a).await,
+            fake.activity_stats()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // b holds no stream: one connection ever, a's.
     assert_eq!(fake.activity_stats().stream_connects, 1);
     assert_eq!(fake.activity_stats().open_streams, 1);

@@ -50,7 +50,11 @@ pub(super) async fn post_fault(
         None => Some(1),
     };
     let mut state = shared.state.lock();
-    state.faults.push_back(ArmedFault { fault, remaining });
+    state.faults.push_back(ArmedFault {
+        fault,
+        remaining,
+        path: None,
+    });
     HttpResponse::Ok().json(
         json!({"armed": format!("{fault:?}"), "count": remaining, "queued": state.faults.len()}),
     )

@@ -110,11 +110,13 @@ pub struct FakeStats {
     pub recent_requests: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct ArmedFault {
     fault: Fault,
     /// None: until cleared.
     remaining: Option<u32>,
+    /// Only requests whose path contains this (None: every request).
+    path: Option<String>,
 }
 
 #[derive(Debug)]
@@ -190,14 +192,18 @@ impl Drop for FakeX {
 }
 
 impl State {
-    /// Takes the next armed fault, if any.
-    fn take_fault(&mut self) -> Option<Fault> {
-        let armed = self.faults.front_mut()?;
+    /// Takes the first armed fault that applies to a request for `path`, if any.
+    fn take_fault(&mut self, path: &str) -> Option<Fault> {
+        let at = self
+            .faults
+            .iter()
+            .position(|armed| armed.path.as_deref().is_none_or(|p| path.contains(p)))?;
+        let armed = &mut self.faults[at];
         let fault = armed.fault;
         match &mut armed.remaining {
             None => {}
             Some(n) if *n <= 1 => {
-                self.faults.pop_front();
+                self.faults.remove(at);
             }
             Some(n) => *n -= 1,
         }
@@ -309,11 +315,26 @@ impl FakeX {
             Some(0) | None => None,
             Some(n) => Some(n),
         };
-        self.shared
-            .state
-            .lock()
-            .faults
-            .push_back(ArmedFault { fault, remaining });
+        self.shared.state.lock().faults.push_back(ArmedFault {
+            fault,
+            remaining,
+            path: None,
+        });
+    }
+
+    /// As [`FakeX::inject`], for requests whose path contains `path` only (e.g.
+    /// `"/tweets"`: timelines, not user lookups), so a test picks which call fails
+    /// whatever order concurrent calls arrive in.
+    pub fn inject_on(&self, fault: Fault, count: Option<u32>, path: &str) {
+        let remaining = match count {
+            Some(0) | None => None,
+            Some(n) => Some(n),
+        };
+        self.shared.state.lock().faults.push_back(ArmedFault {
+            fault,
+            remaining,
+            path: Some(path.to_string()),
+        });
     }
 
     /// Removes every armed fault.
@@ -473,7 +494,7 @@ async fn gate(shared: &Shared, req: &HttpRequest) -> Result<(u64, i64), HttpResp
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             == Some(expected.as_str());
-        let fault = state.take_fault();
+        let fault = state.take_fault(req.path());
         (state.latency, fault, authorized, state.window_tick())
     };
     if !latency.is_zero() {

@@ -267,6 +267,13 @@ mod tests {
         assert_eq!(tree.len(), 20_000);
     }
 
+    /// Key `i` under one-byte `prefix`, big-endian so keys sort by `i`.
+    fn key(prefix: u8, i: u64) -> Vec<u8> {
+        let mut key = vec![prefix];
+        key.extend_from_slice(&i.to_be_bytes());
+        key
+    }
+
     /// Appends fill leaves (vendored sled's patch 13): a leaf that overflows on a key past
     /// all of its own keeps all but 4 entries on the left, so appended records take a
     /// page per ~28 of 1 KB (32 KiB), where splitting in the middle left every leaf half
@@ -279,11 +286,6 @@ mod tests {
         const N: u64 = 3_000;
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("db");
-        let key = |prefix: u8, i: u64| {
-            let mut key = vec![prefix];
-            key.extend_from_slice(&i.to_be_bytes());
-            key
-        };
         let pages_for = |db: &sled::Db, f: &dyn Fn(&sled::Tree)| {
             let before = db.page_table_len();
             let tree = db.open_tree(format!("t{before}")).unwrap();
@@ -357,11 +359,6 @@ mod tests {
         const N: u64 = 10_240;
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("db");
-        let key = |prefix: u8, i: u64| {
-            let mut key = vec![prefix];
-            key.extend_from_slice(&i.to_be_bytes());
-            key
-        };
         let db = config(&dir).open().unwrap();
         let pages_for = |name: &str, f: &dyn Fn(&sled::Tree)| {
             let before = db.page_table_len();

@@ -311,21 +311,17 @@ impl FakeX {
     /// Arms `fault` for the next `count` API calls (`None`: every call until cleared).
     /// Faults queue: a second one applies once the first is used up.
     pub fn inject(&self, fault: Fault, count: Option<u32>) {
-        let remaining = match count {
-            Some(0) | None => None,
-            Some(n) => Some(n),
-        };
-        self.shared.state.lock().faults.push_back(ArmedFault {
-            fault,
-            remaining,
-            path: None,
-        });
+        self.arm(fault, count, None);
     }
 
     /// As [`FakeX::inject`], for requests whose path contains `path` only (e.g.
     /// `"/tweets"`: timelines, not user lookups), so a test picks which call fails
     /// whatever order concurrent calls arrive in.
     pub fn inject_on(&self, fault: Fault, count: Option<u32>, path: &str) {
+        self.arm(fault, count, Some(path.to_string()));
+    }
+
+    fn arm(&self, fault: Fault, count: Option<u32>, path: Option<String>) {
         let remaining = match count {
             Some(0) | None => None,
             Some(n) => Some(n),
@@ -333,7 +329,7 @@ impl FakeX {
         self.shared.state.lock().faults.push_back(ArmedFault {
             fault,
             remaining,
-            path: Some(path.to_string()),
+            path,
         });
     }
 

@@ -172,9 +172,9 @@ impl Bloom {
     /// The largest filter, in bits: 1 MiB whatever the backup's size. It was 8 MiB, and
     /// every bit of it is touched (each key sets 7 at random), so at 10 bits a key
     /// (rounded up to a power of two) it grew the import's peak RSS by 1.25-2.5 bytes a
-    /// post up to 6.7 M posts. Past ~800 k
-    /// keys the false positives rise (each one a sled read); a backup whose X ids ascend,
-    /// as an export's do, asks the filter nothing (see `Known::dedup_max`).
+    /// post up to 6.7 M posts. Past ~800 k keys the false positives rise (each one a sled
+    /// read); a backup whose X ids ascend, as an export's do, asks the filter nothing (see
+    /// `Known::dedup_max`).
     const MAX_BITS: u64 = 1 << 23;
 
     /// About 10 bits a key for `expected` keys (under 1 % false positives), at most
